@@ -1,0 +1,184 @@
+"""The ``vtreg`` click application: one place that turns results and errors into output.
+
+Exit codes (DESIGN.md section 6): 0 success; 1 refused (a definite "no");
+2 usage error; 3 could not decide. Commands return a :class:`Report` or raise
+from the :mod:`verifier.errors` tree; nothing else calls ``sys.exit`` or
+prints a traceback unless ``--verbose`` was given.
+
+Only click is imported here. Heavy modules (pydantic, cryptography,
+SQLAlchemy, Alembic) are imported inside the commands that need them, so
+``vtreg --help`` starts fast.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Concatenate, ParamSpec
+
+import click
+
+from verifier.errors import UsageError, VerificationError, VtregError
+
+__all__ = [
+    "EXIT_OK",
+    "EXIT_REFUSED",
+    "EXIT_UNDECIDED",
+    "EXIT_USAGE",
+    "Report",
+    "Settings",
+    "cli",
+    "main",
+    "run",
+    "vtreg_command",
+]
+
+EXIT_OK = 0
+EXIT_REFUSED = 1
+EXIT_USAGE = 2
+EXIT_UNDECIDED = 3
+
+P = ParamSpec("P")
+
+
+@dataclass
+class Settings:
+    """Options that apply to every command (given before or after the command name)."""
+
+    json: bool = False
+    verbose: bool = False
+
+
+@dataclass
+class Report:
+    """What a command has to say: a JSON document and the same for people."""
+
+    data: dict[str, Any]
+    text: str
+    exit_code: int = EXIT_OK
+    warnings: list[str] = field(default_factory=list)
+
+
+def exit_code_for(error: BaseException) -> int:
+    """The one mapping from the exception tree to exit codes."""
+    if isinstance(error, VerificationError):
+        return EXIT_REFUSED
+    if isinstance(error, UsageError | click.UsageError | click.BadParameter):
+        return EXIT_USAGE
+    return EXIT_UNDECIDED
+
+
+_CATEGORY = {EXIT_REFUSED: "refused", EXIT_USAGE: "usage", EXIT_UNDECIDED: "undecided"}
+
+
+def _emit_json(document: dict[str, Any]) -> None:
+    click.echo(json.dumps(document, indent=2, sort_keys=False))
+
+
+def emit_report(report: Report, settings: Settings) -> None:
+    for warning in report.warnings:
+        click.echo(f"vtreg: warning: {warning}", err=True)
+    if settings.json:
+        _emit_json({"ok": report.exit_code == EXIT_OK, **report.data})
+    elif report.text:
+        click.echo(report.text)
+
+
+def emit_error(error: BaseException, code: int, settings: Settings) -> None:
+    message = error.format_message() if isinstance(error, click.ClickException) else str(error)
+    message = " ".join(message.split()) or type(error).__name__
+    category = _CATEGORY.get(code, "undecided")
+    if settings.verbose:
+        traceback.print_exception(error, file=sys.stderr)
+    if settings.json:
+        _emit_json(
+            {
+                "ok": False,
+                "error": {"category": category, "type": type(error).__name__, "message": message},
+                "exit_code": code,
+            }
+        )
+    label = {"refused": "refused", "usage": "usage error"}.get(category, "error")
+    click.echo(f"vtreg: {label}: {message}", err=True)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--json", "as_json", is_flag=True, help="Print exactly one JSON document on stdout.")
+@click.option("--verbose", is_flag=True, help="Show a traceback with any error.")
+@click.version_option(package_name="vtreg", prog_name="vtreg")
+@click.pass_obj
+def cli(settings: Settings, as_json: bool, verbose: bool) -> None:
+    """vtreg: sign, trust and verify VT Code native plugins.
+
+    Exit codes: 0 ok, 1 refused, 2 usage error, 3 could not decide.
+    """
+    settings.json |= as_json
+    settings.verbose |= verbose
+
+
+def vtreg_command(
+    group: click.Group, name: str | None = None, **attrs: Any
+) -> Callable[[Callable[Concatenate[Settings, P], Report]], click.Command]:
+    """Register ``fn(settings, **options) -> Report`` as a command with --json/--verbose."""
+
+    def decorate(fn: Callable[Concatenate[Settings, P], Report]) -> click.Command:
+        def callback(as_json: bool, verbose: bool, **kwargs: Any) -> int:
+            settings = click.get_current_context().ensure_object(Settings)
+            settings.json |= as_json
+            settings.verbose |= verbose
+            report = fn(settings, **kwargs)  # type: ignore[call-arg] # click passes options by name
+            emit_report(report, settings)
+            return report.exit_code
+
+        functools.update_wrapper(callback, fn)  # name, help text and fn's click parameters
+        with_flags = click.option(
+            "--json", "as_json", is_flag=True, help="Print exactly one JSON document on stdout."
+        )(
+            click.option("--verbose", is_flag=True, help="Show a traceback with any error.")(
+                callback
+            )
+        )
+        return group.command(name, **attrs)(with_flags)
+
+    return decorate
+
+
+def run(argv: list[str] | None = None) -> int:
+    """Run the CLI and return its exit code (for tests and :func:`main`)."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    # Usage errors can happen before click has parsed --json, so look for it first.
+    settings = Settings(json="--json" in args, verbose="--verbose" in args)
+    try:
+        result = cli.main(args=args, prog_name="vtreg", standalone_mode=False, obj=settings)
+    except click.exceptions.NoArgsIsHelpError as e:
+        click.echo(e.ctx.get_help() if e.ctx else str(e), err=True)
+        return EXIT_USAGE
+    except click.ClickException as e:
+        code = EXIT_USAGE if isinstance(e, click.UsageError) else EXIT_UNDECIDED
+        emit_error(e, code, settings)
+        return code
+    except click.Abort:
+        emit_error(VtregError("aborted"), EXIT_UNDECIDED, settings)
+        return EXIT_UNDECIDED
+    except KeyboardInterrupt:
+        emit_error(VtregError("interrupted"), EXIT_UNDECIDED, settings)
+        return EXIT_UNDECIDED
+    except VtregError as e:
+        code = exit_code_for(e)
+        emit_error(e, code, settings)
+        return code
+    except Exception as e:  # a bug: still one line and exit 3, the traceback with --verbose
+        emit_error(VtregError(f"internal error: {type(e).__name__}: {e}"), EXIT_UNDECIDED, settings)
+        if settings.verbose:
+            traceback.print_exception(e, file=sys.stderr)
+        return EXIT_UNDECIDED
+    return result if isinstance(result, int) else EXIT_OK
+
+
+def main() -> None:
+    """Console entry point."""
+    sys.exit(run())

@@ -1,0 +1,136 @@
+"""Option types and input helpers shared by commands (click and stdlib only)."""
+
+from __future__ import annotations
+
+import getpass
+import os
+import re
+import sys
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+
+import click
+
+from verifier.errors import PassphraseError
+from verifier.files import read_bounded
+
+__all__ = ["NAME", "TIME", "TIME_OR_DURATION", "parse_time", "passphrase_reader", "utc_now"]
+
+PASSPHRASE_ENV = "VTREG_PASSPHRASE"  # noqa: S105 - the variable's name, not a secret
+_MAX_PASSPHRASE_FILE = 4096
+_DURATION = re.compile(r"(\d+)([smhdwy])")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400, "y": 365 * 86400}
+_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,63}")
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def parse_time(text: str) -> datetime:
+    """An RFC 3339 / ISO 8601 date or time; naive values are taken as UTC."""
+    value = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+class TimeOrDuration(click.ParamType[datetime, object]):
+    """``90d`` / ``12h`` / ``2w`` / ``1y`` from now, or an absolute date/time."""
+
+    name = "DURATION|DATE"
+
+    def convert(
+        self, value: object, param: click.Parameter | None, ctx: click.Context | None
+    ) -> datetime:
+        if isinstance(value, datetime):
+            return value
+        text = str(value).strip()
+        match = _DURATION.fullmatch(text)
+        try:
+            if match:
+                return utc_now() + timedelta(seconds=int(match[1]) * _UNITS[match[2]])
+            return parse_time(text)
+        except (ValueError, OverflowError):
+            self.fail(
+                f"{text!r} is neither a duration like 90d, 12h, 2w, 1y nor a date like 2027-01-31",
+                param,
+                ctx,
+            )
+
+
+class Time(click.ParamType[datetime, object]):
+    """An absolute date/time (RFC 3339 / ISO 8601); naive means UTC."""
+
+    name = "TIME"
+
+    def convert(
+        self, value: object, param: click.Parameter | None, ctx: click.Context | None
+    ) -> datetime:
+        if isinstance(value, datetime):
+            return value
+        try:
+            return parse_time(str(value).strip())
+        except ValueError:
+            self.fail(
+                f"{value!r} is not a date/time like 2026-11-24 or 2026-11-24T08:00:00Z", param, ctx
+            )
+
+
+class Name(click.ParamType[str, object]):
+    """A safe identifier: it may become a file name."""
+
+    name = "NAME"
+
+    def convert(
+        self, value: object, param: click.Parameter | None, ctx: click.Context | None
+    ) -> str:
+        text = str(value)
+        if not _NAME.fullmatch(text):
+            self.fail(
+                f"{text!r} is not a valid name (1-64 of A-Z a-z 0-9 . _ -, "
+                "not starting with '.' or '-')",
+                param,
+                ctx,
+            )
+        return text
+
+
+TIME_OR_DURATION = TimeOrDuration()
+TIME = Time()
+NAME = Name()
+
+
+def passphrase_reader(path: str | None, *, confirm: bool = False) -> Callable[[], bytes]:
+    """Where a passphrase comes from: --passphrase-file, $VTREG_PASSPHRASE, or a prompt.
+
+    Never from a plain command-line argument (it would show in ``ps`` and in
+    shell history). Called only when a passphrase is actually needed.
+    """
+
+    def read() -> bytes:
+        if path is not None:
+            data = read_bounded(path, _MAX_PASSPHRASE_FILE, f"passphrase file {path}")
+            try:
+                secret = data.decode("utf-8").removesuffix("\n").removesuffix("\r")
+            except UnicodeDecodeError as e:
+                raise PassphraseError(f"passphrase file {path} is not UTF-8 text") from e
+            if not secret:
+                raise PassphraseError(f"passphrase file {path} is empty")
+            return secret.encode("utf-8")
+        env = os.environ.get(PASSPHRASE_ENV)
+        if env is not None:
+            if not env:
+                raise PassphraseError(f"{PASSPHRASE_ENV} is set but empty")
+            return env.encode("utf-8")
+        if not sys.stdin.isatty():
+            raise PassphraseError(
+                f"a passphrase is needed: set {PASSPHRASE_ENV}, use --passphrase-file, "
+                "or run in a terminal"
+            )
+        secret = getpass.getpass("Passphrase: ")
+        if not secret:
+            raise PassphraseError("empty passphrase")
+        if confirm and getpass.getpass("Passphrase (again): ") != secret:
+            raise PassphraseError("the two passphrases differ")
+        return secret.encode("utf-8")
+
+    return read

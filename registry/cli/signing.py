@@ -1,0 +1,196 @@
+"""Publisher-side and offline commands: ``keygen``, ``sign``, ``verify``."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import click
+
+from ._app import Report, Settings, cli, vtreg_command
+from ._params import NAME, TIME_OR_DURATION, passphrase_reader, utc_now
+
+if TYPE_CHECKING:
+    from verifier.verify import VerifiedPlugin
+
+__all__ = ["keygen", "sign", "verify"]
+
+_passphrase_file = click.option(
+    "--passphrase-file",
+    type=click.Path(dir_okay=False),
+    help="Read the passphrase from the first line of this file (else $VTREG_PASSPHRASE, "
+    "else a prompt).",
+)
+
+
+@vtreg_command(cli)
+@click.argument("name", type=NAME)
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False),
+    default=".",
+    show_default=True,
+    help="Directory to write NAME.key and NAME.pub into.",
+)
+@click.option(
+    "--unencrypted", is_flag=True, help="Write the private key without a passphrase (not advised)."
+)
+@_passphrase_file
+def keygen(
+    settings: Settings, name: str, out_dir: str, unencrypted: bool, passphrase_file: str | None
+) -> Report:
+    """Generate an ed25519 key pair: NAME.key (private, 0600) and NAME.pub."""
+    from verifier.errors import NotFoundError
+    from verifier.files import create_files_exclusive, refuse_existing
+    from verifier.keys import SigningKey
+
+    out = Path(out_dir)
+    if not out.is_dir():
+        raise NotFoundError(f"output directory {out} does not exist")
+    key_path, pub_path = out / f"{name}.key", out / f"{name}.pub"
+    refuse_existing([key_path, pub_path])  # before asking for a passphrase
+    passphrase = None if unencrypted else passphrase_reader(passphrase_file, confirm=True)()
+    key = SigningKey.generate(name)
+    create_files_exclusive(
+        [
+            (key_path, key.to_pem(passphrase), 0o600),
+            (pub_path, key.public_key.to_file_bytes(), 0o644),
+        ]
+    )
+    warnings = []
+    if unencrypted:
+        warnings.append(f"{key_path} is not encrypted: anyone who can read it can sign as you")
+    return Report(
+        data={
+            "name": name,
+            "keyid": key.keyid,
+            "private_key": str(key_path),
+            "public_key": str(pub_path),
+            "encrypted": not unencrypted,
+        },
+        text=(
+            f"wrote {key_path} (private, {'unencrypted' if unencrypted else 'encrypted'}) "
+            f"and {pub_path}\nkeyid {key.keyid}"
+        ),
+        warnings=warnings,
+    )
+
+
+@vtreg_command(cli)
+@click.argument("directory", type=click.Path(file_okay=False))
+@click.option(
+    "--key", "key_file", required=True, type=click.Path(dir_okay=False), help="Private key file."
+)
+@click.option(
+    "--expires",
+    type=TIME_OR_DURATION,
+    help="Signature expiry: a duration from now (90d, 12h, 2w, 1y) or a date.",
+)
+@_passphrase_file
+def sign(
+    settings: Settings,
+    directory: str,
+    key_file: str,
+    expires: datetime | None,
+    passphrase_file: str | None,
+) -> Report:
+    """Sign a plugin directory, writing (or co-signing) DIRECTORY/plugin.sig."""
+    from verifier.capture import capture
+    from verifier.files import atomic_write
+    from verifier.keys import read_private_key_file
+    from verifier.layout import SIGNATURE_FILE
+    from verifier.verify import sign as sign_tree
+
+    tree = capture(directory)
+    key = read_private_key_file(key_file, passphrase_reader(passphrase_file))
+    result = sign_tree(tree, key, at=utc_now(), expires=expires)
+    sig_path = Path(directory) / SIGNATURE_FILE
+    if not result.already_signed:
+        atomic_write(sig_path, result.envelope, 0o644)
+    if result.already_signed:
+        what = f"already signed by {key.public_key.short_id}…; {sig_path} unchanged"
+    elif result.cosigned:
+        what = f"added a signature to {sig_path} ({result.signatures} signatures)"
+    elif result.replaced:
+        what = f"content changed since the last signature: replaced {sig_path}"
+    else:
+        what = f"wrote {sig_path}"
+    return Report(
+        data={
+            "signature_file": str(sig_path),
+            "keyid": key.keyid,
+            "content_digest": result.content_digest,
+            "signatures": result.signatures,
+            "cosigned": result.cosigned,
+            "replaced": result.replaced,
+            "already_signed": result.already_signed,
+        },
+        text=f"{what}\ncontent {result.content_digest}\nkeyid   {key.keyid}",
+        warnings=(
+            ["earlier signatures were dropped because the content changed"]
+            if result.replaced
+            else []
+        ),
+    )
+
+
+@vtreg_command(cli)
+@click.argument("directory", type=click.Path(file_okay=False))
+@click.option(
+    "--key",
+    "key_files",
+    multiple=True,
+    type=click.Path(dir_okay=False),
+    help="Trusted public key file (repeatable). Verifies offline, without the registry.",
+)
+@click.option(
+    "--threshold",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Distinct trusted keys that must have signed.",
+)
+def verify(
+    settings: Settings, directory: str, key_files: tuple[str, ...], threshold: int
+) -> Report:
+    """Verify a plugin directory's signature and content."""
+    # Start hashing first: it releases the GIL, so the (large) library is read
+    # while the modules below are still importing.
+    from verifier.capture import PendingCapture
+
+    pending = PendingCapture(directory)
+    from verifier.errors import UsageError
+    from verifier.keys import read_public_key_file
+    from verifier.verify import verify_directory
+
+    if not key_files:
+        raise UsageError("give at least one --key PUBFILE to verify offline")
+    keys = [read_public_key_file(path) for path in key_files]
+    if threshold > len({k.keyid for k in keys}):
+        raise UsageError(
+            f"threshold {threshold} can never be met with {len({k.keyid for k in keys})} "
+            "distinct --key file(s)"
+        )
+    result = verify_directory(
+        directory, keys, at=utc_now(), threshold=threshold, tree=pending.result()
+    )
+    return _verified_report(result, threshold)
+
+
+def _verified_report(result: VerifiedPlugin, threshold: int) -> Report:
+    from verifier.envelope import format_time
+
+    signers = ", ".join(k[:16] for k in result.signers)
+    expires = format_time(result.expires) if result.expires else "never"
+    text = "\n".join(
+        [
+            f"verified {result.name} {result.version} ({result.platform})",
+            f"  content    {result.content_digest}",
+            f"  signed by  {signers} ({len(result.signers)}/{threshold} required)",
+            f"  signed at  {format_time(result.signed_at)}, expires {expires}",
+            f"  files      {len(result.files)}",
+        ]
+    )
+    return Report(data={"verified": True, "plugin": result.summary()}, text=text)

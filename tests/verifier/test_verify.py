@@ -1,0 +1,638 @@
+"""Sign/verify round trips and every offline threat from DESIGN.md section 7."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import shutil
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from verifier.capture import capture
+from verifier.envelope import PAYLOAD_TYPE, encode_envelope, pae
+from verifier.errors import (
+    ContentError,
+    ExpiredError,
+    FormatError,
+    SignatureError,
+    UnsafeFileError,
+    UsageError,
+    VerificationError,
+)
+from verifier.keys import SigningKey
+from verifier.verify import TrustedKey, content_digest, sign, verify, verify_directory
+
+PluginFactory = Callable[..., Path]
+
+
+def sign_dir(path: Path, key: SigningKey, at: datetime, expires: datetime | None = None) -> bytes:
+    result = sign(capture(path), key, at=at, expires=expires)
+    (path / "plugin.sig").write_bytes(result.envelope)
+    return result.envelope
+
+
+def test_sign_then_verify(plugin_factory: PluginFactory, key: SigningKey, now: datetime) -> None:
+    plugin = plugin_factory("hello", "1.2.3", extra_files={"scripts/run.sh": b"#!/bin/sh\n"})
+    sign_dir(plugin, key, now)
+
+    result = verify_directory(str(plugin), [key.public_key], at=now)
+
+    assert (result.name, result.version, result.platform) == ("hello", "1.2.3", "linux-x86_64")
+    assert result.library == "libhello.so"
+    assert result.signers == (key.keyid,)
+    assert set(result.files) == {"libhello.so", "plugin.json", "scripts/run.sh"}
+    assert result.content_digest.startswith("sha256:")
+    assert result.signed_at == now
+
+
+def test_content_digest_is_stable_across_cosigning(
+    plugin_factory: PluginFactory, key: SigningKey, other_key: SigningKey, now: datetime
+) -> None:
+    plugin = plugin_factory()
+    sign_dir(plugin, key, now)
+    first = verify_directory(str(plugin), [key.public_key], at=now)
+
+    cosigned = sign(capture(plugin), other_key, at=now + timedelta(days=3))
+    (plugin / "plugin.sig").write_bytes(cosigned.envelope)
+    both = verify_directory(
+        str(plugin), [key.public_key, other_key.public_key], at=now, threshold=2
+    )
+
+    assert cosigned.cosigned
+    assert cosigned.signatures == 2
+    assert both.content_digest == first.content_digest == cosigned.content_digest
+    assert both.signers == tuple(sorted([key.keyid, other_key.keyid]))
+    assert both.signed_at == now  # the co-signer signed the same payload
+
+
+def test_signing_twice_with_one_key_changes_nothing(
+    plugin_factory: PluginFactory, key: SigningKey, now: datetime
+) -> None:
+    plugin = plugin_factory()
+    envelope = sign_dir(plugin, key, now)
+
+    again = sign(capture(plugin), key, at=now)
+
+    assert again.already_signed
+    assert again.envelope == envelope
+
+
+def test_content_digest_does_not_depend_on_who_signed_or_when(
+    plugin_factory: PluginFactory, key: SigningKey, other_key: SigningKey, now: datetime
+) -> None:
+    plugin = plugin_factory()
+    a = sign(capture(plugin), key, at=now).content_digest
+    b = sign(capture(plugin), other_key, at=now + timedelta(days=1)).content_digest
+    tree = capture(plugin)
+
+    assert (
+        a
+        == b
+        == content_digest("basic", "1.0.0", {p: f.digests["sha256"] for p, f in tree.files.items()})
+    )
+
+
+def test_resigning_changed_content_replaces_old_signatures(
+    plugin_factory: PluginFactory, key: SigningKey, other_key: SigningKey, now: datetime
+) -> None:
+    plugin = plugin_factory()
+    sign_dir(plugin, key, now)
+    (plugin / "README.md").write_text("new file\n")
+
+    result = sign(capture(plugin), other_key, at=now)
+
+    assert result.replaced
+    assert result.signatures == 1
+
+
+# --- threats: the directory changed after signing ---
+
+
+def _flip(path: Path, offset: int) -> None:
+    data = bytearray(path.read_bytes())
+    data[offset % len(data)] ^= 0x01
+    path.write_bytes(bytes(data))
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(data=st.data())
+def test_any_flipped_byte_in_any_file_is_refused(
+    data: st.DataObject,
+    plugin_factory: PluginFactory,
+    key: SigningKey,
+    now: datetime,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    plugin = plugin_factory(
+        parent=tmp_path_factory.mktemp("flip"), extra_files={"templates/t.txt": b"template\n"}
+    )
+    sign_dir(plugin, key, now)
+    files = sorted(p for p in plugin.rglob("*") if p.is_file())
+    target = data.draw(st.sampled_from(files), label="file")
+    offset = data.draw(
+        st.integers(min_value=0, max_value=target.stat().st_size - 1), label="offset"
+    )
+
+    _flip(target, offset)
+
+    with pytest.raises(VerificationError):
+        verify_directory(str(plugin), [key.public_key], at=now)
+
+
+def test_edited_plugin_json_is_refused(
+    plugin_factory: PluginFactory, key: SigningKey, now: datetime
+) -> None:
+    plugin = plugin_factory()
+    sign_dir(plugin, key, now)
+    manifest = json.loads((plugin / "plugin.json").read_text())
+    manifest["allowed_tools"] = ["shell"]
+    (plugin / "plugin.json").write_text(json.dumps(manifest))
+
+    with pytest.raises(ContentError, match=r"digest of plugin\.json is sha256:[0-9a-f]+…, signed"):
+        verify_directory(str(plugin), [key.public_key], at=now)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        pytest.param(
+            lambda p: (p / "extra.txt").write_text("x"), r"extra\.txt not covered", id="file-added"
+        ),
+        pytest.param(
+            lambda p: (p / "sub").mkdir() or (p / "sub" / "x.py").write_text("x"),
+            r"sub/x\.py not covered",
+            id="file-added-in-subdir",
+        ),
+        pytest.param(
+            lambda p: (p / "README.md").unlink(),
+            r"README\.md is signed but missing",
+            id="file-removed",
+        ),
+        pytest.param(
+            lambda p: (p / "README.md").rename(p / "README.txt"),
+            r"README\.md is signed but missing",
+            id="file-renamed",
+        ),
+        pytest.param(
+            lambda p: (p / "libbasic.so").unlink(),
+            r"libbasic\.so is signed but missing",
+            id="library-removed",
+        ),
+    ],
+)
+def test_added_removed_or_renamed_file_is_refused(
+    plugin_factory: PluginFactory,
+    key: SigningKey,
+    now: datetime,
+    change: Callable[[Path], object],
+    message: str,
+) -> None:
+    plugin = plugin_factory(extra_files={"README.md": b"# basic\n"})
+    sign_dir(plugin, key, now)
+
+    change(plugin)
+
+    with pytest.raises(ContentError, match=message):
+        verify_directory(str(plugin), [key.public_key], at=now)
+
+
+def test_symlink_inside_is_refused(
+    plugin_factory: PluginFactory, key: SigningKey, now: datetime, tmp_path: Path
+) -> None:
+    plugin = plugin_factory(extra_files={"README.md": b"readme\n"})
+    sign_dir(plugin, key, now)
+    outside = tmp_path / "outside.txt"
+    outside.write_text("readme\n")
+    (plugin / "README.md").unlink()
+    (plugin / "README.md").symlink_to(outside)
+
+    with pytest.raises(UnsafeFileError, match=r"README\.md is a symlink"):
+        verify_directory(str(plugin), [key.public_key], at=now)
+
+
+def test_library_swapped_for_another_plugins_library_is_refused(
+    plugin_factory: PluginFactory, key: SigningKey, now: datetime, tmp_path: Path
+) -> None:
+    plugin = plugin_factory("alpha")
+    evil = plugin_factory("alpha", "6.6.6", parent=tmp_path / "evil", defines={"EVIL": "1"})
+    sign_dir(plugin, key, now)
+    shutil.copyfile(evil / "libalpha.so", plugin / "libalpha.so")
+
+    with pytest.raises(ContentError, match=r"digest of libalpha\.so"):
+        verify_directory(str(plugin), [key.public_key], at=now)
+
+
+# --- threats: who signed ---
+
+
+def test_unsigned_plugin_is_refused(
+    plugin_factory: PluginFactory, key: SigningKey, now: datetime
+) -> None:
+    plugin = plugin_factory()
+    with pytest.raises(SignatureError, match=r"unsigned: there is no plugin\.sig"):
+        verify_directory(str(plugin), [key.public_key], at=now)
+
+
+def test_signature_by_unknown_key_is_refused(
+    plugin_factory: PluginFactory, key: SigningKey, other_key: SigningKey, now: datetime
+) -> None:
+    plugin = plugin_factory()
+    sign_dir(plugin, other_key, now)
+
+    with pytest.raises(
+        SignatureError, match=r"signed by 0/1 required trusted keys .*not signed by a trusted key"
+    ):
+        verify_directory(str(plugin), [key.public_key], at=now)
+
+
+def test_keyid_is_only_a_hint(
+    plugin_factory: PluginFactory, key: SigningKey, other_key: SigningKey, now: datetime
+) -> None:
+    plugin = plugin_factory()
+    envelope = json.loads(sign_dir(plugin, key, now))
+
+    # Without a keyid the signature is found by trying the trusted keys ...
+    envelope["signatures"][0]["keyid"] = ""
+    (plugin / "plugin.sig").write_text(json.dumps(envelope))
+    trusted = [other_key.public_key, key.public_key]
+    assert verify_directory(str(plugin), trusted, at=now).signers == (key.keyid,)
+
+    # ... a keyid naming another key makes the envelope contradict itself ...
+    envelope["signatures"][0]["keyid"] = other_key.keyid
+    (plugin / "plugin.sig").write_text(json.dumps(envelope))
+    with pytest.raises(SignatureError, match="keyid does not match the key that signed"):
+        verify_directory(str(plugin), trusted, at=now)
+
+    # ... and naming a trusted key does not make someone else's signature count.
+    attacker = SigningKey.generate()
+    (plugin / "plugin.sig").unlink()
+    forged = json.loads(sign(capture(plugin), attacker, at=now).envelope)
+    forged["signatures"][0]["keyid"] = key.keyid
+    (plugin / "plugin.sig").write_text(json.dumps(forged))
+    with pytest.raises(SignatureError, match="bad signature"):
+        verify_directory(str(plugin), [key.public_key], at=now)
+
+
+def test_threshold_counts_one_key_once(
+    plugin_factory: PluginFactory, key: SigningKey, other_key: SigningKey, now: datetime
+) -> None:
+    plugin = plugin_factory()
+    envelope = json.loads(sign_dir(plugin, key, now))
+    envelope["signatures"].append(dict(envelope["signatures"][0]))  # the same key, twice
+    (plugin / "plugin.sig").write_text(json.dumps(envelope))
+
+    with pytest.raises(SignatureError, match=r"signed by 1/2 required .*counts once"):
+        verify_directory(str(plugin), [key.public_key, other_key.public_key], at=now, threshold=2)
+
+
+def test_threshold_met_by_two_distinct_keys(
+    plugin_factory: PluginFactory, key: SigningKey, other_key: SigningKey, now: datetime
+) -> None:
+    plugin = plugin_factory()
+    sign_dir(plugin, key, now)
+    sign_dir(plugin, other_key, now)
+
+    result = verify_directory(
+        str(plugin), [key.public_key, other_key.public_key], at=now, threshold=2
+    )
+
+    assert len(result.signers) == 2
+
+
+@pytest.mark.parametrize(
+    ("trusted", "message"),
+    [
+        pytest.param(
+            lambda k: TrustedKey(k, revoked="laptop stolen"),
+            r"key revoked \(laptop stolen\)",
+            id="revoked-key",
+        ),
+        pytest.param(
+            lambda k: TrustedKey(k, expires=datetime(2026, 1, 1, tzinfo=UTC)),
+            r"key expired at 2026-01-01T00:00:00Z",
+            id="expired-key",
+        ),
+        pytest.param(
+            lambda k: TrustedKey(k, scopes=("acme-*", "tools")),
+            r"key may not sign 'basic' \(scope: acme-\*, tools\)",
+            id="out-of-scope-key",
+        ),
+    ],
+)
+def test_key_status_is_enforced(
+    plugin_factory: PluginFactory,
+    key: SigningKey,
+    now: datetime,
+    trusted: Callable[..., TrustedKey],
+    message: str,
+) -> None:
+    plugin = plugin_factory()
+    sign_dir(plugin, key, now)
+
+    with pytest.raises(SignatureError, match=message):
+        verify_directory(str(plugin), [trusted(key.public_key)], at=now)
+
+
+def test_scope_that_covers_the_name_is_accepted(
+    plugin_factory: PluginFactory, key: SigningKey, now: datetime
+) -> None:
+    plugin = plugin_factory("acme-tool")
+    sign_dir(plugin, key, now)
+
+    result = verify_directory(str(plugin), [TrustedKey(key.public_key, scopes=("acme-*",))], at=now)
+
+    assert result.name == "acme-tool"
+
+
+# --- threats: replay and envelope tampering ---
+
+
+def test_signature_moved_onto_another_plugin_is_refused(
+    plugin_factory: PluginFactory, key: SigningKey, now: datetime, tmp_path: Path
+) -> None:
+    good = plugin_factory("good")
+    other = plugin_factory("other", parent=tmp_path / "o")
+    (other / "plugin.sig").write_bytes(sign_dir(good, key, now))
+
+    with pytest.raises(ContentError):
+        verify_directory(str(other), [key.public_key], at=now)
+
+
+def test_signature_moved_onto_another_version_is_refused(
+    plugin_factory: PluginFactory, key: SigningKey, now: datetime, tmp_path: Path
+) -> None:
+    v1 = plugin_factory("tool", "1.0.0", parent=tmp_path / "v1")
+    v2 = plugin_factory("tool", "2.0.0", parent=tmp_path / "v2")
+    (v2 / "plugin.sig").write_bytes(sign_dir(v1, key, now))
+
+    with pytest.raises(ContentError, match=r"digest of (libtool\.so|plugin\.json)"):
+        verify_directory(str(v2), [key.public_key], at=now)
+
+
+def test_changed_payload_type_is_refused(
+    plugin_factory: PluginFactory, key: SigningKey, now: datetime
+) -> None:
+    plugin = plugin_factory()
+    envelope = json.loads(sign_dir(plugin, key, now))
+    envelope["payloadType"] = "application/json"
+    (plugin / "plugin.sig").write_text(json.dumps(envelope))
+
+    with pytest.raises(FormatError, match="payloadType is 'application/json'"):
+        verify_directory(str(plugin), [key.public_key], at=now)
+
+
+def test_payload_type_resigned_by_attacker_still_fails_signature(
+    plugin_factory: PluginFactory, key: SigningKey, now: datetime
+) -> None:
+    # The signature covers the payloadType through PAE: re-labelling breaks it.
+    plugin = plugin_factory()
+    envelope = json.loads(sign_dir(plugin, key, now))
+    payload = base64.b64decode(envelope["payload"])
+    assert key.public_key.verify(
+        base64.b64decode(envelope["signatures"][0]["sig"]), pae(PAYLOAD_TYPE, payload)
+    )
+    assert not key.public_key.verify(
+        base64.b64decode(envelope["signatures"][0]["sig"]), pae("application/other", payload)
+    )
+
+
+def test_tampered_payload_is_refused(
+    plugin_factory: PluginFactory, key: SigningKey, now: datetime
+) -> None:
+    plugin = plugin_factory()
+    envelope = json.loads(sign_dir(plugin, key, now))
+    statement = json.loads(base64.b64decode(envelope["payload"]))
+    statement["predicate"]["version"] = "9.9.9"
+    envelope["payload"] = base64.b64encode(json.dumps(statement).encode()).decode()
+    (plugin / "plugin.sig").write_text(json.dumps(envelope))
+
+    with pytest.raises(SignatureError, match="bad signature"):
+        verify_directory(str(plugin), [key.public_key], at=now)
+
+
+def test_unauthenticated_payload_is_never_parsed(
+    plugin_factory: PluginFactory, key: SigningKey, now: datetime
+) -> None:
+    # Garbage in an unsigned payload must give a signature error, not a parse error.
+    plugin = plugin_factory()
+    envelope = encode_envelope(PAYLOAD_TYPE, b"{not json", [(key.keyid, b"\0" * 64)])
+    (plugin / "plugin.sig").write_bytes(envelope)
+
+    with pytest.raises(SignatureError):
+        verify_directory(str(plugin), [key.public_key], at=now)
+
+
+def test_expired_signature_is_refused(
+    plugin_factory: PluginFactory, key: SigningKey, now: datetime
+) -> None:
+    plugin = plugin_factory()
+    sign_dir(plugin, key, now - timedelta(days=30), expires=now - timedelta(days=1))
+
+    with pytest.raises(ExpiredError, match=r"signature expired at 2026-11-23T12:00:00Z"):
+        verify_directory(str(plugin), [key.public_key], at=now)
+
+
+def test_signature_is_valid_until_it_expires(
+    plugin_factory: PluginFactory, key: SigningKey, now: datetime
+) -> None:
+    plugin = plugin_factory()
+    sign_dir(plugin, key, now, expires=now + timedelta(hours=1))
+
+    assert verify_directory(str(plugin), [key.public_key], at=now + timedelta(minutes=59)).expires
+    with pytest.raises(ExpiredError):
+        verify_directory(str(plugin), [key.public_key], at=now + timedelta(hours=1))
+
+
+@pytest.mark.parametrize(
+    ("content", "error", "message"),
+    [
+        pytest.param(b"", FormatError, "not valid JSON", id="empty"),
+        pytest.param(
+            b'{"payloadType": "application/vnd.in-toto+json", "payl',
+            FormatError,
+            "not valid JSON",
+            id="truncated",
+        ),
+        pytest.param(os.urandom(512), FormatError, "not valid", id="garbage"),
+        pytest.param(b"[]", FormatError, "must be a JSON object", id="not-an-object"),
+        pytest.param(
+            b'{"payloadType":"a","payload":"","signatures":[{"sig":"'
+            + base64.b64encode(bytes(64))
+            + b'"}],"x":1}',
+            FormatError,
+            "x: unexpected field",
+            id="extra-field",
+        ),
+        pytest.param(
+            b'{"payloadType":"a","payloadType":"b","payload":"","signatures":[]}',
+            FormatError,
+            "duplicate key",
+            id="duplicate-key",
+        ),
+        pytest.param(
+            b'{"payloadType":"application/vnd.in-toto+json","payload":"!!","signatures":[{"sig":"'
+            + base64.b64encode(bytes(64))
+            + b'"}]}',
+            FormatError,
+            "payload: is not valid base64",
+            id="bad-base64",
+        ),
+        pytest.param(
+            b'{"payloadType":"application/vnd.in-toto+json","payload":"e30=","signatures":[{"sig":"AAAA"}]}',
+            FormatError,
+            "an ed25519 signature is 64 bytes",
+            id="short-signature",
+        ),
+        pytest.param(
+            b" " * (1024 * 1024 + 1),
+            FormatError,
+            "larger than the 1048576-byte limit",
+            id="oversize",
+        ),
+        pytest.param(
+            b'{"payloadType":"application/vnd.in-toto+json","payload":"e30=","signatures":[{"sig":"AB=="}]}',
+            FormatError,
+            "not canonical base64",
+            id="non-canonical-base64",
+        ),
+    ],
+)
+def test_malformed_signature_file_is_refused(
+    plugin_factory: PluginFactory,
+    key: SigningKey,
+    now: datetime,
+    content: bytes,
+    error: type[Exception],
+    message: str,
+) -> None:
+    plugin = plugin_factory()
+    (plugin / "plugin.sig").write_bytes(content)
+
+    with pytest.raises(error, match=message):
+        verify_directory(str(plugin), [key.public_key], at=now)
+
+
+def test_subject_with_only_weak_digest_is_refused(
+    plugin_factory: PluginFactory, key: SigningKey, now: datetime
+) -> None:
+    plugin = plugin_factory()
+
+    def only_sha1(subject: dict[str, object]) -> None:
+        if subject["name"] == "plugin.json":
+            subject["digest"] = {"sha1": "0" * 40}
+
+    _sign_custom_statement(plugin, key, now, only_sha1)
+
+    with pytest.raises(FormatError, match=r"plugin\.json has no trusted digest \(found sha1"):
+        verify_directory(str(plugin), [key.public_key], at=now)
+
+
+def test_every_trusted_algorithm_in_a_subject_is_checked(
+    plugin_factory: PluginFactory, key: SigningKey, now: datetime
+) -> None:
+    plugin = plugin_factory()
+
+    def add_wrong_sha512(subject: dict[str, object]) -> None:
+        if subject["name"] == "libbasic.so":
+            subject["digest"] = {**subject["digest"], "sha512": "ab" * 64}  # type: ignore[dict-item]
+
+    _sign_custom_statement(plugin, key, now, add_wrong_sha512)
+
+    with pytest.raises(ContentError, match=r"digest of libbasic\.so is sha512:"):
+        verify_directory(str(plugin), [key.public_key], at=now)
+
+
+def test_extra_algorithms_that_match_are_accepted(
+    plugin_factory: PluginFactory, key: SigningKey, now: datetime
+) -> None:
+    import hashlib
+
+    plugin = plugin_factory()
+
+    def add_sha512(subject: dict[str, object]) -> None:
+        digest = hashlib.sha512((plugin / str(subject["name"])).read_bytes()).hexdigest()
+        subject["digest"] = {**subject["digest"], "sha512": digest, "md5": "0" * 32}  # type: ignore[dict-item]
+
+    _sign_custom_statement(plugin, key, now, add_sha512)
+
+    result = verify_directory(str(plugin), [key.public_key], at=now)
+    assert all("sha512" in d for d in result.files.values())
+
+
+def _sign_custom_statement(
+    plugin: Path,
+    key: SigningKey,
+    now: datetime,
+    edit_subject: Callable[[dict[str, object]], object],
+) -> None:
+    """Sign a statement that our own signer would not produce (a foreign or hostile signer)."""
+    envelope = json.loads(sign(capture(plugin), key, at=now).envelope)
+    statement = json.loads(base64.b64decode(envelope["payload"]))
+    for subject in statement["subject"]:
+        edit_subject(subject)
+    payload = json.dumps(statement).encode()
+    (plugin / "plugin.sig").write_bytes(
+        encode_envelope(PAYLOAD_TYPE, payload, [(key.keyid, key.sign(pae(PAYLOAD_TYPE, payload)))])
+    )
+
+
+def test_statement_inconsistent_with_plugin_json_is_refused(
+    plugin_factory: PluginFactory, key: SigningKey, now: datetime
+) -> None:
+    plugin = plugin_factory()
+    envelope = json.loads(sign(capture(plugin), key, at=now).envelope)
+    statement = json.loads(base64.b64decode(envelope["payload"]))
+    statement["predicate"]["version"] = "1.0.1"
+    payload = json.dumps(statement).encode()
+    (plugin / "plugin.sig").write_bytes(
+        encode_envelope(PAYLOAD_TYPE, payload, [(key.keyid, key.sign(pae(PAYLOAD_TYPE, payload)))])
+    )
+
+    with pytest.raises(
+        FormatError, match=r"the signature says version '1\.0\.1' but plugin\.json says '1\.0\.0'"
+    ):
+        verify_directory(str(plugin), [key.public_key], at=now)
+
+
+def test_verify_uses_the_tree_it_is_given(
+    plugin_factory: PluginFactory, key: SigningKey, now: datetime
+) -> None:
+    plugin = plugin_factory()
+    sign_dir(plugin, key, now)
+    tree = capture(plugin)
+    (plugin / "libbasic.so").write_bytes(b"changed after capture")
+
+    assert verify(tree, [key.public_key], at=now).name == "basic"
+
+
+def test_threshold_below_one_is_a_usage_error(
+    plugin_factory: PluginFactory, key: SigningKey, now: datetime
+) -> None:
+    plugin = plugin_factory()
+    sign_dir(plugin, key, now)
+    with pytest.raises(UsageError):
+        verify_directory(str(plugin), [key.public_key], at=now, threshold=0)
+
+
+def test_signing_refuses_a_past_expiry(
+    plugin_factory: PluginFactory, key: SigningKey, now: datetime
+) -> None:
+    with pytest.raises(UsageError, match="not in the future"):
+        sign(capture(plugin_factory()), key, at=now, expires=now - timedelta(seconds=1))
+
+
+def test_signing_needs_a_real_library(
+    plugin_factory: PluginFactory, key: SigningKey, now: datetime
+) -> None:
+    plugin = plugin_factory()
+    (plugin / "libbasic.so").write_bytes(b"not a library")
+    with pytest.raises(FormatError, match=r"libbasic\.so is not a shared library"):
+        sign(capture(plugin), key, at=now)

@@ -1,0 +1,133 @@
+"""vtreg verifier: pure checks of signed plugin directories.
+
+Manifest model, hashing, keys, DSSE envelopes, sign and verify. No database,
+no ctypes, no CLI. Public names are loaded on first use, so importing a
+light module such as :mod:`verifier.capture` does not pull in pydantic or
+cryptography.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .capture import CapturedFile, PluginTree, capture
+    from .envelope import PAYLOAD_TYPE, PREDICATE_TYPE, Envelope, Statement
+    from .errors import (
+        ContentError,
+        ExpiredError,
+        FormatError,
+        KeyFileError,
+        NotFoundError,
+        PassphraseError,
+        PolicyError,
+        SignatureError,
+        UnsafeFileError,
+        UsageError,
+        VerificationError,
+        VtregError,
+        WriteError,
+    )
+    from .keys import PublicKey, SigningKey, read_private_key_file, read_public_key_file
+    from .manifest import PLUGIN_ABI_VERSION, PluginManifest, SemVer
+    from .platforms import host_platform, library_filename
+    from .structure import validate_plugin_structure
+    from .verify import (
+        SignedStatement,
+        SignResult,
+        TrustedKey,
+        VerifiedPlugin,
+        content_digest,
+        sign,
+        verify,
+        verify_directory,
+        verify_envelope,
+    )
+
+_EXPORTS = {
+    "capture": ("CapturedFile", "PluginTree", "capture"),
+    "envelope": ("PAYLOAD_TYPE", "PREDICATE_TYPE", "Envelope", "Statement"),
+    "errors": (
+        "ContentError",
+        "ExpiredError",
+        "FormatError",
+        "KeyFileError",
+        "NotFoundError",
+        "PassphraseError",
+        "PolicyError",
+        "SignatureError",
+        "UnsafeFileError",
+        "UsageError",
+        "VerificationError",
+        "VtregError",
+        "WriteError",
+    ),
+    "keys": ("PublicKey", "SigningKey", "read_private_key_file", "read_public_key_file"),
+    "manifest": ("PLUGIN_ABI_VERSION", "PluginManifest", "SemVer"),
+    "platforms": ("host_platform", "library_filename"),
+    "structure": ("validate_plugin_structure",),
+    "verify": (
+        "SignResult",
+        "SignedStatement",
+        "TrustedKey",
+        "VerifiedPlugin",
+        "content_digest",
+        "sign",
+        "verify",
+        "verify_directory",
+        "verify_envelope",
+    ),
+}
+_MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
+
+__all__ = [
+    "PAYLOAD_TYPE",
+    "PLUGIN_ABI_VERSION",
+    "PREDICATE_TYPE",
+    "CapturedFile",
+    "ContentError",
+    "Envelope",
+    "ExpiredError",
+    "FormatError",
+    "KeyFileError",
+    "NotFoundError",
+    "PassphraseError",
+    "PluginManifest",
+    "PluginTree",
+    "PolicyError",
+    "PublicKey",
+    "SemVer",
+    "SignResult",
+    "SignatureError",
+    "SignedStatement",
+    "SigningKey",
+    "Statement",
+    "TrustedKey",
+    "UnsafeFileError",
+    "UsageError",
+    "VerificationError",
+    "VerifiedPlugin",
+    "VtregError",
+    "WriteError",
+    "capture",
+    "content_digest",
+    "host_platform",
+    "library_filename",
+    "read_private_key_file",
+    "read_public_key_file",
+    "sign",
+    "validate_plugin_structure",
+    "verify",
+    "verify_directory",
+    "verify_envelope",
+]
+
+
+def __getattr__(name: str) -> Any:
+    module = _MODULE_OF.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value

@@ -1,0 +1,59 @@
+"""Strict JSON decoding shared by the manifest and envelope parsers.
+
+Two parsers that disagree about a document are an attack surface, so we
+refuse what JSON leaves ambiguous: duplicate keys, NaN/Infinity, invalid
+UTF-8, a byte-order mark, absurd nesting.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pydantic
+
+from .errors import FormatError
+
+__all__ = ["first_error", "load_json_object"]
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in obj:
+            raise ValueError(f"duplicate key {key!r}")
+        obj[key] = value
+    return obj
+
+
+def _no_constants(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def load_json_object(data: bytes, what: str) -> dict[str, Any]:
+    """Decode ``data`` as one JSON object or raise :class:`FormatError` naming ``what``."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise FormatError(f"{what} is not valid UTF-8 (byte {e.start})") from e
+    if text.startswith("\ufeff"):
+        raise FormatError(f"{what} starts with a byte-order mark; expected plain UTF-8 JSON")
+    try:
+        obj = json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constants)
+    except RecursionError as e:
+        raise FormatError(f"{what} is nested too deeply") from e
+    except ValueError as e:  # JSONDecodeError is a ValueError, as are our hooks' errors
+        raise FormatError(f"{what} is not valid JSON: {e}") from e
+    if not isinstance(obj, dict):
+        raise FormatError(f"{what} must be a JSON object, found {type(obj).__name__}")
+    return obj
+
+
+def first_error(error: pydantic.ValidationError) -> str:
+    """One line for the first problem pydantic found: ``field.path: message``."""
+    detail = error.errors(include_url=False)[0]
+    where = ".".join(str(part) for part in detail["loc"])
+    message = str(detail["msg"]).removeprefix("Value error, ")
+    if detail["type"] == "extra_forbidden":
+        message = "unexpected field"
+    return f"{where}: {message}" if where else message

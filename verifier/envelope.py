@@ -1,0 +1,288 @@
+"""DSSE envelopes carrying an in-toto Statement v1 about a native plugin.
+
+Signatures are over ``PAE(payloadType, payload)``, the DSSE pre-authentication
+encoding of the *raw payload bytes*; nothing is ever re-serialised before
+verifying. The statement is parsed only from payload bytes whose signature
+has been checked (see :mod:`verifier.verify`).
+
+These are our own formats, so the models forbid unknown fields.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import re
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Annotated, Any, Final, Literal
+
+import pydantic
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    StrictInt,
+    StrictStr,
+)
+
+from ._json import first_error, load_json_object
+from .errors import FormatError
+from .layout import MAX_SIGNATURE_BYTES, SIGNATURE_FILE
+from .manifest import PluginName, SemVerStr
+
+__all__ = [
+    "MAX_SIGNATURES",
+    "PAYLOAD_TYPE",
+    "PREDICATE_TYPE",
+    "STATEMENT_TYPE",
+    "TRUSTED_ALGORITHMS",
+    "WEAK_ALGORITHMS",
+    "Envelope",
+    "EnvelopeSignature",
+    "PluginPredicate",
+    "Statement",
+    "Subject",
+    "b64decode",
+    "b64encode",
+    "encode_envelope",
+    "format_time",
+    "pae",
+    "parse_envelope",
+    "parse_statement",
+    "trusted_algorithms",
+]
+
+PAYLOAD_TYPE: Final = "application/vnd.in-toto+json"
+STATEMENT_TYPE: Final = "https://in-toto.io/Statement/v1"
+PREDICATE_TYPE: Final = "https://vtreg.dev/native-plugin/v1"
+MAX_SIGNATURES = 32
+
+# in-toto digest-set names we compute and trust -> hex length. A subject must
+# carry at least one of these; md5 and sha1 never count on their own.
+TRUSTED_ALGORITHMS: Mapping[str, int] = {
+    "sha256": 64,
+    "sha384": 96,
+    "sha512": 128,
+    "sha3_256": 64,
+    "sha3_384": 96,
+    "sha3_512": 128,
+    "blake2b": 128,
+    "blake2s": 64,
+}
+WEAK_ALGORITHMS = frozenset({"md5", "sha1"})
+
+_HEX = re.compile(r"[0-9a-f]+")
+_PLATFORM = re.compile(r"[a-z0-9]+-[a-z0-9_]+")
+
+
+def pae(payload_type: str, payload: bytes) -> bytes:
+    """DSSE v1 pre-authentication encoding: ``DSSEv1 SP len SP type SP len SP body``."""
+    kind = payload_type.encode("utf-8")
+    return b"DSSEv1 %d %b %d %b" % (len(kind), kind, len(payload), payload)
+
+
+def b64encode(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def b64decode(text: str, what: str) -> bytes:
+    """Strict, canonical base64 (standard or URL-safe alphabet, as DSSE allows).
+
+    Non-canonical encodings (stray padding bits, missing padding) are refused,
+    so one envelope has exactly one byte representation of its payload and
+    signatures: flipping any character of either is detected.
+    """
+    altchars = b"-_" if ("-" in text or "_" in text) else None
+    try:
+        raw = text.encode("ascii")
+        data = base64.b64decode(raw, altchars=altchars, validate=True)
+    except (binascii.Error, UnicodeEncodeError) as e:
+        raise FormatError(f"{what} is not valid base64") from e
+    if base64.b64encode(data, altchars=altchars) != raw:
+        raise FormatError(f"{what} is not canonical base64")
+    return data
+
+
+def format_time(moment: datetime) -> str:
+    """RFC 3339 UTC with a ``Z``, whole seconds."""
+    return moment.astimezone(UTC).replace(microsecond=0).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _parse_time(value: Any) -> Any:
+    if isinstance(value, str):
+        if not value.endswith("Z"):
+            raise ValueError(f"{value!r} is not an RFC 3339 UTC time ending in 'Z'")
+        try:
+            return datetime.fromisoformat(value[:-1] + "+00:00")
+        except ValueError as e:
+            raise ValueError(f"{value!r} is not an RFC 3339 UTC time") from e
+    return value
+
+
+UtcTime = Annotated[
+    datetime,
+    BeforeValidator(_parse_time),
+    PlainSerializer(format_time, return_type=str),
+]
+
+
+def _check_subject_path(path: str) -> str:
+    parts = path.split("/")
+    if (
+        not path
+        or len(path.encode("utf-8")) > 4096
+        or any(p in ("", ".", "..") for p in parts)
+        or not path.isprintable()
+        or "\\" in path
+    ):
+        raise ValueError(f"{path!r} is not a relative path inside the plugin directory")
+    return path
+
+
+def _check_digest_set(digests: dict[str, str]) -> dict[str, str]:
+    if not digests:
+        raise ValueError("empty digest set")
+    for algorithm, value in digests.items():
+        expected = TRUSTED_ALGORITHMS.get(algorithm)
+        if expected is not None and (len(value) != expected or not _HEX.fullmatch(value)):
+            raise ValueError(f"{algorithm} digest must be {expected} lowercase hex digits")
+    return digests
+
+
+def _check_platform(platform: str) -> str:
+    if not _PLATFORM.fullmatch(platform):
+        raise ValueError(f"{platform!r} is not a platform like linux-x86_64")
+    return platform
+
+
+_FROZEN_CLOSED = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+def _check_b64(text: str) -> str:
+    try:
+        b64decode(text, "value")
+    except FormatError as e:
+        raise ValueError(str(e).removeprefix("value ")) from e
+    return text
+
+
+def _check_ed25519_sig(text: str) -> str:
+    if len(b64decode(_check_b64(text), "signature")) != 64:
+        raise ValueError("an ed25519 signature is 64 bytes")
+    return text
+
+
+class EnvelopeSignature(BaseModel):
+    model_config = _FROZEN_CLOSED
+
+    keyid: Annotated[StrictStr, Field(max_length=256)] = ""
+    sig: Annotated[StrictStr, Field(max_length=1024), AfterValidator(_check_ed25519_sig)]
+
+    def signature_bytes(self) -> bytes:
+        return b64decode(self.sig, "signature")
+
+
+class Envelope(BaseModel):
+    """A DSSE envelope as it appears in plugin.sig."""
+
+    model_config = _FROZEN_CLOSED
+
+    payloadType: StrictStr
+    payload: Annotated[StrictStr, AfterValidator(_check_b64)]
+    signatures: Annotated[list[EnvelopeSignature], Field(min_length=1, max_length=MAX_SIGNATURES)]
+
+    def payload_bytes(self) -> bytes:
+        return b64decode(self.payload, "envelope payload")
+
+
+class Subject(BaseModel):
+    model_config = _FROZEN_CLOSED
+
+    name: Annotated[StrictStr, AfterValidator(_check_subject_path)]
+    digest: Annotated[dict[StrictStr, StrictStr], AfterValidator(_check_digest_set)]
+
+
+class PluginPredicate(BaseModel):
+    """What the signer states about the plugin, beyond the files' digests."""
+
+    model_config = _FROZEN_CLOSED
+
+    name: PluginName
+    version: SemVerStr
+    abi_version: Annotated[StrictInt, Field(ge=1)]
+    platform: Annotated[StrictStr, AfterValidator(_check_platform)]
+    library: StrictStr
+    signed_at: UtcTime
+    expires: UtcTime | None = None
+
+
+class Statement(BaseModel):
+    """An in-toto Statement v1 whose predicate is a :class:`PluginPredicate`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, populate_by_name=True)
+
+    type: Literal["https://in-toto.io/Statement/v1"] = Field(alias="_type")
+    subject: Annotated[list[Subject], Field(min_length=1)]
+    predicateType: Literal["https://vtreg.dev/native-plugin/v1"]
+    predicate: PluginPredicate
+
+    def to_payload(self) -> bytes:
+        """Canonical JSON bytes (sorted keys, no spaces) to be signed."""
+        obj = self.model_dump(mode="json", by_alias=True)
+        return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def trusted_algorithms(subject: Subject) -> list[str]:
+    """The subject's algorithms that we compute and trust, in a stable order."""
+    return [a for a in TRUSTED_ALGORITHMS if a in subject.digest]
+
+
+def parse_envelope(data: bytes) -> Envelope:
+    """Parse plugin.sig bytes into an envelope (signatures not yet checked).
+
+    Raises:
+        FormatError: oversize, not JSON, or not a DSSE envelope.
+    """
+    if len(data) > MAX_SIGNATURE_BYTES:
+        raise FormatError(
+            f"{SIGNATURE_FILE} is {len(data)} bytes; the limit is {MAX_SIGNATURE_BYTES}"
+        )
+    obj = load_json_object(data, SIGNATURE_FILE)
+    try:
+        return Envelope.model_validate(obj)
+    except pydantic.ValidationError as e:
+        raise FormatError(f"{SIGNATURE_FILE} is not a DSSE envelope: {first_error(e)}") from e
+
+
+def parse_statement(payload: bytes) -> Statement:
+    """Parse verified payload bytes as our in-toto Statement.
+
+    Raises:
+        FormatError: not JSON, or not a Statement v1 with our predicate.
+    """
+    obj = load_json_object(payload, "signed statement")
+    try:
+        statement = Statement.model_validate(obj)
+    except pydantic.ValidationError as e:
+        raise FormatError(f"signed statement: {first_error(e)}") from e
+    names = [s.name for s in statement.subject]
+    if len(set(names)) != len(names):
+        raise FormatError("signed statement names the same file twice")
+    return statement
+
+
+def encode_envelope(
+    payload_type: str, payload: bytes, signatures: list[tuple[str, bytes]]
+) -> bytes:
+    """plugin.sig bytes for a payload and ``(keyid, signature)`` pairs."""
+    obj = {
+        "payloadType": payload_type,
+        "payload": b64encode(payload),
+        "signatures": [{"keyid": keyid, "sig": b64encode(sig)} for keyid, sig in signatures],
+    }
+    return (json.dumps(obj, indent=2) + "\n").encode("ascii")

@@ -1,0 +1,186 @@
+"""Small, careful file IO: bounded reads and all-or-nothing writes.
+
+Writes go to an anonymous ``O_TMPFILE`` inode in the target directory and are
+linked into place only once complete and fsync'ed, so an interrupted process
+(even ``kill -9``) leaves either the old file or the new one, never half of
+one, and no stray temporary file inside a plugin directory (where it would
+change the signed content).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import secrets
+import stat
+from collections.abc import Sequence
+from pathlib import Path
+
+from .errors import FormatError, NotFoundError, VtregError, WriteError
+
+__all__ = [
+    "atomic_write",
+    "create_files_exclusive",
+    "read_bounded",
+    "read_fd_bounded",
+    "refuse_existing",
+]
+
+_READ_FLAGS = os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
+
+
+def read_bounded(
+    path: str | os.PathLike[str],
+    limit: int,
+    what: str,
+    *,
+    too_large: type[VtregError] = FormatError,
+) -> bytes:
+    """Read a whole regular file of at most ``limit`` bytes.
+
+    The file is opened non-blocking, so a FIFO in its place cannot hang us,
+    and it is never read past ``limit + 1`` bytes, so an endless or growing
+    file cannot exhaust memory.
+
+    Raises:
+        NotFoundError: missing, unreadable, or not a regular file.
+        too_large: larger than ``limit``.
+    """
+    try:
+        fd = os.open(path, _READ_FLAGS)
+    except FileNotFoundError as e:
+        raise NotFoundError(f"{what} does not exist") from e
+    except OSError as e:
+        raise NotFoundError(f"cannot open {what}: {e.strerror}") from e
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise NotFoundError(f"{what} is not a regular file")
+        return read_fd_bounded(fd, limit, what, too_large=too_large)
+    finally:
+        os.close(fd)
+
+
+def read_fd_bounded(
+    fd: int, limit: int, what: str, *, too_large: type[VtregError] = FormatError
+) -> bytes:
+    """Read an open file to its end, refusing more than ``limit`` bytes."""
+    chunks: list[bytes] = []
+    total = 0
+    try:
+        while chunk := os.read(fd, min(1 << 20, limit + 1 - total)):
+            chunks.append(chunk)
+            total += len(chunk)
+            if total > limit:
+                raise too_large(f"{what} is larger than the {limit}-byte limit")
+    except OSError as e:
+        raise NotFoundError(f"cannot read {what}: {e.strerror}") from e
+    return b"".join(chunks)
+
+
+def _open_anonymous(dir_fd: int, mode: int) -> int | None:
+    """An unnamed file in the directory, or None where O_TMPFILE is unsupported."""
+    flags = getattr(os, "O_TMPFILE", 0)
+    if not flags:
+        return None
+    try:
+        return os.open(".", flags | os.O_WRONLY | os.O_CLOEXEC, mode, dir_fd=dir_fd)
+    except OSError as e:
+        if e.errno in (errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL, errno.ENOENT):
+            return None
+        raise
+
+
+def _write_all(fd: int, data: bytes, mode: int) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+    os.fchmod(fd, mode)  # the umask must not loosen or tighten what we asked for
+    os.fsync(fd)
+
+
+def _place(path: Path, data: bytes, mode: int, *, replace: bool) -> None:
+    """Write ``data`` to ``path`` all-or-nothing; with ``replace=False`` never clobber."""
+    dir_fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        fd = _open_anonymous(dir_fd, mode)
+        temp_name: str | None = None
+        if fd is None:
+            temp_name = f".{path.name}.{secrets.token_hex(6)}.tmp"
+            fd = os.open(
+                temp_name,
+                os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW,
+                mode,
+                dir_fd=dir_fd,
+            )
+        try:
+            _write_all(fd, data, mode)
+            if temp_name is None and not replace:
+                # linkat() of the anonymous inode fails with EEXIST rather than clobber.
+                os.link(f"/proc/self/fd/{fd}", path.name, dst_dir_fd=dir_fd)
+            else:
+                if temp_name is None:
+                    temp_name = f".{path.name}.{secrets.token_hex(6)}.tmp"
+                    os.link(f"/proc/self/fd/{fd}", temp_name, dst_dir_fd=dir_fd)
+                try:
+                    if replace:
+                        os.replace(temp_name, path.name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+                    else:
+                        os.link(temp_name, path.name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+                finally:
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(temp_name, dir_fd=dir_fd)
+        finally:
+            os.close(fd)
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def atomic_write(path: str | os.PathLike[str], data: bytes, mode: int = 0o644) -> None:
+    """Replace ``path`` with ``data`` so that readers see the old or the new file, never half.
+
+    Raises:
+        WriteError: the directory is missing or not writable, or the disk is full.
+    """
+    target = Path(path)
+    try:
+        _place(target, data, mode, replace=True)
+    except OSError as e:
+        raise WriteError(f"cannot write {target}: {e.strerror}") from e
+
+
+def refuse_existing(paths: Sequence[str | os.PathLike[str]]) -> None:
+    """Raise :class:`WriteError` naming every path that already exists."""
+    existing = [os.fspath(p) for p in paths if os.path.lexists(p)]
+    if existing:
+        raise WriteError(f"refusing to overwrite {', '.join(existing)}")
+
+
+def create_files_exclusive(files: Sequence[tuple[str | os.PathLike[str], bytes, int]]) -> None:
+    """Create every file or none; refuse if any of them already exists.
+
+    Args:
+        files: ``(path, data, mode)`` triples.
+
+    Raises:
+        WriteError: a file exists already, or one could not be written (any
+            file this call created is removed again).
+    """
+    paths = [Path(p) for p, _, _ in files]
+    refuse_existing(paths)
+    created: list[Path] = []
+    try:
+        for path, (_, data, mode) in zip(paths, files, strict=True):
+            try:
+                _place(path, data, mode, replace=False)
+            except FileExistsError as e:
+                raise WriteError(f"refusing to overwrite {path}") from e
+            except OSError as e:
+                raise WriteError(f"cannot write {path}: {e.strerror}") from e
+            created.append(path)
+    except BaseException:
+        for path in created:
+            with contextlib.suppress(OSError):
+                path.unlink()
+        raise

@@ -1,0 +1,307 @@
+"""ed25519 keys: key ids, public key files, passphrase-protected private keys.
+
+Private keys are PKCS#8 PEM. Encrypted ones use PBES2 with scrypt
+(N=2^17, r=8, p=1) and AES-256-CBC rather than the library default of
+PBKDF2 with 2,048 iterations, because a stolen key file should cost an
+attacker real memory and time per guess. The result is a standard
+``ENCRYPTED PRIVATE KEY`` (RFC 8018 + RFC 7914) that any PKCS#8 reader with
+scrypt support decrypts.
+
+A public key file is a PEM ``PUBLIC KEY`` block with ``# keyid:`` and
+``# name:`` comment lines above it; the key id is recomputed on load and a
+file whose comment disagrees is refused.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+from cryptography.hazmat.primitives import padding, serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import (
+    Ed25519PrivateKey,
+    Ed25519PublicKey,
+)
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
+
+from .errors import KeyFileError, NotFoundError, PassphraseError
+from .files import read_bounded
+
+__all__ = [
+    "MAX_KEY_FILE_BYTES",
+    "SCRYPT_N",
+    "PublicKey",
+    "SigningKey",
+    "keyid_of",
+    "load_private_key",
+    "load_public_key",
+    "read_private_key_file",
+    "read_public_key_file",
+]
+
+MAX_KEY_FILE_BYTES = 16 * 1024
+SCRYPT_N = 2**17
+_SCRYPT_R = 8
+_SCRYPT_P = 1
+
+Passphrase = bytes | Callable[[], bytes] | None
+
+
+def keyid_of(raw_public_key: bytes) -> str:
+    """Key id: lowercase hex SHA-256 of the raw 32-byte ed25519 public key."""
+    return hashlib.sha256(raw_public_key).hexdigest()
+
+
+@dataclass(frozen=True)
+class PublicKey:
+    """An ed25519 public key with its key id and an optional human name."""
+
+    raw: bytes
+    name: str | None = None
+    keyid: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        if len(self.raw) != 32:
+            raise KeyFileError(f"an ed25519 public key is 32 bytes, found {len(self.raw)}")
+        object.__setattr__(self, "keyid", keyid_of(self.raw))
+
+    def verify(self, signature: bytes, message: bytes) -> bool:
+        """True if ``signature`` is this key's ed25519 signature over ``message``."""
+        try:
+            Ed25519PublicKey.from_public_bytes(self.raw).verify(signature, message)
+        except InvalidSignature:
+            return False
+        return True
+
+    def to_pem(self) -> bytes:
+        return Ed25519PublicKey.from_public_bytes(self.raw).public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+
+    def to_file_bytes(self) -> bytes:
+        """The public key file: comments carrying key id and name, then the PEM block."""
+        lines = ["# vtreg public key (ed25519)", f"# keyid: {self.keyid}"]
+        if self.name:
+            lines.append(f"# name: {self.name}")
+        return ("\n".join(lines) + "\n").encode() + self.to_pem()
+
+    @property
+    def short_id(self) -> str:
+        return self.keyid[:16]
+
+    def label(self) -> str:
+        """``keyid-prefix (name)`` for messages."""
+        return f"{self.short_id}({self.name})" if self.name else self.short_id
+
+
+class SigningKey:
+    """An ed25519 private key. Never printed, never part of an error message."""
+
+    def __init__(self, key: Ed25519PrivateKey, name: str | None = None) -> None:
+        self._key = key
+        self.public_key = PublicKey(
+            key.public_key().public_bytes(
+                serialization.Encoding.Raw, serialization.PublicFormat.Raw
+            ),
+            name,
+        )
+
+    @classmethod
+    def generate(cls, name: str | None = None) -> SigningKey:
+        return cls(Ed25519PrivateKey.generate(), name)
+
+    @property
+    def keyid(self) -> str:
+        return self.public_key.keyid
+
+    def sign(self, message: bytes) -> bytes:
+        return self._key.sign(message)
+
+    def __repr__(self) -> str:
+        return f"SigningKey(keyid={self.keyid!r})"
+
+    def to_pem(self, passphrase: bytes | None, *, scrypt_n: int = SCRYPT_N) -> bytes:
+        """PKCS#8 PEM; encrypted with scrypt + AES-256-CBC unless ``passphrase`` is None."""
+        plain = self._key.private_bytes(
+            serialization.Encoding.DER,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+        if passphrase is None:
+            return _pem("PRIVATE KEY", plain)
+        if not passphrase:
+            raise PassphraseError("refusing to encrypt a key with an empty passphrase")
+        return _pem("ENCRYPTED PRIVATE KEY", _encrypt_pkcs8(plain, passphrase, scrypt_n))
+
+
+def _pem(label: str, der: bytes) -> bytes:
+    body = base64.encodebytes(der).decode("ascii")
+    return f"-----BEGIN {label}-----\n{body}-----END {label}-----\n".encode("ascii")
+
+
+# --- a minimal DER writer for one fixed structure: EncryptedPrivateKeyInfo ---
+
+_OID_PBES2 = "1.2.840.113549.1.5.13"
+_OID_SCRYPT = "1.3.6.1.4.1.11591.4.11"
+_OID_AES256_CBC = "2.16.840.1.101.3.4.1.42"
+
+
+def _tlv(tag: int, body: bytes) -> bytes:
+    n = len(body)
+    if n < 0x80:
+        length = bytes([n])
+    else:
+        size = n.to_bytes((n.bit_length() + 7) // 8, "big")
+        length = bytes([0x80 | len(size)]) + size
+    return bytes([tag]) + length + body
+
+
+def _seq(*items: bytes) -> bytes:
+    return _tlv(0x30, b"".join(items))
+
+
+def _int(value: int) -> bytes:
+    return _tlv(0x02, value.to_bytes(value.bit_length() // 8 + 1, "big"))
+
+
+def _octets(value: bytes) -> bytes:
+    return _tlv(0x04, value)
+
+
+def _oid(dotted: str) -> bytes:
+    parts = [int(p) for p in dotted.split(".")]
+    out = bytearray([40 * parts[0] + parts[1]])
+    for value in parts[2:]:
+        chunk = [value & 0x7F]
+        value >>= 7
+        while value:
+            chunk.append(0x80 | (value & 0x7F))
+            value >>= 7
+        out += bytes(reversed(chunk))
+    return _tlv(0x06, bytes(out))
+
+
+def _encrypt_pkcs8(plain_der: bytes, passphrase: bytes, scrypt_n: int) -> bytes:
+    salt, iv = os.urandom(16), os.urandom(16)
+    kek = Scrypt(salt=salt, length=32, n=scrypt_n, r=_SCRYPT_R, p=_SCRYPT_P).derive(passphrase)
+    padder = padding.PKCS7(128).padder()
+    padded = padder.update(plain_der) + padder.finalize()
+    encryptor = Cipher(algorithms.AES(kek), modes.CBC(iv)).encryptor()
+    ciphertext = encryptor.update(padded) + encryptor.finalize()
+    kdf = _seq(
+        _oid(_OID_SCRYPT),
+        _seq(_octets(salt), _int(scrypt_n), _int(_SCRYPT_R), _int(_SCRYPT_P), _int(32)),
+    )
+    scheme = _seq(_oid(_OID_PBES2), _seq(kdf, _seq(_oid(_OID_AES256_CBC), _octets(iv))))
+    return _seq(scheme, _octets(ciphertext))
+
+
+# --- loading ---
+
+_PEM_BLOCK = re.compile(
+    rb"-----BEGIN ([A-Z ]+)-----\r?\n[A-Za-z0-9+/=\r\n]*?-----END \1-----\r?\n?"
+)
+
+
+def _single_pem_block(data: bytes, what: str) -> tuple[str, bytes]:
+    blocks = list(_PEM_BLOCK.finditer(data))
+    if len(blocks) != 1:
+        raise KeyFileError(f"{what}: expected exactly one PEM block, found {len(blocks)}")
+    return blocks[0].group(1).decode("ascii"), blocks[0].group(0)
+
+
+def load_public_key(data: bytes, what: str = "public key") -> PublicKey:
+    """Parse a public key file (or a bare SubjectPublicKeyInfo PEM).
+
+    Raises:
+        KeyFileError: not exactly one ed25519 ``PUBLIC KEY`` block, or the
+            ``# keyid:`` comment does not match the key.
+    """
+    label, block = _single_pem_block(data, what)
+    if label != "PUBLIC KEY":
+        raise KeyFileError(f"{what}: expected a PUBLIC KEY block, found {label}")
+    try:
+        key = serialization.load_pem_public_key(block)
+    except (ValueError, UnsupportedAlgorithm) as e:
+        raise KeyFileError(f"{what}: not a readable public key") from e
+    if not isinstance(key, Ed25519PublicKey):
+        raise KeyFileError(f"{what}: expected an ed25519 key, found {type(key).__name__}")
+    comments = _comments(data)
+    public = PublicKey(
+        key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw),
+        comments.get("name"),
+    )
+    claimed = comments.get("keyid")
+    if claimed is not None and claimed != public.keyid:
+        raise KeyFileError(
+            f"{what}: its keyid line says {claimed[:16]}… but the key's id is {public.short_id}…"
+        )
+    return public
+
+
+def _comments(data: bytes) -> dict[str, str]:
+    found: dict[str, str] = {}
+    for line in data.decode("ascii", errors="replace").splitlines():
+        if line.startswith("#") and ":" in line:
+            key, _, value = line[1:].partition(":")
+            found.setdefault(key.strip().lower(), value.strip())
+    return found
+
+
+def load_private_key(
+    data: bytes, passphrase: Passphrase, what: str = "private key", name: str | None = None
+) -> SigningKey:
+    """Parse a PKCS#8 PEM ed25519 private key, decrypting it if it is encrypted.
+
+    Args:
+        passphrase: bytes, or a callable asked only when the key is encrypted.
+
+    Raises:
+        KeyFileError: not an ed25519 PKCS#8 key.
+        PassphraseError: the key is encrypted and the passphrase is missing or wrong.
+    """
+    label, block = _single_pem_block(data, what)
+    if label not in ("PRIVATE KEY", "ENCRYPTED PRIVATE KEY"):
+        raise KeyFileError(f"{what}: expected a PKCS#8 PRIVATE KEY block, found {label}")
+    secret: bytes | None = None
+    if label == "ENCRYPTED PRIVATE KEY":
+        secret = passphrase() if callable(passphrase) else passphrase
+        if not secret:
+            raise PassphraseError(f"{what} is encrypted and no passphrase was given")
+    try:
+        key = serialization.load_pem_private_key(block, secret)
+    except ValueError as e:
+        if secret is not None and "password" in str(e).lower():
+            raise PassphraseError(f"wrong passphrase for {what}") from e
+        raise KeyFileError(f"{what}: not a readable PKCS#8 private key") from e
+    except UnsupportedAlgorithm as e:
+        raise KeyFileError(f"{what}: uses an unsupported key or cipher") from e
+    if not isinstance(key, Ed25519PrivateKey):
+        raise KeyFileError(f"{what}: expected an ed25519 key, found {type(key).__name__}")
+    return SigningKey(key, name)
+
+
+def read_public_key_file(path: str | os.PathLike[str]) -> PublicKey:
+    """Read and parse a public key file; see :func:`load_public_key`."""
+    data = _read_key_file(path)
+    return load_public_key(data, what=str(path))
+
+
+def read_private_key_file(path: str | os.PathLike[str], passphrase: Passphrase) -> SigningKey:
+    """Read and parse a private key file; see :func:`load_private_key`."""
+    data = _read_key_file(path)
+    return load_private_key(data, passphrase, str(path), Path(path).name.removesuffix(".key"))
+
+
+def _read_key_file(path: str | os.PathLike[str]) -> bytes:
+    try:
+        return read_bounded(path, MAX_KEY_FILE_BYTES, f"key file {path}", too_large=KeyFileError)
+    except NotFoundError as e:
+        raise KeyFileError(str(e)) from e

@@ -1,0 +1,148 @@
+"""plugin.json: VT Code's plugin metadata, validated.
+
+VT Code tolerates unknown fields in plugin.json, so we do too (they are
+ignored, though still covered by the signature as part of the file's bytes).
+What we do constrain is what becomes a file name or a comparison: ``name`` is a
+safe identifier and ``version`` is a semantic version.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from dataclasses import dataclass
+from typing import Annotated
+
+import pydantic
+from pydantic import AfterValidator, BaseModel, ConfigDict, StrictBool, StrictInt
+
+from ._json import first_error, load_json_object
+from .errors import FormatError
+from .layout import MANIFEST_FILE, MAX_MANIFEST_BYTES
+
+__all__ = [
+    "PLUGIN_ABI_VERSION",
+    "PluginManifest",
+    "PluginName",
+    "SemVer",
+    "SemVerStr",
+    "check_plugin_name",
+    "parse_manifest",
+]
+
+PLUGIN_ABI_VERSION = 1
+
+_NAME_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,63}")
+_SEMVER_RE = re.compile(
+    r"(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)"
+    r"(?:-((?:0|[1-9]\d*|\d*[A-Za-z-][0-9A-Za-z-]*)(?:\.(?:0|[1-9]\d*|\d*[A-Za-z-][0-9A-Za-z-]*))*))?"
+    r"(?:\+([0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*))?"
+)
+_MAX_VERSION_LENGTH = 128
+
+
+def check_plugin_name(name: str) -> str:
+    """Return ``name`` if it is a safe plugin name, else raise ``ValueError``.
+
+    A plugin name becomes part of a file name (``lib<name>.so``), so it is
+    1-64 characters of letters, digits, ``.``, ``_`` and ``-``, not starting
+    with ``.`` or ``-``.
+    """
+    if not _NAME_RE.fullmatch(name):
+        raise ValueError(
+            f"{name!r} is not a valid plugin name (1-64 of A-Z a-z 0-9 . _ -, "
+            "not starting with '.' or '-')"
+        )
+    return name
+
+
+def _check_semver(version: str) -> str:
+    SemVer.parse(version)
+    return version
+
+
+@functools.total_ordering
+@dataclass(frozen=True)
+class SemVer:
+    """A parsed semantic version, ordered by semver precedence (build metadata ignored)."""
+
+    major: int
+    minor: int
+    patch: int
+    prerelease: tuple[int | str, ...] = ()
+    build: str = ""
+
+    @classmethod
+    def parse(cls, text: str) -> SemVer:
+        match = _SEMVER_RE.fullmatch(text)
+        if match is None or len(text) > _MAX_VERSION_LENGTH:
+            raise ValueError(f"{text!r} is not a semantic version like 1.2.3 or 1.2.3-rc.1")
+        major, minor, patch, pre, build = match.groups()
+        prerelease = tuple(int(p) if p.isdigit() else p for p in pre.split(".")) if pre else ()
+        return cls(int(major), int(minor), int(patch), prerelease, build or "")
+
+    def _key(self) -> tuple[int, int, int, int, tuple[tuple[int, int, str], ...]]:
+        # A release sorts after its prereleases; numeric identifiers sort before
+        # alphanumeric ones and compare as numbers (semver.org, section 11).
+        pre = tuple((0, p, "") if isinstance(p, int) else (1, 0, p) for p in self.prerelease)
+        return (self.major, self.minor, self.patch, 0 if self.prerelease else 1, pre)
+
+    def __lt__(self, other: object) -> bool:
+        if not isinstance(other, SemVer):
+            return NotImplemented
+        return self._key() < other._key()
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, SemVer):
+            return NotImplemented
+        return self._key() == other._key()
+
+    def __hash__(self) -> int:
+        return hash(self._key())
+
+    def __str__(self) -> str:
+        text = f"{self.major}.{self.minor}.{self.patch}"
+        if self.prerelease:
+            text += "-" + ".".join(str(p) for p in self.prerelease)
+        if self.build:
+            text += "+" + self.build
+        return text
+
+
+PluginName = Annotated[str, AfterValidator(check_plugin_name)]
+SemVerStr = Annotated[str, AfterValidator(_check_semver)]
+
+
+class PluginManifest(BaseModel):
+    """The fields of plugin.json that VT Code defines; unknown fields are ignored."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    name: PluginName
+    description: str
+    version: SemVerStr
+    author: str | None = None
+    abi_version: StrictInt = PLUGIN_ABI_VERSION
+    when_to_use: str | None = None
+    when_not_to_use: str | None = None
+    allowed_tools: tuple[str, ...] | None = None
+    # VT Code serialises every call into an ABI v1 plugin; a plugin must opt in
+    # to concurrent calls.
+    thread_safe: StrictBool = False
+
+
+def parse_manifest(data: bytes) -> PluginManifest:
+    """Parse plugin.json bytes.
+
+    Raises:
+        FormatError: oversize, not JSON, or a field is missing or invalid.
+    """
+    if len(data) > MAX_MANIFEST_BYTES:
+        raise FormatError(
+            f"{MANIFEST_FILE} is {len(data)} bytes; the limit is {MAX_MANIFEST_BYTES}"
+        )
+    obj = load_json_object(data, MANIFEST_FILE)
+    try:
+        return PluginManifest.model_validate(obj)
+    except pydantic.ValidationError as e:
+        raise FormatError(f"{MANIFEST_FILE}: {first_error(e)}") from e
