@@ -7,7 +7,10 @@ Public names are loaded on first use so that ``vtreg --help`` and offline
 from __future__ import annotations
 
 import importlib
-from typing import Any
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up path)
+if TYPE_CHECKING:
+    from typing import Any
 
 _EXPORTS: dict[str, tuple[str, ...]] = {}
 _MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}

@@ -9,9 +9,12 @@ cryptography.
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING, Any
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up path)
 
 if TYPE_CHECKING:
+    from typing import Any
+
     from .capture import CapturedFile, PluginTree, capture
     from .envelope import PAYLOAD_TYPE, PREDICATE_TYPE, Envelope, Statement
     from .errors import (

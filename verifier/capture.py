@@ -18,13 +18,13 @@ capture in a thread while heavier modules are still importing.
 from __future__ import annotations
 
 import hashlib
+import marshal
+import mmap
 import os
-import queue
+import signal
 import stat
 import threading
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from typing import Protocol
 
 from .errors import FormatError, NotFoundError, UnsafeFileError, VtregError
 from .files import read_fd_bounded
@@ -48,39 +48,87 @@ _HEAD_BYTES = 4096  # enough for any ELF, Mach-O or PE header we read
 _CHUNK = 1 << 20
 _BUFFERS = 4
 _PIPELINE_MIN_SIZE = 8 << 20
+_MAP_WINDOW = 8 << 20
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
 _FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
 
 
-class Sink(Protocol):
-    """Receives the bytes of one file as they are hashed."""
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up path)
+if TYPE_CHECKING:
+    from typing import Protocol
 
-    def write(self, data: memoryview) -> object: ...
+    class Sink(Protocol):
+        """Receives the bytes of one file as they are hashed."""
+
+        def write(self, data: memoryview) -> object: ...
 
 
-@dataclass(frozen=True)
-class CapturedFile:
-    """One regular file: path relative to the plugin root (``/``-separated), size, digests."""
+# Plain immutable classes rather than dataclasses: this module sits on the
+# start-up path of `vtreg verify` (see registry.cli), where importing
+# dataclasses and typing would delay the start of hashing by ~20 ms.
 
+
+class _Immutable:
+    __slots__ = ()
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"{type(self).__name__} is immutable")
+
+
+class CapturedFile(_Immutable):
+    """One regular file: path relative to the plugin root (``/``-separated), size, digests.
+
+    ``head`` holds the first bytes of top-level files (enough to read a
+    library's ELF, Mach-O or PE header); it is empty for nested files.
+    """
+
+    __slots__ = ("digests", "head", "path", "size")
     path: str
     size: int
     digests: Mapping[str, str]
-    head: bytes = field(default=b"", repr=False)  # first bytes of top-level files
+    head: bytes
+
+    def __init__(self, path: str, size: int, digests: Mapping[str, str], head: bytes = b"") -> None:
+        for name, value in (("path", path), ("size", size), ("digests", digests), ("head", head)):
+            object.__setattr__(self, name, value)
+
+    def __repr__(self) -> str:
+        return f"CapturedFile(path={self.path!r}, size={self.size}, digests={dict(self.digests)!r})"
 
 
-@dataclass(frozen=True)
-class PluginTree:
+class PluginTree(_Immutable):
     """What a plugin directory held at capture time.
 
     ``files`` excludes the root ``plugin.sig``; ``manifest`` and ``signature``
     are the exact bytes of ``plugin.json`` and ``plugin.sig`` (None if absent).
     """
 
+    __slots__ = ("algorithms", "files", "manifest", "root", "signature")
     root: str
     files: Mapping[str, CapturedFile]
     manifest: bytes | None
     signature: bytes | None
-    algorithms: frozenset[str] = field(default_factory=frozenset)
+    algorithms: frozenset[str]
+
+    def __init__(
+        self,
+        root: str,
+        files: Mapping[str, CapturedFile],
+        manifest: bytes | None,
+        signature: bytes | None,
+        algorithms: frozenset[str] = frozenset(),
+    ) -> None:
+        for name, value in (
+            ("root", root),
+            ("files", files),
+            ("manifest", manifest),
+            ("signature", signature),
+            ("algorithms", algorithms),
+        ):
+            object.__setattr__(self, name, value)
+
+    def __repr__(self) -> str:
+        return f"PluginTree(root={self.root!r}, files={list(self.files)!r})"
 
     @property
     def total_size(self) -> int:
@@ -137,6 +185,8 @@ def _hash_simple(fd: int, hashing: _Hashing) -> None:
 
 
 def _hash_pipelined(fd: int, hashing: _Hashing) -> None:
+    import queue  # only here: keeps the module light on the start-up path
+
     free: queue.SimpleQueue[bytearray] = queue.SimpleQueue()
     full: queue.SimpleQueue[tuple[bytearray, int] | BaseException] = queue.SimpleQueue()
     for _ in range(_BUFFERS):
@@ -172,16 +222,42 @@ def _hash_pipelined(fd: int, hashing: _Hashing) -> None:
         thread.join()
 
 
+def _hash_mapped(fd: int, hashing: _Hashing) -> None:
+    """Hash through read-only mmap windows: no copy into user space, one GIL release a window.
+
+    Touching a page of a file that someone truncates meanwhile raises SIGBUS,
+    which kills the process. Use this only in a disposable child process
+    (:class:`PendingCapture`) or on a sealed file that cannot shrink.
+    """
+    size = os.fstat(fd).st_size
+    flags = mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0)
+    offset = 0
+    while offset < size:
+        length = min(_MAP_WINDOW, size - offset)
+        window = mmap.mmap(fd, length, flags=flags, prot=mmap.PROT_READ, offset=offset)
+        try:
+            with memoryview(window) as view:
+                hashing.update(view)
+        finally:
+            window.close()
+        offset += length
+    # The file may have grown since fstat: hash the rest the ordinary way.
+    os.lseek(fd, offset, os.SEEK_SET)
+    _hash_simple(fd, hashing)
+
+
 class _Walker:
     def __init__(
         self,
         root: str,
         algorithms: tuple[str, ...],
         sink_for: Callable[[str], Sink | None] | None,
+        mapped: bool = False,
     ) -> None:
         self.root = root
         self.algorithms = algorithms
         self.sink_for = sink_for
+        self.mapped = mapped
         self.files: dict[str, CapturedFile] = {}
         self.manifest: bytes | None = None
         self.signature: bytes | None = None
@@ -194,12 +270,12 @@ class _Walker:
         for entry in entries:
             name = entry.name
             rel = prefix + name
-            if not name.isprintable() or "\\" in name:
-                raise UnsafeFileError(f"file name {rel!r} contains control or escape characters")
             try:
                 name.encode("utf-8")
             except UnicodeEncodeError as e:
                 raise UnsafeFileError(f"file name {rel!r} is not valid UTF-8") from e
+            if not name.isprintable() or "\\" in name:
+                raise UnsafeFileError(f"file name {rel!r} contains control or escape characters")
             mode = entry.stat(follow_symlinks=False).st_mode
             if stat.S_ISDIR(mode):
                 self._enter(dir_fd, name, rel, depth)
@@ -238,7 +314,7 @@ class _Walker:
                 self.manifest = read_fd_bounded(fd, MAX_MANIFEST_BYTES, MANIFEST_FILE)
                 hashing.update(memoryview(self.manifest))
             elif os.fstat(fd).st_size >= _PIPELINE_MIN_SIZE:
-                _hash_pipelined(fd, hashing)
+                (_hash_mapped if self.mapped else _hash_pipelined)(fd, hashing)
             else:
                 _hash_simple(fd, hashing)
             self.files[rel] = CapturedFile(rel, hashing.size, hashing.digests(), hashing.head)
@@ -253,6 +329,7 @@ def capture(
     *,
     algorithms: tuple[str, ...] = DEFAULT_ALGORITHMS,
     sink_for: Callable[[str], Sink | None] | None = None,
+    mapped: bool = False,
 ) -> PluginTree:
     """Walk and hash a plugin directory.
 
@@ -262,6 +339,8 @@ def capture(
         algorithms: hashlib names to compute for every file.
         sink_for: called with each file's relative path; a returned sink gets
             that file's bytes exactly as hashed.
+        mapped: hash large files through mmap (see :func:`_hash_mapped` for
+            why only a disposable child process may ask for this).
 
     Returns:
         The captured tree.
@@ -281,7 +360,7 @@ def capture(
         raise NotFoundError(f"{root_str} is not a directory") from e
     except OSError as e:
         raise NotFoundError(f"cannot open plugin directory {root_str}: {e.strerror}") from e
-    walker = _Walker(root_str, algorithms, sink_for)
+    walker = _Walker(root_str, algorithms, sink_for, mapped)
     try:
         walker.walk(root_fd, "", 0)
     except VtregError:
@@ -300,31 +379,134 @@ def capture(
 
 
 class PendingCapture:
-    """A capture running in a background thread.
+    """A capture running while the caller does something else (typically, imports).
 
-    Hashing releases the GIL, so a caller can capture a large plugin while it
-    imports modules or opens a database, then collect the result.
+    Where it is safe to fork (POSIX, and the caller has no other threads), the
+    capture runs in a child process: it shares no GIL with the caller, and it
+    may hash through mmap because a SIGBUS from a file truncated underneath
+    kills only the child, which is reported as the directory changing while
+    it was read. The child sends the tree back over a pipe with :mod:`marshal`
+    (plain data only; nothing is executed on loading). Elsewhere a thread runs
+    the capture.
     """
 
     def __init__(
         self, root: str | os.PathLike[str], algorithms: tuple[str, ...] = DEFAULT_ALGORITHMS
     ) -> None:
+        self.root = os.fspath(root)
+        self.algorithms = algorithms
         self._result: PluginTree | None = None
         self._error: BaseException | None = None
-        self._thread = threading.Thread(
-            target=self._run, args=(root, algorithms), name="vtreg-capture", daemon=True
-        )
-        self._thread.start()
+        self._pid = 0
+        self._pipe = -1
+        if hasattr(os, "fork") and threading.active_count() == 1:
+            self._fork()
+        else:
+            self._thread: threading.Thread | None = threading.Thread(
+                target=self._run_thread, name="vtreg-capture", daemon=True
+            )
+            self._thread.start()
 
-    def _run(self, root: str | os.PathLike[str], algorithms: tuple[str, ...]) -> None:
+    def _run_thread(self) -> None:
         try:
-            self._result = capture(root, algorithms=algorithms)
+            self._result = capture(self.root, algorithms=self.algorithms)
         except BaseException as e:  # re-raised in the caller's thread by result()
             self._error = e
 
+    def _fork(self) -> None:
+        read_end, write_end = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the child: capture, report, and leave without cleanup
+            os.close(read_end)
+            code = 0
+            try:
+                message = _encode_outcome(self.root, self.algorithms)
+                view = memoryview(message)
+                while view:
+                    view = view[os.write(write_end, view) :]
+            except BaseException:
+                code = 1
+            finally:
+                os._exit(code)
+        os.close(write_end)
+        self._pid, self._pipe = pid, read_end
+        self._thread = None
+
     def result(self) -> PluginTree:
-        self._thread.join()
+        """Wait for the capture; return its tree or raise what it raised."""
+        if self._thread is not None:
+            self._thread.join()
+        elif self._pid:
+            self._collect()
         if self._error is not None:
             raise self._error
         assert self._result is not None  # noqa: S101 - set whenever _error is not
         return self._result
+
+    def cancel(self) -> None:
+        """Stop a capture whose result is no longer wanted (a thread is left to finish)."""
+        if self._pid:
+            # not contextlib.suppress: contextlib stays off the start-up path
+            try:  # noqa: SIM105
+                os.kill(self._pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            os.close(self._pipe)
+            os.waitpid(self._pid, 0)
+            self._pid = 0
+
+    def _collect(self) -> None:
+        chunks = []
+        try:
+            while chunk := os.read(self._pipe, 1 << 20):
+                chunks.append(chunk)
+        finally:
+            os.close(self._pipe)
+            _, status = os.waitpid(self._pid, 0)
+            self._pid = 0
+        data = b"".join(chunks)
+        if not data or not os.WIFEXITED(status) or os.WEXITSTATUS(status) != 0:
+            how = (
+                f"signal {os.WTERMSIG(status)}"
+                if os.WIFSIGNALED(status)
+                else f"status {os.waitstatus_to_exitcode(status)}"
+            )
+            self._error = NotFoundError(
+                f"reading {self.root} failed ({how}); did a file change while it was read?"
+            )
+            return
+        self._result, self._error = _decode_outcome(data)
+
+
+def _encode_outcome(root: str, algorithms: tuple[str, ...]) -> bytes:
+    try:
+        tree = capture(root, algorithms=algorithms, mapped=True)
+    except VtregError as e:
+        return marshal.dumps(("error", type(e).__name__, str(e)))
+    files = [(f.path, f.size, dict(f.digests), f.head) for f in tree.files.values()]
+    return marshal.dumps(
+        ("tree", tree.root, files, tree.manifest, tree.signature, sorted(tree.algorithms))
+    )
+
+
+def _decode_outcome(data: bytes) -> tuple[PluginTree | None, VtregError | None]:
+    from . import errors
+
+    outcome = marshal.loads(data)  # noqa: S302 - our own child's plain data, not code
+    if outcome[0] == "error":
+        _, name, message = outcome
+        kind = getattr(errors, name, VtregError)
+        if not (isinstance(kind, type) and issubclass(kind, VtregError)):
+            kind = VtregError
+        return None, kind(message)
+    _, root, files, manifest, signature, algorithms = outcome
+    return (
+        PluginTree(
+            root=root,
+            files={p: CapturedFile(p, size, digests, head) for p, size, digests, head in files},
+            manifest=manifest,
+            signature=signature,
+            algorithms=frozenset(algorithms),
+        ),
+        None,
+    )

@@ -12,10 +12,8 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-import secrets
 import stat
 from collections.abc import Sequence
-from pathlib import Path
 
 from .errors import FormatError, NotFoundError, VtregError, WriteError
 
@@ -99,14 +97,19 @@ def _write_all(fd: int, data: bytes, mode: int) -> None:
     os.fsync(fd)
 
 
-def _place(path: Path, data: bytes, mode: int, *, replace: bool) -> None:
+def _temp_name(name: str) -> str:
+    return f".{name}.{os.urandom(6).hex()}.tmp"
+
+
+def _place(path: str, data: bytes, mode: int, *, replace: bool) -> None:
     """Write ``data`` to ``path`` all-or-nothing; with ``replace=False`` never clobber."""
-    dir_fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    parent, name = os.path.split(os.path.abspath(path))
+    dir_fd = os.open(parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         fd = _open_anonymous(dir_fd, mode)
         temp_name: str | None = None
         if fd is None:
-            temp_name = f".{path.name}.{secrets.token_hex(6)}.tmp"
+            temp_name = _temp_name(name)
             fd = os.open(
                 temp_name,
                 os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW,
@@ -117,16 +120,16 @@ def _place(path: Path, data: bytes, mode: int, *, replace: bool) -> None:
             _write_all(fd, data, mode)
             if temp_name is None and not replace:
                 # linkat() of the anonymous inode fails with EEXIST rather than clobber.
-                os.link(f"/proc/self/fd/{fd}", path.name, dst_dir_fd=dir_fd)
+                os.link(f"/proc/self/fd/{fd}", name, dst_dir_fd=dir_fd)
             else:
                 if temp_name is None:
-                    temp_name = f".{path.name}.{secrets.token_hex(6)}.tmp"
+                    temp_name = _temp_name(name)
                     os.link(f"/proc/self/fd/{fd}", temp_name, dst_dir_fd=dir_fd)
                 try:
                     if replace:
-                        os.replace(temp_name, path.name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+                        os.replace(temp_name, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
                     else:
-                        os.link(temp_name, path.name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+                        os.link(temp_name, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
                 finally:
                     with contextlib.suppress(FileNotFoundError):
                         os.unlink(temp_name, dir_fd=dir_fd)
@@ -143,7 +146,7 @@ def atomic_write(path: str | os.PathLike[str], data: bytes, mode: int = 0o644) -
     Raises:
         WriteError: the directory is missing or not writable, or the disk is full.
     """
-    target = Path(path)
+    target = os.fspath(path)
     try:
         _place(target, data, mode, replace=True)
     except OSError as e:
@@ -167,9 +170,9 @@ def create_files_exclusive(files: Sequence[tuple[str | os.PathLike[str], bytes, 
         WriteError: a file exists already, or one could not be written (any
             file this call created is removed again).
     """
-    paths = [Path(p) for p, _, _ in files]
+    paths = [os.fspath(p) for p, _, _ in files]
     refuse_existing(paths)
-    created: list[Path] = []
+    created: list[str] = []
     try:
         for path, (_, data, mode) in zip(paths, files, strict=True):
             try:
@@ -182,5 +185,5 @@ def create_files_exclusive(files: Sequence[tuple[str | os.PathLike[str], bytes, 
     except BaseException:
         for path in created:
             with contextlib.suppress(OSError):
-                path.unlink()
+                os.unlink(path)
         raise

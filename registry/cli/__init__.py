@@ -1,8 +1,80 @@
-"""The ``vtreg`` command line (click). Importing this imports click and nothing heavy."""
+"""The ``vtreg`` command line (click).
+
+:func:`main` is the console entry point. It imports nothing heavy itself: for
+``vtreg verify DIR`` it first starts hashing DIR (see :func:`_prefetch`), so
+that reading a large library overlaps the interpreter importing click,
+pydantic and cryptography; then it hands over to the click application.
+"""
 
 from __future__ import annotations
 
-from . import signing
-from ._app import cli, main, run
+import os
+import sys
 
-__all__ = ["cli", "main", "run", "signing"]
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up path)
+
+if TYPE_CHECKING:
+    from typing import Any
+
+    import click
+
+    from verifier.capture import PendingCapture
+
+__all__ = ["cli", "main", "run"]
+
+# verify's options that take a value: their values are not the directory.
+_VALUE_OPTIONS = frozenset({"--key", "--threshold", "--db"})
+
+
+def _prefetch(args: list[str]) -> PendingCapture | None:
+    """Start capturing the directory of ``verify DIR`` before the CLI is even imported.
+
+    This only guesses where the directory is; the verify command uses the
+    capture only if it was started for exactly the path click parsed, and
+    captures again otherwise. A wrong guess costs a read, never a result.
+    """
+    positional = [a for a in args if not a.startswith("-")]
+    if not positional or positional[0] != "verify":
+        return None
+    rest = iter(args[args.index("verify") + 1 :])
+    for arg in rest:
+        if arg == "--":
+            arg = next(rest, "")
+        elif arg in _VALUE_OPTIONS:
+            next(rest, None)
+            continue
+        elif arg.startswith("-"):
+            continue
+        # os.path, not pathlib: this runs before anything else is imported.
+        if arg and os.path.isdir(arg):
+            from verifier.capture import PendingCapture
+
+            return PendingCapture(arg)
+        return None
+    return None
+
+
+def run(argv: list[str] | None = None, prefetch: PendingCapture | None = None) -> int:
+    """Run the CLI and return its exit code."""
+    from ._app import run as run_app
+
+    return run_app(argv, prefetch=prefetch)
+
+
+def main() -> None:
+    """Console entry point: ``vtreg``."""
+    args = sys.argv[1:]
+    prefetch = _prefetch(args)
+    sys.exit(run(args, prefetch))
+
+
+def __getattr__(name: str) -> Any:
+    if name == "cli":
+        from ._app import cli
+
+        return cli
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+if TYPE_CHECKING:
+    cli: click.Group

@@ -18,11 +18,14 @@ import sys
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Concatenate, ParamSpec
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec
 
 import click
 
 from verifier.errors import UsageError, VerificationError, VtregError
+
+if TYPE_CHECKING:
+    from verifier.capture import PendingCapture
 
 __all__ = [
     "EXIT_OK",
@@ -32,7 +35,6 @@ __all__ = [
     "Report",
     "Settings",
     "cli",
-    "main",
     "run",
     "vtreg_command",
 ]
@@ -51,6 +53,18 @@ class Settings:
 
     json: bool = False
     verbose: bool = False
+    prefetch: PendingCapture | None = None
+
+    def take_capture(self, directory: str) -> PendingCapture:
+        """The capture started early for ``directory``, or a new one."""
+        from verifier.capture import PendingCapture
+
+        early, self.prefetch = self.prefetch, None
+        if early is not None and early.root == directory:
+            return early
+        if early is not None:
+            early.cancel()
+        return PendingCapture(directory)
 
 
 @dataclass
@@ -147,11 +161,13 @@ def vtreg_command(
     return decorate
 
 
-def run(argv: list[str] | None = None) -> int:
-    """Run the CLI and return its exit code (for tests and :func:`main`)."""
+def run(argv: list[str] | None = None, prefetch: PendingCapture | None = None) -> int:
+    """Run the CLI and return its exit code (for tests and :func:`registry.cli.main`)."""
+    from . import signing  # noqa: F401 - importing a command module registers its commands
+
     args = list(sys.argv[1:] if argv is None else argv)
     # Usage errors can happen before click has parsed --json, so look for it first.
-    settings = Settings(json="--json" in args, verbose="--verbose" in args)
+    settings = Settings(json="--json" in args, verbose="--verbose" in args, prefetch=prefetch)
     try:
         result = cli.main(args=args, prog_name="vtreg", standalone_mode=False, obj=settings)
     except click.exceptions.NoArgsIsHelpError as e:
@@ -177,8 +193,3 @@ def run(argv: list[str] | None = None) -> int:
             traceback.print_exception(e, file=sys.stderr)
         return EXIT_UNDECIDED
     return result if isinstance(result, int) else EXIT_OK
-
-
-def main() -> None:
-    """Console entry point."""
-    sys.exit(run())

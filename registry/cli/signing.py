@@ -18,7 +18,7 @@ __all__ = ["keygen", "sign", "verify"]
 
 _passphrase_file = click.option(
     "--passphrase-file",
-    type=click.Path(dir_okay=False),
+    type=click.Path(),
     help="Read the passphrase from the first line of this file (else $VTREG_PASSPHRASE, "
     "else a prompt).",
 )
@@ -29,7 +29,7 @@ _passphrase_file = click.option(
 @click.option(
     "--out",
     "out_dir",
-    type=click.Path(file_okay=False),
+    type=click.Path(),
     default=".",
     show_default=True,
     help="Directory to write NAME.key and NAME.pub into.",
@@ -79,10 +79,8 @@ def keygen(
 
 
 @vtreg_command(cli)
-@click.argument("directory", type=click.Path(file_okay=False))
-@click.option(
-    "--key", "key_file", required=True, type=click.Path(dir_okay=False), help="Private key file."
-)
+@click.argument("directory", type=click.Path())
+@click.option("--key", "key_file", required=True, type=click.Path(), help="Private key file.")
 @click.option(
     "--expires",
     type=TIME_OR_DURATION,
@@ -137,12 +135,12 @@ def sign(
 
 
 @vtreg_command(cli)
-@click.argument("directory", type=click.Path(file_okay=False))
+@click.argument("directory", type=click.Path())
 @click.option(
     "--key",
     "key_files",
     multiple=True,
-    type=click.Path(dir_okay=False),
+    type=click.Path(),
     help="Trusted public key file (repeatable). Verifies offline, without the registry.",
 )
 @click.option(
@@ -156,26 +154,26 @@ def verify(
     settings: Settings, directory: str, key_files: tuple[str, ...], threshold: int
 ) -> Report:
     """Verify a plugin directory's signature and content."""
-    # Start hashing first: it releases the GIL, so the (large) library is read
-    # while the modules below are still importing.
-    from verifier.capture import PendingCapture
+    # Hashing started before the imports (registry.cli.main) or starts now,
+    # so that reading a large library overlaps the imports below.
+    pending = settings.take_capture(directory)
+    try:
+        from verifier.errors import UsageError
+        from verifier.keys import read_public_key_file
+        from verifier.verify import verify_directory
 
-    pending = PendingCapture(directory)
-    from verifier.errors import UsageError
-    from verifier.keys import read_public_key_file
-    from verifier.verify import verify_directory
-
-    if not key_files:
-        raise UsageError("give at least one --key PUBFILE to verify offline")
-    keys = [read_public_key_file(path) for path in key_files]
-    if threshold > len({k.keyid for k in keys}):
-        raise UsageError(
-            f"threshold {threshold} can never be met with {len({k.keyid for k in keys})} "
-            "distinct --key file(s)"
-        )
-    result = verify_directory(
-        directory, keys, at=utc_now(), threshold=threshold, tree=pending.result()
-    )
+        if not key_files:
+            raise UsageError("give at least one --key PUBFILE to verify offline")
+        keys = [read_public_key_file(path) for path in key_files]
+        distinct = len({k.keyid for k in keys})
+        if threshold > distinct:
+            raise UsageError(
+                f"threshold {threshold} can never be met with {distinct} distinct --key file(s)"
+            )
+        tree = pending.result()
+    finally:
+        pending.cancel()  # a no-op once the result is in
+    result = verify_directory(directory, keys, at=utc_now(), threshold=threshold, tree=tree)
     return _verified_report(result, threshold)
 
 

@@ -1,0 +1,370 @@
+"""The real ``vtreg`` keygen/sign/verify commands: outputs, exit codes, refusals."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import EXAMPLE_HELLO, CliResult, run_cli
+from verifier.capture import capture
+from verifier.envelope import format_time
+from verifier.keys import read_private_key_file
+from verifier.verify import sign
+
+PluginFactory = Callable[..., Path]
+
+
+@pytest.fixture
+def keys(tmp_path: Path) -> Path:
+    """alice.key/.pub and bob.key/.pub (unencrypted, for speed) in tmp/keys."""
+    out = tmp_path / "keys"
+    out.mkdir()
+    for name in ("alice", "bob"):
+        assert run_cli("keygen", name, "--out", out, "--unencrypted").code == 0
+    return out
+
+
+def one_line_error(result: CliResult, code: int, pattern: str) -> None:
+    import re
+
+    assert result.code == code, (result.code, result.stdout, result.stderr)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert re.search(pattern, lines[0]), lines[0]
+
+
+def test_help_lists_the_commands() -> None:
+    result = run_cli("--help")
+    assert result.code == 0
+    for command in ("keygen", "sign", "verify"):
+        assert command in result.stdout
+
+
+def test_help_and_offline_verify_do_not_import_the_database_stack(
+    plugin_factory: PluginFactory, keys: Path
+) -> None:
+    plugin = plugin_factory()
+    assert run_cli("sign", plugin, "--key", keys / "alice.key").code == 0
+    probe = (
+        "import sys\n"
+        "from registry.cli import run\n"
+        f"codes = [run(['--help']), run(['verify', {str(plugin)!r}, '--key', {str(keys / 'alice.pub')!r}])]\n"
+        "heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('sqlalchemy', 'alembic'))\n"
+        "print(codes, heavy)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True
+    ).stdout
+    assert out.strip().endswith("[0, 0] []"), out
+
+
+def test_keygen_writes_a_private_and_a_public_key(tmp_path: Path) -> None:
+    result = run_cli(
+        "keygen", "carol", "--out", tmp_path, "--json", env={"VTREG_PASSPHRASE": "s3cret"}
+    )
+
+    assert result.code == 0, result.stderr
+    doc = result.json()
+    assert doc["ok"] is True
+    assert doc["encrypted"] is True
+    key, pub = tmp_path / "carol.key", tmp_path / "carol.pub"
+    assert key.stat().st_mode & 0o777 == 0o600
+    assert key.read_bytes().startswith(b"-----BEGIN ENCRYPTED PRIVATE KEY-----")
+    assert f"# keyid: {doc['keyid']}" in pub.read_text()
+    assert read_private_key_file(key, b"s3cret").keyid == doc["keyid"]
+
+
+def test_keygen_refuses_to_overwrite(tmp_path: Path) -> None:
+    (tmp_path / "carol.pub").write_text("precious")
+    result = run_cli("keygen", "carol", "--out", tmp_path, "--unencrypted")
+
+    one_line_error(result, 3, r"refusing to overwrite .*carol\.pub")
+    assert sorted(os.listdir(tmp_path)) == ["carol.pub"]
+    assert (tmp_path / "carol.pub").read_text() == "precious"
+
+
+def test_keygen_unencrypted_warns(tmp_path: Path) -> None:
+    result = run_cli("keygen", "carol", "--out", tmp_path, "--unencrypted")
+    assert result.code == 0
+    assert "is not encrypted" in result.stderr
+    assert b"BEGIN PRIVATE KEY" in (tmp_path / "carol.key").read_bytes()
+
+
+def test_keygen_without_a_passphrase_source_fails_cleanly(tmp_path: Path) -> None:
+    result = run_cli("keygen", "carol", "--out", tmp_path)
+    one_line_error(result, 3, "a passphrase is needed: set VTREG_PASSPHRASE")
+    assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize("name", ["../escape", "a/b", ".hidden", ""])
+def test_keygen_refuses_unsafe_names(tmp_path: Path, name: str) -> None:
+    result = run_cli("keygen", name, "--out", tmp_path, "--unencrypted")
+    assert result.code == 2
+    assert os.listdir(tmp_path) == []
+
+
+def test_sign_and_verify(plugin_factory: PluginFactory, keys: Path) -> None:
+    plugin = plugin_factory("hello", "1.0.0")
+
+    signed = run_cli("sign", plugin, "--key", keys / "alice.key", "--json")
+    verified = run_cli("verify", plugin, "--key", keys / "alice.pub", "--json")
+
+    assert signed.code == 0, signed.stderr
+    assert verified.code == 0, verified.stderr
+    doc = verified.json()
+    assert doc["ok"] is True
+    assert doc["verified"] is True
+    assert doc["plugin"]["name"] == "hello"
+    assert doc["plugin"]["content_digest"] == signed.json()["content_digest"]
+
+
+def test_example_plugin_signs_and_verifies(tmp_path: Path, keys: Path) -> None:
+    examples = tmp_path / "examples"
+    shutil.copytree(
+        EXAMPLE_HELLO.parent, examples, ignore=shutil.ignore_patterns("*.so", "plugin.sig")
+    )
+    build = examples / "hello"
+    subprocess.run(["make", "-s", "-C", str(build)], check=True, capture_output=True)
+    plugin = tmp_path / "hello"
+    plugin.mkdir()
+    for name in ("plugin.json", "libhello.so"):
+        shutil.copy(build / name, plugin / name)
+
+    assert run_cli("sign", plugin, "--key", keys / "alice.key").code == 0
+    result = run_cli("verify", plugin, "--key", keys / "alice.pub")
+
+    assert result.code == 0, result.stderr
+    assert result.stdout.startswith("verified hello 1.0.0 (linux-x86_64)")
+
+
+def test_encrypted_key_with_passphrase_file(plugin_factory: PluginFactory, tmp_path: Path) -> None:
+    secret = tmp_path / "pass.txt"
+    secret.write_text("correct horse\n")
+    assert run_cli("keygen", "carol", "--out", tmp_path, "--passphrase-file", secret).code == 0
+    plugin = plugin_factory()
+
+    good = run_cli("sign", plugin, "--key", tmp_path / "carol.key", "--passphrase-file", secret)
+    bad = run_cli(
+        "sign", plugin, "--key", tmp_path / "carol.key", env={"VTREG_PASSPHRASE": "wrong"}
+    )
+
+    assert good.code == 0, good.stderr
+    one_line_error(bad, 3, r"wrong passphrase for .*carol\.key")
+
+
+def test_cosigning_and_threshold(plugin_factory: PluginFactory, keys: Path) -> None:
+    plugin = plugin_factory()
+    run_cli("sign", plugin, "--key", keys / "alice.key")
+    cosign = run_cli("sign", plugin, "--key", keys / "bob.key", "--json").json()
+    both: list[str | Path] = ["--key", keys / "alice.pub", "--key", keys / "bob.pub"]
+
+    assert cosign["cosigned"] is True
+    assert cosign["signatures"] == 2
+    assert run_cli("verify", plugin, *both, "--threshold", "2").code == 0
+    assert run_cli("verify", plugin, "--key", keys / "alice.pub", "--threshold", "2").code == 2
+
+
+def test_json_errors_are_one_document(plugin_factory: PluginFactory, keys: Path) -> None:
+    plugin = plugin_factory()
+    result = run_cli("verify", plugin, "--key", keys / "alice.pub", "--json")
+
+    assert result.code == 1
+    doc = result.json()
+    assert doc["ok"] is False
+    assert doc["error"]["category"] == "refused"
+    assert doc["error"]["message"] == "unsigned: there is no plugin.sig"
+
+
+# --- every offline threat, through the real CLI: exit 1, one line, no traceback ---
+
+
+def _flip_library(p: Path, keys: Path) -> None:
+    lib = p / "libbasic.so"
+    data = bytearray(lib.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    lib.write_bytes(bytes(data))
+
+
+def _edit_manifest(p: Path, keys: Path) -> None:
+    manifest = json.loads((p / "plugin.json").read_text())
+    manifest["version"] = "1.0.1"
+    (p / "plugin.json").write_text(json.dumps(manifest))
+
+
+def _replace_signature(p: Path, keys: Path) -> None:
+    (p / "plugin.sig").unlink()
+    run_cli("sign", p, "--key", keys / "bob.key")  # bob is not trusted below
+
+
+def _duplicate_signature(p: Path, keys: Path) -> None:
+    envelope = json.loads((p / "plugin.sig").read_text())
+    envelope["signatures"].append(envelope["signatures"][0])
+    (p / "plugin.sig").write_text(json.dumps(envelope))
+
+
+def _payload_type(p: Path, keys: Path) -> None:
+    envelope = json.loads((p / "plugin.sig").read_text())
+    envelope["payloadType"] = "text/plain"
+    (p / "plugin.sig").write_text(json.dumps(envelope))
+
+
+THREATS = [
+    pytest.param(_flip_library, r"digest of libbasic\.so is sha256:", id="flipped-byte"),
+    pytest.param(_edit_manifest, r"digest of plugin\.json", id="edited-plugin-json"),
+    pytest.param(
+        lambda p, k: (p / "new.txt").write_text("x"), r"new\.txt not covered", id="file-added"
+    ),
+    pytest.param(
+        lambda p, k: (p / "README.md").unlink(),
+        r"README\.md is signed but missing",
+        id="file-removed",
+    ),
+    pytest.param(
+        lambda p, k: (p / "README.md").rename(p / "READ.md"),
+        r"README\.md is signed but missing",
+        id="file-renamed",
+    ),
+    pytest.param(
+        lambda p, k: (p / "link").symlink_to("/etc/passwd"), r"link is a symlink", id="symlink"
+    ),
+    pytest.param(_replace_signature, r"signed by 0/1 required trusted keys", id="wrong-key"),
+    pytest.param(
+        _duplicate_signature, r"signed by 1/2 .*counts once", id="threshold-one-key-twice"
+    ),
+    pytest.param(_payload_type, r"payloadType is 'text/plain'", id="payload-type"),
+    pytest.param(
+        lambda p, k: (p / "plugin.sig").write_bytes(b'{"payloadType": "app'),
+        r"not valid JSON",
+        id="truncated-sig",
+    ),
+    pytest.param(
+        lambda p, k: (p / "plugin.sig").write_bytes(os.urandom(300)),
+        r"plugin\.sig is not valid",
+        id="garbage-sig",
+    ),
+    pytest.param(
+        lambda p, k: (p / "plugin.sig").write_bytes(b"{" * (2 << 20)),
+        r"plugin\.sig is larger than",
+        id="oversize-sig",
+    ),
+    pytest.param(
+        lambda p, k: (p / "plugin.json").write_bytes(b" " * (300 << 10)),
+        r"plugin\.json is larger than",
+        id="oversize-plugin-json",
+    ),
+    pytest.param(lambda p, k: (p / "plugin.sig").unlink(), r"unsigned", id="unsigned"),
+]
+
+
+@pytest.mark.parametrize(("attack", "message"), THREATS)
+def test_offline_threats_are_refused(
+    plugin_factory: PluginFactory, keys: Path, attack: Callable[[Path, Path], object], message: str
+) -> None:
+    plugin = plugin_factory(extra_files={"README.md": b"# basic\n"})
+    threshold = ["--threshold", "2"] if attack is _duplicate_signature else []
+    extra_key: list[str | Path] = ["--key", keys / "carol.pub"] if threshold else []
+    if threshold:
+        run_cli("keygen", "carol", "--out", keys, "--unencrypted")
+    assert run_cli("sign", plugin, "--key", keys / "alice.key").code == 0
+
+    attack(plugin, keys)
+    result = run_cli("verify", plugin, "--key", keys / "alice.pub", *extra_key, *threshold)
+
+    one_line_error(result, 1, message)
+
+
+def test_signature_moved_to_another_plugin_or_version(
+    plugin_factory: PluginFactory, keys: Path, tmp_path: Path
+) -> None:
+    v1 = plugin_factory("tool", "1.0.0", parent=tmp_path / "a")
+    v2 = plugin_factory("tool", "2.0.0", parent=tmp_path / "b")
+    other = plugin_factory("other", "1.0.0", parent=tmp_path / "c")
+    run_cli("sign", v1, "--key", keys / "alice.key")
+    for target in (v2, other):
+        shutil.copy(v1 / "plugin.sig", target / "plugin.sig")
+        result = run_cli("verify", target, "--key", keys / "alice.pub")
+        one_line_error(result, 1, r"digest of|is signed but missing")
+
+
+def test_expired_signature(plugin_factory: PluginFactory, keys: Path) -> None:
+    from datetime import UTC, datetime
+
+    plugin = plugin_factory()
+    key = read_private_key_file(keys / "alice.key", None)
+    past = datetime.now(UTC) - timedelta(days=10)
+    signed = sign(capture(plugin), key, at=past, expires=past + timedelta(days=1))
+    (plugin / "plugin.sig").write_bytes(signed.envelope)
+
+    result = run_cli("verify", plugin, "--key", keys / "alice.pub")
+
+    one_line_error(result, 1, f"signature expired at {format_time(past + timedelta(days=1))}")
+
+
+def test_sign_with_expiry(plugin_factory: PluginFactory, keys: Path) -> None:
+    plugin = plugin_factory()
+    assert run_cli("sign", plugin, "--key", keys / "alice.key", "--expires", "30d").code == 0
+    statement = json.loads(
+        base64.b64decode(json.loads((plugin / "plugin.sig").read_text())["payload"])
+    )
+    assert statement["predicate"]["expires"].endswith("Z")
+    bad = run_cli("sign", plugin, "--key", keys / "alice.key", "--expires", "soon")
+    assert bad.code == 2
+    assert "is neither a duration" in bad.stderr
+
+
+# --- could not decide: exit 3, one line ---
+
+
+def test_missing_directory(keys: Path, tmp_path: Path) -> None:
+    one_line_error(
+        run_cli("verify", tmp_path / "nope", "--key", keys / "alice.pub"), 3, "does not exist"
+    )
+    one_line_error(
+        run_cli("sign", tmp_path / "nope", "--key", keys / "alice.key"), 3, "does not exist"
+    )
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        pytest.param(lambda d: d / "missing.key", "does not exist", id="missing"),
+        pytest.param(lambda d: d, "is not a regular file", id="directory"),
+        pytest.param(
+            lambda d: (d / "junk.key").write_bytes(b"junk") and d / "junk.key",
+            "expected exactly one PEM block",
+            id="garbage",
+        ),
+    ],
+)
+def test_unreadable_keys(
+    plugin_factory: PluginFactory, tmp_path: Path, make: Callable[[Path], Path], message: str
+) -> None:
+    plugin = plugin_factory()
+    key_path = make(tmp_path)
+    one_line_error(run_cli("sign", plugin, "--key", key_path), 3, message)
+    one_line_error(run_cli("verify", plugin, "--key", key_path), 3, message)
+    assert not (plugin / "plugin.sig").exists()
+
+
+def test_bad_input_never_leaves_a_signature(plugin_factory: PluginFactory, keys: Path) -> None:
+    plugin = plugin_factory()
+    (plugin / "plugin.json").write_text("{not json")
+    one_line_error(
+        run_cli("sign", plugin, "--key", keys / "alice.key"), 1, "plugin.json is not valid JSON"
+    )
+    assert not (plugin / "plugin.sig").exists()
+
+
+def test_verbose_shows_the_traceback(keys: Path, tmp_path: Path) -> None:
+    result = run_cli("verify", tmp_path / "nope", "--key", keys / "alice.pub", "--verbose")
+    assert result.code == 3
+    assert "Traceback" in result.stderr

@@ -1,0 +1,212 @@
+"""Directory capture: what is hashed, what is refused, and bounded memory."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import stat
+import threading
+import tracemalloc
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from verifier.capture import MAX_DEPTH, PendingCapture, capture
+from verifier.errors import FormatError, NotFoundError, UnsafeFileError
+
+PluginFactory = Callable[..., Path]
+
+
+def test_every_file_but_the_top_level_signature_is_captured(plugin_factory: PluginFactory) -> None:
+    plugin = plugin_factory(
+        extra_files={
+            "plugin.sig": b"sig",
+            "README.md": b"readme",
+            "scripts/plugin.sig": b"nested: covered like any file",
+            "templates/a/b.txt": b"deep",
+        }
+    )
+
+    tree = capture(plugin)
+
+    assert list(tree.files) == [
+        "README.md",
+        "libbasic.so",
+        "plugin.json",
+        "scripts/plugin.sig",
+        "templates/a/b.txt",
+    ]
+    assert tree.signature == b"sig"
+    assert tree.manifest == (plugin / "plugin.json").read_bytes()
+    for rel, captured in tree.files.items():
+        data = (plugin / rel).read_bytes()
+        assert captured.size == len(data)
+        assert captured.digests == {"sha256": hashlib.sha256(data).hexdigest()}
+
+
+def test_several_algorithms(plugin_factory: PluginFactory) -> None:
+    plugin = plugin_factory()
+    tree = capture(plugin, algorithms=("sha256", "sha512", "blake2b"))
+    data = (plugin / "libbasic.so").read_bytes()
+    assert tree.files["libbasic.so"].digests == {
+        "sha256": hashlib.sha256(data).hexdigest(),
+        "sha512": hashlib.sha512(data).hexdigest(),
+        "blake2b": hashlib.blake2b(data).hexdigest(),
+    }
+
+
+@pytest.mark.parametrize(
+    "make_link",
+    [
+        pytest.param(lambda p, out: (p / "README.md").symlink_to(out), id="file-symlink"),
+        pytest.param(lambda p, out: (p / "scripts").symlink_to(out.parent), id="dir-symlink"),
+        pytest.param(lambda p, out: (p / "dangling").symlink_to(p / "nowhere"), id="dangling"),
+        pytest.param(lambda p, out: (p / "self").symlink_to("."), id="loop"),
+    ],
+)
+def test_symlinks_are_refused(
+    plugin_factory: PluginFactory, tmp_path: Path, make_link: Callable[[Path, Path], None]
+) -> None:
+    plugin = plugin_factory()
+    outside = tmp_path / "outside" / "secret.txt"
+    outside.parent.mkdir()
+    outside.write_text("secret")
+    make_link(plugin, outside)
+
+    with pytest.raises(UnsafeFileError, match="is a symlink"):
+        capture(plugin)
+
+
+def _capture_in_thread(path: Path) -> BaseException | None:
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            capture(path)
+        except BaseException as e:
+            errors.append(e)
+
+    worker = threading.Thread(target=run, daemon=True)
+    worker.start()
+    worker.join(timeout=20)
+    assert not worker.is_alive(), "capture blocked"
+    return errors[0] if errors else None
+
+
+def test_fifo_is_refused_without_blocking(plugin_factory: PluginFactory) -> None:
+    plugin = plugin_factory()
+    os.mkfifo(plugin / "pipe")
+    error = _capture_in_thread(plugin)
+    assert isinstance(error, UnsafeFileError)
+    assert "pipe is a FIFO" in str(error)
+
+
+def test_fifo_named_plugin_json_is_refused_without_blocking(plugin_factory: PluginFactory) -> None:
+    plugin = plugin_factory()
+    (plugin / "plugin.json").unlink()
+    os.mkfifo(plugin / "plugin.json")
+    error = _capture_in_thread(plugin)
+    assert isinstance(error, UnsafeFileError)
+
+
+def test_device_file_is_refused(plugin_factory: PluginFactory) -> None:
+    plugin = plugin_factory()
+    try:
+        os.mknod(plugin / "null", stat.S_IFCHR | 0o600, os.makedev(1, 3))
+    except PermissionError:
+        pytest.skip("creating a device node needs CAP_MKNOD (run as root to cover this)")
+    with pytest.raises(UnsafeFileError, match="null is a device file"):
+        capture(plugin)
+
+
+@pytest.mark.parametrize("name", ["bad\nname", "tab\there", "back\\slash"])
+def test_odd_file_names_are_refused(plugin_factory: PluginFactory, name: str) -> None:
+    plugin = plugin_factory()
+    (plugin / name).write_text("x")
+    with pytest.raises(UnsafeFileError, match="contains control or escape characters"):
+        capture(plugin)
+
+
+def test_non_utf8_file_name_is_refused(plugin_factory: PluginFactory) -> None:
+    plugin = plugin_factory()
+    fd = os.open(bytes(plugin) + b"/\xff\xfe", os.O_CREAT | os.O_WRONLY, 0o644)
+    os.close(fd)
+    with pytest.raises(UnsafeFileError, match="not valid UTF-8"):
+        capture(plugin)
+
+
+@pytest.mark.parametrize(
+    ("name", "size", "message"),
+    [
+        pytest.param("plugin.json", 256 * 1024 + 1, r"plugin\.json is larger than", id="manifest"),
+        pytest.param("plugin.sig", 1024 * 1024 + 1, r"plugin\.sig is larger than", id="signature"),
+    ],
+)
+def test_oversize_metadata_files_are_refused(
+    plugin_factory: PluginFactory, name: str, size: int, message: str
+) -> None:
+    plugin = plugin_factory()
+    (plugin / name).write_bytes(b" " * size)
+    with pytest.raises(FormatError, match=message):
+        capture(plugin)
+
+
+def test_too_deep_a_tree_is_refused(plugin_factory: PluginFactory) -> None:
+    plugin = plugin_factory()
+    deep = plugin.joinpath(*["d"] * (MAX_DEPTH + 2))
+    deep.mkdir(parents=True)
+    with pytest.raises(FormatError, match="nested deeper than"):
+        capture(plugin)
+
+
+def test_missing_or_wrong_root(tmp_path: Path) -> None:
+    with pytest.raises(NotFoundError, match="does not exist"):
+        capture(tmp_path / "nope")
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(NotFoundError, match="is not a directory"):
+        capture(tmp_path / "file")
+
+
+def test_sink_receives_exactly_the_hashed_bytes(plugin_factory: PluginFactory) -> None:
+    plugin = plugin_factory(extra_files={"big.bin": os.urandom(9 << 20)})  # pipelined path
+    received: dict[str, bytearray] = {}
+
+    class Collect:
+        def __init__(self, rel: str) -> None:
+            self.buf = received.setdefault(rel, bytearray())
+
+        def write(self, data: memoryview) -> int:
+            self.buf += data
+            return len(data)
+
+    tree = capture(plugin, sink_for=Collect)
+
+    for rel, data in received.items():
+        assert bytes(data) == (plugin / rel).read_bytes()
+        assert hashlib.sha256(data).hexdigest() == tree.files[rel].digests["sha256"]
+
+
+def test_large_file_is_hashed_in_bounded_memory(tmp_path: Path) -> None:
+    plugin = tmp_path / "p"
+    plugin.mkdir()
+    big = plugin / "libbig.so"
+    with big.open("wb") as f:  # sparse: 512 MiB on disk costs nothing
+        f.truncate(512 << 20)
+
+    tracemalloc.start()
+    try:
+        tree = capture(plugin)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+
+    assert tree.files["libbig.so"].size == 512 << 20
+    assert tree.files["libbig.so"].digests["sha256"] == hashlib.sha256(bytes(512 << 20)).hexdigest()
+    assert peak < 16 << 20, f"capture allocated {peak} bytes for a 512 MiB file"
+
+
+def test_pending_capture_reports_errors_in_the_caller(tmp_path: Path) -> None:
+    pending = PendingCapture(tmp_path / "missing")
+    with pytest.raises(NotFoundError):
+        pending.result()

@@ -1,0 +1,184 @@
+"""ed25519 keys: ids, public key files, passphrase-protected PKCS#8 private keys."""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+from verifier.errors import KeyFileError, PassphraseError
+from verifier.keys import (
+    SCRYPT_N,
+    PublicKey,
+    SigningKey,
+    keyid_of,
+    load_private_key,
+    load_public_key,
+    read_private_key_file,
+    read_public_key_file,
+)
+
+FAST_N = 2**10  # tests that are not about the KDF cost use a cheap one
+
+
+def test_keyid_is_sha256_of_the_raw_public_key(key: SigningKey) -> None:
+    assert key.keyid == hashlib.sha256(key.public_key.raw).hexdigest()
+    assert keyid_of(key.public_key.raw) == key.keyid
+    assert len(key.keyid) == 64
+
+
+def test_public_key_file_round_trips(key: SigningKey, tmp_path: Path) -> None:
+    path = tmp_path / "alice.pub"
+    path.write_bytes(key.public_key.to_file_bytes())
+
+    loaded = read_public_key_file(path)
+
+    assert loaded == PublicKey(key.public_key.raw, "alice")
+    assert f"# keyid: {key.keyid}" in path.read_text()
+
+
+def test_bare_pem_public_key_is_accepted(key: SigningKey) -> None:
+    assert load_public_key(key.public_key.to_pem()).keyid == key.keyid
+
+
+def test_public_key_file_with_wrong_keyid_comment_is_refused(
+    key: SigningKey, other_key: SigningKey
+) -> None:
+    text = key.public_key.to_file_bytes().replace(key.keyid.encode(), other_key.keyid.encode())
+    with pytest.raises(KeyFileError, match="its keyid line says"):
+        load_public_key(text)
+
+
+def test_two_public_keys_in_one_file_are_refused(key: SigningKey, other_key: SigningKey) -> None:
+    with pytest.raises(KeyFileError, match="expected exactly one PEM block, found 2"):
+        load_public_key(key.public_key.to_pem() + other_key.public_key.to_pem())
+
+
+@pytest.mark.parametrize(
+    "foreign",
+    [
+        pytest.param(lambda: rsa.generate_private_key(65537, 2048), id="rsa"),
+        pytest.param(lambda: ec.generate_private_key(ec.SECP256R1()), id="ecdsa"),
+    ],
+)
+def test_non_ed25519_keys_are_refused(foreign: object) -> None:
+    private = foreign()  # type: ignore[operator]
+    public_pem = private.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    private_pem = private.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    with pytest.raises(KeyFileError, match="expected an ed25519 key"):
+        load_public_key(public_pem)
+    with pytest.raises(KeyFileError, match="expected an ed25519 key"):
+        load_private_key(private_pem, None)
+
+
+def test_private_key_is_encrypted_with_scrypt_pbes2(key: SigningKey) -> None:
+    pem = key.to_pem(b"correct horse", scrypt_n=FAST_N)
+    assert pem.startswith(b"-----BEGIN ENCRYPTED PRIVATE KEY-----\n")
+
+    loaded = load_private_key(pem, b"correct horse")
+
+    assert loaded.keyid == key.keyid
+    assert loaded.sign(b"m") == key.sign(b"m")  # ed25519 is deterministic
+
+
+def test_encrypted_key_structure_is_standard_pkcs8(key: SigningKey, tmp_path: Path) -> None:
+    # openssl parses it as PBES2 + scrypt + AES-256-CBC: any PKCS#8 reader can.
+    path = tmp_path / "k.pem"
+    path.write_bytes(key.to_pem(b"pw", scrypt_n=FAST_N))
+    dump = subprocess.run(
+        ["openssl", "asn1parse", "-in", str(path)], capture_output=True, text=True, check=True
+    ).stdout
+    assert ":PBES2" in dump
+    assert ":scrypt" in dump
+    assert ":aes-256-cbc" in dump
+
+
+def test_default_kdf_cost_is_what_we_claim(key: SigningKey) -> None:
+    pem = key.to_pem(b"pw")  # the real cost: about a third of a second
+    assert load_private_key(pem, b"pw").keyid == key.keyid
+    assert SCRYPT_N == 2**17
+
+
+def test_wrong_passphrase(key: SigningKey) -> None:
+    pem = key.to_pem(b"right", scrypt_n=FAST_N)
+    with pytest.raises(PassphraseError, match="wrong passphrase for private key"):
+        load_private_key(pem, b"wrong")
+
+
+def test_missing_passphrase(key: SigningKey) -> None:
+    pem = key.to_pem(b"right", scrypt_n=FAST_N)
+    with pytest.raises(PassphraseError, match="is encrypted and no passphrase was given"):
+        load_private_key(pem, None)
+
+
+def test_passphrase_is_asked_only_when_needed(key: SigningKey) -> None:
+    asked: list[bool] = []
+
+    def ask() -> bytes:
+        asked.append(True)
+        return b"pw"
+
+    load_private_key(key.to_pem(None), ask)
+    assert not asked
+    load_private_key(key.to_pem(b"pw", scrypt_n=FAST_N), ask)
+    assert asked == [True]
+
+
+def test_empty_passphrase_is_refused_for_encryption(key: SigningKey) -> None:
+    with pytest.raises(PassphraseError, match="empty passphrase"):
+        key.to_pem(b"")
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        pytest.param(b"", "found 0", id="empty"),
+        pytest.param(
+            b"-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n",
+            "not a readable PKCS#8 private key",
+            id="garbage-der",
+        ),
+        pytest.param(
+            b"-----BEGIN RSA PRIVATE KEY-----\nAAAA\n-----END RSA PRIVATE KEY-----\n",
+            "expected a PKCS#8 PRIVATE KEY block, found RSA PRIVATE KEY",
+            id="pkcs1",
+        ),
+    ],
+)
+def test_malformed_private_keys(content: bytes, message: str) -> None:
+    with pytest.raises(KeyFileError, match=message):
+        load_private_key(content, b"pw")
+
+
+def test_key_files_that_cannot_be_read(tmp_path: Path) -> None:
+    with pytest.raises(KeyFileError, match="does not exist"):
+        read_public_key_file(tmp_path / "missing.pub")
+    with pytest.raises(KeyFileError, match="is not a regular file"):
+        read_private_key_file(tmp_path, b"pw")  # a directory
+    big = tmp_path / "big.pub"
+    big.write_bytes(b"#" * 20_000)
+    with pytest.raises(KeyFileError, match="larger than"):
+        read_public_key_file(big)
+
+
+def test_private_key_never_shows_in_repr(key: SigningKey) -> None:
+    raw = key._key.private_bytes(
+        serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption()
+    )
+    assert raw.hex() not in repr(key)
+    assert repr(key) == f"SigningKey(keyid={key.keyid!r})"
+
+
+def test_signatures_verify_only_with_the_right_key(key: SigningKey, other_key: SigningKey) -> None:
+    signature = key.sign(b"message")
+    assert key.public_key.verify(signature, b"message")
+    assert not key.public_key.verify(signature, b"messagf")
+    assert not other_key.public_key.verify(signature, b"message")

@@ -1,0 +1,244 @@
+"""plugin.json model, semantic versions and validate_plugin_structure."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import socket
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from verifier.errors import FormatError
+from verifier.manifest import PluginManifest, SemVer, check_plugin_name, parse_manifest
+from verifier.structure import validate_plugin_structure
+
+PluginFactory = Callable[..., Path]
+
+GOOD = {"name": "hello", "description": "says hello", "version": "1.0.0"}
+
+
+def manifest_bytes(**fields: object) -> bytes:
+    return json.dumps({**GOOD, **fields}).encode()
+
+
+def test_minimal_manifest_gets_vt_code_defaults() -> None:
+    manifest = parse_manifest(manifest_bytes())
+
+    assert manifest == PluginManifest(name="hello", description="says hello", version="1.0.0")
+    assert manifest.abi_version == 1
+    assert manifest.thread_safe is False  # calls are serialised unless a plugin opts in
+
+
+def test_unknown_fields_are_tolerated_like_vt_code() -> None:
+    manifest = parse_manifest(manifest_bytes(homepage="https://example.org", tags=["x"]))
+    assert manifest.name == "hello"
+
+
+def test_all_vt_code_fields_are_read() -> None:
+    manifest = parse_manifest(
+        manifest_bytes(
+            author="Ada",
+            abi_version=1,
+            when_to_use="always",
+            when_not_to_use="never",
+            allowed_tools=["read_file"],
+            thread_safe=True,
+        )
+    )
+    assert manifest.allowed_tools == ("read_file",)
+    assert manifest.thread_safe is True
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        pytest.param("", id="empty"),
+        pytest.param("../evil", id="path-traversal"),
+        pytest.param("a/b", id="path-separator"),
+        pytest.param(".hidden", id="leading-dot"),
+        pytest.param("-rf", id="leading-dash"),
+        pytest.param("has space", id="space"),
+        pytest.param("a" * 65, id="too-long"),
+        pytest.param("naïve", id="non-ascii"),
+        pytest.param("nul\0byte", id="nul"),
+    ],
+)
+def test_unsafe_names_are_refused(name: str) -> None:
+    with pytest.raises(FormatError, match=r"plugin\.json: name: .* is not a valid plugin name"):
+        parse_manifest(manifest_bytes(name=name))
+
+
+@pytest.mark.parametrize("name", ["a", "hello", "my-plugin", "my_plugin.v2", "X" * 64, "_x"])
+def test_safe_names_are_accepted(name: str) -> None:
+    assert check_plugin_name(name) == name
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        pytest.param({"version": "1.0"}, "not a semantic version", id="two-part-version"),
+        pytest.param({"version": "01.0.0"}, "not a semantic version", id="leading-zero"),
+        pytest.param({"version": "v1.0.0"}, "not a semantic version", id="v-prefix"),
+        pytest.param(
+            {"version": 1}, "version: Input should be a valid string", id="number-version"
+        ),
+        pytest.param(
+            {"abi_version": "1"}, "abi_version: Input should be a valid integer", id="abi-string"
+        ),
+        pytest.param(
+            {"thread_safe": "yes"}, "thread_safe: Input should be a valid boolean", id="bool-string"
+        ),
+        pytest.param(
+            {"description": None},
+            "description: Input should be a valid string",
+            id="null-description",
+        ),
+    ],
+)
+def test_invalid_fields_are_refused(fields: dict[str, object], message: str) -> None:
+    with pytest.raises(FormatError, match=message):
+        parse_manifest(manifest_bytes(**fields))
+
+
+@pytest.mark.parametrize("missing", ["name", "description", "version"])
+def test_required_fields(missing: str) -> None:
+    fields = {k: v for k, v in GOOD.items() if k != missing}
+    with pytest.raises(FormatError, match=f"plugin.json: {missing}: Field required"):
+        parse_manifest(json.dumps(fields).encode())
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        pytest.param(b'{"name": "hello", "descr', "not valid JSON", id="truncated"),
+        pytest.param(b"\xff\xfe{}", "not valid UTF-8", id="invalid-utf8"),
+        pytest.param(b"\xef\xbb\xbf" + manifest_bytes(), "byte-order mark", id="bom"),
+        pytest.param(b'{"name": "a", "name": "b"}', "duplicate key 'name'", id="duplicate-key"),
+        pytest.param(b'{"name": NaN}', "NaN is not valid JSON", id="nan"),
+        pytest.param(b'["hello"]', "must be a JSON object, found list", id="array"),
+        pytest.param(
+            b"[" * 100_000 + b"]" * 100_000, "nested too deeply|not valid JSON", id="deep"
+        ),
+        pytest.param(b" " * (256 * 1024 + 1), "limit is 262144", id="oversize"),
+    ],
+)
+def test_malformed_manifest_is_refused(data: bytes, message: str) -> None:
+    with pytest.raises(FormatError, match=message):
+        parse_manifest(data)
+
+
+# --- semantic versions ---
+
+# semver.org, section 11: each is lower than the next.
+ORDERED = [
+    "1.0.0-alpha",
+    "1.0.0-alpha.1",
+    "1.0.0-alpha.beta",
+    "1.0.0-beta",
+    "1.0.0-beta.2",
+    "1.0.0-beta.11",
+    "1.0.0-rc.1",
+    "1.0.0",
+    "1.0.1",
+    "1.1.0",
+    "2.0.0",
+    "10.0.0",
+]
+
+
+def test_semver_precedence_follows_the_spec() -> None:
+    versions = [SemVer.parse(v) for v in ORDERED]
+    assert sorted(reversed(versions)) == versions  # noqa: C414 - sorting must undo the reversal
+    assert all(a < b for a, b in itertools.pairwise(versions))
+
+
+def test_build_metadata_does_not_change_precedence() -> None:
+    assert SemVer.parse("1.0.0+build.1") == SemVer.parse("1.0.0+build.2")
+    assert str(SemVer.parse("1.0.0-rc.1+build.5")) == "1.0.0-rc.1+build.5"
+
+
+_identifier = st.from_regex(r"(0|[1-9][0-9]{0,3}|[a-z][a-z0-9-]{0,5})", fullmatch=True)
+
+
+@given(
+    st.integers(0, 10**6),
+    st.integers(0, 10**6),
+    st.integers(0, 10**6),
+    st.lists(_identifier, max_size=3),
+)
+def test_semver_round_trips(major: int, minor: int, patch: int, pre: list[str]) -> None:
+    text = f"{major}.{minor}.{patch}" + ("-" + ".".join(pre) if pre else "")
+    assert str(SemVer.parse(text)) == text
+
+
+# --- validate_plugin_structure (VT Code's meaning: a list of problems) ---
+
+
+def test_a_good_plugin_has_no_problems(plugin_factory: PluginFactory) -> None:
+    assert validate_plugin_structure(plugin_factory()) == []
+
+
+def test_missing_plugin_json_and_library(tmp_path: Path) -> None:
+    problems = validate_plugin_structure(tmp_path)
+    assert problems == ["No dynamic library found (.dylib, .so, or .dll)", "Missing plugin.json"]
+
+
+def test_missing_required_fields_are_listed(plugin_factory: PluginFactory) -> None:
+    plugin = plugin_factory()
+    (plugin / "plugin.json").write_text('{"name": "basic"}')
+    assert validate_plugin_structure(plugin) == [
+        "plugin.json missing required 'description' field",
+        "plugin.json missing required 'version' field",
+    ]
+
+
+def test_invalid_json_is_reported(plugin_factory: PluginFactory) -> None:
+    plugin = plugin_factory()
+    (plugin / "plugin.json").write_text("{")
+    [problem] = validate_plugin_structure(plugin)
+    assert problem.startswith("Invalid JSON in plugin.json")
+
+
+def test_library_must_be_named_for_the_plugin(plugin_factory: PluginFactory) -> None:
+    plugin = plugin_factory()
+    (plugin / "libbasic.so").rename(plugin / "libother.so")
+    assert validate_plugin_structure(plugin) == [
+        "No library for plugin 'basic' (expected libbasic.so or libbasic.dylib or basic.dll)"
+    ]
+
+
+def test_library_must_be_a_shared_library(plugin_factory: PluginFactory) -> None:
+    plugin = plugin_factory()
+    (plugin / "libbasic.so").write_text("#!/bin/sh\n")
+    assert validate_plugin_structure(plugin) == [
+        "libbasic.so is not a shared library for a known platform"
+    ]
+
+
+def test_special_files_are_reported_without_blocking(
+    plugin_factory: PluginFactory, tmp_path: Path
+) -> None:
+    plugin = plugin_factory()
+    os.mkfifo(plugin / "pipe")
+    [problem] = validate_plugin_structure(plugin)
+    assert "pipe is a FIFO" in problem
+
+    (plugin / "pipe").unlink()
+    sock = socket.socket(socket.AF_UNIX)
+    try:
+        sock.bind(str(plugin / "sock"))
+        [problem] = validate_plugin_structure(plugin)
+        assert "sock is a socket" in problem
+    finally:
+        sock.close()
+
+
+def test_missing_directory(tmp_path: Path) -> None:
+    assert validate_plugin_structure(tmp_path / "nope") == [
+        f"plugin directory {tmp_path / 'nope'} does not exist"
+    ]
