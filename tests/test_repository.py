@@ -1,0 +1,42 @@
+"""The repository keeps its promises: README commands, CI, and what is (not) committed."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+
+from tests.helpers import ROOT
+
+
+def _readme_commands() -> list[str]:
+    text = (ROOT / "README.md").read_text()
+    section = text.split("## Two commands", 1)[1].split("\n## ", 1)[0]
+    return re.findall(r"```sh\n(.+?)\n```", section)
+
+
+def test_readme_has_two_commands_and_ci_runs_the_test_one() -> None:
+    main_job, tests = _readme_commands()
+    ci = (ROOT / ".ci" / "run").read_text()
+
+    assert "examples/demo.sh" in main_job
+    assert "pytest" in tests
+    assert tests in ci.splitlines()
+
+
+def test_no_private_keys_are_committed() -> None:
+    real_key = re.compile(
+        rb"-----BEGIN (ENCRYPTED )?PRIVATE KEY-----\r?\n[A-Za-z0-9+/=\r\n]{60,}-----END"
+    )
+    tracked = (
+        subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, check=True)
+        .stdout.decode()
+        .split("\0")
+    )
+    leaked = [p for p in tracked if p and real_key.search((ROOT / p).read_bytes())]
+    assert leaked == []
+
+
+def test_keys_directory_holds_public_keys_only() -> None:
+    for path in (ROOT / "keys").iterdir():
+        assert path.suffix == ".pub", path
+        assert b"PRIVATE" not in path.read_bytes()

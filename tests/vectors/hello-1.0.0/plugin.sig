@@ -1,0 +1,10 @@
+{
+  "payloadType": "application/vnd.in-toto+json",
+  "payload": "eyJfdHlwZSI6Imh0dHBzOi8vaW4tdG90by5pby9TdGF0ZW1lbnQvdjEiLCJwcmVkaWNhdGUiOnsiYWJpX3ZlcnNpb24iOjEsImV4cGlyZXMiOm51bGwsImxpYnJhcnkiOiJsaWJoZWxsby5zbyIsIm5hbWUiOiJoZWxsbyIsInBsYXRmb3JtIjoibGludXgteDg2XzY0Iiwic2lnbmVkX2F0IjoiMjAyNi0xMS0yNFQwODo1Njo1MFoiLCJ2ZXJzaW9uIjoiMS4wLjAifSwicHJlZGljYXRlVHlwZSI6Imh0dHBzOi8vdnRyZWcuZGV2L25hdGl2ZS1wbHVnaW4vdjEiLCJzdWJqZWN0IjpbeyJkaWdlc3QiOnsic2hhMjU2IjoiMWJhMDA1OTFjMjI2ZjQ4OWRhYjI3NGM1Nzk3ZTJjZTU2N2FlZmRiMzRhODNiYWEwZDVkODE5Y2Q2ODUyMjE2NSJ9LCJuYW1lIjoibGliaGVsbG8uc28ifSx7ImRpZ2VzdCI6eyJzaGEyNTYiOiI4MTM0NDhhMmNlNmM5NzRlMjAwN2Y4ODA1NTBiMDAwYTQ5YzU0ZjI4ZWY1NTY1Y2I0ZWZhMTNiZGU2OTc0MDZmIn0sIm5hbWUiOiJwbHVnaW4uanNvbiJ9XX0=",
+  "signatures": [
+    {
+      "keyid": "7851195489a8d2bfdf6918b49a4d9153c6ed2fdaa5597c65cdc3a317cf9b403e",
+      "sig": "eJVNDrvS6WIto7HSQxkiTE+rLS+Itx+aJMRsIyJKVb0y/PxABa5gTLjTAaEC457U/+Em+XiVOfmYqGciJUV3Cg=="
+    }
+  ]
+}
