@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import faulthandler
 import hashlib
 import os
 import stat
@@ -210,3 +211,58 @@ def test_pending_capture_reports_errors_in_the_caller(tmp_path: Path) -> None:
     pending = PendingCapture(tmp_path / "missing")
     with pytest.raises(NotFoundError):
         pending.result()
+
+
+def test_pending_capture_in_a_child_matches_an_in_process_capture(
+    plugin_factory: PluginFactory,
+) -> None:
+    plugin = plugin_factory(extra_files={"big.bin": os.urandom(9 << 20), "plugin.sig": b"sig"})
+
+    pending = PendingCapture(plugin)
+    assert pending._pid, "expected the capture to run in a forked child"
+    forked = pending.result()
+    direct = capture(plugin)
+
+    assert forked.signature == direct.signature == b"sig"
+    assert forked.manifest == direct.manifest
+    assert {p: (f.size, dict(f.digests), f.head) for p, f in forked.files.items()} == {
+        p: (f.size, dict(f.digests), f.head) for p, f in direct.files.items()
+    }
+
+
+def test_pending_capture_keeps_the_error_type(plugin_factory: PluginFactory) -> None:
+    plugin = plugin_factory()
+    (plugin / "link").symlink_to("/etc/passwd")
+    with pytest.raises(UnsafeFileError, match="link is a symlink"):
+        PendingCapture(plugin).result()
+
+
+def test_a_child_killed_while_reading_is_reported(
+    plugin_factory: PluginFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # What a file truncated under the child's mmap does: SIGBUS kills the child.
+    import signal
+
+    import verifier.capture as capture_module
+
+    def die(root: str, algorithms: tuple[str, ...]) -> bytes:
+        faulthandler.disable()  # pytest's handler would print the child's stack
+        os.kill(os.getpid(), signal.SIGBUS)
+        return b""
+
+    monkeypatch.setattr(capture_module, "_encode_outcome", die)  # the forked child runs this
+    with pytest.raises(NotFoundError, match=r"failed \(signal 7\); did a file change"):
+        PendingCapture(plugin_factory()).result()
+
+
+def test_mapped_hashing_matches_reading(tmp_path: Path) -> None:
+    data = os.urandom((17 << 20) + 12345)  # several windows and a partial one
+    (tmp_path / "f.bin").write_bytes(data)
+    tree = capture(tmp_path, mapped=True)
+    assert tree.files["f.bin"].digests["sha256"] == hashlib.sha256(data).hexdigest()
+
+
+def test_cancel_stops_the_child(plugin_factory: PluginFactory) -> None:
+    pending = PendingCapture(plugin_factory())
+    pending.cancel()
+    pending.cancel()  # twice is harmless
