@@ -12,10 +12,16 @@ TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up
 if TYPE_CHECKING:
     from typing import Any
 
-_EXPORTS: dict[str, tuple[str, ...]] = {}
+    from .audit import AuditRecord, ChainReport
+    from .service import KeyInfo, PluginInfo, Registry, TrustResult
+
+_EXPORTS = {
+    "audit": ("AuditRecord", "ChainReport"),
+    "service": ("KeyInfo", "PluginInfo", "Registry", "TrustResult"),
+}
 _MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
 
-__all__ = sorted(_MODULE_OF)
+__all__ = ["AuditRecord", "ChainReport", "KeyInfo", "PluginInfo", "Registry", "TrustResult"]
 
 
 def __getattr__(name: str) -> Any:

@@ -20,12 +20,14 @@ from __future__ import annotations
 
 __all__ = [
     "ContentError",
+    "DigestsMissingError",
     "ExpiredError",
     "FormatError",
     "KeyFileError",
     "NotFoundError",
     "PassphraseError",
     "PolicyError",
+    "RegistryError",
     "SignatureError",
     "UnsafeFileError",
     "UsageError",
@@ -40,7 +42,15 @@ class VtregError(Exception):
 
 
 class VerificationError(VtregError):
-    """A definite "no": the thing examined is refused."""
+    """A definite "no": the thing examined is refused.
+
+    ``keyids`` names the trusted keys whose signatures were valid, when known,
+    so an audit record of the refusal can say whose signature was involved.
+    """
+
+    def __init__(self, message: str, *, keyids: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.keyids = keyids
 
 
 class FormatError(VerificationError):
@@ -67,6 +77,14 @@ class PolicyError(VerificationError):
     """Refused by trust policy: untrusted or revoked plugin, rollback, wrong platform."""
 
 
+class DigestsMissingError(VtregError):
+    """The statement names digest algorithms the capture did not compute; capture again."""
+
+    def __init__(self, algorithms: tuple[str, ...]) -> None:
+        super().__init__(f"capture again with {', '.join(algorithms)}")
+        self.algorithms = algorithms
+
+
 class NotFoundError(VtregError):
     """A file or directory that was asked for does not exist or cannot be read."""
 
@@ -81,6 +99,10 @@ class PassphraseError(VtregError):
 
 class WriteError(VtregError):
     """A file could not be written, or would have overwritten one that exists."""
+
+
+class RegistryError(VtregError):
+    """The trust registry could not be opened, read or written, or its schema is wrong."""
 
 
 class UsageError(VtregError):

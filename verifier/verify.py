@@ -22,6 +22,7 @@ import json
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import TypeVar
 
 from .capture import PluginTree, capture
 from .envelope import (
@@ -42,6 +43,7 @@ from .envelope import (
 )
 from .errors import (
     ContentError,
+    DigestsMissingError,
     ExpiredError,
     FormatError,
     SignatureError,
@@ -69,9 +71,11 @@ __all__ = [
     "verify",
     "verify_directory",
     "verify_envelope",
+    "with_required_digests",
 ]
 
 _CONTENT_DIGEST_PREFIX = "sha256:"
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -134,10 +138,7 @@ class SignedStatement:
     @property
     def required_algorithms(self) -> tuple[str, ...]:
         """Every trusted algorithm named by any subject (sha256 always included)."""
-        needed = {"sha256"}
-        for subject in self.statement.subject:
-            needed.update(trusted_algorithms(subject))
-        return tuple(a for a in TRUSTED_ALGORITHMS if a in needed)
+        return _required_algorithms(self.statement)
 
     def match(self, tree: PluginTree) -> VerifiedPlugin:
         """Check the directory against the statement.
@@ -300,7 +301,10 @@ def _threshold_error(
     checks: list[SignatureCheck], counted: list[str], threshold: int
 ) -> SignatureError:
     detail = "; ".join(c.describe() for c in checks)
-    return SignatureError(f"signed by {len(counted)}/{threshold} required trusted keys ({detail})")
+    valid = tuple(sorted({c.keyid for c in checks if c.keyid}))
+    return SignatureError(
+        f"signed by {len(counted)}/{threshold} required trusted keys ({detail})", keyids=valid
+    )
 
 
 def _match_signatures(
@@ -331,7 +335,17 @@ def _match_signatures(
     return results
 
 
+def _required_algorithms(statement: Statement) -> tuple[str, ...]:
+    needed = {"sha256"}  # always: the content digest is defined over sha256
+    for subject in statement.subject:
+        needed.update(trusted_algorithms(subject))
+    return tuple(a for a in TRUSTED_ALGORITHMS if a in needed)
+
+
 def _check_tree(statement: Statement, tree: PluginTree) -> PluginManifest:
+    needed = _required_algorithms(statement)
+    if not set(needed) <= tree.algorithms:
+        raise DigestsMissingError(needed)
     subjects: dict[str, Subject] = {s.name: s for s in statement.subject}
     missing = sorted(set(subjects) - set(tree.files))
     if missing:
@@ -351,8 +365,6 @@ def _check_tree(statement: Statement, tree: PluginTree) -> PluginManifest:
             )
         captured = tree.files[name].digests
         for algorithm in algorithms:
-            if algorithm not in captured:
-                raise VtregError(f"internal: {name} was not hashed with {algorithm}")
             if captured[algorithm] != subject.digest[algorithm]:
                 raise ContentError(
                     f"digest of {name} is {algorithm}:{captured[algorithm][:16]}…, "
@@ -434,14 +446,20 @@ def verify_directory(
     If the statement names trusted algorithms the capture did not compute,
     the directory is captured again with them.
     """
-    tree = tree if tree is not None else capture(path)
-    signed = verify_envelope(tree.signature, keys, at=at, threshold=threshold)
-    needed = signed.required_algorithms
-    if not set(needed) <= tree.algorithms:
-        tree = capture(path, algorithms=needed)
-        if tree.signature != signed.envelope:
-            raise ContentError(f"{SIGNATURE_FILE} changed while the directory was read")
-    return signed.match(tree)
+    trusted = list(keys)
+    return with_required_digests(
+        path, lambda t: verify(t, trusted, at=at, threshold=threshold), tree=tree
+    )
+
+
+def with_required_digests(
+    path: str, decide: Callable[[PluginTree], T], *, tree: PluginTree | None = None
+) -> T:
+    """Run ``decide`` on a capture of ``path``; capture again if it needs more digests."""
+    try:
+        return decide(tree if tree is not None else capture(path))
+    except DigestsMissingError as e:
+        return decide(capture(path, algorithms=e.algorithms))
 
 
 # --- signing ---

@@ -14,7 +14,15 @@ import click
 from verifier.errors import PassphraseError
 from verifier.files import read_bounded
 
-__all__ = ["NAME", "TIME", "TIME_OR_DURATION", "parse_time", "passphrase_reader", "utc_now"]
+__all__ = [
+    "NAME",
+    "PAST_TIME",
+    "TIME",
+    "TIME_OR_DURATION",
+    "parse_time",
+    "passphrase_reader",
+    "utc_now",
+]
 
 PASSPHRASE_ENV = "VTREG_PASSPHRASE"  # noqa: S105 - the variable's name, not a secret
 _MAX_PASSPHRASE_FILE = 4096
@@ -94,7 +102,33 @@ class Name(click.ParamType[str, object]):
         return text
 
 
+class PastTime(click.ParamType[datetime, object]):
+    """A date/time, or a duration meaning that long ago (``24h``, ``7d``)."""
+
+    name = "TIME|DURATION"
+
+    def convert(
+        self, value: object, param: click.Parameter | None, ctx: click.Context | None
+    ) -> datetime:
+        if isinstance(value, datetime):
+            return value
+        text = str(value).strip()
+        match = _DURATION.fullmatch(text)
+        try:
+            if match:
+                return utc_now() - timedelta(seconds=int(match[1]) * _UNITS[match[2]])
+            return parse_time(text)
+        except (ValueError, OverflowError):
+            self.fail(
+                f"{text!r} is neither a date/time like 2026-11-24T08:00:00Z nor a duration "
+                "like 24h or 7d",
+                param,
+                ctx,
+            )
+
+
 TIME_OR_DURATION = TimeOrDuration()
+PAST_TIME = PastTime()
 TIME = Time()
 NAME = Name()
 

@@ -12,6 +12,7 @@ from ._app import Report, Settings, cli, vtreg_command
 from ._params import NAME, TIME_OR_DURATION, passphrase_reader, utc_now
 
 if TYPE_CHECKING:
+    from verifier.capture import PluginTree
     from verifier.verify import VerifiedPlugin
 
 __all__ = ["keygen", "sign", "verify"]
@@ -141,7 +142,7 @@ def sign(
     "key_files",
     multiple=True,
     type=click.Path(),
-    help="Trusted public key file (repeatable). Verifies offline, without the registry.",
+    help="Trusted public key file (repeatable): verify offline, without the registry.",
 )
 @click.option(
     "--threshold",
@@ -150,20 +151,42 @@ def sign(
     show_default=True,
     help="Distinct trusted keys that must have signed.",
 )
+@click.option(
+    "--db",
+    "db_url",
+    metavar="URL",
+    help="Registry to decide against when no --key is given (default: $VTREG_DATABASE_URL, "
+    "else SQLite in $VTREG_HOME).",
+)
 def verify(
-    settings: Settings, directory: str, key_files: tuple[str, ...], threshold: int
+    settings: Settings,
+    directory: str,
+    key_files: tuple[str, ...],
+    threshold: int,
+    db_url: str | None,
 ) -> Report:
-    """Verify a plugin directory's signature and content."""
+    """Verify a plugin directory: offline with --key, else against the registry.
+
+    Against the registry the plugin must be signed by enough trusted, unexpired,
+    unrevoked keys whose scope covers it, its content must be trusted and not
+    revoked, and it must not be older than the newest trusted version (unless
+    pinned). The decision is recorded in the audit log.
+    """
     # Hashing started before the imports (registry.cli.main) or starts now,
     # so that reading a large library overlaps the imports below.
     pending = settings.take_capture(directory)
     try:
+        if key_files and db_url:
+            from verifier.errors import UsageError
+
+            raise UsageError("--key verifies offline; --db verifies against a registry: pick one")
+        if not key_files:
+            tree = pending.result()
+            return _verify_with_registry(directory, db_url, threshold, tree)
         from verifier.errors import UsageError
         from verifier.keys import read_public_key_file
         from verifier.verify import verify_directory
 
-        if not key_files:
-            raise UsageError("give at least one --key PUBFILE to verify offline")
         keys = [read_public_key_file(path) for path in key_files]
         distinct = len({k.keyid for k in keys})
         if threshold > distinct:
@@ -175,6 +198,30 @@ def verify(
         pending.cancel()  # a no-op once the result is in
     result = verify_directory(directory, keys, at=utc_now(), threshold=threshold, tree=tree)
     return _verified_report(result, threshold)
+
+
+def _verify_with_registry(
+    directory: str, db_url: str | None, threshold: int, tree: PluginTree
+) -> Report:
+    from registry.service import Registry
+    from verifier.envelope import format_time
+    from verifier.verify import with_required_digests
+
+    with Registry.open(db_url) as registry:
+        at = utc_now()
+        result = with_required_digests(
+            directory,
+            lambda t: registry.verify_plugin(t, at=at, threshold=threshold),
+            tree=tree,
+        )
+        record = registry.lookup(result.content_digest)
+    report = _verified_report(result, threshold)
+    if record is not None:
+        report.text += (
+            f"\n  trusted    since {format_time(record.trusted_at)} by {record.trusted_by}"
+        )
+        report.data["trust"] = record.to_json()
+    return report
 
 
 def _verified_report(result: VerifiedPlugin, threshold: int) -> Report:

@@ -1,0 +1,279 @@
+"""The audit log: canonical encoding, hash chain, appending, verifying, querying.
+
+Each event's ``hash`` is ``SHA-256(prev_hash || canonical(event))`` where
+``prev_hash`` is the previous event's hash as 32 raw bytes (32 zero bytes
+before the first event) and ``canonical(event)`` is the UTF-8 JSON array
+
+    ["vtreg-audit-v1", seq, at, actor, action, outcome, plugin, version,
+     digest, keyids, reason, details]
+
+with ``at`` in ISO 8601 UTC with microseconds, ``keyids`` the sorted key ids
+joined by spaces and ``details`` a canonical JSON object string. Sequence
+numbers are contiguous from 1, and the chain head row names the last event,
+so an edited, deleted (anywhere, including the end), inserted or reordered
+event is found by :func:`verify_chain`.
+
+Appending happens inside the caller's transaction, after it has locked the
+chain head (PostgreSQL ``SELECT ... FOR UPDATE``; SQLite's ``BEGIN
+IMMEDIATE`` is already exclusive), so concurrent writers queue and the chain
+never forks.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+from sqlalchemy.orm import Session
+
+from loader.protocols import AuditEvent
+
+from .models import AuditEvent as AuditRow
+from .models import AuditEventKey, ChainHead
+
+__all__ = [
+    "GENESIS_HASH",
+    "AuditRecord",
+    "ChainReport",
+    "append",
+    "canonical",
+    "chain_hash",
+    "lock_head",
+    "query",
+    "verify_chain",
+]
+
+GENESIS_HASH = "0" * 64
+_FORMAT = "vtreg-audit-v1"
+
+
+def canonical(
+    seq: int,
+    at: datetime,
+    actor: str,
+    action: str,
+    outcome: str,
+    plugin: str | None,
+    version: str | None,
+    digest: str | None,
+    keyids: str,
+    reason: str | None,
+    details: str,
+) -> bytes:
+    """The exact bytes an event's hash covers."""
+    fields = [
+        _FORMAT, seq, at.astimezone(UTC).isoformat(timespec="microseconds"), actor, action,
+        outcome, plugin, version, digest, keyids, reason, details,
+    ]  # fmt: skip
+    return json.dumps(fields, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+def chain_hash(prev_hash: str, event_bytes: bytes) -> str:
+    return hashlib.sha256(bytes.fromhex(prev_hash) + event_bytes).hexdigest()
+
+
+def _details_text(details: Mapping[str, object]) -> str:
+    return json.dumps(details, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+
+
+def lock_head(session: Session) -> ChainHead:
+    """Lock and return the chain head; call first in every writing transaction."""
+    head = session.execute(
+        sa.select(ChainHead).where(ChainHead.id == 1).with_for_update()
+    ).scalar_one_or_none()
+    if head is None:
+        from verifier.errors import RegistryError
+
+        raise RegistryError("the audit chain head is missing: the registry has been tampered with")
+    return head
+
+
+def append(
+    session: Session, head: ChainHead, event: AuditEvent, *, actor: str, at: datetime
+) -> AuditRow:
+    """Add ``event`` to the chain (within the caller's transaction, head locked)."""
+    seq = head.seq + 1
+    keyids = tuple(sorted(set(event.keyids)))
+    keyid_text = " ".join(keyids)
+    details = _details_text(event.details)
+    digest = chain_hash(
+        head.hash,
+        canonical(
+            seq, at, actor, event.action, event.outcome, event.plugin, event.version,
+            event.digest, keyid_text, event.reason, details,
+        ),
+    )  # fmt: skip
+    row = AuditRow(
+        seq=seq,
+        at=at,
+        actor=actor,
+        action=event.action,
+        outcome=event.outcome,
+        plugin=event.plugin,
+        version=event.version,
+        digest=event.digest,
+        keyids=keyid_text,
+        reason=event.reason,
+        details=details,
+        prev_hash=head.hash,
+        hash=digest,
+    )
+    session.add(row)
+    session.add_all(AuditEventKey(keyid=k, seq=seq) for k in keyids)
+    head.seq, head.hash = seq, digest
+    return row
+
+
+@dataclass(frozen=True)
+class AuditRecord:
+    """An event as read back."""
+
+    seq: int
+    at: datetime
+    actor: str
+    action: str
+    outcome: str
+    plugin: str | None
+    version: str | None
+    digest: str | None
+    keyids: tuple[str, ...]
+    reason: str | None
+    details: dict[str, Any]
+    hash: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "seq": self.seq,
+            "at": self.at.isoformat(timespec="microseconds").replace("+00:00", "Z"),
+            "actor": self.actor,
+            "action": self.action,
+            "outcome": self.outcome,
+            "plugin": self.plugin,
+            "version": self.version,
+            "digest": self.digest,
+            "keyids": list(self.keyids),
+            "reason": self.reason,
+            "details": self.details,
+            "hash": self.hash,
+        }
+
+
+def query(
+    session: Session,
+    *,
+    plugin: str | None = None,
+    keyid: str | None = None,
+    action: str | None = None,
+    outcome: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    limit: int = 100,
+) -> list[AuditRecord]:
+    """Events matching every given filter, newest first, at most ``limit``."""
+    stmt = sa.select(AuditRow)
+    if keyid is not None:
+        stmt = stmt.join(AuditEventKey, AuditEventKey.seq == AuditRow.seq).where(
+            AuditEventKey.keyid == keyid
+        )
+    if plugin is not None:
+        stmt = stmt.where(AuditRow.plugin == plugin)
+    if action is not None:
+        stmt = stmt.where(AuditRow.action == action)
+    if outcome is not None:
+        stmt = stmt.where(AuditRow.outcome == outcome)
+    if since is not None:
+        stmt = stmt.where(AuditRow.at >= since)
+    if until is not None:
+        stmt = stmt.where(AuditRow.at < until)
+    rows = session.execute(stmt.order_by(AuditRow.seq.desc()).limit(limit)).scalars()
+    return [
+        AuditRecord(
+            seq=r.seq,
+            at=r.at,
+            actor=r.actor,
+            action=r.action,
+            outcome=r.outcome,
+            plugin=r.plugin,
+            version=r.version,
+            digest=r.digest,
+            keyids=tuple(r.keyids.split()),
+            reason=r.reason,
+            details=json.loads(r.details),
+            hash=r.hash,
+        )
+        for r in rows
+    ]
+
+
+@dataclass(frozen=True)
+class ChainReport:
+    """What :func:`verify_chain` found."""
+
+    events: int
+    head: str
+    broken_at: int | None = None
+    problem: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.problem is None
+
+
+_COLUMNS = (
+    AuditRow.seq, AuditRow.at, AuditRow.actor, AuditRow.action, AuditRow.outcome,
+    AuditRow.plugin, AuditRow.version, AuditRow.digest, AuditRow.keyids, AuditRow.reason,
+    AuditRow.details, AuditRow.prev_hash, AuditRow.hash,
+)  # fmt: skip
+
+
+def verify_chain(connection: Connection, *, batch: int = 10_000) -> ChainReport:
+    """Walk the whole log in order and report the first event that breaks the chain."""
+    expected_seq, prev = 1, GENESIS_HASH
+    result = connection.execution_options(yield_per=batch).execute(
+        sa.select(*_COLUMNS).order_by(AuditRow.seq)
+    )
+    for seq, at, actor, action, outcome, plugin, version, digest, keyids, reason, details, \
+            stored_prev, stored_hash in result:  # fmt: skip
+        if seq != expected_seq:
+            return ChainReport(
+                expected_seq - 1,
+                prev,
+                expected_seq,
+                f"event {expected_seq} is missing (the log jumps from {expected_seq - 1} to "
+                f"{seq}): deleted?",
+            )
+        if stored_prev != prev:
+            return ChainReport(
+                seq - 1, prev, seq,
+                f"event {seq} does not follow event {seq - 1} (prev_hash differs): "
+                "inserted, deleted or reordered?",
+            )  # fmt: skip
+        computed = chain_hash(
+            prev,
+            canonical(
+                seq, at, actor, action, outcome, plugin, version, digest, keyids, reason, details
+            ),
+        )
+        if computed != stored_hash:
+            return ChainReport(
+                seq - 1, prev, seq, f"event {seq} does not match its hash: edited or moved?"
+            )
+        expected_seq, prev = seq + 1, computed
+    events = expected_seq - 1
+    head = connection.execute(sa.select(ChainHead.seq, ChainHead.hash)).first()
+    if head is None or (head.seq, head.hash) != (events, prev):
+        named = f"event {head.seq}" if head else "no event"
+        return ChainReport(
+            events,
+            prev,
+            events + 1,
+            f"the chain head names {named} but the log ends at event {events}: "
+            "events deleted from the end, or the head was edited",
+        )
+    return ChainReport(events, prev)

@@ -1,0 +1,130 @@
+"""``vtreg audit``: query the audit log, and ``vtreg audit verify``: check its hash chain."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from datetime import datetime
+
+import click
+
+from ._app import EXIT_REFUSED, Report, Settings, cli, emit_report, vtreg_command
+from ._params import PAST_TIME
+from .trust import _table, _when, db_option, open_registry
+
+__all__ = ["audit_group"]
+
+ACTIONS = ("key.add", "key.revoke", "plugin.trust", "plugin.revoke", "plugin.verify", "plugin.load")
+OUTCOMES = ("ok", "allowed", "refused")
+_CSV_FIELDS = ["seq", "at", "actor", "action", "outcome", "plugin", "version", "digest",
+               "keyids", "reason", "details", "hash"]  # fmt: skip
+
+
+@cli.group("audit", invoke_without_command=True)
+@click.option("--plugin", metavar="NAME", help="Events about this plugin name.")
+@click.option("--key", "key", metavar="KEYID", help="Events involving this key (id or prefix).")
+@click.option("--action", type=click.Choice(ACTIONS), help="Only this action.")
+@click.option("--outcome", type=click.Choice(OUTCOMES), help="Only this outcome.")
+@click.option("--since", type=PAST_TIME, help="From this time on (date/time, or 24h, 7d ago).")
+@click.option("--until", type=PAST_TIME, help="Before this time (date/time, or 24h, 7d ago).")
+@click.option("--limit", type=click.IntRange(1, 100_000), default=50, show_default=True)
+@click.option("--csv", "as_csv", is_flag=True, help="Print CSV instead of a table.")
+@click.option("--json", "as_json", is_flag=True, help="Print exactly one JSON document on stdout.")
+@click.option("--verbose", is_flag=True, help="Show a traceback with any error.")
+@db_option
+@click.pass_context
+def audit_group(
+    ctx: click.Context,
+    plugin: str | None,
+    key: str | None,
+    action: str | None,
+    outcome: str | None,
+    since: datetime | None,
+    until: datetime | None,
+    limit: int,
+    as_csv: bool,
+    as_json: bool,
+    verbose: bool,
+    db_url: str | None,
+) -> None:
+    """Show audit events, newest first (filters combine). See also `vtreg audit verify`."""
+    settings = ctx.ensure_object(Settings)
+    settings.json |= as_json
+    settings.verbose |= verbose
+    if ctx.invoked_subcommand is not None:
+        settings.db = db_url
+        return
+    from verifier.errors import UsageError
+
+    if as_csv and settings.json:
+        raise UsageError("--csv and --json are alternatives")
+    with open_registry(db_url) as registry:
+        keyid = registry.resolve_keyid(key) if key else None
+        events = registry.audit_events(
+            plugin=plugin,
+            keyid=keyid,
+            action=action,
+            outcome=outcome,
+            since=since,
+            until=until,
+            limit=limit,
+        )
+    if as_csv:
+        out = io.StringIO()
+        writer = csv.DictWriter(out, fieldnames=_CSV_FIELDS, lineterminator="\n")
+        writer.writeheader()
+        for event in events:
+            row = event.to_json()
+            row["keyids"] = " ".join(row["keyids"])
+            row["details"] = json.dumps(row["details"], sort_keys=True)
+            writer.writerow(row)
+        click.echo(out.getvalue(), nl=False)
+        return
+    rows = [
+        [
+            str(e.seq),
+            _when(e.at),
+            e.action,
+            e.outcome,
+            f"{e.plugin}@{e.version}" if e.plugin and e.version else (e.plugin or "-"),
+            ",".join(k[:12] for k in e.keyids) or "-",
+            e.actor,
+            (e.reason or "")[:100],
+        ]
+        for e in events
+    ]
+    headers = ["SEQ", "AT", "ACTION", "OUTCOME", "PLUGIN", "KEYS", "ACTOR", "REASON"]
+    emit_report(
+        Report(
+            data={"events": [e.to_json() for e in events]},
+            text=_table(headers, rows) or "no events",
+        ),
+        settings,
+    )
+
+
+@vtreg_command(audit_group, "verify")
+@db_option
+def audit_verify(settings: Settings, db_url: str | None) -> Report:
+    """Check the audit log's hash chain; exit 1 and name the first broken event if it is broken."""
+    url = db_url or settings.db
+    with open_registry(url) as registry:
+        report = registry.verify_audit()
+    data = {
+        "intact": report.ok,
+        "events": report.events,
+        "head": report.head,
+        "broken_at": report.broken_at,
+        "problem": report.problem,
+    }
+    if report.ok:
+        return Report(
+            data=data, text=f"audit log intact: {report.events} events, head {report.head}"
+        )
+    return Report(
+        data=data,
+        text=f"audit log BROKEN at event {report.broken_at}: {report.problem}\n"
+        f"(events 1-{report.events} verify; head {report.head})",
+        exit_code=EXIT_REFUSED,
+    )

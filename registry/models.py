@@ -1,0 +1,178 @@
+"""SQLAlchemy 2 models of the registry. The schema itself is owned by Alembic (migrations/).
+
+Only :class:`registry.service.Registry` writes these tables.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+__all__ = [
+    "AuditEvent",
+    "AuditEventKey",
+    "Base",
+    "ChainHead",
+    "Key",
+    "Plugin",
+    "PluginSigner",
+    "UtcDateTime",
+]
+
+# Stable constraint names, so migrations can refer to them on every engine.
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+# 64-bit on PostgreSQL; INTEGER on SQLite, which is 64-bit there and the rowid alias.
+_BigInt = BigInteger().with_variant(Integer, "sqlite")
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC datetimes on every engine (SQLite stores them naive)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class Key(Base):
+    """A publisher key the operator trusts (or once trusted: revoked keys stay, marked)."""
+
+    __tablename__ = "keys"
+
+    keyid: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(128), index=True)
+    public_key: Mapped[bytes] = mapped_column(LargeBinary(32))
+    # JSON list of glob patterns over plugin names; "[]" means any name.
+    scopes: Mapped[str] = mapped_column(Text, default="[]")
+    expires_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    added_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    added_by: Mapped[str] = mapped_column(String(255))
+    revoked_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    revoked_by: Mapped[str | None] = mapped_column(String(255))
+    revoked_reason: Mapped[str | None] = mapped_column(Text)
+
+
+class Plugin(Base):
+    """A trusted plugin version: its content digest and the envelope it was trusted with."""
+
+    __tablename__ = "plugins"
+    __table_args__ = (Index("ix_plugins_name_version", "name", "version"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64))
+    version: Mapped[str] = mapped_column(String(128))
+    content_digest: Mapped[str] = mapped_column(String(71), unique=True)
+    platform: Mapped[str] = mapped_column(String(64))
+    library: Mapped[str] = mapped_column(String(255))
+    envelope: Mapped[bytes] = mapped_column(LargeBinary)
+    threshold: Mapped[int] = mapped_column(Integer, default=1)
+    pinned: Mapped[bool] = mapped_column(Boolean, default=False)
+    trusted_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    trusted_by: Mapped[str] = mapped_column(String(255))
+    revoked_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    revoked_by: Mapped[str | None] = mapped_column(String(255))
+    revoked_reason: Mapped[str | None] = mapped_column(Text)
+
+    signers: Mapped[list[PluginSigner]] = relationship(
+        back_populates="plugin", cascade="all, delete-orphan", lazy="selectin"
+    )
+
+
+class PluginSigner(Base):
+    """Which keys' signatures counted when a plugin version was trusted."""
+
+    __tablename__ = "plugin_signers"
+
+    plugin_id: Mapped[int] = mapped_column(ForeignKey("plugins.id"), primary_key=True)
+    keyid: Mapped[str] = mapped_column(String(64), primary_key=True, index=True)
+
+    plugin: Mapped[Plugin] = relationship(back_populates="signers")
+
+
+class AuditEvent(Base):
+    """One entry of the append-only, hash-chained audit log.
+
+    ``hash = SHA-256(prev_hash || canonical(event))`` (see registry.audit), so
+    editing, deleting, inserting or reordering rows breaks the chain.
+    """
+
+    __tablename__ = "audit_events"
+    # Every filter of `vtreg audit` walks one of these newest-first and stops at --limit.
+    __table_args__ = (
+        Index("ix_audit_events_plugin_seq", "plugin", "seq"),
+        Index("ix_audit_events_action_seq", "action", "seq"),
+        Index("ix_audit_events_outcome_seq", "outcome", "seq"),
+        Index("ix_audit_events_at", "at"),
+    )
+
+    seq: Mapped[int] = mapped_column(_BigInt, primary_key=True, autoincrement=False)
+    at: Mapped[datetime] = mapped_column(UtcDateTime)
+    actor: Mapped[str] = mapped_column(String(255))
+    action: Mapped[str] = mapped_column(String(32))
+    outcome: Mapped[str] = mapped_column(String(16))
+    plugin: Mapped[str | None] = mapped_column(String(64))
+    version: Mapped[str | None] = mapped_column(String(128))
+    digest: Mapped[str | None] = mapped_column(String(71))
+    # Key ids involved, space-separated and sorted; audit_event_keys indexes them.
+    keyids: Mapped[str] = mapped_column(Text, default="")
+    reason: Mapped[str | None] = mapped_column(Text)
+    details: Mapped[str] = mapped_column(Text, default="{}")
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))
+
+
+class AuditEventKey(Base):
+    """Index of audit events by key id ("what happened involving key K?")."""
+
+    __tablename__ = "audit_event_keys"
+
+    keyid: Mapped[str] = mapped_column(String(64), primary_key=True)
+    seq: Mapped[int] = mapped_column(_BigInt, ForeignKey("audit_events.seq"), primary_key=True)
+
+
+class ChainHead(Base):
+    """The one row naming the last audit event; writers lock it to append in order."""
+
+    __tablename__ = "audit_chain_head"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    seq: Mapped[int] = mapped_column(_BigInt)
+    hash: Mapped[str] = mapped_column(String(64))

@@ -1,0 +1,676 @@
+"""The registry: the one writer of the trust store and the audit log.
+
+Every change (key added or revoked, plugin trusted or revoked) is written in
+the same transaction as its audit event, and every trust decision made through
+:meth:`Registry.verify_plugin` or :meth:`Registry.trust` is recorded, allowed
+or refused. :class:`Registry` implements the loader's ``TrustPolicy`` and
+``AuditSink`` protocols.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import getpass
+import json
+import os
+import socket
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session
+
+from loader.protocols import AuditEvent
+from verifier.capture import PluginTree
+from verifier.envelope import format_time
+from verifier.errors import (
+    NotFoundError,
+    PolicyError,
+    SignatureError,
+    UsageError,
+    VerificationError,
+)
+from verifier.keys import PublicKey
+from verifier.manifest import SemVer, check_plugin_name, parse_manifest
+from verifier.verify import TrustedKey, VerifiedPlugin, verify
+
+from . import audit
+from .db import connect, database_errors, default_url, ensure_schema, normalize_url
+from .models import ChainHead, Key, Plugin, PluginSigner
+
+__all__ = ["KeyInfo", "PluginInfo", "Registry", "TrustResult", "default_actor"]
+
+ENV_ACTOR = "VTREG_ACTOR"
+
+
+def default_actor() -> str:
+    """Who is acting: ``$VTREG_ACTOR``, else ``user@host``."""
+    configured = os.environ.get(ENV_ACTOR)
+    if configured:
+        return configured
+    try:
+        user = getpass.getuser()
+    except OSError:
+        user = str(os.getuid()) if hasattr(os, "getuid") else "unknown"
+    return f"{user}@{socket.gethostname()}"
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class KeyInfo:
+    keyid: str
+    name: str
+    scopes: tuple[str, ...]
+    expires_at: datetime | None
+    added_at: datetime
+    added_by: str
+    revoked_at: datetime | None
+    revoked_reason: str | None
+
+    @classmethod
+    def of(cls, row: Key) -> KeyInfo:
+        return cls(
+            row.keyid,
+            row.name,
+            tuple(json.loads(row.scopes)),
+            row.expires_at,
+            row.added_at,
+            row.added_by,
+            row.revoked_at,
+            row.revoked_reason,
+        )
+
+    def status(self, at: datetime) -> str:
+        if self.revoked_at is not None:
+            return "revoked"
+        if self.expires_at is not None and at >= self.expires_at:
+            return "expired"
+        return "trusted"
+
+    def to_json(self, at: datetime) -> dict[str, Any]:
+        return {
+            "keyid": self.keyid,
+            "name": self.name,
+            "scopes": list(self.scopes),
+            "expires_at": _time(self.expires_at),
+            "added_at": _time(self.added_at),
+            "added_by": self.added_by,
+            "revoked_at": _time(self.revoked_at),
+            "revoked_reason": self.revoked_reason,
+            "status": self.status(at),
+        }
+
+
+@dataclass(frozen=True)
+class PluginInfo:
+    name: str
+    version: str
+    content_digest: str
+    platform: str
+    signers: tuple[str, ...]
+    threshold: int
+    pinned: bool
+    trusted_at: datetime
+    trusted_by: str
+    revoked_at: datetime | None
+    revoked_reason: str | None
+
+    @classmethod
+    def of(cls, row: Plugin) -> PluginInfo:
+        return cls(
+            row.name,
+            row.version,
+            row.content_digest,
+            row.platform,
+            tuple(sorted(s.keyid for s in row.signers)),
+            row.threshold,
+            row.pinned,
+            row.trusted_at,
+            row.trusted_by,
+            row.revoked_at,
+            row.revoked_reason,
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "version": self.version,
+            "content_digest": self.content_digest,
+            "platform": self.platform,
+            "signers": list(self.signers),
+            "threshold": self.threshold,
+            "pinned": self.pinned,
+            "trusted_at": _time(self.trusted_at),
+            "trusted_by": self.trusted_by,
+            "revoked_at": _time(self.revoked_at),
+            "revoked_reason": self.revoked_reason,
+            "status": "revoked" if self.revoked_at else "trusted",
+        }
+
+
+@dataclass(frozen=True)
+class TrustResult:
+    plugin: PluginInfo
+    verified: VerifiedPlugin
+    created: bool
+    changed: bool
+    newer: str | None  # the newest trusted version, if this one is older
+
+
+def _time(value: datetime | None) -> str | None:
+    return format_time(value) if value else None
+
+
+def _claimed_name(tree: PluginTree) -> tuple[str | None, str | None]:
+    """plugin.json's name/version, unauthenticated, for labelling refusals in the audit log."""
+    try:
+        manifest = parse_manifest(tree.manifest or b"")
+    except VerificationError:
+        return None, None
+    return manifest.name, manifest.version
+
+
+class Registry:
+    """The trust store and audit log, on SQLite or PostgreSQL.
+
+    Use :meth:`open`; close with :meth:`close` or a ``with`` block.
+    """
+
+    def __init__(self, engine: Engine, url: str, actor: str | None = None) -> None:
+        self.engine = engine
+        self.url = url
+        self.actor = actor or default_actor()
+
+    @classmethod
+    def open(cls, url: str | None = None, *, upgrade: bool = False) -> Registry:
+        """Open (creating at head if new) the registry at ``url``, else the default one.
+
+        Raises:
+            RegistryError: unreachable, corrupt, or an older schema (run
+                ``vtreg db upgrade``).
+            UsageError: ``url`` is not a database URL.
+        """
+        url = normalize_url(url or default_url())
+        engine = connect(url)
+        try:
+            ensure_schema(engine, upgrade=upgrade)
+        except BaseException:
+            engine.dispose()
+            raise
+        return cls(engine, url)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def __enter__(self) -> Registry:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # --- sessions ---
+
+    @contextlib.contextmanager
+    def _write(self) -> Iterator[tuple[Session, ChainHead]]:
+        """A transaction that may write: the chain head is locked first (see registry.audit)."""
+        with (
+            database_errors(self.url),
+            Session(self.engine, expire_on_commit=False) as session,
+            session.begin(),
+        ):
+            yield session, audit.lock_head(session)
+
+    @contextlib.contextmanager
+    def _read(self) -> Iterator[Session]:
+        with database_errors(self.url), self.engine.connect() as connection:
+            connection = connection.execution_options(vtreg_read_only=True)
+            with Session(connection, expire_on_commit=False) as session, session.begin():
+                yield session
+
+    def _audit(
+        self, session: Session, head: ChainHead, event: AuditEvent, at: datetime | None = None
+    ) -> None:
+        audit.append(session, head, event, actor=self.actor, at=at or _now())
+
+    def record(self, event: AuditEvent) -> None:
+        """Append one event to the audit log (the loader's ``AuditSink``)."""
+        with self._write() as (session, head):
+            self._audit(session, head, event)
+
+    # --- keys ---
+
+    def add_key(
+        self,
+        key: PublicKey,
+        *,
+        name: str | None = None,
+        scopes: Sequence[str] = (),
+        expires: datetime | None = None,
+    ) -> tuple[KeyInfo, bool]:
+        """Trust a publisher key. Returns the key and whether it was newly added.
+
+        Raises:
+            PolicyError: the key was revoked before (revocation is final).
+            UsageError: a bad name, an empty scope, or an expiry in the past.
+        """
+        at = _now()
+        label = name or key.name or key.keyid[:16]
+        try:
+            check_plugin_name(label)
+        except ValueError as e:
+            raise UsageError(f"key name {label!r} is not a valid name") from e
+        if any(not s or s != s.strip() for s in scopes):
+            raise UsageError("a --scope must be a non-empty glob pattern without spaces")
+        if expires is not None and expires <= at:
+            raise UsageError(f"key expiry {format_time(expires)} is not in the future")
+        with self._write() as (session, head):
+            row = session.get(Key, key.keyid)
+            if row is not None:
+                if row.revoked_at is not None:
+                    raise PolicyError(
+                        f"key {key.keyid[:16]} was revoked at {format_time(row.revoked_at)} "
+                        f"({row.revoked_reason}); a revoked key cannot be trusted again"
+                    )
+                return KeyInfo.of(row), False
+            row = Key(
+                keyid=key.keyid,
+                name=label,
+                public_key=key.raw,
+                scopes=json.dumps(list(scopes)),
+                expires_at=expires,
+                added_at=at,
+                added_by=self.actor,
+            )
+            session.add(row)
+            self._audit(
+                session,
+                head,
+                AuditEvent(
+                    "key.add",
+                    "ok",
+                    keyids=(key.keyid,),
+                    details={"name": label, "scopes": list(scopes), "expires": _time(expires)},
+                ),
+                at,
+            )
+            return KeyInfo.of(row), True
+
+    def list_keys(self) -> list[KeyInfo]:
+        with self._read() as session:
+            rows = session.execute(sa.select(Key).order_by(Key.added_at, Key.keyid)).scalars()
+            return [KeyInfo.of(r) for r in rows]
+
+    def resolve_keyid(self, text: str) -> str:
+        """A full key id from a full id or a unique prefix of at least 8 hex digits.
+
+        Raises:
+            NotFoundError: no key matches.
+            UsageError: too short a prefix, or it matches several keys.
+        """
+        text = text.strip().lower()
+        if len(text) < 8 or any(c not in "0123456789abcdef" for c in text):
+            raise UsageError(f"{text!r} is not a key id (64 hex digits, or a prefix of 8 or more)")
+        with self._read() as session:
+            found = list(
+                session.execute(
+                    sa.select(Key.keyid).where(Key.keyid.startswith(text, autoescape=True)).limit(2)
+                ).scalars()
+            )
+        if not found:
+            raise NotFoundError(f"no key {text} in the registry")
+        if len(found) > 1:
+            raise UsageError(f"key id prefix {text} matches several keys; give more digits")
+        return found[0]
+
+    def revoke_key(self, keyid: str, reason: str) -> tuple[KeyInfo, bool]:
+        """Revoke a key: its signatures stop counting everywhere, now and later.
+
+        Returns the key and whether this call revoked it (False if it already was).
+        """
+        if not reason.strip():
+            raise UsageError("a revocation needs a --reason")
+        keyid = self.resolve_keyid(keyid)
+        at = _now()
+        with self._write() as (session, head):
+            row = session.get(Key, keyid)
+            if row is None:
+                raise NotFoundError(f"no key {keyid} in the registry")
+            if row.revoked_at is not None:
+                return KeyInfo.of(row), False
+            row.revoked_at, row.revoked_by, row.revoked_reason = at, self.actor, reason
+            affected = session.execute(
+                sa.select(Plugin.name, Plugin.version)
+                .join(PluginSigner, PluginSigner.plugin_id == Plugin.id)
+                .where(PluginSigner.keyid == keyid)
+            ).all()
+            self._audit(
+                session,
+                head,
+                AuditEvent(
+                    "key.revoke",
+                    "ok",
+                    keyids=(keyid,),
+                    reason=reason,
+                    details={"signed": [f"{n}@{v}" for n, v in affected]},
+                ),
+                at,
+            )
+            return KeyInfo.of(row), True
+
+    def trusted_keys(self) -> list[TrustedKey]:
+        """Every key the registry knows, with scope, expiry and revocation for the verifier."""
+        with self._read() as session:
+            rows = session.execute(sa.select(Key)).scalars().all()
+        return [
+            TrustedKey(
+                PublicKey(r.public_key, r.name),
+                scopes=tuple(json.loads(r.scopes)),
+                expires=r.expires_at,
+                revoked=r.revoked_reason if r.revoked_at is not None else None,
+            )
+            for r in rows
+        ]
+
+    # --- plugins ---
+
+    def _verify_signatures(self, tree: PluginTree, at: datetime, threshold: int) -> VerifiedPlugin:
+        return verify(tree, self.trusted_keys(), at=at, threshold=threshold)
+
+    def trust(
+        self, tree: PluginTree, *, threshold: int = 1, pin: bool = False, at: datetime | None = None
+    ) -> TrustResult:
+        """Verify a plugin against the registry's keys and trust its exact content.
+
+        The envelope is stored verbatim with the signer key ids. Trusting the
+        same content again changes nothing unless ``pin``/``threshold`` change.
+
+        Raises:
+            VerificationError: not signed by ``threshold`` trusted keys, or the
+                content was revoked before. The refusal is audited.
+        """
+        at = at or _now()
+        if threshold < 1:
+            raise UsageError(f"threshold must be at least 1, got {threshold}")
+        try:
+            verified = self._verify_signatures(tree, at, threshold)
+        except VerificationError as e:
+            self._record_refusal("plugin.trust", tree, e, at)
+            raise
+        event = self._plugin_event("plugin.trust", "ok", verified)
+        with self._write() as (session, head):
+            row = session.execute(
+                sa.select(Plugin).where(Plugin.content_digest == verified.content_digest)
+            ).scalar_one_or_none()
+            revoked = row is not None and row.revoked_at is not None
+            created = changed = row is None
+            if row is None:
+                row = Plugin(
+                    name=verified.name,
+                    version=verified.version,
+                    content_digest=verified.content_digest,
+                    platform=verified.platform,
+                    library=verified.library,
+                    envelope=verified.envelope,
+                    threshold=threshold,
+                    pinned=pin,
+                    trusted_at=at,
+                    trusted_by=self.actor,
+                    signers=[PluginSigner(keyid=k) for k in verified.signers],
+                )
+                session.add(row)
+            elif not revoked and ((pin and not row.pinned) or threshold > row.threshold):
+                row.pinned = row.pinned or pin
+                row.threshold = max(row.threshold, threshold)
+                changed = True
+            if changed:
+                details = {"pinned": row.pinned, "threshold": row.threshold, "created": created}
+                self._audit(session, head, replace(event, details=details), at)
+            session.flush()
+            info = PluginInfo.of(row)
+            newer = self._newest_version(session, verified.name)
+        if revoked:
+            error = PolicyError(
+                f"{verified.name} {verified.version} ({verified.content_digest}) was revoked "
+                f"at {_time(info.revoked_at)} ({info.revoked_reason}); revocation is final",
+                keyids=verified.signers,
+            )
+            self._record_refusal("plugin.trust", tree, error, at)
+            raise error
+        older = newer is not None and SemVer.parse(verified.version) < SemVer.parse(newer)
+        return TrustResult(info, verified, created, changed, newer if older else None)
+
+    @staticmethod
+    def _newest_version(session: Session, name: str) -> str | None:
+        versions = session.execute(
+            sa.select(Plugin.version).where(Plugin.name == name, Plugin.revoked_at.is_(None))
+        ).scalars()
+        parsed = [SemVer.parse(v) for v in versions]
+        return str(max(parsed)) if parsed else None
+
+    def revoke(
+        self,
+        *,
+        name: str | None = None,
+        version: str | None = None,
+        digest: str | None = None,
+        reason: str,
+    ) -> list[PluginInfo]:
+        """Revoke trusted plugins by name, name and version, or content digest.
+
+        Raises:
+            NotFoundError: nothing trusted (and not yet revoked) matches.
+        """
+        if not reason.strip():
+            raise UsageError("a revocation needs a --reason")
+        if (digest is None) == (name is None):
+            raise UsageError("revoke NAME, NAME@VERSION or --digest DIGEST (one of them)")
+        at = _now()
+        with self._write() as (session, head):
+            stmt = sa.select(Plugin).where(Plugin.revoked_at.is_(None))
+            if digest is not None:
+                stmt = stmt.where(Plugin.content_digest == digest)
+                target = digest
+            else:
+                stmt = stmt.where(Plugin.name == name)
+                if version is not None:
+                    stmt = stmt.where(Plugin.version == version)
+                target = f"{name}@{version}" if version else str(name)
+            rows = session.execute(stmt).scalars().all()
+            if not rows:
+                raise NotFoundError(f"nothing trusted matches {target}")
+            for row in rows:
+                row.revoked_at, row.revoked_by, row.revoked_reason = at, self.actor, reason
+                self._audit(
+                    session,
+                    head,
+                    AuditEvent(
+                        "plugin.revoke",
+                        "ok",
+                        plugin=row.name,
+                        version=row.version,
+                        digest=row.content_digest,
+                        keyids=tuple(s.keyid for s in row.signers),
+                        reason=reason,
+                        details={"target": target},
+                    ),
+                    at,
+                )
+            return [PluginInfo.of(r) for r in rows]
+
+    def plugins(
+        self,
+        *,
+        name: str | None = None,
+        signed_by: str | None = None,
+        revoked: bool | None = None,
+    ) -> list[PluginInfo]:
+        """Trusted plugin versions, filtered; ``revoked=None`` means both kinds."""
+        stmt = sa.select(Plugin).order_by(Plugin.name, Plugin.trusted_at)
+        if name is not None:
+            stmt = stmt.where(Plugin.name == name)
+        if signed_by is not None:
+            stmt = stmt.where(
+                Plugin.id.in_(
+                    sa.select(PluginSigner.plugin_id).where(PluginSigner.keyid == signed_by)
+                )
+            )
+        if revoked is True:
+            stmt = stmt.where(Plugin.revoked_at.is_not(None))
+        elif revoked is False:
+            stmt = stmt.where(Plugin.revoked_at.is_(None))
+        with self._read() as session:
+            return [PluginInfo.of(r) for r in session.execute(stmt).scalars()]
+
+    def lookup(self, digest: str) -> PluginInfo | None:
+        """The trust record for one content digest."""
+        with self._read() as session:
+            row = session.execute(
+                sa.select(Plugin).where(Plugin.content_digest == digest)
+            ).scalar_one_or_none()
+            return PluginInfo.of(row) if row else None
+
+    # --- decisions ---
+
+    def authorize(self, tree: PluginTree, *, at: datetime, threshold: int = 1) -> VerifiedPlugin:
+        """Decide whether a captured plugin may be used (the loader's ``TrustPolicy``).
+
+        The plugin must verify with trusted, unexpired, unrevoked keys whose
+        scope covers its name, meeting both ``threshold`` and the threshold it
+        was trusted with; its content digest must be trusted and not revoked;
+        and it must not be older than the newest trusted version of its name
+        unless it was pinned. Nothing is audited here; see :meth:`verify_plugin`.
+
+        Raises:
+            VerificationError: the reason it may not.
+        """
+        verified = self._verify_signatures(tree, at, threshold)
+        with self._read() as session:
+            row = session.execute(
+                sa.select(Plugin).where(Plugin.content_digest == verified.content_digest)
+            ).scalar_one_or_none()
+            newest = self._newest_version(session, verified.name)
+        label = f"{verified.name} {verified.version}"
+        if row is None:
+            raise PolicyError(
+                f"{label} ({verified.content_digest}) is signed but not trusted: "
+                "run `vtreg trust` to trust it",
+                keyids=verified.signers,
+            )
+        if row.revoked_at is not None:
+            raise PolicyError(
+                f"{label} was revoked at {format_time(row.revoked_at)} ({row.revoked_reason})",
+                keyids=verified.signers,
+            )
+        if len(verified.signers) < row.threshold:
+            raise SignatureError(
+                f"signed by {len(verified.signers)}/{row.threshold} trusted keys required when "
+                f"{label} was trusted",
+                keyids=verified.signers,
+            )
+        older = newest is not None and SemVer.parse(verified.version) < SemVer.parse(newest)
+        if older and not row.pinned:
+            raise PolicyError(
+                f"rollback: {label} is older than the trusted {verified.name} {newest} "
+                "(trust it with --pin to allow this version)",
+                keyids=verified.signers,
+            )
+        return verified
+
+    def verify_plugin(
+        self, tree: PluginTree, *, at: datetime | None = None, threshold: int = 1
+    ) -> VerifiedPlugin:
+        """:meth:`authorize`, with the decision (allowed or refused) audited."""
+        at = at or _now()
+        try:
+            verified = self.authorize(tree, at=at, threshold=threshold)
+        except VerificationError as e:
+            self._record_refusal("plugin.verify", tree, e, at)
+            raise
+        with self._write() as (session, head):
+            self._audit(session, head, self._plugin_event("plugin.verify", "allowed", verified), at)
+        return verified
+
+    @staticmethod
+    def _plugin_event(action: str, outcome: str, verified: VerifiedPlugin) -> AuditEvent:
+        return AuditEvent(
+            action,
+            outcome,
+            plugin=verified.name,
+            version=verified.version,
+            digest=verified.content_digest,
+            keyids=verified.signers,
+        )
+
+    def _record_refusal(
+        self, action: str, tree: PluginTree, error: VerificationError, at: datetime
+    ) -> None:
+        name, version = _claimed_name(tree)
+        self.record_refusal(
+            action,
+            error,
+            plugin=name,
+            version=version,
+            at=at,
+            details={"path": tree.root, "name_from_unverified_plugin_json": True},
+        )
+
+    def record_refusal(
+        self,
+        action: str,
+        error: VerificationError,
+        *,
+        plugin: str | None = None,
+        version: str | None = None,
+        digest: str | None = None,
+        at: datetime | None = None,
+        details: dict[str, object] | None = None,
+    ) -> None:
+        event = AuditEvent(
+            action,
+            "refused",
+            plugin=plugin,
+            version=version,
+            digest=digest,
+            keyids=error.keyids,
+            reason=str(error),
+            details={"error": type(error).__name__, **(details or {})},
+        )
+        with self._write() as (session, head):
+            self._audit(session, head, event, at)
+
+    # --- audit ---
+
+    def audit_events(
+        self,
+        *,
+        plugin: str | None = None,
+        keyid: str | None = None,
+        action: str | None = None,
+        outcome: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int = 100,
+    ) -> list[audit.AuditRecord]:
+        with self._read() as session:
+            return audit.query(
+                session,
+                plugin=plugin,
+                keyid=keyid,
+                action=action,
+                outcome=outcome,
+                since=since,
+                until=until,
+                limit=limit,
+            )
+
+    def verify_audit(self) -> audit.ChainReport:
+        with database_errors(self.url), self.engine.connect() as connection:
+            connection = connection.execution_options(vtreg_read_only=True)
+            with connection.begin():
+                return audit.verify_chain(connection)
