@@ -238,42 +238,60 @@ def verify_chain(connection: Connection, *, batch: int = 10_000) -> ChainReport:
     result = connection.execution_options(yield_per=batch).execute(
         sa.select(*_COLUMNS).order_by(AuditRow.seq)
     )
-    for seq, at, actor, action, outcome, plugin, version, digest, keyids, reason, details, \
-            stored_prev, stored_hash in result:  # fmt: skip
-        if seq != expected_seq:
-            return ChainReport(
-                expected_seq - 1,
-                prev,
-                expected_seq,
-                f"event {expected_seq} is missing (the log jumps from {expected_seq - 1} to "
-                f"{seq}): deleted?",
-            )
-        if stored_prev != prev:
-            return ChainReport(
-                seq - 1, prev, seq,
-                f"event {seq} does not follow event {seq - 1} (prev_hash differs): "
-                "inserted, deleted or reordered?",
-            )  # fmt: skip
-        computed = chain_hash(
-            prev,
-            canonical(
-                seq, at, actor, action, outcome, plugin, version, digest, keyids, reason, details
-            ),
-        )
-        if computed != stored_hash:
-            return ChainReport(
-                seq - 1, prev, seq, f"event {seq} does not match its hash: edited or moved?"
-            )
-        expected_seq, prev = seq + 1, computed
+    try:
+        problem = None
+        for row in result:
+            seq, at, actor, action, outcome, plugin, version, digest, keyids, reason, details, \
+                stored_prev, stored_hash = row  # fmt: skip
+            if seq != expected_seq:
+                problem = (
+                    f"event {expected_seq} is missing (the log jumps from {expected_seq - 1} "
+                    f"to {seq}): deleted?"
+                )
+            elif stored_prev != prev:
+                problem = (
+                    f"event {seq} does not follow event {seq - 1} (prev_hash differs): "
+                    "inserted, deleted or reordered?"
+                )
+            else:
+                event = canonical(
+                    seq,
+                    at,
+                    actor,
+                    action,
+                    outcome,
+                    plugin,
+                    version,
+                    digest,
+                    keyids,
+                    reason,
+                    details,
+                )
+                computed = chain_hash(prev, event)
+                if computed != stored_hash:
+                    problem = f"event {seq} does not match its hash: edited or moved?"
+            if problem is not None:
+                return ChainReport(expected_seq - 1, prev, expected_seq, problem)
+            expected_seq, prev = seq + 1, computed
+    finally:
+        result.close()  # a PostgreSQL server-side cursor must not outlive an early return
     events = expected_seq - 1
     head = connection.execute(sa.select(ChainHead.seq, ChainHead.hash)).first()
-    if head is None or (head.seq, head.hash) != (events, prev):
-        named = f"event {head.seq}" if head else "no event"
-        return ChainReport(
-            events,
-            prev,
-            events + 1,
-            f"the chain head names {named} but the log ends at event {events}: "
-            "events deleted from the end, or the head was edited",
+    if head is None:
+        return ChainReport(events, prev, events + 1, "the chain head row is missing")
+    if head.seq > events:
+        problem = (
+            f"the chain head names event {head.seq} but the log ends at event {events}: "
+            "events deleted from the end?"
         )
+        return ChainReport(events, prev, events + 1, problem)
+    if head.seq < events:
+        problem = (
+            f"the log goes on past the chain head (event {head.seq}) to event {events}: "
+            "events added outside the registry?"
+        )
+        return ChainReport(head.seq, prev, head.seq + 1, problem)
+    if head.hash != prev:
+        problem = f"the chain head's hash differs from event {events}'s: the head was edited?"
+        return ChainReport(events, prev, events, problem)
     return ChainReport(events, prev)

@@ -179,6 +179,9 @@ def _lock_schema(connection: Connection) -> None:
 def ensure_schema(engine: Engine, *, upgrade: bool = False) -> tuple[str | None, str]:
     """Create a fresh registry at head, or check (or ``upgrade``) an existing one.
 
+    The common case, a registry already at head, is checked in a read-only
+    transaction, so a read-only database can still be queried.
+
     Returns:
         The revision found and the revision the database is at now.
 
@@ -188,30 +191,44 @@ def ensure_schema(engine: Engine, *, upgrade: bool = False) -> tuple[str | None,
     """
     head = head_revision()
     url = engine.url.render_as_string(hide_password=False)
-    with database_errors(url), engine.begin() as connection:
-        _lock_schema(connection)
-        found = MigrationContext.configure(connection).get_current_revision()
+    with database_errors(url):
+        with engine.connect() as connection:
+            reader = connection.execution_options(vtreg_read_only=True)
+            with reader.begin():
+                found = _check_revision(reader, head, upgrade)
         if found == head:
             return found, head
-        if found is None:
-            tables = set(sa.inspect(connection).get_table_names())
-            if tables - {"alembic_version"}:
-                raise RegistryError(
-                    f"{safe_url(url)} holds tables but is not a vtreg registry "
-                    f"({', '.join(sorted(tables)[:3])}…)"
-                )
-        elif found not in _known_revisions():
-            raise RegistryError(
-                f"registry schema revision {found} is newer than this vtreg knows ({head}); "
-                "upgrade vtreg"
-            )
-        elif not upgrade:
-            raise RegistryError(
-                f"registry schema is at revision {found}, this vtreg needs {head}: "
-                "run `vtreg db upgrade`"
-            )
-        command.upgrade(alembic_config(connection), "head")
+        # Create or upgrade under the schema lock; another process may have done it meanwhile.
+        with engine.begin() as connection:
+            _lock_schema(connection)
+            found = _check_revision(connection, head, upgrade)
+            if found != head:
+                command.upgrade(alembic_config(connection), "head")
     return found, head
+
+
+def _check_revision(connection: Connection, head: str, upgrade: bool) -> str | None:
+    found = MigrationContext.configure(connection).get_current_revision()
+    if found == head:
+        return found
+    if found is None:
+        tables = set(sa.inspect(connection).get_table_names()) - {"alembic_version"}
+        if tables:
+            raise RegistryError(
+                f"{safe_url(str(connection.engine.url))} holds tables but is not a vtreg "
+                f"registry ({', '.join(sorted(tables)[:3])}…)"
+            )
+    elif found not in _known_revisions():
+        raise RegistryError(
+            f"registry schema revision {found} is newer than this vtreg knows ({head}); "
+            "upgrade vtreg"
+        )
+    elif not upgrade:
+        raise RegistryError(
+            f"registry schema is at revision {found}, this vtreg needs {head}: "
+            "run `vtreg db upgrade`"
+        )
+    return found
 
 
 def _known_revisions() -> set[str]:

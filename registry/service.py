@@ -167,6 +167,10 @@ def _time(value: datetime | None) -> str | None:
     return format_time(value) if value else None
 
 
+def _subject(verified: VerifiedPlugin) -> tuple[str, str, str]:
+    return verified.name, verified.version, verified.content_digest
+
+
 def _claimed_name(tree: PluginTree) -> tuple[str | None, str | None]:
     """plugin.json's name/version, unauthenticated, for labelling refusals in the audit log."""
     try:
@@ -429,7 +433,12 @@ class Registry:
                 row.threshold = max(row.threshold, threshold)
                 changed = True
             if changed:
-                details = {"pinned": row.pinned, "threshold": row.threshold, "created": created}
+                details = {
+                    **event.details,
+                    "pinned": row.pinned,
+                    "threshold": row.threshold,
+                    "created": created,
+                }
                 self._audit(session, head, replace(event, details=details), at)
             session.flush()
             info = PluginInfo.of(row)
@@ -438,7 +447,8 @@ class Registry:
             error = PolicyError(
                 f"{verified.name} {verified.version} ({verified.content_digest}) was revoked "
                 f"at {_time(info.revoked_at)} ({info.revoked_reason}); revocation is final",
-                keyids=verified.signers,
+                keyids=verified.signature_keyids,
+                subject=_subject(verified),
             )
             self._record_refusal("plugin.trust", tree, error, at)
             raise error
@@ -560,25 +570,29 @@ class Registry:
             raise PolicyError(
                 f"{label} ({verified.content_digest}) is signed but not trusted: "
                 "run `vtreg trust` to trust it",
-                keyids=verified.signers,
+                keyids=verified.signature_keyids,
+                subject=_subject(verified),
             )
         if row.revoked_at is not None:
             raise PolicyError(
                 f"{label} was revoked at {format_time(row.revoked_at)} ({row.revoked_reason})",
-                keyids=verified.signers,
+                keyids=verified.signature_keyids,
+                subject=_subject(verified),
             )
         if len(verified.signers) < row.threshold:
             raise SignatureError(
                 f"signed by {len(verified.signers)}/{row.threshold} trusted keys required when "
                 f"{label} was trusted",
-                keyids=verified.signers,
+                keyids=verified.signature_keyids,
+                subject=_subject(verified),
             )
         older = newest is not None and SemVer.parse(verified.version) < SemVer.parse(newest)
         if older and not row.pinned:
             raise PolicyError(
                 f"rollback: {label} is older than the trusted {verified.name} {newest} "
                 "(trust it with --pin to allow this version)",
-                keyids=verified.signers,
+                keyids=verified.signature_keyids,
+                subject=_subject(verified),
             )
         return verified
 
@@ -598,26 +612,32 @@ class Registry:
 
     @staticmethod
     def _plugin_event(action: str, outcome: str, verified: VerifiedPlugin) -> AuditEvent:
+        # Every key with a valid signature is named, not only those that counted, so
+        # "what happened to plugins key K signed?" finds this event after K is revoked.
         return AuditEvent(
             action,
             outcome,
             plugin=verified.name,
             version=verified.version,
             digest=verified.content_digest,
-            keyids=verified.signers,
+            keyids=verified.signature_keyids,
+            details={"counted": list(verified.signers)},
         )
 
     def _record_refusal(
         self, action: str, tree: PluginTree, error: VerificationError, at: datetime
     ) -> None:
-        name, version = _claimed_name(tree)
+        details: dict[str, object] = {"path": tree.root}
+        name: str | None
+        version: str | None
+        digest: str | None
+        if error.subject is not None:
+            name, version, digest = error.subject
+        else:  # refused before anything was authenticated: label it with what plugin.json claims
+            (name, version), digest = _claimed_name(tree), None
+            details["unverified_name"] = True
         self.record_refusal(
-            action,
-            error,
-            plugin=name,
-            version=version,
-            at=at,
-            details={"path": tree.root, "name_from_unverified_plugin_json": True},
+            action, error, plugin=name, version=version, digest=digest, at=at, details=details
         )
 
     def record_refusal(

@@ -44,13 +44,22 @@ class VtregError(Exception):
 class VerificationError(VtregError):
     """A definite "no": the thing examined is refused.
 
-    ``keyids`` names the trusted keys whose signatures were valid, when known,
-    so an audit record of the refusal can say whose signature was involved.
+    ``keyids`` names the trusted keys whose signatures were valid, and
+    ``subject`` the authenticated (name, version, content digest) when the
+    refusal came after the signatures checked out, so that an audit record of
+    the refusal can say what and whose signature was involved.
     """
 
-    def __init__(self, message: str, *, keyids: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        keyids: tuple[str, ...] = (),
+        subject: tuple[str, str, str] | None = None,
+    ) -> None:
         super().__init__(message)
         self.keyids = keyids
+        self.subject = subject
 
 
 class FormatError(VerificationError):

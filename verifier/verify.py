@@ -190,6 +190,11 @@ class VerifiedPlugin:
     envelope: bytes = field(repr=False)
     payload: bytes = field(repr=False)
 
+    @property
+    def signature_keyids(self) -> tuple[str, ...]:
+        """Every trusted key with a valid signature here, counted or not (revoked, expired...)."""
+        return tuple(sorted({c.keyid for c in self.checks if c.keyid}))
+
     def summary(self) -> dict[str, object]:
         """A JSON-ready description (no envelope bytes)."""
         return {

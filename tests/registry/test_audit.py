@@ -1,0 +1,275 @@
+"""The audit log: atomic with changes, hash-chained, tamper-evident, queryable. Both engines."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import sqlalchemy as sa
+
+from loader.protocols import AuditEvent
+from registry import audit
+from registry.service import Registry
+from tests.helpers import run_cli
+from tests.registry.conftest import SignedPlugin
+from verifier.capture import capture
+from verifier.keys import SigningKey
+
+
+@pytest.fixture
+def busy_registry(
+    registry: Registry, signed_plugin: SignedPlugin, key: SigningKey, other_key: SigningKey
+) -> Iterator[Registry]:
+    """A registry with ten events of several kinds."""
+    registry.add_key(key.public_key)  # 1
+    registry.add_key(other_key.public_key)  # 2
+    hello = signed_plugin("hello", "1.0.0", key)
+    other = signed_plugin("other", "2.0.0", other_key)
+    registry.trust(capture(hello))  # 3
+    registry.trust(capture(other))  # 4
+    registry.verify_plugin(capture(hello))  # 5
+    registry.verify_plugin(capture(other))  # 6
+    registry.revoke(name="other", reason="recalled")  # 7
+    with pytest.raises(Exception, match="revoked"):
+        registry.verify_plugin(capture(other))  # 8 (refused)
+    registry.record(AuditEvent("plugin.load", "allowed", plugin="hello", keyids=(key.keyid,)))  # 9
+    registry.revoke_key(other_key.keyid, "rotated")  # 10
+    yield registry
+
+
+def test_every_change_and_decision_is_recorded(busy_registry: Registry) -> None:
+    events = busy_registry.audit_events()
+    assert [(e.seq, e.action, e.outcome) for e in reversed(events)] == [
+        (1, "key.add", "ok"),
+        (2, "key.add", "ok"),
+        (3, "plugin.trust", "ok"),
+        (4, "plugin.trust", "ok"),
+        (5, "plugin.verify", "allowed"),
+        (6, "plugin.verify", "allowed"),
+        (7, "plugin.revoke", "ok"),
+        (8, "plugin.verify", "refused"),
+        (9, "plugin.load", "allowed"),
+        (10, "key.revoke", "ok"),
+    ]
+    refused = events[2]
+    assert refused.reason is not None
+    assert refused.reason.startswith("other 2.0.0 was revoked")
+    assert refused.digest is not None  # the refusal came after the signature checked out
+    assert all(e.actor for e in events)
+    assert busy_registry.verify_audit().ok
+
+
+def test_a_change_and_its_event_commit_together(
+    registry: Registry,
+    signed_plugin: SignedPlugin,
+    key: SigningKey,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    registry.add_key(key.public_key)
+    plugin = signed_plugin("hello", "1.0.0", key)
+
+    def failing_append(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("disk full while writing the audit event")
+
+    monkeypatch.setattr(audit, "append", failing_append)
+    with pytest.raises(RuntimeError):
+        registry.trust(capture(plugin))
+    monkeypatch.undo()
+
+    assert registry.plugins() == []  # the trust did not happen without its event
+    assert [e.action for e in registry.audit_events()] == ["key.add"]
+    assert registry.verify_audit().ok
+
+
+@pytest.mark.parametrize(
+    ("filters", "expected"),
+    [
+        pytest.param({"plugin": "hello"}, [9, 5, 3], id="plugin"),
+        pytest.param({"action": "plugin.verify"}, [8, 6, 5], id="action"),
+        pytest.param({"outcome": "refused"}, [8], id="outcome"),
+        pytest.param({"plugin": "other", "outcome": "allowed"}, [6], id="combined"),
+        pytest.param({"action": "plugin.trust", "limit": 1}, [4], id="limit-newest-first"),
+    ],
+)
+def test_queries(busy_registry: Registry, filters: dict[str, object], expected: list[int]) -> None:
+    assert [e.seq for e in busy_registry.audit_events(**filters)] == expected  # type: ignore[arg-type]
+
+
+def test_query_by_key(busy_registry: Registry, key: SigningKey, other_key: SigningKey) -> None:
+    assert [e.seq for e in busy_registry.audit_events(keyid=key.keyid)] == [9, 5, 3, 1]
+    assert [e.seq for e in busy_registry.audit_events(keyid=other_key.keyid)] == [10, 8, 7, 6, 4, 2]
+
+
+def test_query_by_time(busy_registry: Registry) -> None:
+    everything = busy_registry.audit_events()
+    middle = everything[5].at
+    assert [e.seq for e in busy_registry.audit_events(until=middle)] == [
+        e.seq for e in everything if e.at < middle
+    ]
+    assert busy_registry.audit_events(since=datetime.now(UTC) + timedelta(hours=1)) == []
+
+
+# --- tampering, with plain SQL, as someone with write access to the database would ---
+
+
+def _sql(registry: Registry, statement: str, **params: object) -> None:
+    """Run SQL as an attacker with write access would: foreign keys are no obstacle."""
+    if registry.engine.dialect.name == "sqlite":
+        import sqlite3
+
+        database = registry.engine.url.database
+        assert database is not None
+        connection = sqlite3.connect(database)  # foreign keys are off by default, as in the shell
+        try:
+            with connection:
+                connection.execute(statement, params)
+        finally:
+            connection.close()
+        return
+    with registry.engine.begin() as pg:
+        pg.execute(sa.text("SET LOCAL session_replication_role = replica"))  # skips FK triggers
+        pg.execute(sa.text(statement), params)
+
+
+@pytest.mark.parametrize(
+    ("tamper", "broken_at", "problem"),
+    [
+        pytest.param(
+            "UPDATE audit_events SET reason = 'nothing to see' WHERE seq = 8",
+            8, "event 8 does not match its hash: edited", id="edited-reason",
+        ),
+        pytest.param(
+            "UPDATE audit_events SET outcome = 'allowed' WHERE seq = 8",
+            8, "event 8 does not match its hash", id="refusal-turned-into-allowed",
+        ),
+        pytest.param(
+            "DELETE FROM audit_events WHERE seq = 5",
+            5, "event 5 is missing", id="deleted-middle",
+        ),
+        pytest.param(
+            "DELETE FROM audit_events WHERE seq = 10",
+            10, "the chain head names event 10 but the log ends at event 9", id="deleted-last",
+        ),
+        pytest.param(
+            "DELETE FROM audit_events WHERE seq >= 6",
+            6, "the chain head names event 10 but the log ends at event 5", id="truncated",
+        ),
+    ],
+)  # fmt: skip
+def test_tampering_is_pinpointed(
+    busy_registry: Registry, tamper: str, broken_at: int, problem: str
+) -> None:
+    _sql(busy_registry, tamper)
+
+    report = busy_registry.verify_audit()
+
+    assert not report.ok
+    assert report.broken_at == broken_at
+    assert report.problem is not None
+    assert problem in report.problem
+
+
+def test_reordered_events_are_pinpointed(busy_registry: Registry) -> None:
+    # Swap the contents of events 3 and 4 (keeping their sequence numbers).
+    columns = "at, actor, action, outcome, plugin, version, digest, keyids, reason, details, prev_hash, hash"
+    with busy_registry.engine.connect() as connection:
+        rows = {
+            r[0]: r[1:]
+            for r in connection.execute(
+                sa.text(f"SELECT seq, {columns} FROM audit_events WHERE seq IN (3, 4)")
+            )
+        }
+    assignments = ", ".join(f"{c} = :{c}" for c in columns.split(", "))
+    for seq, other in ((3, 4), (4, 3)):
+        _sql(
+            busy_registry,
+            f"UPDATE audit_events SET {assignments} WHERE seq = :seq",
+            seq=seq,
+            **dict(zip(columns.split(", "), rows[other], strict=True)),
+        )
+
+    report = busy_registry.verify_audit()
+    assert report.broken_at == 3
+    assert (
+        report.problem
+        == "event 3 does not follow event 2 (prev_hash differs): inserted, deleted or reordered?"
+    )
+
+
+def test_inserted_event_is_pinpointed(busy_registry: Registry) -> None:
+    # A forged event at the end, hashed correctly, but the head was not moved.
+    [last] = busy_registry.audit_events(limit=1)
+    at = datetime.now(UTC)
+    fields = (11, at, "mallory@evil", "plugin.trust", "ok", "evil", "6.6.6", None, "", None, "{}")
+    forged = audit.chain_hash(last.hash, audit.canonical(*fields))
+    _sql(
+        busy_registry,
+        "INSERT INTO audit_events (seq, at, actor, action, outcome, plugin, version, digest, "
+        "keyids, reason, details, prev_hash, hash) VALUES (11, :at, 'mallory@evil', "
+        "'plugin.trust', 'ok', 'evil', '6.6.6', NULL, '', NULL, '{}', :prev, :hash)",
+        # SQLAlchemy's own storage format for datetimes on SQLite
+        at=at.strftime("%Y-%m-%d %H:%M:%S.%f")
+        if busy_registry.engine.dialect.name == "sqlite"
+        else at,
+        prev=last.hash,
+        hash=forged,
+    )
+
+    report = busy_registry.verify_audit()
+    assert report.broken_at == 11
+    assert report.problem is not None
+    assert "the log goes on past the chain head (event 10) to event 11" in report.problem
+
+
+def test_audit_verify_cli_exits_1_and_names_the_event(
+    busy_registry: Registry, database_url: str
+) -> None:
+    ok = run_cli("audit", "verify", "--db", database_url)
+    assert ok.code == 0, ok.stderr
+    assert "audit log intact: 10 events" in ok.stdout
+
+    _sql(busy_registry, "UPDATE audit_events SET actor = 'someone-else' WHERE seq = 4")
+    broken = run_cli("audit", "verify", "--db", database_url, "--json")
+
+    assert broken.code == 1
+    doc = broken.json()
+    assert doc["intact"] is False
+    assert doc["broken_at"] == 4
+
+
+def test_audit_cli_outputs(busy_registry: Registry, database_url: str, key: SigningKey) -> None:
+    table = run_cli("audit", "--db", database_url, "--plugin", "hello")
+    as_json = run_cli("audit", "--db", database_url, "--key", key.keyid[:12], "--json").json()
+    as_csv = run_cli("audit", "--db", database_url, "--outcome", "refused", "--csv")
+
+    assert table.code == 0, table.stderr
+    assert table.stdout.splitlines()[0].split() == [
+        "SEQ", "AT", "ACTION", "OUTCOME", "PLUGIN", "KEYS", "ACTOR", "REASON"
+    ]  # fmt: skip
+    assert [e["seq"] for e in as_json["events"]] == [9, 5, 3, 1]
+    rows = list(csv.DictReader(io.StringIO(as_csv.stdout)))
+    assert [r["seq"] for r in rows] == ["8"]
+    assert json.loads(rows[0]["details"])["error"] == "PolicyError"
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "message"),
+    [
+        pytest.param(["--since", "yesterday-ish"], 2, "is neither a date/time", id="bad-since"),
+        pytest.param(["--limit", "0"], 2, "--limit", id="bad-limit"),
+        pytest.param(["--action", "plugin.fly"], 2, "--action", id="bad-action"),
+        pytest.param(["--key", "0123456789abcdef"], 3, "no key 0123456789abcdef", id="unknown-key"),
+        pytest.param(["--csv", "--json"], 2, "alternatives", id="two-formats"),
+    ],
+)
+def test_audit_cli_bad_input(
+    busy_registry: Registry, database_url: str, args: list[str], code: int, message: str
+) -> None:
+    result = run_cli("audit", "--db", database_url, *args)
+    assert result.code == code
+    assert message in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1

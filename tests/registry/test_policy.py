@@ -1,0 +1,298 @@
+"""Trust decisions against the registry, on both engines: every registry threat of DESIGN.md 7."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from registry.service import Registry
+from tests.registry.conftest import SignedPlugin
+from verifier.capture import capture
+from verifier.errors import (
+    NotFoundError,
+    PolicyError,
+    SignatureError,
+    UsageError,
+    VerificationError,
+)
+from verifier.keys import SigningKey
+
+
+def _last_event(registry: Registry) -> tuple[str, str, str | None]:
+    [event] = registry.audit_events(limit=1)
+    return event.action, event.outcome, event.reason
+
+
+def test_trust_then_verify(
+    registry: Registry, signed_plugin: SignedPlugin, key: SigningKey
+) -> None:
+    registry.add_key(key.public_key)
+    plugin = signed_plugin("hello", "1.0.0", key)
+
+    result = registry.trust(capture(plugin))
+    verified = registry.verify_plugin(capture(plugin))
+
+    assert result.created
+    assert result.plugin.signers == (key.keyid,)
+    assert verified.content_digest == result.plugin.content_digest
+    assert registry.lookup(verified.content_digest) == result.plugin
+    assert _last_event(registry) == ("plugin.verify", "allowed", None)
+
+
+def test_trusting_twice_changes_nothing(
+    registry: Registry, signed_plugin: SignedPlugin, key: SigningKey
+) -> None:
+    registry.add_key(key.public_key)
+    plugin = signed_plugin("hello", "1.0.0", key)
+    registry.trust(capture(plugin))
+    events = len(registry.audit_events())
+
+    again = registry.trust(capture(plugin))
+
+    assert not again.created
+    assert not again.changed
+    assert len(registry.audit_events()) == events
+
+
+def _refused(registry: Registry, plugin: Path, error: type[Exception], match: str) -> None:
+    with pytest.raises(error, match=match):
+        registry.verify_plugin(capture(plugin))
+    action, outcome, reason = _last_event(registry)
+    assert (action, outcome) == ("plugin.verify", "refused")
+    assert reason is not None
+    assert re.search(match, reason), reason
+
+
+def test_unknown_key_is_refused(
+    registry: Registry, signed_plugin: SignedPlugin, key: SigningKey, other_key: SigningKey
+) -> None:
+    registry.add_key(key.public_key)
+    _refused(registry, signed_plugin("hello", "1.0.0", other_key), SignatureError, "signed by 0/1")
+
+
+def test_signed_but_untrusted_content_is_refused(
+    registry: Registry, signed_plugin: SignedPlugin, key: SigningKey
+) -> None:
+    registry.add_key(key.public_key)
+    _refused(
+        registry,
+        signed_plugin("hello", "1.0.0", key),
+        PolicyError,
+        r"hello 1.0.0 \(sha256:.*\) is signed but not trusted",
+    )
+
+
+def test_revoked_key_is_refused(
+    registry: Registry, signed_plugin: SignedPlugin, key: SigningKey
+) -> None:
+    registry.add_key(key.public_key)
+    plugin = signed_plugin("hello", "1.0.0", key)
+    registry.trust(capture(plugin))
+
+    registry.revoke_key(key.keyid, "laptop stolen")
+
+    _refused(registry, plugin, SignatureError, r"signed by 0/1 .*key revoked \(laptop stolen\)")
+
+
+def test_revoking_one_signer_leaves_plugins_other_keys_signed(
+    registry: Registry, signed_plugin: SignedPlugin, key: SigningKey, other_key: SigningKey
+) -> None:
+    registry.add_key(key.public_key)
+    registry.add_key(other_key.public_key)
+    plugin = signed_plugin("hello", "1.0.0", key, other_key)
+    strict = signed_plugin("strict", "1.0.0", key, other_key)
+    registry.trust(capture(plugin))
+    registry.trust(capture(strict), threshold=2)
+
+    registry.revoke_key(key.keyid, "compromised")
+
+    assert registry.verify_plugin(capture(plugin)).signers == (other_key.keyid,)
+    _refused(registry, strict, SignatureError, "signed by 1/2")
+
+
+def test_expired_key_is_refused(
+    registry: Registry, signed_plugin: SignedPlugin, key: SigningKey
+) -> None:
+    expires = datetime.now(UTC) + timedelta(days=1)
+    registry.add_key(key.public_key, expires=expires)
+    plugin = signed_plugin("hello", "1.0.0", key)
+    registry.trust(capture(plugin))
+
+    with pytest.raises(SignatureError, match="key expired at"):
+        registry.verify_plugin(capture(plugin), at=expires + timedelta(seconds=1))
+    assert _last_event(registry)[:2] == ("plugin.verify", "refused")
+
+
+def test_out_of_scope_key_is_refused(
+    registry: Registry, signed_plugin: SignedPlugin, key: SigningKey
+) -> None:
+    registry.add_key(key.public_key, scopes=["acme-*"])
+    ours = signed_plugin("acme-tool", "1.0.0", key)
+    theirs = signed_plugin("hello", "1.0.0", key)
+    registry.trust(capture(ours))
+
+    assert registry.verify_plugin(capture(ours)).name == "acme-tool"
+    with pytest.raises(SignatureError, match=r"key may not sign 'hello' \(scope: acme-\*\)"):
+        registry.trust(capture(theirs))
+    assert _last_event(registry)[:2] == ("plugin.trust", "refused")
+
+
+@pytest.mark.parametrize(
+    ("how", "expected"),
+    [
+        pytest.param({"name": "hello"}, 2, id="by-name"),
+        pytest.param({"name": "hello", "version": "1.0.0"}, 1, id="by-version"),
+        pytest.param({"digest": "FIRST"}, 1, id="by-digest"),
+    ],
+)
+def test_revoked_plugin_is_refused(
+    registry: Registry,
+    signed_plugin: SignedPlugin,
+    key: SigningKey,
+    how: dict[str, str],
+    expected: int,
+) -> None:
+    registry.add_key(key.public_key)
+    v1 = signed_plugin("hello", "1.0.0", key)
+    v2 = signed_plugin("hello", "1.1.0", key)
+    first = registry.trust(capture(v1), pin=True).plugin
+    registry.trust(capture(v2))
+    if how.get("digest") == "FIRST":
+        how = {"digest": first.content_digest}
+
+    revoked = registry.revoke(reason="bad build", **how)
+
+    assert len(revoked) == expected
+    _refused(registry, v1, PolicyError, r"hello 1.0.0 was revoked at .*\(bad build\)")
+    revocations = registry.audit_events(action="plugin.revoke")
+    assert len(revocations) == expected
+    assert {e.reason for e in revocations} == {"bad build"}
+    with pytest.raises(PolicyError, match="revocation is final"):
+        registry.trust(capture(v1))
+
+
+def test_rollback_to_an_older_trusted_version_is_refused_unless_pinned(
+    registry: Registry, signed_plugin: SignedPlugin, key: SigningKey
+) -> None:
+    registry.add_key(key.public_key)
+    old = signed_plugin("hello", "1.0.0", key)
+    new = signed_plugin("hello", "1.1.0", key)
+    registry.trust(capture(old))
+    result = registry.trust(capture(new))
+    assert result.newer is None
+
+    _refused(
+        registry, old, PolicyError, r"rollback: hello 1.0.0 is older than the trusted hello 1.1.0"
+    )
+    assert registry.verify_plugin(capture(new)).version == "1.1.0"
+
+    registry.trust(capture(old), pin=True)
+    assert registry.verify_plugin(capture(old)).version == "1.0.0"
+
+
+def test_threshold_recorded_at_trust_time_is_enforced_later(
+    registry: Registry, signed_plugin: SignedPlugin, key: SigningKey, other_key: SigningKey
+) -> None:
+    registry.add_key(key.public_key)
+    registry.add_key(other_key.public_key)
+    plugin = signed_plugin("hello", "1.0.0", key)
+
+    with pytest.raises(SignatureError, match="signed by 1/2"):
+        registry.trust(capture(plugin), threshold=2)
+    assert _last_event(registry)[:2] == ("plugin.trust", "refused")
+
+    both = signed_plugin("hello", "1.0.0", key, other_key)
+    registry.trust(capture(both), threshold=2)
+    # The same content with one signature stripped: not enough for what was trusted.
+    (both / "plugin.sig").write_bytes((plugin / "plugin.sig").read_bytes())
+    _refused(
+        registry,
+        both,
+        SignatureError,
+        r"signed by 1/2 trusted keys required when hello 1.0.0 was trusted",
+    )
+
+
+def test_unsigned_plugin_is_refused(
+    registry: Registry, signed_plugin: SignedPlugin, key: SigningKey
+) -> None:
+    registry.add_key(key.public_key)
+    _refused(registry, signed_plugin("hello", "1.0.0"), SignatureError, "unsigned")
+
+
+def test_tampered_trusted_plugin_is_refused(
+    registry: Registry, signed_plugin: SignedPlugin, key: SigningKey
+) -> None:
+    registry.add_key(key.public_key)
+    plugin = signed_plugin("hello", "1.0.0", key)
+    registry.trust(capture(plugin))
+    (plugin / "extra.txt").write_text("x")
+    _refused(registry, plugin, VerificationError, r"extra\.txt not covered")
+
+
+# --- keys ---
+
+
+def test_key_lifecycle(registry: Registry, key: SigningKey) -> None:
+    info, added = registry.add_key(key.public_key, name="alice", scopes=["a-*"])
+    again, added_again = registry.add_key(key.public_key)
+
+    assert added
+    assert not added_again
+    assert again == info
+    assert registry.resolve_keyid(key.keyid[:10]) == key.keyid
+    assert [k.keyid for k in registry.list_keys()] == [key.keyid]
+
+    revoked, did = registry.revoke_key(key.keyid, "rotated")
+    assert did
+    assert revoked.revoked_reason == "rotated"
+    assert registry.revoke_key(key.keyid, "again")[1] is False
+    with pytest.raises(PolicyError, match="cannot be trusted again"):
+        registry.add_key(key.public_key)
+
+
+@pytest.mark.parametrize(
+    ("text", "error"),
+    [
+        pytest.param("0" * 64, NotFoundError, id="unknown"),
+        pytest.param("abc", UsageError, id="too-short"),
+        pytest.param("zzzzzzzzzz", UsageError, id="not-hex"),
+    ],
+)
+def test_resolving_bad_key_ids(registry: Registry, text: str, error: type[Exception]) -> None:
+    with pytest.raises(error):
+        registry.resolve_keyid(text)
+
+
+def test_key_input_is_validated(registry: Registry, key: SigningKey) -> None:
+    with pytest.raises(UsageError, match="not in the future"):
+        registry.add_key(key.public_key, expires=datetime.now(UTC) - timedelta(days=1))
+    with pytest.raises(UsageError, match="scope"):
+        registry.add_key(key.public_key, scopes=[""])
+    with pytest.raises(UsageError, match="needs a --reason"):
+        registry.revoke_key(key.keyid, " ")
+    assert registry.list_keys() == []
+    assert registry.audit_events() == []
+
+
+def test_revoking_nothing_is_an_error(registry: Registry) -> None:
+    with pytest.raises(NotFoundError, match="nothing trusted matches ghost"):
+        registry.revoke(name="ghost", reason="x")
+
+
+def test_list_by_signer(
+    registry: Registry, signed_plugin: SignedPlugin, key: SigningKey, other_key: SigningKey
+) -> None:
+    registry.add_key(key.public_key)
+    registry.add_key(other_key.public_key)
+    registry.trust(capture(signed_plugin("a", "1.0.0", key)))
+    registry.trust(capture(signed_plugin("b", "1.0.0", other_key)))
+    registry.trust(capture(signed_plugin("c", "1.0.0", key, other_key)))
+
+    assert [p.name for p in registry.plugins(signed_by=key.keyid)] == ["a", "c"]
+    registry.revoke(name="a", reason="x")
+    assert [p.name for p in registry.plugins(signed_by=key.keyid, revoked=False)] == ["c"]
+    assert [p.name for p in registry.plugins(revoked=True)] == ["a"]

@@ -1,0 +1,112 @@
+"""Schema ownership by Alembic: fresh at head, models == migrations, upgrades from the first revision."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+import sqlalchemy as sa
+from alembic import command
+
+from loader.protocols import AuditEvent
+from registry import audit
+from registry.db import alembic_config, connect, ensure_schema, head_revision
+from registry.service import Registry
+from tests.helpers import run_cli
+from verifier.errors import RegistryError
+
+
+def test_a_fresh_database_is_created_at_head(database_url: str) -> None:
+    with Registry.open(database_url) as registry, registry.engine.connect() as connection:
+        version = connection.execute(sa.text("SELECT version_num FROM alembic_version")).scalar()
+        head = connection.execute(sa.text("SELECT seq, hash FROM audit_chain_head")).one()
+    assert version == head_revision()
+    assert tuple(head) == (0, audit.GENESIS_HASH)
+
+
+def test_models_and_migrations_agree(database_url: str) -> None:
+    engine = connect(database_url)
+    try:
+        ensure_schema(engine)
+        with engine.begin() as connection:
+            command.check(alembic_config(connection))  # raises if autogenerate sees any difference
+    finally:
+        engine.dispose()
+
+
+def _events_at_first_revision(engine: sa.Engine) -> None:
+    """Write a valid two-event chain the way vtreg 0001 did (no chain head table yet)."""
+    prev = audit.GENESIS_HASH
+    with engine.begin() as connection:
+        for seq in (1, 2):
+            at = datetime(2026, 1, seq, tzinfo=UTC)
+            fields = (seq, at, "old@host", "key.add", "ok", None, None, None, "", None, "{}")
+            digest = audit.chain_hash(prev, audit.canonical(*fields))
+            connection.execute(
+                sa.text(
+                    "INSERT INTO audit_events (seq, at, actor, action, outcome, keyids, details,"
+                    " prev_hash, hash) VALUES (:seq, :at, 'old@host', 'key.add', 'ok', '', '{}',"
+                    " :prev, :hash)"
+                ),
+                {
+                    "seq": seq,
+                    "at": at.replace(tzinfo=None) if engine.dialect.name == "sqlite" else at,
+                    "prev": prev,
+                    "hash": digest,
+                },
+            )
+            prev = digest
+
+
+def test_an_older_registry_is_refused_until_upgraded(database_url: str) -> None:
+    engine = connect(database_url)
+    try:
+        with engine.begin() as connection:
+            command.upgrade(alembic_config(connection), "0001")
+        _events_at_first_revision(engine)
+    finally:
+        engine.dispose()
+
+    with pytest.raises(
+        RegistryError, match=r"at revision 0001, this vtreg needs .*run `vtreg db upgrade`"
+    ):
+        Registry.open(database_url)
+    refused = run_cli("list", "--db", database_url)
+    assert refused.code == 3
+    assert "run `vtreg db upgrade`" in refused.stderr
+
+    upgraded = run_cli("db", "upgrade", "--db", database_url, "--json")
+    assert upgraded.code == 0, upgraded.stderr
+    assert upgraded.json()["from"] == "0001"
+
+    with Registry.open(database_url) as registry:
+        report = registry.verify_audit()
+        assert report.ok, report.problem
+        assert report.events == 2  # the head was filled from the existing log
+        registry.record(AuditEvent("key.add", "ok"))
+        assert registry.verify_audit().events == 3
+    again = run_cli("db", "upgrade", "--db", database_url)
+    assert "is at revision" in again.stdout
+
+
+def test_a_database_of_something_else_is_refused(database_url: str) -> None:
+    engine = connect(database_url)
+    try:
+        with engine.begin() as connection:
+            connection.execute(sa.text("CREATE TABLE customers (id INTEGER PRIMARY KEY)"))
+    finally:
+        engine.dispose()
+    with pytest.raises(RegistryError, match="holds tables but is not a vtreg registry"):
+        Registry.open(database_url)
+
+
+def test_a_newer_schema_is_refused(database_url: str) -> None:
+    Registry.open(database_url).close()
+    engine = connect(database_url)
+    try:
+        with engine.begin() as connection:
+            connection.execute(sa.text("UPDATE alembic_version SET version_num = '9999'"))
+    finally:
+        engine.dispose()
+    with pytest.raises(RegistryError, match="newer than this vtreg knows"):
+        Registry.open(database_url)
