@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -23,7 +22,7 @@ from verifier.keys import SigningKey
 @pytest.fixture
 def busy_registry(
     registry: Registry, signed_plugin: SignedPlugin, key: SigningKey, other_key: SigningKey
-) -> Iterator[Registry]:
+) -> Registry:
     """A registry with ten events of several kinds."""
     registry.add_key(key.public_key)  # 1
     registry.add_key(other_key.public_key)  # 2
@@ -38,7 +37,7 @@ def busy_registry(
         registry.verify_plugin(capture(other))  # 8 (refused)
     registry.record(AuditEvent("plugin.load", "allowed", plugin="hello", keyids=(key.keyid,)))  # 9
     registry.revoke_key(other_key.keyid, "rotated")  # 10
-    yield registry
+    return registry
 
 
 def test_every_change_and_decision_is_recorded(busy_registry: Registry) -> None:

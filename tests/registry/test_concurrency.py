@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import shutil
@@ -70,7 +71,7 @@ def test_concurrent_writers_keep_one_unbroken_chain(
         assert report.events == 1 + done  # the key, then one event per operation
         assert len(registry.plugins(revoked=True)) == WORKERS * ITERATIONS
         names = [e.plugin for e in registry.audit_events(limit=100_000) if e.plugin]
-    switches = sum(a != b for a, b in zip(names, names[1:], strict=False))
+    switches = sum(a != b for a, b in itertools.pairwise(names))
     assert switches > WORKERS, "the workers did not actually run at the same time"
 
 
