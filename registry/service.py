@@ -538,12 +538,32 @@ class Registry:
             return [PluginInfo.of(r) for r in session.execute(stmt).scalars()]
 
     def lookup(self, digest: str) -> PluginInfo | None:
-        """The trust record for one content digest."""
-        with self._read() as session:
-            row = session.execute(
-                sa.select(Plugin).where(Plugin.content_digest == digest)
-            ).scalar_one_or_none()
-            return PluginInfo.of(row) if row else None
+        """The trust record for one content digest (two indexed reads, no ORM session)."""
+        columns = [c for c in Plugin.__table__.c if c.name != "envelope"]
+        with database_errors(self.url), self.engine.connect() as connection:
+            connection = connection.execution_options(vtreg_read_only=True)
+            with connection.begin():
+                row = connection.execute(
+                    sa.select(*columns).where(Plugin.content_digest == digest)
+                ).first()
+                if row is None:
+                    return None
+                signers = connection.execute(
+                    sa.select(PluginSigner.keyid).where(PluginSigner.plugin_id == row.id)
+                ).scalars()
+                return PluginInfo(
+                    row.name,
+                    row.version,
+                    row.content_digest,
+                    row.platform,
+                    tuple(sorted(signers)),
+                    row.threshold,
+                    row.pinned,
+                    row.trusted_at,
+                    row.trusted_by,
+                    row.revoked_at,
+                    row.revoked_reason,
+                )
 
     # --- decisions ---
 

@@ -16,6 +16,16 @@ from tests.helpers import run_cli
 from verifier.errors import RegistryError
 
 
+def test_the_revision_list_matches_the_shipped_migrations() -> None:
+    from alembic.script import ScriptDirectory
+
+    from registry.db import REVISIONS
+
+    script = ScriptDirectory.from_config(alembic_config())
+    assert tuple(reversed([r.revision for r in script.walk_revisions()])) == REVISIONS
+    assert script.get_current_head() == head_revision()
+
+
 def test_a_fresh_database_is_created_at_head(database_url: str) -> None:
     with Registry.open(database_url) as registry, registry.engine.connect() as connection:
         version = connection.execute(sa.text("SELECT version_num FROM alembic_version")).scalar()
