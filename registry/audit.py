@@ -105,11 +105,10 @@ def at_text(value: datetime | str) -> str:
         if len(value) == 26 and value[10] == " " and value[19] == ".":
             return f"{value[:10]}T{value[11:]}+00:00"
         try:
-            value = datetime.fromisoformat(value)
+            parsed = datetime.fromisoformat(value)
         except ValueError:
             return value
-        if value.tzinfo is None:
-            value = value.replace(tzinfo=UTC)
+        value = parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
     if value.tzinfo is not UTC:
         value = value.astimezone(UTC)
     return value.isoformat(timespec="microseconds")
