@@ -34,7 +34,7 @@ from verifier.errors import (
     VerificationError,
 )
 from verifier.keys import PublicKey
-from verifier.manifest import SemVer, check_plugin_name, parse_manifest
+from verifier.manifest import SemVer, check_plugin_name, claimed_identity
 from verifier.verify import TrustedKey, VerifiedPlugin, verify
 
 from . import audit
@@ -169,15 +169,6 @@ def _time(value: datetime | None) -> str | None:
 
 def _subject(verified: VerifiedPlugin) -> tuple[str, str, str]:
     return verified.name, verified.version, verified.content_digest
-
-
-def _claimed_name(tree: PluginTree) -> tuple[str | None, str | None]:
-    """plugin.json's name/version, unauthenticated, for labelling refusals in the audit log."""
-    try:
-        manifest = parse_manifest(tree.manifest or b"")
-    except VerificationError:
-        return None, None
-    return manifest.name, manifest.version
 
 
 class Registry:
@@ -654,7 +645,7 @@ class Registry:
         if error.subject is not None:
             name, version, digest = error.subject
         else:  # refused before anything was authenticated: label it with what plugin.json claims
-            (name, version), digest = _claimed_name(tree), None
+            (name, version), digest = claimed_identity(tree.manifest), None
             details["unverified_name"] = True
         self.record_refusal(
             action, error, plugin=name, version=version, digest=digest, at=at, details=details

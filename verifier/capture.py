@@ -330,6 +330,7 @@ def capture(
     algorithms: tuple[str, ...] = DEFAULT_ALGORITHMS,
     sink_for: Callable[[str], Sink | None] | None = None,
     mapped: bool = False,
+    dir_fd: int | None = None,
 ) -> PluginTree:
     """Walk and hash a plugin directory.
 
@@ -341,6 +342,8 @@ def capture(
             that file's bytes exactly as hashed.
         mapped: hash large files through mmap (see :func:`_hash_mapped` for
             why only a disposable child process may ask for this).
+        dir_fd: an open descriptor of ``root`` to walk instead of opening
+            ``root`` again (the loader opens and checks it first).
 
     Returns:
         The captured tree.
@@ -353,7 +356,7 @@ def capture(
     """
     root_str = os.fspath(root)
     try:
-        root_fd = os.open(root_str, _DIR_FLAGS)
+        root_fd = os.dup(dir_fd) if dir_fd is not None else os.open(root_str, _DIR_FLAGS)
     except FileNotFoundError as e:
         raise NotFoundError(f"plugin directory {root_str} does not exist") from e
     except NotADirectoryError as e:

@@ -27,6 +27,7 @@ __all__ = [
     "SemVer",
     "SemVerStr",
     "check_plugin_name",
+    "claimed_identity",
     "parse_manifest",
 ]
 
@@ -146,3 +147,16 @@ def parse_manifest(data: bytes) -> PluginManifest:
         return PluginManifest.model_validate(obj)
     except pydantic.ValidationError as e:
         raise FormatError(f"{MANIFEST_FILE}: {first_error(e)}") from e
+
+
+def claimed_identity(data: bytes | None) -> tuple[str | None, str | None]:
+    """plugin.json's name and version, unauthenticated, or (None, None) if unreadable.
+
+    Only for labelling a refusal (an audit record of a plugin that did not
+    verify): never for a decision.
+    """
+    try:
+        manifest = parse_manifest(data or b"")
+    except FormatError:
+        return None, None
+    return manifest.name, manifest.version

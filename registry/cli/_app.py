@@ -164,7 +164,7 @@ def vtreg_command(
 
 def run(argv: list[str] | None = None, prefetch: PendingCapture | None = None) -> int:
     """Run the CLI and return its exit code (for tests and :func:`registry.cli.main`)."""
-    from . import audit, signing, trust  # noqa: F401 - importing a module registers its commands
+    from . import audit, runner, signing, trust  # noqa: F401 - importing registers commands
 
     args = list(sys.argv[1:] if argv is None else argv)
     # Usage errors can happen before click has parsed --json, so look for it first.

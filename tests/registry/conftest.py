@@ -1,90 +1,17 @@
-"""Registry fixtures: every registry test runs on SQLite and on a real PostgreSQL.
-
-PostgreSQL comes from ``VTREG_TEST_DATABASE_URL`` (a server URL; each test
-creates and drops its own database). Where it is unset those tests skip,
-saying so; with ``VTREG_REQUIRE_POSTGRES=1`` (CI) a missing or unreachable
-PostgreSQL is a failure, never a skip.
-"""
+"""Registry test fixtures (the database fixtures live in tests/databases.py)."""
 
 from __future__ import annotations
 
-import os
-import secrets
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
 import pytest
-import sqlalchemy as sa
 
-from registry.service import Registry
 from tests.helpers import Compiler, make_plugin
 from verifier.capture import capture
 from verifier.keys import SigningKey
 from verifier.verify import sign
-
-PG_ENV = "VTREG_TEST_DATABASE_URL"
-REQUIRE_ENV = "VTREG_REQUIRE_POSTGRES"
-
-
-def _admin_engine(url: str) -> sa.Engine:
-    from registry.db import normalize_url
-
-    return sa.create_engine(normalize_url(url), isolation_level="AUTOCOMMIT")
-
-
-@pytest.fixture(scope="session")
-def postgres_server() -> str:
-    url = os.environ.get(PG_ENV)
-    if not url:
-        if os.environ.get(REQUIRE_ENV) == "1":
-            pytest.fail(f"{REQUIRE_ENV}=1 but {PG_ENV} is not set")
-        pytest.skip(f"{PG_ENV} is not set: PostgreSQL variant not run")
-    engine = _admin_engine(url)
-    try:
-        with engine.connect() as connection:
-            connection.execute(sa.text("SELECT 1"))
-    except sa.exc.OperationalError as e:
-        pytest.fail(f"{PG_ENV} points at an unreachable PostgreSQL: {e.orig}")
-    finally:
-        engine.dispose()
-    return url
-
-
-def _fresh_postgres_database(server: str) -> Iterator[str]:
-    name = f"vtreg_test_{secrets.token_hex(6)}"
-    admin = _admin_engine(server)
-    with admin.connect() as connection:
-        connection.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield sa.make_url(server).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as connection:
-            connection.execute(
-                sa.text(
-                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :n"
-                ),
-                {"n": name},
-            )
-            connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}"'))
-        admin.dispose()
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """A URL for an empty database on each engine."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'registry.db'}"
-        return
-    server = request.getfixturevalue("postgres_server")
-    yield from _fresh_postgres_database(server)
-
-
-@pytest.fixture
-def registry(database_url: str) -> Iterator[Registry]:
-    with Registry.open(database_url) as opened:
-        yield opened
-
 
 SignedPlugin = Callable[..., Path]
 

@@ -1,0 +1,97 @@
+"""VT Code native plugin ABI v1: the four C functions, over ctypes, bytes in and bytes out.
+
+Returned strings are declared ``c_void_p`` (not ``c_char_p``) so that we keep
+the pointer: each string is copied out and then freed exactly once with
+``vtcode_plugin_free_string`` when the plugin exports it.
+
+This module uses only the standard library (and vtreg's error classes): the
+isolation worker, a separate small process, runs it too.
+"""
+
+from __future__ import annotations
+
+import ctypes
+
+from verifier.errors import VerificationError, VtregError
+
+__all__ = ["PLUGIN_ABI_VERSION", "AbiError", "PluginCallError", "RawLibrary"]
+
+PLUGIN_ABI_VERSION = 1
+
+_REQUIRED = ("vtcode_plugin_version", "vtcode_plugin_metadata", "vtcode_plugin_execute")
+
+
+class PluginCallError(VtregError):
+    """A call into a loaded plugin failed: NULL, invalid UTF-8/JSON, wrong shape, crash, timeout."""
+
+
+class AbiError(VerificationError):
+    """Refused: not VT Code ABI v1 (missing symbol, other version), or metadata that
+    contradicts what was signed."""
+
+
+class RawLibrary:
+    """An opened plugin library and its ABI functions; bytes in, bytes out.
+
+    Raises:
+        AbiError: a required symbol is missing.
+    """
+
+    def __init__(self, handle: ctypes.CDLL, label: str) -> None:
+        self.label = label
+        self._handle = handle
+        missing = [name for name in _REQUIRED if not _exports(handle, name)]
+        if missing:
+            raise AbiError(f"{label} does not export {', '.join(missing)} (VT Code ABI v1)")
+        self._version = handle.vtcode_plugin_version
+        self._version.restype = ctypes.c_uint32
+        self._version.argtypes = []
+        self._metadata = handle.vtcode_plugin_metadata
+        self._metadata.restype = ctypes.c_void_p
+        self._metadata.argtypes = []
+        self._execute = handle.vtcode_plugin_execute
+        self._execute.restype = ctypes.c_void_p
+        self._execute.argtypes = [ctypes.c_char_p]
+        self._free = (
+            handle.vtcode_plugin_free_string
+            if _exports(handle, "vtcode_plugin_free_string")
+            else None
+        )
+        if self._free is not None:
+            self._free.restype = None
+            self._free.argtypes = [ctypes.c_void_p]
+
+    def version(self) -> int:
+        return int(self._version())
+
+    def check_version(self) -> None:
+        found = self.version()
+        if found != PLUGIN_ABI_VERSION:
+            raise AbiError(
+                f"{self.label} implements ABI version {found}, expected {PLUGIN_ABI_VERSION}"
+            )
+
+    def _take(self, pointer: int | None, what: str) -> bytes:
+        if not pointer:
+            raise PluginCallError(f"{self.label}: {what} returned NULL")
+        try:
+            return ctypes.string_at(pointer)
+        finally:
+            if self._free is not None:
+                self._free(pointer)  # exactly once, after copying, whatever the bytes are
+
+    def metadata_bytes(self) -> bytes:
+        return self._take(self._metadata(), "vtcode_plugin_metadata")
+
+    def execute_bytes(self, context_json: bytes) -> bytes:
+        if b"\0" in context_json:
+            raise PluginCallError(f"{self.label}: the context contains a NUL byte")
+        return self._take(self._execute(context_json), "vtcode_plugin_execute")
+
+
+def _exports(handle: ctypes.CDLL, name: str) -> bool:
+    try:
+        getattr(handle, name)
+    except AttributeError:
+        return False
+    return True

@@ -1,0 +1,369 @@
+"""``PluginLoader``: VT Code's loader, with verification before anything is opened.
+
+``load_plugin(path)``:
+
+1. resolves the path and refuses it unless it lies inside a trusted directory
+   (canonicalised, compared component by component, so ``..``, symlinks that
+   escape and ``/trusted-evil`` vs ``/trusted`` are refused), and unless the
+   trusted and plugin directories are writable by their owner only;
+2. reads the directory once: every file hashed, each library written as hashed
+   into a private sealed copy (:mod:`loader.capture`);
+3. asks the :class:`~loader.protocols.TrustPolicy` to decide on exactly those
+   bytes (signature, trust, revocation, rollback);
+4. only then hands the sealed copy, never the original path, to the dynamic
+   loader (here or in an isolated child), checks ABI v1 and that the library's
+   own metadata names the signed name and version;
+5. reports the load, or the refusal and why, to the
+   :class:`~loader.protocols.AuditSink`.
+
+A refused library is never opened by the dynamic loader, so none of its code,
+constructors included, runs.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+import stat
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+
+from verifier.capture import PluginTree, capture
+from verifier.errors import (
+    DigestsMissingError,
+    PolicyError,
+    UnsafeFileError,
+    UsageError,
+    VerificationError,
+    VtregError,
+)
+from verifier.keys import PublicKey
+from verifier.layout import MANIFEST_FILE
+from verifier.manifest import claimed_identity
+from verifier.platforms import host_platform
+from verifier.platforms import library_filename as platform_library_filename
+from verifier.verify import TrustedKey, VerifiedPlugin, verify
+
+from .abi import PLUGIN_ABI_VERSION, AbiError, RawLibrary
+from .capture import LIBRARY_SUFFIXES, SealedFile
+from .isolation import DEFAULT_MEMORY_LIMIT, DEFAULT_TIMEOUT, IsolatedLibrary
+from .native import NativePlugin, decode_metadata
+from .protocols import AuditEvent, AuditSink, TrustPolicy
+
+__all__ = ["KeyPolicy", "PluginLoader"]
+
+log = logging.getLogger(__name__)
+
+# Sealed images of libraries loaded into this process. They stay open for the
+# life of the process, as the libraries stay mapped: the dynamic loader knows a
+# library by the path it was opened with ("/proc/self/fd/N"), and if N were
+# closed and reused by a later plugin, dlopen would hand back the earlier,
+# different library under the same name.
+_LOADED_IMAGES: list[SealedFile] = []
+
+
+def _mapped_from(address: int, image: SealedFile) -> bool | None:
+    """Whether ``address`` lies in a mapping of ``image``'s file (None: cannot tell)."""
+    try:
+        maps = Path("/proc/self/maps").read_text()
+    except OSError:
+        return None
+    inode = os.fstat(image.fd).st_ino
+    for line in maps.splitlines():
+        fields = line.split(maxsplit=5)
+        low, _, high = fields[0].partition("-")
+        if int(low, 16) <= address < int(high, 16):
+            return int(fields[4]) == inode
+    return False
+
+
+class KeyPolicy:
+    """A :class:`TrustPolicy` for hosts without a registry: signatures by given keys suffice."""
+
+    def __init__(self, keys: Iterable[TrustedKey | PublicKey], *, threshold: int = 1) -> None:
+        self.keys = list(keys)
+        self.threshold = threshold
+
+    def authorize(self, tree: PluginTree, *, at: datetime) -> VerifiedPlugin:
+        return verify(tree, self.keys, at=at, threshold=self.threshold)
+
+
+class _NullAudit:
+    def record(self, event: AuditEvent) -> None:
+        del event
+
+
+class _InProcess:
+    isolated = False
+
+    def __init__(self, raw: RawLibrary) -> None:
+        self.raw = raw
+
+    def call(self, context_json: bytes, timeout: float | None) -> bytes:
+        del timeout  # NativePlugin refuses timeouts for in-process plugins
+        return self.raw.execute_bytes(context_json)
+
+    def close(self) -> None:
+        """A library loaded into this process stays mapped until the process ends."""
+
+
+def _inside(path: Path, directory: Path) -> bool:
+    """Component-wise containment: /trusted/x is inside /trusted; /trusted-evil is not."""
+    return path.parts[: len(directory.parts)] == directory.parts and path != directory
+
+
+class PluginLoader:
+    """Discovers and loads verified native plugins from trusted directories.
+
+    Args:
+        trust: decides whether a plugin may be loaded (``registry.Registry``,
+            or :class:`KeyPolicy`).
+        audit: receives every load and refusal (``registry.Registry``); none
+            by default.
+        trusted_dirs: directories plugins may be loaded from.
+        isolation: ``"none"`` (load into this process, like VT Code) or
+            ``"process"`` (a child process per plugin, with a per-call
+            ``timeout`` and a ``memory_limit`` on what the plugin may allocate).
+    """
+
+    def __init__(
+        self,
+        trust: TrustPolicy,
+        audit: AuditSink | None = None,
+        trusted_dirs: Sequence[str | os.PathLike[str]] = (),
+        *,
+        isolation: str = "none",
+        timeout: float = DEFAULT_TIMEOUT,
+        memory_limit: int = DEFAULT_MEMORY_LIMIT,
+    ) -> None:
+        if isolation not in ("none", "process"):
+            raise UsageError(f"isolation must be 'none' or 'process', not {isolation!r}")
+        self.trust = trust
+        self.audit: AuditSink = audit if audit is not None else _NullAudit()
+        self.isolation = isolation
+        self.timeout = timeout
+        self.memory_limit = memory_limit
+        self._trusted: list[Path] = []
+        for directory in trusted_dirs:
+            self.add_trusted_dir(directory)
+
+    # --- trusted directories ---
+
+    def add_trusted_dir(self, path: str | os.PathLike[str]) -> PluginLoader:
+        """Trust a directory (canonicalised now: later symlink changes do not move it)."""
+        canonical = Path(os.path.realpath(Path(path).expanduser()))
+        if canonical not in self._trusted:
+            self._trusted.append(canonical)
+        return self
+
+    @property
+    def trusted_dirs(self) -> tuple[Path, ...]:
+        return tuple(self._trusted)
+
+    @staticmethod
+    def library_filename(name: str) -> str:
+        """The library file VT Code loads for plugin ``name`` on this platform."""
+        return platform_library_filename(name)
+
+    def _check_writers(self, path: Path, what: str) -> None:
+        info = path.stat()
+        if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+            raise UnsafeFileError(
+                f"{what} {path} is writable by group or others (mode "
+                f"{stat.filemode(info.st_mode)}); only its owner may write it"
+            )
+        if info.st_uid not in (os.geteuid(), 0):
+            raise UnsafeFileError(f"{what} {path} belongs to uid {info.st_uid}, not to us or root")
+
+    def _resolve(self, path: str | os.PathLike[str]) -> Path:
+        """The canonical plugin directory, or a refusal saying why it may not be used."""
+        given = Path(path).expanduser()
+        canonical = Path(os.path.realpath(given))
+        home = next((t for t in self._trusted if _inside(canonical, t)), None)
+        if home is None:
+            trusted = ", ".join(map(str, self._trusted)) or "none configured"
+            raise UnsafeFileError(
+                f"plugin path {given} resolves to {canonical}, which is not inside a trusted "
+                f"directory ({trusted})"
+            )
+        if not canonical.is_dir():
+            raise UnsafeFileError(f"{canonical} is not a plugin directory")
+        self._check_writers(home, "trusted directory")
+        self._check_writers(canonical, "plugin directory")
+        return canonical
+
+    # --- loading ---
+
+    def load_plugin(self, path: str | os.PathLike[str]) -> NativePlugin:
+        """Verify and load the plugin in ``path``; see the module docstring.
+
+        Raises:
+            VerificationError: refused (path, permissions, signature, trust,
+                platform, ABI or metadata); audited, and nothing was loaded.
+            VtregError: could not decide (unreadable directory, registry down).
+        """
+        at = datetime.now(UTC)
+        label = str(path)
+        claimed: list[str | None] = [None, None]
+        try:
+            directory = self._resolve(path)
+            label = str(directory)
+            return self._load(directory, at, claimed)
+        except VerificationError as e:
+            self._record_refusal(label, e, claimed)
+            raise
+
+    def _record_refusal(
+        self, label: str, error: VerificationError, claimed: list[str | None]
+    ) -> None:
+        details: dict[str, object] = {"path": label, "error": type(error).__name__}
+        name: str | None
+        version: str | None
+        digest: str | None
+        if error.subject is not None:
+            name, version, digest = error.subject
+        else:  # refused before anything was authenticated: label it with what plugin.json claims
+            name, version, digest = claimed[0], claimed[1], None
+            details["unverified_name"] = True
+        self.audit.record(
+            AuditEvent(
+                "plugin.load",
+                "refused",
+                plugin=name,
+                version=version,
+                digest=digest,
+                keyids=error.keyids,
+                reason=str(error),
+                details=details,
+            )
+        )
+
+    def _load(self, directory: Path, at: datetime, claimed: list[str | None]) -> NativePlugin:
+        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        images: dict[str, SealedFile] = {}
+        try:
+            self._check_opened(fd, directory)
+            verified = self._capture_and_decide(directory, fd, images, at, claimed)
+            # The statement covers every file, so the signed library was captured.
+            image = images[verified.library]
+            image.seal()
+            plugin = self._open(image, directory, verified)
+            images.pop(verified.library)  # owned now by the worker (isolated) or _LOADED_IMAGES
+        finally:
+            os.close(fd)
+            for image in images.values():
+                if image not in _LOADED_IMAGES:
+                    image.close()
+        self.audit.record(
+            AuditEvent(
+                "plugin.load",
+                "allowed",
+                plugin=verified.name,
+                version=verified.version,
+                digest=verified.content_digest,
+                keyids=verified.signature_keyids,
+                details={"path": str(directory), "isolation": self.isolation},
+            )
+        )
+        return plugin
+
+    @staticmethod
+    def _check_opened(fd: int, directory: Path) -> None:
+        """The directory we opened is the one we checked (not swapped in between)."""
+        proc_path = Path(f"/proc/self/fd/{fd}")
+        if proc_path.exists() and str(proc_path.readlink()) != str(directory):
+            raise UnsafeFileError(f"{directory} changed while it was being opened")
+
+    def _capture_and_decide(
+        self,
+        directory: Path,
+        fd: int,
+        images: dict[str, SealedFile],
+        at: datetime,
+        claimed: list[str | None],
+    ) -> VerifiedPlugin:
+        def sink_for(rel: str) -> SealedFile | None:
+            if "/" in rel or not rel.endswith(LIBRARY_SUFFIXES):
+                return None
+            images[rel] = SealedFile(rel)
+            return images[rel]
+
+        tree = capture(directory, dir_fd=fd, sink_for=sink_for)
+        claimed[:] = claimed_identity(tree.manifest)
+        try:
+            return self.trust.authorize(tree, at=at)
+        except DigestsMissingError as e:
+            for image in images.values():
+                image.close()
+            images.clear()
+            tree = capture(directory, dir_fd=fd, sink_for=sink_for, algorithms=e.algorithms)
+            return self.trust.authorize(tree, at=at)
+
+    def _open(self, image: SealedFile, directory: Path, verified: VerifiedPlugin) -> NativePlugin:
+        label = f"{verified.name} {verified.version}"
+        subject = (verified.name, verified.version, verified.content_digest)
+        keyids = verified.signature_keyids
+        here = host_platform()
+        if verified.platform != here:
+            raise PolicyError(
+                f"{label} is built for {verified.platform}; this host is {here}",
+                keyids=keyids,
+                subject=subject,
+            )
+        backend: _InProcess | IsolatedLibrary | None = None
+        try:
+            if self.isolation == "process":
+                backend = IsolatedLibrary(
+                    image, label, timeout=self.timeout, memory_limit=self.memory_limit
+                )
+                version, metadata_bytes = backend.start()
+            else:
+                try:
+                    handle = ctypes.CDLL(image.path, mode=os.RTLD_NOW | os.RTLD_LOCAL)
+                except OSError as e:
+                    raise AbiError(f"{label}: the dynamic loader refused it: {e}") from e
+                # Mapped now, whatever happens next: keep its path unique (see _LOADED_IMAGES).
+                _LOADED_IMAGES.append(image)
+                raw = RawLibrary(handle, label)
+                entry = ctypes.cast(handle.vtcode_plugin_version, ctypes.c_void_p).value or 0
+                if _mapped_from(entry, image) is False:
+                    raise AbiError(f"{label}: the dynamic loader returned another library's code")
+                backend = _InProcess(raw)
+                version, metadata_bytes = raw.version(), raw.metadata_bytes()
+            if version != PLUGIN_ABI_VERSION:
+                raise AbiError(
+                    f"{label} implements ABI version {version}, expected {PLUGIN_ABI_VERSION}"
+                )
+            metadata = decode_metadata(metadata_bytes, label)
+            if (metadata.name, metadata.version) != (verified.name, verified.version):
+                raise AbiError(
+                    f"{label}: the library calls itself {metadata.name} {metadata.version}, "
+                    f"but {verified.name} {verified.version} was signed"
+                )
+        except VtregError as e:
+            if backend is not None:
+                backend.close()
+            # Loaded but unusable: a refusal, recorded against the verified plugin.
+            raise AbiError(str(e), keyids=keyids, subject=subject) from e
+        return NativePlugin(backend=backend, metadata=metadata, path=directory, verified=verified)
+
+    def discover_plugins(self) -> list[NativePlugin]:
+        """Load every plugin directory (one holding plugin.json) in the trusted directories.
+
+        A plugin that is refused or fails is skipped (and its refusal audited),
+        as VT Code skips plugins that fail to load.
+        """
+        plugins: list[NativePlugin] = []
+        for trusted in self._trusted:
+            if not trusted.is_dir():
+                continue
+            for entry in sorted(trusted.iterdir()):
+                if not (entry.is_dir() and (entry / MANIFEST_FILE).is_file()):
+                    continue
+                try:
+                    plugins.append(self.load_plugin(entry))
+                except VtregError as e:
+                    log.warning("skipped plugin %s: %s", entry, e)
+        return plugins

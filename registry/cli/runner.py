@@ -1,0 +1,113 @@
+"""``vtreg run``: the verified load and one call, as a host would do it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from ._app import EXIT_UNDECIDED, Report, Settings, cli, vtreg_command
+from .trust import db_option, open_registry
+
+__all__ = ["run"]
+
+
+@vtreg_command(cli, "run")
+@click.argument("directory")
+@click.option(
+    "--input", "input_json", default="{}", metavar="JSON", help="The context's input object."
+)
+@click.option("--workspace-root", metavar="PATH", help="The context's workspace_root.")
+@click.option(
+    "--isolate", is_flag=True, help="Run the plugin in a child process (timeout, memory limit)."
+)
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    metavar="SECONDS",
+    help="Per-call time limit (implies --isolate: a call in this process cannot be stopped).",
+)
+@click.option(
+    "--memory-limit",
+    type=click.IntRange(min=1),
+    default=512,
+    show_default=True,
+    metavar="MIB",
+    help="With --isolate: how much memory the plugin may allocate.",
+)
+@click.option(
+    "--trusted-dir",
+    "trusted_dirs",
+    multiple=True,
+    metavar="DIR",
+    help="Directory plugins may be loaded from (repeatable; default: DIRECTORY's parent).",
+)
+@db_option
+def run(
+    settings: Settings,
+    directory: str,
+    input_json: str,
+    workspace_root: str | None,
+    isolate: bool,
+    timeout: float | None,
+    memory_limit: int,
+    trusted_dirs: tuple[str, ...],
+    db_url: str | None,
+) -> Report:
+    """Verify DIRECTORY against the registry, load it, and execute it once.
+
+    Refused (exit 1, recorded in the audit log) unless it is signed by trusted
+    keys, its content is trusted and not revoked, it is not a rollback, and
+    its paths and permissions are safe. Exit 3 if the plugin fails or reports
+    failure.
+    """
+    from loader import PluginContext, PluginLoader
+    from verifier.errors import UsageError
+
+    try:
+        payload = json.loads(input_json)
+    except ValueError as e:
+        raise UsageError(f"--input is not valid JSON: {e}") from e
+    if not isinstance(payload, dict):
+        raise UsageError("--input must be a JSON object")
+    context = PluginContext(input=payload, workspace_root=workspace_root)
+    isolation = "process" if isolate or timeout is not None else "none"
+    roots = trusted_dirs or (str(Path(directory).expanduser().absolute().parent),)
+    with open_registry(db_url) as registry:
+        loader = PluginLoader(
+            registry,
+            registry,
+            roots,
+            isolation=isolation,
+            memory_limit=memory_limit << 20,
+        )
+        plugin = loader.load_plugin(directory)
+        try:
+            result = plugin.execute(context, timeout=timeout)
+        finally:
+            plugin.close()
+    verified = plugin.verified
+    data = {
+        "plugin": {
+            "name": verified.name,
+            "version": verified.version,
+            "content_digest": verified.content_digest,
+            "signers": list(verified.signers),
+            "isolation": isolation,
+        },
+        "result": result.model_dump(mode="json"),
+    }
+    header = (
+        f"{verified.name} {verified.version}: verified, loaded "
+        f"{'in a child process' if plugin.isolated else 'in this process'}, executed"
+    )
+    text = f"{header}\n{json.dumps(data['result'], indent=2)}"
+    if result.success:
+        return Report(data=data, text=text)
+    return Report(
+        data=data,
+        text=text,
+        exit_code=EXIT_UNDECIDED,
+        warnings=[f"the plugin reported failure: {result.error or 'no reason given'}"],
+    )

@@ -1,0 +1,499 @@
+"""Verify-then-load of real compiled plugins: paths, refusals, ABI, results, threads, races."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import struct
+import threading
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+
+from loader import (
+    PLUGIN_ABI_VERSION,
+    AbiError,
+    KeyPolicy,
+    PluginCallError,
+    PluginContext,
+    PluginLoader,
+)
+from tests.loader.conftest import Build, RecordingAudit
+from verifier.capture import PluginTree, capture
+from verifier.errors import (
+    ContentError,
+    PolicyError,
+    SignatureError,
+    UnsafeFileError,
+    VerificationError,
+)
+from verifier.keys import SigningKey
+from verifier.verify import VerifiedPlugin, sign
+
+
+def test_a_good_plugin_loads_and_runs(
+    build: Build, plugin_loader: PluginLoader, audit_log: RecordingAudit, key: SigningKey
+) -> None:
+    plugin = plugin_loader.load_plugin(build("hello", "1.2.3"))
+
+    result = plugin.execute(PluginContext(input={"name": "Ada"}))
+
+    assert PLUGIN_ABI_VERSION == 1
+    assert plugin.metadata.name == "hello"
+    assert plugin.metadata.version == "1.2.3"
+    assert result.success is True
+    assert result.output["mode"] == "echo"
+    assert plugin_loader.library_filename("hello") == "libhello.so"
+    [event] = audit_log.events
+    assert (event.action, event.outcome, event.plugin, event.keyids) == (
+        "plugin.load", "allowed", "hello", (key.keyid,)
+    )  # fmt: skip
+
+
+def test_the_example_plugin_greets(
+    trusted: Path, key: SigningKey, now: datetime, plugin_loader: PluginLoader
+) -> None:
+    import subprocess
+
+    from tests.helpers import EXAMPLE_HELLO
+
+    examples = trusted.parent / "examples"
+    shutil.copytree(
+        EXAMPLE_HELLO.parent, examples, ignore=shutil.ignore_patterns("*.so", "plugin.sig")
+    )
+    subprocess.run(["make", "-s", "-C", str(examples / "hello")], check=True, capture_output=True)
+    plugin_dir = trusted / "hello"
+    plugin_dir.mkdir(mode=0o755)
+    for name in ("plugin.json", "libhello.so"):
+        shutil.copy(examples / "hello" / name, plugin_dir / name)
+    (plugin_dir / "plugin.sig").write_bytes(sign(capture(plugin_dir), key, at=now).envelope)
+
+    result = plugin_loader.load_plugin(plugin_dir).execute(PluginContext(input={"name": "Ada"}))
+
+    assert result.output == {"greeting": "Hello, Ada!"}
+
+
+# --- refused: the library is never opened, its constructor never runs ---
+
+
+def _attack_unsigned(plugin: Path) -> None:
+    (plugin / "plugin.sig").unlink()
+
+
+def _attack_flip(plugin: Path) -> None:
+    library = next(plugin.glob("lib*.so"))
+    data = bytearray(library.read_bytes())
+    data[len(data) // 3] ^= 0x01
+    library.write_bytes(bytes(data))
+
+
+def _attack_manifest(plugin: Path) -> None:
+    manifest = json.loads((plugin / "plugin.json").read_text())
+    manifest["thread_safe"] = True
+    (plugin / "plugin.json").write_text(json.dumps(manifest))
+
+
+REFUSALS = [
+    pytest.param(_attack_unsigned, SignatureError, "unsigned", id="unsigned"),
+    pytest.param(_attack_flip, ContentError, r"digest of libvx\.so", id="flipped-byte"),
+    pytest.param(
+        _attack_manifest, ContentError, r"digest of plugin\.json", id="edited-plugin-json"
+    ),
+    pytest.param(
+        lambda p: (p / "evil.sh").write_text("x"), ContentError, "not covered", id="file-added"
+    ),
+]
+
+
+@pytest.mark.parametrize(("attack", "error", "message"), REFUSALS)
+@pytest.mark.parametrize("isolation", ["none", "process"])
+def test_refused_code_never_runs(
+    build: Build,
+    trusted: Path,
+    key: SigningKey,
+    audit_log: RecordingAudit,
+    tmp_path: Path,
+    attack: Callable[[Path], None],
+    error: type[Exception],
+    message: str,
+    isolation: str,
+) -> None:
+    marker = tmp_path / "constructor-ran"
+    plugin = build(marker=marker)
+    attack(plugin)
+    loader = PluginLoader(KeyPolicy([key.public_key]), audit_log, [trusted], isolation=isolation)
+
+    with pytest.raises(error, match=message):
+        loader.load_plugin(plugin)
+
+    assert not marker.exists(), "a refused library's constructor ran"
+    [event] = audit_log.events
+    assert (event.action, event.outcome) == ("plugin.load", "refused")
+    assert event.reason is not None
+
+
+@pytest.mark.parametrize("isolation", ["none", "process"])
+def test_the_marker_plugin_does_run_once_verified(
+    build: Build, trusted: Path, key: SigningKey, tmp_path: Path, isolation: str
+) -> None:
+    # The positive control for the test above: the constructor does write its marker.
+    marker = tmp_path / "constructor-ran"
+    loader = PluginLoader(KeyPolicy([key.public_key]), None, [trusted], isolation=isolation)
+    plugin = loader.load_plugin(build(marker=marker))
+    assert marker.read_text() == "constructor ran\n"
+    plugin.close()
+
+
+def test_signature_by_an_untrusted_key_never_runs(
+    build: Build, plugin_loader: PluginLoader, other_key: SigningKey, tmp_path: Path
+) -> None:
+    marker = tmp_path / "constructor-ran"
+    with pytest.raises(SignatureError, match="signed by 0/1"):
+        plugin_loader.load_plugin(build(signed_by=other_key, marker=marker))
+    assert not marker.exists()
+
+
+# --- paths and permissions ---
+
+
+def test_dotdot_escape_is_refused(
+    build: Build, plugin_loader: PluginLoader, trusted: Path, tmp_path: Path
+) -> None:
+    outside = build(parent=tmp_path / "outside")
+    with pytest.raises(UnsafeFileError, match="not inside a trusted directory"):
+        plugin_loader.load_plugin(trusted / ".." / "outside" / outside.name)
+
+
+def test_symlinked_plugin_dir_that_escapes_is_refused(
+    build: Build, plugin_loader: PluginLoader, trusted: Path, tmp_path: Path
+) -> None:
+    outside = build(parent=tmp_path / "outside")
+    (trusted / "linked").symlink_to(outside)
+    with pytest.raises(UnsafeFileError, match="not inside a trusted directory"):
+        plugin_loader.load_plugin(trusted / "linked")
+
+
+def test_symlink_inside_the_trusted_dir_is_followed(
+    build: Build, plugin_loader: PluginLoader, trusted: Path
+) -> None:
+    real = build("real")
+    (trusted / "alias").symlink_to(real)
+    assert plugin_loader.load_plugin(trusted / "alias").path == real
+
+
+def test_symlinked_library_is_refused(
+    build: Build, plugin_loader: PluginLoader, tmp_path: Path, key: SigningKey
+) -> None:
+    plugin = build()
+    elsewhere = tmp_path / "libvx.so"
+    shutil.move(plugin / "libvx.so", elsewhere)
+    (plugin / "libvx.so").symlink_to(elsewhere)
+    with pytest.raises(UnsafeFileError, match=r"libvx\.so is a symlink"):
+        plugin_loader.load_plugin(plugin)
+
+
+def test_prefix_escape_is_refused(build: Build, plugin_loader: PluginLoader, trusted: Path) -> None:
+    evil = trusted.parent / (trusted.name + "-evil")  # /…/trusted-evil, not inside /…/trusted
+    evil.mkdir(mode=0o755)
+    plugin = build(parent=evil)
+    with pytest.raises(UnsafeFileError, match="not inside a trusted directory"):
+        plugin_loader.load_plugin(plugin)
+
+
+def test_the_trusted_dir_itself_is_not_a_plugin(plugin_loader: PluginLoader, trusted: Path) -> None:
+    with pytest.raises(UnsafeFileError, match="not inside a trusted directory"):
+        plugin_loader.load_plugin(trusted)
+
+
+@pytest.mark.parametrize(
+    ("which", "mode", "message"),
+    [
+        pytest.param(
+            "trusted",
+            0o777,
+            "trusted directory .* is writable by group or others",
+            id="world-writable-trusted-dir",
+        ),
+        pytest.param(
+            "trusted",
+            0o775,
+            "trusted directory .* is writable by group or others",
+            id="group-writable-trusted-dir",
+        ),
+        pytest.param(
+            "plugin",
+            0o757,
+            "plugin directory .* is writable by group or others",
+            id="world-writable-plugin-dir",
+        ),
+    ],
+)
+def test_writable_directories_are_refused(
+    build: Build,
+    plugin_loader: PluginLoader,
+    trusted: Path,
+    which: str,
+    mode: int,
+    message: str,
+    tmp_path: Path,
+) -> None:
+    marker = tmp_path / "constructor-ran"
+    plugin = build(marker=marker)
+    (trusted if which == "trusted" else plugin).chmod(mode)
+    with pytest.raises(UnsafeFileError, match=message):
+        plugin_loader.load_plugin(plugin)
+    assert not marker.exists()
+
+
+def test_a_library_for_another_platform_is_refused(
+    plugin_loader: PluginLoader, trusted: Path, key: SigningKey, now: datetime
+) -> None:
+    plugin = trusted / "arm"
+    plugin.mkdir(mode=0o755)
+    header = b"\x7fELF" + bytes([2, 1, 1, 0]) + bytes(8) + struct.pack("<HH", 3, 183)  # aarch64
+    (plugin / "libarm.so").write_bytes(header + bytes(64))
+    (plugin / "plugin.json").write_text('{"name":"arm","description":"d","version":"1.0.0"}')
+    (plugin / "plugin.sig").write_bytes(sign(capture(plugin), key, at=now).envelope)
+
+    with pytest.raises(PolicyError, match=r"built for linux-aarch64; this host is linux-x86_64"):
+        plugin_loader.load_plugin(plugin)
+
+
+# --- ABI v1 ---
+
+
+@pytest.mark.parametrize(
+    ("defines", "message"),
+    [
+        pytest.param({"ABI_VERSION": "2"}, "implements ABI version 2, expected 1", id="wrong-abi"),
+        pytest.param(
+            {"NO_EXECUTE": "1"}, "does not export vtcode_plugin_execute", id="missing-symbol"
+        ),
+        pytest.param(
+            {"META_NAME": '"impostor"'},
+            "calls itself impostor 1.0.0, but vx 1.0.0 was signed",
+            id="metadata-name",
+        ),
+        pytest.param(
+            {"META_VERSION": '"9.9.9"'},
+            "calls itself vx 9.9.9, but vx 1.0.0 was signed",
+            id="metadata-version",
+        ),
+    ],
+)
+@pytest.mark.parametrize("isolation", ["none", "process"])
+def test_abi_problems_are_refusals(
+    build: Build,
+    trusted: Path,
+    key: SigningKey,
+    audit_log: RecordingAudit,
+    defines: dict[str, str],
+    message: str,
+    isolation: str,
+) -> None:
+    loader = PluginLoader(KeyPolicy([key.public_key]), audit_log, [trusted], isolation=isolation)
+    with pytest.raises(AbiError, match=message):
+        loader.load_plugin(build(defines=defines))
+    [event] = audit_log.events
+    assert event.outcome == "refused"
+    assert event.digest is not None  # refused after verification: we know exactly what
+
+
+@pytest.mark.parametrize(
+    ("mode", "message"),
+    [
+        pytest.param("null", "vtcode_plugin_execute returned NULL", id="null"),
+        pytest.param("bad-utf8", "result is not valid UTF-8", id="invalid-utf8"),
+        pytest.param("not-json", "result is not valid JSON", id="not-json"),
+        pytest.param("bad-shape", "result is not a plugin result", id="wrong-shape"),
+    ],
+)
+@pytest.mark.parametrize("isolation", ["none", "process"])
+def test_bad_results_are_errors_not_crashes(
+    build: Build, trusted: Path, key: SigningKey, mode: str, message: str, isolation: str
+) -> None:
+    loader = PluginLoader(KeyPolicy([key.public_key]), None, [trusted], isolation=isolation)
+    plugin = loader.load_plugin(build(mode=mode))
+    with pytest.raises(PluginCallError, match=message):
+        plugin.execute()
+    with pytest.raises(PluginCallError, match=message):
+        plugin.execute()  # and the host (or worker) is still fine
+    plugin.close()
+
+
+@pytest.mark.parametrize("isolation", ["none", "process"])
+def test_each_returned_string_is_freed_once(
+    build: Build, trusted: Path, key: SigningKey, isolation: str
+) -> None:
+    loader = PluginLoader(KeyPolicy([key.public_key]), None, [trusted], isolation=isolation)
+    plugin = loader.load_plugin(build())
+    counts = [plugin.execute().output["frees"] for _ in range(4)]
+    # Before the first call only the metadata string was freed; then each result once.
+    assert counts == [1, 2, 3, 4]
+    plugin.close()
+
+
+def test_without_free_string_nothing_is_freed(build: Build, plugin_loader: PluginLoader) -> None:
+    plugin = plugin_loader.load_plugin(build(defines={"NO_FREE": "1"}))
+    assert plugin.execute().output["frees"] == 0
+
+
+# --- threads ---
+
+
+def _max_concurrency(plugin_loader: PluginLoader, plugin_dir: Path) -> int:
+    plugin = plugin_loader.load_plugin(plugin_dir)
+    results: list[int] = []
+    errors: list[BaseException] = []
+
+    def worker() -> None:
+        try:
+            for _ in range(4):
+                results.append(int(plugin.execute().output["max_active"]))
+        except BaseException as e:
+            errors.append(e)
+
+    threads = [threading.Thread(target=worker) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    return max(results)
+
+
+def test_thread_unsafe_plugin_never_runs_two_calls_at_once(
+    build: Build, plugin_loader: PluginLoader
+) -> None:
+    plugin_dir = build("serial", mode="concurrency")
+    assert _max_concurrency(plugin_loader, plugin_dir) == 1  # measured inside the plugin
+
+
+def test_thread_safe_plugin_runs_calls_concurrently(
+    build: Build, plugin_loader: PluginLoader
+) -> None:
+    plugin_dir = build("parallel", mode="concurrency", manifest={"thread_safe": True})
+    assert _max_concurrency(plugin_loader, plugin_dir) > 1
+
+
+# --- time of check, time of use ---
+
+
+class SwapDuringVerification:
+    """A TrustPolicy that lets an attacker act after the capture, before the load."""
+
+    def __init__(self, inner: KeyPolicy, attack: Callable[[], None]) -> None:
+        self.inner, self.attack = inner, attack
+
+    def authorize(self, tree: PluginTree, *, at: datetime) -> VerifiedPlugin:
+        self.attack()
+        return self.inner.authorize(tree, at=at)
+
+
+@pytest.mark.parametrize("how", ["rename-over", "overwrite-in-place"])
+@pytest.mark.parametrize("isolation", ["none", "process"])
+def test_library_swapped_after_verification_starts_is_not_what_runs(
+    build: Build, trusted: Path, key: SigningKey, tmp_path: Path, how: str, isolation: str
+) -> None:
+    good = build("race", "1.0.0")
+    marker = tmp_path / "evil-ran"
+    evil = build("race", "1.0.0", parent=tmp_path / "evil", marker=marker, mode="null")
+
+    def attack() -> None:
+        target = good / "librace.so"
+        if how == "rename-over":
+            shutil.copy(evil / "librace.so", good / ".swap")
+            (good / ".swap").replace(target)
+        else:
+            target.write_bytes((evil / "librace.so").read_bytes())
+
+    policy = SwapDuringVerification(KeyPolicy([key.public_key]), attack)
+    loader = PluginLoader(policy, None, [trusted], isolation=isolation)
+
+    plugin = loader.load_plugin(good)
+    result = plugin.execute()
+
+    assert result.output["mode"] == "echo"  # the verified code, not the evil build's NULL
+    assert not marker.exists()
+    plugin.close()
+    # And the directory as it is now is refused.
+    with pytest.raises(VerificationError):
+        PluginLoader(KeyPolicy([key.public_key]), None, [trusted]).load_plugin(good)
+
+
+# --- discovery ---
+
+
+def test_discover_plugins_loads_good_ones_and_skips_refused_ones(
+    build: Build,
+    plugin_loader: PluginLoader,
+    audit_log: RecordingAudit,
+    other_key: SigningKey,
+    trusted: Path,
+) -> None:
+    build("alpha")
+    build("beta")
+    build("gamma", signed_by=other_key)
+    (trusted / "not-a-plugin").mkdir()
+
+    plugins = plugin_loader.discover_plugins()
+
+    assert sorted(p.metadata.name for p in plugins) == ["alpha", "beta"]
+    assert sorted((e.outcome, e.plugin) for e in audit_log.events) == [
+        ("allowed", "alpha"), ("allowed", "beta"), ("refused", "gamma")
+    ]  # fmt: skip
+    [refused] = [e for e in audit_log.events if e.outcome == "refused"]
+    assert refused.details["unverified_name"] is True  # labelled by plugin.json, not trusted
+
+
+def test_add_trusted_dir_canonicalises(tmp_path: Path, key: SigningKey) -> None:
+    real = tmp_path / "real"
+    real.mkdir()
+    (tmp_path / "link").symlink_to(real)
+    loader = PluginLoader(KeyPolicy([key.public_key]))
+    loader.add_trusted_dir(tmp_path / "link").add_trusted_dir(real)
+    assert loader.trusted_dirs == (real,)
+
+
+def test_timeouts_need_isolation(build: Build, plugin_loader: PluginLoader) -> None:
+    from verifier.errors import UsageError
+
+    plugin = plugin_loader.load_plugin(build())
+    with pytest.raises(UsageError, match="needs isolation"):
+        plugin.execute(timeout=1)
+
+
+def test_unknown_isolation_mode(key: SigningKey) -> None:
+    from verifier.errors import UsageError
+
+    with pytest.raises(UsageError):
+        PluginLoader(KeyPolicy([key.public_key]), isolation="thread")
+
+
+def test_refused_loads_leak_nothing_and_loaded_ones_keep_one_descriptor(
+    build: Build, plugin_loader: PluginLoader, other_key: SigningKey
+) -> None:
+    def open_fds() -> int:
+        return len(os.listdir("/proc/self/fd"))
+
+    before = open_fds()
+    for i in range(3):
+        with pytest.raises(SignatureError):
+            plugin_loader.load_plugin(build(f"bad{i}", signed_by=other_key))
+    assert open_fds() == before
+    for i in range(3):
+        plugin_loader.load_plugin(build(f"good{i}"))
+    # One sealed image per library mapped into this process, kept so that its
+    # /proc/self/fd path can never name a different library (see loader.loader).
+    assert open_fds() == before + 3
+
+
+def test_each_plugin_runs_its_own_code(build: Build, plugin_loader: PluginLoader) -> None:
+    # Regression: reusing a closed descriptor's /proc/self/fd path made dlopen
+    # return the previously loaded library.
+    for i in range(4):
+        plugin = plugin_loader.load_plugin(build(f"own{i}", f"1.0.{i}"))
+        assert (plugin.metadata.name, plugin.metadata.version) == (f"own{i}", f"1.0.{i}")

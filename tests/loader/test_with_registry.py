@@ -1,0 +1,63 @@
+"""The loader with the registry as its TrustPolicy and AuditSink (both engines)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from loader import PluginLoader
+from registry.service import Registry
+from tests.loader.conftest import Build
+from verifier.capture import capture
+from verifier.errors import PolicyError, SignatureError
+from verifier.keys import SigningKey
+
+
+@pytest.fixture
+def trusted_registry(registry: Registry, key: SigningKey) -> Registry:
+    registry.add_key(key.public_key)
+    return registry
+
+
+def test_only_trusted_content_loads_and_every_decision_is_audited(
+    trusted_registry: Registry, build: Build, trusted: Path, key: SigningKey, tmp_path: Path
+) -> None:
+    loader = PluginLoader(trusted_registry, trusted_registry, [trusted])
+    marker = tmp_path / "constructor-ran"
+    plugin_dir = build("hello", marker=marker)
+
+    with pytest.raises(PolicyError, match="is signed but not trusted"):
+        loader.load_plugin(plugin_dir)
+    assert not marker.exists()
+
+    trusted_registry.trust(capture(plugin_dir))
+    plugin = loader.load_plugin(plugin_dir)
+    assert plugin.execute().success
+
+    trusted_registry.revoke_key(key.keyid, "compromised")
+    with pytest.raises(SignatureError, match=r"key revoked \(compromised\)"):
+        loader.load_plugin(plugin_dir)
+
+    loads = trusted_registry.audit_events(action="plugin.load")
+    assert [(e.outcome, e.plugin) for e in reversed(loads)] == [
+        ("refused", "hello"), ("allowed", "hello"), ("refused", "hello")
+    ]  # fmt: skip
+    assert loads[0].keyids == (key.keyid,)  # the revoked key's signature is named
+    assert trusted_registry.verify_audit().ok
+
+
+def test_rollback_is_refused_by_the_loader(
+    trusted_registry: Registry, build: Build, trusted: Path, tmp_path: Path
+) -> None:
+    old = build("tool", "1.0.0", parent=tmp_path / "old")
+    new = build("tool", "2.0.0")
+    trusted_registry.trust(capture(old))
+    trusted_registry.trust(capture(new))
+    (trusted / "tool").rename(trusted / "tool-new")
+    old.rename(trusted / "tool")  # the older, once-trusted version swapped in
+
+    loader = PluginLoader(trusted_registry, trusted_registry, [trusted])
+    with pytest.raises(PolicyError, match=r"rollback: tool 1\.0\.0 is older than the trusted"):
+        loader.load_plugin(trusted / "tool")
+    assert loader.load_plugin(trusted / "tool-new").metadata.version == "2.0.0"

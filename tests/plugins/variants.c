@@ -1,0 +1,160 @@
+/*
+ * One ABI v1 test plugin, many behaviours, chosen at build time:
+ *
+ *   -DPLUGIN_NAME='"x"' -DPLUGIN_VERSION='"1.0.0"'   what it is
+ *   -DABI_VERSION=2                                  reports another ABI version
+ *   -DMETA_NAME='"y"' / -DMETA_VERSION='"9.9.9"'     metadata disagrees with what was signed
+ *   -DNO_EXECUTE                                     does not export vtcode_plugin_execute
+ *   -DNO_FREE                                        does not export vtcode_plugin_free_string
+ *   -DMARKER='"/path"'                               a constructor creates /path when loaded
+ *   -DMODE=n                                         what execute() does (see below)
+ *
+ * execute() output always includes "frees": how many strings the host has
+ * freed so far with vtcode_plugin_free_string.
+ */
+#include "vtcode_plugin.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#ifndef PLUGIN_NAME
+#define PLUGIN_NAME "variants"
+#endif
+#ifndef PLUGIN_VERSION
+#define PLUGIN_VERSION "1.0.0"
+#endif
+#ifndef ABI_VERSION
+#define ABI_VERSION VTCODE_PLUGIN_ABI_VERSION
+#endif
+#ifndef META_NAME
+#define META_NAME PLUGIN_NAME
+#endif
+#ifndef META_VERSION
+#define META_VERSION PLUGIN_VERSION
+#endif
+
+#define MODE_ECHO 0
+#define MODE_NULL 1
+#define MODE_BAD_UTF8 2
+#define MODE_NOT_JSON 3
+#define MODE_BAD_SHAPE 4
+#define MODE_SEGV 5
+#define MODE_ABORT 6
+#define MODE_HANG 7
+#define MODE_HOG 8
+#define MODE_CONCURRENCY 9
+#define MODE_PRINT 10
+#ifndef MODE
+#define MODE MODE_ECHO
+#endif
+
+/* Not every build uses every helper. */
+#define MAYBE_UNUSED __attribute__((unused))
+
+static MAYBE_UNUSED atomic_int frees;
+static MAYBE_UNUSED atomic_int active;
+static MAYBE_UNUSED atomic_int max_active;
+
+#ifdef MARKER
+__attribute__((constructor)) static void leave_marker(void) {
+    int fd = open(MARKER, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (fd >= 0) {
+        (void)write(fd, "constructor ran\n", 16);
+        close(fd);
+    }
+}
+#endif
+
+static MAYBE_UNUSED char *dup_string(const char *s) {
+    size_t n = strlen(s) + 1;
+    char *copy = malloc(n);
+    if (copy) memcpy(copy, s, n);
+    return copy;
+}
+
+static const char *give(const char *s) {
+#ifdef NO_FREE
+    static char buffers[64][512];
+    static atomic_int next;
+    char *b = buffers[atomic_fetch_add(&next, 1) % 64];
+    snprintf(b, sizeof buffers[0], "%s", s);
+    return b;
+#else
+    return dup_string(s);
+#endif
+}
+
+uint32_t vtcode_plugin_version(void) { return ABI_VERSION; }
+
+const char *vtcode_plugin_metadata(void) {
+    return give("{\"name\":\"" META_NAME "\",\"description\":\"test variant\","
+                "\"version\":\"" META_VERSION "\",\"abi_version\":1}");
+}
+
+#ifndef NO_EXECUTE
+static const char *result(const char *extra) {
+    char buffer[512];
+    snprintf(buffer, sizeof buffer,
+             "{\"success\":true,\"output\":{\"frees\":%d%s},\"error\":null,\"files\":[]}",
+             atomic_load(&frees), extra);
+    return give(buffer);
+}
+
+const char *vtcode_plugin_execute(const char *context_json) {
+    char extra[128];
+    (void)context_json;
+    switch (MODE) {
+    case MODE_NULL:
+        return NULL;
+    case MODE_BAD_UTF8:
+        return give("{\"success\":true,\"output\":{\"x\":\"\xff\xfe\"},\"files\":[]}");
+    case MODE_NOT_JSON:
+        return give("this is not json");
+    case MODE_BAD_SHAPE:
+        return give("{\"ok\":true}");
+    case MODE_SEGV:
+        raise(SIGSEGV);
+        return NULL;
+    case MODE_ABORT:
+        abort();
+    case MODE_HANG:
+        for (;;) pause();
+    case MODE_HOG: {
+        /* Keep allocating and touching memory; give up only when malloc does. */
+        for (;;) {
+            char *p = malloc(16 << 20);
+            if (!p) return NULL;
+            memset(p, 1, 16 << 20);
+        }
+    }
+    case MODE_CONCURRENCY: {
+        int now = atomic_fetch_add(&active, 1) + 1;
+        int seen = atomic_load(&max_active);
+        while (now > seen && !atomic_compare_exchange_weak(&max_active, &seen, now)) {
+        }
+        usleep(20000);
+        atomic_fetch_sub(&active, 1);
+        snprintf(extra, sizeof extra, ",\"max_active\":%d", atomic_load(&max_active));
+        return result(extra);
+    }
+    case MODE_PRINT:
+        printf("plugin chatter on stdout\n");
+        fflush(stdout);
+        return result("");
+    default:
+        return result(",\"mode\":\"echo\"");
+    }
+}
+#endif
+
+#ifndef NO_FREE
+void vtcode_plugin_free_string(const char *s) {
+    atomic_fetch_add(&frees, 1);
+    free((void *)s);
+}
+#endif
