@@ -30,6 +30,7 @@ class SealedFile:
         self.name = name
         self.size = 0
         self._sealed = False
+        self._retired: list[int] = []
         self._tempdir: str | None = None
         if _HAS_MEMFD:
             self.fd = os.memfd_create(name, os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
@@ -47,6 +48,18 @@ class SealedFile:
             view = view[os.write(self.fd, view) :]
         self.size += len(data)
         return len(data)
+
+    def move_fd(self) -> None:
+        """Give the image another descriptor (and so another /proc/self/fd path).
+
+        The previous descriptor is kept open, so its number cannot be reused
+        while something may still be known by its path.
+        """
+        self._retired.append(self.fd)
+        self.fd = os.dup(self.fd)
+        os.set_inheritable(self.fd, False)
+        if _HAS_MEMFD:
+            self.path = f"/proc/self/fd/{self.fd}"
 
     def seal(self) -> None:
         """Forbid any further change: no write, no shrink, no growth (memfd seals)."""
@@ -66,6 +79,9 @@ class SealedFile:
         return self._sealed
 
     def close(self) -> None:
+        for fd in self._retired:
+            os.close(fd)
+        self._retired.clear()
         if self.fd >= 0:
             os.close(self.fd)
             self.fd = -1

@@ -56,27 +56,27 @@ __all__ = ["KeyPolicy", "PluginLoader"]
 
 log = logging.getLogger(__name__)
 
-# Sealed images of libraries loaded into this process. They stay open for the
-# life of the process, as the libraries stay mapped: the dynamic loader knows a
-# library by the path it was opened with ("/proc/self/fd/N"), and if N were
-# closed and reused by a later plugin, dlopen would hand back the earlier,
-# different library under the same name.
-_LOADED_IMAGES: list[SealedFile] = []
 
+def _already_loaded(path: str) -> bool:
+    """Whether the dynamic loader already holds an object opened under ``path``.
 
-def _mapped_from(address: int, image: SealedFile) -> bool | None:
-    """Whether ``address`` lies in a mapping of ``image``'s file (None: cannot tell)."""
+    dlopen matches a path against the names of loaded objects before opening
+    anything, so "/proc/self/fd/N" names whatever was loaded through fd N
+    earlier, even if N has since been closed and now refers to a different
+    file: dlopen would hand back the earlier library.
+    """
     try:
-        maps = Path("/proc/self/maps").read_text()
+        ctypes.CDLL(path, mode=os.RTLD_NOW | os.RTLD_LOCAL | os.RTLD_NOLOAD)
     except OSError:
-        return None
-    inode = os.fstat(image.fd).st_ino
-    for line in maps.splitlines():
-        fields = line.split(maxsplit=5)
-        low, _, high = fields[0].partition("-")
-        if int(low, 16) <= address < int(high, 16):
-            return int(fields[4]) == inode
-    return False
+        return False
+    return True
+
+
+def _unique_path(image: SealedFile) -> str:
+    """A /proc/self/fd path for ``image`` that no loaded object is known by."""
+    while _already_loaded(image.path):
+        image.move_fd()  # another fd number, so another path; the old one stays open
+    return image.path
 
 
 class KeyPolicy:
@@ -250,12 +250,12 @@ class PluginLoader:
             image = images[verified.library]
             image.seal()
             plugin = self._open(image, directory, verified)
-            images.pop(verified.library)  # owned now by the worker (isolated) or _LOADED_IMAGES
+            if plugin.isolated:
+                images.pop(verified.library)  # owned now by the worker's parent
         finally:
             os.close(fd)
             for image in images.values():
-                if image not in _LOADED_IMAGES:
-                    image.close()
+                image.close()  # a loaded library keeps its mapping, not the file
         self.audit.record(
             AuditEvent(
                 "plugin.load",
@@ -321,15 +321,10 @@ class PluginLoader:
                 version, metadata_bytes = backend.start()
             else:
                 try:
-                    handle = ctypes.CDLL(image.path, mode=os.RTLD_NOW | os.RTLD_LOCAL)
+                    handle = ctypes.CDLL(_unique_path(image), mode=os.RTLD_NOW | os.RTLD_LOCAL)
                 except OSError as e:
                     raise AbiError(f"{label}: the dynamic loader refused it: {e}") from e
-                # Mapped now, whatever happens next: keep its path unique (see _LOADED_IMAGES).
-                _LOADED_IMAGES.append(image)
                 raw = RawLibrary(handle, label)
-                entry = ctypes.cast(handle.vtcode_plugin_version, ctypes.c_void_p).value or 0
-                if _mapped_from(entry, image) is False:
-                    raise AbiError(f"{label}: the dynamic loader returned another library's code")
                 backend = _InProcess(raw)
                 version, metadata_bytes = raw.version(), raw.metadata_bytes()
             if version != PLUGIN_ABI_VERSION:

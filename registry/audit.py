@@ -40,6 +40,7 @@ from .models import AuditEventKey, ChainHead
 __all__ = [
     "GENESIS_HASH",
     "AuditRecord",
+    "ChainHeadState",
     "ChainReport",
     "append",
     "at_text",
@@ -122,22 +123,34 @@ def _details_text(details: Mapping[str, object]) -> str:
     return json.dumps(details, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
 
 
-def lock_head(session: Session) -> ChainHead:
-    """Lock and return the chain head; call first in every writing transaction."""
-    head = session.execute(
-        sa.select(ChainHead).where(ChainHead.id == 1).with_for_update()
-    ).scalar_one_or_none()
-    if head is None:
+@dataclass
+class ChainHeadState:
+    """The locked chain head inside a writing transaction: the last event's number and hash."""
+
+    seq: int
+    hash: str
+
+
+def lock_head(connection: Connection) -> ChainHeadState:
+    """Lock and read the chain head; call first in every writing transaction."""
+    row = connection.execute(
+        sa.select(ChainHead.seq, ChainHead.hash).where(ChainHead.id == 1).with_for_update()
+    ).first()
+    if row is None:
         from verifier.errors import RegistryError
 
         raise RegistryError("the audit chain head is missing: the registry has been tampered with")
-    return head
+    return ChainHeadState(row.seq, row.hash)
 
 
 def append(
-    session: Session, head: ChainHead, event: AuditEvent, *, actor: str, at: datetime
-) -> AuditRow:
-    """Add ``event`` to the chain (within the caller's transaction, head locked)."""
+    connection: Connection, head: ChainHeadState, event: AuditEvent, *, actor: str, at: datetime
+) -> int:
+    """Add ``event`` to the chain within the caller's transaction (head locked); return its seq.
+
+    Plain SQL statements rather than ORM objects: this runs for every load
+    and every verification, so it is kept to three short inserts/updates.
+    """
     seq = head.seq + 1
     keyids = tuple(sorted(set(event.keyids)))
     keyid_text = " ".join(keyids)
@@ -149,25 +162,29 @@ def append(
             event.digest, keyid_text, event.reason, details,
         ),
     )  # fmt: skip
-    row = AuditRow(
-        seq=seq,
-        at=at,
-        actor=actor,
-        action=event.action,
-        outcome=event.outcome,
-        plugin=event.plugin,
-        version=event.version,
-        digest=event.digest,
-        keyids=keyid_text,
-        reason=event.reason,
-        details=details,
-        prev_hash=head.hash,
-        hash=digest,
-    )
-    session.add(row)
-    session.add_all(AuditEventKey(keyid=k, seq=seq) for k in keyids)
+    connection.execute(
+        _INSERT_EVENT,
+        {
+            "seq": seq, "at": at, "actor": actor, "action": event.action,
+            "outcome": event.outcome, "plugin": event.plugin, "version": event.version,
+            "digest": event.digest, "keyids": keyid_text, "reason": event.reason,
+            "details": details, "prev_hash": head.hash, "hash": digest,
+        },
+    )  # fmt: skip
+    if keyids:
+        connection.execute(_INSERT_KEY, [{"keyid": k, "seq": seq} for k in keyids])
+    connection.execute(_MOVE_HEAD, {"seq": seq, "hash": digest})
     head.seq, head.hash = seq, digest
-    return row
+    return seq
+
+
+_INSERT_EVENT = sa.insert(AuditRow)
+_INSERT_KEY = sa.insert(AuditEventKey)
+_MOVE_HEAD = (
+    sa.update(ChainHead)
+    .where(ChainHead.id == 1)
+    .values(seq=sa.bindparam("seq"), hash=sa.bindparam("hash"))
+)
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session
 
 from loader.protocols import AuditEvent
@@ -39,11 +39,25 @@ from verifier.verify import TrustedKey, VerifiedPlugin, verify
 
 from . import audit
 from .db import connect, database_errors, default_url, ensure_schema, normalize_url
-from .models import ChainHead, Key, Plugin, PluginSigner
+from .models import Key, Plugin, PluginSigner
 
 __all__ = ["KeyInfo", "PluginInfo", "Registry", "TrustResult", "default_actor"]
 
 ENV_ACTOR = "VTREG_ACTOR"
+
+
+# Statements of the per-load hot path, built once.
+_KEY_COLUMNS = sa.select(
+    Key.name, Key.public_key, Key.scopes, Key.expires_at, Key.revoked_at, Key.revoked_reason
+)
+_VERSIONS = sa.select(
+    Plugin.content_digest,
+    Plugin.version,
+    Plugin.pinned,
+    Plugin.threshold,
+    Plugin.revoked_at,
+    Plugin.revoked_reason,
+).where(Plugin.name == sa.bindparam("name"))
 
 
 def default_actor() -> str:
@@ -212,14 +226,22 @@ class Registry:
     # --- sessions ---
 
     @contextlib.contextmanager
-    def _write(self) -> Iterator[tuple[Session, ChainHead]]:
+    def _write(self) -> Iterator[tuple[Session, audit.ChainHeadState]]:
         """A transaction that may write: the chain head is locked first (see registry.audit)."""
         with (
             database_errors(self.url),
             Session(self.engine, expire_on_commit=False) as session,
             session.begin(),
         ):
-            yield session, audit.lock_head(session)
+            yield session, audit.lock_head(session.connection())
+
+    @contextlib.contextmanager
+    def _read_connection(self) -> Iterator[Connection]:
+        """A read-only transaction on a plain connection (no ORM): the per-load hot path."""
+        with database_errors(self.url), self.engine.connect() as connection:
+            connection = connection.execution_options(vtreg_read_only=True)
+            with connection.begin():
+                yield connection
 
     @contextlib.contextmanager
     def _read(self) -> Iterator[Session]:
@@ -229,14 +251,19 @@ class Registry:
                 yield session
 
     def _audit(
-        self, session: Session, head: ChainHead, event: AuditEvent, at: datetime | None = None
+        self,
+        session: Session,
+        head: audit.ChainHeadState,
+        event: AuditEvent,
+        at: datetime | None = None,
     ) -> None:
-        audit.append(session, head, event, actor=self.actor, at=at or _now())
+        audit.append(session.connection(), head, event, actor=self.actor, at=at or _now())
 
-    def record(self, event: AuditEvent) -> None:
+    def record(self, event: AuditEvent, *, at: datetime | None = None) -> None:
         """Append one event to the audit log (the loader's ``AuditSink``)."""
-        with self._write() as (session, head):
-            self._audit(session, head, event)
+        with database_errors(self.url), self.engine.begin() as connection:
+            head = audit.lock_head(connection)
+            audit.append(connection, head, event, actor=self.actor, at=at or _now())
 
     # --- keys ---
 
@@ -360,8 +387,12 @@ class Registry:
 
     def trusted_keys(self) -> list[TrustedKey]:
         """Every key the registry knows, with scope, expiry and revocation for the verifier."""
-        with self._read() as session:
-            rows = session.execute(sa.select(Key)).scalars().all()
+        with self._read_connection() as connection:
+            return self._trusted_keys(connection)
+
+    @staticmethod
+    def _trusted_keys(connection: Connection) -> list[TrustedKey]:
+        rows = connection.execute(_KEY_COLUMNS).all()
         return [
             TrustedKey(
                 PublicKey(r.public_key, r.name),
@@ -570,40 +601,41 @@ class Registry:
         Raises:
             VerificationError: the reason it may not.
         """
-        verified = self._verify_signatures(tree, at, threshold)
-        with self._read() as session:
-            row = session.execute(
-                sa.select(Plugin).where(Plugin.content_digest == verified.content_digest)
-            ).scalar_one_or_none()
-            newest = self._newest_version(session, verified.name)
+        with self._read_connection() as connection:
+            verified = verify(tree, self._trusted_keys(connection), at=at, threshold=threshold)
+            versions = connection.execute(_VERSIONS, {"name": verified.name}).all()
+        row = next((v for v in versions if v.content_digest == verified.content_digest), None)
+        trusted = [SemVer.parse(v.version) for v in versions if v.revoked_at is None]
+        newest = str(max(trusted)) if trusted else None
         label = f"{verified.name} {verified.version}"
+        keyids, subject = verified.signature_keyids, _subject(verified)
         if row is None:
             raise PolicyError(
                 f"{label} ({verified.content_digest}) is signed but not trusted: "
                 "run `vtreg trust` to trust it",
-                keyids=verified.signature_keyids,
-                subject=_subject(verified),
+                keyids=keyids,
+                subject=subject,
             )
         if row.revoked_at is not None:
             raise PolicyError(
                 f"{label} was revoked at {format_time(row.revoked_at)} ({row.revoked_reason})",
-                keyids=verified.signature_keyids,
-                subject=_subject(verified),
+                keyids=keyids,
+                subject=subject,
             )
         if len(verified.signers) < row.threshold:
             raise SignatureError(
                 f"signed by {len(verified.signers)}/{row.threshold} trusted keys required when "
                 f"{label} was trusted",
-                keyids=verified.signature_keyids,
-                subject=_subject(verified),
+                keyids=keyids,
+                subject=subject,
             )
         older = newest is not None and SemVer.parse(verified.version) < SemVer.parse(newest)
         if older and not row.pinned:
             raise PolicyError(
                 f"rollback: {label} is older than the trusted {verified.name} {newest} "
                 "(trust it with --pin to allow this version)",
-                keyids=verified.signature_keyids,
-                subject=_subject(verified),
+                keyids=keyids,
+                subject=subject,
             )
         return verified
 
@@ -617,8 +649,7 @@ class Registry:
         except VerificationError as e:
             self._record_refusal("plugin.verify", tree, e, at)
             raise
-        with self._write() as (session, head):
-            self._audit(session, head, self._plugin_event("plugin.verify", "allowed", verified), at)
+        self.record(self._plugin_event("plugin.verify", "allowed", verified), at=at)
         return verified
 
     @staticmethod
@@ -672,8 +703,7 @@ class Registry:
             reason=str(error),
             details={"error": type(error).__name__, **(details or {})},
         )
-        with self._write() as (session, head):
-            self._audit(session, head, event, at)
+        self.record(event, at=at)
 
     # --- audit ---
 

@@ -164,10 +164,14 @@ class _Hashing:
         self.head = b""
         self.size = 0
 
-    def update(self, chunk: memoryview) -> None:
+    @property
+    def sink(self) -> Sink | None:
+        return self._sink
+
+    def update(self, chunk: memoryview, *, to_sink: bool = True) -> None:
         for h in self._hashers:
             h.update(chunk)
-        if self._sink is not None:
+        if to_sink and self._sink is not None:
             self._sink.write(chunk)
         if self._keep_head and self.size < _HEAD_BYTES:
             self.head += chunk[: _HEAD_BYTES - self.size].tobytes()
@@ -185,41 +189,83 @@ def _hash_simple(fd: int, hashing: _Hashing) -> None:
 
 
 def _hash_pipelined(fd: int, hashing: _Hashing) -> None:
+    """Read in one thread, hash in this one and feed the sink in a third, buffer by buffer.
+
+    All three release the GIL for the real work (read, digest update, write),
+    so they overlap; a buffer is reused only once every consumer is done with it.
+    """
     import queue  # only here: keeps the module light on the start-up path
 
+    sink = hashing.sink
+    consumers = 1 if sink is None else 2
     free: queue.SimpleQueue[bytearray] = queue.SimpleQueue()
-    full: queue.SimpleQueue[tuple[bytearray, int] | BaseException] = queue.SimpleQueue()
+    to_hash: queue.SimpleQueue[tuple[bytearray, int] | BaseException] = queue.SimpleQueue()
+    to_write: queue.SimpleQueue[tuple[bytearray, int]] = queue.SimpleQueue()
     for _ in range(_BUFFERS):
         free.put(bytearray(_CHUNK))
+    users: dict[int, int] = {}
+    lock = threading.Lock()
     stop = threading.Event()
+    write_errors: list[BaseException] = []
+
+    def release(buf: bytearray) -> None:
+        with lock:
+            users[id(buf)] -= 1
+            if users[id(buf)] == 0:
+                free.put(buf)
 
     def reader() -> None:
         try:
             while not stop.is_set():
                 buf = free.get()
-                n = os.readv(fd, [buf])
-                full.put((buf, n))
+                n = os.readv(fd, [buf]) if buf else 0
+                with lock:
+                    users[id(buf)] = consumers
+                to_hash.put((buf, n))
+                if sink is not None:
+                    to_write.put((buf, n))
                 if n == 0:
                     return
         except BaseException as e:  # handed to the hashing thread, which re-raises
-            full.put(e)
+            to_hash.put(e)
+            to_write.put((bytearray(0), 0))
 
-    thread = threading.Thread(target=reader, name="vtreg-capture-reader", daemon=True)
-    thread.start()
+    def writer() -> None:
+        assert sink is not None  # noqa: S101 - started only with a sink
+        while True:
+            buf, n = to_write.get()
+            if n == 0:
+                return
+            if not write_errors:
+                try:
+                    sink.write(memoryview(buf)[:n])
+                except BaseException as e:  # reported by the hashing thread; keep draining
+                    write_errors.append(e)
+            release(buf)
+
+    threads = [threading.Thread(target=reader, name="vtreg-capture-reader", daemon=True)]
+    if sink is not None:
+        threads.append(threading.Thread(target=writer, name="vtreg-capture-writer", daemon=True))
+    for thread in threads:
+        thread.start()
     try:
         while True:
-            item = full.get()
+            item = to_hash.get()
             if isinstance(item, BaseException):
                 raise item
             buf, n = item
             if n == 0:
                 break
-            hashing.update(memoryview(buf)[:n])
-            free.put(buf)
+            hashing.update(memoryview(buf)[:n], to_sink=False)
+            release(buf)
     finally:
         stop.set()
         free.put(bytearray(0))  # unblock a reader waiting for a buffer
-        thread.join()
+        to_write.put((bytearray(0), 0))  # and a writer waiting for work
+        for thread in threads:
+            thread.join()
+    if write_errors:
+        raise write_errors[0]
 
 
 def _hash_mapped(fd: int, hashing: _Hashing) -> None:

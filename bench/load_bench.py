@@ -1,0 +1,195 @@
+"""Benchmark the verified load against a bare ``ctypes.CDLL``, in one run.
+
+    python bench/load_bench.py [--runs 51] [--size-mib 256]
+
+In-process, warm (page cache and an open SQLite registry), medians:
+
+* bare ``ctypes.CDLL`` of the example library vs ``PluginLoader.load_plugin``
+  of the example plugin (registry policy: signature, trust, revocation,
+  rollback, and the audit record);
+* the same for a plugin whose library is --size-mib large, next to hashing
+  those bytes once (hashlib.sha256) plus a bare ``ctypes.CDLL``;
+* one ``execute`` call in-process vs isolated (child already running).
+
+Every load opens a distinct copy of the library, as dlopen returns a cached
+handle for a path it has already opened.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import hashlib
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench._common import build_example, scratch_dir
+from loader import PluginContext, PluginLoader
+from registry.service import Registry
+from verifier.capture import capture
+from verifier.keys import SigningKey
+from verifier.verify import sign
+
+
+def _median_ms(samples: list[float]) -> float:
+    return statistics.median(samples) * 1000
+
+
+def _copies(library: Path, where: Path, count: int) -> list[Path]:
+    where.mkdir()
+    paths = []
+    for i in range(count):
+        path = where / f"lib{i}.so"
+        shutil.copy(library, path)
+        paths.append(path)
+    return paths
+
+
+def _plugin_copies(source: Path, where: Path, count: int, key: SigningKey) -> list[Path]:
+    """Distinct signed plugin directories: same library bytes, distinct versions."""
+    where.mkdir(mode=0o755)
+    manifest = (source / "plugin.json").read_text()
+    dirs = []
+    for i in range(count):
+        plugin = where / f"hello{i}"
+        plugin.mkdir(mode=0o755)
+        # Same name and version (the library's metadata says 1.0.0), so the
+        # content is identical: trust it once, load each copy.
+        (plugin / "plugin.json").write_text(manifest)
+        os.link(source / "libhello.so", plugin / "libhello.so")
+        (plugin / "plugin.sig").write_bytes((source / "plugin.sig").read_bytes())
+        dirs.append(plugin)
+    return dirs
+
+
+def _time_each(items: list[Path], fn: object) -> list[float]:
+    samples = []
+    for item in items:
+        t = time.perf_counter()
+        fn(item)  # type: ignore[operator]
+        samples.append(time.perf_counter() - t)
+    return samples
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=51)
+    parser.add_argument("--big-runs", type=int, default=7)
+    parser.add_argument("--size-mib", type=int, default=256)
+    args = parser.parse_args()
+
+    with scratch_dir() as scratch:
+        work = Path(scratch)
+        work.chmod(0o755)
+        example = build_example(work)
+        key = SigningKey.generate("bench")
+        now = datetime.now(UTC)
+
+        small = work / "small-src"
+        small.mkdir(mode=0o755)
+        for name in ("plugin.json", "libhello.so"):
+            shutil.copy(example / name, small / name)
+        (small / "plugin.sig").write_bytes(sign(capture(small), key, at=now).envelope)
+
+        big = work / "big-src"
+        big.mkdir(mode=0o755)
+        shutil.copy(example / "plugin.json", big)
+        shutil.copy(example / "libhello.so", big)
+        with (big / "libhello.so").open("ab") as f:
+            remaining = args.size_mib * 2**20 - (big / "libhello.so").stat().st_size
+            while remaining > 0:
+                chunk = os.urandom(min(remaining, 16 << 20))
+                f.write(chunk)
+                remaining -= len(chunk)
+        (big / "plugin.sig").write_bytes(sign(capture(big), key, at=now).envelope)
+
+        with Registry.open(f"sqlite:///{work / 'registry.db'}") as registry:
+            registry.add_key(key.public_key)
+            registry.trust(capture(small))
+            registry.trust(capture(big))
+
+            trusted = work / "plugins"
+            small_dirs = _plugin_copies(small, trusted, args.runs + 5, key)
+            big_dirs = _plugin_copies(big, work / "big-plugins", args.big_runs + 1, key)
+            loader = PluginLoader(registry, registry, [trusted, work / "big-plugins"])
+            loader.load_plugin(small_dirs.pop())  # warm up imports and the registry
+            loaded = _time_each(small_dirs[: args.runs], loader.load_plugin)
+
+            bare_libs = _copies(small / "libhello.so", work / "bare", args.runs)
+            bare = _time_each(bare_libs, lambda p: ctypes.CDLL(str(p), mode=os.RTLD_NOW))
+
+            for path in big_dirs:  # page cache warm for the big library
+                (path / "libhello.so").read_bytes()
+            big_loaded = _time_each(big_dirs[: args.big_runs], loader.load_plugin)
+            print("big loads", [round(x * 1000) for x in big_loaded])
+            big_bare_libs = _copies(big / "libhello.so", work / "big-bare", args.big_runs)
+            hashed = []
+            for path in big_bare_libs:
+                path.read_bytes()  # warm
+                t = time.perf_counter()
+                with path.open("rb") as library:
+                    hashlib.file_digest(library, "sha256")
+                ctypes.CDLL(str(path), mode=os.RTLD_NOW)
+                hashed.append(time.perf_counter() - t)
+
+            hello = loader.load_plugin(small_dirs[-1])
+            context = PluginContext(input={"name": "Ada"})
+            isolated_loader = PluginLoader(registry, registry, [trusted], isolation="process")
+            isolated = isolated_loader.load_plugin(small_dirs[-2])
+            calls = {}
+            for label, plugin in (("in-process", hello), ("isolated", isolated)):
+                for _ in range(200):  # warm
+                    plugin.execute(context)
+                samples = []
+                for _ in range(2000):
+                    t = time.perf_counter()
+                    plugin.execute(context)
+                    samples.append(time.perf_counter() - t)
+                calls[label] = _median_ms(samples)
+            isolated.close()
+
+    def line(label: str, figure: str) -> None:
+        print(f"{label:<62} {figure:>12}")
+
+    cc = subprocess.run(["cc", "--version"], capture_output=True, text=True).stdout.split("\n")[0]
+    print(f"\nLoading plugins in-process (warm; {cc})")
+    line("operation", "median")
+    line(
+        f"bare ctypes.CDLL, example library ({args.runs} distinct copies)",
+        f"{_median_ms(bare):.3f} ms",
+    )
+    line(f"PluginLoader.load_plugin, example plugin ({args.runs})", f"{_median_ms(loaded):.3f} ms")
+    added = _median_ms(loaded) - _median_ms(bare)
+    line("  added by verification, trust check and audit", f"{added:.3f} ms")
+    line(
+        f"sha256 of the {args.size_mib} MiB library + bare ctypes.CDLL ({args.big_runs})",
+        f"{_median_ms(hashed):.1f} ms",
+    )
+    line(
+        f"PluginLoader.load_plugin, {args.size_mib} MiB plugin ({args.big_runs})",
+        f"{_median_ms(big_loaded):.1f} ms",
+    )
+    ratio = _median_ms(big_loaded) / _median_ms(hashed)
+    line("  ratio", f"{ratio:.2f}x")
+    line("execute(), in-process (2,000 calls)", f"{calls['in-process']:.4f} ms")
+    line("execute(), isolated child, running (2,000 calls)", f"{calls['isolated']:.4f} ms")
+    line("  added by isolation per call", f"{calls['isolated'] - calls['in-process']:.4f} ms")
+    print("\nTargets")
+    for text, ok in (
+        ("a verified load adds under 1 ms to bare CDLL", added < 1),
+        (f"{args.size_mib} MiB load within 1.5x of one hash plus bare CDLL", ratio <= 1.5),
+        ("isolation adds under 1 ms per call", calls["isolated"] - calls["in-process"] < 1),
+    ):
+        print(f"  [{'met' if ok else 'MISSED'}] {text}")
+
+
+if __name__ == "__main__":
+    main()
