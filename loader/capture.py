@@ -49,15 +49,16 @@ class SealedFile:
         self.size += len(data)
         return len(data)
 
-    def move_fd(self) -> None:
-        """Give the image another descriptor (and so another /proc/self/fd path).
+    def move_fd(self, minimum: int = 0) -> None:
+        """Give the image another descriptor, at least ``minimum`` (so another /proc path).
 
         The previous descriptor is kept open, so its number cannot be reused
         while something may still be known by its path.
         """
+        import fcntl
+
         self._retired.append(self.fd)
-        self.fd = os.dup(self.fd)
-        os.set_inheritable(self.fd, False)
+        self.fd = fcntl.fcntl(self.fd, fcntl.F_DUPFD_CLOEXEC, minimum)
         if _HAS_MEMFD:
             self.path = f"/proc/self/fd/{self.fd}"
 

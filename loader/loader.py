@@ -57,6 +57,15 @@ __all__ = ["KeyPolicy", "PluginLoader"]
 log = logging.getLogger(__name__)
 
 
+_libdl = ctypes.CDLL(None)  # dlopen/dlclose of the process itself (glibc, musl, macOS)
+_libc_dlopen = _libdl.dlopen
+_libc_dlopen.restype = ctypes.c_void_p
+_libc_dlopen.argtypes = [ctypes.c_char_p, ctypes.c_int]
+_libc_dlclose = _libdl.dlclose
+_libc_dlclose.restype = ctypes.c_int
+_libc_dlclose.argtypes = [ctypes.c_void_p]
+
+
 def _already_loaded(path: str) -> bool:
     """Whether the dynamic loader already holds an object opened under ``path``.
 
@@ -65,17 +74,33 @@ def _already_loaded(path: str) -> bool:
     earlier, even if N has since been closed and now refers to a different
     file: dlopen would hand back the earlier library.
     """
-    try:
-        ctypes.CDLL(path, mode=os.RTLD_NOW | os.RTLD_LOCAL | os.RTLD_NOLOAD)
-    except OSError:
+    handle = _libc_dlopen(path.encode(), os.RTLD_NOW | os.RTLD_LOCAL | os.RTLD_NOLOAD)
+    if not handle:
         return False
+    _libc_dlclose(handle)  # RTLD_NOLOAD took a reference; give it back
     return True
 
 
+_next_fd = 0
+
+
 def _unique_path(image: SealedFile) -> str:
-    """A /proc/self/fd path for ``image`` that no loaded object is known by."""
-    while _already_loaded(image.path):
-        image.move_fd()  # another fd number, so another path; the old one stays open
+    """A /proc/self/fd path for ``image`` that no loaded object is known by.
+
+    Descriptor numbers are taken upwards from the last one used, so a path
+    is rarely offered twice; the probe catches the cases where it is.
+    """
+    global _next_fd
+    import resource
+
+    ceiling = resource.getrlimit(resource.RLIMIT_NOFILE)[0] - 16
+    fresh = True  # the number memfd_create gave is usually one a closed image had
+    while fresh or _already_loaded(image.path):
+        if _next_fd < 64 or _next_fd >= ceiling:
+            _next_fd = 64  # wrap around: the probe skips numbers that still name a library
+        image.move_fd(_next_fd)
+        _next_fd = image.fd + 1
+        fresh = False
     return image.path
 
 

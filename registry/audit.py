@@ -36,6 +36,7 @@ from loader.protocols import AuditEvent
 
 from .models import AuditEvent as AuditRow
 from .models import AuditEventKey, ChainHead
+from .statements import Cursor
 
 __all__ = [
     "GENESIS_HASH",
@@ -131,26 +132,26 @@ class ChainHeadState:
     hash: str
 
 
-def lock_head(connection: Connection) -> ChainHeadState:
+def lock_head(cursor: Cursor) -> ChainHeadState:
     """Lock and read the chain head; call first in every writing transaction."""
-    row = connection.execute(
-        sa.select(ChainHead.seq, ChainHead.hash).where(ChainHead.id == 1).with_for_update()
-    ).first()
-    if row is None:
+    rows = cursor.rows(cursor.sql.lock_head)
+    if not rows:
         from verifier.errors import RegistryError
 
         raise RegistryError("the audit chain head is missing: the registry has been tampered with")
-    return ChainHeadState(row.seq, row.hash)
+    seq, digest = rows[0]
+    return ChainHeadState(int(seq), str(digest))
 
 
 def append(
-    connection: Connection, head: ChainHeadState, event: AuditEvent, *, actor: str, at: datetime
+    cursor: Cursor, head: ChainHeadState, event: AuditEvent, *, actor: str, at: datetime
 ) -> int:
     """Add ``event`` to the chain within the caller's transaction (head locked); return its seq.
 
-    Plain SQL statements rather than ORM objects: this runs for every load
-    and every verification, so it is kept to three short inserts/updates.
+    Runs for every load and every verification, so it is three short
+    statements on the transaction's own cursor (see registry.statements).
     """
+    sql = cursor.sql
     seq = head.seq + 1
     keyids = tuple(sorted(set(event.keyids)))
     keyid_text = " ".join(keyids)
@@ -162,29 +163,18 @@ def append(
             event.digest, keyid_text, event.reason, details,
         ),
     )  # fmt: skip
-    connection.execute(
-        _INSERT_EVENT,
-        {
-            "seq": seq, "at": at, "actor": actor, "action": event.action,
-            "outcome": event.outcome, "plugin": event.plugin, "version": event.version,
-            "digest": event.digest, "keyids": keyid_text, "reason": event.reason,
-            "details": details, "prev_hash": head.hash, "hash": digest,
-        },
+    cursor.rows(
+        sql.insert_event,
+        (
+            seq, sql.time_out(at), actor, event.action, event.outcome, event.plugin,
+            event.version, event.digest, keyid_text, event.reason, details, head.hash, digest,
+        ),
     )  # fmt: skip
     if keyids:
-        connection.execute(_INSERT_KEY, [{"keyid": k, "seq": seq} for k in keyids])
-    connection.execute(_MOVE_HEAD, {"seq": seq, "hash": digest})
+        cursor.many(sql.insert_key, [(k, seq) for k in keyids])
+    cursor.rows(sql.move_head, (seq, digest))
     head.seq, head.hash = seq, digest
     return seq
-
-
-_INSERT_EVENT = sa.insert(AuditRow)
-_INSERT_KEY = sa.insert(AuditEventKey)
-_MOVE_HEAD = (
-    sa.update(ChainHead)
-    .where(ChainHead.id == 1)
-    .values(seq=sa.bindparam("seq"), hash=sa.bindparam("hash"))
-)
 
 
 @dataclass(frozen=True)

@@ -104,14 +104,19 @@ def _first_line(error: BaseException) -> str:
 
 
 @contextlib.contextmanager
-def database_errors(url: str) -> Iterator[None]:
-    """Turn driver and SQLAlchemy errors into one-line :class:`RegistryError` s."""
+def database_errors(url: str, driver_error: type[Exception] | None = None) -> Iterator[None]:
+    """Turn SQLAlchemy errors (and ``driver_error``, the DBAPI's own ``Error``, raised by
+    statements run on the raw cursor) into one-line :class:`RegistryError` s."""
     try:
         yield
     except (exc.ArgumentError, exc.NoSuchModuleError) as e:
         raise UsageError(f"invalid database URL {safe_url(url)}: {_first_line(e)}") from e
     except exc.SQLAlchemyError as e:
         raise RegistryError(f"registry {safe_url(url)}: {_first_line(e)}") from e
+    except Exception as e:
+        if driver_error is not None and isinstance(e, driver_error):
+            raise RegistryError(f"registry {safe_url(url)}: {_first_line(e)}") from e
+        raise
 
 
 def _sqlite_setup(engine: Engine) -> None:
@@ -126,15 +131,21 @@ def _sqlite_setup(engine: Engine) -> None:
             # The journal mode is stored in the file; the first connection sets it.
             if cursor.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
                 cursor.execute("PRAGMA journal_mode = WAL")
-            cursor.execute("PRAGMA synchronous = FULL")  # an audit log must survive power loss
         finally:
             cursor.close()
 
     @event.listens_for(engine, "begin")
     def on_begin(connection: Connection) -> None:
+        options = connection.get_execution_options()
+        # Decision records (verify/load) may skip the fsync; changes never do.
+        synchronous = "NORMAL" if options.get("vtreg_decision_record", False) else "FULL"
+        info = connection.connection.info
+        if info.get("vtreg_synchronous") != synchronous:
+            connection.exec_driver_sql(f"PRAGMA synchronous = {synchronous}")
+            info["vtreg_synchronous"] = synchronous
         # Take the write lock at the start, so two writers never both read the
         # chain head and then race to extend it; readers opt out.
-        read_only = connection.get_execution_options().get("vtreg_read_only", False)
+        read_only = options.get("vtreg_read_only", False)
         connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
 

@@ -17,7 +17,7 @@ import socket
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
@@ -40,24 +40,29 @@ from verifier.verify import TrustedKey, VerifiedPlugin, verify
 from . import audit
 from .db import connect, database_errors, default_url, ensure_schema, normalize_url
 from .models import Key, Plugin, PluginSigner
+from .statements import Cursor, Statements
 
 __all__ = ["KeyInfo", "PluginInfo", "Registry", "TrustResult", "default_actor"]
 
 ENV_ACTOR = "VTREG_ACTOR"
 
 
-# Statements of the per-load hot path, built once.
-_KEY_COLUMNS = sa.select(
-    Key.name, Key.public_key, Key.scopes, Key.expires_at, Key.revoked_at, Key.revoked_reason
-)
-_VERSIONS = sa.select(
-    Plugin.content_digest,
-    Plugin.version,
-    Plugin.pinned,
-    Plugin.threshold,
-    Plugin.revoked_at,
-    Plugin.revoked_reason,
-).where(Plugin.name == sa.bindparam("name"))
+class _Writer(NamedTuple):
+    """The cursor of a writing transaction and the chain head it has locked."""
+
+    cursor: Cursor
+    head: audit.ChainHeadState
+
+
+class _Version(NamedTuple):
+    """One trusted version of a plugin name, as the load-time decision needs it."""
+
+    content_digest: str
+    version: str
+    pinned: bool
+    threshold: int
+    revoked_at: datetime | None
+    revoked_reason: str | None
 
 
 def default_actor() -> str:
@@ -226,19 +231,23 @@ class Registry:
     # --- sessions ---
 
     @contextlib.contextmanager
-    def _write(self) -> Iterator[tuple[Session, audit.ChainHeadState]]:
+    def _write(self) -> Iterator[tuple[Session, _Writer]]:
         """A transaction that may write: the chain head is locked first (see registry.audit)."""
         with (
-            database_errors(self.url),
+            self._errors(),
             Session(self.engine, expire_on_commit=False) as session,
             session.begin(),
         ):
-            yield session, audit.lock_head(session.connection())
+            cursor = Statements.of(self.engine).within(session.connection())
+            yield session, _Writer(cursor, audit.lock_head(cursor))
+
+    def _errors(self) -> contextlib.AbstractContextManager[None]:
+        return database_errors(self.url, getattr(self.engine.dialect.dbapi, "Error", None))
 
     @contextlib.contextmanager
     def _read_connection(self) -> Iterator[Connection]:
         """A read-only transaction on a plain connection (no ORM): the per-load hot path."""
-        with database_errors(self.url), self.engine.connect() as connection:
+        with self._errors(), self.engine.connect() as connection:
             connection = connection.execution_options(vtreg_read_only=True)
             with connection.begin():
                 yield connection
@@ -251,19 +260,22 @@ class Registry:
                 yield session
 
     def _audit(
-        self,
-        session: Session,
-        head: audit.ChainHeadState,
-        event: AuditEvent,
-        at: datetime | None = None,
+        self, session: Session, writer: _Writer, event: AuditEvent, at: datetime | None = None
     ) -> None:
-        audit.append(session.connection(), head, event, actor=self.actor, at=at or _now())
+        del session  # the event goes through the same transaction's cursor
+        audit.append(writer.cursor, writer.head, event, actor=self.actor, at=at or _now())
 
     def record(self, event: AuditEvent, *, at: datetime | None = None) -> None:
-        """Append one event to the audit log (the loader's ``AuditSink``)."""
-        with database_errors(self.url), self.engine.begin() as connection:
-            head = audit.lock_head(connection)
-            audit.append(connection, head, event, actor=self.actor, at=at or _now())
+        """Append one decision record to the audit log (the loader's ``AuditSink``).
+
+        On SQLite a decision record is committed without waiting for the disk
+        (``synchronous=NORMAL``): it survives the process dying at once, and a
+        power cut can lose only the latest decision records, never a change,
+        which always waits (``FULL``), and never the chain's integrity.
+        """
+        sql = Statements.of(self.engine)
+        with self._errors(), sql.transaction(self.engine, write=True, decision_record=True) as cur:
+            audit.append(cur, audit.lock_head(cur), event, actor=self.actor, at=at or _now())
 
     # --- keys ---
 
@@ -291,7 +303,7 @@ class Registry:
             raise UsageError("a --scope must be a non-empty glob pattern without spaces")
         if expires is not None and expires <= at:
             raise UsageError(f"key expiry {format_time(expires)} is not in the future")
-        with self._write() as (session, head):
+        with self._write() as (session, writer):
             row = session.get(Key, key.keyid)
             if row is not None:
                 if row.revoked_at is not None:
@@ -312,7 +324,7 @@ class Registry:
             session.add(row)
             self._audit(
                 session,
-                head,
+                writer,
                 AuditEvent(
                     "key.add",
                     "ok",
@@ -359,7 +371,7 @@ class Registry:
             raise UsageError("a revocation needs a --reason")
         keyid = self.resolve_keyid(keyid)
         at = _now()
-        with self._write() as (session, head):
+        with self._write() as (session, writer):
             row = session.get(Key, keyid)
             if row is None:
                 raise NotFoundError(f"no key {keyid} in the registry")
@@ -373,7 +385,7 @@ class Registry:
             ).all()
             self._audit(
                 session,
-                head,
+                writer,
                 AuditEvent(
                     "key.revoke",
                     "ok",
@@ -387,20 +399,22 @@ class Registry:
 
     def trusted_keys(self) -> list[TrustedKey]:
         """Every key the registry knows, with scope, expiry and revocation for the verifier."""
-        with self._read_connection() as connection:
-            return self._trusted_keys(connection)
+        sql = Statements.of(self.engine)
+        with self._errors(), sql.transaction(self.engine, write=False) as cursor:
+            return self._trusted_keys(cursor)
 
     @staticmethod
-    def _trusted_keys(connection: Connection) -> list[TrustedKey]:
-        rows = connection.execute(_KEY_COLUMNS).all()
+    def _trusted_keys(cursor: Cursor) -> list[TrustedKey]:
         return [
             TrustedKey(
-                PublicKey(r.public_key, r.name),
-                scopes=tuple(json.loads(r.scopes)),
-                expires=r.expires_at,
-                revoked=r.revoked_reason if r.revoked_at is not None else None,
+                PublicKey(bytes(public_key), name),
+                scopes=tuple(json.loads(scopes)),
+                expires=Statements.time_in(expires_at),
+                revoked=revoked_reason if revoked_at is not None else None,
             )
-            for r in rows
+            for name, public_key, scopes, expires_at, revoked_at, revoked_reason in cursor.rows(
+                cursor.sql.keys
+            )
         ]
 
     # --- plugins ---
@@ -429,7 +443,7 @@ class Registry:
             self._record_refusal("plugin.trust", tree, e, at)
             raise
         event = self._plugin_event("plugin.trust", "ok", verified)
-        with self._write() as (session, head):
+        with self._write() as (session, writer):
             row = session.execute(
                 sa.select(Plugin).where(Plugin.content_digest == verified.content_digest)
             ).scalar_one_or_none()
@@ -461,7 +475,7 @@ class Registry:
                     "threshold": row.threshold,
                     "created": created,
                 }
-                self._audit(session, head, replace(event, details=details), at)
+                self._audit(session, writer, replace(event, details=details), at)
             session.flush()
             info = PluginInfo.of(row)
             newer = self._newest_version(session, verified.name)
@@ -503,7 +517,7 @@ class Registry:
         if (digest is None) == (name is None):
             raise UsageError("revoke NAME, NAME@VERSION or --digest DIGEST (one of them)")
         at = _now()
-        with self._write() as (session, head):
+        with self._write() as (session, writer):
             stmt = sa.select(Plugin).where(Plugin.revoked_at.is_(None))
             if digest is not None:
                 stmt = stmt.where(Plugin.content_digest == digest)
@@ -520,7 +534,7 @@ class Registry:
                 row.revoked_at, row.revoked_by, row.revoked_reason = at, self.actor, reason
                 self._audit(
                     session,
-                    head,
+                    writer,
                     AuditEvent(
                         "plugin.revoke",
                         "ok",
@@ -601,9 +615,16 @@ class Registry:
         Raises:
             VerificationError: the reason it may not.
         """
-        with self._read_connection() as connection:
-            verified = verify(tree, self._trusted_keys(connection), at=at, threshold=threshold)
-            versions = connection.execute(_VERSIONS, {"name": verified.name}).all()
+        sql = Statements.of(self.engine)
+        with self._errors(), sql.transaction(self.engine, write=False) as cursor:
+            verified = verify(tree, self._trusted_keys(cursor), at=at, threshold=threshold)
+            versions = [
+                _Version(digest, version, bool(pinned), int(threshold_), sql.time_in(revoked_at),
+                         reason)
+                for digest, version, pinned, threshold_, revoked_at, reason in cursor.rows(
+                    sql.versions, (verified.name,)
+                )
+            ]  # fmt: skip
         row = next((v for v in versions if v.content_digest == verified.content_digest), None)
         trusted = [SemVer.parse(v.version) for v in versions if v.revoked_at is None]
         newest = str(max(trusted)) if trusted else None

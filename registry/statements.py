@@ -1,0 +1,120 @@
+"""The few statements run for every load and every decision, in the driver's own SQL.
+
+Loading a plugin reads the keys and the trusted versions of one name, then
+appends one audit event. Through SQLAlchemy's statement and transaction
+machinery that costs about a millisecond; on a DBAPI connection from the same
+pool it costs a tenth of that, which is most of what a verified load adds to a
+bare ``dlopen``. Only these statements, whose tables and columns are fixed by
+migrations/, are written out here (tests/registry/test_statements.py checks
+them against the models); everything else goes through SQLAlchemy.
+
+The transactions keep the registry's rules (see registry.db): on SQLite a
+writer takes the lock with ``BEGIN IMMEDIATE``, and a decision record may skip
+the fsync (``synchronous=NORMAL``) while a change never does; on PostgreSQL the
+chain head is locked with ``SELECT ... FOR UPDATE``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy.engine import Connection, Engine
+
+__all__ = ["Cursor", "Statements"]
+
+_EVENT_COLUMNS = (
+    "seq", "at", "actor", "action", "outcome", "plugin", "version", "digest", "keyids",
+    "reason", "details", "prev_hash", "hash",
+)  # fmt: skip
+
+
+class Statements:
+    """Hot-path SQL for one dialect."""
+
+    def __init__(self, dialect_name: str, paramstyle: str) -> None:
+        self.sqlite = dialect_name == "sqlite"
+        mark = "?" if paramstyle == "qmark" else "%s"
+
+        def marks(n: int) -> str:
+            return ", ".join([mark] * n)
+
+        self.keys = (
+            "SELECT name, public_key, scopes, expires_at, revoked_at, revoked_reason FROM keys"
+        )
+        self.versions = (
+            "SELECT content_digest, version, pinned, threshold, revoked_at, revoked_reason "
+            f"FROM plugins WHERE name = {mark}"
+        )
+        self.lock_head = "SELECT seq, hash FROM audit_chain_head WHERE id = 1" + (
+            "" if self.sqlite else " FOR UPDATE"
+        )
+        self.insert_event = (
+            f"INSERT INTO audit_events ({', '.join(_EVENT_COLUMNS)}) "
+            f"VALUES ({marks(len(_EVENT_COLUMNS))})"
+        )
+        self.insert_key = f"INSERT INTO audit_event_keys (keyid, seq) VALUES ({marks(2)})"
+        self.move_head = f"UPDATE audit_chain_head SET seq = {mark}, hash = {mark} WHERE id = 1"
+
+    @classmethod
+    def of(cls, engine: Engine) -> Statements:
+        return cls(engine.dialect.name, engine.dialect.paramstyle)
+
+    # SQLAlchemy stores datetimes on SQLite as naive UTC text in this exact form.
+    def time_out(self, value: datetime) -> datetime | str:
+        if not self.sqlite:
+            return value
+        return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+
+    @staticmethod
+    def time_in(value: datetime | str | None) -> datetime | None:
+        if value is None:
+            return None
+        if isinstance(value, str):
+            parsed = datetime.fromisoformat(value)
+            return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed
+        return value.astimezone(UTC)
+
+    @contextlib.contextmanager
+    def transaction(
+        self, engine: Engine, *, write: bool, decision_record: bool = False
+    ) -> Iterator[Cursor]:
+        """A transaction on a pooled DBAPI connection, outside SQLAlchemy's machinery."""
+        raw = engine.raw_connection()
+        cursor = raw.cursor()
+        try:
+            if self.sqlite:
+                synchronous = "NORMAL" if decision_record else "FULL"
+                if raw.info.get("vtreg_synchronous") != synchronous:
+                    cursor.execute(f"PRAGMA synchronous = {synchronous}")
+                    raw.info["vtreg_synchronous"] = synchronous
+                cursor.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+            yield Cursor(cursor, self)
+            raw.commit()
+        except BaseException:
+            raw.rollback()
+            raise
+        finally:
+            cursor.close()
+            raw.close()  # back to the pool
+
+    def within(self, connection: Connection) -> Cursor:
+        """A cursor in ``connection``'s current SQLAlchemy transaction (for ORM writes)."""
+        return Cursor(connection.connection.cursor(), self)
+
+
+class Cursor:
+    """A DBAPI cursor and the statements of its dialect."""
+
+    def __init__(self, cursor: Any, statements: Statements) -> None:
+        self._cursor = cursor
+        self.sql = statements
+
+    def rows(self, statement: str, params: Sequence[Any] = ()) -> list[Any]:
+        self._cursor.execute(statement, tuple(params))
+        return list(self._cursor.fetchall()) if self._cursor.description else []
+
+    def many(self, statement: str, rows: Sequence[Sequence[Any]]) -> None:
+        self._cursor.executemany(statement, [tuple(r) for r in rows])

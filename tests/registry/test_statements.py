@@ -1,0 +1,39 @@
+"""The hand-written hot-path SQL names only columns the schema (owned by Alembic) has."""
+
+from __future__ import annotations
+
+import re
+
+from registry.models import AuditEvent, AuditEventKey, ChainHead, Key, Plugin
+from registry.statements import _EVENT_COLUMNS, Statements
+
+
+def _columns(statement: str) -> set[str]:
+    if statement.startswith("INSERT"):
+        listed = re.search(r"\(([^)]*)\) VALUES", statement)
+    elif statement.startswith("SELECT"):
+        listed = re.search(r"SELECT (.*) FROM", statement)
+    else:
+        return set(re.findall(r"(\w+) = ", statement))
+    assert listed is not None, statement
+    return {c.strip() for c in listed.group(1).split(",")}
+
+
+def test_event_columns_are_every_column_of_the_model() -> None:
+    assert set(_EVENT_COLUMNS) == {c.name for c in AuditEvent.__table__.columns}
+
+
+def test_statements_name_only_real_columns() -> None:
+    sql = Statements("postgresql", "pyformat")
+    for table, statement in (
+        (Key, sql.keys),
+        (Plugin, sql.versions),
+        (ChainHead, sql.lock_head),
+        (AuditEvent, sql.insert_event),
+        (AuditEventKey, sql.insert_key),
+        (ChainHead, sql.move_head),
+    ):
+        columns = {c.name for c in table.__table__.columns}
+        assert _columns(statement) <= columns, statement
+    assert sql.lock_head.endswith("FOR UPDATE")
+    assert not Statements("sqlite", "qmark").lock_head.endswith("FOR UPDATE")
