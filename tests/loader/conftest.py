@@ -16,7 +16,7 @@ from verifier.verify import sign
 
 MODES = {
     "echo": 0, "null": 1, "bad-utf8": 2, "not-json": 3, "bad-shape": 4, "segv": 5,
-    "abort": 6, "hang": 7, "hog": 8, "concurrency": 9, "print": 10,
+    "abort": 6, "hang": 7, "hog": 8, "concurrency": 9, "print": 10, "fail": 11,
 }  # fmt: skip
 
 

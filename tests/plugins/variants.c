@@ -7,7 +7,7 @@
  *   -DNO_EXECUTE                                     does not export vtcode_plugin_execute
  *   -DNO_FREE                                        does not export vtcode_plugin_free_string
  *   -DMARKER='"/path"'                               a constructor creates /path when loaded
- *   -DMODE=n                                         what execute() does (see below)
+ *   -DMODE=n                                         what execute() does (MODE_* below)
  *
  * execute() output always includes "frees": how many strings the host has
  * freed so far with vtcode_plugin_free_string.
@@ -49,6 +49,7 @@
 #define MODE_HOG 8
 #define MODE_CONCURRENCY 9
 #define MODE_PRINT 10
+#define MODE_FAIL 11
 #ifndef MODE
 #define MODE MODE_ECHO
 #endif
@@ -142,6 +143,9 @@ const char *vtcode_plugin_execute(const char *context_json) {
         snprintf(extra, sizeof extra, ",\"max_active\":%d", atomic_load(&max_active));
         return result(extra);
     }
+    case MODE_FAIL:
+        return give("{\"success\":false,\"output\":{},\"error\":\"no greeting today\","
+                    "\"files\":[]}");
     case MODE_PRINT:
         printf("plugin chatter on stdout\n");
         fflush(stdout);
