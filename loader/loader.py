@@ -231,18 +231,16 @@ class PluginLoader:
         """
         at = datetime.now(UTC)
         label = str(path)
-        claimed: list[str | None] = [None, None]
+        seen: list[PluginTree] = []  # what was captured, to label a refusal
         try:
             directory = self._resolve(path)
             label = str(directory)
-            return self._load(directory, at, claimed)
+            return self._load(directory, at, seen)
         except VerificationError as e:
-            self._record_refusal(label, e, claimed)
+            self._record_refusal(label, e, seen[-1].manifest if seen else None)
             raise
 
-    def _record_refusal(
-        self, label: str, error: VerificationError, claimed: list[str | None]
-    ) -> None:
+    def _record_refusal(self, label: str, error: VerificationError, manifest: bytes | None) -> None:
         details: dict[str, object] = {"path": label, "error": type(error).__name__}
         name: str | None
         version: str | None
@@ -250,7 +248,7 @@ class PluginLoader:
         if error.subject is not None:
             name, version, digest = error.subject
         else:  # refused before anything was authenticated: label it with what plugin.json claims
-            name, version, digest = claimed[0], claimed[1], None
+            (name, version), digest = claimed_identity(manifest), None
             details["unverified_name"] = True
         self.audit.record(
             AuditEvent(
@@ -265,12 +263,12 @@ class PluginLoader:
             )
         )
 
-    def _load(self, directory: Path, at: datetime, claimed: list[str | None]) -> NativePlugin:
+    def _load(self, directory: Path, at: datetime, seen: list[PluginTree]) -> NativePlugin:
         fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
         images: dict[str, SealedFile] = {}
         try:
             self._check_opened(fd, directory)
-            verified = self._capture_and_decide(directory, fd, images, at, claimed)
+            verified = self._capture_and_decide(directory, fd, images, at, seen)
             # The statement covers every file, so the signed library was captured.
             image = images[verified.library]
             image.seal()
@@ -307,7 +305,7 @@ class PluginLoader:
         fd: int,
         images: dict[str, SealedFile],
         at: datetime,
-        claimed: list[str | None],
+        seen: list[PluginTree],
     ) -> VerifiedPlugin:
         def sink_for(rel: str) -> SealedFile | None:
             if "/" in rel or not rel.endswith(LIBRARY_SUFFIXES):
@@ -316,7 +314,7 @@ class PluginLoader:
             return images[rel]
 
         tree = capture(directory, dir_fd=fd, sink_for=sink_for)
-        claimed[:] = claimed_identity(tree.manifest)
+        seen.append(tree)
         try:
             return self.trust.authorize(tree, at=at)
         except DigestsMissingError as e:

@@ -181,8 +181,10 @@ class _Hashing:
         return {a: h.hexdigest() for a, h in zip(self._algorithms, self._hashers, strict=True)}
 
 
-def _hash_simple(fd: int, hashing: _Hashing) -> None:
-    buf = bytearray(_CHUNK)
+def _hash_simple(fd: int, hashing: _Hashing, size_hint: int = _CHUNK) -> None:
+    # A buffer sized to the file: most plugin files are small, and a zeroed
+    # 1 MiB allocation per file would cost more than reading them.
+    buf = bytearray(min(_CHUNK, max(size_hint, 0) + 4096))
     view = memoryview(buf)
     while n := os.readv(fd, [buf]):
         hashing.update(view[:n])
@@ -359,10 +361,10 @@ class _Walker:
             if top and name == MANIFEST_FILE:
                 self.manifest = read_fd_bounded(fd, MAX_MANIFEST_BYTES, MANIFEST_FILE)
                 hashing.update(memoryview(self.manifest))
-            elif os.fstat(fd).st_size >= _PIPELINE_MIN_SIZE:
+            elif (size := os.fstat(fd).st_size) >= _PIPELINE_MIN_SIZE:
                 (_hash_mapped if self.mapped else _hash_pipelined)(fd, hashing)
             else:
-                _hash_simple(fd, hashing)
+                _hash_simple(fd, hashing, size)
             self.files[rel] = CapturedFile(rel, hashing.size, hashing.digests(), hashing.head)
         except OSError as e:
             raise NotFoundError(f"cannot read {rel} in {self.root}: {e.strerror}") from e

@@ -48,6 +48,7 @@ from .errors import (
     FormatError,
     SignatureError,
     UsageError,
+    VerificationError,
     VtregError,
 )
 from .keys import PublicKey, SigningKey
@@ -147,7 +148,12 @@ class SignedStatement:
             ContentError: a file is missing, extra or changed.
             FormatError: the statement is inconsistent with plugin.json.
         """
-        manifest = _check_tree(self.statement, tree)
+        try:
+            manifest = _check_tree(self.statement, tree)
+        except VerificationError as e:
+            # Say whose valid signature this refused directory carried.
+            e.keyids = e.keyids or tuple(sorted({c.keyid for c in self.checks if c.keyid}))
+            raise
         predicate = self.predicate
         return VerifiedPlugin(
             name=predicate.name,
