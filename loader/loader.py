@@ -25,6 +25,7 @@ from __future__ import annotations
 import ctypes
 import logging
 import os
+import resource
 import stat
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
@@ -91,7 +92,6 @@ def _unique_path(image: SealedFile) -> str:
     is rarely offered twice; the probe catches the cases where it is.
     """
     global _next_fd
-    import resource
 
     ceiling = resource.getrlimit(resource.RLIMIT_NOFILE)[0] - 16
     fresh = True  # the number memfd_create gave is usually one a closed image had

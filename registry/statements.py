@@ -17,6 +17,7 @@ chain head is locked with ``SELECT ... FOR UPDATE``.
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -60,7 +61,7 @@ class Statements:
 
     @classmethod
     def of(cls, engine: Engine) -> Statements:
-        return cls(engine.dialect.name, engine.dialect.paramstyle)
+        return _statements(engine.dialect.name, engine.dialect.paramstyle)
 
     # SQLAlchemy stores datetimes on SQLite as naive UTC text in this exact form.
     def time_out(self, value: datetime) -> datetime | str:
@@ -118,3 +119,8 @@ class Cursor:
 
     def many(self, statement: str, rows: Sequence[Sequence[Any]]) -> None:
         self._cursor.executemany(statement, [tuple(r) for r in rows])
+
+
+@functools.cache
+def _statements(dialect_name: str, paramstyle: str) -> Statements:
+    return Statements(dialect_name, paramstyle)
