@@ -9,12 +9,10 @@ first use: the isolation worker imports only the ABI module.
 
 from __future__ import annotations
 
-import importlib
+from verifier._lazy import lazy_exports
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
 if TYPE_CHECKING:
-    from typing import Any
-
     from .abi import PLUGIN_ABI_VERSION, AbiError, PluginCallError
     from .loader import KeyPolicy, PluginLoader
     from .native import NativePlugin, PluginContext, PluginMetadata, PluginResult
@@ -26,7 +24,6 @@ _EXPORTS = {
     "native": ("NativePlugin", "PluginContext", "PluginMetadata", "PluginResult"),
     "protocols": ("AuditEvent", "AuditSink", "TrustPolicy"),
 }
-_MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
 
 __all__ = [
     "PLUGIN_ABI_VERSION",
@@ -43,11 +40,4 @@ __all__ = [
     "TrustPolicy",
 ]
 
-
-def __getattr__(name: str) -> Any:
-    module = _MODULE_OF.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_exports(__name__, _EXPORTS)

@@ -42,7 +42,6 @@ from verifier.errors import (
 )
 from verifier.keys import PublicKey
 from verifier.layout import MANIFEST_FILE
-from verifier.manifest import claimed_identity
 from verifier.platforms import host_platform
 from verifier.platforms import library_filename as platform_library_filename
 from verifier.verify import TrustedKey, VerifiedPlugin, verify
@@ -241,26 +240,8 @@ class PluginLoader:
             raise
 
     def _record_refusal(self, label: str, error: VerificationError, manifest: bytes | None) -> None:
-        details: dict[str, object] = {"path": label, "error": type(error).__name__}
-        name: str | None
-        version: str | None
-        digest: str | None
-        if error.subject is not None:
-            name, version, digest = error.subject
-        else:  # refused before anything was authenticated: label it with what plugin.json claims
-            (name, version), digest = claimed_identity(manifest), None
-            details["unverified_name"] = True
         self.audit.record(
-            AuditEvent(
-                "plugin.load",
-                "refused",
-                plugin=name,
-                version=version,
-                digest=digest,
-                keyids=error.keyids,
-                reason=str(error),
-                details=details,
-            )
+            AuditEvent.refusal("plugin.load", error, manifest=manifest, details={"path": label})
         )
 
     def _load(self, directory: Path, at: datetime, seen: list[PluginTree]) -> NativePlugin:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import threading
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import pydantic
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr
@@ -86,26 +86,25 @@ def _first_problem(error: pydantic.ValidationError) -> str:
     return f"{where}: {detail['msg']}"
 
 
+_Model = TypeVar("_Model", bound=BaseModel)
+
+
+def _decode(model: type[_Model], data: bytes, label: str, what: str, shape: str) -> _Model:
+    document = _json_document(data, label, what)
+    try:
+        return model.model_validate(document)
+    except pydantic.ValidationError as e:
+        raise PluginCallError(f"{label}: {what} is not {shape} ({_first_problem(e)})") from e
+
+
 def decode_metadata(data: bytes, label: str) -> PluginMetadata:
     """Parse ``vtcode_plugin_metadata()`` output or raise :class:`PluginCallError`."""
-    document = _json_document(data, label, "metadata")
-    try:
-        return PluginMetadata.model_validate(document)
-    except pydantic.ValidationError as e:
-        raise PluginCallError(
-            f"{label}: metadata is not plugin metadata ({_first_problem(e)})"
-        ) from e
+    return _decode(PluginMetadata, data, label, "metadata", "plugin metadata")
 
 
 def decode_result(data: bytes, label: str) -> PluginResult:
     """Parse ``vtcode_plugin_execute()`` output or raise :class:`PluginCallError`."""
-    document = _json_document(data, label, "result")
-    try:
-        return PluginResult.model_validate(document)
-    except pydantic.ValidationError as e:
-        raise PluginCallError(
-            f"{label}: result is not a plugin result ({_first_problem(e)})"
-        ) from e
+    return _decode(PluginResult, data, label, "result", "a plugin result")
 
 
 class Backend(Protocol):

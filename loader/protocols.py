@@ -13,6 +13,8 @@ from datetime import datetime
 from typing import Protocol, runtime_checkable
 
 from verifier.capture import PluginTree
+from verifier.errors import VerificationError
+from verifier.manifest import claimed_identity
 from verifier.verify import VerifiedPlugin
 
 __all__ = ["AuditEvent", "AuditSink", "TrustPolicy"]
@@ -34,6 +36,41 @@ class AuditEvent:
     keyids: tuple[str, ...] = ()
     reason: str | None = None
     details: Mapping[str, object] = field(default_factory=dict)
+
+    @classmethod
+    def refusal(
+        cls,
+        action: str,
+        error: VerificationError,
+        *,
+        manifest: bytes | None,
+        details: Mapping[str, object],
+    ) -> AuditEvent:
+        """The record of a refusal, labelled with what was refused.
+
+        After the signatures checked out the error names the authenticated
+        plugin; before that, the refusal is labelled with the name plugin.json
+        claims (``manifest``), marked ``unverified_name`` in the details.
+        """
+        extra: dict[str, object] = {"error": type(error).__name__}
+        plugin: str | None
+        release: str | None
+        content: str | None
+        if error.subject is not None:
+            plugin, release, content = error.subject
+        else:
+            (plugin, release), content = claimed_identity(manifest), None
+            extra["unverified_name"] = True
+        return cls(
+            action,
+            "refused",
+            plugin=plugin,
+            version=release,
+            digest=content,
+            keyids=error.keyids,
+            reason=str(error),
+            details={**details, **extra},
+        )
 
 
 @runtime_checkable

@@ -34,7 +34,7 @@ from verifier.errors import (
     VerificationError,
 )
 from verifier.keys import PublicKey
-from verifier.manifest import SemVer, check_plugin_name, claimed_identity
+from verifier.manifest import SemVer, check_plugin_name
 from verifier.verify import TrustedKey, VerifiedPlugin, verify
 
 from . import audit
@@ -690,39 +690,8 @@ class Registry:
     def _record_refusal(
         self, action: str, tree: PluginTree, error: VerificationError, at: datetime
     ) -> None:
-        details: dict[str, object] = {"path": tree.root}
-        name: str | None
-        version: str | None
-        digest: str | None
-        if error.subject is not None:
-            name, version, digest = error.subject
-        else:  # refused before anything was authenticated: label it with what plugin.json claims
-            (name, version), digest = claimed_identity(tree.manifest), None
-            details["unverified_name"] = True
-        self.record_refusal(
-            action, error, plugin=name, version=version, digest=digest, at=at, details=details
-        )
-
-    def record_refusal(
-        self,
-        action: str,
-        error: VerificationError,
-        *,
-        plugin: str | None = None,
-        version: str | None = None,
-        digest: str | None = None,
-        at: datetime | None = None,
-        details: dict[str, object] | None = None,
-    ) -> None:
-        event = AuditEvent(
-            action,
-            "refused",
-            plugin=plugin,
-            version=version,
-            digest=digest,
-            keyids=error.keyids,
-            reason=str(error),
-            details={"error": type(error).__name__, **(details or {})},
+        event = AuditEvent.refusal(
+            action, error, manifest=tree.manifest, details={"path": tree.root}
         )
         self.record(event, at=at)
 

@@ -8,13 +8,11 @@ cryptography.
 
 from __future__ import annotations
 
-import importlib
+from ._lazy import lazy_exports
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up path)
 
 if TYPE_CHECKING:
-    from typing import Any
-
     from .capture import CapturedFile, PluginTree, capture
     from .envelope import PAYLOAD_TYPE, PREDICATE_TYPE, Envelope, Statement
     from .errors import (
@@ -84,7 +82,6 @@ _EXPORTS = {
         "verify_envelope",
     ),
 }
-_MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
 
 __all__ = [
     "PAYLOAD_TYPE",
@@ -129,11 +126,4 @@ __all__ = [
     "verify_envelope",
 ]
 
-
-def __getattr__(name: str) -> Any:
-    module = _MODULE_OF.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_exports(__name__, _EXPORTS)

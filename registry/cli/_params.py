@@ -42,9 +42,12 @@ def parse_time(text: str) -> datetime:
 
 
 class TimeOrDuration(click.ParamType[datetime, object]):
-    """``90d`` / ``12h`` / ``2w`` / ``1y`` from now, or an absolute date/time."""
+    """A date/time, or a duration from now: ahead (``90d``, ``1y``) or, with
+    ``ago=True``, back (``24h``, ``7d``)."""
 
-    name = "DURATION|DATE"
+    def __init__(self, *, ago: bool = False) -> None:
+        self.ago = ago
+        self.name = "TIME|DURATION" if ago else "DURATION|DATE"
 
     def convert(
         self, value: object, param: click.Parameter | None, ctx: click.Context | None
@@ -55,11 +58,14 @@ class TimeOrDuration(click.ParamType[datetime, object]):
         match = _DURATION.fullmatch(text)
         try:
             if match:
-                return utc_now() + timedelta(seconds=int(match[1]) * _UNITS[match[2]])
+                span = timedelta(seconds=int(match[1]) * _UNITS[match[2]])
+                return utc_now() - span if self.ago else utc_now() + span
             return parse_time(text)
         except (ValueError, OverflowError):
+            example = "24h or 7d (ago)" if self.ago else "90d, 12h, 2w, 1y"
             self.fail(
-                f"{text!r} is neither a duration like 90d, 12h, 2w, 1y nor a date like 2027-01-31",
+                f"{text!r} is neither a date/time like 2027-01-31 or 2026-11-24T08:00:00Z "
+                f"nor a duration like {example}",
                 param,
                 ctx,
             )
@@ -102,33 +108,8 @@ class Name(click.ParamType[str, object]):
         return text
 
 
-class PastTime(click.ParamType[datetime, object]):
-    """A date/time, or a duration meaning that long ago (``24h``, ``7d``)."""
-
-    name = "TIME|DURATION"
-
-    def convert(
-        self, value: object, param: click.Parameter | None, ctx: click.Context | None
-    ) -> datetime:
-        if isinstance(value, datetime):
-            return value
-        text = str(value).strip()
-        match = _DURATION.fullmatch(text)
-        try:
-            if match:
-                return utc_now() - timedelta(seconds=int(match[1]) * _UNITS[match[2]])
-            return parse_time(text)
-        except (ValueError, OverflowError):
-            self.fail(
-                f"{text!r} is neither a date/time like 2026-11-24T08:00:00Z nor a duration "
-                "like 24h or 7d",
-                param,
-                ctx,
-            )
-
-
 TIME_OR_DURATION = TimeOrDuration()
-PAST_TIME = PastTime()
+PAST_TIME = TimeOrDuration(ago=True)
 TIME = Time()
 NAME = Name()
 

@@ -188,7 +188,7 @@ def test_read_only_database_file(tmp_path: Path, keys: Path, plugin_factory: Plu
         pytest.param(["revoke", "ghost", "--reason", "x"], 3, "nothing trusted matches ghost", id="revoke-nothing"),
         pytest.param(["revoke", "--reason", "x"], 2, "exactly one", id="revoke-no-target"),
         pytest.param(["audit", "--since", "last tuesday"], 2, "is neither a date/time", id="malformed-since"),
-        pytest.param(["key", "add", "/dev/null", "--expires", "yesterday"], 2, "neither a duration", id="bad-expiry"),
+        pytest.param(["key", "add", "/dev/null", "--expires", "yesterday"], 2, "nor a duration like 90d", id="bad-expiry"),
     ],
 )  # fmt: skip
 def test_bad_operator_input(home: dict[str, str], args: list[str], code: int, pattern: str) -> None:

@@ -318,7 +318,7 @@ def test_sign_with_expiry(plugin_factory: PluginFactory, keys: Path) -> None:
     assert statement["predicate"]["expires"].endswith("Z")
     bad = run_cli("sign", plugin, "--key", keys / "alice.key", "--expires", "soon")
     assert bad.code == 2
-    assert "is neither a duration" in bad.stderr
+    assert "is neither a date/time" in bad.stderr
 
 
 # --- could not decide: exit 3, one line ---
