@@ -32,7 +32,7 @@ from .layout import MANIFEST_FILE, MAX_MANIFEST_BYTES, MAX_SIGNATURE_BYTES, SIGN
 
 __all__ = [
     "DEFAULT_ALGORITHMS",
-    "MAX_FILES",
+    "MAX_ENTRIES",
     "CapturedFile",
     "PendingCapture",
     "PluginTree",
@@ -40,7 +40,7 @@ __all__ = [
     "capture",
 ]
 
-MAX_FILES = 10_000
+MAX_ENTRIES = 10_000  # files and directories together
 MAX_DEPTH = 32
 DEFAULT_ALGORITHMS: tuple[str, ...] = ("sha256",)
 
@@ -181,16 +181,23 @@ class _Hashing:
         return {a: h.hexdigest() for a, h in zip(self._algorithms, self._hashers, strict=True)}
 
 
-def _hash_simple(fd: int, hashing: _Hashing, size_hint: int = _CHUNK) -> None:
+# Every hashing function reads a file up to the size it had when it was opened,
+# never further: a file that keeps growing cannot keep us reading (and filling a
+# sealed copy) for ever. What lies beyond is then checked by _check_no_more.
+
+
+def _hash_simple(fd: int, hashing: _Hashing, size: int) -> None:
     # A buffer sized to the file: most plugin files are small, and a zeroed
     # 1 MiB allocation per file would cost more than reading them.
-    buf = bytearray(min(_CHUNK, max(size_hint, 0) + 4096))
+    buf = bytearray(min(_CHUNK, max(size, 0) + 1))
     view = memoryview(buf)
-    while n := os.readv(fd, [buf]):
+    remaining = size
+    while remaining > 0 and (n := os.readv(fd, [view[: min(len(buf), remaining)]])):
         hashing.update(view[:n])
+        remaining -= n
 
 
-def _hash_pipelined(fd: int, hashing: _Hashing) -> None:
+def _hash_pipelined(fd: int, hashing: _Hashing, size: int) -> None:
     """Read in one thread, hash in this one and feed the sink in a third, buffer by buffer.
 
     All three release the GIL for the real work (read, digest update, write),
@@ -216,11 +223,16 @@ def _hash_pipelined(fd: int, hashing: _Hashing) -> None:
             if users[id(buf)] == 0:
                 free.put(buf)
 
+    remaining = size
+
     def reader() -> None:
+        nonlocal remaining
         try:
             while not stop.is_set():
                 buf = free.get()
-                n = os.readv(fd, [buf]) if buf else 0
+                want = min(len(buf), remaining)
+                n = os.readv(fd, [memoryview(buf)[:want]]) if want else 0
+                remaining -= n
                 with lock:
                     users[id(buf)] = consumers
                 to_hash.put((buf, n))
@@ -270,14 +282,13 @@ def _hash_pipelined(fd: int, hashing: _Hashing) -> None:
         raise write_errors[0]
 
 
-def _hash_mapped(fd: int, hashing: _Hashing) -> None:
+def _hash_mapped(fd: int, hashing: _Hashing, size: int) -> None:
     """Hash through read-only mmap windows: no copy into user space, one GIL release a window.
 
     Touching a page of a file that someone truncates meanwhile raises SIGBUS,
     which kills the process. Use this only in a disposable child process
     (:class:`PendingCapture`) or on a sealed file that cannot shrink.
     """
-    size = os.fstat(fd).st_size
     flags = mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0)
     offset = 0
     while offset < size:
@@ -289,9 +300,12 @@ def _hash_mapped(fd: int, hashing: _Hashing) -> None:
         finally:
             window.close()
         offset += length
-    # The file may have grown since fstat: hash the rest the ordinary way.
-    os.lseek(fd, offset, os.SEEK_SET)
-    _hash_simple(fd, hashing)
+
+
+def _check_no_more(fd: int, hashing: _Hashing, rel: str) -> None:
+    """Refuse a file that has more bytes than it had when it was opened."""
+    if os.pread(fd, 1, hashing.size):
+        raise UnsafeFileError(f"{rel} grew while it was being read")
 
 
 class _Walker:
@@ -308,13 +322,22 @@ class _Walker:
         self.mapped = mapped
         self.files: dict[str, CapturedFile] = {}
         self.manifest: bytes | None = None
+        self.entries = 0
         self.signature: bytes | None = None
 
     def walk(self, dir_fd: int, prefix: str, depth: int) -> None:
         if depth > MAX_DEPTH:
             raise FormatError(f"{prefix.rstrip('/')} is nested deeper than {MAX_DEPTH} levels")
+        entries = []
         with os.scandir(dir_fd) as it:
-            entries = sorted(it, key=lambda e: e.name)
+            for entry in it:  # counted before sorting: an endless listing stops here
+                self.entries += 1
+                if self.entries > MAX_ENTRIES:
+                    raise FormatError(
+                        f"the plugin directory holds more than {MAX_ENTRIES} files and directories"
+                    )
+                entries.append(entry)
+        entries.sort(key=lambda e: e.name)
         for entry in entries:
             name = entry.name
             rel = prefix + name
@@ -354,17 +377,18 @@ class _Walker:
             if top and name == SIGNATURE_FILE:
                 self.signature = read_fd_bounded(fd, MAX_SIGNATURE_BYTES, SIGNATURE_FILE)
                 return
-            if len(self.files) >= MAX_FILES:
-                raise FormatError(f"the plugin directory holds more than {MAX_FILES} files")
+
             sink = self.sink_for(rel) if self.sink_for else None
             hashing = _Hashing(self.algorithms, sink, keep_head=top)
             if top and name == MANIFEST_FILE:
                 self.manifest = read_fd_bounded(fd, MAX_MANIFEST_BYTES, MANIFEST_FILE)
                 hashing.update(memoryview(self.manifest))
             elif (size := os.fstat(fd).st_size) >= _PIPELINE_MIN_SIZE:
-                (_hash_mapped if self.mapped else _hash_pipelined)(fd, hashing)
+                (_hash_mapped if self.mapped else _hash_pipelined)(fd, hashing, size)
+                _check_no_more(fd, hashing, rel)
             else:
                 _hash_simple(fd, hashing, size)
+                _check_no_more(fd, hashing, rel)
             self.files[rel] = CapturedFile(rel, hashing.size, hashing.digests(), hashing.head)
         except OSError as e:
             raise NotFoundError(f"cannot read {rel} in {self.root}: {e.strerror}") from e

@@ -1,10 +1,11 @@
 """Small, careful file IO: bounded reads and all-or-nothing writes.
 
-Writes go to an anonymous ``O_TMPFILE`` inode in the target directory and are
-linked into place only once complete and fsync'ed, so an interrupted process
-(even ``kill -9``) leaves either the old file or the new one, never half of
-one, and no stray temporary file inside a plugin directory (where it would
-change the signed content).
+Writes go to an anonymous ``O_TMPFILE`` inode on the target's filesystem and
+are linked into place only once complete and fsync'ed, so an interrupted
+process (even ``kill -9``) leaves either the old file or the new one, never
+half of one. A replacement is given a temporary name in the directory *above*
+the target while it waits for the rename, so no stray file can appear inside a
+plugin directory (where it would change the signed content).
 """
 
 from __future__ import annotations
@@ -101,13 +102,27 @@ def _temp_name(name: str) -> str:
     return f".{name}.{os.urandom(6).hex()}.tmp"
 
 
+def _stage_dir(parent: str, dir_fd: int) -> int:
+    """Where a replacement waits for its rename: one level up when possible.
+
+    A temporary name must never appear, even for a moment a ``kill -9`` could
+    freeze, in the target directory: a plugin directory is signed whole, so a
+    stray file there would itself change the content.
+    """
+    try:
+        return os.open(os.path.dirname(parent) or "/", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError:
+        return dir_fd
+
+
 def _place(path: str, data: bytes, mode: int, *, replace: bool) -> None:
     """Write ``data`` to ``path`` all-or-nothing; with ``replace=False`` never clobber."""
     parent, name = os.path.split(os.path.abspath(path))
     dir_fd = os.open(parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    stage_fd = _stage_dir(parent, dir_fd) if replace else dir_fd
+    temp_name: str | None = None
     try:
-        fd = _open_anonymous(dir_fd, mode)
-        temp_name: str | None = None
+        fd = _open_anonymous(dir_fd, mode)  # an unnamed inode on the target's filesystem
         if fd is None:
             temp_name = _temp_name(name)
             fd = os.open(
@@ -116,27 +131,36 @@ def _place(path: str, data: bytes, mode: int, *, replace: bool) -> None:
                 mode,
                 dir_fd=dir_fd,
             )
+            stage_fd = dir_fd  # a named file stays where it was made
         try:
             _write_all(fd, data, mode)
-            if temp_name is None and not replace:
-                # linkat() of the anonymous inode fails with EEXIST rather than clobber.
-                os.link(f"/proc/self/fd/{fd}", name, dst_dir_fd=dir_fd)
+            if not replace:
+                # linkat() fails with EEXIST rather than clobber.
+                if temp_name is None:
+                    os.link(f"/proc/self/fd/{fd}", name, dst_dir_fd=dir_fd)
+                else:
+                    os.link(temp_name, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
             else:
                 if temp_name is None:
                     temp_name = _temp_name(name)
-                    os.link(f"/proc/self/fd/{fd}", temp_name, dst_dir_fd=dir_fd)
-                try:
-                    if replace:
-                        os.replace(temp_name, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
-                    else:
-                        os.link(temp_name, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
-                finally:
-                    with contextlib.suppress(FileNotFoundError):
-                        os.unlink(temp_name, dir_fd=dir_fd)
+                    try:
+                        os.link(f"/proc/self/fd/{fd}", temp_name, dst_dir_fd=stage_fd)
+                    except OSError:
+                        if stage_fd == dir_fd:  # pragma: no cover - nowhere else to try
+                            raise
+                        os.close(stage_fd)  # another filesystem, or not writable: stay here
+                        stage_fd = dir_fd
+                        os.link(f"/proc/self/fd/{fd}", temp_name, dst_dir_fd=stage_fd)
+                os.replace(temp_name, name, src_dir_fd=stage_fd, dst_dir_fd=dir_fd)
         finally:
             os.close(fd)
+            if temp_name is not None:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(temp_name, dir_fd=stage_fd)
         os.fsync(dir_fd)
     finally:
+        if stage_fd != dir_fd:
+            os.close(stage_fd)
         os.close(dir_fd)
 
 

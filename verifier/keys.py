@@ -15,6 +15,7 @@ file whose comment disagrees is refused.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import os
 import re
@@ -70,6 +71,9 @@ class PublicKey:
     def __post_init__(self) -> None:
         if len(self.raw) != 32:
             raise KeyFileError(f"an ed25519 public key is 32 bytes, found {len(self.raw)}")
+        problem = _weak_point(self.raw)
+        if problem is not None:
+            raise KeyFileError(f"not a usable ed25519 public key: {problem}")
         object.__setattr__(self, "keyid", keyid_of(self.raw))
 
     def verify(self, signature: bytes, message: bytes) -> bool:
@@ -99,6 +103,53 @@ class PublicKey:
     def label(self) -> str:
         """``keyid-prefix (name)`` for messages."""
         return f"{self.short_id}({self.name})" if self.name else self.short_id
+
+
+# --- refusing weak public keys ---
+#
+# A public key of small order (the identity, or a point of order 2, 4 or 8)
+# accepts forged signatures: with R = identity and S = 0, "verification"
+# succeeds for any message, and OpenSSL does not refuse such keys. Several of
+# them, each with its own key id, would also meet a k-of-n threshold together.
+# So every public key is decoded here and refused if it is not canonically
+# encoded, not on the curve, or of small order (8·A is the identity).
+
+_P = 2**255 - 19
+_D = -121665 * pow(121666, _P - 2, _P) % _P
+_SQRT_M1 = pow(2, (_P - 1) // 4, _P)
+
+
+@functools.lru_cache(maxsize=4096)  # keys are checked each time a registry hands them out
+def _weak_point(encoded: bytes) -> str | None:
+    """Why ``encoded`` is not a usable ed25519 public key, or None if it is."""
+    y = int.from_bytes(encoded, "little") & ((1 << 255) - 1)
+    sign = encoded[31] >> 7
+    if y >= _P:
+        return "non-canonical encoding"
+    yy = y * y % _P
+    u, v = (yy - 1) % _P, (_D * yy + 1) % _P
+    x = u * pow(v, 3, _P) * pow(u * pow(v, 7, _P), (_P - 5) // 8, _P) % _P
+    if v * x * x % _P != u:
+        x = x * _SQRT_M1 % _P
+        if v * x * x % _P != u:
+            return "not a point on the curve"
+    if x == 0 and sign:
+        return "non-canonical encoding"
+    if x & 1 != sign:
+        x = _P - x
+    # Double three times in extended coordinates (X, Y, Z, T) and look for the identity.
+    X, Y, Z = x, y, 1
+    for _ in range(3):
+        A, B = X * X % _P, Y * Y % _P
+        C = 2 * Z * Z % _P
+        H = (A + B) % _P
+        E = (H - (X + Y) * (X + Y)) % _P
+        G = (A - B) % _P
+        F = (C + G) % _P
+        X, Y, Z = E * F % _P, G * H % _P, F * G % _P
+    if X == 0 and Y == Z:
+        return "a point of small order (it would accept forged signatures)"
+    return None
 
 
 class SigningKey:

@@ -266,3 +266,31 @@ def test_cancel_stops_the_child(plugin_factory: PluginFactory) -> None:
     pending = PendingCapture(plugin_factory())
     pending.cancel()
     pending.cancel()  # twice is harmless
+
+
+def test_a_file_that_grows_while_read_is_refused(plugin_factory: PluginFactory) -> None:
+    plugin = plugin_factory()
+    library = plugin / "libbasic.so"
+
+    class GrowOnFirstWrite:
+        def __init__(self) -> None:
+            self.grown = False
+
+        def write(self, data: memoryview) -> int:
+            if not self.grown:
+                with library.open("ab") as f:  # someone appends while we hash
+                    f.write(b"more")
+                self.grown = True
+            return len(data)
+
+    with pytest.raises(UnsafeFileError, match=r"libbasic\.so grew while it was being read"):
+        capture(plugin, sink_for=lambda rel: GrowOnFirstWrite() if rel == "libbasic.so" else None)
+
+
+def test_too_many_entries_are_refused_even_if_empty(tmp_path: Path) -> None:
+    from verifier.capture import MAX_ENTRIES
+
+    for i in range(MAX_ENTRIES + 1):
+        (tmp_path / f"d{i}").mkdir()
+    with pytest.raises(FormatError, match="more than 10000 files and directories"):
+        capture(tmp_path)

@@ -174,3 +174,41 @@ def test_read_bounded_does_not_block_on_a_fifo(tmp_path: Path) -> None:
     worker.join(timeout=10)
     assert not worker.is_alive(), "reading a FIFO blocked"
     assert "is not a regular file" in str(outcome[0])
+
+
+_RENAMER = textwrap.dedent(
+    """
+    import os, sys, time
+    from verifier.files import atomic_write
+
+    real_replace = os.replace
+
+    def stall(*args, **kwargs):
+        print("renaming", flush=True)  # the new file is complete and has its temporary name
+        time.sleep(60)
+
+    os.replace = stall
+    atomic_write(sys.argv[1], b"new signature")
+    """
+)
+
+
+def test_kill_9_just_before_the_rename_leaves_the_plugin_directory_clean(tmp_path: Path) -> None:
+    plugin = tmp_path / "plugins" / "hello"
+    plugin.mkdir(parents=True)
+    target = plugin / "plugin.sig"
+    target.write_bytes(b"old signature")
+    with subprocess.Popen(
+        [sys.executable, "-c", _RENAMER, str(target)], stdout=subprocess.PIPE, text=True
+    ) as proc:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().strip() == "renaming"
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+
+    assert os.listdir(plugin) == ["plugin.sig"]  # nothing that would change the signed content
+    assert target.read_bytes() == b"old signature"
+    [stray] = os.listdir(plugin.parent)[:0] or [
+        n for n in os.listdir(plugin.parent) if n != "hello"
+    ]
+    assert stray.startswith(".plugin.sig.")  # the leftover waits outside the plugin directory
