@@ -8,7 +8,6 @@ starts a fresh child from the same sealed bytes.
 
 from __future__ import annotations
 
-import os
 import signal
 import struct
 import subprocess
@@ -27,6 +26,10 @@ DEFAULT_MEMORY_LIMIT = 512 << 20
 _STARTUP_TIMEOUT = 60.0
 # The worker imports loader and verifier from wherever this process found them.
 _PACKAGE_ROOT = str(Path(__file__).resolve().parent.parent)
+_BOOTSTRAP = (
+    "import sys; sys.path.insert(0, sys.argv[1]); del sys.argv[1]; "
+    "from loader._worker import main; sys.exit(main(sys.argv))"
+)
 
 
 def _describe(status: int | None) -> str:
@@ -68,24 +71,26 @@ class IsolatedLibrary:
             return self._start()
 
     def _start(self) -> tuple[int, bytes]:
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (_PACKAGE_ROOT, env.get("PYTHONPATH")) if p)
+        # -I: ignore PYTHON* variables, the user site and the current directory,
+        # so nothing from wherever the host happens to run can shadow our code;
+        # the worker imports loader and verifier from where this process did.
         self._proc = subprocess.Popen(  # noqa: S603 - our own interpreter and module
-            [sys.executable, "-m", "loader._worker", str(self._image.fd),
+            [sys.executable, "-I", "-c", _BOOTSTRAP, _PACKAGE_ROOT, str(self._image.fd),
              str(self.memory_limit), self.label],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             pass_fds=(self._image.fd,),
-            env=env,
+            cwd="/",
         )  # fmt: skip
         try:
             tag, payload = self._receive(_STARTUP_TIMEOUT)
         except PluginCallError:
             self._stop()
             raise
-        if tag == _wire.ERROR:
+        if tag != _wire.READY or len(payload) < 4:
             self._stop()
-            raise AbiError(f"{self.label}: {payload.decode(errors='replace')}")
+            detail = payload.decode(errors="replace") if tag == _wire.ERROR else "no greeting"
+            raise AbiError(f"{self.label}: {detail}")
         (version,) = struct.unpack(">I", payload[:4])
         return version, payload[4:]
 

@@ -89,3 +89,28 @@ def test_the_worker_runs_the_sealed_copy_not_the_file(build: Build, isolated: Pl
     worker.wait()
     assert plugin.execute().output["mode"] == "echo"  # restarted from the sealed bytes
     plugin.close()
+
+
+def test_the_worker_ignores_the_hosts_directory_and_python_variables(
+    build: Build, isolated: PluginLoader, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A workspace (the agent's current directory, or one on PYTHONPATH) holding
+    # packages named like ours must not run in the worker in their place.
+    marker = tmp_path / "shadow-ran"
+    workspace = tmp_path / "workspace"
+    for package in ("loader", "verifier"):
+        (workspace / package).mkdir(parents=True)
+        (workspace / package / "__init__.py").write_text(
+            f"open({str(marker)!r}, 'w').write('unsigned code ran')\n"
+        )
+    (workspace / "ctypes.py").write_text(f"open({str(marker)!r}, 'w').write('unsigned')\n")
+    plugin_dir = build()
+    monkeypatch.chdir(workspace)
+    monkeypatch.setenv("PYTHONPATH", str(workspace))
+    monkeypatch.setenv("PYTHONSTARTUP", str(workspace / "ctypes.py"))
+
+    plugin = isolated.load_plugin(plugin_dir)
+
+    assert plugin.execute().success
+    assert not marker.exists()
+    plugin.close()
