@@ -34,20 +34,23 @@ from pathlib import Path
 from verifier.capture import PluginTree, capture
 from verifier.errors import (
     DigestsMissingError,
+    NotFoundError,
     PolicyError,
+    SignatureError,
     UnsafeFileError,
     UsageError,
     VerificationError,
     VtregError,
 )
 from verifier.keys import PublicKey
-from verifier.layout import MANIFEST_FILE
+from verifier.layout import MANIFEST_FILE, MAX_MANIFEST_BYTES, SIGNATURE_FILE
+from verifier.manifest import claimed_identity
 from verifier.platforms import host_platform
 from verifier.platforms import library_filename as platform_library_filename
 from verifier.verify import TrustedKey, VerifiedPlugin, verify
 
 from .abi import PLUGIN_ABI_VERSION, AbiError, RawLibrary
-from .capture import LIBRARY_SUFFIXES, SealedFile
+from .capture import SealedFile
 from .isolation import DEFAULT_MEMORY_LIMIT, DEFAULT_TIMEOUT, IsolatedLibrary
 from .native import NativePlugin, decode_metadata
 from .protocols import AuditEvent, AuditSink, TrustPolicy
@@ -133,6 +136,25 @@ class _InProcess:
         """A library loaded into this process stays mapped until the process ends."""
 
 
+def _peek(dir_fd: int, name: str, limit: int) -> bytes | None:
+    """A small top-level file's bytes (unverified), or None if it is missing or not regular.
+
+    Opened without following symlinks or blocking on FIFOs; the capture that
+    follows refuses such files properly.
+    """
+    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
+    try:
+        fd = os.open(name, flags, dir_fd=dir_fd)
+    except OSError:
+        return None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        return os.read(fd, limit) if limit else b""
+    finally:
+        os.close(fd)
+
+
 def _inside(path: Path, directory: Path) -> bool:
     """Component-wise containment: /trusted/x is inside /trusted; /trusted-evil is not."""
     return path.parts[: len(directory.parts)] == directory.parts and path != directory
@@ -191,7 +213,8 @@ class PluginLoader:
         """The library file VT Code loads for plugin ``name`` on this platform."""
         return platform_library_filename(name)
 
-    def _check_writers(self, path: Path, what: str) -> None:
+    @staticmethod
+    def _check_writers(path: Path, what: str) -> os.stat_result:
         info = path.stat()
         if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
             raise UnsafeFileError(
@@ -200,9 +223,10 @@ class PluginLoader:
             )
         if info.st_uid not in (os.geteuid(), 0):
             raise UnsafeFileError(f"{what} {path} belongs to uid {info.st_uid}, not to us or root")
+        return info
 
-    def _resolve(self, path: str | os.PathLike[str]) -> Path:
-        """The canonical plugin directory, or a refusal saying why it may not be used."""
+    def _resolve(self, path: str | os.PathLike[str]) -> tuple[Path, os.stat_result]:
+        """The canonical plugin directory (and its stat), or a refusal saying why not."""
         given = Path(path).expanduser()
         canonical = Path(os.path.realpath(given))
         home = next((t for t in self._trusted if _inside(canonical, t)), None)
@@ -215,8 +239,10 @@ class PluginLoader:
         if not canonical.is_dir():
             raise UnsafeFileError(f"{canonical} is not a plugin directory")
         self._check_writers(home, "trusted directory")
-        self._check_writers(canonical, "plugin directory")
-        return canonical
+        # Every directory on the way down, too: whoever may write one could swap the rest.
+        for depth in range(len(home.parts) + 1, len(canonical.parts)):
+            self._check_writers(Path(*canonical.parts[:depth]), "directory")
+        return canonical, self._check_writers(canonical, "plugin directory")
 
     # --- loading ---
 
@@ -226,36 +252,60 @@ class PluginLoader:
         Raises:
             VerificationError: refused (path, permissions, signature, trust,
                 platform, ABI or metadata); audited, and nothing was loaded.
-            VtregError: could not decide (unreadable directory, registry down).
+            VtregError: could not decide (unreadable directory, registry down);
+                audited as an error where the audit sink can still be reached.
         """
         at = datetime.now(UTC)
         label = str(path)
-        seen: list[PluginTree] = []  # what was captured, to label a refusal
+        manifest: list[bytes | None] = [None]  # plugin.json as found, to label a refusal
         try:
-            directory = self._resolve(path)
+            directory, info = self._resolve(path)
             label = str(directory)
-            return self._load(directory, at, seen)
+            return self._load(directory, info, at, manifest)
         except VerificationError as e:
-            self._record_refusal(label, e, seen[-1].manifest if seen else None)
+            event = AuditEvent.refusal(
+                "plugin.load", e, manifest=manifest[0], details={"path": label}
+            )
+            self.audit.record(event)
+            raise
+        except VtregError as e:
+            self._record_error(label, e, manifest[0])
             raise
 
-    def _record_refusal(self, label: str, error: VerificationError, manifest: bytes | None) -> None:
-        self.audit.record(
-            AuditEvent.refusal("plugin.load", error, manifest=manifest, details={"path": label})
+    def _record_error(self, label: str, error: VtregError, manifest: bytes | None) -> None:
+        """Record a load that could not be decided, if the audit sink itself is reachable."""
+        name, version = claimed_identity(manifest)
+        event = AuditEvent(
+            "plugin.load",
+            "error",
+            plugin=name,
+            version=version,
+            reason=str(error),
+            details={"path": label, "error": type(error).__name__, "unverified_name": True},
         )
+        try:
+            self.audit.record(event)
+        except VtregError as audit_error:
+            log.warning("could not audit a failed load of %s: %s", label, audit_error)
 
-    def _load(self, directory: Path, at: datetime, seen: list[PluginTree]) -> NativePlugin:
-        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    def _load(
+        self, directory: Path, info: os.stat_result, at: datetime, manifest: list[bytes | None]
+    ) -> NativePlugin:
+        try:
+            fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except OSError as e:
+            raise NotFoundError(f"cannot open plugin directory {directory}: {e.strerror}") from e
         images: dict[str, SealedFile] = {}
         try:
-            self._check_opened(fd, directory)
-            verified = self._capture_and_decide(directory, fd, images, at, seen)
-            # The statement covers every file, so the signed library was captured.
-            image = images[verified.library]
-            image.seal()
-            plugin = self._open(image, directory, verified)
-            if plugin.isolated:
-                images.pop(verified.library)  # owned now by the worker's parent
+            opened = os.fstat(fd)
+            if (opened.st_dev, opened.st_ino) != (info.st_dev, info.st_ino):
+                raise UnsafeFileError(f"{directory} was replaced while it was being opened")
+            manifest[0] = _peek(fd, MANIFEST_FILE, MAX_MANIFEST_BYTES)
+            if _peek(fd, SIGNATURE_FILE, 0) is None:
+                # Refused before reading anything else: no need to hash an unsigned library.
+                raise SignatureError(f"unsigned: there is no {SIGNATURE_FILE}")
+            verified = self._capture_and_decide(directory, fd, images, at, manifest[0])
+            plugin = self._open(images, directory, verified)
         finally:
             os.close(fd)
             for image in images.values():
@@ -273,29 +323,26 @@ class PluginLoader:
         )
         return plugin
 
-    @staticmethod
-    def _check_opened(fd: int, directory: Path) -> None:
-        """The directory we opened is the one we checked (not swapped in between)."""
-        proc_path = Path(f"/proc/self/fd/{fd}")
-        if proc_path.exists() and str(proc_path.readlink()) != str(directory):
-            raise UnsafeFileError(f"{directory} changed while it was being opened")
-
     def _capture_and_decide(
         self,
         directory: Path,
         fd: int,
         images: dict[str, SealedFile],
         at: datetime,
-        seen: list[PluginTree],
+        manifest: bytes | None,
     ) -> VerifiedPlugin:
+        # Only the library this plugin.json names for this platform is copied
+        # aside while hashing: one sealed copy, never one per file an attacker adds.
+        name, _ = claimed_identity(manifest)
+        wanted = self.library_filename(name) if name else None
+
         def sink_for(rel: str) -> SealedFile | None:
-            if "/" in rel or not rel.endswith(LIBRARY_SUFFIXES):
+            if rel != wanted:
                 return None
             images[rel] = SealedFile(rel)
             return images[rel]
 
         tree = capture(directory, dir_fd=fd, sink_for=sink_for)
-        seen.append(tree)
         try:
             return self.trust.authorize(tree, at=at)
         except DigestsMissingError as e:
@@ -305,7 +352,9 @@ class PluginLoader:
             tree = capture(directory, dir_fd=fd, sink_for=sink_for, algorithms=e.algorithms)
             return self.trust.authorize(tree, at=at)
 
-    def _open(self, image: SealedFile, directory: Path, verified: VerifiedPlugin) -> NativePlugin:
+    def _open(
+        self, images: dict[str, SealedFile], directory: Path, verified: VerifiedPlugin
+    ) -> NativePlugin:
         label = f"{verified.name} {verified.version}"
         subject = (verified.name, verified.version, verified.content_digest)
         keyids = verified.signature_keyids
@@ -316,11 +365,20 @@ class PluginLoader:
                 keyids=keyids,
                 subject=subject,
             )
+        image = images.get(verified.library)
+        if image is None:  # pragma: no cover - plugin.json is signed and names this library
+            raise PolicyError(
+                f"{verified.library} was not captured", keyids=keyids, subject=subject
+            )
+        image.seal()
         backend: _InProcess | IsolatedLibrary | None = None
         try:
             if self.isolation == "process":
                 backend = IsolatedLibrary(
-                    image, label, timeout=self.timeout, memory_limit=self.memory_limit
+                    images.pop(verified.library),  # owned by the worker's parent from now on
+                    label,
+                    timeout=self.timeout,
+                    memory_limit=self.memory_limit,
                 )
                 version, metadata_bytes = backend.start()
             else:

@@ -16,7 +16,7 @@ from .trust import _table, _when, db_option, open_registry
 __all__ = ["audit_group"]
 
 ACTIONS = ("key.add", "key.revoke", "plugin.trust", "plugin.revoke", "plugin.verify", "plugin.load")
-OUTCOMES = ("ok", "allowed", "refused")
+OUTCOMES = ("ok", "allowed", "refused", "error")
 _CSV_FIELDS = ["seq", "at", "actor", "action", "outcome", "plugin", "version", "digest",
                "keyids", "reason", "details", "hash"]  # fmt: skip
 

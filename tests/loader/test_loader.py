@@ -494,3 +494,70 @@ def test_each_plugin_runs_its_own_code(build: Build, plugin_loader: PluginLoader
     for i in range(6):
         plugin = plugin_loader.load_plugin(build(f"own{i}", f"1.0.{i}"))
         assert (plugin.metadata.name, plugin.metadata.version) == (f"own{i}", f"1.0.{i}")
+
+
+def test_unsigned_is_refused_before_anything_is_read(
+    build: Build, plugin_loader: PluginLoader, audit_log: RecordingAudit
+) -> None:
+    plugin = build(signed_by=None)
+    (plugin / "libvx.so").unlink()
+    os.mkfifo(plugin / "libvx.so")  # reading it would block; it is never opened
+
+    with pytest.raises(SignatureError, match=r"unsigned: there is no plugin\.sig"):
+        plugin_loader.load_plugin(plugin)
+    [event] = audit_log.events
+    assert (event.outcome, event.plugin) == ("refused", "vx")
+
+
+def test_only_the_named_library_is_copied_aside(
+    build: Build, plugin_loader: PluginLoader, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import loader.loader as loader_module
+
+    made: list[str] = []
+    real = loader_module.SealedFile
+
+    def counting(name: str) -> object:
+        made.append(name)
+        return real(name)
+
+    monkeypatch.setattr(loader_module, "SealedFile", counting)
+    plugin = build()
+    for i in range(50):  # an attacker's extra "libraries": not signed, never copied
+        (plugin / f"libjunk{i}.so").write_bytes(b"\x7fELF" + bytes(4096))
+
+    with pytest.raises(ContentError, match="not covered"):
+        plugin_loader.load_plugin(plugin)
+    assert made == ["libvx.so"]
+
+
+def test_a_writable_directory_between_trusted_dir_and_plugin_is_refused(
+    build: Build, plugin_loader: PluginLoader, trusted: Path
+) -> None:
+    middle = trusted / "team"
+    middle.mkdir()
+    plugin = build(parent=middle)
+    middle.chmod(0o777)
+    with pytest.raises(UnsafeFileError, match=r"directory .*team is writable by group or others"):
+        plugin_loader.load_plugin(plugin)
+
+
+class UnreachablePolicy:
+    def authorize(self, tree: PluginTree, *, at: datetime) -> VerifiedPlugin:
+        from verifier.errors import RegistryError
+
+        raise RegistryError("registry postgresql://db/vtreg: connection refused")
+
+
+def test_a_load_that_cannot_be_decided_is_audited_as_an_error(
+    build: Build, trusted: Path, audit_log: RecordingAudit
+) -> None:
+    from verifier.errors import RegistryError
+
+    loader = PluginLoader(UnreachablePolicy(), audit_log, [trusted])
+    with pytest.raises(RegistryError):
+        loader.load_plugin(build("hello"))
+    [event] = audit_log.events
+    assert (event.action, event.outcome, event.plugin) == ("plugin.load", "error", "hello")
+    assert event.reason is not None
+    assert "connection refused" in event.reason
