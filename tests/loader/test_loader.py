@@ -513,9 +513,10 @@ def test_only_the_named_library_is_copied_aside(
     build: Build, plugin_loader: PluginLoader, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import loader.loader as loader_module
+    from loader.capture import SealedFile
 
     made: list[str] = []
-    real = loader_module.SealedFile
+    real = SealedFile
 
     def counting(name: str) -> object:
         made.append(name)
