@@ -26,6 +26,7 @@ from typing import TypeVar
 
 from .capture import PluginTree, capture
 from .envelope import (
+    MAX_SIGNATURES,
     PAYLOAD_TYPE,
     PREDICATE_TYPE,
     STATEMENT_TYPE,
@@ -513,14 +514,15 @@ def sign(
     *,
     at: datetime,
     expires: datetime | None = None,
+    fresh: bool = False,
 ) -> SignResult:
     """Sign a captured plugin directory, co-signing its existing envelope if possible.
 
     If the directory already carries a plugin.sig whose statement still
     matches the directory, the new signature is added to it (the payload is
     kept byte for byte, so the content digest and earlier signatures stay
-    valid). Otherwise a fresh statement is signed and earlier signatures are
-    dropped.
+    valid). Otherwise, or with ``fresh``, a new statement is signed and
+    earlier signatures are dropped.
 
     Raises:
         FormatError: plugin.json is invalid or the library is missing/unknown.
@@ -537,7 +539,7 @@ def sign(
         manifest.name, manifest.version, {p: f.digests["sha256"] for p, f in tree.files.items()}
     )
 
-    existing = _cosignable(tree)
+    existing = None if fresh else _cosignable(tree)
     if existing is not None:
         envelope, payload, statement = existing
         signed_expiry = statement.predicate.expires
@@ -551,6 +553,11 @@ def sign(
         pairs = [(s.keyid, s.signature_bytes()) for s in envelope.signatures]
         if any(key.public_key.verify(sig, message) for _, sig in pairs):
             return SignResult(tree.signature or b"", digest, len(pairs), False, False, True)
+        if len(pairs) >= MAX_SIGNATURES:
+            raise UsageError(
+                f"{SIGNATURE_FILE} already carries {len(pairs)} signatures, the most an envelope "
+                "may hold; sign a fresh statement instead (vtreg sign --fresh)"
+            )
         pairs.append((key.keyid, key.sign(message)))
         return SignResult(
             encode_envelope(PAYLOAD_TYPE, payload, pairs), digest, len(pairs), True, False, False

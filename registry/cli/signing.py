@@ -87,12 +87,18 @@ def keygen(
     type=TIME_OR_DURATION,
     help="Signature expiry: a duration from now (90d, 12h, 2w, 1y) or a date.",
 )
+@click.option(
+    "--fresh",
+    is_flag=True,
+    help="Sign a new statement, dropping the signatures already in plugin.sig.",
+)
 @_passphrase_file
 def sign(
     settings: Settings,
     directory: str,
     key_file: str,
     expires: datetime | None,
+    fresh: bool,
     passphrase_file: str | None,
 ) -> Report:
     """Sign a plugin directory, writing (or co-signing) DIRECTORY/plugin.sig."""
@@ -104,7 +110,7 @@ def sign(
 
     tree = capture(directory)
     key = read_private_key_file(key_file, passphrase_reader(passphrase_file))
-    result = sign_tree(tree, key, at=utc_now(), expires=expires)
+    result = sign_tree(tree, key, at=utc_now(), expires=expires, fresh=fresh)
     sig_path = Path(directory) / SIGNATURE_FILE
     if not result.already_signed:
         atomic_write(sig_path, result.envelope, 0o644)

@@ -636,3 +636,20 @@ def test_signing_needs_a_real_library(
     (plugin / "libbasic.so").write_bytes(b"not a library")
     with pytest.raises(FormatError, match=r"libbasic\.so is not a shared library"):
         sign(capture(plugin), key, at=now)
+
+
+def test_cosigning_stops_at_the_signature_limit(
+    plugin_factory: PluginFactory, key: SigningKey, now: datetime
+) -> None:
+    # Someone who can write the directory stuffs plugin.sig with junk signatures.
+    plugin = plugin_factory()
+    envelope = json.loads(sign_dir(plugin, SigningKey.generate(), now))
+    junk = {"keyid": "", "sig": base64.b64encode(os.urandom(64)).decode()}
+    envelope["signatures"] += [junk] * 31
+    (plugin / "plugin.sig").write_text(json.dumps(envelope))
+
+    with pytest.raises(UsageError, match="already carries 32 signatures"):
+        sign(capture(plugin), key, at=now)
+    fresh = sign(capture(plugin), key, at=now, fresh=True)
+    assert fresh.signatures == 1
+    assert fresh.replaced
