@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -98,22 +99,23 @@ def at_text(value: datetime | str) -> str:
     """An event time as hashed: ISO 8601 UTC with microseconds (``...T09:00:13.123456+00:00``).
 
     Accepts what the database returns without type conversion, to keep
-    verification fast: a datetime (PostgreSQL) or SQLite's stored text, which
-    SQLAlchemy writes as ``YYYY-MM-DD HH:MM:SS.ffffff`` (UTC). Other text is
-    parsed as ISO 8601 (naive meaning UTC); text that is no time at all is
-    passed through unchanged, and so fails the hash check.
+    verification fast: a datetime (PostgreSQL) or the exact text SQLAlchemy
+    stores on SQLite, ``YYYY-MM-DD HH:MM:SS.ffffff`` (UTC). Any other text is
+    passed through unchanged, so it fails the hash check: time filters compare
+    that text, and an event rewritten to sort elsewhere must not pass.
     """
     if isinstance(value, str):
-        if len(value) == 26 and value[10] == " " and value[19] == ".":
+        if _SQLITE_TIME.fullmatch(value):
             return f"{value[:10]}T{value[11:]}+00:00"
-        try:
-            parsed = datetime.fromisoformat(value)
-        except ValueError:
-            return value
-        value = parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+        return value
+    if value.tzinfo is None:
+        raise ValueError("a naive datetime has no place in the audit log")
     if value.tzinfo is not UTC:
         value = value.astimezone(UTC)
     return value.isoformat(timespec="microseconds")
+
+
+_SQLITE_TIME = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{6}")
 
 
 def chain_hash(prev_hash: str, event_bytes: bytes) -> str:
@@ -283,17 +285,36 @@ _COLUMNS = (
 )  # fmt: skip
 
 
-def verify_chain(connection: Connection, *, batch: int = 10_000) -> ChainReport:
-    """Walk the whole log in order and report the first event that breaks the chain."""
+def verify_chain(
+    connection: Connection, *, batch: int = 10_000, anchor: tuple[int, str] | None = None
+) -> ChainReport:
+    """Walk the whole log in order and report the first event that breaks the chain.
+
+    Besides each event's hash and link, the key index (audit_event_keys) must
+    name exactly each event's key ids, and the head row must name the last
+    event. ``anchor`` is a ``(seq, hash)`` recorded earlier, outside the
+    database: the chain must still contain it, which a wholesale rewrite of
+    the log (hashes recomputed, head moved) cannot fake.
+
+    Run it in one snapshot (SQLite: any transaction; PostgreSQL: REPEATABLE
+    READ), or concurrent appends look like a head that ran ahead of the log.
+    """
     expected_seq, prev = 1, GENESIS_HASH
-    result = connection.execution_options(yield_per=batch).execute(
+    anchored = anchor is None
+    events = connection.execution_options(yield_per=batch).execute(
         sa.select(*_COLUMNS).order_by(AuditRow.seq)
     )
+    index = connection.execution_options(yield_per=batch).execute(
+        sa.select(AuditEventKey.seq, AuditEventKey.keyid).order_by(
+            AuditEventKey.seq, AuditEventKey.keyid
+        )
+    )
+    pending = next(index, None)
     try:
-        problem = None
-        for row in result:
+        for row in events:
             seq, at, actor, action, outcome, plugin, version, digest, keyids, reason, details, \
                 stored_prev, stored_hash = row  # fmt: skip
+            problem = None
             if seq != expected_seq:
                 problem = (
                     f"event {expected_seq} is missing (the log jumps from {expected_seq - 1} "
@@ -305,44 +326,69 @@ def verify_chain(connection: Connection, *, batch: int = 10_000) -> ChainReport:
                     "inserted, deleted or reordered?"
                 )
             else:
-                event = canonical(
-                    seq,
-                    at,
-                    actor,
-                    action,
-                    outcome,
-                    plugin,
-                    version,
-                    digest,
-                    keyids,
-                    reason,
-                    details,
-                )
-                computed = chain_hash(prev, event)
-                if computed != stored_hash:
-                    problem = f"event {seq} does not match its hash: edited or moved?"
+                try:
+                    event = canonical(
+                        seq, at, actor, action, outcome, plugin, version, digest, keyids,
+                        reason, details,
+                    )  # fmt: skip
+                except (TypeError, ValueError, AttributeError):
+                    problem = f"event {seq} holds values of the wrong type: edited?"
+                else:
+                    computed = chain_hash(prev, event)
+                    if computed != stored_hash:
+                        problem = f"event {seq} does not match its hash: edited or moved?"
+            if problem is None:
+                indexed = []
+                while pending is not None and pending[0] <= seq:
+                    indexed.append((pending[0], pending[1]))
+                    pending = next(index, None)
+                if indexed != [(seq, k) for k in keyids.split()]:
+                    problem = f"the key index of event {seq} does not match its key ids: edited?"
             if problem is not None:
                 return ChainReport(expected_seq - 1, prev, expected_seq, problem)
+            if anchor is not None and seq == anchor[0]:
+                if computed != anchor[1]:
+                    return ChainReport(
+                        seq - 1, prev, seq,
+                        f"event {seq} is not the event anchored earlier (its hash differs): "
+                        "the log was rewritten",
+                    )  # fmt: skip
+                anchored = True
             expected_seq, prev = seq + 1, computed
     finally:
-        result.close()  # a PostgreSQL server-side cursor must not outlive an early return
-    events = expected_seq - 1
+        events.close()  # a PostgreSQL server-side cursor must not outlive an early return
+        index.close()
+    count = expected_seq - 1
     head = connection.execute(sa.select(ChainHead.seq, ChainHead.hash)).first()
     if head is None:
-        return ChainReport(events, prev, events + 1, "the chain head row is missing")
-    if head.seq > events:
+        return ChainReport(count, prev, count + 1, "the chain head row is missing")
+    if head.seq > count:
         problem = (
-            f"the chain head names event {head.seq} but the log ends at event {events}: "
+            f"the chain head names event {head.seq} but the log ends at event {count}: "
             "events deleted from the end?"
         )
-        return ChainReport(events, prev, events + 1, problem)
-    if head.seq < events:
+        return ChainReport(count, prev, count + 1, problem)
+    if head.seq < count:
         problem = (
-            f"the log goes on past the chain head (event {head.seq}) to event {events}: "
+            f"the log goes on past the chain head (event {head.seq}) to event {count}: "
             "events added outside the registry?"
         )
         return ChainReport(head.seq, prev, head.seq + 1, problem)
     if head.hash != prev:
-        problem = f"the chain head's hash differs from event {events}'s: the head was edited?"
-        return ChainReport(events, prev, events, problem)
-    return ChainReport(events, prev)
+        problem = f"the chain head's hash differs from event {count}'s: the head was edited?"
+        return ChainReport(count, prev, count, problem)
+    if pending is not None:
+        return ChainReport(
+            count,
+            prev,
+            pending[0],
+            f"the key index names event {pending[0]}, which is not in the log",
+        )
+    if not anchored:
+        assert anchor is not None  # noqa: S101 - anchored is False only with an anchor
+        problem = (
+            f"the log ends at event {count}, before the anchored event {anchor[0]}: "
+            "events deleted from the end, and the head moved back?"
+        )
+        return ChainReport(count, prev, count + 1, problem)
+    return ChainReport(count, prev)

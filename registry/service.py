@@ -720,8 +720,14 @@ class Registry:
                 limit=limit,
             )
 
-    def verify_audit(self) -> audit.ChainReport:
+    def verify_audit(self, *, anchor: tuple[int, str] | None = None) -> audit.ChainReport:
+        """Verify the audit chain in one snapshot; see :func:`audit.verify_chain`."""
         with database_errors(self.url), self.engine.connect() as connection:
-            connection = connection.execution_options(vtreg_read_only=True)
+            options: dict[str, object] = {"vtreg_read_only": True}
+            if connection.dialect.name == "postgresql":
+                # One snapshot for the log, the key index and the head, so appends
+                # committed while the walk runs cannot look like tampering.
+                options["isolation_level"] = "REPEATABLE READ"
+            connection = connection.execution_options(**options)
             with connection.begin():
-                return audit.verify_chain(connection)
+                return audit.verify_chain(connection, anchor=anchor)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from datetime import datetime
 
 import click
@@ -104,24 +105,59 @@ def audit_group(
     )
 
 
+class Anchor(click.ParamType[tuple[int, str], object]):
+    """``SEQ:HASH``, as printed by an earlier ``vtreg audit verify``."""
+
+    name = "SEQ:HASH"
+
+    def convert(
+        self, value: object, param: click.Parameter | None, ctx: click.Context | None
+    ) -> tuple[int, str]:
+        if isinstance(value, tuple):
+            return value  # already converted
+        seq, _, digest = str(value).strip().partition(":")
+        if not (seq.isdigit() and int(seq) >= 1 and re.fullmatch(r"[0-9a-f]{64}", digest)):
+            self.fail(
+                f"{value!r} is not an anchor: expected SEQ:HASH as printed by "
+                "`vtreg audit verify` (an event number and 64 lowercase hex digits)",
+                param,
+                ctx,
+            )
+        return int(seq), digest
+
+
 @vtreg_command(audit_group, "verify")
+@click.option(
+    "--anchor",
+    type=Anchor(),
+    help="SEQ:HASH from an earlier run, kept outside the database: the log must still hold it.",
+)
 @db_option
-def audit_verify(settings: Settings, db_url: str | None) -> Report:
-    """Check the audit log's hash chain; exit 1 and name the first broken event if it is broken."""
+def audit_verify(settings: Settings, anchor: tuple[int, str] | None, db_url: str | None) -> Report:
+    """Check the audit log's hash chain; exit 1 and name the first broken event if it is broken.
+
+    The chain shows edits, deletions and insertions, but whoever can write the
+    database can also rebuild the whole chain. Keep the printed anchor
+    somewhere they cannot write, and pass it back with --anchor.
+    """
     url = db_url or settings.db
     with open_registry(url) as registry:
-        report = registry.verify_audit()
+        report = registry.verify_audit(anchor=anchor)
+    current = f"{report.events}:{report.head}" if report.ok and report.events else None
     data = {
         "intact": report.ok,
         "events": report.events,
         "head": report.head,
+        "anchor": current,
         "broken_at": report.broken_at,
         "problem": report.problem,
     }
     if report.ok:
-        return Report(
-            data=data, text=f"audit log intact: {report.events} events, head {report.head}"
-        )
+        checked = f" (still holds anchor {anchor[0]})" if anchor else ""
+        text = f"audit log intact: {report.events} events{checked}"
+        if current:
+            text += f"\nanchor {current}"
+        return Report(data=data, text=text)
     return Report(
         data=data,
         text=f"audit log BROKEN at event {report.broken_at}: {report.problem}\n"

@@ -6,6 +6,7 @@ import csv
 import io
 import json
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -157,6 +158,22 @@ def _sql(registry: Registry, statement: str, **params: object) -> None:
             "DELETE FROM audit_events WHERE seq >= 6",
             6, "the chain head names event 10 but the log ends at event 5", id="truncated",
         ),
+        pytest.param(
+            "DELETE FROM audit_event_keys WHERE seq = 3",
+            3, "the key index of event 3 does not match its key ids", id="unindexed-key",
+        ),
+        pytest.param(
+            "UPDATE audit_event_keys SET keyid = 'ab' || substr(keyid, 3) WHERE seq = 9",
+            9, "the key index of event 9 does not match its key ids", id="reattributed-key",
+        ),
+        pytest.param(
+            "INSERT INTO audit_event_keys (keyid, seq) VALUES ('" + "cd" * 32 + "', 5)",
+            5, "the key index of event 5 does not match its key ids", id="extra-indexed-key",
+        ),
+        pytest.param(
+            "INSERT INTO audit_event_keys (keyid, seq) VALUES ('" + "cd" * 32 + "', 11)",
+            11, "the key index names event 11, which is not in the log", id="index-past-the-end",
+        ),
     ],
 )  # fmt: skip
 def test_tampering_is_pinpointed(
@@ -222,6 +239,139 @@ def test_inserted_event_is_pinpointed(busy_registry: Registry) -> None:
     assert report.broken_at == 11
     assert report.problem is not None
     assert "the log goes on past the chain head (event 10) to event 11" in report.problem
+
+
+def test_an_event_moved_in_time_is_found(busy_registry: Registry) -> None:
+    # SQLite keeps times as text and time filters compare that text: the same
+    # instant spelled another way sorts elsewhere, so it must not verify either.
+    if busy_registry.engine.dialect.name == "sqlite":
+        _sql(busy_registry, "UPDATE audit_events SET at = replace(at, ' ', 'T') WHERE seq = 6")
+    else:
+        _sql(
+            busy_registry,
+            "UPDATE audit_events SET at = at + interval '1 microsecond' WHERE seq = 6",
+        )
+
+    report = busy_registry.verify_audit()
+
+    assert report.broken_at == 6
+    assert report.problem == "event 6 does not match its hash: edited or moved?"
+
+
+@pytest.mark.parametrize(
+    "tamper",
+    [
+        pytest.param("UPDATE audit_events SET at = 12345 WHERE seq = 2", id="number-for-time"),
+        pytest.param("UPDATE audit_events SET keyids = x'00ff' WHERE seq = 2", id="blob-for-text"),
+    ],
+)
+def test_wrong_typed_values_are_reported_not_crashed(tmp_path: Path, tamper: str) -> None:
+    # Only SQLite lets a column hold a value of another type; PostgreSQL's typed
+    # columns refuse the write itself.
+    url = f"sqlite:///{tmp_path / 'registry.db'}"
+    with Registry.open(url) as registry:
+        registry.record(AuditEvent("key.add", "ok"))
+        registry.record(AuditEvent("key.add", "ok"))
+        registry.record(AuditEvent("key.add", "ok"))
+        _sql(registry, tamper)
+
+    result = run_cli("audit", "verify", "--db", url)
+
+    assert result.code == 1, result.stderr
+    assert "audit log BROKEN at event 2: event 2 holds values of the wrong type" in result.stdout
+
+
+def test_a_naive_time_is_never_hashed() -> None:
+    with pytest.raises(ValueError, match="naive"):
+        audit.canonical(
+            1, datetime(2026, 1, 1), "a", "key.add", "ok", None, None, None, "", None, "{}"
+        )
+
+
+def _rewrite_chain_from(registry: Registry, start: int) -> None:
+    """Recompute every hash from event ``start`` on and move the head: the
+    attacker who can write the database rebuilds a chain that verifies."""
+    columns = "seq, at, actor, action, outcome, plugin, version, digest, keyids, reason, details"
+    with registry.engine.connect() as connection:
+        rows = connection.execute(
+            sa.text(f"SELECT {columns}, hash FROM audit_events ORDER BY seq")
+        ).all()
+    prev = audit.GENESIS_HASH
+    for row in rows:
+        if row.seq >= start:
+            new = audit.chain_hash(prev, audit.canonical(*row[:-1]))
+            _sql(
+                registry,
+                "UPDATE audit_events SET prev_hash = :p, hash = :h WHERE seq = :s",
+                p=prev,
+                h=new,
+                s=row.seq,
+            )
+            prev = new
+        else:
+            prev = row.hash
+    _sql(registry, "UPDATE audit_chain_head SET seq = :s, hash = :h", s=rows[-1].seq, h=prev)
+
+
+def test_an_anchor_catches_a_truncated_log_with_its_head_moved_back(
+    busy_registry: Registry,
+) -> None:
+    anchor = busy_registry.verify_audit()
+    fifth = busy_registry.audit_events(limit=6)[-1]  # newest first: 10 down to 5
+    assert fifth.seq == 5
+    _sql(busy_registry, "DELETE FROM audit_event_keys WHERE seq > 5")
+    _sql(busy_registry, "DELETE FROM audit_events WHERE seq > 5")
+    _sql(busy_registry, "UPDATE audit_chain_head SET seq = 5, hash = :h", h=fifth.hash)
+
+    assert busy_registry.verify_audit().ok  # the chain alone cannot tell
+    report = busy_registry.verify_audit(anchor=(anchor.events, anchor.head))
+
+    assert report.broken_at == 6
+    assert report.problem == (
+        "the log ends at event 5, before the anchored event 10: "
+        "events deleted from the end, and the head moved back?"
+    )
+
+
+def test_an_anchor_catches_a_rebuilt_chain(busy_registry: Registry) -> None:
+    anchor = busy_registry.verify_audit()
+    _sql(busy_registry, "UPDATE audit_events SET outcome = 'allowed', reason = NULL WHERE seq = 8")
+    _rewrite_chain_from(busy_registry, 8)
+
+    assert busy_registry.verify_audit().ok  # the chain alone cannot tell
+    report = busy_registry.verify_audit(anchor=(anchor.events, anchor.head))
+
+    assert report.broken_at == 10
+    assert report.problem is not None
+    assert report.problem.startswith("event 10 is not the event anchored earlier")
+    # an anchor older than the rewritten part still holds, as it should
+    assert busy_registry.verify_audit(anchor=(7, busy_registry.audit_events(limit=4)[-1].hash)).ok
+
+
+def test_audit_verify_cli_prints_and_checks_an_anchor(
+    busy_registry: Registry, database_url: str
+) -> None:
+    first = run_cli("audit", "verify", "--db", database_url, "--json")
+    anchor = first.json()["anchor"]
+    assert anchor == f"10:{first.json()['head']}"
+    assert f"anchor {anchor}" in run_cli("audit", "verify", "--db", database_url).stdout
+
+    busy_registry.record(AuditEvent("plugin.load", "allowed", plugin="hello"))
+    later = run_cli("audit", "verify", "--db", database_url, "--anchor", anchor)
+    assert later.code == 0, later.stderr
+    assert "audit log intact: 11 events (still holds anchor 10)" in later.stdout
+
+    _sql(busy_registry, "UPDATE audit_events SET actor = 'x' WHERE seq = 10")
+    _rewrite_chain_from(busy_registry, 10)
+    assert run_cli("audit", "verify", "--db", database_url).code == 0
+    caught = run_cli("audit", "verify", "--db", database_url, "--anchor", anchor)
+    assert caught.code == 1
+    assert "event 10 is not the event anchored earlier" in caught.stdout
+
+    for bad in ("10", "0:" + "a" * 64, "10:" + "A" * 64, "x:y"):
+        refused = run_cli("audit", "verify", "--db", database_url, "--anchor", bad)
+        assert refused.code == 2, bad
+        assert "is not an anchor" in refused.stderr
 
 
 def test_audit_verify_cli_exits_1_and_names_the_event(

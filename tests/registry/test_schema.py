@@ -60,7 +60,10 @@ def _events_at_first_revision(engine: sa.Engine) -> None:
                 ),
                 {
                     "seq": seq,
-                    "at": at.replace(tzinfo=None) if engine.dialect.name == "sqlite" else at,
+                    # SQLite holds the text SQLAlchemy's DateTime writes, in UTC.
+                    "at": at.strftime("%Y-%m-%d %H:%M:%S.%f")
+                    if engine.dialect.name == "sqlite"
+                    else at,
                     "prev": prev,
                     "hash": digest,
                 },
