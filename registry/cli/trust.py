@@ -204,7 +204,10 @@ def revoke(
 
     if (target is None) == (digest is None):
         raise UsageError("give NAME, NAME@VERSION or --digest DIGEST (exactly one)")
-    name, _, version = (target or "").partition("@")
+    name, at, version = (target or "").partition("@")
+    if target is not None and (not name or (at and not version) or "@" in version):
+        # "@1.0" must never widen to "every plugin at version 1.0"
+        raise UsageError(f"{target!r} is not NAME or NAME@VERSION")
     with open_registry(db_url) as registry:
         revoked = registry.revoke(
             name=name or None, version=version or None, digest=digest, reason=reason
