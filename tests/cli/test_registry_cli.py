@@ -111,7 +111,11 @@ def test_registry_threats_exit_1_with_an_audit_event(
     refused(run_cli("verify", stranger, env=home), 1, "not signed by a trusted key")
     refused(run_cli("trust", stranger, env=home), 1, "not signed by a trusted key")
     for malformed in ("@2.0.0", "tool@", "tool@2.0.0@x"):  # never "every plugin at 2.0.0"
-        refused(run_cli("revoke", malformed, "--reason", "x", env=home), 2, "is not NAME or NAME@VERSION")
+        refused(
+            run_cli("revoke", malformed, "--reason", "x", env=home),
+            2,
+            "is not NAME or NAME@VERSION",
+        )
     ok(run_cli("verify", new, env=home))
     ok(run_cli("revoke", "tool@2.0.0", "--reason", "bad build", env=home))
     refused(run_cli("verify", new, env=home), 1, r"was revoked at .*\(bad build\)")
