@@ -419,16 +419,15 @@ class Registry:
 
     # --- plugins ---
 
-    def _verify_signatures(self, tree: PluginTree, at: datetime, threshold: int) -> VerifiedPlugin:
-        return verify(tree, self.trusted_keys(), at=at, threshold=threshold)
-
     def trust(
         self, tree: PluginTree, *, threshold: int = 1, pin: bool = False, at: datetime | None = None
     ) -> TrustResult:
         """Verify a plugin against the registry's keys and trust its exact content.
 
         The envelope is stored verbatim with the signer key ids. Trusting the
-        same content again changes nothing unless ``pin``/``threshold`` change.
+        same content again changes nothing unless ``pin``/``threshold`` rise or
+        the new envelope carries more trusted signatures (a co-signature), which
+        then replaces the stored one.
 
         Raises:
             VerificationError: not signed by ``threshold`` trusted keys, or the
@@ -437,59 +436,86 @@ class Registry:
         at = at or _now()
         if threshold < 1:
             raise UsageError(f"threshold must be at least 1, got {threshold}")
-        try:
-            verified = self._verify_signatures(tree, at, threshold)
-        except VerificationError as e:
-            self._record_refusal("plugin.trust", tree, e, at)
-            raise
-        event = self._plugin_event("plugin.trust", "ok", verified)
+        refusal: VerificationError | None = None
+        # The keys are read, the decision made and the result written in one
+        # transaction holding the chain head: a key revoked meanwhile is either
+        # seen here or revoked after this trust, in the log's order too.
         with self._write() as (session, writer):
-            row = session.execute(
-                sa.select(Plugin).where(Plugin.content_digest == verified.content_digest)
-            ).scalar_one_or_none()
-            revoked = row is not None and row.revoked_at is not None
-            created = changed = row is None
-            if row is None:
-                row = Plugin(
-                    name=verified.name,
-                    version=verified.version,
-                    content_digest=verified.content_digest,
-                    platform=verified.platform,
-                    library=verified.library,
-                    envelope=verified.envelope,
-                    threshold=threshold,
-                    pinned=pin,
-                    trusted_at=at,
-                    trusted_by=self.actor,
-                    signers=[PluginSigner(keyid=k) for k in verified.signers],
+            try:
+                verified = verify(
+                    tree, self._trusted_keys(writer.cursor), at=at, threshold=threshold
                 )
-                session.add(row)
-            elif not revoked and ((pin and not row.pinned) or threshold > row.threshold):
-                row.pinned = row.pinned or pin
-                row.threshold = max(row.threshold, threshold)
-                changed = True
-            if changed:
-                details = {
-                    **event.details,
-                    "pinned": row.pinned,
-                    "threshold": row.threshold,
-                    "created": created,
-                }
-                self._audit(session, writer, replace(event, details=details), at)
-            session.flush()
-            info = PluginInfo.of(row)
-            newer = self._newest_version(session, verified.name)
-        if revoked:
-            error = PolicyError(
-                f"{verified.name} {verified.version} ({verified.content_digest}) was revoked "
-                f"at {_time(info.revoked_at)} ({info.revoked_reason}); revocation is final",
-                keyids=verified.signature_keyids,
-                subject=_subject(verified),
-            )
-            self._record_refusal("plugin.trust", tree, error, at)
-            raise error
+            except VerificationError as e:
+                refusal = e
+                self._audit(session, writer, self._refusal_event("plugin.trust", tree, e), at)
+            else:
+                row, created, changed = self._trust_row(session, verified, threshold, pin, at)
+                if row.revoked_at is not None:
+                    refusal = PolicyError(
+                        f"{verified.name} {verified.version} ({verified.content_digest}) was "
+                        f"revoked at {_time(row.revoked_at)} ({row.revoked_reason}); "
+                        "revocation is final",
+                        keyids=verified.signature_keyids,
+                        subject=_subject(verified),
+                    )
+                    event = self._refusal_event("plugin.trust", tree, refusal)
+                    self._audit(session, writer, event, at)
+                elif changed:
+                    event = self._plugin_event("plugin.trust", "ok", verified)
+                    details = {
+                        **event.details,
+                        "pinned": row.pinned,
+                        "threshold": row.threshold,
+                        "created": created,
+                        "signers": sorted(s.keyid for s in row.signers),
+                    }
+                    self._audit(session, writer, replace(event, details=details), at)
+                session.flush()
+                info = PluginInfo.of(row)
+                newer = self._newest_version(session, verified.name)
+        if refusal is not None:
+            raise refusal
         older = newer is not None and SemVer.parse(verified.version) < SemVer.parse(newer)
         return TrustResult(info, verified, created, changed, newer if older else None)
+
+    def _trust_row(
+        self, session: Session, verified: VerifiedPlugin, threshold: int, pin: bool, at: datetime
+    ) -> tuple[Plugin, bool, bool]:
+        """The plugin row for ``verified``, created or raised to the new terms;
+        with whether it was created and whether it changed."""
+        row = session.execute(
+            sa.select(Plugin).where(Plugin.content_digest == verified.content_digest)
+        ).scalar_one_or_none()
+        if row is None:
+            row = Plugin(
+                name=verified.name,
+                version=verified.version,
+                content_digest=verified.content_digest,
+                platform=verified.platform,
+                library=verified.library,
+                envelope=verified.envelope,
+                threshold=threshold,
+                pinned=pin,
+                trusted_at=at,
+                trusted_by=self.actor,
+                signers=[PluginSigner(keyid=k) for k in verified.signers],
+            )
+            session.add(row)
+            return row, True, True
+        if row.revoked_at is not None:
+            return row, False, False
+        changed = False
+        if (pin and not row.pinned) or threshold > row.threshold:
+            row.pinned = row.pinned or pin
+            row.threshold = max(row.threshold, threshold)
+            changed = True
+        stored = {s.keyid for s in row.signers}
+        if stored < set(verified.signers):
+            # A co-signed envelope: keep the one with more trusted signatures.
+            row.envelope = verified.envelope
+            row.signers.extend(PluginSigner(keyid=k) for k in verified.signers if k not in stored)
+            changed = True
+        return row, False, changed
 
     @staticmethod
     def _newest_version(session: Session, name: str) -> str | None:
@@ -617,14 +643,21 @@ class Registry:
         """
         sql = Statements.of(self.engine)
         with self._errors(), sql.transaction(self.engine, write=False) as cursor:
-            verified = verify(tree, self._trusted_keys(cursor), at=at, threshold=threshold)
-            versions = [
-                _Version(digest, version, bool(pinned), int(threshold_), sql.time_in(revoked_at),
-                         reason)
-                for digest, version, pinned, threshold_, revoked_at, reason in cursor.rows(
-                    sql.versions, (verified.name,)
-                )
-            ]  # fmt: skip
+            return self._decide(cursor, tree, at, threshold)
+
+    def _decide(
+        self, cursor: Cursor, tree: PluginTree, at: datetime, threshold: int
+    ) -> VerifiedPlugin:
+        """:meth:`authorize`'s decision, reading keys and versions through ``cursor``."""
+        sql = cursor.sql
+        verified = verify(tree, self._trusted_keys(cursor), at=at, threshold=threshold)
+        versions = [
+            _Version(digest, version, bool(pinned), int(threshold_), sql.time_in(revoked_at),
+                     reason)
+            for digest, version, pinned, threshold_, revoked_at, reason in cursor.rows(
+                sql.versions, (verified.name,)
+            )
+        ]  # fmt: skip
         row = next((v for v in versions if v.content_digest == verified.content_digest), None)
         trusted = [SemVer.parse(v.version) for v in versions if v.revoked_at is None]
         newest = str(max(trusted)) if trusted else None
@@ -665,12 +698,22 @@ class Registry:
     ) -> VerifiedPlugin:
         """:meth:`authorize`, with the decision (allowed or refused) audited."""
         at = at or _now()
-        try:
-            verified = self.authorize(tree, at=at, threshold=threshold)
-        except VerificationError as e:
-            self._record_refusal("plugin.verify", tree, e, at)
-            raise
-        self.record(self._plugin_event("plugin.verify", "allowed", verified), at=at)
+        sql = Statements.of(self.engine)
+        # Decided and recorded in one transaction that holds the chain head, so a
+        # key or plugin revoked concurrently is either seen or logged after this.
+        with self._errors(), sql.transaction(self.engine, write=True, decision_record=True) as cur:
+            head = audit.lock_head(cur)
+            refusal: VerificationError | None = None
+            try:
+                verified = self._decide(cur, tree, at, threshold)
+            except VerificationError as e:
+                refusal = e
+                event = self._refusal_event("plugin.verify", tree, e)
+            else:
+                event = self._plugin_event("plugin.verify", "allowed", verified)
+            audit.append(cur, head, event, actor=self.actor, at=at)
+        if refusal is not None:
+            raise refusal
         return verified
 
     @staticmethod
@@ -687,13 +730,11 @@ class Registry:
             details={"counted": list(verified.signers)},
         )
 
-    def _record_refusal(
-        self, action: str, tree: PluginTree, error: VerificationError, at: datetime
-    ) -> None:
-        event = AuditEvent.refusal(
+    @staticmethod
+    def _refusal_event(action: str, tree: PluginTree, error: VerificationError) -> AuditEvent:
+        return AuditEvent.refusal(
             action, error, manifest=tree.manifest, details={"path": tree.root}
         )
-        self.record(event, at=at)
 
     # --- audit ---
 

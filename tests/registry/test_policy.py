@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
+import threading
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
+from registry.models import Key, Plugin
 from registry.service import Registry
 from tests.registry.conftest import SignedPlugin
 from verifier.capture import capture
@@ -19,6 +24,7 @@ from verifier.errors import (
     VerificationError,
 )
 from verifier.keys import SigningKey
+from verifier.verify import sign
 
 
 def _last_event(registry: Registry) -> tuple[str, str, str | None]:
@@ -296,3 +302,127 @@ def test_list_by_signer(
     registry.revoke(name="a", reason="x")
     assert [p.name for p in registry.plugins(signed_by=key.keyid, revoked=False)] == ["c"]
     assert [p.name for p in registry.plugins(revoked=True)] == ["a"]
+
+
+def test_a_co_signature_is_kept_when_trusted_again(
+    registry: Registry,
+    signed_plugin: SignedPlugin,
+    key: SigningKey,
+    other_key: SigningKey,
+    now: datetime,
+) -> None:
+    registry.add_key(key.public_key)
+    registry.add_key(other_key.public_key)
+    plugin = signed_plugin("hello", "1.0.0", key)
+    single = (plugin / "plugin.sig").read_bytes()
+    first = registry.trust(capture(plugin))
+    (plugin / "plugin.sig").write_bytes(sign(capture(plugin), other_key, at=now).envelope)
+
+    cosigned = registry.trust(capture(plugin))
+
+    both = tuple(sorted((key.keyid, other_key.keyid)))
+    assert first.plugin.signers == (key.keyid,)
+    assert (cosigned.created, cosigned.changed) == (False, True)
+    assert cosigned.plugin.signers == both
+    stored = registry.lookup(first.plugin.content_digest)
+    assert stored is not None
+    assert stored.signers == both
+    [event] = registry.audit_events(limit=1)
+    assert (event.action, event.outcome) == ("plugin.trust", "ok")
+    assert event.details["signers"] == list(both)
+    assert (
+        _stored_envelope(registry, first.plugin.content_digest)
+        == (plugin / "plugin.sig").read_bytes()
+    )
+
+    # The fewer-signature envelope again changes nothing: the co-signed one stays.
+    (plugin / "plugin.sig").write_bytes(single)
+    again = registry.trust(capture(plugin))
+    assert not again.changed
+    assert again.plugin.signers == both
+    assert _stored_envelope(registry, first.plugin.content_digest) != single
+
+
+def _stored_envelope(registry: Registry, digest: str) -> bytes:
+    with registry.engine.connect() as connection:
+        envelope = connection.execute(
+            sa.select(Plugin.envelope).where(Plugin.content_digest == digest)
+        ).scalar_one()
+    return bytes(envelope)
+
+
+@contextlib.contextmanager
+def _revoking_meanwhile(registry: Registry, keyid: str) -> Iterator[Callable[[], None]]:
+    """Another operator's key revocation, caught half-way: the chain head is
+    locked and the key row updated, nothing committed yet. Yields ``commit``."""
+    with registry.engine.connect() as connection:
+        transaction = connection.begin()  # SQLite: BEGIN IMMEDIATE, the write lock
+        if connection.dialect.name == "postgresql":
+            connection.execute(sa.text("SELECT seq FROM audit_chain_head FOR UPDATE"))
+        connection.execute(
+            sa.update(Key)
+            .where(Key.keyid == keyid)
+            .values(revoked_at=datetime.now(UTC), revoked_by="other@host", revoked_reason="stolen")
+        )
+        try:
+            yield transaction.commit
+        finally:
+            if transaction.is_active:
+                transaction.rollback()
+
+
+def _wait_until_blocked(registry: Registry, worker: threading.Thread) -> None:
+    """Until ``worker`` waits for the lock the revocation holds."""
+    if registry.engine.dialect.name == "sqlite":
+        # SQLite cannot show who waits; a reader that did not wait would have
+        # read the keys (WAL readers never block) well within this.
+        worker.join(0.5)
+        assert worker.is_alive(), "the decision did not wait for the writer"
+        return
+    with registry.engine.connect() as probe:
+        for _ in range(1000):
+            waiting = probe.execute(
+                sa.text(
+                    "SELECT count(*) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+                )
+            ).scalar_one()
+            if waiting or not worker.is_alive():
+                break
+            worker.join(0.01)
+    assert worker.is_alive(), "the decision did not wait for the writer"
+
+
+@pytest.mark.parametrize("decision", ["trust", "verify"])
+def test_a_key_revoked_while_deciding_is_seen(
+    registry: Registry, signed_plugin: SignedPlugin, key: SigningKey, decision: str
+) -> None:
+    # The keys are read inside the transaction that locks the chain head, so a
+    # revocation that holds the lock is waited for, never decided around.
+    registry.add_key(key.public_key)
+    plugin = signed_plugin("hello", "1.0.0", key)
+    if decision == "verify":
+        registry.trust(capture(plugin))
+    tree = capture(plugin)
+    decide = registry.trust if decision == "trust" else registry.verify_plugin
+    outcome: list[BaseException | None] = []
+
+    def run() -> None:
+        try:
+            decide(tree)
+        except BaseException as e:
+            outcome.append(e)
+        else:
+            outcome.append(None)
+
+    with _revoking_meanwhile(registry, key.keyid) as commit:
+        worker = threading.Thread(target=run)
+        worker.start()
+        _wait_until_blocked(registry, worker)
+        commit()
+    worker.join(60)
+
+    [error] = outcome
+    assert isinstance(error, SignatureError), error
+    assert "revoked" in str(error)
+    assert _last_event(registry)[:2] == (f"plugin.{decision}", "refused")
