@@ -172,7 +172,13 @@ def run(argv: list[str] | None = None, prefetch: PendingCapture | None = None) -
     try:
         result = cli.main(args=args, prog_name="vtreg", standalone_mode=False, obj=settings)
     except click.exceptions.NoArgsIsHelpError as e:
-        click.echo(e.ctx.get_help() if e.ctx else str(e), err=True)
+        if settings.json:  # still exactly one JSON document on stdout
+            group = e.ctx.command if e.ctx else cli
+            names = ", ".join(group.list_commands(e.ctx)) if isinstance(group, click.Group) else ""
+            path = e.ctx.command_path if e.ctx else "vtreg"
+            emit_error(click.UsageError(f"{path} needs a command: {names}"), EXIT_USAGE, settings)
+        else:
+            click.echo(e.ctx.get_help() if e.ctx else str(e), err=True)
         return EXIT_USAGE
     except click.ClickException as e:
         code = EXIT_USAGE if isinstance(e, click.UsageError) else EXIT_UNDECIDED

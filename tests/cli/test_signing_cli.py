@@ -184,6 +184,23 @@ def test_json_errors_are_one_document(plugin_factory: PluginFactory, keys: Path)
     assert doc["error"]["message"] == "unsigned: there is no plugin.sig"
 
 
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        pytest.param(["--json", "key"], "vtreg key needs a command: add, list, revoke", id="group-alone"),
+        pytest.param(["--json", "db"], "vtreg db needs a command: upgrade", id="other-group"),
+        pytest.param(["--json", "frobnicate"], "No such command 'frobnicate'.", id="unknown-command"),
+    ],
+)  # fmt: skip
+def test_json_usage_errors_are_one_document(args: list[str], message: str) -> None:
+    result = run_cli(*args)
+
+    assert result.code == 2
+    error = result.json()["error"]
+    assert (error["category"], error["message"]) == ("usage", message)
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
 # --- every offline threat, through the real CLI: exit 1, one line, no traceback ---
 
 
