@@ -16,7 +16,7 @@ import os
 import socket
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
 
 import sqlalchemy as sa
@@ -104,6 +104,22 @@ class KeyInfo:
             row.revoked_at,
             row.revoked_reason,
         )
+
+    def same_terms(self, name: str | None, scopes: Sequence[str], expires: datetime | None) -> bool:
+        """Whether adding the key again with these terms asks for what it has.
+
+        Expiries a minute apart count as the same: ``--expires 90d`` re-run a
+        moment later means the same thing.
+        """
+        if (name is not None and name != self.name) or sorted(scopes) != sorted(self.scopes):
+            return False
+        if expires is None or self.expires_at is None:
+            return expires is self.expires_at
+        return abs(expires - self.expires_at) <= timedelta(minutes=1)
+
+    def terms(self) -> str:
+        scopes = ", ".join(self.scopes) or "any plugin"
+        return f"{self.name}, may sign {scopes}, expires {_time(self.expires_at) or 'never'}"
 
     def status(self, at: datetime) -> str:
         if self.revoked_at is not None:
@@ -291,7 +307,8 @@ class Registry:
 
         Raises:
             PolicyError: the key was revoked before (revocation is final).
-            UsageError: a bad name, an empty scope, or an expiry in the past.
+            UsageError: a bad name, an empty scope, an expiry in the past, or
+                the key is already trusted on other terms (name, scopes, expiry).
         """
         at = _now()
         label = name or key.name or key.keyid[:16]
@@ -311,7 +328,14 @@ class Registry:
                         f"key {key.keyid[:16]} was revoked at {format_time(row.revoked_at)} "
                         f"({row.revoked_reason}); a revoked key cannot be trusted again"
                     )
-                return KeyInfo.of(row), False
+                existing = KeyInfo.of(row)
+                if not existing.same_terms(name, scopes, expires):
+                    raise UsageError(
+                        f"key {key.keyid[:16]} is already trusted as {existing.terms()}; "
+                        "a key's terms are fixed when it is added (revoke it and trust a new "
+                        "key to change them)"
+                    )
+                return existing, False
             row = Key(
                 keyid=key.keyid,
                 name=label,

@@ -207,6 +207,11 @@ def test_failed_commands_write_nothing(home: dict[str, str], keys: Path) -> None
     before = ok(run_cli("audit", "--json", env=home)).json()["events"]
     refused(run_cli("key", "revoke", "deadbeefdead", "--reason", "x", env=home), 3, "no key")
     refused(
+        run_cli("key", "add", keys / "alice.pub", "--scope", "tool", env=home),
+        2,
+        "already trusted as alice, may sign any plugin, expires never; a key's terms are fixed",
+    )
+    refused(
         run_cli("key", "add", keys / "bob.pub", "--expires", "2001-01-01", env=home),
         2,
         "not in the future",

@@ -243,12 +243,27 @@ def test_tampered_trusted_plugin_is_refused(
 
 
 def test_key_lifecycle(registry: Registry, key: SigningKey) -> None:
-    info, added = registry.add_key(key.public_key, name="alice", scopes=["a-*"])
-    again, added_again = registry.add_key(key.public_key)
+    expires = datetime.now(UTC) + timedelta(days=90)
+    info, added = registry.add_key(key.public_key, name="alice", scopes=["a-*"], expires=expires)
+    # The same terms again (a relative expiry re-run a moment later included): nothing changes.
+    again, added_again = registry.add_key(
+        key.public_key, scopes=["a-*"], expires=expires + timedelta(seconds=5)
+    )
 
     assert added
     assert not added_again
     assert again == info
+    for other_terms in (
+        {"name": "alice", "scopes": [], "expires": expires},  # no --scope: any plugin, wider
+        {"name": "alice", "scopes": ["b-*"], "expires": expires},
+        {"name": "alice", "scopes": ["a-*"], "expires": None},
+        {"name": "alice", "scopes": ["a-*"], "expires": expires + timedelta(days=1)},
+        {"name": "bob", "scopes": ["a-*"], "expires": expires},
+    ):
+        with pytest.raises(UsageError, match="already trusted as alice, may sign a-\\*"):
+            registry.add_key(key.public_key, **other_terms)
+    assert registry.list_keys() == [info]
+    assert [e.action for e in registry.audit_events()] == ["key.add"]
     assert registry.resolve_keyid(key.keyid[:10]) == key.keyid
     assert [k.keyid for k in registry.list_keys()] == [key.keyid]
 
@@ -257,7 +272,7 @@ def test_key_lifecycle(registry: Registry, key: SigningKey) -> None:
     assert revoked.revoked_reason == "rotated"
     assert registry.revoke_key(key.keyid, "again")[1] is False
     with pytest.raises(PolicyError, match="cannot be trusted again"):
-        registry.add_key(key.public_key)
+        registry.add_key(key.public_key, scopes=["a-*"], expires=expires)
 
 
 @pytest.mark.parametrize(
