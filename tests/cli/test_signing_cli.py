@@ -385,3 +385,35 @@ def test_verbose_shows_the_traceback(keys: Path, tmp_path: Path) -> None:
     result = run_cli("verify", tmp_path / "nope", "--key", keys / "alice.pub", "--verbose")
     assert result.code == 3
     assert "Traceback" in result.stderr
+
+
+def test_a_small_order_key_cannot_be_used_to_forge(
+    plugin_factory: PluginFactory, keys: Path, tmp_path: Path
+) -> None:
+    # The identity point as a "publisher key": R = identity, S = 0 verifies under
+    # it for any payload, so anyone could sign anything. vtreg refuses the key.
+    from tests.verifier.test_keys import weak_public_key_pem
+    from verifier.keys import keyid_of
+
+    identity = bytes([1]) + bytes(31)
+    weak = tmp_path / "weak.pub"
+    weak.write_bytes(weak_public_key_pem(identity))
+    plugin = plugin_factory()
+    assert run_cli("sign", plugin, "--key", keys / "alice.key").code == 0
+    envelope = json.loads((plugin / "plugin.sig").read_text())
+    forged = base64.b64encode(identity + bytes(32)).decode()
+    envelope["signatures"] = [{"keyid": keyid_of(identity), "sig": forged}]
+    (plugin / "plugin.sig").write_text(json.dumps(envelope))
+
+    for args in (
+        ["verify", plugin, "--key", weak],
+        ["key", "add", weak, "--db", f"sqlite:///{tmp_path / 'r.db'}"],
+    ):
+        result = run_cli(*args)
+        assert result.code == 3, result.stdout
+        assert "not a usable ed25519 public key: a point of small order" in result.stderr
+    assert (
+        not (tmp_path / "r.db").exists()
+        or run_cli("key", "list", "--db", f"sqlite:///{tmp_path / 'r.db'}", "--json").json()["keys"]
+        == []
+    )

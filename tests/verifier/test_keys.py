@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from verifier.errors import KeyFileError, PassphraseError
 from verifier.keys import (
@@ -182,3 +184,63 @@ def test_signatures_verify_only_with_the_right_key(key: SigningKey, other_key: S
     assert key.public_key.verify(signature, b"message")
     assert not key.public_key.verify(signature, b"messagf")
     assert not other_key.public_key.verify(signature, b"message")
+
+
+# --- weak public keys: a small-order point accepts forged signatures ---
+
+_IDENTITY = bytes([1]) + bytes(31)
+_FORGED_SIGNATURE = _IDENTITY + bytes(32)  # R = identity, S = 0: "valid" for any message
+_SPKI_ED25519 = bytes.fromhex("302a300506032b6570032100")  # DER header before the 32 key bytes
+
+
+def weak_public_key_pem(raw: bytes) -> bytes:
+    """A PEM public key file for any 32 bytes, weak or not, as an attacker would write it."""
+    import base64
+
+    body = base64.b64encode(_SPKI_ED25519 + raw).decode()
+    return f"-----BEGIN PUBLIC KEY-----\n{body}\n-----END PUBLIC KEY-----\n".encode()
+
+
+@pytest.mark.parametrize(
+    ("encoded", "problem"),
+    [
+        # every small-order point (libsodium's list): orders 1, 2, 4 and 8
+        pytest.param("01" + "00" * 31, "a point of small order", id="identity"),
+        pytest.param("ec" + "ff" * 30 + "7f", "a point of small order", id="order-2"),
+        pytest.param("00" * 32, "a point of small order", id="order-4"),
+        pytest.param("00" * 31 + "80", "a point of small order", id="order-4-negated"),
+        pytest.param("26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc05", "a point of small order", id="order-8"),
+        pytest.param("c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac037a", "a point of small order", id="order-8-b"),
+        # the same points spelled a second way
+        pytest.param("ed" + "ff" * 30 + "7f", "non-canonical encoding", id="y-equals-p"),
+        pytest.param("ee" + "ff" * 30 + "7f", "non-canonical encoding", id="y-equals-p-plus-1"),
+        pytest.param("01" + "00" * 30 + "80", "non-canonical encoding", id="negative-zero-x"),
+        pytest.param("02" + "00" * 31, "not a point on the curve", id="off-curve"),
+    ],
+)  # fmt: skip
+def test_weak_public_keys_are_refused(encoded: str, problem: str) -> None:
+    raw = bytes.fromhex(encoded)
+
+    with pytest.raises(KeyFileError, match=f"not a usable ed25519 public key: {problem}"):
+        PublicKey(raw)
+    with pytest.raises(KeyFileError, match=problem):
+        load_public_key(weak_public_key_pem(raw))
+
+
+def test_the_identity_key_really_accepts_forgeries_without_the_check() -> None:
+    # Why the check exists: OpenSSL itself verifies this "signature" for any message.
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+    Ed25519PublicKey.from_public_bytes(_IDENTITY).verify(_FORGED_SIGNATURE, b"anything at all")
+    with pytest.raises(KeyFileError):
+        PublicKey(_IDENTITY)
+
+
+@settings(max_examples=50, deadline=None)
+@given(seed=st.binary(min_size=32, max_size=32))
+def test_every_real_key_is_accepted(seed: bytes) -> None:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    raw = Ed25519PrivateKey.from_private_bytes(seed).public_key().public_bytes_raw()
+
+    assert PublicKey(raw).keyid == keyid_of(raw)
