@@ -40,3 +40,22 @@ def test_keys_directory_holds_public_keys_only() -> None:
     for path in (ROOT / "keys").iterdir():
         assert path.suffix == ".pub", path
         assert b"PRIVATE" not in path.read_bytes()
+
+
+def test_every_test_the_threat_table_names_exists() -> None:
+    # docs/threats.md is the map from each threat to the test that performs it; a
+    # renamed or deleted test must not leave the map pointing at nothing.
+    text = (ROOT / "docs" / "threats.md").read_text()
+    named: list[tuple[str, str]] = []
+    current = ""
+    for path, name in re.findall(r"`(tests/[\w/]+\.py|\.\.\.)::(test_\w+)", text):
+        current = current if path == "..." else path
+        named.append((current, name))
+    missing = [
+        f"{path}::{name}"
+        for path, name in named
+        if not re.search(rf"^def {name}\(", (ROOT / path).read_text(), re.MULTILINE)
+    ]
+
+    assert len(named) > 60
+    assert missing == []
