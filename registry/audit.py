@@ -338,11 +338,14 @@ def verify_chain(
                     if computed != stored_hash:
                         problem = f"event {seq} does not match its hash: edited or moved?"
             if problem is None:
-                indexed = []
-                while pending is not None and pending[0] <= seq:
-                    indexed.append((pending[0], pending[1]))
+                # The index rows for this event, in key id order, must be its key ids.
+                indexed = True
+                for keyid in keyids.split():
+                    if pending is None or pending[0] != seq or pending[1] != keyid:
+                        indexed = False
+                        break
                     pending = next(index, None)
-                if indexed != [(seq, k) for k in keyids.split()]:
+                if not indexed or (pending is not None and pending[0] <= seq):
                     problem = f"the key index of event {seq} does not match its key ids: edited?"
             if problem is not None:
                 return ChainReport(expected_seq - 1, prev, expected_seq, problem)
