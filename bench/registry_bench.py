@@ -36,6 +36,7 @@ import sqlalchemy as sa
 from registry import audit
 from registry.models import AuditEvent, AuditEventKey, ChainHead, Key, Plugin, PluginSigner
 from registry.service import Registry
+from verifier.keys import SigningKey
 
 NAMES = 10_000
 KEYS = 100
@@ -49,14 +50,15 @@ def _digest(i: int) -> str:
 def _fill(registry: Registry, plugins: int, events: int) -> None:
     envelope = b"{" + b'"payload": "' + b"A" * 700 + b'"}'  # a realistic plugin.sig size
     start = datetime(2026, 1, 1, tzinfo=UTC)
-    keyids = [hashlib.sha256(b"key %d" % k).hexdigest() for k in range(KEYS)]
+    publics = [SigningKey.generate(f"publisher-{n}").public_key for n in range(KEYS)]
+    keyids = [p.keyid for p in publics]
     with registry.engine.begin() as connection:
         connection.execute(
             sa.insert(Key),
             [
-                {"keyid": k, "name": f"publisher-{n}", "public_key": bytes(32), "scopes": "[]",
+                {"keyid": p.keyid, "name": p.name, "public_key": p.raw, "scopes": "[]",
                  "added_at": start, "added_by": "bench@host"}
-                for n, k in enumerate(keyids)
+                for p in publics
             ],
         )  # fmt: skip
     for low in range(0, plugins, CHUNK):
