@@ -92,7 +92,7 @@ def key_add(
     return Report(
         data={"added": added, "key": info.to_json(utc_now())},
         text=f"{verb} key {_short(info.keyid)} ({info.name}); may sign {scope_text}; "
-        f"expires {_when(info.expires_at)}",
+        f"expires {_when(info.expires_at) if info.expires_at else 'never'}",
     )
 
 

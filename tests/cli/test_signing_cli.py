@@ -405,10 +405,11 @@ def test_a_small_order_key_cannot_be_used_to_forge(
     envelope["signatures"] = [{"keyid": keyid_of(identity), "sig": forged}]
     (plugin / "plugin.sig").write_text(json.dumps(envelope))
 
-    for args in (
+    attempts: list[list[str | Path]] = [
         ["verify", plugin, "--key", weak],
         ["key", "add", weak, "--db", f"sqlite:///{tmp_path / 'r.db'}"],
-    ):
+    ]
+    for args in attempts:
         result = run_cli(*args)
         assert result.code == 3, result.stdout
         assert "not a usable ed25519 public key: a point of small order" in result.stderr
