@@ -101,13 +101,13 @@ def at_text(value: datetime | str) -> str:
     Accepts what the database returns without type conversion, to keep
     verification fast: a datetime (PostgreSQL) or the exact text SQLAlchemy
     stores on SQLite, ``YYYY-MM-DD HH:MM:SS.ffffff`` (UTC). Any other text is
-    passed through unchanged, so it fails the hash check: time filters compare
-    that text, and an event rewritten to sort elsewhere must not pass.
+    refused (ValueError), the hashed form itself included: time filters compare
+    the stored text, so the same instant spelled another way sorts elsewhere.
     """
     if isinstance(value, str):
         if _SQLITE_TIME.fullmatch(value):
             return f"{value[:10]}T{value[11:]}+00:00"
-        return value
+        raise ValueError(f"{value!r} is not a time as vtreg stores it")
     if value.tzinfo is None:
         raise ValueError("a naive datetime has no place in the audit log")
     if value.tzinfo is not UTC:
@@ -156,6 +156,9 @@ def append(
     sql = cursor.sql
     seq = head.seq + 1
     keyids = tuple(sorted(set(event.keyids)))
+    if any(not k or k != "".join(k.split()) for k in keyids):
+        # They are stored space-separated: a key id must be one non-empty word.
+        raise ValueError(f"an audit key id must be a non-empty word without spaces: {keyids!r}")
     keyid_text = " ".join(keyids)
     details = _details_text(event.details)
     digest = chain_hash(
@@ -301,16 +304,23 @@ def verify_chain(
     """
     expected_seq, prev = 1, GENESIS_HASH
     anchored = anchor is None
-    events = connection.execution_options(yield_per=batch).execute(
-        sa.select(*_COLUMNS).order_by(AuditRow.seq)
+    # Key ids in code point order, as append() sorts them, whatever the database's collation.
+    keyid_order = (
+        AuditEventKey.keyid.collate("C")
+        if connection.dialect.name == "postgresql"
+        else AuditEventKey.keyid  # SQLite's BINARY collation is code point order for UTF-8
     )
-    index = connection.execution_options(yield_per=batch).execute(
-        sa.select(AuditEventKey.seq, AuditEventKey.keyid).order_by(
-            AuditEventKey.seq, AuditEventKey.keyid
-        )
-    )
-    pending = next(index, None)
+    events = index = None
     try:
+        events = connection.execution_options(yield_per=batch).execute(
+            sa.select(*_COLUMNS).order_by(AuditRow.seq)
+        )
+        index = connection.execution_options(yield_per=batch).execute(
+            sa.select(AuditEventKey.seq, AuditEventKey.keyid).order_by(
+                AuditEventKey.seq, keyid_order
+            )
+        )
+        pending = next(index, None)
         for row in events:
             seq, at, actor, action, outcome, plugin, version, digest, keyids, reason, details, \
                 stored_prev, stored_hash = row  # fmt: skip
@@ -332,7 +342,10 @@ def verify_chain(
                         reason, details,
                     )  # fmt: skip
                 except (TypeError, ValueError, AttributeError):
-                    problem = f"event {seq} holds values of the wrong type: edited?"
+                    problem = (
+                        f"event {seq} holds a value vtreg never writes (a wrong type, or a time "
+                        "not in vtreg's form): edited?"
+                    )
                 else:
                     computed = chain_hash(prev, event)
                     if computed != stored_hash:
@@ -345,7 +358,9 @@ def verify_chain(
                         indexed = False
                         break
                     pending = next(index, None)
-                if not indexed or (pending is not None and pending[0] <= seq):
+                if pending is not None and type(pending[0]) is not int:
+                    problem = f"the key index holds a malformed row ({pending[0]!r}): edited?"
+                elif not indexed or (pending is not None and pending[0] <= seq):
                     problem = f"the key index of event {seq} does not match its key ids: edited?"
             if problem is not None:
                 return ChainReport(expected_seq - 1, prev, expected_seq, problem)
@@ -359,12 +374,15 @@ def verify_chain(
                 anchored = True
             expected_seq, prev = seq + 1, computed
     finally:
-        events.close()  # a PostgreSQL server-side cursor must not outlive an early return
-        index.close()
+        for result in (events, index):  # a PostgreSQL server-side cursor must not outlive
+            if result is not None:  # an early return
+                result.close()
     count = expected_seq - 1
     head = connection.execute(sa.select(ChainHead.seq, ChainHead.hash)).first()
     if head is None:
         return ChainReport(count, prev, count + 1, "the chain head row is missing")
+    if type(head.seq) is not int:
+        return ChainReport(count, prev, count + 1, "the chain head row is malformed: edited?")
     if head.seq > count:
         problem = (
             f"the chain head names event {head.seq} but the log ends at event {count}: "

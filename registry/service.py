@@ -16,7 +16,7 @@ import os
 import socket
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
 import sqlalchemy as sa
@@ -105,17 +105,15 @@ class KeyInfo:
             row.revoked_reason,
         )
 
-    def same_terms(self, name: str | None, scopes: Sequence[str], expires: datetime | None) -> bool:
-        """Whether adding the key again with these terms asks for what it has.
+    def same_terms(self, name: str | None, scopes: Sequence[str]) -> bool:
+        """Whether adding the key again asks for the name and scopes it has.
 
-        Expiries a minute apart count as the same: ``--expires 90d`` re-run a
-        moment later means the same thing.
+        The expiry is not compared: ``--expires 90d`` re-run tomorrow names a
+        later date, and a provisioning script that re-adds its keys must not
+        fail. The stored expiry stands; the CLI says so when they differ.
         """
-        if (name is not None and name != self.name) or sorted(scopes) != sorted(self.scopes):
-            return False
-        if expires is None or self.expires_at is None:
-            return expires is self.expires_at
-        return abs(expires - self.expires_at) <= timedelta(minutes=1)
+        named = name is None or name == self.name
+        return named and sorted(scopes) == sorted(self.scopes)
 
     def terms(self) -> str:
         scopes = ", ".join(self.scopes) or "any plugin"
@@ -308,7 +306,7 @@ class Registry:
         Raises:
             PolicyError: the key was revoked before (revocation is final).
             UsageError: a bad name, an empty scope, an expiry in the past, or
-                the key is already trusted on other terms (name, scopes, expiry).
+                the key is already trusted with another name or other scopes.
         """
         at = _now()
         label = name or key.name or key.keyid[:16]
@@ -329,7 +327,7 @@ class Registry:
                         f"({row.revoked_reason}); a revoked key cannot be trusted again"
                     )
                 existing = KeyInfo.of(row)
-                if not existing.same_terms(name, scopes, expires):
+                if not existing.same_terms(name, scopes):
                     raise UsageError(
                         f"key {key.keyid[:16]} is already trusted as {existing.terms()}; "
                         "a key's terms are fixed when it is added (revoke it and trust a new "
@@ -450,14 +448,13 @@ class Registry:
 
         The envelope is stored verbatim with the signer key ids. Trusting the
         same content again changes nothing unless ``pin``/``threshold`` rise or
-        the new envelope carries more trusted signatures (a co-signature), which
-        then replaces the stored one.
+        the new envelope's trusted signers are a strict superset of the stored
+        ones (a co-signature), which then replaces the stored envelope.
 
         Raises:
             VerificationError: not signed by ``threshold`` trusted keys, or the
                 content was revoked before. The refusal is audited.
         """
-        at = at or _now()
         if threshold < 1:
             raise UsageError(f"threshold must be at least 1, got {threshold}")
         refusal: VerificationError | None = None
@@ -465,6 +462,7 @@ class Registry:
         # transaction holding the chain head: a key revoked meanwhile is either
         # seen here or revoked after this trust, in the log's order too.
         with self._write() as (session, writer):
+            at = at or _now()  # once the lock is held: judged when decided, logged in order
             try:
                 verified = verify(
                     tree, self._trusted_keys(writer.cursor), at=at, threshold=threshold
@@ -484,19 +482,20 @@ class Registry:
                     )
                     event = self._refusal_event("plugin.trust", tree, refusal)
                     self._audit(session, writer, event, at)
-                elif changed:
-                    event = self._plugin_event("plugin.trust", "ok", verified)
-                    details = {
-                        **event.details,
-                        "pinned": row.pinned,
-                        "threshold": row.threshold,
-                        "created": created,
-                        "signers": sorted(s.keyid for s in row.signers),
-                    }
-                    self._audit(session, writer, replace(event, details=details), at)
-                session.flush()
-                info = PluginInfo.of(row)
-                newer = self._newest_version(session, verified.name)
+                else:
+                    if changed:
+                        event = self._plugin_event("plugin.trust", "ok", verified)
+                        details = {
+                            **event.details,
+                            "pinned": row.pinned,
+                            "threshold": row.threshold,
+                            "created": created,
+                            "signers": sorted(s.keyid for s in row.signers),
+                        }
+                        self._audit(session, writer, replace(event, details=details), at)
+                    session.flush()
+                    info = PluginInfo.of(row)
+                    newer = self._newest_version(session, verified.name)
         if refusal is not None:
             raise refusal
         older = newer is not None and SemVer.parse(verified.version) < SemVer.parse(newer)
@@ -721,12 +720,12 @@ class Registry:
         self, tree: PluginTree, *, at: datetime | None = None, threshold: int = 1
     ) -> VerifiedPlugin:
         """:meth:`authorize`, with the decision (allowed or refused) audited."""
-        at = at or _now()
         sql = Statements.of(self.engine)
         # Decided and recorded in one transaction that holds the chain head, so a
         # key or plugin revoked concurrently is either seen or logged after this.
         with self._errors(), sql.transaction(self.engine, write=True, decision_record=True) as cur:
             head = audit.lock_head(cur)
+            at = at or _now()  # once the lock is held: judged when decided, logged in order
             refusal: VerificationError | None = None
             try:
                 verified = self._decide(cur, tree, at, threshold)

@@ -116,7 +116,9 @@ class Anchor(click.ParamType[tuple[int, str], object]):
         if isinstance(value, tuple):
             return value  # already converted
         seq, _, digest = str(value).strip().partition(":")
-        if not (seq.isdigit() and int(seq) >= 1 and re.fullmatch(r"[0-9a-f]{64}", digest)):
+        if not (
+            re.fullmatch(r"[0-9]+", seq) and int(seq) >= 1 and re.fullmatch(r"[0-9a-f]{64}", digest)
+        ):
             self.fail(
                 f"{value!r} is not an anchor: expected SEQ:HASH as printed by "
                 "`vtreg audit verify` (an event number and 64 lowercase hex digits)",
@@ -161,6 +163,7 @@ def audit_verify(settings: Settings, anchor: tuple[int, str] | None, db_url: str
     return Report(
         data=data,
         text=f"audit log BROKEN at event {report.broken_at}: {report.problem}\n"
-        f"(events 1-{report.events} verify; head {report.head})",
+        + (f"(events 1-{report.events} verify" if report.events else "(no event verifies")
+        + f"; head {report.head})",
         exit_code=EXIT_REFUSED,
     )

@@ -89,10 +89,18 @@ def key_add(
         info, added = registry.add_key(public, name=name, scopes=scopes, expires=expires)
     scope_text = ", ".join(info.scopes) or "any plugin"
     verb = "trusted" if added else "already trusted:"
+    kept = _when(info.expires_at) if info.expires_at else "never"
+    warnings = []
+    if not added and expires is not None and expires != info.expires_at:
+        warnings.append(
+            f"key {_short(info.keyid)} keeps its expiry ({kept}): adding it again does not "
+            "change it"
+        )
     return Report(
         data={"added": added, "key": info.to_json(utc_now())},
         text=f"{verb} key {_short(info.keyid)} ({info.name}); may sign {scope_text}; "
-        f"expires {_when(info.expires_at) if info.expires_at else 'never'}",
+        f"expires {kept}",
+        warnings=warnings,
     )
 
 

@@ -211,6 +211,9 @@ def test_failed_commands_write_nothing(home: dict[str, str], keys: Path) -> None
         2,
         "already trusted as alice, may sign any plugin, expires never; a key's terms are fixed",
     )
+    again = ok(run_cli("key", "add", keys / "alice.pub", "--expires", "90d", env=home))
+    assert again.stdout.startswith("already trusted: key")
+    assert "keeps its expiry (never): adding it again does not change it" in again.stderr
     refused(
         run_cli("key", "add", keys / "bob.pub", "--expires", "2001-01-01", env=home),
         2,

@@ -163,7 +163,7 @@ def _sql(registry: Registry, statement: str, **params: object) -> None:
             3, "the key index of event 3 does not match its key ids", id="unindexed-key",
         ),
         pytest.param(
-            "UPDATE audit_event_keys SET keyid = 'ab' || substr(keyid, 3) WHERE seq = 9",
+            "UPDATE audit_event_keys SET keyid = '" + "ef" * 32 + "' WHERE seq = 9",
             9, "the key index of event 9 does not match its key ids", id="reattributed-key",
         ),
         pytest.param(
@@ -241,44 +241,82 @@ def test_inserted_event_is_pinpointed(busy_registry: Registry) -> None:
     assert "the log goes on past the chain head (event 10) to event 11" in report.problem
 
 
-def test_an_event_moved_in_time_is_found(busy_registry: Registry) -> None:
-    # SQLite keeps times as text and time filters compare that text: the same
-    # instant spelled another way sorts elsewhere, so it must not verify either.
+@pytest.mark.parametrize(
+    "spelling",
+    [
+        pytest.param("replace(at, ' ', 'T')", id="T-separator"),
+        # exactly the hashed form: the hash still matches, the text sorts elsewhere
+        pytest.param("replace(at, ' ', 'T') || '+00:00'", id="hashed-form"),
+        pytest.param("substr(at, 1, 19)", id="no-microseconds"),
+    ],
+)
+def test_an_event_moved_in_time_is_found(busy_registry: Registry, spelling: str) -> None:
+    # SQLite keeps times as text and --since/--until compare that text: the same
+    # instant spelled another way sorts elsewhere, so it must not verify. On
+    # PostgreSQL the column is typed; there the move is a real change of time.
     if busy_registry.engine.dialect.name == "sqlite":
-        _sql(busy_registry, "UPDATE audit_events SET at = replace(at, ' ', 'T') WHERE seq = 6")
+        _sql(busy_registry, f"UPDATE audit_events SET at = {spelling} WHERE seq = 6")
+        problem = "event 6 holds a value vtreg never writes (a wrong type, or a time not in vtreg's form): edited?"
     else:
         _sql(
             busy_registry,
             "UPDATE audit_events SET at = at + interval '1 microsecond' WHERE seq = 6",
         )
+        problem = "event 6 does not match its hash: edited or moved?"
 
     report = busy_registry.verify_audit()
 
     assert report.broken_at == 6
-    assert report.problem == "event 6 does not match its hash: edited or moved?"
+    assert report.problem == problem
 
 
 @pytest.mark.parametrize(
-    "tamper",
+    ("tamper", "problem"),
     [
-        pytest.param("UPDATE audit_events SET at = 12345 WHERE seq = 2", id="number-for-time"),
-        pytest.param("UPDATE audit_events SET keyids = x'00ff' WHERE seq = 2", id="blob-for-text"),
+        pytest.param("UPDATE audit_events SET at = 12345 WHERE seq = 2", "at event 2: event 2 holds a value vtreg never writes", id="number-for-time"),
+        pytest.param("UPDATE audit_events SET keyids = x'00ff' WHERE seq = 2", "at event 2: event 2 holds a value vtreg never writes", id="blob-for-text"),
+        pytest.param("UPDATE audit_event_keys SET seq = 'two' WHERE seq = 2", "at event 2: the key index of event 2 does not match its key ids", id="text-in-key-index"),
+        pytest.param("INSERT INTO audit_event_keys VALUES ('" + "ab" * 32 + "', 'zzz')", "at event 3: the key index holds a malformed row ('zzz')", id="extra-text-index-row"),
+        pytest.param("UPDATE audit_chain_head SET seq = 'three'", "the chain head row is malformed", id="text-in-head"),
     ],
-)
-def test_wrong_typed_values_are_reported_not_crashed(tmp_path: Path, tamper: str) -> None:
+)  # fmt: skip
+def test_wrong_typed_values_are_reported_not_crashed(
+    tmp_path: Path, tamper: str, problem: str
+) -> None:
     # Only SQLite lets a column hold a value of another type; PostgreSQL's typed
     # columns refuse the write itself.
     url = f"sqlite:///{tmp_path / 'registry.db'}"
     with Registry.open(url) as registry:
-        registry.record(AuditEvent("key.add", "ok"))
-        registry.record(AuditEvent("key.add", "ok"))
-        registry.record(AuditEvent("key.add", "ok"))
+        for n in range(3):
+            registry.record(AuditEvent("key.add", "ok", keyids=(f"{n}" * 64,)))
         _sql(registry, tamper)
 
     result = run_cli("audit", "verify", "--db", url)
 
     assert result.code == 1, result.stderr
-    assert "audit log BROKEN at event 2: event 2 holds values of the wrong type" in result.stdout
+    assert "audit log BROKEN" in result.stdout
+    assert problem in result.stdout
+
+
+@pytest.mark.parametrize("keyid", ["a b", "", "tab\there"])
+def test_a_key_id_that_cannot_be_indexed_is_not_recorded(registry: Registry, keyid: str) -> None:
+    with pytest.raises(ValueError, match="non-empty word without spaces"):
+        registry.record(AuditEvent("plugin.load", "allowed", keyids=(keyid,)))
+    assert registry.audit_events() == []
+    assert registry.verify_audit().ok
+
+
+def test_key_ids_sort_the_same_in_the_log_and_the_index(registry: Registry) -> None:
+    # Upper case sorts before lower case in code point order, after it in most
+    # locales; the index must be read back in the order append() wrote, whatever
+    # collation the database was created with.
+    if registry.engine.dialect.name == "postgresql":
+        _sql(
+            registry,
+            'ALTER TABLE audit_event_keys ALTER COLUMN keyid TYPE varchar(64) COLLATE "und-x-icu"',
+        )
+    registry.record(AuditEvent("plugin.load", "allowed", keyids=("b", "B", "a", "_")))
+    assert registry.verify_audit().ok
 
 
 def test_a_naive_time_is_never_hashed() -> None:
@@ -368,7 +406,7 @@ def test_audit_verify_cli_prints_and_checks_an_anchor(
     assert caught.code == 1
     assert "event 10 is not the event anchored earlier" in caught.stdout
 
-    for bad in ("10", "0:" + "a" * 64, "10:" + "A" * 64, "x:y"):
+    for bad in ("10", "0:" + "a" * 64, "10:" + "A" * 64, "x:y", "\u00b2:" + "a" * 64):
         refused = run_cli("audit", "verify", "--db", database_url, "--anchor", bad)
         assert refused.code == 2, bad
         assert "is not an anchor" in refused.stderr

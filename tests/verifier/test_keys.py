@@ -204,13 +204,15 @@ def weak_public_key_pem(raw: bytes) -> bytes:
 @pytest.mark.parametrize(
     ("encoded", "problem"),
     [
-        # every small-order point (libsodium's list): orders 1, 2, 4 and 8
+        # all eight small-order points: orders 1, 2, 4 and 8
         pytest.param("01" + "00" * 31, "a point of small order", id="identity"),
         pytest.param("ec" + "ff" * 30 + "7f", "a point of small order", id="order-2"),
         pytest.param("00" * 32, "a point of small order", id="order-4"),
         pytest.param("00" * 31 + "80", "a point of small order", id="order-4-negated"),
         pytest.param("26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc05", "a point of small order", id="order-8"),
         pytest.param("c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac037a", "a point of small order", id="order-8-b"),
+        pytest.param("26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc85", "a point of small order", id="order-8-negated"),
+        pytest.param("c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac03fa", "a point of small order", id="order-8-b-negated"),
         # the same points spelled a second way
         pytest.param("ed" + "ff" * 30 + "7f", "non-canonical encoding", id="y-equals-p"),
         pytest.param("ee" + "ff" * 30 + "7f", "non-canonical encoding", id="y-equals-p-plus-1"),
