@@ -392,17 +392,16 @@ def test_a_small_order_key_cannot_be_used_to_forge(
 ) -> None:
     # The identity point as a "publisher key": R = identity, S = 0 verifies under
     # it for any payload, so anyone could sign anything. vtreg refuses the key.
-    from tests.verifier.test_keys import weak_public_key_pem
+    from tests.verifier.test_keys import FORGED_SIGNATURE, IDENTITY_KEY, weak_public_key_pem
     from verifier.keys import keyid_of
 
-    identity = bytes([1]) + bytes(31)
     weak = tmp_path / "weak.pub"
-    weak.write_bytes(weak_public_key_pem(identity))
+    weak.write_bytes(weak_public_key_pem(IDENTITY_KEY))
     plugin = plugin_factory()
     assert run_cli("sign", plugin, "--key", keys / "alice.key").code == 0
     envelope = json.loads((plugin / "plugin.sig").read_text())
-    forged = base64.b64encode(identity + bytes(32)).decode()
-    envelope["signatures"] = [{"keyid": keyid_of(identity), "sig": forged}]
+    forged = base64.b64encode(FORGED_SIGNATURE).decode()
+    envelope["signatures"] = [{"keyid": keyid_of(IDENTITY_KEY), "sig": forged}]
     (plugin / "plugin.sig").write_text(json.dumps(envelope))
 
     attempts: list[list[str | Path]] = [

@@ -14,6 +14,7 @@ import sqlalchemy as sa
 from loader.protocols import AuditEvent
 from registry import audit
 from registry.service import Registry
+from registry.statements import Statements
 from tests.helpers import run_cli
 from tests.registry.conftest import SignedPlugin
 from verifier.capture import capture
@@ -227,10 +228,7 @@ def test_inserted_event_is_pinpointed(busy_registry: Registry) -> None:
         "INSERT INTO audit_events (seq, at, actor, action, outcome, plugin, version, digest, "
         "keyids, reason, details, prev_hash, hash) VALUES (11, :at, 'mallory@evil', "
         "'plugin.trust', 'ok', 'evil', '6.6.6', NULL, '', NULL, '{}', :prev, :hash)",
-        # SQLAlchemy's own storage format for datetimes on SQLite
-        at=at.strftime("%Y-%m-%d %H:%M:%S.%f")
-        if busy_registry.engine.dialect.name == "sqlite"
-        else at,
+        at=Statements.of(busy_registry.engine).time_out(at),  # as vtreg stores it
         prev=last.hash,
         hash=forged,
     )

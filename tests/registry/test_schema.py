@@ -12,6 +12,7 @@ from loader.protocols import AuditEvent
 from registry import audit
 from registry.db import alembic_config, connect, ensure_schema, head_revision
 from registry.service import Registry
+from registry.statements import Statements
 from tests.helpers import run_cli
 from verifier.errors import RegistryError
 
@@ -60,10 +61,7 @@ def _events_at_first_revision(engine: sa.Engine) -> None:
                 ),
                 {
                     "seq": seq,
-                    # SQLite holds the text SQLAlchemy's DateTime writes, in UTC.
-                    "at": at.strftime("%Y-%m-%d %H:%M:%S.%f")
-                    if engine.dialect.name == "sqlite"
-                    else at,
+                    "at": Statements.of(engine).time_out(at),  # as vtreg stores it
                     "prev": prev,
                     "hash": digest,
                 },

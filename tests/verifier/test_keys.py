@@ -188,8 +188,8 @@ def test_signatures_verify_only_with_the_right_key(key: SigningKey, other_key: S
 
 # --- weak public keys: a small-order point accepts forged signatures ---
 
-_IDENTITY = bytes([1]) + bytes(31)
-_FORGED_SIGNATURE = _IDENTITY + bytes(32)  # R = identity, S = 0: "valid" for any message
+IDENTITY_KEY = bytes([1]) + bytes(31)
+FORGED_SIGNATURE = IDENTITY_KEY + bytes(32)  # R = identity, S = 0: "valid" for any message
 _SPKI_ED25519 = bytes.fromhex("302a300506032b6570032100")  # DER header before the 32 key bytes
 
 
@@ -233,9 +233,9 @@ def test_the_identity_key_really_accepts_forgeries_without_the_check() -> None:
     # Why the check exists: OpenSSL itself verifies this "signature" for any message.
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-    Ed25519PublicKey.from_public_bytes(_IDENTITY).verify(_FORGED_SIGNATURE, b"anything at all")
+    Ed25519PublicKey.from_public_bytes(IDENTITY_KEY).verify(FORGED_SIGNATURE, b"anything at all")
     with pytest.raises(KeyFileError):
-        PublicKey(_IDENTITY)
+        PublicKey(IDENTITY_KEY)
 
 
 @settings(max_examples=50, deadline=None)
