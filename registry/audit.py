@@ -156,7 +156,7 @@ def append(
     sql = cursor.sql
     seq = head.seq + 1
     keyids = tuple(sorted(set(event.keyids)))
-    if any(not k or k != "".join(k.split()) for k in keyids):
+    if any(k.split() != [k] for k in keyids):
         # They are stored space-separated: a key id must be one non-empty word.
         raise ValueError(f"an audit key id must be a non-empty word without spaces: {keyids!r}")
     keyid_text = " ".join(keyids)

@@ -469,7 +469,6 @@ class Registry:
                 )
             except VerificationError as e:
                 refusal = e
-                self._audit(session, writer, self._refusal_event("plugin.trust", tree, e), at)
             else:
                 row, created, changed = self._trust_row(session, verified, threshold, pin, at)
                 if row.revoked_at is not None:
@@ -480,22 +479,23 @@ class Registry:
                         keyids=verified.signature_keyids,
                         subject=_subject(verified),
                     )
-                    event = self._refusal_event("plugin.trust", tree, refusal)
-                    self._audit(session, writer, event, at)
-                else:
-                    if changed:
-                        event = self._plugin_event("plugin.trust", "ok", verified)
-                        details = {
-                            **event.details,
-                            "pinned": row.pinned,
-                            "threshold": row.threshold,
-                            "created": created,
-                            "signers": sorted(s.keyid for s in row.signers),
-                        }
-                        self._audit(session, writer, replace(event, details=details), at)
-                    session.flush()
-                    info = PluginInfo.of(row)
-                    newer = self._newest_version(session, verified.name)
+            if refusal is not None:
+                event = self._refusal_event("plugin.trust", tree, refusal)
+                self._audit(session, writer, event, at)
+            else:
+                if changed:
+                    event = self._plugin_event("plugin.trust", "ok", verified)
+                    details = {
+                        **event.details,
+                        "pinned": row.pinned,
+                        "threshold": row.threshold,
+                        "created": created,
+                        "signers": sorted(s.keyid for s in row.signers),
+                    }
+                    self._audit(session, writer, replace(event, details=details), at)
+                session.flush()
+                info = PluginInfo.of(row)
+                newer = self._newest_version(session, verified.name)
         if refusal is not None:
             raise refusal
         older = newer is not None and SemVer.parse(verified.version) < SemVer.parse(newer)
