@@ -115,9 +115,16 @@ class KeyInfo:
         named = name is None or name == self.name
         return named and sorted(scopes) == sorted(self.scopes)
 
+    @property
+    def may_sign(self) -> str:
+        return ", ".join(self.scopes) or "any plugin"
+
+    @property
+    def expires_text(self) -> str:
+        return _time(self.expires_at) or "never"
+
     def terms(self) -> str:
-        scopes = ", ".join(self.scopes) or "any plugin"
-        return f"{self.name}, may sign {scopes}, expires {_time(self.expires_at) or 'never'}"
+        return f"{self.name}, may sign {self.may_sign}, expires {self.expires_text}"
 
     def status(self, at: datetime) -> str:
         if self.revoked_at is not None:

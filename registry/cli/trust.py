@@ -87,19 +87,17 @@ def key_add(
     public = read_public_key_file(pubfile)
     with open_registry(db_url) as registry:
         info, added = registry.add_key(public, name=name, scopes=scopes, expires=expires)
-    scope_text = ", ".join(info.scopes) or "any plugin"
     verb = "trusted" if added else "already trusted:"
-    kept = _when(info.expires_at) if info.expires_at else "never"
     warnings = []
     if not added and expires is not None and expires != info.expires_at:
         warnings.append(
-            f"key {_short(info.keyid)} keeps its expiry ({kept}): adding it again does not "
-            "change it"
+            f"key {_short(info.keyid)} keeps its expiry ({info.expires_text}): adding it again "
+            "does not change it"
         )
     return Report(
         data={"added": added, "key": info.to_json(utc_now())},
-        text=f"{verb} key {_short(info.keyid)} ({info.name}); may sign {scope_text}; "
-        f"expires {kept}",
+        text=f"{verb} key {_short(info.keyid)} ({info.name}); may sign {info.may_sign}; "
+        f"expires {info.expires_text}",
         warnings=warnings,
     )
 
