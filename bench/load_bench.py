@@ -31,11 +31,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench._common import build_example, scratch_dir
-from loader import PluginContext, PluginLoader
-from registry.service import Registry
-from verifier.capture import capture
-from verifier.keys import SigningKey
-from verifier.verify import sign
+from vtreg.loader import PluginContext, PluginLoader
+from vtreg.registry.service import Registry
+from vtreg.verifier.keys import SigningKey
+from vtreg.verifier.signatures import sign
+from vtreg.verifier.tree import capture
 
 
 def _median_ms(samples: list[float]) -> float:
@@ -71,8 +71,8 @@ def _plugin_copies(source: Path, where: Path, count: int, key: SigningKey) -> li
 
 _LOAD_ONCE = """
 import sys, time
-from loader import PluginLoader
-from registry.service import Registry
+from vtreg.loader import PluginLoader
+from vtreg.registry.service import Registry
 with Registry.open(sys.argv[1]) as registry:
     loader = PluginLoader(registry, registry, [sys.argv[2]])
     start = time.perf_counter()

@@ -33,10 +33,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import sqlalchemy as sa
 
-from registry import audit
-from registry.models import AuditEvent, AuditEventKey, ChainHead, Key, Plugin, PluginSigner
-from registry.service import Registry
-from verifier.keys import SigningKey
+from vtreg.registry import audit
+from vtreg.registry.models import AuditEvent, AuditEventKey, ChainHead, Key, Plugin, PluginSigner
+from vtreg.registry.service import Registry
+from vtreg.verifier.keys import SigningKey
 
 NAMES = 10_000
 KEYS = 100

@@ -9,7 +9,7 @@ first use: the isolation worker imports only the ABI module.
 
 from __future__ import annotations
 
-from verifier._lazy import lazy_exports
+from vtreg.verifier._lazy import lazy_exports
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
 if TYPE_CHECKING:

@@ -1,6 +1,6 @@
 """The isolation worker: loads one verified library in its own process and serves calls.
 
-    python -m loader._worker LIBRARY_FD MEMORY_LIMIT LABEL
+    python -m vtreg.loader._worker LIBRARY_FD MEMORY_LIMIT LABEL
 
 LIBRARY_FD is the sealed memfd holding exactly the verified bytes (inherited
 from the loader). Requests arrive on stdin and replies leave on stdout, framed
@@ -17,9 +17,9 @@ import os
 import struct
 import sys
 
-from loader import _wire
-from loader.abi import PluginCallError, RawLibrary
-from verifier.errors import VtregError
+from vtreg.loader import _wire
+from vtreg.loader.abi import PluginCallError, RawLibrary
+from vtreg.verifier.errors import VtregError
 
 
 def _address_space() -> int:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import ctypes
 
-from verifier.errors import VerificationError, VtregError
+from vtreg.verifier.errors import VerificationError, VtregError
 
 __all__ = ["PLUGIN_ABI_VERSION", "AbiError", "PluginCallError", "RawLibrary"]
 

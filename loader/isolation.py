@@ -15,6 +15,8 @@ import sys
 import threading
 from pathlib import Path
 
+import vtreg
+
 from . import _wire
 from .abi import AbiError, PluginCallError
 from .capture import SealedFile
@@ -24,11 +26,12 @@ __all__ = ["DEFAULT_MEMORY_LIMIT", "DEFAULT_TIMEOUT", "IsolatedLibrary"]
 DEFAULT_TIMEOUT = 30.0
 DEFAULT_MEMORY_LIMIT = 512 << 20
 _STARTUP_TIMEOUT = 60.0
-# The worker imports loader and verifier from wherever this process found them.
-_PACKAGE_ROOT = str(Path(__file__).resolve().parent.parent)
+# The worker imports vtreg from wherever this process found it: the folder holding
+# the ``vtreg`` package (site-packages, or a checkout), never the current directory.
+_PACKAGE_ROOT = str(Path(vtreg.__file__).resolve().parent.parent)
 _BOOTSTRAP = (
     "import sys; sys.path.insert(0, sys.argv[1]); del sys.argv[1]; "
-    "from loader._worker import main; sys.exit(main(sys.argv))"
+    "from vtreg.loader._worker import main; sys.exit(main(sys.argv))"
 )
 
 

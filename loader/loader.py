@@ -31,8 +31,7 @@ from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
-from verifier.capture import PluginTree, capture
-from verifier.errors import (
+from vtreg.verifier.errors import (
     DigestsMissingError,
     NotFoundError,
     PolicyError,
@@ -42,12 +41,13 @@ from verifier.errors import (
     VerificationError,
     VtregError,
 )
-from verifier.keys import PublicKey
-from verifier.layout import MANIFEST_FILE, MAX_MANIFEST_BYTES, SIGNATURE_FILE
-from verifier.manifest import claimed_identity
-from verifier.platforms import host_platform
-from verifier.platforms import library_filename as platform_library_filename
-from verifier.verify import TrustedKey, VerifiedPlugin, verify
+from vtreg.verifier.keys import PublicKey
+from vtreg.verifier.layout import MANIFEST_FILE, MAX_MANIFEST_BYTES, SIGNATURE_FILE
+from vtreg.verifier.manifest import claimed_identity
+from vtreg.verifier.platforms import host_platform
+from vtreg.verifier.platforms import library_filename as platform_library_filename
+from vtreg.verifier.signatures import TrustedKey, VerifiedPlugin, verify
+from vtreg.verifier.tree import PluginTree, capture
 
 from .abi import PLUGIN_ABI_VERSION, AbiError, RawLibrary
 from .capture import SealedFile

@@ -17,8 +17,8 @@ from typing import Any, Protocol, TypeVar
 import pydantic
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr
 
-from verifier.errors import UsageError
-from verifier.verify import VerifiedPlugin
+from vtreg.verifier.errors import UsageError
+from vtreg.verifier.signatures import VerifiedPlugin
 
 from .abi import PLUGIN_ABI_VERSION, PluginCallError
 

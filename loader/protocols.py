@@ -12,10 +12,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol, runtime_checkable
 
-from verifier.capture import PluginTree
-from verifier.errors import VerificationError
-from verifier.manifest import claimed_identity
-from verifier.verify import VerifiedPlugin
+from vtreg.verifier.errors import VerificationError
+from vtreg.verifier.manifest import claimed_identity
+from vtreg.verifier.signatures import VerifiedPlugin
+from vtreg.verifier.tree import PluginTree
 
 __all__ = ["AuditEvent", "AuditSink", "TrustPolicy"]
 

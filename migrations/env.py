@@ -11,7 +11,7 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy.engine import Connection
 
-from registry.models import Base
+from vtreg.registry.models import Base
 
 target_metadata = Base.metadata
 
@@ -32,7 +32,7 @@ def run_migrations_online() -> None:
     if connection is not None:
         _run(connection)
         return
-    from registry.db import connect, default_url
+    from vtreg.registry.db import connect, default_url
 
     engine = connect(context.config.get_main_option("sqlalchemy.url") or default_url())
     with engine.connect() as own_connection:

@@ -6,7 +6,7 @@ Public names are loaded on first use so that ``vtreg --help`` and offline
 
 from __future__ import annotations
 
-from verifier._lazy import lazy_exports
+from vtreg.verifier._lazy import lazy_exports
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up path)
 if TYPE_CHECKING:

@@ -33,7 +33,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
-from loader.protocols import AuditEvent
+from vtreg.loader.protocols import AuditEvent
 
 from .models import AuditEvent as AuditRow
 from .models import AuditEventKey, ChainHead
@@ -138,7 +138,7 @@ def lock_head(cursor: Cursor) -> ChainHeadState:
     """Lock and read the chain head; call first in every writing transaction."""
     rows = cursor.rows(cursor.sql.lock_head)
     if not rows:
-        from verifier.errors import RegistryError
+        from vtreg.verifier.errors import RegistryError
 
         raise RegistryError("the audit chain head is missing: the registry has been tampered with")
     seq, digest = rows[0]

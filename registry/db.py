@@ -23,7 +23,7 @@ import sqlalchemy as sa
 from sqlalchemy import event, exc
 from sqlalchemy.engine import Connection, Engine
 
-from verifier.errors import RegistryError, UsageError
+from vtreg.verifier.errors import RegistryError, UsageError
 
 if TYPE_CHECKING:
     from alembic.config import Config
@@ -174,7 +174,7 @@ def alembic_config(connection: Connection | None = None) -> Config:
     """Alembic configuration for the migrations shipped in this package's wheel."""
     from alembic.config import Config
 
-    import migrations
+    from vtreg import migrations
 
     config = Config()
     config.set_main_option("script_location", str(Path(migrations.__file__).parent))

@@ -23,19 +23,19 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session
 
-from loader.protocols import AuditEvent
-from verifier.capture import PluginTree
-from verifier.envelope import format_time
-from verifier.errors import (
+from vtreg.loader.protocols import AuditEvent
+from vtreg.verifier.envelope import format_time
+from vtreg.verifier.errors import (
     NotFoundError,
     PolicyError,
     SignatureError,
     UsageError,
     VerificationError,
 )
-from verifier.keys import PublicKey
-from verifier.manifest import SemVer, check_plugin_name
-from verifier.verify import TrustedKey, VerifiedPlugin, verify
+from vtreg.verifier.keys import PublicKey
+from vtreg.verifier.manifest import SemVer, check_plugin_name
+from vtreg.verifier.signatures import TrustedKey, VerifiedPlugin, verify
+from vtreg.verifier.tree import PluginTree
 
 from . import audit
 from .db import connect, database_errors, default_url, ensure_schema, normalize_url

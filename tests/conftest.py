@@ -9,7 +9,7 @@ import pytest
 
 from tests.databases import database_url, postgres_server, registry
 from tests.helpers import Compiler, make_plugin
-from verifier.keys import SigningKey
+from vtreg.verifier.keys import SigningKey
 
 __all__ = ["database_url", "postgres_server", "registry"]  # fixtures, shared by every package
 

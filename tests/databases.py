@@ -16,14 +16,14 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from registry.service import Registry
+from vtreg.registry.service import Registry
 
 PG_ENV = "VTREG_TEST_DATABASE_URL"
 REQUIRE_ENV = "VTREG_REQUIRE_POSTGRES"
 
 
 def _admin_engine(url: str) -> sa.Engine:
-    from registry.db import normalize_url
+    from vtreg.registry.db import normalize_url
 
     return sa.create_engine(normalize_url(url), isolation_level="AUTOCOMMIT")
 

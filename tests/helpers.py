@@ -123,7 +123,7 @@ def run_cli(
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("VTREG_")}
     full_env.update(env or {})
     proc = subprocess.run(
-        [sys.executable, "-m", "registry.cli", *map(str, args)],
+        [sys.executable, "-m", "vtreg", *map(str, args)],
         capture_output=True,
         text=True,
         env=full_env,

@@ -2,7 +2,7 @@
 
 Manifest model, hashing, keys, DSSE envelopes, sign and verify. No database,
 no ctypes, no CLI. Public names are loaded on first use, so importing a
-light module such as :mod:`verifier.capture` does not pull in pydantic or
+light module such as :mod:`verifier.tree` does not pull in pydantic or
 cryptography.
 """
 
@@ -13,7 +13,6 @@ from ._lazy import lazy_exports
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up path)
 
 if TYPE_CHECKING:
-    from .capture import CapturedFile, PluginTree, capture
     from .envelope import PAYLOAD_TYPE, PREDICATE_TYPE, Envelope, Statement
     from .errors import (
         ContentError,
@@ -34,8 +33,7 @@ if TYPE_CHECKING:
     from .keys import PublicKey, SigningKey, read_private_key_file, read_public_key_file
     from .manifest import PLUGIN_ABI_VERSION, PluginManifest, SemVer
     from .platforms import host_platform, library_filename
-    from .structure import validate_plugin_structure
-    from .verify import (
+    from .signatures import (
         SignedStatement,
         SignResult,
         TrustedKey,
@@ -46,9 +44,11 @@ if TYPE_CHECKING:
         verify_directory,
         verify_envelope,
     )
+    from .structure import validate_plugin_structure
+    from .tree import CapturedFile, PluginTree, capture
 
 _EXPORTS = {
-    "capture": ("CapturedFile", "PluginTree", "capture"),
+    "tree": ("CapturedFile", "PluginTree", "capture"),
     "envelope": ("PAYLOAD_TYPE", "PREDICATE_TYPE", "Envelope", "Statement"),
     "errors": (
         "ContentError",
@@ -70,7 +70,7 @@ _EXPORTS = {
     "manifest": ("PLUGIN_ABI_VERSION", "PluginManifest", "SemVer"),
     "platforms": ("host_platform", "library_filename"),
     "structure": ("validate_plugin_structure",),
-    "verify": (
+    "signatures": (
         "SignResult",
         "SignedStatement",
         "TrustedKey",

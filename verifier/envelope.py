@@ -3,7 +3,7 @@
 Signatures are over ``PAE(payloadType, payload)``, the DSSE pre-authentication
 encoding of the *raw payload bytes*; nothing is ever re-serialised before
 verifying. The statement is parsed only from payload bytes whose signature
-has been checked (see :mod:`verifier.verify`).
+has been checked (see :mod:`verifier.signatures`).
 
 These are our own formats, so the models forbid unknown fields.
 """

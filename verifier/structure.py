@@ -7,11 +7,11 @@ import os
 import pydantic
 
 from ._json import load_json_object
-from .capture import capture
 from .errors import VtregError
 from .layout import MANIFEST_FILE
 from .manifest import PluginManifest
 from .platforms import UNKNOWN_PLATFORM, detect_library_platform, library_candidates
+from .tree import capture
 
 __all__ = ["validate_plugin_structure"]
 
@@ -25,7 +25,7 @@ def validate_plugin_structure(plugin_dir: str | os.PathLike[str]) -> list[str]:
     a dynamic library present) this reports an unsafe name or non-semver
     version, a library not named for the plugin or not a shared library, and
     symlinks, devices or FIFOs anywhere in the directory. Signatures are not
-    checked here; that is :func:`verifier.verify`'s job.
+    checked here; that is :func:`verifier.signatures`'s job.
     """
     try:
         tree = capture(plugin_dir, algorithms=())

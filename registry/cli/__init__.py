@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 
     import click
 
-    from verifier.capture import PendingCapture
+    from vtreg.verifier.tree import PendingCapture
 
 __all__ = ["cli", "main", "run"]
 
@@ -47,7 +47,7 @@ def _prefetch(args: list[str]) -> PendingCapture | None:
             continue
         # os.path, not pathlib: this runs before anything else is imported.
         if arg and os.path.isdir(arg):
-            from verifier.capture import PendingCapture
+            from vtreg.verifier.tree import PendingCapture
 
             return PendingCapture(arg)
         return None

@@ -1,5 +1,5 @@
-"""``python -m registry.cli`` runs the ``vtreg`` command line."""
+"""``python -m vtreg.registry.cli`` runs the ``vtreg`` command line."""
 
-from registry.cli import main
+from vtreg.registry.cli import main
 
 main()

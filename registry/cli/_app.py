@@ -22,10 +22,10 @@ from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec
 
 import click
 
-from verifier.errors import UsageError, VerificationError, VtregError
+from vtreg.verifier.errors import UsageError, VerificationError, VtregError
 
 if TYPE_CHECKING:
-    from verifier.capture import PendingCapture
+    from vtreg.verifier.tree import PendingCapture
 
 __all__ = [
     "EXIT_OK",
@@ -58,7 +58,7 @@ class Settings:
 
     def take_capture(self, directory: str) -> PendingCapture:
         """The capture started early for ``directory``, or a new one."""
-        from verifier.capture import PendingCapture
+        from vtreg.verifier.tree import PendingCapture
 
         early, self.prefetch = self.prefetch, None
         if early is not None and early.root == directory:

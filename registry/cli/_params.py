@@ -11,8 +11,8 @@ from datetime import UTC, datetime, timedelta
 
 import click
 
-from verifier.errors import PassphraseError
-from verifier.files import read_bounded
+from vtreg.verifier.errors import PassphraseError
+from vtreg.verifier.files import read_bounded
 
 __all__ = [
     "NAME",

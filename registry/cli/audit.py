@@ -56,7 +56,7 @@ def audit_group(
     if ctx.invoked_subcommand is not None:
         settings.db = db_url
         return
-    from verifier.errors import UsageError
+    from vtreg.verifier.errors import UsageError
 
     if as_csv and settings.json:
         raise UsageError("--csv and --json are alternatives")

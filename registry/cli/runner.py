@@ -62,8 +62,8 @@ def run(
     its paths and permissions are safe. Exit 3 if the plugin fails or reports
     failure.
     """
-    from loader import PluginContext, PluginLoader
-    from verifier.errors import UsageError
+    from vtreg.loader import PluginContext, PluginLoader
+    from vtreg.verifier.errors import UsageError
 
     try:
         payload = json.loads(input_json)

@@ -12,8 +12,8 @@ from ._app import Report, Settings, cli, vtreg_command
 from ._params import NAME, TIME_OR_DURATION, passphrase_reader, utc_now
 
 if TYPE_CHECKING:
-    from verifier.capture import PluginTree
-    from verifier.verify import VerifiedPlugin
+    from vtreg.verifier.signatures import VerifiedPlugin
+    from vtreg.verifier.tree import PluginTree
 
 __all__ = ["keygen", "sign", "verify"]
 
@@ -43,9 +43,9 @@ def keygen(
     settings: Settings, name: str, out_dir: str, unencrypted: bool, passphrase_file: str | None
 ) -> Report:
     """Generate an ed25519 key pair: NAME.key (private, 0600) and NAME.pub."""
-    from verifier.errors import NotFoundError
-    from verifier.files import create_files_exclusive, refuse_existing
-    from verifier.keys import SigningKey
+    from vtreg.verifier.errors import NotFoundError
+    from vtreg.verifier.files import create_files_exclusive, refuse_existing
+    from vtreg.verifier.keys import SigningKey
 
     out = Path(out_dir)
     if not out.is_dir():
@@ -102,11 +102,11 @@ def sign(
     passphrase_file: str | None,
 ) -> Report:
     """Sign a plugin directory, writing (or co-signing) DIRECTORY/plugin.sig."""
-    from verifier.capture import capture
-    from verifier.files import atomic_write
-    from verifier.keys import read_private_key_file
-    from verifier.layout import SIGNATURE_FILE
-    from verifier.verify import sign as sign_tree
+    from vtreg.verifier.files import atomic_write
+    from vtreg.verifier.keys import read_private_key_file
+    from vtreg.verifier.layout import SIGNATURE_FILE
+    from vtreg.verifier.signatures import sign as sign_tree
+    from vtreg.verifier.tree import capture
 
     tree = capture(directory)
     key = read_private_key_file(key_file, passphrase_reader(passphrase_file))
@@ -183,15 +183,15 @@ def verify(
     pending = settings.take_capture(directory)
     try:
         if key_files and db_url:
-            from verifier.errors import UsageError
+            from vtreg.verifier.errors import UsageError
 
             raise UsageError("--key verifies offline; --db verifies against a registry: pick one")
         if not key_files:
             tree = pending.result()
             return _verify_with_registry(directory, db_url, threshold, tree)
-        from verifier.errors import UsageError
-        from verifier.keys import read_public_key_file
-        from verifier.verify import verify_directory
+        from vtreg.verifier.errors import UsageError
+        from vtreg.verifier.keys import read_public_key_file
+        from vtreg.verifier.signatures import verify_directory
 
         keys = [read_public_key_file(path) for path in key_files]
         distinct = len({k.keyid for k in keys})
@@ -209,9 +209,9 @@ def verify(
 def _verify_with_registry(
     directory: str, db_url: str | None, threshold: int, tree: PluginTree
 ) -> Report:
-    from registry.service import Registry
-    from verifier.envelope import format_time
-    from verifier.verify import with_required_digests
+    from vtreg.registry.service import Registry
+    from vtreg.verifier.envelope import format_time
+    from vtreg.verifier.signatures import with_required_digests
 
     with Registry.open(db_url) as registry:
         at = utc_now()
@@ -231,7 +231,7 @@ def _verify_with_registry(
 
 
 def _verified_report(result: VerifiedPlugin, threshold: int) -> Report:
-    from verifier.envelope import format_time
+    from vtreg.verifier.envelope import format_time
 
     signers = ", ".join(k[:16] for k in result.signers)
     expires = format_time(result.expires) if result.expires else "never"

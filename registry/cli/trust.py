@@ -12,7 +12,7 @@ from ._app import Report, Settings, cli, vtreg_command
 from ._params import NAME, TIME_OR_DURATION, utc_now
 
 if TYPE_CHECKING:
-    from registry.service import PluginInfo, Registry
+    from vtreg.registry.service import PluginInfo, Registry
 
 __all__ = ["db_option", "open_registry"]
 
@@ -29,7 +29,7 @@ def db_option(fn: F) -> F:
 
 
 def open_registry(url: str | None, *, upgrade: bool = False) -> Registry:
-    from registry.service import Registry
+    from vtreg.registry.service import Registry
 
     return Registry.open(url, upgrade=upgrade)
 
@@ -48,7 +48,7 @@ def _table(headers: list[str], rows: list[list[str]]) -> str:
 
 
 def _when(value: datetime | None) -> str:
-    from verifier.envelope import format_time
+    from vtreg.verifier.envelope import format_time
 
     return format_time(value) if value else "-"
 
@@ -82,7 +82,7 @@ def key_add(
     db_url: str | None,
 ) -> Report:
     """Trust the publisher key in PUBFILE."""
-    from verifier.keys import read_public_key_file
+    from vtreg.verifier.keys import read_public_key_file
 
     public = read_public_key_file(pubfile)
     with open_registry(db_url) as registry:
@@ -170,7 +170,7 @@ def trust(
     settings: Settings, directory: str, threshold: int, pin: bool, db_url: str | None
 ) -> Report:
     """Verify DIRECTORY against the registry's keys and trust its exact content."""
-    from verifier.verify import with_required_digests
+    from vtreg.verifier.signatures import with_required_digests
 
     with open_registry(db_url) as registry:
         result = with_required_digests(
@@ -206,7 +206,7 @@ def revoke(
     settings: Settings, target: str | None, digest: str | None, reason: str, db_url: str | None
 ) -> Report:
     """Revoke trusted plugins: every version of NAME, NAME@VERSION, or --digest."""
-    from verifier.errors import UsageError
+    from vtreg.verifier.errors import UsageError
 
     if (target is None) == (digest is None):
         raise UsageError("give NAME, NAME@VERSION or --digest DIGEST (exactly one)")
@@ -259,7 +259,7 @@ def list_plugins(
 @db_option
 def show(settings: Settings, name: str, db_url: str | None) -> Report:
     """Show every trusted version of plugin NAME."""
-    from verifier.errors import NotFoundError
+    from vtreg.verifier.errors import NotFoundError
 
     with open_registry(db_url) as registry:
         plugins = registry.plugins(name=name)
@@ -297,7 +297,7 @@ def db_group() -> None:
 @db_option
 def db_upgrade(settings: Settings, db_url: str | None) -> Report:
     """Create the registry, or migrate it to this vtreg's schema."""
-    from registry.db import connect, default_url, ensure_schema, normalize_url, safe_url
+    from vtreg.registry.db import connect, default_url, ensure_schema, normalize_url, safe_url
 
     url = normalize_url(db_url or default_url())
     engine = connect(url)

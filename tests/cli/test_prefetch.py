@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from registry.cli import _prefetch
+from vtreg.registry.cli import _prefetch
 
 
 @pytest.mark.parametrize(

@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import EXAMPLE_HELLO, CliResult, run_cli
-from verifier.capture import capture
-from verifier.envelope import format_time
-from verifier.keys import read_private_key_file
-from verifier.verify import sign
+from vtreg.verifier.envelope import format_time
+from vtreg.verifier.keys import read_private_key_file
+from vtreg.verifier.signatures import sign
+from vtreg.verifier.tree import capture
 
 PluginFactory = Callable[..., Path]
 
@@ -56,7 +56,7 @@ def test_help_and_offline_verify_do_not_import_the_database_stack(
     assert run_cli("sign", plugin, "--key", keys / "alice.key").code == 0
     probe = (
         "import sys\n"
-        "from registry.cli import run\n"
+        "from vtreg.registry.cli import run\n"
         f"codes = [run(['--help']), run(['verify', {str(plugin)!r}, '--key', {str(keys / 'alice.pub')!r}])]\n"
         "heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('sqlalchemy', 'alembic'))\n"
         "print(codes, heavy)\n"
@@ -393,7 +393,7 @@ def test_a_small_order_key_cannot_be_used_to_forge(
     # The identity point as a "publisher key": R = identity, S = 0 verifies under
     # it for any payload, so anyone could sign anything. vtreg refuses the key.
     from tests.verifier.test_keys import FORGED_SIGNATURE, IDENTITY_KEY, weak_public_key_pem
-    from verifier.keys import keyid_of
+    from vtreg.verifier.keys import keyid_of
 
     weak = tmp_path / "weak.pub"
     weak.write_bytes(weak_public_key_pem(IDENTITY_KEY))

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from loader import AuditEvent, KeyPolicy, PluginLoader
 from tests.helpers import Compiler, c_string, make_plugin
-from verifier.capture import capture
-from verifier.keys import SigningKey
-from verifier.verify import sign
+from vtreg.loader import AuditEvent, KeyPolicy, PluginLoader
+from vtreg.verifier.keys import SigningKey
+from vtreg.verifier.signatures import sign
+from vtreg.verifier.tree import capture
 
 MODES = {
     "echo": 0, "null": 1, "bad-utf8": 2, "not-json": 3, "bad-shape": 4, "segv": 5,

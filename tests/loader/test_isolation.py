@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from loader import KeyPolicy, PluginCallError, PluginContext, PluginLoader
 from tests.loader.conftest import Build
-from verifier.keys import SigningKey
+from vtreg.loader import KeyPolicy, PluginCallError, PluginContext, PluginLoader
+from vtreg.verifier.keys import SigningKey
 
 
 @pytest.fixture
@@ -98,7 +98,7 @@ def test_the_worker_ignores_the_hosts_directory_and_python_variables(
     # packages named like ours must not run in the worker in their place.
     marker = tmp_path / "shadow-ran"
     workspace = tmp_path / "workspace"
-    for package in ("loader", "verifier"):
+    for package in ("vtreg", "loader", "verifier"):
         (workspace / package).mkdir(parents=True)
         (workspace / package / "__init__.py").write_text(
             f"open({str(marker)!r}, 'w').write('unsigned code ran')\n"

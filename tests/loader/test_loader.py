@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from loader import (
+from tests.loader.conftest import Build, RecordingAudit
+from vtreg.loader import (
     PLUGIN_ABI_VERSION,
     AbiError,
     KeyPolicy,
@@ -21,17 +22,16 @@ from loader import (
     PluginContext,
     PluginLoader,
 )
-from tests.loader.conftest import Build, RecordingAudit
-from verifier.capture import PluginTree, capture
-from verifier.errors import (
+from vtreg.verifier.errors import (
     ContentError,
     PolicyError,
     SignatureError,
     UnsafeFileError,
     VerificationError,
 )
-from verifier.keys import SigningKey
-from verifier.verify import VerifiedPlugin, sign
+from vtreg.verifier.keys import SigningKey
+from vtreg.verifier.signatures import VerifiedPlugin, sign
+from vtreg.verifier.tree import PluginTree, capture
 
 
 def test_a_good_plugin_loads_and_runs(
@@ -459,7 +459,7 @@ def test_add_trusted_dir_canonicalises(tmp_path: Path, key: SigningKey) -> None:
 
 
 def test_timeouts_need_isolation(build: Build, plugin_loader: PluginLoader) -> None:
-    from verifier.errors import UsageError
+    from vtreg.verifier.errors import UsageError
 
     plugin = plugin_loader.load_plugin(build())
     with pytest.raises(UsageError, match="needs isolation"):
@@ -467,7 +467,7 @@ def test_timeouts_need_isolation(build: Build, plugin_loader: PluginLoader) -> N
 
 
 def test_unknown_isolation_mode(key: SigningKey) -> None:
-    from verifier.errors import UsageError
+    from vtreg.verifier.errors import UsageError
 
     with pytest.raises(UsageError):
         PluginLoader(KeyPolicy([key.public_key]), isolation="thread")
@@ -512,8 +512,8 @@ def test_unsigned_is_refused_before_anything_is_read(
 def test_only_the_named_library_is_copied_aside(
     build: Build, plugin_loader: PluginLoader, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import loader.loader as loader_module
-    from loader.capture import SealedFile
+    import vtreg.loader.loader as loader_module
+    from vtreg.loader.capture import SealedFile
 
     made: list[str] = []
     real = SealedFile
@@ -545,7 +545,7 @@ def test_a_writable_directory_between_trusted_dir_and_plugin_is_refused(
 
 class UnreachablePolicy:
     def authorize(self, tree: PluginTree, *, at: datetime) -> VerifiedPlugin:
-        from verifier.errors import RegistryError
+        from vtreg.verifier.errors import RegistryError
 
         raise RegistryError("registry postgresql://db/vtreg: connection refused")
 
@@ -553,7 +553,7 @@ class UnreachablePolicy:
 def test_a_load_that_cannot_be_decided_is_audited_as_an_error(
     build: Build, trusted: Path, audit_log: RecordingAudit
 ) -> None:
-    from verifier.errors import RegistryError
+    from vtreg.verifier.errors import RegistryError
 
     loader = PluginLoader(UnreachablePolicy(), audit_log, [trusted])
     with pytest.raises(RegistryError):

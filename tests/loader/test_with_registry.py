@@ -6,12 +6,12 @@ from pathlib import Path
 
 import pytest
 
-from loader import PluginLoader
-from registry.service import Registry
 from tests.loader.conftest import Build
-from verifier.capture import capture
-from verifier.errors import PolicyError, SignatureError
-from verifier.keys import SigningKey
+from vtreg.loader import PluginLoader
+from vtreg.registry.service import Registry
+from vtreg.verifier.errors import PolicyError, SignatureError
+from vtreg.verifier.keys import SigningKey
+from vtreg.verifier.tree import capture
 
 
 @pytest.fixture

@@ -13,9 +13,9 @@ import json
 import sys
 from pathlib import Path
 
-from registry.service import Registry
-from verifier.capture import capture
-from verifier.errors import PolicyError
+from vtreg.registry.service import Registry
+from vtreg.verifier.errors import PolicyError
+from vtreg.verifier.tree import capture
 
 
 def main() -> None:

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import Compiler, make_plugin
-from verifier.capture import capture
-from verifier.keys import SigningKey
-from verifier.verify import sign
+from vtreg.verifier.keys import SigningKey
+from vtreg.verifier.signatures import sign
+from vtreg.verifier.tree import capture
 
 SignedPlugin = Callable[..., Path]
 

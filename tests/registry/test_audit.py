@@ -11,14 +11,14 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from loader.protocols import AuditEvent
-from registry import audit
-from registry.service import Registry
-from registry.statements import Statements
 from tests.helpers import run_cli
 from tests.registry.conftest import SignedPlugin
-from verifier.capture import capture
-from verifier.keys import SigningKey
+from vtreg.loader.protocols import AuditEvent
+from vtreg.registry import audit
+from vtreg.registry.service import Registry
+from vtreg.registry.statements import Statements
+from vtreg.verifier.keys import SigningKey
+from vtreg.verifier.tree import capture
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from hypothesis import given
 from hypothesis import strategies as st
 
-from registry import audit
+from vtreg.registry import audit
 
 _text = st.text(max_size=40)
 _optional = st.none() | _text

@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from registry.service import Registry
 from tests.helpers import ROOT, Compiler, make_plugin, write_manifest
-from verifier.capture import capture
-from verifier.keys import SigningKey
-from verifier.verify import sign
+from vtreg.registry.service import Registry
+from vtreg.verifier.keys import SigningKey
+from vtreg.verifier.signatures import sign
+from vtreg.verifier.tree import capture
 
 WORKERS = 4
 ITERATIONS = 25
@@ -76,7 +76,7 @@ def test_concurrent_writers_keep_one_unbroken_chain(
 
 
 def test_processes_creating_the_same_new_registry_at_once(database_url: str) -> None:
-    probe = "import sys; from registry.service import Registry; Registry.open(sys.argv[1]).close()"
+    probe = "import sys; from vtreg.registry.service import Registry; Registry.open(sys.argv[1]).close()"
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     procs = [
         subprocess.Popen([sys.executable, "-c", probe, database_url], stderr=subprocess.PIPE,

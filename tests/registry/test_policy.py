@@ -12,19 +12,19 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from registry.models import Key, Plugin
-from registry.service import Registry
 from tests.registry.conftest import SignedPlugin
-from verifier.capture import capture
-from verifier.errors import (
+from vtreg.registry.models import Key, Plugin
+from vtreg.registry.service import Registry
+from vtreg.verifier.errors import (
     NotFoundError,
     PolicyError,
     SignatureError,
     UsageError,
     VerificationError,
 )
-from verifier.keys import SigningKey
-from verifier.verify import sign
+from vtreg.verifier.keys import SigningKey
+from vtreg.verifier.signatures import sign
+from vtreg.verifier.tree import capture
 
 
 def _last_event(registry: Registry) -> tuple[str, str, str | None]:

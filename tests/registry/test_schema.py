@@ -8,19 +8,19 @@ import pytest
 import sqlalchemy as sa
 from alembic import command
 
-from loader.protocols import AuditEvent
-from registry import audit
-from registry.db import alembic_config, connect, ensure_schema, head_revision
-from registry.service import Registry
-from registry.statements import Statements
 from tests.helpers import run_cli
-from verifier.errors import RegistryError
+from vtreg.loader.protocols import AuditEvent
+from vtreg.registry import audit
+from vtreg.registry.db import alembic_config, connect, ensure_schema, head_revision
+from vtreg.registry.service import Registry
+from vtreg.registry.statements import Statements
+from vtreg.verifier.errors import RegistryError
 
 
 def test_the_revision_list_matches_the_shipped_migrations() -> None:
     from alembic.script import ScriptDirectory
 
-    from registry.db import REVISIONS
+    from vtreg.registry.db import REVISIONS
 
     script = ScriptDirectory.from_config(alembic_config())
     assert tuple(reversed([r.revision for r in script.walk_revisions()])) == REVISIONS

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import re
 
-from registry.models import AuditEvent, AuditEventKey, ChainHead, Key, Plugin
-from registry.statements import _EVENT_COLUMNS, Statements
+from vtreg.registry.models import AuditEvent, AuditEventKey, ChainHead, Key, Plugin
+from vtreg.registry.statements import _EVENT_COLUMNS, Statements
 
 
 def _columns(statement: str) -> set[str]:

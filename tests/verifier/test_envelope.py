@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from verifier.envelope import (
+from vtreg.verifier.envelope import (
     PAYLOAD_TYPE,
     PREDICATE_TYPE,
     STATEMENT_TYPE,
@@ -23,7 +23,7 @@ from verifier.envelope import (
     parse_envelope,
     parse_statement,
 )
-from verifier.errors import FormatError
+from vtreg.verifier.errors import FormatError
 
 
 def test_pae_matches_the_dsse_spec_example() -> None:

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from verifier.errors import FormatError, NotFoundError, WriteError
-from verifier.files import atomic_write, create_files_exclusive, read_bounded
+from vtreg.verifier.errors import FormatError, NotFoundError, WriteError
+from vtreg.verifier.files import atomic_write, create_files_exclusive, read_bounded
 
 
 def test_atomic_write_replaces_and_sets_mode(tmp_path: Path) -> None:
@@ -84,7 +84,7 @@ def test_create_files_exclusive_loses_a_race_cleanly(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Another process creates a.pub after our existence check: we must not clobber it.
-    import verifier.files as files
+    import vtreg.verifier.files as files
 
     real_place = files._place
 
@@ -106,7 +106,7 @@ def test_create_files_exclusive_loses_a_race_cleanly(
 _WRITER = textwrap.dedent(
     """
     import os, sys, time
-    from verifier.files import atomic_write, create_files_exclusive
+    from vtreg.verifier.files import atomic_write, create_files_exclusive
 
     real_write = os.write
 
@@ -179,7 +179,7 @@ def test_read_bounded_does_not_block_on_a_fifo(tmp_path: Path) -> None:
 _RENAMER = textwrap.dedent(
     """
     import os, sys, time
-    from verifier.files import atomic_write
+    from vtreg.verifier.files import atomic_write
 
     real_replace = os.replace
 

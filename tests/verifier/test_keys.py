@@ -12,8 +12,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from verifier.errors import KeyFileError, PassphraseError
-from verifier.keys import (
+from vtreg.verifier.errors import KeyFileError, PassphraseError
+from vtreg.verifier.keys import (
     SCRYPT_N,
     PublicKey,
     SigningKey,

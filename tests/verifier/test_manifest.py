@@ -13,9 +13,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from verifier.errors import FormatError
-from verifier.manifest import PluginManifest, SemVer, check_plugin_name, parse_manifest
-from verifier.structure import validate_plugin_structure
+from vtreg.verifier.errors import FormatError
+from vtreg.verifier.manifest import PluginManifest, SemVer, check_plugin_name, parse_manifest
+from vtreg.verifier.structure import validate_plugin_structure
 
 PluginFactory = Callable[..., Path]
 

@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import ROOT
-from verifier.errors import ContentError
-from verifier.keys import read_public_key_file
-from verifier.verify import verify_directory
+from vtreg.verifier.errors import ContentError
+from vtreg.verifier.keys import read_public_key_file
+from vtreg.verifier.signatures import verify_directory
 
 VECTOR = ROOT / "tests" / "vectors" / "hello-1.0.0"
 PUBLISHER = ROOT / "keys" / "example-publisher.pub"

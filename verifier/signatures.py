@@ -24,7 +24,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TypeVar
 
-from .capture import PluginTree, capture
 from .envelope import (
     MAX_SIGNATURES,
     PAYLOAD_TYPE,
@@ -61,6 +60,7 @@ from .platforms import (
     library_candidates,
     library_filename,
 )
+from .tree import PluginTree, capture
 
 __all__ = [
     "SignResult",

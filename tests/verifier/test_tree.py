@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from verifier.capture import MAX_DEPTH, PendingCapture, capture
-from verifier.errors import FormatError, NotFoundError, UnsafeFileError
+from vtreg.verifier.errors import FormatError, NotFoundError, UnsafeFileError
+from vtreg.verifier.tree import MAX_DEPTH, PendingCapture, capture
 
 PluginFactory = Callable[..., Path]
 
@@ -243,7 +243,7 @@ def test_a_child_killed_while_reading_is_reported(
     # What a file truncated under the child's mmap does: SIGBUS kills the child.
     import signal
 
-    import verifier.capture as capture_module
+    import vtreg.verifier.tree as capture_module
 
     def die(root: str, algorithms: tuple[str, ...]) -> bytes:
         faulthandler.disable()  # pytest's handler would print the child's stack
@@ -288,7 +288,7 @@ def test_a_file_that_grows_while_read_is_refused(plugin_factory: PluginFactory) 
 
 
 def test_too_many_entries_are_refused_even_if_empty(tmp_path: Path) -> None:
-    from verifier.capture import MAX_ENTRIES
+    from vtreg.verifier.tree import MAX_ENTRIES
 
     for i in range(MAX_ENTRIES + 1):
         (tmp_path / f"d{i}").mkdir()

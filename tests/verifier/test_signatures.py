@@ -14,9 +14,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from verifier.capture import capture
-from verifier.envelope import PAYLOAD_TYPE, encode_envelope, pae
-from verifier.errors import (
+from vtreg.verifier.envelope import PAYLOAD_TYPE, encode_envelope, pae
+from vtreg.verifier.errors import (
     ContentError,
     ExpiredError,
     FormatError,
@@ -25,8 +24,9 @@ from verifier.errors import (
     UsageError,
     VerificationError,
 )
-from verifier.keys import SigningKey
-from verifier.verify import TrustedKey, content_digest, sign, verify, verify_directory
+from vtreg.verifier.keys import SigningKey
+from vtreg.verifier.signatures import TrustedKey, content_digest, sign, verify, verify_directory
+from vtreg.verifier.tree import capture
 
 PluginFactory = Callable[..., Path]
 
