@@ -34,7 +34,7 @@ from bench._common import build_example, scratch_dir
 from vtreg.loader import PluginContext, PluginLoader
 from vtreg.registry.service import Registry
 from vtreg.verifier.keys import SigningKey
-from vtreg.verifier.signatures import sign
+from vtreg.verifier.signing import sign
 from vtreg.verifier.tree import capture
 
 

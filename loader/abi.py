@@ -29,6 +29,8 @@ class AbiError(VerificationError):
     """Refused: not VT Code ABI v1 (missing symbol, other version), or metadata that
     contradicts what was signed."""
 
+    default_code = "abi-mismatch"
+
 
 class RawLibrary:
     """An opened plugin library and its ABI functions; bytes in, bytes out.

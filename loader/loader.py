@@ -31,8 +31,8 @@ from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
+from vtreg.verifier.decision import decide
 from vtreg.verifier.errors import (
-    DigestsMissingError,
     NotFoundError,
     PolicyError,
     SignatureError,
@@ -46,8 +46,9 @@ from vtreg.verifier.layout import MANIFEST_FILE, MAX_MANIFEST_BYTES, SIGNATURE_F
 from vtreg.verifier.manifest import claimed_identity
 from vtreg.verifier.platforms import host_platform
 from vtreg.verifier.platforms import library_filename as platform_library_filename
-from vtreg.verifier.signatures import TrustedKey, VerifiedPlugin, verify
+from vtreg.verifier.signatures import VerifiedPlugin
 from vtreg.verifier.tree import PluginTree, capture
+from vtreg.verifier.trust import TrustedKey, TrustState
 
 from .abi import PLUGIN_ABI_VERSION, AbiError, RawLibrary
 from .capture import SealedFile
@@ -110,11 +111,11 @@ class KeyPolicy:
     """A :class:`TrustPolicy` for hosts without a registry: signatures by given keys suffice."""
 
     def __init__(self, keys: Iterable[TrustedKey | PublicKey], *, threshold: int = 1) -> None:
-        self.keys = list(keys)
-        self.threshold = threshold
+        self.state = TrustState.of_keys(keys, threshold=threshold)
 
     def authorize(self, tree: PluginTree, *, at: datetime) -> VerifiedPlugin:
-        return verify(tree, self.keys, at=at, threshold=self.threshold)
+        """Decide with the pure core: signed by ``threshold`` of the keys, nothing more."""
+        return decide(tree, self.state, at=at)
 
 
 class _NullAudit:
@@ -303,7 +304,7 @@ class PluginLoader:
             manifest[0] = _peek(fd, MANIFEST_FILE, MAX_MANIFEST_BYTES)
             if _peek(fd, SIGNATURE_FILE, 0) is None:
                 # Refused before reading anything else: no need to hash an unsigned library.
-                raise SignatureError(f"unsigned: there is no {SIGNATURE_FILE}")
+                raise SignatureError(f"unsigned: there is no {SIGNATURE_FILE}", code="unsigned")
             verified = self._capture_and_decide(directory, fd, images, at, manifest[0])
             plugin = self._open(images, directory, verified)
         finally:
@@ -343,14 +344,7 @@ class PluginLoader:
             return images[rel]
 
         tree = capture(directory, dir_fd=fd, sink_for=sink_for)
-        try:
-            return self.trust.authorize(tree, at=at)
-        except DigestsMissingError as e:
-            for image in images.values():
-                image.close()
-            images.clear()
-            tree = capture(directory, dir_fd=fd, sink_for=sink_for, algorithms=e.algorithms)
-            return self.trust.authorize(tree, at=at)
+        return self.trust.authorize(tree, at=at)
 
     def _open(
         self, images: dict[str, SealedFile], directory: Path, verified: VerifiedPlugin
@@ -362,6 +356,7 @@ class PluginLoader:
         if verified.platform != here:
             raise PolicyError(
                 f"{label} is built for {verified.platform}; this host is {here}",
+                code="wrong-platform",
                 keyids=keyids,
                 subject=subject,
             )

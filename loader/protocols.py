@@ -52,7 +52,7 @@ class AuditEvent:
         plugin; before that, the refusal is labelled with the name plugin.json
         claims (``manifest``), marked ``unverified_name`` in the details.
         """
-        extra: dict[str, object] = {"error": type(error).__name__}
+        extra: dict[str, object] = {"error": type(error).__name__, "code": error.code}
         plugin: str | None
         release: str | None
         content: str | None

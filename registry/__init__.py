@@ -11,11 +11,13 @@ from vtreg.verifier._lazy import lazy_exports
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up path)
 if TYPE_CHECKING:
     from .audit import AuditRecord, ChainReport
-    from .service import KeyInfo, PluginInfo, Registry, TrustResult
+    from .records import KeyInfo, PluginInfo, TrustResult
+    from .service import Registry
 
 _EXPORTS = {
     "audit": ("AuditRecord", "ChainReport"),
-    "service": ("KeyInfo", "PluginInfo", "Registry", "TrustResult"),
+    "records": ("KeyInfo", "PluginInfo", "TrustResult"),
+    "service": ("Registry",),
 }
 
 __all__ = ["AuditRecord", "ChainReport", "KeyInfo", "PluginInfo", "Registry", "TrustResult"]

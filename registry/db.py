@@ -15,9 +15,9 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlalchemy import event, exc
@@ -32,6 +32,7 @@ __all__ = [
     "ENV_DATABASE_URL",
     "ENV_HOME",
     "alembic_config",
+    "begin_sqlite",
     "connect",
     "database_errors",
     "default_url",
@@ -137,16 +138,34 @@ def _sqlite_setup(engine: Engine) -> None:
     @event.listens_for(engine, "begin")
     def on_begin(connection: Connection) -> None:
         options = connection.get_execution_options()
-        # Decision records (verify/load) may skip the fsync; changes never do.
-        synchronous = "NORMAL" if options.get("vtreg_decision_record", False) else "FULL"
-        info = connection.connection.info
-        if info.get("vtreg_synchronous") != synchronous:
-            connection.exec_driver_sql(f"PRAGMA synchronous = {synchronous}")
-            info["vtreg_synchronous"] = synchronous
-        # Take the write lock at the start, so two writers never both read the
-        # chain head and then race to extend it; readers opt out.
-        read_only = options.get("vtreg_read_only", False)
-        connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
+        begin_sqlite(
+            connection.exec_driver_sql,
+            connection.connection.info,
+            write=not options.get("vtreg_read_only", False),
+            decision_record=options.get("vtreg_decision_record", False),
+        )
+
+
+def begin_sqlite(
+    execute: Callable[[str], object],
+    info: dict[Any, Any],
+    *,
+    write: bool,
+    decision_record: bool = False,
+) -> None:
+    """Begin a SQLite transaction: the one place the registry's SQLite rules are kept.
+
+    A transaction that may write takes the write lock at once (``BEGIN
+    IMMEDIATE``), so two writers never both read the chain head and then race
+    to extend it; readers take none. A decision record (verify/load) may skip
+    the fsync (``synchronous=NORMAL``); a change never does (``FULL``).
+    ``info`` is the DBAPI connection's info dict, which remembers the setting.
+    """
+    synchronous = "NORMAL" if decision_record else "FULL"
+    if info.get("vtreg_synchronous") != synchronous:
+        execute(f"PRAGMA synchronous = {synchronous}")
+        info["vtreg_synchronous"] = synchronous
+    execute("BEGIN IMMEDIATE" if write else "BEGIN")
 
 
 def connect(url: str) -> Engine:

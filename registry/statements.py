@@ -8,10 +8,9 @@ bare ``dlopen``. Only these statements, whose tables and columns are fixed by
 migrations/, are written out here (tests/registry/test_statements.py checks
 them against the models); everything else goes through SQLAlchemy.
 
-The transactions keep the registry's rules (see registry.db): on SQLite a
-writer takes the lock with ``BEGIN IMMEDIATE``, and a decision record may skip
-the fsync (``synchronous=NORMAL``) while a change never does; on PostgreSQL the
-chain head is locked with ``SELECT ... FOR UPDATE``.
+The transactions keep the registry's rules, begun on SQLite by
+:func:`vtreg.registry.db.begin_sqlite` as every other transaction is; on
+PostgreSQL the chain head is locked with ``SELECT ... FOR UPDATE``.
 """
 
 from __future__ import annotations
@@ -23,6 +22,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy.engine import Connection, Engine
+
+from .db import begin_sqlite
 
 __all__ = ["Cursor", "Statements"]
 
@@ -45,9 +46,9 @@ class Statements:
         self.keys = (
             "SELECT name, public_key, scopes, expires_at, revoked_at, revoked_reason FROM keys"
         )
-        self.versions = (
-            "SELECT content_digest, version, pinned, threshold, revoked_at, revoked_reason "
-            f"FROM plugins WHERE name = {mark}"
+        self.contents = (
+            "SELECT name, version, platform, content_digest, threshold, pinned, revoked_at, "
+            f"revoked_reason FROM plugins WHERE name = {mark}"
         )
         self.lock_head = "SELECT seq, hash FROM audit_chain_head WHERE id = 1" + (
             "" if self.sqlite else " FOR UPDATE"
@@ -87,11 +88,7 @@ class Statements:
         cursor = raw.cursor()
         try:
             if self.sqlite:
-                synchronous = "NORMAL" if decision_record else "FULL"
-                if raw.info.get("vtreg_synchronous") != synchronous:
-                    cursor.execute(f"PRAGMA synchronous = {synchronous}")
-                    raw.info["vtreg_synchronous"] = synchronous
-                cursor.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+                begin_sqlite(cursor.execute, raw.info, write=write, decision_record=decision_record)
             yield Cursor(cursor, self)
             raw.commit()
         except BaseException:

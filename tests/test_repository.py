@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import subprocess
+from pathlib import Path
 
 from tests.helpers import ROOT
 
@@ -32,8 +33,22 @@ def test_no_private_keys_are_committed() -> None:
         .stdout.decode()
         .split("\0")
     )
-    leaked = [p for p in tracked if p and real_key.search((ROOT / p).read_bytes())]
+    files = [ROOT / p for p in tracked if p and not (ROOT / p).is_symlink()]
+    leaked = [p for p in files if real_key.search(p.read_bytes())]
     assert leaked == []
+
+
+def test_the_only_links_are_the_namespace_links() -> None:
+    # vtreg/<package> points at the top-level folder, so a checkout imports the
+    # same names as an install; nothing else in the repository is a link.
+    tracked = subprocess.run(
+        ["git", "ls-files", "-s"], cwd=ROOT, capture_output=True, check=True, text=True
+    ).stdout.splitlines()
+    links = {line.split("\t")[1] for line in tracked if line.startswith("120000 ")}
+    packages = ("verifier", "loader", "registry", "migrations")
+    assert links == {f"vtreg/{p}" for p in packages}
+    for package in packages:
+        assert (ROOT / "vtreg" / package).readlink() == Path("..") / package
 
 
 def test_keys_directory_holds_public_keys_only() -> None:

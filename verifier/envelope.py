@@ -14,7 +14,6 @@ import base64
 import binascii
 import json
 import re
-from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Annotated, Any, Final, Literal
 
@@ -32,7 +31,7 @@ from pydantic import (
 
 from ._json import first_error, load_json_object
 from .errors import FormatError
-from .layout import MAX_SIGNATURE_BYTES, SIGNATURE_FILE
+from .layout import MAX_SIGNATURE_BYTES, SIGNATURE_FILE, TRUSTED_ALGORITHMS
 from .manifest import PluginName, SemVerStr
 
 __all__ = [
@@ -62,18 +61,6 @@ STATEMENT_TYPE: Final = "https://in-toto.io/Statement/v1"
 PREDICATE_TYPE: Final = "https://vtreg.dev/native-plugin/v1"
 MAX_SIGNATURES = 32
 
-# in-toto digest-set names we compute and trust -> hex length. A subject must
-# carry at least one of these; md5 and sha1 never count on their own.
-TRUSTED_ALGORITHMS: Mapping[str, int] = {
-    "sha256": 64,
-    "sha384": 96,
-    "sha512": 128,
-    "sha3_256": 64,
-    "sha3_384": 96,
-    "sha3_512": 128,
-    "blake2b": 128,
-    "blake2s": 64,
-}
 WEAK_ALGORITHMS = frozenset({"md5", "sha1"})
 
 _HEX = re.compile(r"[0-9a-f]+")

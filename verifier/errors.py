@@ -19,8 +19,8 @@ material.
 from __future__ import annotations
 
 __all__ = [
+    "REFUSAL_CODES",
     "ContentError",
-    "DigestsMissingError",
     "ExpiredError",
     "FormatError",
     "KeyFileError",
@@ -41,23 +41,56 @@ class VtregError(Exception):
     """Root of every error vtreg raises on purpose."""
 
 
+# The refusal codes, stable and machine-readable: every VerificationError has one,
+# the CLI puts it in its --json error object and the audit log in a refusal's
+# details. docs/codes.md explains each; tests/verifier/test_codes.py keeps the two
+# in step. A code is never renamed or reused for another meaning.
+REFUSAL_CODES: dict[str, str] = {
+    "unsigned": "the plugin has no plugin.sig",
+    "malformed": "plugin.json, plugin.sig or the statement is malformed, oversize or inconsistent",
+    "unknown-key": "no signature is by a trusted key",
+    "bad-signature": "a signature names a trusted key but does not verify with it",
+    "threshold": "fewer distinct trusted keys signed than required",
+    "key-revoked": "a signer's key is revoked, leaving too few signers",
+    "key-expired": "a signer's key has expired, leaving too few signers",
+    "out-of-scope": "a signer's key may not sign this plugin name, leaving too few signers",
+    "signature-expired": "the signature's own expiry has passed",
+    "digest-mismatch": "a file's bytes differ from what was signed",
+    "file-missing": "a signed file is missing from the directory",
+    "file-added": "the directory holds a file the signature does not cover",
+    "unsafe-path": "a symlink, special file, path escape or writable directory",
+    "content-not-trusted": "the signed content is not trusted in the registry",
+    "content-revoked": "the signed content was revoked",
+    "rollback": "an older version than the newest trusted one, and not pinned",
+    "wrong-platform": "the plugin is built for another platform than this host",
+    "abi-mismatch": "the library does not implement VT Code ABI v1 as signed",
+}
+
+
 class VerificationError(VtregError):
     """A definite "no": the thing examined is refused.
 
+    ``code`` is one of :data:`REFUSAL_CODES` (each subclass has a default).
     ``keyids`` names the trusted keys whose signatures were valid, and
     ``subject`` the authenticated (name, version, content digest) when the
     refusal came after the signatures checked out, so that an audit record of
     the refusal can say what and whose signature was involved.
     """
 
+    default_code = "malformed"
+
     def __init__(
         self,
         message: str,
         *,
+        code: str | None = None,
         keyids: tuple[str, ...] = (),
         subject: tuple[str, str, str] | None = None,
     ) -> None:
         super().__init__(message)
+        self.code = code or self.default_code
+        if self.code not in REFUSAL_CODES:
+            raise ValueError(f"unknown refusal code {self.code!r}")
         self.keyids = keyids
         self.subject = subject
 
@@ -67,31 +100,33 @@ class FormatError(VerificationError):
 
 
 class SignatureError(VerificationError):
-    """Not enough valid signatures from trusted keys."""
+    """Not enough valid signatures from trusted keys (unsigned, unknown or unfit keys)."""
+
+    default_code = "threshold"
 
 
 class ContentError(VerificationError):
     """The directory differs from what was signed (changed, missing or extra file)."""
 
+    default_code = "digest-mismatch"
+
 
 class UnsafeFileError(VerificationError):
     """A symlink, device, FIFO or socket inside a plugin directory, or a path escape."""
+
+    default_code = "unsafe-path"
 
 
 class ExpiredError(VerificationError):
     """The signature has expired."""
 
+    default_code = "signature-expired"
+
 
 class PolicyError(VerificationError):
-    """Refused by trust policy: untrusted or revoked plugin, rollback, wrong platform."""
+    """Refused by trust policy: untrusted or revoked content, rollback, wrong platform."""
 
-
-class DigestsMissingError(VtregError):
-    """The statement names digest algorithms the capture did not compute; capture again."""
-
-    def __init__(self, algorithms: tuple[str, ...]) -> None:
-        super().__init__(f"capture again with {', '.join(algorithms)}")
-        self.algorithms = algorithms
+    default_code = "content-not-trusted"
 
 
 class NotFoundError(VtregError):

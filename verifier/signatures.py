@@ -1,8 +1,8 @@
-"""Sign and verify plugin directories.
+"""Check a plugin's signatures and match its directory against what was signed.
 
-Verification is pure: it takes the envelope bytes, a captured tree, trusted
-keys and the time, and returns a :class:`VerifiedPlugin` or raises. The order
-is fixed so that nothing unauthenticated is trusted:
+Checking is pure: it takes the envelope bytes, a captured tree, trusted keys
+and the time, and returns a result or raises. The order is fixed so that
+nothing unauthenticated is trusted:
 
 1. parse the envelope and check ``payloadType``;
 2. check every signature over ``PAE(payloadType, payload)`` against the
@@ -12,29 +12,26 @@ is fixed so that nothing unauthenticated is trusted:
    plugin's name, and require ``threshold`` distinct keys;
 4. check expiry, then that the directory holds exactly the signed files
    with the signed digests, and that plugin.json agrees with the statement.
+
+The rules about trusted *contents* (revocation, thresholds, rollback) are
+the decision's, in :mod:`vtreg.verifier.decision`.
 """
 
 from __future__ import annotations
 
-import fnmatch
 import hashlib
 import json
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TypeVar
 
 from .envelope import (
-    MAX_SIGNATURES,
     PAYLOAD_TYPE,
-    PREDICATE_TYPE,
-    STATEMENT_TYPE,
     TRUSTED_ALGORITHMS,
     Envelope,
     PluginPredicate,
     Statement,
     Subject,
-    encode_envelope,
     format_time,
     pae,
     parse_envelope,
@@ -43,7 +40,6 @@ from .envelope import (
 )
 from .errors import (
     ContentError,
-    DigestsMissingError,
     ExpiredError,
     FormatError,
     SignatureError,
@@ -51,62 +47,25 @@ from .errors import (
     VerificationError,
     VtregError,
 )
-from .keys import PublicKey, SigningKey
+from .keys import PublicKey
 from .layout import MANIFEST_FILE, SIGNATURE_FILE
 from .manifest import PluginManifest, parse_manifest
-from .platforms import (
-    UNKNOWN_PLATFORM,
-    detect_library_platform,
-    library_candidates,
-    library_filename,
-)
+from .platforms import detect_library_platform, library_filename
 from .tree import PluginTree, capture
+from .trust import TrustedKey, TrustState
 
 __all__ = [
-    "SignResult",
     "SignatureCheck",
     "SignedStatement",
-    "TrustedKey",
     "VerifiedPlugin",
+    "check_tree",
     "content_digest",
-    "sign",
     "verify",
     "verify_directory",
     "verify_envelope",
-    "with_required_digests",
 ]
 
 _CONTENT_DIGEST_PREFIX = "sha256:"
-T = TypeVar("T")
-
-
-@dataclass(frozen=True)
-class TrustedKey:
-    """A public key as a verifier trusts it: optionally scoped, expiring or revoked.
-
-    ``scopes`` are glob patterns over plugin names (empty: any name). A revoked
-    key never counts, whatever the signature's claimed time: ``signed_at`` is
-    written by the signer and proves nothing once the key is compromised.
-    """
-
-    key: PublicKey
-    scopes: tuple[str, ...] = ()
-    expires: datetime | None = None
-    revoked: str | None = None
-
-    @property
-    def keyid(self) -> str:
-        return self.key.keyid
-
-    def problem(self, plugin_name: str, at: datetime) -> str | None:
-        """Why this key may not vouch for ``plugin_name`` at ``at``, or None."""
-        if self.revoked is not None:
-            return f"key revoked ({self.revoked})"
-        if self.expires is not None and at >= self.expires:
-            return f"key expired at {format_time(self.expires)}"
-        if self.scopes and not any(fnmatch.fnmatchcase(plugin_name, p) for p in self.scopes):
-            return f"key may not sign {plugin_name!r} (scope: {', '.join(self.scopes)})"
-        return None
 
 
 @dataclass(frozen=True)
@@ -117,8 +76,10 @@ class SignatureCheck:
     keyid: str | None
     counted: bool
     status: str
+    code: str | None = None  # the refusal code of a signature that did not count
 
     def describe(self) -> str:
+        """``<key id prefix>: <status>`` for messages."""
         who = (self.keyid or self.keyid_hint or "no keyid")[:16]
         return f"{who}: {self.status}"
 
@@ -135,7 +96,13 @@ class SignedStatement:
 
     @property
     def predicate(self) -> PluginPredicate:
+        """The signed vtreg predicate: name, version, platform, library, times."""
         return self.statement.predicate
+
+    @property
+    def signature_keyids(self) -> tuple[str, ...]:
+        """Every trusted key with a valid signature here, counted or not."""
+        return tuple(sorted({c.keyid for c in self.checks if c.keyid}))
 
     @property
     def required_algorithms(self) -> tuple[str, ...]:
@@ -148,25 +115,24 @@ class SignedStatement:
         Raises:
             ContentError: a file is missing, extra or changed.
             FormatError: the statement is inconsistent with plugin.json.
+            VtregError: the capture lacks a digest the statement names
+                (it was made with other algorithms; could not decide).
         """
         try:
-            manifest = _check_tree(self.statement, tree)
+            manifest = check_tree(self.statement, tree)
         except VerificationError as e:
             # Say whose valid signature this refused directory carried.
-            e.keyids = e.keyids or tuple(sorted({c.keyid for c in self.checks if c.keyid}))
+            e.keyids = e.keyids or self.signature_keyids
             raise
         predicate = self.predicate
+        sha256 = {p: f.digests["sha256"] for p, f in tree.files.items()}
         return VerifiedPlugin(
             name=predicate.name,
             version=predicate.version,
             abi_version=predicate.abi_version,
             platform=predicate.platform,
             library=predicate.library,
-            content_digest=content_digest(
-                predicate.name,
-                predicate.version,
-                {p: f.digests["sha256"] for p, f in tree.files.items()},
-            ),
+            content_digest=content_digest(predicate.name, predicate.version, sha256),
             signers=self.signers,
             checks=self.checks,
             files={p: dict(f.digests) for p, f in tree.files.items()},
@@ -202,6 +168,11 @@ class VerifiedPlugin:
         """Every trusted key with a valid signature here, counted or not (revoked, expired...)."""
         return tuple(sorted({c.keyid for c in self.checks if c.keyid}))
 
+    @property
+    def subject(self) -> tuple[str, str, str]:
+        """(name, version, content digest): what a refusal after verification names."""
+        return self.name, self.version, self.content_digest
+
     def summary(self) -> dict[str, object]:
         """A JSON-ready description (no envelope bytes)."""
         return {
@@ -230,14 +201,6 @@ def content_digest(name: str, version: str, files: Mapping[str, str]) -> str:
     return _CONTENT_DIGEST_PREFIX + hashlib.sha256(canonical.encode("ascii")).hexdigest()
 
 
-def _as_trusted(keys: Iterable[TrustedKey | PublicKey]) -> dict[str, TrustedKey]:
-    trusted: dict[str, TrustedKey] = {}
-    for key in keys:
-        entry = key if isinstance(key, TrustedKey) else TrustedKey(key)
-        trusted.setdefault(entry.keyid, entry)
-    return trusted
-
-
 def verify_envelope(
     envelope: bytes | None,
     keys: Iterable[TrustedKey | PublicKey],
@@ -257,19 +220,21 @@ def verify_envelope(
         The authenticated statement and who signed it.
 
     Raises:
-        SignatureError: unsigned, or fewer than ``threshold`` trusted keys signed.
+        SignatureError: unsigned, or fewer than ``threshold`` trusted keys signed
+            (code ``unsigned``, ``unknown-key``, ``bad-signature``, ``threshold``,
+            or the key problem that left too few: ``key-revoked``...).
         FormatError: malformed envelope or statement, wrong payloadType.
         ExpiredError: the signature's ``expires`` has passed.
     """
     if threshold < 1:
         raise UsageError(f"threshold must be at least 1, got {threshold}")
     if envelope is None:
-        raise SignatureError(f"unsigned: there is no {SIGNATURE_FILE}")
+        raise SignatureError(f"unsigned: there is no {SIGNATURE_FILE}", code="unsigned")
     parsed = parse_envelope(envelope)
     if parsed.payloadType != PAYLOAD_TYPE:
         raise FormatError(f"payloadType is {parsed.payloadType!r}, expected {PAYLOAD_TYPE!r}")
     payload = parsed.payload_bytes()
-    matched = _match_signatures(parsed, payload, _as_trusted(keys))
+    matched = _match_signatures(parsed, payload, TrustState.of_keys(keys).keys)
     checks, counted = _tally(matched, lambda key: None)
     if len(counted) < threshold:
         raise _threshold_error(checks, counted, threshold)
@@ -287,26 +252,33 @@ def verify_envelope(
     return SignedStatement(envelope, payload, statement, tuple(sorted(counted)), tuple(checks))
 
 
-_Match = tuple[str, TrustedKey | None, str]
+# (keyid hint, the trusted key whose signature verified or None, status, refusal code)
+_Match = tuple[str, TrustedKey | None, str, str | None]
 
 
 def _tally(
-    matched: list[_Match], problem_of: Callable[[TrustedKey], str | None]
+    matched: list[_Match], problem_of: Callable[[TrustedKey], tuple[str, str] | None]
 ) -> tuple[list[SignatureCheck], list[str]]:
     """Each signature's fate, and the distinct keys that count (each key once)."""
     checks: list[SignatureCheck] = []
     counted: list[str] = []
-    for hint, key, status in matched:
+    for hint, key, status, code in matched:
         if key is None:
-            checks.append(SignatureCheck(hint, None, counted=False, status=status))
+            checks.append(SignatureCheck(hint, None, counted=False, status=status, code=code))
             continue
         problem = problem_of(key)
         if problem is None and key.keyid in counted:
-            problem = "same key signed again; it counts once"
+            problem = "threshold", "same key signed again; it counts once"
         if problem is None:
             counted.append(key.keyid)
-        checks.append(SignatureCheck(hint, key.keyid, problem is None, problem or "valid"))
+            checks.append(SignatureCheck(hint, key.keyid, counted=True, status="valid"))
+        else:
+            checks.append(SignatureCheck(hint, key.keyid, False, problem[1], problem[0]))
     return checks, counted
+
+
+# Which refusal a shortfall is reported as, when several signatures fell short.
+_CODE_ORDER = ("key-revoked", "key-expired", "out-of-scope", "bad-signature", "unknown-key")
 
 
 def _threshold_error(
@@ -314,13 +286,21 @@ def _threshold_error(
 ) -> SignatureError:
     detail = "; ".join(c.describe() for c in checks)
     valid = tuple(sorted({c.keyid for c in checks if c.keyid}))
+    codes = {c.code for c in checks}
+    # A key problem that cost a valid signature explains the shortfall; with some
+    # valid signatures and no such problem, too few keys signed.
+    code = next((c for c in _CODE_ORDER[:3] if c in codes), None)
+    if code is None:
+        code = "threshold" if valid else next((c for c in _CODE_ORDER if c in codes), "unknown-key")
     return SignatureError(
-        f"signed by {len(counted)}/{threshold} required trusted keys ({detail})", keyids=valid
+        f"signed by {len(counted)}/{threshold} required trusted keys ({detail})",
+        code=code,
+        keyids=valid,
     )
 
 
 def _match_signatures(
-    envelope: Envelope, payload: bytes, trusted: dict[str, TrustedKey]
+    envelope: Envelope, payload: bytes, trusted: Mapping[str, TrustedKey]
 ) -> list[_Match]:
     message = pae(envelope.payloadType, payload)
     results: list[_Match] = []
@@ -335,15 +315,14 @@ def _match_signatures(
         if key is not None and entry.keyid and entry.keyid != key.keyid:
             # A hint that names another key is not trusted for anything, but an
             # envelope contradicting itself is refused rather than half-believed.
-            results.append(
-                (entry.keyid, None, f"keyid does not match the key that signed ({key.keyid[:16]})")
-            )
+            status = f"keyid does not match the key that signed ({key.keyid[:16]})"
+            results.append((entry.keyid, None, status, "bad-signature"))
         elif key is not None:
-            results.append((entry.keyid, key, "valid"))
+            results.append((entry.keyid, key, "valid", None))
         elif hinted is not None:
-            results.append((entry.keyid, None, "bad signature"))
+            results.append((entry.keyid, None, "bad signature", "bad-signature"))
         else:
-            results.append((entry.keyid, None, "not signed by a trusted key"))
+            results.append((entry.keyid, None, "not signed by a trusted key", "unknown-key"))
     return results
 
 
@@ -354,39 +333,63 @@ def _required_algorithms(statement: Statement) -> tuple[str, ...]:
     return tuple(a for a in TRUSTED_ALGORITHMS if a in needed)
 
 
-def _check_tree(statement: Statement, tree: PluginTree) -> PluginManifest:
+def check_tree(statement: Statement, tree: PluginTree) -> PluginManifest:
+    """Check that ``tree`` holds exactly the files ``statement`` signed, and plugin.json agrees.
+
+    Returns:
+        The parsed plugin.json.
+
+    Raises:
+        ContentError: a file is missing (``file-missing``), extra (``file-added``)
+            or changed (``digest-mismatch``).
+        FormatError: a subject without a trusted digest, or plugin.json that
+            contradicts the statement.
+        VtregError: the capture lacks a digest algorithm the statement names.
+    """
     needed = _required_algorithms(statement)
     if not set(needed) <= tree.algorithms:
-        raise DigestsMissingError(needed)
+        missing = ", ".join(sorted(set(needed) - tree.algorithms))
+        raise VtregError(f"cannot decide: the capture of {tree.root} has no {missing} digests")
     subjects: dict[str, Subject] = {s.name: s for s in statement.subject}
-    missing = sorted(set(subjects) - set(tree.files))
-    if missing:
-        raise ContentError(
-            f"{_few(missing)} {'is' if len(missing) == 1 else 'are'} signed but missing "
-            "from the directory"
-        )
-    extra = sorted(set(tree.files) - set(subjects))
-    if extra:
-        raise ContentError(f"{_few(extra)} not covered by the signature (added after signing?)")
+    _check_file_set(subjects, tree)
     for name, subject in subjects.items():
-        algorithms = trusted_algorithms(subject)
-        if not algorithms:
-            raise FormatError(
-                f"{name} has no trusted digest (found {', '.join(sorted(subject.digest))}; "
-                f"expected one of {', '.join(TRUSTED_ALGORITHMS)})"
-            )
-        captured = tree.files[name].digests
-        for algorithm in algorithms:
-            if captured[algorithm] != subject.digest[algorithm]:
-                raise ContentError(
-                    f"digest of {name} is {algorithm}:{captured[algorithm][:16]}…, "
-                    f"signed {algorithm}:{subject.digest[algorithm][:16]}…"
-                )
+        _check_digests(name, subject, tree.files[name].digests)
     if tree.manifest is None:
         raise FormatError(f"the signed statement does not cover {MANIFEST_FILE}")
     manifest = parse_manifest(tree.manifest)
     _check_consistent(statement.predicate, manifest, tree)
     return manifest
+
+
+def _check_file_set(subjects: Mapping[str, Subject], tree: PluginTree) -> None:
+    missing = sorted(set(subjects) - set(tree.files))
+    if missing:
+        raise ContentError(
+            f"{_few(missing)} {'is' if len(missing) == 1 else 'are'} signed but missing "
+            "from the directory",
+            code="file-missing",
+        )
+    extra = sorted(set(tree.files) - set(subjects))
+    if extra:
+        raise ContentError(
+            f"{_few(extra)} not covered by the signature (added after signing?)",
+            code="file-added",
+        )
+
+
+def _check_digests(name: str, subject: Subject, captured: Mapping[str, str]) -> None:
+    algorithms = trusted_algorithms(subject)
+    if not algorithms:
+        raise FormatError(
+            f"{name} has no trusted digest (found {', '.join(sorted(subject.digest))}; "
+            f"expected one of {', '.join(TRUSTED_ALGORITHMS)})"
+        )
+    for algorithm in algorithms:
+        if captured[algorithm] != subject.digest[algorithm]:
+            raise ContentError(
+                f"digest of {name} is {algorithm}:{captured[algorithm][:16]}…, "
+                f"signed {algorithm}:{subject.digest[algorithm][:16]}…"
+            )
 
 
 def _check_consistent(
@@ -426,7 +429,7 @@ def verify(
     at: datetime,
     threshold: int = 1,
 ) -> VerifiedPlugin:
-    """Verify a captured plugin directory against trusted keys.
+    """Verify a captured plugin directory against trusted keys alone (no registry).
 
     Args:
         tree: the captured directory; its plugin.sig is the envelope checked.
@@ -451,151 +454,11 @@ def verify_directory(
     *,
     at: datetime,
     threshold: int = 1,
-    tree: PluginTree | None = None,
 ) -> VerifiedPlugin:
-    """Capture (unless ``tree`` is given) and verify a plugin directory.
-
-    If the statement names trusted algorithms the capture did not compute,
-    the directory is captured again with them.
-    """
-    trusted = list(keys)
-    return with_required_digests(
-        path, lambda t: verify(t, trusted, at=at, threshold=threshold), tree=tree
-    )
-
-
-def with_required_digests(
-    path: str, decide: Callable[[PluginTree], T], *, tree: PluginTree | None = None
-) -> T:
-    """Run ``decide`` on a capture of ``path``; capture again if it needs more digests."""
-    try:
-        return decide(tree if tree is not None else capture(path))
-    except DigestsMissingError as e:
-        return decide(capture(path, algorithms=e.algorithms))
-
-
-# --- signing ---
-
-
-@dataclass(frozen=True)
-class SignResult:
-    """The new plugin.sig and what happened to any signatures already there."""
-
-    envelope: bytes
-    content_digest: str
-    signatures: int
-    cosigned: bool
-    replaced: bool
-    already_signed: bool
-
-
-def _find_library(tree: PluginTree, name: str) -> tuple[str, str]:
-    found = [c for c in library_candidates(name) if c in tree.files]
-    if len(found) != 1:
-        expected = " or ".join(library_candidates(name))
-        raise FormatError(
-            f"expected exactly one library named {expected} in {tree.root}, found {len(found)}"
-        )
-    library = found[0]
-    platform = detect_library_platform(tree.files[library].head)
-    if platform == UNKNOWN_PLATFORM:
-        raise FormatError(f"{library} is not a shared library for a known platform")
-    if library != library_filename(name, platform):
-        raise FormatError(
-            f"{library} is a {platform} library; that platform expects "
-            f"{library_filename(name, platform)}"
-        )
-    return library, platform
-
-
-def sign(
-    tree: PluginTree,
-    key: SigningKey,
-    *,
-    at: datetime,
-    expires: datetime | None = None,
-    fresh: bool = False,
-) -> SignResult:
-    """Sign a captured plugin directory, co-signing its existing envelope if possible.
-
-    If the directory already carries a plugin.sig whose statement still
-    matches the directory, the new signature is added to it (the payload is
-    kept byte for byte, so the content digest and earlier signatures stay
-    valid). Otherwise, or with ``fresh``, a new statement is signed and
-    earlier signatures are dropped.
+    """Capture a plugin directory and :func:`verify` it against ``keys``.
 
     Raises:
-        FormatError: plugin.json is invalid or the library is missing/unknown.
-        UsageError: ``expires`` is not after ``at``, or differs from the
-            expiry of the envelope being co-signed.
+        VerificationError: any refusal.
+        NotFoundError: the directory cannot be read.
     """
-    if expires is not None and expires <= at:
-        raise UsageError(f"expiry {format_time(expires)} is not in the future")
-    if tree.manifest is None:
-        raise FormatError(f"{tree.root} has no {MANIFEST_FILE}")
-    manifest = parse_manifest(tree.manifest)
-    library, platform = _find_library(tree, manifest.name)
-    digest = content_digest(
-        manifest.name, manifest.version, {p: f.digests["sha256"] for p, f in tree.files.items()}
-    )
-
-    existing = None if fresh else _cosignable(tree)
-    if existing is not None:
-        envelope, payload, statement = existing
-        signed_expiry = statement.predicate.expires
-        if expires is not None and expires != signed_expiry:
-            shown = format_time(signed_expiry) if signed_expiry else "never"
-            raise UsageError(
-                f"the existing signature sets expires={shown}; a co-signature signs the same "
-                "statement and cannot change it"
-            )
-        message = pae(PAYLOAD_TYPE, payload)
-        pairs = [(s.keyid, s.signature_bytes()) for s in envelope.signatures]
-        if any(key.public_key.verify(sig, message) for _, sig in pairs):
-            return SignResult(tree.signature or b"", digest, len(pairs), False, False, True)
-        if len(pairs) >= MAX_SIGNATURES:
-            raise UsageError(
-                f"{SIGNATURE_FILE} already carries {len(pairs)} signatures, the most an envelope "
-                "may hold; sign a fresh statement instead (vtreg sign --fresh)"
-            )
-        pairs.append((key.keyid, key.sign(message)))
-        return SignResult(
-            encode_envelope(PAYLOAD_TYPE, payload, pairs), digest, len(pairs), True, False, False
-        )
-
-    statement = Statement(
-        type=STATEMENT_TYPE,
-        subject=[
-            Subject(name=p, digest={"sha256": f.digests["sha256"]}) for p, f in tree.files.items()
-        ],
-        predicateType=PREDICATE_TYPE,
-        predicate=PluginPredicate(
-            name=manifest.name,
-            version=manifest.version,
-            abi_version=manifest.abi_version,
-            platform=platform,
-            library=library,
-            signed_at=at,
-            expires=expires,
-        ),
-    )
-    payload = statement.to_payload()
-    sig = key.sign(pae(PAYLOAD_TYPE, payload))
-    envelope_bytes = encode_envelope(PAYLOAD_TYPE, payload, [(key.keyid, sig)])
-    return SignResult(envelope_bytes, digest, 1, False, tree.signature is not None, False)
-
-
-def _cosignable(tree: PluginTree) -> tuple[Envelope, bytes, Statement] | None:
-    """The existing envelope, if it is well-formed and still describes the directory."""
-    if tree.signature is None:
-        return None
-    try:
-        envelope = parse_envelope(tree.signature)
-        if envelope.payloadType != PAYLOAD_TYPE:
-            return None
-        payload = envelope.payload_bytes()
-        statement = parse_statement(payload)
-        _check_tree(statement, tree)
-    except VtregError:
-        return None
-    return envelope, payload, statement
+    return verify(capture(path), keys, at=at, threshold=threshold)

@@ -17,7 +17,9 @@ capture in a thread while heavier modules are still importing.
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import json
 import marshal
 import mmap
 import os
@@ -28,7 +30,13 @@ from collections.abc import Callable, Mapping
 
 from .errors import FormatError, NotFoundError, UnsafeFileError, VtregError
 from .files import read_fd_bounded
-from .layout import MANIFEST_FILE, MAX_MANIFEST_BYTES, MAX_SIGNATURE_BYTES, SIGNATURE_FILE
+from .layout import (
+    MANIFEST_FILE,
+    MAX_MANIFEST_BYTES,
+    MAX_SIGNATURE_BYTES,
+    SIGNATURE_FILE,
+    TRUSTED_ALGORITHMS,
+)
 
 __all__ = [
     "DEFAULT_ALGORITHMS",
@@ -375,7 +383,8 @@ class _Walker:
             if not stat.S_ISREG(mode):
                 raise _refuse_special(rel, mode)
             if top and name == SIGNATURE_FILE:
-                self.signature = read_fd_bounded(fd, MAX_SIGNATURE_BYTES, SIGNATURE_FILE)
+                if self.signature is None:  # else read first, by capture()
+                    self.signature = read_fd_bounded(fd, MAX_SIGNATURE_BYTES, SIGNATURE_FILE)
                 return
 
             sink = self.sink_for(rel) if self.sink_for else None
@@ -394,6 +403,42 @@ class _Walker:
             raise NotFoundError(f"cannot read {rel} in {self.root}: {e.strerror}") from e
         finally:
             os.close(fd)
+
+
+def _read_signature(root_fd: int) -> bytes | None:
+    """plugin.sig's bytes, read before anything is hashed; None if it is not a plain file.
+
+    Anything else there (a symlink, a FIFO) is left for the walk to refuse.
+    """
+    try:
+        fd = os.open(SIGNATURE_FILE, _FILE_FLAGS, dir_fd=root_fd)
+    except OSError:
+        return None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        return read_fd_bounded(fd, MAX_SIGNATURE_BYTES, SIGNATURE_FILE)
+    finally:
+        os.close(fd)
+
+
+def _with_named(algorithms: tuple[str, ...], signature: bytes | None) -> tuple[str, ...]:
+    """``algorithms`` and every trusted algorithm plugin.sig's subjects name.
+
+    The capture computes what the statement will be checked with, so a
+    decision never finds a digest missing. The envelope is not authenticated
+    yet: it only picks which of the trusted algorithms to compute, at most
+    all of them, and anything unreadable picks none.
+    """
+    named: set[str] = set()
+    try:
+        envelope = json.loads(signature or b"{}")
+        statement = json.loads(base64.b64decode(envelope["payload"], validate=True))
+        for subject in statement["subject"]:
+            named.update(a for a in subject["digest"] if a in TRUSTED_ALGORITHMS)
+    except (ValueError, TypeError, KeyError, AttributeError, RecursionError):
+        pass  # not a statement we could check; the decision refuses it
+    return tuple(a for a in TRUSTED_ALGORITHMS if a in algorithms or a in named)
 
 
 def capture(
@@ -435,8 +480,11 @@ def capture(
         raise NotFoundError(f"{root_str} is not a directory") from e
     except OSError as e:
         raise NotFoundError(f"cannot open plugin directory {root_str}: {e.strerror}") from e
-    walker = _Walker(root_str, algorithms, sink_for, mapped)
     try:
+        signature = _read_signature(root_fd)
+        algorithms = _with_named(algorithms, signature)
+        walker = _Walker(root_str, algorithms, sink_for, mapped)
+        walker.signature = signature
         walker.walk(root_fd, "", 0)
     except VtregError:
         raise
@@ -557,7 +605,7 @@ def _encode_outcome(root: str, algorithms: tuple[str, ...]) -> bytes:
     try:
         tree = capture(root, algorithms=algorithms, mapped=True)
     except VtregError as e:
-        return marshal.dumps(("error", type(e).__name__, str(e)))
+        return marshal.dumps(("error", type(e).__name__, str(e), getattr(e, "code", None)))
     files = [(f.path, f.size, dict(f.digests), f.head) for f in tree.files.values()]
     return marshal.dumps(
         ("tree", tree.root, files, tree.manifest, tree.signature, sorted(tree.algorithms))
@@ -569,8 +617,10 @@ def _decode_outcome(data: bytes) -> tuple[PluginTree | None, VtregError | None]:
 
     outcome = marshal.loads(data)  # noqa: S302 - our own child's plain data, not code
     if outcome[0] == "error":
-        _, name, message = outcome
+        _, name, message, code = outcome
         kind = getattr(errors, name, VtregError)
+        if isinstance(kind, type) and issubclass(kind, errors.VerificationError):
+            return None, kind(message, code=code)
         if not (isinstance(kind, type) and issubclass(kind, VtregError)):
             kind = VtregError
         return None, kind(message)

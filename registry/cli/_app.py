@@ -1,6 +1,6 @@
 """The ``vtreg`` click application: one place that turns results and errors into output.
 
-Exit codes (DESIGN.md section 6): 0 success; 1 refused (a definite "no");
+Exit codes: 0 success; 1 refused (a definite "no");
 2 usage error; 3 could not decide. Commands return a :class:`Report` or raise
 from the :mod:`verifier.errors` tree; nothing else calls ``sys.exit`` or
 prints a traceback unless ``--verbose`` was given.
@@ -110,13 +110,10 @@ def emit_error(error: BaseException, code: int, settings: Settings) -> None:
     if settings.verbose:
         traceback.print_exception(error, file=sys.stderr)
     if settings.json:
-        _emit_json(
-            {
-                "ok": False,
-                "error": {"category": category, "type": type(error).__name__, "message": message},
-                "exit_code": code,
-            }
-        )
+        detail = {"category": category, "type": type(error).__name__, "message": message}
+        if isinstance(error, VerificationError):
+            detail["code"] = error.code  # stable and machine-readable: docs/codes.md
+        _emit_json({"ok": False, "error": detail, "exit_code": code})
     label = {"refused": "refused", "usage": "usage error"}.get(category, "error")
     click.echo(f"vtreg: {label}: {message}", err=True)
 

@@ -105,7 +105,7 @@ def sign(
     from vtreg.verifier.files import atomic_write
     from vtreg.verifier.keys import read_private_key_file
     from vtreg.verifier.layout import SIGNATURE_FILE
-    from vtreg.verifier.signatures import sign as sign_tree
+    from vtreg.verifier.signing import sign as sign_tree
     from vtreg.verifier.tree import capture
 
     tree = capture(directory)
@@ -188,10 +188,10 @@ def verify(
             raise UsageError("--key verifies offline; --db verifies against a registry: pick one")
         if not key_files:
             tree = pending.result()
-            return _verify_with_registry(directory, db_url, threshold, tree)
+            return _verify_with_registry(db_url, threshold, tree)
         from vtreg.verifier.errors import UsageError
         from vtreg.verifier.keys import read_public_key_file
-        from vtreg.verifier.signatures import verify_directory
+        from vtreg.verifier.signatures import verify
 
         keys = [read_public_key_file(path) for path in key_files]
         distinct = len({k.keyid for k in keys})
@@ -202,24 +202,16 @@ def verify(
         tree = pending.result()
     finally:
         pending.cancel()  # a no-op once the result is in
-    result = verify_directory(directory, keys, at=utc_now(), threshold=threshold, tree=tree)
+    result = verify(tree, keys, at=utc_now(), threshold=threshold)
     return _verified_report(result, threshold)
 
 
-def _verify_with_registry(
-    directory: str, db_url: str | None, threshold: int, tree: PluginTree
-) -> Report:
+def _verify_with_registry(db_url: str | None, threshold: int, tree: PluginTree) -> Report:
     from vtreg.registry.service import Registry
     from vtreg.verifier.envelope import format_time
-    from vtreg.verifier.signatures import with_required_digests
 
     with Registry.open(db_url) as registry:
-        at = utc_now()
-        result = with_required_digests(
-            directory,
-            lambda t: registry.verify_plugin(t, at=at, threshold=threshold),
-            tree=tree,
-        )
+        result = registry.verify_plugin(tree, at=utc_now(), threshold=threshold)
         record = registry.lookup(result.content_digest)
     report = _verified_report(result, threshold)
     if record is not None:

@@ -12,7 +12,8 @@ from ._app import Report, Settings, cli, vtreg_command
 from ._params import NAME, TIME_OR_DURATION, utc_now
 
 if TYPE_CHECKING:
-    from vtreg.registry.service import PluginInfo, Registry
+    from vtreg.registry.records import PluginInfo
+    from vtreg.registry.service import Registry
 
 __all__ = ["db_option", "open_registry"]
 
@@ -170,12 +171,11 @@ def trust(
     settings: Settings, directory: str, threshold: int, pin: bool, db_url: str | None
 ) -> Report:
     """Verify DIRECTORY against the registry's keys and trust its exact content."""
-    from vtreg.verifier.signatures import with_required_digests
+    from vtreg.verifier.tree import capture
 
+    tree = capture(directory)
     with open_registry(db_url) as registry:
-        result = with_required_digests(
-            directory, lambda tree: registry.trust(tree, threshold=threshold, pin=pin)
-        )
+        result = registry.trust(tree, threshold=threshold, pin=pin)
     info = result.plugin
     if result.created:
         what = f"trusted {info.name} {info.version}"

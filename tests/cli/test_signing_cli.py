@@ -17,7 +17,7 @@ import pytest
 from tests.helpers import EXAMPLE_HELLO, CliResult, run_cli
 from vtreg.verifier.envelope import format_time
 from vtreg.verifier.keys import read_private_key_file
-from vtreg.verifier.signatures import sign
+from vtreg.verifier.signing import sign
 from vtreg.verifier.tree import capture
 
 PluginFactory = Callable[..., Path]
@@ -182,6 +182,7 @@ def test_json_errors_are_one_document(plugin_factory: PluginFactory, keys: Path)
     assert doc["ok"] is False
     assert doc["error"]["category"] == "refused"
     assert doc["error"]["message"] == "unsigned: there is no plugin.sig"
+    assert doc["error"]["code"] == "unsigned"
 
 
 @pytest.mark.parametrize(

@@ -11,7 +11,7 @@ import pytest
 from tests.helpers import Compiler, c_string, make_plugin
 from vtreg.loader import AuditEvent, KeyPolicy, PluginLoader
 from vtreg.verifier.keys import SigningKey
-from vtreg.verifier.signatures import sign
+from vtreg.verifier.signing import sign
 from vtreg.verifier.tree import capture
 
 MODES = {

@@ -30,7 +30,8 @@ from vtreg.verifier.errors import (
     VerificationError,
 )
 from vtreg.verifier.keys import SigningKey
-from vtreg.verifier.signatures import VerifiedPlugin, sign
+from vtreg.verifier.signatures import VerifiedPlugin
+from vtreg.verifier.signing import sign
 from vtreg.verifier.tree import PluginTree, capture
 
 
@@ -97,18 +98,28 @@ def _attack_manifest(plugin: Path) -> None:
 
 
 REFUSALS = [
-    pytest.param(_attack_unsigned, SignatureError, "unsigned", id="unsigned"),
-    pytest.param(_attack_flip, ContentError, r"digest of libvx\.so", id="flipped-byte"),
+    pytest.param(_attack_unsigned, SignatureError, "unsigned", "unsigned", id="unsigned"),
     pytest.param(
-        _attack_manifest, ContentError, r"digest of plugin\.json", id="edited-plugin-json"
+        _attack_flip, ContentError, r"digest of libvx\.so", "digest-mismatch", id="flipped-byte"
     ),
     pytest.param(
-        lambda p: (p / "evil.sh").write_text("x"), ContentError, "not covered", id="file-added"
+        _attack_manifest,
+        ContentError,
+        r"digest of plugin\.json",
+        "digest-mismatch",
+        id="edited-plugin-json",
+    ),
+    pytest.param(
+        lambda p: (p / "evil.sh").write_text("x"),
+        ContentError,
+        "not covered",
+        "file-added",
+        id="file-added",
     ),
 ]
 
 
-@pytest.mark.parametrize(("attack", "error", "message"), REFUSALS)
+@pytest.mark.parametrize(("attack", "error", "message", "code"), REFUSALS)
 @pytest.mark.parametrize("isolation", ["none", "process"])
 def test_refused_code_never_runs(
     build: Build,
@@ -117,8 +128,9 @@ def test_refused_code_never_runs(
     audit_log: RecordingAudit,
     tmp_path: Path,
     attack: Callable[[Path], None],
-    error: type[Exception],
+    error: type[VerificationError],
     message: str,
+    code: str,
     isolation: str,
 ) -> None:
     marker = tmp_path / "constructor-ran"
@@ -126,12 +138,13 @@ def test_refused_code_never_runs(
     attack(plugin)
     loader = PluginLoader(KeyPolicy([key.public_key]), audit_log, [trusted], isolation=isolation)
 
-    with pytest.raises(error, match=message):
+    with pytest.raises(error, match=message) as refused:
         loader.load_plugin(plugin)
 
     assert not marker.exists(), "a refused library's constructor ran"
     [event] = audit_log.events
     assert (event.action, event.outcome) == ("plugin.load", "refused")
+    assert refused.value.code == event.details["code"] == code
     assert event.reason is not None
 
 
@@ -447,6 +460,7 @@ def test_discover_plugins_loads_good_ones_and_skips_refused_ones(
     ]  # fmt: skip
     [refused] = [e for e in audit_log.events if e.outcome == "refused"]
     assert refused.details["unverified_name"] is True  # labelled by plugin.json, not trusted
+    assert refused.details["code"] == "unknown-key"
 
 
 def test_add_trusted_dir_canonicalises(tmp_path: Path, key: SigningKey) -> None:

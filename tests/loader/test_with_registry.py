@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 
 import pytest
 
 from tests.loader.conftest import Build
+from tests.signing import add_sha512, sign_custom_statement
 from vtreg.loader import PluginLoader
 from vtreg.registry.service import Registry
 from vtreg.verifier.errors import PolicyError, SignatureError
@@ -61,3 +63,16 @@ def test_rollback_is_refused_by_the_loader(
     with pytest.raises(PolicyError, match=r"rollback: tool 1\.0\.0 is older than the trusted"):
         loader.load_plugin(trusted / "tool")
     assert loader.load_plugin(trusted / "tool-new").metadata.version == "2.0.0"
+
+
+def test_a_statement_with_more_digests_is_trusted_and_loaded_with_them(
+    trusted_registry: Registry, build: Build, trusted: Path, key: SigningKey, now: datetime
+) -> None:
+    plugin_dir = build("hello")
+    sign_custom_statement(plugin_dir, key, now, add_sha512(plugin_dir))
+    trusted_registry.trust(capture(plugin_dir))
+
+    plugin = PluginLoader(trusted_registry, trusted_registry, [trusted]).load_plugin(plugin_dir)
+
+    assert plugin.verified.files["libhello.so"]["sha512"]
+    assert plugin.execute().success

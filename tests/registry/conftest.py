@@ -10,7 +10,7 @@ import pytest
 
 from tests.helpers import Compiler, make_plugin
 from vtreg.verifier.keys import SigningKey
-from vtreg.verifier.signatures import sign
+from vtreg.verifier.signing import sign
 from vtreg.verifier.tree import capture
 
 SignedPlugin = Callable[..., Path]

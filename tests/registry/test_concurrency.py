@@ -16,7 +16,7 @@ import pytest
 from tests.helpers import ROOT, Compiler, make_plugin, write_manifest
 from vtreg.registry.service import Registry
 from vtreg.verifier.keys import SigningKey
-from vtreg.verifier.signatures import sign
+from vtreg.verifier.signing import sign
 from vtreg.verifier.tree import capture
 
 WORKERS = 4

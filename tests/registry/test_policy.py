@@ -1,4 +1,4 @@
-"""Trust decisions against the registry, on both engines: every registry threat of DESIGN.md 7."""
+"""Trust decisions against the registry, on both engines: every registry threat of docs/threats.md."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ from vtreg.verifier.errors import (
     VerificationError,
 )
 from vtreg.verifier.keys import SigningKey
-from vtreg.verifier.signatures import sign
+from vtreg.verifier.signing import sign
 from vtreg.verifier.tree import capture
 
 
@@ -63,20 +63,30 @@ def test_trusting_twice_changes_nothing(
     assert len(registry.audit_events()) == events
 
 
-def _refused(registry: Registry, plugin: Path, error: type[Exception], match: str) -> None:
-    with pytest.raises(error, match=match):
+def _refused(
+    registry: Registry, plugin: Path, error: type[VerificationError], match: str, code: str
+) -> None:
+    with pytest.raises(error, match=match) as refused:
         registry.verify_plugin(capture(plugin))
-    action, outcome, reason = _last_event(registry)
-    assert (action, outcome) == ("plugin.verify", "refused")
-    assert reason is not None
-    assert re.search(match, reason), reason
+    assert refused.value.code == code
+    [event] = registry.audit_events(limit=1)
+    assert (event.action, event.outcome) == ("plugin.verify", "refused")
+    assert event.reason is not None
+    assert re.search(match, event.reason), event.reason
+    assert event.details["code"] == code
 
 
 def test_unknown_key_is_refused(
     registry: Registry, signed_plugin: SignedPlugin, key: SigningKey, other_key: SigningKey
 ) -> None:
     registry.add_key(key.public_key)
-    _refused(registry, signed_plugin("hello", "1.0.0", other_key), SignatureError, "signed by 0/1")
+    _refused(
+        registry,
+        signed_plugin("hello", "1.0.0", other_key),
+        SignatureError,
+        "signed by 0/1",
+        "unknown-key",
+    )
 
 
 def test_signed_but_untrusted_content_is_refused(
@@ -88,6 +98,7 @@ def test_signed_but_untrusted_content_is_refused(
         signed_plugin("hello", "1.0.0", key),
         PolicyError,
         r"hello 1.0.0 \(sha256:.*\) is signed but not trusted",
+        "content-not-trusted",
     )
 
 
@@ -100,7 +111,13 @@ def test_revoked_key_is_refused(
 
     registry.revoke_key(key.keyid, "laptop stolen")
 
-    _refused(registry, plugin, SignatureError, r"signed by 0/1 .*key revoked \(laptop stolen\)")
+    _refused(
+        registry,
+        plugin,
+        SignatureError,
+        r"signed by 0/1 .*key revoked \(laptop stolen\)",
+        "key-revoked",
+    )
 
 
 def test_revoking_one_signer_leaves_plugins_other_keys_signed(
@@ -116,7 +133,7 @@ def test_revoking_one_signer_leaves_plugins_other_keys_signed(
     registry.revoke_key(key.keyid, "compromised")
 
     assert registry.verify_plugin(capture(plugin)).signers == (other_key.keyid,)
-    _refused(registry, strict, SignatureError, "signed by 1/2")
+    _refused(registry, strict, SignatureError, "signed by 1/2", "threshold")
 
 
 def test_expired_key_is_refused(
@@ -127,8 +144,9 @@ def test_expired_key_is_refused(
     plugin = signed_plugin("hello", "1.0.0", key)
     registry.trust(capture(plugin))
 
-    with pytest.raises(SignatureError, match="key expired at"):
+    with pytest.raises(SignatureError, match="key expired at") as refused:
         registry.verify_plugin(capture(plugin), at=expires + timedelta(seconds=1))
+    assert refused.value.code == "key-expired"
     assert _last_event(registry)[:2] == ("plugin.verify", "refused")
 
 
@@ -141,8 +159,9 @@ def test_out_of_scope_key_is_refused(
     registry.trust(capture(ours))
 
     assert registry.verify_plugin(capture(ours)).name == "acme-tool"
-    with pytest.raises(SignatureError, match=r"key may not sign 'hello' \(scope: acme-\*\)"):
+    with pytest.raises(SignatureError, match=r"key may not sign 'hello' \(scope: acme-\*\)") as e:
         registry.trust(capture(theirs))
+    assert e.value.code == "out-of-scope"
     assert _last_event(registry)[:2] == ("plugin.trust", "refused")
 
 
@@ -172,7 +191,9 @@ def test_revoked_plugin_is_refused(
     revoked = registry.revoke(reason="bad build", **how)
 
     assert len(revoked) == expected
-    _refused(registry, v1, PolicyError, r"hello 1.0.0 was revoked at .*\(bad build\)")
+    _refused(
+        registry, v1, PolicyError, r"hello 1.0.0 was revoked at .*\(bad build\)", "content-revoked"
+    )
     revocations = registry.audit_events(action="plugin.revoke")
     assert len(revocations) == expected
     assert {e.reason for e in revocations} == {"bad build"}
@@ -191,7 +212,11 @@ def test_rollback_to_an_older_trusted_version_is_refused_unless_pinned(
     assert result.newer is None
 
     _refused(
-        registry, old, PolicyError, r"rollback: hello 1.0.0 is older than the trusted hello 1.1.0"
+        registry,
+        old,
+        PolicyError,
+        r"rollback: hello 1.0.0 is older than the trusted hello 1.1.0",
+        "rollback",
     )
     assert registry.verify_plugin(capture(new)).version == "1.1.0"
 
@@ -219,6 +244,7 @@ def test_threshold_recorded_at_trust_time_is_enforced_later(
         both,
         SignatureError,
         r"signed by 1/2 trusted keys required when hello 1.0.0 was trusted",
+        "threshold",
     )
 
 
@@ -226,7 +252,7 @@ def test_unsigned_plugin_is_refused(
     registry: Registry, signed_plugin: SignedPlugin, key: SigningKey
 ) -> None:
     registry.add_key(key.public_key)
-    _refused(registry, signed_plugin("hello", "1.0.0"), SignatureError, "unsigned")
+    _refused(registry, signed_plugin("hello", "1.0.0"), SignatureError, "unsigned", "unsigned")
 
 
 def test_tampered_trusted_plugin_is_refused(
@@ -236,7 +262,7 @@ def test_tampered_trusted_plugin_is_refused(
     plugin = signed_plugin("hello", "1.0.0", key)
     registry.trust(capture(plugin))
     (plugin / "extra.txt").write_text("x")
-    _refused(registry, plugin, VerificationError, r"extra\.txt not covered")
+    _refused(registry, plugin, VerificationError, r"extra\.txt not covered", "file-added")
 
 
 # --- keys ---

@@ -27,7 +27,7 @@ def test_statements_name_only_real_columns() -> None:
     sql = Statements("postgresql", "pyformat")
     for table, statement in (
         (Key, sql.keys),
-        (Plugin, sql.versions),
+        (Plugin, sql.contents),
         (ChainHead, sql.lock_head),
         (AuditEvent, sql.insert_event),
         (AuditEventKey, sql.insert_key),

@@ -1,4 +1,4 @@
-"""Sign/verify round trips and every offline threat from DESIGN.md section 7."""
+"""Sign/verify round trips and every offline threat of docs/threats.md."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.signing import add_sha512, sign_custom_statement
 from vtreg.verifier.envelope import PAYLOAD_TYPE, encode_envelope, pae
 from vtreg.verifier.errors import (
     ContentError,
@@ -23,10 +24,13 @@ from vtreg.verifier.errors import (
     UnsafeFileError,
     UsageError,
     VerificationError,
+    VtregError,
 )
 from vtreg.verifier.keys import SigningKey
-from vtreg.verifier.signatures import TrustedKey, content_digest, sign, verify, verify_directory
-from vtreg.verifier.tree import capture
+from vtreg.verifier.signatures import content_digest, verify, verify_directory
+from vtreg.verifier.signing import sign
+from vtreg.verifier.tree import CapturedFile, PluginTree, capture
+from vtreg.verifier.trust import TrustedKey
 
 PluginFactory = Callable[..., Path]
 
@@ -529,7 +533,7 @@ def test_subject_with_only_weak_digest_is_refused(
         if subject["name"] == "plugin.json":
             subject["digest"] = {"sha1": "0" * 40}
 
-    _sign_custom_statement(plugin, key, now, only_sha1)
+    sign_custom_statement(plugin, key, now, only_sha1)
 
     with pytest.raises(FormatError, match=r"plugin\.json has no trusted digest \(found sha1"):
         verify_directory(str(plugin), [key.public_key], at=now)
@@ -544,7 +548,7 @@ def test_every_trusted_algorithm_in_a_subject_is_checked(
         if subject["name"] == "libbasic.so":
             subject["digest"] = {**subject["digest"], "sha512": "ab" * 64}  # type: ignore[dict-item]
 
-    _sign_custom_statement(plugin, key, now, add_wrong_sha512)
+    sign_custom_statement(plugin, key, now, add_wrong_sha512)
 
     with pytest.raises(ContentError, match=r"digest of libbasic\.so is sha512:"):
         verify_directory(str(plugin), [key.public_key], at=now)
@@ -553,35 +557,42 @@ def test_every_trusted_algorithm_in_a_subject_is_checked(
 def test_extra_algorithms_that_match_are_accepted(
     plugin_factory: PluginFactory, key: SigningKey, now: datetime
 ) -> None:
-    import hashlib
-
     plugin = plugin_factory()
-
-    def add_sha512(subject: dict[str, object]) -> None:
-        digest = hashlib.sha512((plugin / str(subject["name"])).read_bytes()).hexdigest()
-        subject["digest"] = {**subject["digest"], "sha512": digest, "md5": "0" * 32}  # type: ignore[dict-item]
-
-    _sign_custom_statement(plugin, key, now, add_sha512)
+    sign_custom_statement(plugin, key, now, add_sha512(plugin))
 
     result = verify_directory(str(plugin), [key.public_key], at=now)
     assert all("sha512" in d for d in result.files.values())
 
 
-def _sign_custom_statement(
-    plugin: Path,
-    key: SigningKey,
-    now: datetime,
-    edit_subject: Callable[[dict[str, object]], object],
+def test_the_capture_computes_every_algorithm_the_statement_names(
+    plugin_factory: PluginFactory, key: SigningKey, now: datetime
 ) -> None:
-    """Sign a statement that our own signer would not produce (a foreign or hostile signer)."""
-    envelope = json.loads(sign(capture(plugin), key, at=now).envelope)
-    statement = json.loads(base64.b64decode(envelope["payload"]))
-    for subject in statement["subject"]:
-        edit_subject(subject)
-    payload = json.dumps(statement).encode()
-    (plugin / "plugin.sig").write_bytes(
-        encode_envelope(PAYLOAD_TYPE, payload, [(key.keyid, key.sign(pae(PAYLOAD_TYPE, payload)))])
-    )
+    plugin = plugin_factory()
+    sign_custom_statement(plugin, key, now, add_sha512(plugin))
+
+    tree = capture(plugin)  # no algorithms asked for: plugin.sig names sha512 (and md5)
+
+    assert tree.algorithms == {"sha256", "sha512"}  # md5 is never computed: never trusted
+    assert verify(tree, [key.public_key], at=now).files["libbasic.so"]["sha512"]
+
+
+def test_a_capture_lacking_a_named_algorithm_cannot_decide(
+    plugin_factory: PluginFactory, key: SigningKey, now: datetime
+) -> None:
+    # A tree built by someone else with fewer digests than the statement names is
+    # "could not decide", never a check of only some digests.
+    plugin = plugin_factory()
+    sign_custom_statement(plugin, key, now, add_sha512(plugin))
+    full = capture(plugin)
+    files = {
+        path: CapturedFile(path, f.size, {"sha256": f.digests["sha256"]}, f.head)
+        for path, f in full.files.items()
+    }
+    partial = PluginTree(full.root, files, full.manifest, full.signature, frozenset({"sha256"}))
+
+    with pytest.raises(VtregError, match="has no sha512 digests") as undecided:
+        verify(partial, [key.public_key], at=now)
+    assert not isinstance(undecided.value, VerificationError)
 
 
 def test_statement_inconsistent_with_plugin_json_is_refused(

@@ -1,0 +1,156 @@
+"""What the registry answers with: typed records of keys, trusted plugins and trust results."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from vtreg.verifier.envelope import format_time
+from vtreg.verifier.signatures import VerifiedPlugin
+
+from .models import Key, Plugin
+
+__all__ = ["KeyInfo", "PluginInfo", "TrustResult"]
+
+
+def _time(value: datetime | None) -> str | None:
+    return format_time(value) if value else None
+
+
+@dataclass(frozen=True)
+class KeyInfo:
+    """A publisher key as the registry holds it (revoked keys stay, marked)."""
+
+    keyid: str
+    name: str
+    scopes: tuple[str, ...]
+    expires_at: datetime | None
+    added_at: datetime
+    added_by: str
+    revoked_at: datetime | None
+    revoked_reason: str | None
+
+    @classmethod
+    def of(cls, row: Key) -> KeyInfo:
+        """The record of one ``keys`` row."""
+        return cls(
+            keyid=row.keyid,
+            name=row.name,
+            scopes=tuple(json.loads(row.scopes)),
+            expires_at=row.expires_at,
+            added_at=row.added_at,
+            added_by=row.added_by,
+            revoked_at=row.revoked_at,
+            revoked_reason=row.revoked_reason,
+        )
+
+    def same_terms(self, name: str | None, scopes: Sequence[str]) -> bool:
+        """Whether adding the key again asks for the name and scopes it has.
+
+        The expiry is not compared: ``--expires 90d`` re-run tomorrow names a
+        later date, and a provisioning script that re-adds its keys must not
+        fail. The stored expiry stands; the CLI says so when they differ.
+        """
+        named = name is None or name == self.name
+        return named and sorted(scopes) == sorted(self.scopes)
+
+    @property
+    def may_sign(self) -> str:
+        """The scope in words: the glob patterns, or "any plugin"."""
+        return ", ".join(self.scopes) or "any plugin"
+
+    @property
+    def expires_text(self) -> str:
+        """The expiry in words: an RFC 3339 time, or "never"."""
+        return _time(self.expires_at) or "never"
+
+    def terms(self) -> str:
+        """Name, scope and expiry in one phrase."""
+        return f"{self.name}, may sign {self.may_sign}, expires {self.expires_text}"
+
+    def status(self, at: datetime) -> str:
+        """``revoked``, ``expired`` or ``trusted`` at ``at``."""
+        if self.revoked_at is not None:
+            return "revoked"
+        if self.expires_at is not None and at >= self.expires_at:
+            return "expired"
+        return "trusted"
+
+    def to_json(self, at: datetime) -> dict[str, Any]:
+        """A JSON-ready description, with the status at ``at``."""
+        return {
+            "keyid": self.keyid,
+            "name": self.name,
+            "scopes": list(self.scopes),
+            "expires_at": _time(self.expires_at),
+            "added_at": _time(self.added_at),
+            "added_by": self.added_by,
+            "revoked_at": _time(self.revoked_at),
+            "revoked_reason": self.revoked_reason,
+            "status": self.status(at),
+        }
+
+
+@dataclass(frozen=True)
+class PluginInfo:
+    """A trusted (or trusted, then revoked) plugin content as the registry holds it."""
+
+    name: str
+    version: str
+    content_digest: str
+    platform: str
+    signers: tuple[str, ...]
+    threshold: int
+    pinned: bool
+    trusted_at: datetime
+    trusted_by: str
+    revoked_at: datetime | None
+    revoked_reason: str | None
+
+    @classmethod
+    def of(cls, row: Plugin) -> PluginInfo:
+        """The record of one ``plugins`` row and its signers."""
+        return cls(
+            name=row.name,
+            version=row.version,
+            content_digest=row.content_digest,
+            platform=row.platform,
+            signers=tuple(sorted(s.keyid for s in row.signers)),
+            threshold=row.threshold,
+            pinned=row.pinned,
+            trusted_at=row.trusted_at,
+            trusted_by=row.trusted_by,
+            revoked_at=row.revoked_at,
+            revoked_reason=row.revoked_reason,
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready description."""
+        return {
+            "name": self.name,
+            "version": self.version,
+            "content_digest": self.content_digest,
+            "platform": self.platform,
+            "signers": list(self.signers),
+            "threshold": self.threshold,
+            "pinned": self.pinned,
+            "trusted_at": _time(self.trusted_at),
+            "trusted_by": self.trusted_by,
+            "revoked_at": _time(self.revoked_at),
+            "revoked_reason": self.revoked_reason,
+            "status": "revoked" if self.revoked_at else "trusted",
+        }
+
+
+@dataclass(frozen=True)
+class TrustResult:
+    """What ``vtreg trust`` did: the record, the verified plugin, and what changed."""
+
+    plugin: PluginInfo
+    verified: VerifiedPlugin
+    created: bool
+    changed: bool
+    newer: str | None  # the newest trusted version of its name and platform, if this is older

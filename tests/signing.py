@@ -1,0 +1,42 @@
+"""Statements our own signer would not write, signed all the same (foreign or hostile signers)."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+
+from vtreg.verifier.envelope import PAYLOAD_TYPE, encode_envelope, pae
+from vtreg.verifier.keys import SigningKey
+from vtreg.verifier.signing import sign
+from vtreg.verifier.tree import capture
+
+
+def sign_custom_statement(
+    plugin: Path,
+    key: SigningKey,
+    now: datetime,
+    edit_subject: Callable[[dict[str, object]], object],
+) -> None:
+    """Sign a statement that our own signer would not produce (a foreign or hostile signer)."""
+    envelope = json.loads(sign(capture(plugin), key, at=now).envelope)
+    statement = json.loads(base64.b64decode(envelope["payload"]))
+    for subject in statement["subject"]:
+        edit_subject(subject)
+    payload = json.dumps(statement).encode()
+    (plugin / "plugin.sig").write_bytes(
+        encode_envelope(PAYLOAD_TYPE, payload, [(key.keyid, key.sign(pae(PAYLOAD_TYPE, payload)))])
+    )
+
+
+def add_sha512(plugin: Path) -> Callable[[dict[str, object]], None]:
+    """A subject edit that adds each file's real sha512, and an md5 that must never count."""
+
+    def edit(subject: dict[str, object]) -> None:
+        digest = hashlib.sha512((plugin / str(subject["name"])).read_bytes()).hexdigest()
+        subject["digest"] = {**subject["digest"], "sha512": digest, "md5": "0" * 32}  # type: ignore[dict-item]
+
+    return edit

@@ -1,0 +1,147 @@
+"""The trust decision: may this captured plugin be used, given this trust state, now?
+
+Pure, like python-tuf's ``TrustedMetadataSet``: no file, database or network
+IO and no clock; a :class:`~vtreg.verifier.trust.TrustState`, a capture and
+the time go in, and a :class:`~vtreg.verifier.signatures.VerifiedPlugin`
+comes out or a :class:`~vtreg.verifier.errors.VerificationError` with a
+stable ``code`` says why not. The registry, a host without one, and a fleet
+host all decide through these two functions.
+
+A load (or ``vtreg verify``) is allowed when, in this order:
+
+1. the envelope's signatures verify with enough distinct trusted keys that
+   are unrevoked, unexpired and in scope for the plugin's name, and the
+   signature has not expired (:func:`~vtreg.verifier.signatures.verify_envelope`);
+2. the directory holds exactly the signed files with the signed digests,
+   and plugin.json agrees with the statement;
+3. with a registry of contents: the content digest is trusted and not
+   revoked, signed by as many keys as it was trusted with, and not older
+   than the newest trusted version of its name and platform unless pinned.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from .envelope import format_time
+from .errors import PolicyError, SignatureError, VtregError
+from .manifest import SemVer
+from .signatures import SignedStatement, VerifiedPlugin, verify_envelope
+from .tree import PluginTree
+from .trust import TrustedContent, TrustState
+
+__all__ = ["authenticate", "decide", "decide_trust"]
+
+
+def authenticate(envelope: bytes | None, state: TrustState, *, at: datetime) -> SignedStatement:
+    """Check plugin.sig alone against the state's keys and threshold.
+
+    Raises:
+        VerificationError: unsigned, malformed, too few fit signers, expired.
+    """
+    return verify_envelope(envelope, state.keys.values(), at=at, threshold=state.threshold)
+
+
+def decide(tree: PluginTree, state: TrustState, *, at: datetime) -> VerifiedPlugin:
+    """Decide whether a captured plugin may be loaded (or pass ``vtreg verify``).
+
+    Args:
+        tree: the captured plugin directory, plugin.sig included.
+        state: what is trusted (see :class:`~vtreg.verifier.trust.TrustState`).
+        at: the time to judge key, signature and content status at.
+
+    Returns:
+        The verified plugin.
+
+    Raises:
+        VerificationError: the refusal, with its ``code``.
+        VtregError: ``state`` does not hold the plugin's name (could not decide).
+    """
+    verified = authenticate(tree.signature, state, at=at).match(tree)
+    if state.contents is None:
+        return verified
+    content = _trusted_content(verified, state)
+    _check_signers(verified, content)
+    _check_rollback(verified, content, state)
+    return verified
+
+
+def decide_trust(tree: PluginTree, state: TrustState, *, at: datetime) -> VerifiedPlugin:
+    """Decide whether a captured plugin's content may be trusted (``vtreg trust``).
+
+    As :func:`decide`, except that the content need not be trusted yet and an
+    older version may be trusted beside a newer one (loads of it stay refused
+    unless it is pinned); content that was revoked stays refused: revocation
+    is final.
+
+    Raises:
+        VerificationError: the refusal, with its ``code``.
+    """
+    verified = authenticate(tree.signature, state, at=at).match(tree)
+    content = state.contents.get(verified.content_digest) if state.contents else None
+    if content is not None and content.revoked is not None:
+        raise PolicyError(
+            f"{_label(verified)} ({verified.content_digest}) was {_revoked(content)}; "
+            "revocation is final",
+            code="content-revoked",
+            keyids=verified.signature_keyids,
+            subject=verified.subject,
+        )
+    return verified
+
+
+def _label(verified: VerifiedPlugin) -> str:
+    return f"{verified.name} {verified.version}"
+
+
+def _revoked(content: TrustedContent) -> str:
+    when = f" at {format_time(content.revoked_at)}" if content.revoked_at else ""
+    return f"revoked{when} ({content.revoked})"
+
+
+def _trusted_content(verified: VerifiedPlugin, state: TrustState) -> TrustedContent:
+    if not state.covers(verified.name):
+        raise VtregError(f"cannot decide: the trust state does not hold {verified.name}")
+    assert state.contents is not None  # noqa: S101 - decide() checked
+    content = state.contents.get(verified.content_digest)
+    if content is None:
+        raise PolicyError(
+            f"{_label(verified)} ({verified.content_digest}) is signed but not trusted: "
+            "run `vtreg trust` to trust it",
+            code="content-not-trusted",
+            keyids=verified.signature_keyids,
+            subject=verified.subject,
+        )
+    if content.revoked is not None:
+        raise PolicyError(
+            f"{_label(verified)} was {_revoked(content)}",
+            code="content-revoked",
+            keyids=verified.signature_keyids,
+            subject=verified.subject,
+        )
+    return content
+
+
+def _check_signers(verified: VerifiedPlugin, content: TrustedContent) -> None:
+    if len(verified.signers) < content.threshold:
+        raise SignatureError(
+            f"signed by {len(verified.signers)}/{content.threshold} trusted keys required "
+            f"when {_label(verified)} was trusted",
+            code="threshold",
+            keyids=verified.signature_keyids,
+            subject=verified.subject,
+        )
+
+
+def _check_rollback(verified: VerifiedPlugin, content: TrustedContent, state: TrustState) -> None:
+    floor = state.floors.get((verified.name, verified.platform))
+    if floor is None or content.pinned:
+        return
+    if SemVer.parse(verified.version) < SemVer.parse(floor):
+        raise PolicyError(
+            f"rollback: {_label(verified)} is older than the trusted {verified.name} {floor} "
+            "(trust it with --pin to allow this version)",
+            code="rollback",
+            keyids=verified.signature_keyids,
+            subject=verified.subject,
+        )

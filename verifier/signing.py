@@ -1,0 +1,174 @@
+"""Sign a captured plugin directory: a new statement, or a co-signature on the existing one.
+
+Signing is pure like verifying: it takes a captured tree, a signing key and
+the time, and returns the new plugin.sig bytes; writing them is the caller's.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from .envelope import (
+    MAX_SIGNATURES,
+    PAYLOAD_TYPE,
+    PREDICATE_TYPE,
+    STATEMENT_TYPE,
+    Envelope,
+    PluginPredicate,
+    Statement,
+    Subject,
+    encode_envelope,
+    format_time,
+    pae,
+    parse_envelope,
+    parse_statement,
+)
+from .errors import FormatError, UsageError, VtregError
+from .keys import SigningKey
+from .layout import MANIFEST_FILE, SIGNATURE_FILE
+from .manifest import parse_manifest
+from .platforms import (
+    UNKNOWN_PLATFORM,
+    detect_library_platform,
+    library_candidates,
+    library_filename,
+)
+from .signatures import check_tree, content_digest
+from .tree import PluginTree
+
+__all__ = ["SignResult", "sign"]
+
+
+@dataclass(frozen=True)
+class SignResult:
+    """The new plugin.sig and what happened to any signatures already there."""
+
+    envelope: bytes
+    content_digest: str
+    signatures: int
+    cosigned: bool
+    replaced: bool
+    already_signed: bool
+
+
+def _find_library(tree: PluginTree, name: str) -> tuple[str, str]:
+    found = [c for c in library_candidates(name) if c in tree.files]
+    if len(found) != 1:
+        expected = " or ".join(library_candidates(name))
+        raise FormatError(
+            f"expected exactly one library named {expected} in {tree.root}, found {len(found)}"
+        )
+    library = found[0]
+    platform = detect_library_platform(tree.files[library].head)
+    if platform == UNKNOWN_PLATFORM:
+        raise FormatError(f"{library} is not a shared library for a known platform")
+    if library != library_filename(name, platform):
+        raise FormatError(
+            f"{library} is a {platform} library; that platform expects "
+            f"{library_filename(name, platform)}"
+        )
+    return library, platform
+
+
+def sign(
+    tree: PluginTree,
+    key: SigningKey,
+    *,
+    at: datetime,
+    expires: datetime | None = None,
+    fresh: bool = False,
+) -> SignResult:
+    """Sign a captured plugin directory, co-signing its existing envelope if possible.
+
+    If the directory already carries a plugin.sig whose statement still
+    matches the directory, the new signature is added to it (the payload is
+    kept byte for byte, so the content digest and earlier signatures stay
+    valid). Otherwise, or with ``fresh``, a new statement is signed and
+    earlier signatures are dropped.
+
+    Raises:
+        FormatError: plugin.json is invalid or the library is missing/unknown.
+        UsageError: ``expires`` is not after ``at``, or differs from the
+            expiry of the envelope being co-signed.
+    """
+    if expires is not None and expires <= at:
+        raise UsageError(f"expiry {format_time(expires)} is not in the future")
+    if tree.manifest is None:
+        raise FormatError(f"{tree.root} has no {MANIFEST_FILE}")
+    manifest = parse_manifest(tree.manifest)
+    library, platform = _find_library(tree, manifest.name)
+    digest = content_digest(
+        manifest.name, manifest.version, {p: f.digests["sha256"] for p, f in tree.files.items()}
+    )
+
+    existing = None if fresh else _cosignable(tree)
+    if existing is not None:
+        return _cosign(tree, key, existing, expires, digest)
+    statement = Statement(
+        type=STATEMENT_TYPE,
+        subject=[
+            Subject(name=p, digest={"sha256": f.digests["sha256"]}) for p, f in tree.files.items()
+        ],
+        predicateType=PREDICATE_TYPE,
+        predicate=PluginPredicate(
+            name=manifest.name,
+            version=manifest.version,
+            abi_version=manifest.abi_version,
+            platform=platform,
+            library=library,
+            signed_at=at,
+            expires=expires,
+        ),
+    )
+    payload = statement.to_payload()
+    sig = key.sign(pae(PAYLOAD_TYPE, payload))
+    envelope_bytes = encode_envelope(PAYLOAD_TYPE, payload, [(key.keyid, sig)])
+    return SignResult(envelope_bytes, digest, 1, False, tree.signature is not None, False)
+
+
+def _cosign(
+    tree: PluginTree,
+    key: SigningKey,
+    existing: tuple[Envelope, bytes, Statement],
+    expires: datetime | None,
+    digest: str,
+) -> SignResult:
+    """Add ``key``'s signature to the existing envelope, its payload kept byte for byte."""
+    envelope, payload, statement = existing
+    signed_expiry = statement.predicate.expires
+    if expires is not None and expires != signed_expiry:
+        shown = format_time(signed_expiry) if signed_expiry else "never"
+        raise UsageError(
+            f"the existing signature sets expires={shown}; a co-signature signs the same "
+            "statement and cannot change it"
+        )
+    message = pae(PAYLOAD_TYPE, payload)
+    pairs = [(s.keyid, s.signature_bytes()) for s in envelope.signatures]
+    if any(key.public_key.verify(sig, message) for _, sig in pairs):
+        return SignResult(tree.signature or b"", digest, len(pairs), False, False, True)
+    if len(pairs) >= MAX_SIGNATURES:
+        raise UsageError(
+            f"{SIGNATURE_FILE} already carries {len(pairs)} signatures, the most an envelope "
+            "may hold; sign a fresh statement instead (vtreg sign --fresh)"
+        )
+    pairs.append((key.keyid, key.sign(message)))
+    return SignResult(
+        encode_envelope(PAYLOAD_TYPE, payload, pairs), digest, len(pairs), True, False, False
+    )
+
+
+def _cosignable(tree: PluginTree) -> tuple[Envelope, bytes, Statement] | None:
+    """The existing envelope, if it is well-formed and still describes the directory."""
+    if tree.signature is None:
+        return None
+    try:
+        envelope = parse_envelope(tree.signature)
+        if envelope.payloadType != PAYLOAD_TYPE:
+            return None
+        payload = envelope.payload_bytes()
+        statement = parse_statement(payload)
+        check_tree(statement, tree)
+    except VtregError:
+        return None
+    return envelope, payload, statement

@@ -1,0 +1,146 @@
+"""What a verifier trusts, as one immutable value: :class:`TrustState`.
+
+A decision (:mod:`vtreg.verifier.decision`) is a pure function of a plugin
+directory's capture, a :class:`TrustState` and the time. Where the state comes
+from is not its business: the SQL registry builds the slice one decision needs
+(the keys, and the contents of one plugin name) inside a transaction, a host
+without a registry builds it from public keys alone (:meth:`TrustState.of_keys`),
+and a fleet host from its verified local snapshot. All of them get the same
+rules and the same tests.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from .envelope import format_time
+from .keys import PublicKey
+from .manifest import SemVer
+
+__all__ = ["TrustState", "TrustedContent", "TrustedKey"]
+
+
+@dataclass(frozen=True)
+class TrustedKey:
+    """A public key as a verifier trusts it: optionally scoped, expiring or revoked.
+
+    ``scopes`` are glob patterns over plugin names (empty: any name). A revoked
+    key never counts, whatever the signature's claimed time: ``signed_at`` is
+    written by the signer and proves nothing once the key is compromised.
+    """
+
+    key: PublicKey
+    scopes: tuple[str, ...] = ()
+    expires: datetime | None = None
+    revoked: str | None = None
+
+    @property
+    def keyid(self) -> str:
+        """The key id: lowercase hex SHA-256 of the raw public key."""
+        return self.key.keyid
+
+    def problem(self, plugin_name: str, at: datetime) -> tuple[str, str] | None:
+        """Why this key may not vouch for ``plugin_name`` at ``at``: (code, text), or None."""
+        if self.revoked is not None:
+            return "key-revoked", f"key revoked ({self.revoked})"
+        if self.expires is not None and at >= self.expires:
+            return "key-expired", f"key expired at {format_time(self.expires)}"
+        if self.scopes and not any(fnmatch.fnmatchcase(plugin_name, p) for p in self.scopes):
+            scope = ", ".join(self.scopes)
+            return "out-of-scope", f"key may not sign {plugin_name!r} (scope: {scope})"
+        return None
+
+
+@dataclass(frozen=True)
+class TrustedContent:
+    """One plugin content the operator trusted (or trusted and then revoked).
+
+    ``threshold`` is how many distinct trusted keys must have signed it at
+    every load; ``pinned`` lets this version load although a newer one of the
+    same name and platform is trusted.
+    """
+
+    name: str
+    version: str
+    platform: str
+    content_digest: str
+    threshold: int = 1
+    pinned: bool = False
+    revoked: str | None = None
+    revoked_at: datetime | None = None
+
+
+def _newest(contents: Iterable[TrustedContent]) -> dict[tuple[str, str], str]:
+    """The newest unrevoked version per (name, platform): the rollback floors."""
+    newest: dict[tuple[str, str], SemVer] = {}
+    for content in contents:
+        if content.revoked is not None:
+            continue
+        where, version = (content.name, content.platform), SemVer.parse(content.version)
+        if where not in newest or newest[where] < version:
+            newest[where] = version
+    return {where: str(version) for where, version in newest.items()}
+
+
+@dataclass(frozen=True)
+class TrustState:
+    """The keys, contents and rollback floors a decision is made against.
+
+    Args:
+        keys: trusted keys by key id, with scope, expiry and revocation.
+        contents: trusted contents by content digest; ``None`` trusts any
+            content that enough trusted keys signed (a host with keys and no
+            registry), and then no content, revocation or rollback rule applies.
+        names: the plugin names whose contents this state holds in full
+            (``None``: every name). A store that reads one name's slice says
+            so, and a decision about another name is then not made from it.
+        floors: the lowest version each (name, platform) may load at, unless
+            the content is pinned: the newest trusted, unrevoked version.
+        threshold: distinct trusted keys every plugin needs at least (the
+            content's own threshold may ask for more).
+    """
+
+    keys: Mapping[str, TrustedKey]
+    contents: Mapping[str, TrustedContent] | None = None
+    names: frozenset[str] | None = None
+    floors: Mapping[tuple[str, str], str] = field(default_factory=dict)
+    threshold: int = 1
+
+    @classmethod
+    def of_keys(cls, keys: Iterable[TrustedKey | PublicKey], *, threshold: int = 1) -> TrustState:
+        """Trust whatever ``threshold`` of ``keys`` signed (no registry of contents)."""
+        return cls(keys=_by_keyid(keys), threshold=threshold)
+
+    @classmethod
+    def build(
+        cls,
+        keys: Iterable[TrustedKey | PublicKey],
+        contents: Iterable[TrustedContent],
+        *,
+        names: Iterable[str] | None = None,
+        threshold: int = 1,
+    ) -> TrustState:
+        """A state over trusted contents, its rollback floors computed from them."""
+        by_digest = {c.content_digest: c for c in contents}
+        return cls(
+            keys=_by_keyid(keys),
+            contents=by_digest,
+            names=frozenset(names) if names is not None else None,
+            floors=_newest(by_digest.values()),
+            threshold=threshold,
+        )
+
+    def covers(self, name: str) -> bool:
+        """Whether this state holds every trusted content of ``name``."""
+        return self.names is None or name in self.names
+
+
+def _by_keyid(keys: Iterable[TrustedKey | PublicKey]) -> dict[str, TrustedKey]:
+    trusted: dict[str, TrustedKey] = {}
+    for key in keys:
+        entry = key if isinstance(key, TrustedKey) else TrustedKey(key)
+        trusted.setdefault(entry.keyid, entry)
+    return trusted
