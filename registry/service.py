@@ -29,7 +29,7 @@ from datetime import UTC, datetime
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, defer
 
 from vtreg.loader.protocols import AuditEvent
 from vtreg.verifier.decision import decide, decide_trust
@@ -50,6 +50,8 @@ from .statements import Cursor, Statements
 __all__ = ["Registry", "default_actor"]
 
 ENV_ACTOR = "VTREG_ACTOR"
+# Listings and lookups never need the stored envelope, which may be up to 1 MiB a row.
+_NO_ENVELOPE = defer(Plugin.envelope, raiseload=True)
 
 
 def default_actor() -> str:
@@ -457,14 +459,13 @@ class Registry:
         elif revoked is False:
             stmt = stmt.where(Plugin.revoked_at.is_(None))
         with self._read() as session:
-            return [PluginInfo.of(r) for r in session.execute(stmt).scalars()]
+            return [PluginInfo.of(r) for r in session.execute(stmt.options(_NO_ENVELOPE)).scalars()]
 
     def lookup(self, digest: str) -> PluginInfo | None:
         """The trust record for one content digest, or None."""
         with self._read() as session:
-            row = session.execute(
-                sa.select(Plugin).where(Plugin.content_digest == digest)
-            ).scalar_one_or_none()
+            stmt = sa.select(Plugin).where(Plugin.content_digest == digest)
+            row = session.execute(stmt.options(_NO_ENVELOPE)).scalar_one_or_none()
             return PluginInfo.of(row) if row is not None else None
 
     # --- audit ---
