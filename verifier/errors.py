@@ -72,9 +72,10 @@ class VerificationError(VtregError):
 
     ``code`` is one of :data:`REFUSAL_CODES` (each subclass has a default).
     ``keyids`` names the trusted keys whose signatures were valid, and
-    ``subject`` the authenticated (name, version, content digest) when the
-    refusal came after the signatures checked out, so that an audit record of
-    the refusal can say what and whose signature was involved.
+    ``subject`` the signed (name, version, content digest) once a statement
+    signed by a known key was read (the digest is None when the directory did
+    not match it), so that an audit record of the refusal is filed under the
+    most authenticated identity there is and says whose signature was involved.
     """
 
     default_code = "malformed"
@@ -85,7 +86,7 @@ class VerificationError(VtregError):
         *,
         code: str | None = None,
         keyids: tuple[str, ...] = (),
-        subject: tuple[str, str, str] | None = None,
+        subject: tuple[str, str, str | None] | None = None,
     ) -> None:
         super().__init__(message)
         self.code = code or self.default_code

@@ -121,8 +121,10 @@ class SignedStatement:
         try:
             manifest = check_tree(self.statement, tree)
         except VerificationError as e:
-            # Say whose valid signature this refused directory carried.
+            # File the refusal under the signed name, not the one a tampered
+            # plugin.json claims, and say whose valid signature it carried.
             e.keyids = e.keyids or self.signature_keyids
+            e.subject = e.subject or (self.predicate.name, self.predicate.version, None)
             raise
         predicate = self.predicate
         sha256 = {p: f.digests["sha256"] for p, f in tree.files.items()}
@@ -242,12 +244,15 @@ def verify_envelope(
     # drop signers that may not vouch for this plugin's name at this time.
     statement = parse_statement(payload)
     predicate = statement.predicate
+    signed = (predicate.name, predicate.version, None)
     checks, counted = _tally(matched, lambda key: key.problem(predicate.name, at))
     if len(counted) < threshold:
-        raise _threshold_error(checks, counted, threshold)
+        raise _threshold_error(checks, counted, threshold, subject=signed)
     if predicate.expires is not None and at >= predicate.expires:
         raise ExpiredError(
-            f"signature expired at {format_time(predicate.expires)} (now {format_time(at)})"
+            f"signature expired at {format_time(predicate.expires)} (now {format_time(at)})",
+            keyids=tuple(sorted(counted)),
+            subject=signed,
         )
     return SignedStatement(envelope, payload, statement, tuple(sorted(counted)), tuple(checks))
 
@@ -282,7 +287,10 @@ _CODE_ORDER = ("key-revoked", "key-expired", "out-of-scope", "bad-signature", "u
 
 
 def _threshold_error(
-    checks: list[SignatureCheck], counted: list[str], threshold: int
+    checks: list[SignatureCheck],
+    counted: list[str],
+    threshold: int,
+    subject: tuple[str, str, None] | None = None,
 ) -> SignatureError:
     detail = "; ".join(c.describe() for c in checks)
     valid = tuple(sorted({c.keyid for c in checks if c.keyid}))
@@ -296,6 +304,7 @@ def _threshold_error(
         f"signed by {len(counted)}/{threshold} required trusted keys ({detail})",
         code=code,
         keyids=valid,
+        subject=subject,
     )
 
 

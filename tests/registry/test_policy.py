@@ -467,3 +467,20 @@ def test_a_key_revoked_while_deciding_is_seen(
     assert isinstance(error, SignatureError), error
     assert "revoked" in str(error)
     assert _last_event(registry)[:2] == (f"plugin.{decision}", "refused")
+
+
+def test_tampering_is_filed_under_the_signed_name(
+    registry: Registry, signed_plugin: SignedPlugin, key: SigningKey
+) -> None:
+    registry.add_key(key.public_key)
+    plugin = signed_plugin("hello", "1.0.0", key)
+    registry.trust(capture(plugin))
+    manifest = (plugin / "plugin.json").read_text()
+    (plugin / "plugin.json").write_text(manifest.replace('"hello"', '"innocent"'))
+
+    with pytest.raises(VerificationError, match="digest of plugin.json"):
+        registry.verify_plugin(capture(plugin))
+
+    [event] = registry.audit_events(plugin="hello", outcome="refused")
+    assert (event.version, event.digest, event.keyids) == ("1.0.0", None, (key.keyid,))
+    assert "unverified_name" not in event.details

@@ -329,3 +329,47 @@ def test_every_code_is_documented() -> None:
     doc = (Path(__file__).parents[2] / "docs" / "codes.md").read_text()
     documented = {line.split("`")[1] for line in doc.splitlines() if line.startswith("| `")}
     assert documented == set(REFUSAL_CODES)
+
+
+# --- what a refusal is filed under ---
+
+
+def test_a_refusal_after_the_signature_checked_out_names_the_signed_plugin(
+    signed: Signed, key: SigningKey, now: datetime
+) -> None:
+    plugin = signed(key)
+    manifest = json.loads((plugin / "plugin.json").read_text())
+    (plugin / "plugin.json").write_text(json.dumps({**manifest, "name": "innocent"}))
+
+    with pytest.raises(VerificationError) as refused:
+        decide(capture(plugin), TrustState.of_keys([key.public_key]), at=now)
+
+    assert refused.value.code == "digest-mismatch"
+    assert refused.value.subject == ("hello", "1.0.0", None)  # not what plugin.json now claims
+    assert refused.value.keyids == (key.keyid,)
+
+
+@pytest.mark.parametrize(
+    ("trusted", "at_offset", "expected"),
+    [
+        pytest.param({}, timedelta(hours=2), "signature-expired", id="expired-signature"),
+        pytest.param({"revoked": "stolen"}, timedelta(0), "key-revoked", id="revoked-signer"),
+    ],
+)
+def test_refusals_of_a_signed_statement_name_it_and_its_signers(
+    signed: Signed,
+    key: SigningKey,
+    now: datetime,
+    trusted: dict[str, str],
+    at_offset: timedelta,
+    expected: str,
+) -> None:
+    tree = capture(signed(key, expires=now + timedelta(hours=1)))
+    state = TrustState.of_keys([TrustedKey(key.public_key, **trusted)])  # type: ignore[arg-type]
+
+    with pytest.raises(VerificationError) as refused:
+        decide(tree, state, at=now + at_offset)
+
+    assert refused.value.code == expected
+    assert refused.value.subject == ("hello", "1.0.0", None)
+    assert refused.value.keyids == (key.keyid,)
