@@ -6,6 +6,7 @@ import contextlib
 import ctypes
 import hashlib
 import json
+import logging
 import os
 import re
 import shutil
@@ -211,6 +212,23 @@ def _descriptors_captured() -> Iterator[dict[int, bytes]]:
                 captured[fd] = file.read()
 
 
+@contextlib.contextmanager
+def _warnings_logged_to_stderr() -> Iterator[None]:
+    """Log records of WARNING and above on ``sys.stderr``, as a ``vtreg`` process shows them.
+
+    That process configures no logging, so Python's last-resort handler prints
+    such records on its stderr; here pytest's handlers would take them instead.
+    """
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setLevel(logging.WARNING)
+    root = logging.getLogger()
+    root.addHandler(handler)
+    try:
+        yield
+    finally:
+        root.removeHandler(handler)
+
+
 def invoke_cli(
     *args: str | os.PathLike[str],
     env: dict[str, str] | None = None,
@@ -220,10 +238,10 @@ def invoke_cli(
 
     The same arguments and environment (every inherited ``VTREG_*`` variable
     unset, then ``env``), an empty stdin that is not a terminal, and stdout
-    and stderr captured separately, including whatever reaches the file
-    descriptors. The environment, the streams and the current directory are
-    restored afterwards. ``main()``'s early capture is not started: the
-    command captures the directory itself.
+    and stderr captured separately, including logged warnings and whatever
+    reaches the file descriptors. The environment, the streams and the current
+    directory are restored afterwards. ``main()``'s early capture is not
+    started: the command captures the directory itself.
     """
     from vtreg.registry.cli import run
 
@@ -234,6 +252,7 @@ def invoke_cli(
         contextlib.chdir(cwd or Path.cwd()),
         _descriptors_captured() as direct,
         CliRunner().isolation(input=None, env=overrides) as (out, err, _),
+        _warnings_logged_to_stderr(),
     ):
         code = run(list(argv))
         sys.stdout.flush()
