@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import hashlib
 import json
+import logging
 import os
+import re
 import shutil
 import subprocess
 import sys
+import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from click.testing import CliRunner
 
 ROOT = Path(__file__).resolve().parent.parent
 INCLUDE_DIR = ROOT / "examples" / "include"
@@ -102,6 +110,24 @@ def make_plugin(
     return directory
 
 
+def example_hello(plugins: Path) -> Path:
+    """examples/hello built by its own Makefile, laid out as ``plugins/hello`` (unsigned).
+
+    The build happens in a copy of examples/ next to ``plugins``, so the
+    checkout is never written to.
+    """
+    examples = plugins.parent / "examples"
+    shutil.copytree(
+        EXAMPLE_HELLO.parent, examples, ignore=shutil.ignore_patterns("*.so", "plugin.sig")
+    )
+    subprocess.run(["make", "-s", "-C", str(examples / "hello")], check=True, capture_output=True)
+    plugin = plugins / "hello"
+    plugin.mkdir(mode=0o755, parents=True)
+    for name in ("plugin.json", "libhello.so"):
+        shutil.copy(examples / "hello" / name, plugin / name)
+    return plugin
+
+
 @dataclass
 class CliResult:
     code: int
@@ -113,17 +139,43 @@ class CliResult:
         return json.loads(self.stdout)
 
 
+def ok(result: CliResult) -> CliResult:
+    """``result``, once it is known to have succeeded."""
+    assert result.code == 0, result.stderr
+    return result
+
+
+def one_line_error(result: CliResult, code: int, pattern: str) -> None:
+    """Exit ``code`` and exactly one line on stderr, matching the regular expression ``pattern``."""
+    assert result.code == code, (result.code, result.stdout, result.stderr)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert re.search(pattern, lines[0]), lines[0]
+
+
+def _checked(result: CliResult, args: tuple[str, ...]) -> CliResult:
+    if "--verbose" not in args:
+        assert "Traceback" not in result.stderr, result.stderr
+    return result
+
+
 def run_cli(
     *args: str | os.PathLike[str],
     env: dict[str, str] | None = None,
     cwd: Path | None = None,
     timeout: float = 120,
 ) -> CliResult:
-    """Run the real ``vtreg`` command line in a child process."""
+    """Run the real ``vtreg`` command line in a child process.
+
+    For what only a process shows: start-up, the console entry point (and the
+    capture it starts before importing the CLI), no terminal at all. Anything
+    else is faster through :func:`invoke_cli`.
+    """
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("VTREG_")}
     full_env.update(env or {})
+    argv = tuple(map(str, args))
     proc = subprocess.run(
-        [sys.executable, "-m", "vtreg", *map(str, args)],
+        [sys.executable, "-m", "vtreg", *argv],
         capture_output=True,
         text=True,
         env=full_env,
@@ -132,7 +184,83 @@ def run_cli(
         stdin=subprocess.DEVNULL,
         check=False,
     )
-    result = CliResult(proc.returncode, proc.stdout, proc.stderr)
-    if "--verbose" not in map(str, args):
-        assert "Traceback" not in proc.stderr, proc.stderr
-    return result
+    return _checked(CliResult(proc.returncode, proc.stdout, proc.stderr), argv)
+
+
+@contextlib.contextmanager
+def _descriptors_captured() -> Iterator[dict[int, bytes]]:
+    """What is written straight to file descriptors 1 and 2 meanwhile.
+
+    A child process (an isolated plugin's worker) and C code (a plugin loaded
+    in this process) write there, not to ``sys.stdout``/``sys.stderr``; a
+    ``vtreg`` process would have shown it on its stdout or stderr.
+    """
+    captured: dict[int, bytes] = {}
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        files = {1: out, 2: err}
+        saved = {fd: os.dup(fd) for fd in files}
+        try:
+            for fd, file in files.items():
+                os.dup2(file.fileno(), fd)
+            yield captured
+        finally:
+            ctypes.CDLL(None).fflush(None)  # C stdio buffers, as a process would at exit
+            for fd, file in files.items():
+                os.dup2(saved[fd], fd)
+                os.close(saved[fd])
+                file.seek(0)
+                captured[fd] = file.read()
+
+
+@contextlib.contextmanager
+def _warnings_logged_to_stderr() -> Iterator[None]:
+    """Log records of WARNING and above on ``sys.stderr``, as a ``vtreg`` process shows them.
+
+    That process configures no logging, so Python's last-resort handler prints
+    such records on its stderr; here pytest's handlers would take them instead.
+    """
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setLevel(logging.WARNING)
+    root = logging.getLogger()
+    root.addHandler(handler)
+    try:
+        yield
+    finally:
+        root.removeHandler(handler)
+
+
+def invoke_cli(
+    *args: str | os.PathLike[str],
+    env: dict[str, str] | None = None,
+    cwd: Path | None = None,
+) -> CliResult:
+    """Run the ``vtreg`` command line in this process, as :func:`run_cli` runs it in a child.
+
+    The same arguments and environment (every inherited ``VTREG_*`` variable
+    unset, then ``env``), an empty stdin that is not a terminal, and stdout
+    and stderr captured separately, including logged warnings and whatever
+    reaches the file descriptors. The environment, the streams and the current
+    directory are restored afterwards. ``main()``'s early capture is not
+    started: the command captures the directory itself.
+    """
+    from vtreg.registry.cli import run
+
+    argv = tuple(map(str, args))
+    overrides: dict[str, str | None] = {k: None for k in os.environ if k.startswith("VTREG_")}
+    overrides.update(env or {})
+    with (
+        contextlib.chdir(cwd or Path.cwd()),
+        _descriptors_captured() as direct,
+        CliRunner().isolation(input=None, env=overrides) as (out, err, _),
+        _warnings_logged_to_stderr(),
+    ):
+        code = run(list(argv))
+        sys.stdout.flush()
+        sys.stderr.flush()
+        stdout, stderr = out.getvalue(), err.getvalue()
+    result = CliResult(
+        code,
+        (stdout + direct[1]).decode(),
+        (stderr + direct[2]).decode(),
+    )
+    return _checked(result, argv)

@@ -1,4 +1,4 @@
-"""The registry through the real CLI: the operator's flows, exit codes and bad input."""
+"""The registry through the CLI: the operator's flows, exit codes and bad input."""
 
 from __future__ import annotations
 
@@ -10,49 +10,20 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import CliResult, run_cli
+from tests.helpers import invoke_cli, ok, one_line_error
 
 PluginFactory = Callable[..., Path]
-
-
-@pytest.fixture
-def home(tmp_path: Path) -> dict[str, str]:
-    """A private VTREG_HOME: the default (SQLite) registry lives there."""
-    return {"VTREG_HOME": str(tmp_path / "home")}
-
-
-@pytest.fixture
-def keys(tmp_path: Path) -> Path:
-    out = tmp_path / "keys"
-    out.mkdir()
-    for name in ("alice", "bob"):
-        assert run_cli("keygen", name, "--out", out, "--unencrypted").code == 0
-    return out
-
-
-def ok(result: CliResult) -> CliResult:
-    assert result.code == 0, result.stderr
-    return result
-
-
-def refused(result: CliResult, code: int, pattern: str) -> None:
-    import re
-
-    assert result.code == code, (result.code, result.stdout, result.stderr)
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    assert re.search(pattern, lines[0]), lines[0]
 
 
 def test_default_registry_lives_in_vtreg_home(
     home: dict[str, str], keys: Path, plugin_factory: PluginFactory
 ) -> None:
     plugin = plugin_factory("hello")
-    ok(run_cli("sign", plugin, "--key", keys / "alice.key"))
+    ok(invoke_cli("sign", plugin, "--key", keys / "alice.key"))
 
-    ok(run_cli("key", "add", keys / "alice.pub", env=home))
-    ok(run_cli("trust", plugin, env=home))
-    verified = ok(run_cli("verify", plugin, env=home))
+    ok(invoke_cli("key", "add", keys / "alice.pub", env=home))
+    ok(invoke_cli("trust", plugin, env=home))
+    verified = ok(invoke_cli("verify", plugin, env=home))
 
     assert (Path(home["VTREG_HOME"]) / "registry.db").is_file()
     assert oct(Path(home["VTREG_HOME"]).stat().st_mode & 0o777) == "0o700"
@@ -65,21 +36,21 @@ def test_compromised_key_investigation(
     """The README's question: key K is compromised; what did it sign, and what happened since?"""
     a = plugin_factory("alpha", parent=tmp_path / "a")
     b = plugin_factory("beta", parent=tmp_path / "b")
-    ok(run_cli("sign", a, "--key", keys / "alice.key"))
-    ok(run_cli("sign", b, "--key", keys / "alice.key"))
-    ok(run_cli("sign", b, "--key", keys / "bob.key"))
+    ok(invoke_cli("sign", a, "--key", keys / "alice.key"))
+    ok(invoke_cli("sign", b, "--key", keys / "alice.key"))
+    ok(invoke_cli("sign", b, "--key", keys / "bob.key"))
     for pub in ("alice.pub", "bob.pub"):
-        ok(run_cli("key", "add", keys / pub, env=home))
-    ok(run_cli("trust", a, env=home))
-    ok(run_cli("trust", b, env=home))
-    ok(run_cli("verify", a, env=home))
-    alice = ok(run_cli("key", "list", "--json", env=home)).json()["keys"][0]["keyid"]
+        ok(invoke_cli("key", "add", keys / pub, env=home))
+    ok(invoke_cli("trust", a, env=home))
+    ok(invoke_cli("trust", b, env=home))
+    ok(invoke_cli("verify", a, env=home))
+    alice = ok(invoke_cli("key", "list", "--json", env=home)).json()["keys"][0]["keyid"]
 
-    revoked = ok(run_cli("key", "revoke", alice[:12], "--reason", "laptop stolen", env=home))
-    signed = ok(run_cli("list", "--signed-by", alice[:12], "--json", env=home)).json()
-    refused(run_cli("verify", a, env=home), 1, r"key revoked \(laptop stolen\)")
-    ok(run_cli("verify", b, env=home))  # bob's signature still stands
-    history = ok(run_cli("audit", "--key", alice[:12], "--json", env=home)).json()["events"]
+    revoked = ok(invoke_cli("key", "revoke", alice[:12], "--reason", "laptop stolen", env=home))
+    signed = ok(invoke_cli("list", "--signed-by", alice[:12], "--json", env=home)).json()
+    one_line_error(invoke_cli("verify", a, env=home), 1, r"key revoked \(laptop stolen\)")
+    ok(invoke_cli("verify", b, env=home))  # bob's signature still stands
+    history = ok(invoke_cli("audit", "--key", alice[:12], "--json", env=home)).json()["events"]
 
     assert "alpha@1.0.0, beta@1.0.0" in revoked.stdout
     assert [p["name"] for p in signed["plugins"]] == ["alpha", "beta"]
@@ -101,26 +72,28 @@ def test_registry_threats_exit_1_with_an_audit_event(
     new = plugin_factory("tool", "2.0.0", parent=tmp_path / "new")
     stranger = plugin_factory("tool", "3.0.0", parent=tmp_path / "stranger")
     for plugin in (old, new):
-        ok(run_cli("sign", plugin, "--key", keys / "alice.key"))
-    ok(run_cli("sign", stranger, "--key", keys / "bob.key"))
-    ok(run_cli("key", "add", keys / "alice.pub", "--scope", "tool", env=home))
-    ok(run_cli("trust", old, env=home))
-    ok(run_cli("trust", new, env=home))
+        ok(invoke_cli("sign", plugin, "--key", keys / "alice.key"))
+    ok(invoke_cli("sign", stranger, "--key", keys / "bob.key"))
+    ok(invoke_cli("key", "add", keys / "alice.pub", "--scope", "tool", env=home))
+    ok(invoke_cli("trust", old, env=home))
+    ok(invoke_cli("trust", new, env=home))
 
-    refused(run_cli("verify", old, env=home), 1, "rollback: tool 1.0.0 is older than the trusted")
-    refused(run_cli("verify", stranger, env=home), 1, "not signed by a trusted key")
-    refused(run_cli("trust", stranger, env=home), 1, "not signed by a trusted key")
+    one_line_error(
+        invoke_cli("verify", old, env=home), 1, "rollback: tool 1.0.0 is older than the trusted"
+    )
+    one_line_error(invoke_cli("verify", stranger, env=home), 1, "not signed by a trusted key")
+    one_line_error(invoke_cli("trust", stranger, env=home), 1, "not signed by a trusted key")
     for malformed in ("@2.0.0", "tool@", "tool@2.0.0@x"):  # never "every plugin at 2.0.0"
-        refused(
-            run_cli("revoke", malformed, "--reason", "x", env=home),
+        one_line_error(
+            invoke_cli("revoke", malformed, "--reason", "x", env=home),
             2,
             "is not NAME or NAME@VERSION",
         )
-    ok(run_cli("verify", new, env=home))
-    ok(run_cli("revoke", "tool@2.0.0", "--reason", "bad build", env=home))
-    refused(run_cli("verify", new, env=home), 1, r"was revoked at .*\(bad build\)")
+    ok(invoke_cli("verify", new, env=home))
+    ok(invoke_cli("revoke", "tool@2.0.0", "--reason", "bad build", env=home))
+    one_line_error(invoke_cli("verify", new, env=home), 1, r"was revoked at .*\(bad build\)")
 
-    events = ok(run_cli("audit", "--outcome", "refused", "--json", env=home)).json()["events"]
+    events = ok(invoke_cli("audit", "--outcome", "refused", "--json", env=home)).json()["events"]
     assert [e["action"] for e in events] == [
         "plugin.verify", "plugin.trust", "plugin.verify", "plugin.verify"
     ]  # fmt: skip
@@ -131,17 +104,17 @@ def test_show_list_and_json(
     home: dict[str, str], keys: Path, plugin_factory: PluginFactory
 ) -> None:
     plugin = plugin_factory("hello")
-    ok(run_cli("sign", plugin, "--key", keys / "alice.key"))
-    ok(run_cli("key", "add", keys / "alice.pub", "--name", "alice-release", env=home))
-    trusted = ok(run_cli("trust", plugin, "--json", env=home)).json()
+    ok(invoke_cli("sign", plugin, "--key", keys / "alice.key"))
+    ok(invoke_cli("key", "add", keys / "alice.pub", "--name", "alice-release", env=home))
+    trusted = ok(invoke_cli("trust", plugin, "--json", env=home)).json()
 
-    shown = ok(run_cli("show", "hello", env=home))
-    listed = ok(run_cli("list", "--json", env=home)).json()
+    shown = ok(invoke_cli("show", "hello", env=home))
+    listed = ok(invoke_cli("list", "--json", env=home)).json()
 
     assert trusted["created"] is True
     assert "(alice-release)" in shown.stdout
     assert listed["plugins"][0]["content_digest"] == trusted["plugin"]["content_digest"]
-    refused(run_cli("show", "ghost", env=home), 3, "no plugin named ghost")
+    one_line_error(invoke_cli("show", "ghost", env=home), 3, "no plugin named ghost")
 
 
 # --- bad input: one line, the right exit code, nothing half-written ---
@@ -152,38 +125,38 @@ def test_corrupt_sqlite_file(tmp_path: Path) -> None:
     garbage = os.urandom(8192)
     db.write_bytes(garbage)
 
-    refused(run_cli("list", "--db", f"sqlite:///{db}"), 3, "file is not a database")
+    one_line_error(invoke_cli("list", "--db", f"sqlite:///{db}"), 3, "file is not a database")
     assert db.read_bytes() == garbage
 
 
 def test_unreachable_postgresql() -> None:
-    refused(
-        run_cli("list", "--db", "postgresql://vtreg:secret@127.0.0.1:1/nowhere"),
+    one_line_error(
+        invoke_cli("list", "--db", "postgresql://vtreg:secret@127.0.0.1:1/nowhere"),
         3,
         r"registry postgresql\+psycopg://vtreg:\*\*\*@127.0.0.1:1/nowhere: .*",
     )
 
 
 def test_bad_database_url() -> None:
-    refused(run_cli("list", "--db", "not a url"), 2, "invalid database URL")
+    one_line_error(invoke_cli("list", "--db", "not a url"), 2, "invalid database URL")
 
 
 def test_read_only_database_file(tmp_path: Path, keys: Path, plugin_factory: PluginFactory) -> None:
     db = tmp_path / "registry.db"
     url = f"sqlite:///{db}"
     plugin = plugin_factory("hello")
-    ok(run_cli("sign", plugin, "--key", keys / "alice.key"))
-    ok(run_cli("key", "add", keys / "alice.pub", "--db", url))
+    ok(invoke_cli("sign", plugin, "--key", keys / "alice.key"))
+    ok(invoke_cli("key", "add", keys / "alice.pub", "--db", url))
     before = db.read_bytes()
     # The file is read-only to this process: an operator's copy, or a root-owned registry.
     read_only = f"sqlite:///file:{db}?mode=ro&uri=true"
 
-    listed = ok(run_cli("key", "list", "--db", read_only))
-    refused(run_cli("trust", plugin, "--db", read_only), 3, "readonly database")
+    listed = ok(invoke_cli("key", "list", "--db", read_only))
+    one_line_error(invoke_cli("trust", plugin, "--db", read_only), 3, "readonly database")
 
     assert "alice" in listed.stdout
     assert db.read_bytes() == before
-    assert ok(run_cli("list", "--db", url, "--json")).json()["plugins"] == []
+    assert ok(invoke_cli("list", "--db", url, "--json")).json()["plugins"] == []
 
 
 @pytest.mark.parametrize(
@@ -199,32 +172,36 @@ def test_read_only_database_file(tmp_path: Path, keys: Path, plugin_factory: Plu
     ],
 )  # fmt: skip
 def test_bad_operator_input(home: dict[str, str], args: list[str], code: int, pattern: str) -> None:
-    refused(run_cli(*args, env=home), code, pattern)
+    one_line_error(invoke_cli(*args, env=home), code, pattern)
 
 
 def test_failed_commands_write_nothing(home: dict[str, str], keys: Path) -> None:
-    ok(run_cli("key", "add", keys / "alice.pub", env=home))
-    before = ok(run_cli("audit", "--json", env=home)).json()["events"]
-    refused(run_cli("key", "revoke", "deadbeefdead", "--reason", "x", env=home), 3, "no key")
-    refused(
-        run_cli("key", "add", keys / "alice.pub", "--scope", "tool", env=home),
+    ok(invoke_cli("key", "add", keys / "alice.pub", env=home))
+    before = ok(invoke_cli("audit", "--json", env=home)).json()["events"]
+    one_line_error(
+        invoke_cli("key", "revoke", "deadbeefdead", "--reason", "x", env=home), 3, "no key"
+    )
+    one_line_error(
+        invoke_cli("key", "add", keys / "alice.pub", "--scope", "tool", env=home),
         2,
         "already trusted as alice, may sign any plugin, expires never; a key's terms are fixed",
     )
-    again = ok(run_cli("key", "add", keys / "alice.pub", "--expires", "90d", env=home))
+    again = ok(invoke_cli("key", "add", keys / "alice.pub", "--expires", "90d", env=home))
     assert again.stdout.startswith("already trusted: key")
     assert "keeps its expiry (never): adding it again does not change it" in again.stderr
-    refused(
-        run_cli("key", "add", keys / "bob.pub", "--expires", "2001-01-01", env=home),
+    one_line_error(
+        invoke_cli("key", "add", keys / "bob.pub", "--expires", "2001-01-01", env=home),
         2,
         "not in the future",
     )
-    assert ok(run_cli("audit", "--json", env=home)).json()["events"] == before
-    assert ok(run_cli("audit", "verify", env=home)).stdout.startswith("audit log intact: 1 events")
+    assert ok(invoke_cli("audit", "--json", env=home)).json()["events"] == before
+    assert ok(invoke_cli("audit", "verify", env=home)).stdout.startswith(
+        "audit log intact: 1 events"
+    )
 
 
 def test_copy_of_registry_is_independent(home: dict[str, str], keys: Path, tmp_path: Path) -> None:
-    ok(run_cli("key", "add", keys / "alice.pub", env=home))
+    ok(invoke_cli("key", "add", keys / "alice.pub", env=home))
     copy = tmp_path / "copy.db"
     shutil.copy(Path(home["VTREG_HOME"]) / "registry.db", copy)
     with sqlite3.connect(copy) as connection:

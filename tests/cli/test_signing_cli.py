@@ -1,4 +1,10 @@
-"""The real ``vtreg`` keygen/sign/verify commands: outputs, exit codes, refusals."""
+"""The ``vtreg`` keygen/sign/verify commands: outputs, exit codes, refusals.
+
+Most cases run the CLI in this process (:func:`invoke_cli`); the few that use
+:func:`run_cli` are about the process itself: start-up, the console entry
+point's exit codes and the capture it starts before importing the CLI, and a
+run with no terminal and no stdin at all.
+"""
 
 from __future__ import annotations
 
@@ -14,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import EXAMPLE_HELLO, CliResult, run_cli
+from tests.helpers import example_hello, invoke_cli, ok, one_line_error, run_cli
 from vtreg.verifier.envelope import format_time
 from vtreg.verifier.keys import read_private_key_file
 from vtreg.verifier.signing import sign
@@ -23,26 +29,8 @@ from vtreg.verifier.tree import capture
 PluginFactory = Callable[..., Path]
 
 
-@pytest.fixture
-def keys(tmp_path: Path) -> Path:
-    """alice.key/.pub and bob.key/.pub (unencrypted, for speed) in tmp/keys."""
-    out = tmp_path / "keys"
-    out.mkdir()
-    for name in ("alice", "bob"):
-        assert run_cli("keygen", name, "--out", out, "--unencrypted").code == 0
-    return out
-
-
-def one_line_error(result: CliResult, code: int, pattern: str) -> None:
-    import re
-
-    assert result.code == code, (result.code, result.stdout, result.stderr)
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    assert re.search(pattern, lines[0]), lines[0]
-
-
 def test_help_lists_the_commands() -> None:
+    # A process: the start-up path and the console entry point's exit 0.
     result = run_cli("--help")
     assert result.code == 0
     for command in ("keygen", "sign", "verify"):
@@ -53,7 +41,7 @@ def test_help_and_offline_verify_do_not_import_the_database_stack(
     plugin_factory: PluginFactory, keys: Path
 ) -> None:
     plugin = plugin_factory()
-    assert run_cli("sign", plugin, "--key", keys / "alice.key").code == 0
+    ok(invoke_cli("sign", plugin, "--key", keys / "alice.key"))
     probe = (
         "import sys\n"
         "from vtreg.registry.cli import run\n"
@@ -68,7 +56,7 @@ def test_help_and_offline_verify_do_not_import_the_database_stack(
 
 
 def test_keygen_writes_a_private_and_a_public_key(tmp_path: Path) -> None:
-    result = run_cli(
+    result = invoke_cli(
         "keygen", "carol", "--out", tmp_path, "--json", env={"VTREG_PASSPHRASE": "s3cret"}
     )
 
@@ -85,7 +73,7 @@ def test_keygen_writes_a_private_and_a_public_key(tmp_path: Path) -> None:
 
 def test_keygen_refuses_to_overwrite(tmp_path: Path) -> None:
     (tmp_path / "carol.pub").write_text("precious")
-    result = run_cli("keygen", "carol", "--out", tmp_path, "--unencrypted")
+    result = invoke_cli("keygen", "carol", "--out", tmp_path, "--unencrypted")
 
     one_line_error(result, 3, r"refusing to overwrite .*carol\.pub")
     assert sorted(os.listdir(tmp_path)) == ["carol.pub"]
@@ -93,13 +81,14 @@ def test_keygen_refuses_to_overwrite(tmp_path: Path) -> None:
 
 
 def test_keygen_unencrypted_warns(tmp_path: Path) -> None:
-    result = run_cli("keygen", "carol", "--out", tmp_path, "--unencrypted")
+    result = invoke_cli("keygen", "carol", "--out", tmp_path, "--unencrypted")
     assert result.code == 0
     assert "is not encrypted" in result.stderr
     assert b"BEGIN PRIVATE KEY" in (tmp_path / "carol.key").read_bytes()
 
 
 def test_keygen_without_a_passphrase_source_fails_cleanly(tmp_path: Path) -> None:
+    # A process with no terminal and stdin from /dev/null, as in a script or CI.
     result = run_cli("keygen", "carol", "--out", tmp_path)
     one_line_error(result, 3, "a passphrase is needed: set VTREG_PASSPHRASE")
     assert os.listdir(tmp_path) == []
@@ -107,7 +96,7 @@ def test_keygen_without_a_passphrase_source_fails_cleanly(tmp_path: Path) -> Non
 
 @pytest.mark.parametrize("name", ["../escape", "a/b", ".hidden", ""])
 def test_keygen_refuses_unsafe_names(tmp_path: Path, name: str) -> None:
-    result = run_cli("keygen", name, "--out", tmp_path, "--unencrypted")
+    result = invoke_cli("keygen", name, "--out", tmp_path, "--unencrypted")
     assert result.code == 2
     assert os.listdir(tmp_path) == []
 
@@ -115,7 +104,8 @@ def test_keygen_refuses_unsafe_names(tmp_path: Path, name: str) -> None:
 def test_sign_and_verify(plugin_factory: PluginFactory, keys: Path) -> None:
     plugin = plugin_factory("hello", "1.0.0")
 
-    signed = run_cli("sign", plugin, "--key", keys / "alice.key", "--json")
+    signed = invoke_cli("sign", plugin, "--key", keys / "alice.key", "--json")
+    # A process: main() starts capturing the directory before the CLI is imported.
     verified = run_cli("verify", plugin, "--key", keys / "alice.pub", "--json")
 
     assert signed.code == 0, signed.stderr
@@ -128,19 +118,10 @@ def test_sign_and_verify(plugin_factory: PluginFactory, keys: Path) -> None:
 
 
 def test_example_plugin_signs_and_verifies(tmp_path: Path, keys: Path) -> None:
-    examples = tmp_path / "examples"
-    shutil.copytree(
-        EXAMPLE_HELLO.parent, examples, ignore=shutil.ignore_patterns("*.so", "plugin.sig")
-    )
-    build = examples / "hello"
-    subprocess.run(["make", "-s", "-C", str(build)], check=True, capture_output=True)
-    plugin = tmp_path / "hello"
-    plugin.mkdir()
-    for name in ("plugin.json", "libhello.so"):
-        shutil.copy(build / name, plugin / name)
+    plugin = example_hello(tmp_path / "plugins")
 
-    assert run_cli("sign", plugin, "--key", keys / "alice.key").code == 0
-    result = run_cli("verify", plugin, "--key", keys / "alice.pub")
+    ok(invoke_cli("sign", plugin, "--key", keys / "alice.key"))
+    result = invoke_cli("verify", plugin, "--key", keys / "alice.pub")
 
     assert result.code == 0, result.stderr
     assert result.stdout.startswith("verified hello 1.0.0 (linux-x86_64)")
@@ -149,11 +130,11 @@ def test_example_plugin_signs_and_verifies(tmp_path: Path, keys: Path) -> None:
 def test_encrypted_key_with_passphrase_file(plugin_factory: PluginFactory, tmp_path: Path) -> None:
     secret = tmp_path / "pass.txt"
     secret.write_text("correct horse\n")
-    assert run_cli("keygen", "carol", "--out", tmp_path, "--passphrase-file", secret).code == 0
+    ok(invoke_cli("keygen", "carol", "--out", tmp_path, "--passphrase-file", secret))
     plugin = plugin_factory()
 
-    good = run_cli("sign", plugin, "--key", tmp_path / "carol.key", "--passphrase-file", secret)
-    bad = run_cli(
+    good = invoke_cli("sign", plugin, "--key", tmp_path / "carol.key", "--passphrase-file", secret)
+    bad = invoke_cli(
         "sign", plugin, "--key", tmp_path / "carol.key", env={"VTREG_PASSPHRASE": "wrong"}
     )
 
@@ -163,18 +144,19 @@ def test_encrypted_key_with_passphrase_file(plugin_factory: PluginFactory, tmp_p
 
 def test_cosigning_and_threshold(plugin_factory: PluginFactory, keys: Path) -> None:
     plugin = plugin_factory()
-    run_cli("sign", plugin, "--key", keys / "alice.key")
-    cosign = run_cli("sign", plugin, "--key", keys / "bob.key", "--json").json()
+    invoke_cli("sign", plugin, "--key", keys / "alice.key")
+    cosign = invoke_cli("sign", plugin, "--key", keys / "bob.key", "--json").json()
     both: list[str | Path] = ["--key", keys / "alice.pub", "--key", keys / "bob.pub"]
 
     assert cosign["cosigned"] is True
     assert cosign["signatures"] == 2
-    assert run_cli("verify", plugin, *both, "--threshold", "2").code == 0
-    assert run_cli("verify", plugin, "--key", keys / "alice.pub", "--threshold", "2").code == 2
+    ok(invoke_cli("verify", plugin, *both, "--threshold", "2"))
+    assert invoke_cli("verify", plugin, "--key", keys / "alice.pub", "--threshold", "2").code == 2
 
 
 def test_json_errors_are_one_document(plugin_factory: PluginFactory, keys: Path) -> None:
     plugin = plugin_factory()
+    # A process: a refusal from the console entry point, after its early capture.
     result = run_cli("verify", plugin, "--key", keys / "alice.pub", "--json")
 
     assert result.code == 1
@@ -194,6 +176,7 @@ def test_json_errors_are_one_document(plugin_factory: PluginFactory, keys: Path)
     ],
 )  # fmt: skip
 def test_json_usage_errors_are_one_document(args: list[str], message: str) -> None:
+    # A process: usage errors from the console entry point, before click has parsed --json.
     result = run_cli(*args)
 
     assert result.code == 2
@@ -202,7 +185,7 @@ def test_json_usage_errors_are_one_document(args: list[str], message: str) -> No
     assert len(result.stderr.strip().splitlines()) == 1
 
 
-# --- every offline threat, through the real CLI: exit 1, one line, no traceback ---
+# --- every offline threat, through the CLI: exit 1, one line, no traceback ---
 
 
 def _flip_library(p: Path, keys: Path) -> None:
@@ -220,7 +203,7 @@ def _edit_manifest(p: Path, keys: Path) -> None:
 
 def _replace_signature(p: Path, keys: Path) -> None:
     (p / "plugin.sig").unlink()
-    run_cli("sign", p, "--key", keys / "bob.key")  # bob is not trusted below
+    invoke_cli("sign", p, "--key", keys / "bob.key")  # bob is not trusted below
 
 
 def _duplicate_signature(p: Path, keys: Path) -> None:
@@ -291,11 +274,11 @@ def test_offline_threats_are_refused(
     threshold = ["--threshold", "2"] if attack is _duplicate_signature else []
     extra_key: list[str | Path] = ["--key", keys / "carol.pub"] if threshold else []
     if threshold:
-        run_cli("keygen", "carol", "--out", keys, "--unencrypted")
-    assert run_cli("sign", plugin, "--key", keys / "alice.key").code == 0
+        invoke_cli("keygen", "carol", "--out", keys, "--unencrypted")
+    ok(invoke_cli("sign", plugin, "--key", keys / "alice.key"))
 
     attack(plugin, keys)
-    result = run_cli("verify", plugin, "--key", keys / "alice.pub", *extra_key, *threshold)
+    result = invoke_cli("verify", plugin, "--key", keys / "alice.pub", *extra_key, *threshold)
 
     one_line_error(result, 1, message)
 
@@ -306,10 +289,10 @@ def test_signature_moved_to_another_plugin_or_version(
     v1 = plugin_factory("tool", "1.0.0", parent=tmp_path / "a")
     v2 = plugin_factory("tool", "2.0.0", parent=tmp_path / "b")
     other = plugin_factory("other", "1.0.0", parent=tmp_path / "c")
-    run_cli("sign", v1, "--key", keys / "alice.key")
+    invoke_cli("sign", v1, "--key", keys / "alice.key")
     for target in (v2, other):
         shutil.copy(v1 / "plugin.sig", target / "plugin.sig")
-        result = run_cli("verify", target, "--key", keys / "alice.pub")
+        result = invoke_cli("verify", target, "--key", keys / "alice.pub")
         one_line_error(result, 1, r"digest of|is signed but missing")
 
 
@@ -322,19 +305,19 @@ def test_expired_signature(plugin_factory: PluginFactory, keys: Path) -> None:
     signed = sign(capture(plugin), key, at=past, expires=past + timedelta(days=1))
     (plugin / "plugin.sig").write_bytes(signed.envelope)
 
-    result = run_cli("verify", plugin, "--key", keys / "alice.pub")
+    result = invoke_cli("verify", plugin, "--key", keys / "alice.pub")
 
     one_line_error(result, 1, f"signature expired at {format_time(past + timedelta(days=1))}")
 
 
 def test_sign_with_expiry(plugin_factory: PluginFactory, keys: Path) -> None:
     plugin = plugin_factory()
-    assert run_cli("sign", plugin, "--key", keys / "alice.key", "--expires", "30d").code == 0
+    ok(invoke_cli("sign", plugin, "--key", keys / "alice.key", "--expires", "30d"))
     statement = json.loads(
         base64.b64decode(json.loads((plugin / "plugin.sig").read_text())["payload"])
     )
     assert statement["predicate"]["expires"].endswith("Z")
-    bad = run_cli("sign", plugin, "--key", keys / "alice.key", "--expires", "soon")
+    bad = invoke_cli("sign", plugin, "--key", keys / "alice.key", "--expires", "soon")
     assert bad.code == 2
     assert "is neither a date/time" in bad.stderr
 
@@ -344,10 +327,10 @@ def test_sign_with_expiry(plugin_factory: PluginFactory, keys: Path) -> None:
 
 def test_missing_directory(keys: Path, tmp_path: Path) -> None:
     one_line_error(
-        run_cli("verify", tmp_path / "nope", "--key", keys / "alice.pub"), 3, "does not exist"
+        invoke_cli("verify", tmp_path / "nope", "--key", keys / "alice.pub"), 3, "does not exist"
     )
     one_line_error(
-        run_cli("sign", tmp_path / "nope", "--key", keys / "alice.key"), 3, "does not exist"
+        invoke_cli("sign", tmp_path / "nope", "--key", keys / "alice.key"), 3, "does not exist"
     )
 
 
@@ -368,8 +351,8 @@ def test_unreadable_keys(
 ) -> None:
     plugin = plugin_factory()
     key_path = make(tmp_path)
-    one_line_error(run_cli("sign", plugin, "--key", key_path), 3, message)
-    one_line_error(run_cli("verify", plugin, "--key", key_path), 3, message)
+    one_line_error(invoke_cli("sign", plugin, "--key", key_path), 3, message)
+    one_line_error(invoke_cli("verify", plugin, "--key", key_path), 3, message)
     assert not (plugin / "plugin.sig").exists()
 
 
@@ -377,13 +360,13 @@ def test_bad_input_never_leaves_a_signature(plugin_factory: PluginFactory, keys:
     plugin = plugin_factory()
     (plugin / "plugin.json").write_text("{not json")
     one_line_error(
-        run_cli("sign", plugin, "--key", keys / "alice.key"), 1, "plugin.json is not valid JSON"
+        invoke_cli("sign", plugin, "--key", keys / "alice.key"), 1, "plugin.json is not valid JSON"
     )
     assert not (plugin / "plugin.sig").exists()
 
 
 def test_verbose_shows_the_traceback(keys: Path, tmp_path: Path) -> None:
-    result = run_cli("verify", tmp_path / "nope", "--key", keys / "alice.pub", "--verbose")
+    result = invoke_cli("verify", tmp_path / "nope", "--key", keys / "alice.pub", "--verbose")
     assert result.code == 3
     assert "Traceback" in result.stderr
 
@@ -399,7 +382,7 @@ def test_a_small_order_key_cannot_be_used_to_forge(
     weak = tmp_path / "weak.pub"
     weak.write_bytes(weak_public_key_pem(IDENTITY_KEY))
     plugin = plugin_factory()
-    assert run_cli("sign", plugin, "--key", keys / "alice.key").code == 0
+    ok(invoke_cli("sign", plugin, "--key", keys / "alice.key"))
     envelope = json.loads((plugin / "plugin.sig").read_text())
     forged = base64.b64encode(FORGED_SIGNATURE).decode()
     envelope["signatures"] = [{"keyid": keyid_of(IDENTITY_KEY), "sig": forged}]
@@ -410,7 +393,7 @@ def test_a_small_order_key_cannot_be_used_to_forge(
         ["key", "add", weak, "--db", f"sqlite:///{tmp_path / 'r.db'}"],
     ]
     for args in attempts:
-        result = run_cli(*args)
+        result = invoke_cli(*args)
         assert result.code == 3, result.stdout
         assert "not a usable ed25519 public key: a point of small order" in result.stderr
     assert not (tmp_path / "r.db").exists()  # refused before any registry was opened

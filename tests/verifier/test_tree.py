@@ -5,6 +5,7 @@ from __future__ import annotations
 import faulthandler
 import hashlib
 import os
+import signal
 import stat
 import threading
 import tracemalloc
@@ -262,10 +263,36 @@ def test_mapped_hashing_matches_reading(tmp_path: Path) -> None:
     assert tree.files["f.bin"].digests["sha256"] == hashlib.sha256(data).hexdigest()
 
 
-def test_cancel_stops_the_child(plugin_factory: PluginFactory) -> None:
+def test_cancel_stops_the_child(
+    plugin_factory: PluginFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import time
+
+    import vtreg.verifier.tree as capture_module
+
+    def hang(root: str, algorithms: tuple[str, ...]) -> bytes:
+        time.sleep(60)  # a capture still running when its result stops being wanted
+        return b""
+
+    monkeypatch.setattr(capture_module, "_encode_outcome", hang)  # the forked child runs this
     pending = PendingCapture(plugin_factory())
-    pending.cancel()
-    pending.cancel()  # twice is harmless
+    pid = pending._pid
+    assert pid, "expected the capture to run in a forked child"
+    try:
+        started = time.monotonic()
+        pending.cancel()
+        elapsed = time.monotonic() - started
+        with pytest.raises(ChildProcessError):  # killed and reaped: no child of ours by that pid
+            os.waitpid(pid, os.WNOHANG)
+        assert elapsed < 10, "cancel() waited for the capture to finish"
+        pending.cancel()  # twice is harmless
+    finally:  # should cancel() have left the child behind, end it here
+        try:
+            if os.waitpid(pid, os.WNOHANG) == (0, 0):  # still our child, so still that pid
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+        except ChildProcessError:
+            pass
 
 
 def test_a_file_that_grows_while_read_is_refused(plugin_factory: PluginFactory) -> None:
