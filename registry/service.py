@@ -385,6 +385,8 @@ class Registry:
         row = session.execute(
             sa.select(Plugin).where(Plugin.content_digest == verified.content_digest)
         ).scalar_one_or_none()
+        if row is not None and row.revoked_at is not None:  # decide_trust refused it already
+            raise PolicyError(f"{verified.content_digest} was revoked", code="content-revoked")
         created = row is None
         if row is None:
             row = _new_plugin_row(verified, threshold, pin, at, self.actor)

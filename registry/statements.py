@@ -33,6 +33,9 @@ _EVENT_COLUMNS = (
 )  # fmt: skip
 
 
+_PG_SNAPSHOT = "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY"
+
+
 class Statements:
     """Hot-path SQL for one dialect."""
 
@@ -83,12 +86,19 @@ class Statements:
     def transaction(
         self, engine: Engine, *, write: bool, decision_record: bool = False
     ) -> Iterator[Cursor]:
-        """A transaction on a pooled DBAPI connection, outside SQLAlchemy's machinery."""
+        """A transaction on a pooled DBAPI connection, outside SQLAlchemy's machinery.
+
+        A read-only one sees one snapshot throughout on either engine (SQLite's
+        transactions always do; PostgreSQL's default READ COMMITTED would let the
+        keys and the contents of one decision come from two different states).
+        """
         raw = engine.raw_connection()
         cursor = raw.cursor()
         try:
             if self.sqlite:
                 begin_sqlite(cursor.execute, raw.info, write=write, decision_record=decision_record)
+            elif not write:
+                cursor.execute(_PG_SNAPSHOT)
             yield Cursor(cursor, self)
             raw.commit()
         except BaseException:

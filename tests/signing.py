@@ -40,3 +40,25 @@ def add_sha512(plugin: Path) -> Callable[[dict[str, object]], None]:
         subject["digest"] = {**subject["digest"], "sha512": digest, "md5": "0" * 32}  # type: ignore[dict-item]
 
     return edit
+
+
+def urlsafe_payload(plugin: Path) -> None:
+    """Re-encode plugin.sig's payload in the URL-safe alphabet (DSSE allows it; it is not signed)."""
+    envelope = json.loads((plugin / "plugin.sig").read_bytes())
+    envelope["payload"] = base64.urlsafe_b64encode(base64.b64decode(envelope["payload"])).decode()
+    (plugin / "plugin.sig").write_text(json.dumps(envelope))
+
+
+def sign_with_sha512_and_urlsafe_alphabet(plugin: Path, key: SigningKey, now: datetime) -> None:
+    """Sign sha256+sha512 subjects into a payload whose base64 differs in the URL-safe alphabet.
+
+    Files are added one by one until the standard encoding holds a ``+`` or ``/``.
+    """
+    for n in range(64):
+        (plugin / f"notes{'x' * n}~").write_bytes(b"y")
+        sign_custom_statement(plugin, key, now, add_sha512(plugin))
+        if set("+/") & set(json.loads((plugin / "plugin.sig").read_bytes())["payload"]):
+            urlsafe_payload(plugin)
+            return
+        (plugin / f"notes{'x' * n}~").unlink()
+    raise AssertionError("no payload had a + or / in 64 tries")

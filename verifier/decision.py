@@ -78,7 +78,11 @@ def decide_trust(tree: PluginTree, state: TrustState, *, at: datetime) -> Verifi
         VerificationError: the refusal, with its ``code``.
     """
     verified = authenticate(tree.signature, state, at=at).match(tree)
-    content = state.contents.get(verified.content_digest) if state.contents else None
+    if state.contents is None or not state.covers(verified.name):
+        # Revocation is final: without the name's contents there is no knowing
+        # whether this content was revoked.
+        raise VtregError(f"cannot decide: the trust state does not hold {verified.name}")
+    content = state.contents.get(verified.content_digest)
     if content is not None and content.revoked is not None:
         raise PolicyError(
             f"{_label(verified)} ({verified.content_digest}) was {_revoked(content)}; "

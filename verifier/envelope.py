@@ -11,7 +11,6 @@ These are our own formats, so the models forbid unknown fields.
 from __future__ import annotations
 
 import base64
-import binascii
 import json
 import re
 from datetime import UTC, datetime
@@ -29,6 +28,7 @@ from pydantic import (
     StrictStr,
 )
 
+from ._base64 import decode_canonical
 from ._json import first_error, load_json_object
 from .errors import FormatError
 from .layout import MAX_SIGNATURE_BYTES, SIGNATURE_FILE, TRUSTED_ALGORITHMS
@@ -78,21 +78,15 @@ def b64encode(data: bytes) -> str:
 
 
 def b64decode(text: str, what: str) -> bytes:
-    """Strict, canonical base64 (standard or URL-safe alphabet, as DSSE allows).
+    """Strict, canonical base64 (see :func:`~vtreg.verifier._base64.decode_canonical`).
 
-    Non-canonical encodings (stray padding bits, missing padding) are refused,
-    so one envelope has exactly one byte representation of its payload and
-    signatures: flipping any character of either is detected.
+    Raises:
+        FormatError: not valid, or not canonical, base64.
     """
-    altchars = b"-_" if ("-" in text or "_" in text) else None
     try:
-        raw = text.encode("ascii")
-        data = base64.b64decode(raw, altchars=altchars, validate=True)
-    except (binascii.Error, UnicodeEncodeError) as e:
-        raise FormatError(f"{what} is not valid base64") from e
-    if base64.b64encode(data, altchars=altchars) != raw:
-        raise FormatError(f"{what} is not canonical base64")
-    return data
+        return decode_canonical(text)
+    except ValueError as e:
+        raise FormatError(f"{what} is {e}") from e
 
 
 def format_time(moment: datetime) -> str:

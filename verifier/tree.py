@@ -17,7 +17,6 @@ capture in a thread while heavier modules are still importing.
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
 import marshal
@@ -28,6 +27,7 @@ import stat
 import threading
 from collections.abc import Callable, Mapping
 
+from ._base64 import decode_canonical
 from .errors import FormatError, NotFoundError, UnsafeFileError, VtregError
 from .files import read_fd_bounded
 from .layout import (
@@ -383,8 +383,10 @@ class _Walker:
             if not stat.S_ISREG(mode):
                 raise _refuse_special(rel, mode)
             if top and name == SIGNATURE_FILE:
-                if self.signature is None:  # else read first, by capture()
-                    self.signature = read_fd_bounded(fd, MAX_SIGNATURE_BYTES, SIGNATURE_FILE)
+                # capture() read it before anything else; one that was not there
+                # then (or not a plain file) came while the directory was read.
+                if self.signature is None:
+                    raise UnsafeFileError(f"{SIGNATURE_FILE} appeared while {self.root} was read")
                 return
 
             sink = self.sink_for(rel) if self.sink_for else None
@@ -433,7 +435,7 @@ def _with_named(algorithms: tuple[str, ...], signature: bytes | None) -> tuple[s
     named: set[str] = set()
     try:
         envelope = json.loads(signature or b"{}")
-        statement = json.loads(base64.b64decode(envelope["payload"], validate=True))
+        statement = json.loads(decode_canonical(envelope["payload"]))
         for subject in statement["subject"]:
             named.update(a for a in subject["digest"] if a in TRUSTED_ALGORITHMS)
     except (ValueError, TypeError, KeyError, AttributeError, RecursionError):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import re
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -15,6 +15,7 @@ import sqlalchemy as sa
 from tests.registry.conftest import SignedPlugin
 from vtreg.registry.models import Key, Plugin
 from vtreg.registry.service import Registry
+from vtreg.registry.statements import Cursor
 from vtreg.verifier.errors import (
     NotFoundError,
     PolicyError,
@@ -484,3 +485,40 @@ def test_tampering_is_filed_under_the_signed_name(
     [event] = registry.audit_events(plugin="hello", outcome="refused")
     assert (event.version, event.digest, event.keyids) == ("1.0.0", None, (key.keyid,))
     assert "unverified_name" not in event.details
+
+
+def test_a_load_decides_from_one_snapshot(
+    registry: Registry,
+    database_url: str,
+    signed_plugin: SignedPlugin,
+    key: SigningKey,
+    other_key: SigningKey,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Between the decision's read of the keys and of the contents, another host
+    # revokes the signer and trusts the same content as co-signed by another key.
+    # In no order of those events may the load be allowed.
+    registry.add_key(key.public_key)
+    registry.add_key(other_key.public_key)
+    by_other = capture(signed_plugin("hello", "1.0.0", other_key))
+    by_key = capture(signed_plugin("hello", "1.0.0", key))
+    original = Cursor.rows
+    other_host = Registry.open(database_url)
+    interleaved: list[bool] = []
+
+    def rows(self: Cursor, statement: str, params: Sequence[object] = ()) -> list[object]:
+        result = original(self, statement, params)
+        if statement == self.sql.keys and not interleaved:
+            interleaved.append(True)  # once: the other host's own reads pass through here too
+            other_host.revoke_key(key.keyid, "compromised")
+            other_host.trust(by_other)
+        return result
+
+    monkeypatch.setattr(Cursor, "rows", rows)
+    try:
+        with pytest.raises(VerificationError) as refused:
+            registry.authorize(by_key, at=datetime.now(UTC))
+    finally:
+        other_host.close()
+    assert interleaved
+    assert refused.value.code == "content-not-trusted"  # the keys as they were, and no content

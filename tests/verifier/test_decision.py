@@ -307,6 +307,25 @@ def test_new_and_older_content_may_be_trusted_but_revoked_content_never(
     assert refused.value.code == "content-revoked"
 
 
+@pytest.mark.parametrize(
+    "state_of",
+    [
+        pytest.param(lambda k: TrustState.of_keys([k]), id="keys-only"),
+        pytest.param(lambda k: TrustState.build([k], [], names=["other"]), id="another-name"),
+    ],
+)
+def test_trusting_without_the_names_contents_cannot_decide(
+    signed: Signed, key: SigningKey, now: datetime, state_of: Callable[..., TrustState]
+) -> None:
+    # Without the name's contents there is no knowing whether the content was
+    # revoked, and revocation is final.
+    tree = capture(signed(key))
+
+    with pytest.raises(VtregError, match="does not hold hello") as undecided:
+        decide_trust(tree, state_of(key.public_key), at=now)
+    assert not isinstance(undecided.value, VerificationError)
+
+
 def test_trusting_checks_signatures_like_loading(
     signed: Signed, key: SigningKey, other_key: SigningKey, now: datetime
 ) -> None:

@@ -14,7 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.signing import add_sha512, sign_custom_statement
+from tests.signing import add_sha512, sign_custom_statement, sign_with_sha512_and_urlsafe_alphabet
 from vtreg.verifier.envelope import PAYLOAD_TYPE, encode_envelope, pae
 from vtreg.verifier.errors import (
     ContentError,
@@ -574,6 +574,24 @@ def test_the_capture_computes_every_algorithm_the_statement_names(
 
     assert tree.algorithms == {"sha256", "sha512"}  # md5 is never computed: never trusted
     assert verify(tree, [key.public_key], at=now).files["libbasic.so"]["sha512"]
+
+
+def test_a_url_safe_payload_is_read_alike_by_the_capture_and_the_verifier(
+    plugin_factory: PluginFactory, key: SigningKey, now: datetime
+) -> None:
+    # The capture picks its digests from plugin.sig before the envelope parser
+    # runs: it must decode the payload exactly as the parser does, or a valid
+    # plugin cannot be decided and a tampered one escapes its refusal.
+    plugin = plugin_factory()
+    sign_with_sha512_and_urlsafe_alphabet(plugin, key, now)
+
+    assert "sha512" in capture(plugin).algorithms
+    assert verify(capture(plugin), [key.public_key], at=now).files["libbasic.so"]["sha512"]
+    library = plugin / "libbasic.so"
+    library.write_bytes(library.read_bytes() + b"\0evil")
+    with pytest.raises(ContentError, match=r"digest of libbasic\.so") as refused:
+        verify(capture(plugin), [key.public_key], at=now)
+    assert refused.value.code == "digest-mismatch"
 
 
 def test_a_capture_lacking_a_named_algorithm_cannot_decide(

@@ -321,3 +321,22 @@ def test_too_many_entries_are_refused_even_if_empty(tmp_path: Path) -> None:
         (tmp_path / f"d{i}").mkdir()
     with pytest.raises(FormatError, match="more than 10000 files and directories"):
         capture(tmp_path)
+
+
+def test_a_plugin_sig_that_appears_during_the_walk_is_refused(
+    plugin_factory: PluginFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The capture reads plugin.sig first and picks its digests from it; one that
+    # turns up later was not what the digests were picked from.
+    import vtreg.verifier.tree as tree_module
+
+    plugin = plugin_factory()
+
+    def written_just_after_the_look(root_fd: int) -> bytes | None:
+        (plugin / "plugin.sig").write_bytes(b"{}")
+        return None
+
+    monkeypatch.setattr(tree_module, "_read_signature", written_just_after_the_look)
+    with pytest.raises(UnsafeFileError, match=r"plugin\.sig appeared while") as refused:
+        capture(plugin)
+    assert refused.value.code == "unsafe-path"
