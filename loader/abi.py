@@ -64,13 +64,6 @@ class RawLibrary:
     def version(self) -> int:
         return int(self._version())
 
-    def check_version(self) -> None:
-        found = self.version()
-        if found != PLUGIN_ABI_VERSION:
-            raise AbiError(
-                f"{self.label} implements ABI version {found}, expected {PLUGIN_ABI_VERSION}"
-            )
-
     def _take(self, pointer: int | None, what: str) -> bytes:
         if not pointer:
             raise PluginCallError(f"{self.label}: {what} returned NULL")

@@ -18,7 +18,6 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Annotated, Any, Final, Literal
 
-import pydantic
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -30,7 +29,7 @@ from pydantic import (
     StrictStr,
 )
 
-from ._json import first_error, load_json_object
+from ._json import load_model
 from .errors import FormatError
 from .layout import MAX_SIGNATURE_BYTES, SIGNATURE_FILE
 from .manifest import PluginName, SemVerStr
@@ -41,7 +40,6 @@ __all__ = [
     "PREDICATE_TYPE",
     "STATEMENT_TYPE",
     "TRUSTED_ALGORITHMS",
-    "WEAK_ALGORITHMS",
     "Envelope",
     "EnvelopeSignature",
     "PluginPredicate",
@@ -74,7 +72,6 @@ TRUSTED_ALGORITHMS: Mapping[str, int] = {
     "blake2b": 128,
     "blake2s": 64,
 }
-WEAK_ALGORITHMS = frozenset({"md5", "sha1"})
 
 _HEX = re.compile(r"[0-9a-f]+")
 _PLATFORM = re.compile(r"[a-z0-9]+-[a-z0-9_]+")
@@ -248,15 +245,8 @@ def parse_envelope(data: bytes) -> Envelope:
     Raises:
         FormatError: oversize, not JSON, or not a DSSE envelope.
     """
-    if len(data) > MAX_SIGNATURE_BYTES:
-        raise FormatError(
-            f"{SIGNATURE_FILE} is {len(data)} bytes; the limit is {MAX_SIGNATURE_BYTES}"
-        )
-    obj = load_json_object(data, SIGNATURE_FILE)
-    try:
-        return Envelope.model_validate(obj)
-    except pydantic.ValidationError as e:
-        raise FormatError(f"{SIGNATURE_FILE} is not a DSSE envelope: {first_error(e)}") from e
+    invalid = f"{SIGNATURE_FILE} is not a DSSE envelope"
+    return load_model(Envelope, data, SIGNATURE_FILE, invalid=invalid, limit=MAX_SIGNATURE_BYTES)
 
 
 def parse_statement(payload: bytes) -> Statement:
@@ -265,11 +255,7 @@ def parse_statement(payload: bytes) -> Statement:
     Raises:
         FormatError: not JSON, or not a Statement v1 with our predicate.
     """
-    obj = load_json_object(payload, "signed statement")
-    try:
-        statement = Statement.model_validate(obj)
-    except pydantic.ValidationError as e:
-        raise FormatError(f"signed statement: {first_error(e)}") from e
+    statement = load_model(Statement, payload, "signed statement", invalid="signed statement")
     names = [s.name for s in statement.subject]
     if len(set(names)) != len(names):
         raise FormatError("signed statement names the same file twice")

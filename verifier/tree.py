@@ -132,10 +132,6 @@ class PluginTree(_Immutable):
     def __repr__(self) -> str:
         return f"PluginTree(root={self.root!r}, files={list(self.files)!r})"
 
-    @property
-    def total_size(self) -> int:
-        return sum(f.size for f in self.files.values())
-
 
 def _kind(mode: int) -> str:
     if stat.S_ISLNK(mode):
