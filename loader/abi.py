@@ -62,6 +62,7 @@ class RawLibrary:
             self._free.argtypes = [ctypes.c_void_p]
 
     def version(self) -> int:
+        """What ``vtcode_plugin_version()`` returns."""
         return int(self._version())
 
     def _take(self, pointer: int | None, what: str) -> bytes:
@@ -74,9 +75,11 @@ class RawLibrary:
                 self._free(pointer)  # exactly once, after copying, whatever the bytes are
 
     def metadata_bytes(self) -> bytes:
+        """The bytes ``vtcode_plugin_metadata()`` returns, copied out (and freed if it can be)."""
         return self._take(self._metadata(), "vtcode_plugin_metadata")
 
     def execute_bytes(self, context_json: bytes) -> bytes:
+        """Call ``vtcode_plugin_execute`` with ``context_json``; return the bytes it answers."""
         if b"\0" in context_json:
             raise PluginCallError(f"{self.label}: the context contains a NUL byte")
         return self._take(self._execute(context_json), "vtcode_plugin_execute")

@@ -222,6 +222,7 @@ class PluginLoader:
 
     @property
     def trusted_dirs(self) -> tuple[Path, ...]:
+        """The directories plugins may be loaded from, resolved, in the order given."""
         return tuple(self._trusted)
 
     @staticmethod

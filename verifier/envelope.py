@@ -84,6 +84,7 @@ def pae(payload_type: str, payload: bytes) -> bytes:
 
 
 def b64encode(data: bytes) -> str:
+    """Standard base64 with padding, as DSSE payloads and signatures are written."""
     return base64.b64encode(data).decode("ascii")
 
 
@@ -93,6 +94,13 @@ def b64decode(text: str, what: str) -> bytes:
     Non-canonical encodings (stray padding bits, missing padding) are refused,
     so one envelope has exactly one byte representation of its payload and
     signatures: flipping any character of either is detected.
+
+    Args:
+        text: the base64 text.
+        what: names the value in error messages.
+
+    Raises:
+        FormatError: not base64, or not its canonical encoding.
     """
     altchars = b"-_" if ("-" in text or "_" in text) else None
     try:
@@ -175,12 +183,15 @@ def _check_ed25519_sig(text: str) -> str:
 
 
 class EnvelopeSignature(BaseModel):
+    """One DSSE signature: an optional key id hint and a base64 ed25519 signature."""
+
     model_config = _FROZEN_CLOSED
 
     keyid: Annotated[StrictStr, Field(max_length=256)] = ""
     sig: Annotated[StrictStr, Field(max_length=1024), AfterValidator(_check_ed25519_sig)]
 
     def signature_bytes(self) -> bytes:
+        """The decoded 64 signature bytes."""
         return b64decode(self.sig, "signature")
 
 
@@ -194,10 +205,13 @@ class Envelope(BaseModel):
     signatures: Annotated[list[EnvelopeSignature], Field(min_length=1, max_length=MAX_SIGNATURES)]
 
     def payload_bytes(self) -> bytes:
+        """The decoded payload: the exact bytes the signatures cover (inside PAE)."""
         return b64decode(self.payload, "envelope payload")
 
 
 class Subject(BaseModel):
+    """One signed file: its path inside the plugin directory and its digest set."""
+
     model_config = _FROZEN_CLOSED
 
     name: Annotated[StrictStr, AfterValidator(_check_subject_path)]

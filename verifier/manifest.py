@@ -74,6 +74,11 @@ class SemVer:
 
     @classmethod
     def parse(cls, text: str) -> SemVer:
+        """Parse ``text`` (semver 2.0.0, no leading ``v``).
+
+        Raises:
+            ValueError: not a semantic version, or too long.
+        """
         match = _SEMVER_RE.fullmatch(text)
         if match is None or len(text) > _MAX_VERSION_LENGTH:
             raise ValueError(f"{text!r} is not a semantic version like 1.2.3 or 1.2.3-rc.1")

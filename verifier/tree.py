@@ -60,7 +60,8 @@ if TYPE_CHECKING:
     class Sink(Protocol):
         """Receives the bytes of one file as they are hashed."""
 
-        def write(self, data: memoryview) -> object: ...
+        def write(self, data: memoryview) -> object:
+            """Take ``data``, which is valid only during the call."""
 
     _Filled = tuple[bytearray, int]  # a buffer and how many of its bytes were read
 
