@@ -25,13 +25,14 @@ import statistics
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench._common import build_example, scratch_dir
-from vtreg.loader import PluginContext, PluginLoader
+from vtreg.loader import NativePlugin, PluginContext, PluginLoader
 from vtreg.registry.service import Registry
 from vtreg.verifier.keys import SigningKey
 from vtreg.verifier.signing import sign
@@ -106,82 +107,96 @@ def _time_each(items: list[Path], fn: object) -> list[float]:
     return samples
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=51)
-    parser.add_argument("--big-runs", type=int, default=7)
-    parser.add_argument("--size-mib", type=int, default=256)
-    args = parser.parse_args()
+def _signed_sources(work: Path, size_mib: int, key: SigningKey) -> tuple[Path, Path]:
+    """Signed copies of the example plugin (small) and of it grown to ``size_mib`` (big)."""
+    example = build_example(work)
+    now = datetime.now(UTC)
+    small = work / "small-src"
+    small.mkdir(mode=0o755)
+    for name in ("plugin.json", "libhello.so"):
+        shutil.copy(example / name, small / name)
+    (small / "plugin.sig").write_bytes(sign(capture(small), key, at=now).envelope)
 
-    with scratch_dir() as scratch:
-        work = Path(scratch)
-        work.chmod(0o755)
-        example = build_example(work)
-        key = SigningKey.generate("bench")
-        now = datetime.now(UTC)
+    big = work / "big-src"
+    big.mkdir(mode=0o755)
+    shutil.copy(example / "plugin.json", big)
+    shutil.copy(example / "libhello.so", big)
+    with (big / "libhello.so").open("ab") as f:
+        remaining = size_mib * 2**20 - (big / "libhello.so").stat().st_size
+        while remaining > 0:
+            chunk = os.urandom(min(remaining, 16 << 20))
+            f.write(chunk)
+            remaining -= len(chunk)
+    (big / "plugin.sig").write_bytes(sign(capture(big), key, at=now).envelope)
+    return small, big
 
-        small = work / "small-src"
-        small.mkdir(mode=0o755)
-        for name in ("plugin.json", "libhello.so"):
-            shutil.copy(example / name, small / name)
-        (small / "plugin.sig").write_bytes(sign(capture(small), key, at=now).envelope)
 
-        big = work / "big-src"
-        big.mkdir(mode=0o755)
-        shutil.copy(example / "plugin.json", big)
-        shutil.copy(example / "libhello.so", big)
-        with (big / "libhello.so").open("ab") as f:
-            remaining = args.size_mib * 2**20 - (big / "libhello.so").stat().st_size
-            while remaining > 0:
-                chunk = os.urandom(min(remaining, 16 << 20))
-                f.write(chunk)
-                remaining -= len(chunk)
-        (big / "plugin.sig").write_bytes(sign(capture(big), key, at=now).envelope)
+def _execute_ms(plugin: NativePlugin, context: PluginContext) -> float:
+    """Median milliseconds of one ``execute`` call, over 2,000 after 200 to warm up."""
+    for _ in range(200):
+        plugin.execute(context)
+    samples = []
+    for _ in range(2000):
+        t = time.perf_counter()
+        plugin.execute(context)
+        samples.append(time.perf_counter() - t)
+    return _median_ms(samples)
 
-        with Registry.open(f"sqlite:///{work / 'registry.db'}") as registry:
-            registry.add_key(key.public_key)
-            registry.trust(capture(small))
-            registry.trust(capture(big))
 
-            trusted = work / "plugins"
-            small_dirs = _plugin_copies(small, trusted, args.runs + 5, key)
-            big_dirs = _plugin_copies(big, work / "big-plugins", args.big_runs + 1, key)
-            loader = PluginLoader(registry, registry, [trusted, work / "big-plugins"])
-            loader.load_plugin(small_dirs.pop())  # warm up imports and the registry
-            loaded = _time_each(small_dirs[: args.runs], loader.load_plugin)
+@dataclass
+class _Figures:
+    """What main measured: samples in seconds, call medians in milliseconds."""
 
-            bare_libs = _copies(small / "libhello.so", work / "bare", args.runs)
-            bare = _time_each(bare_libs, lambda p: ctypes.CDLL(str(p), mode=os.RTLD_NOW))
+    bare: list[float]
+    loaded: list[float]
+    hashed: list[float]
+    big_loaded: list[float]
+    calls: dict[str, float]
 
-            # Each big load in a fresh process: a library loaded in-process stays in
-            # memory for good, and hundreds of MiB of fresh memory per sample would
-            # measure the machine's page allocator, not the load.
-            url = f"sqlite:///{work / 'registry.db'}"
-            for path in big_dirs:  # page cache warm for the big library
-                (path / "libhello.so").read_bytes()
-            big_loaded = [
-                _in_fresh_process(_LOAD_ONCE, url, str(work / "big-plugins"), str(path))
-                for path in big_dirs[: args.big_runs]
-            ]
-            big_bare_libs = _copies(big / "libhello.so", work / "big-bare", args.big_runs)
-            hashed = [_in_fresh_process(_HASH_AND_CDLL, str(path)) for path in big_bare_libs]
 
-            hello = loader.load_plugin(small_dirs[-1])
-            context = PluginContext(input={"name": "Ada"})
-            isolated_loader = PluginLoader(registry, registry, [trusted], isolation="process")
-            isolated = isolated_loader.load_plugin(small_dirs[-2])
-            calls = {}
-            for label, plugin in (("in-process", hello), ("isolated", isolated)):
-                for _ in range(200):  # warm
-                    plugin.execute(context)
-                samples = []
-                for _ in range(2000):
-                    t = time.perf_counter()
-                    plugin.execute(context)
-                    samples.append(time.perf_counter() - t)
-                calls[label] = _median_ms(samples)
-            isolated.close()
+def _measure(work: Path, args: argparse.Namespace, key: SigningKey) -> _Figures:
+    small, big = _signed_sources(work, args.size_mib, key)
+    url = f"sqlite:///{work / 'registry.db'}"
+    with Registry.open(url) as registry:
+        registry.add_key(key.public_key)
+        registry.trust(capture(small))
+        registry.trust(capture(big))
 
+        trusted = work / "plugins"
+        small_dirs = _plugin_copies(small, trusted, args.runs + 5, key)
+        big_dirs = _plugin_copies(big, work / "big-plugins", args.big_runs + 1, key)
+        loader = PluginLoader(registry, registry, [trusted, work / "big-plugins"])
+        loader.load_plugin(small_dirs.pop())  # warm up imports and the registry
+        loaded = _time_each(small_dirs[: args.runs], loader.load_plugin)
+
+        bare_libs = _copies(small / "libhello.so", work / "bare", args.runs)
+        bare = _time_each(bare_libs, lambda p: ctypes.CDLL(str(p), mode=os.RTLD_NOW))
+
+        # Each big load in a fresh process: a library loaded in-process stays in
+        # memory for good, and hundreds of MiB of fresh memory per sample would
+        # measure the machine's page allocator, not the load.
+        for path in big_dirs:  # page cache warm for the big library
+            (path / "libhello.so").read_bytes()
+        big_loaded = [
+            _in_fresh_process(_LOAD_ONCE, url, str(work / "big-plugins"), str(path))
+            for path in big_dirs[: args.big_runs]
+        ]
+        big_bare_libs = _copies(big / "libhello.so", work / "big-bare", args.big_runs)
+        hashed = [_in_fresh_process(_HASH_AND_CDLL, str(path)) for path in big_bare_libs]
+
+        hello = loader.load_plugin(small_dirs[-1])
+        context = PluginContext(input={"name": "Ada"})
+        isolated_loader = PluginLoader(registry, registry, [trusted], isolation="process")
+        isolated = isolated_loader.load_plugin(small_dirs[-2])
+        calls = {
+            label: _execute_ms(p, context)
+            for label, p in (("in-process", hello), ("isolated", isolated))
+        }
+        isolated.close()
+    return _Figures(bare=bare, loaded=loaded, hashed=hashed, big_loaded=big_loaded, calls=calls)
+
+
+def _print_figures(args: argparse.Namespace, f: _Figures) -> None:
     def line(label: str, figure: str) -> None:
         print(f"{label:<62} {figure:>12}")
 
@@ -190,21 +205,24 @@ def main() -> None:
     line("operation", "median")
     line(
         f"bare ctypes.CDLL, example library ({args.runs} distinct copies)",
-        f"{_median_ms(bare):.3f} ms",
+        f"{_median_ms(f.bare):.3f} ms",
     )
-    line(f"PluginLoader.load_plugin, example plugin ({args.runs})", f"{_median_ms(loaded):.3f} ms")
-    added = _median_ms(loaded) - _median_ms(bare)
+    line(
+        f"PluginLoader.load_plugin, example plugin ({args.runs})", f"{_median_ms(f.loaded):.3f} ms"
+    )
+    added = _median_ms(f.loaded) - _median_ms(f.bare)
     line("  added by verification, trust check and audit", f"{added:.3f} ms")
     line(
         f"sha256 of the {args.size_mib} MiB library + bare CDLL (fresh process, {args.big_runs})",
-        f"{_median_ms(hashed):.1f} ms",
+        f"{_median_ms(f.hashed):.1f} ms",
     )
     line(
         f"PluginLoader.load_plugin, {args.size_mib} MiB plugin (fresh process, {args.big_runs})",
-        f"{_median_ms(big_loaded):.1f} ms",
+        f"{_median_ms(f.big_loaded):.1f} ms",
     )
-    ratio = _median_ms(big_loaded) / _median_ms(hashed)
+    ratio = _median_ms(f.big_loaded) / _median_ms(f.hashed)
     line("  ratio", f"{ratio:.2f}x")
+    calls = f.calls
     line("execute(), in-process (2,000 calls)", f"{calls['in-process']:.4f} ms")
     line("execute(), isolated child, running (2,000 calls)", f"{calls['isolated']:.4f} ms")
     line("  added by isolation per call", f"{calls['isolated'] - calls['in-process']:.4f} ms")
@@ -215,6 +233,19 @@ def main() -> None:
         ("isolation adds under 1 ms per call", calls["isolated"] - calls["in-process"] < 1),
     ):
         print(f"  [{'met' if ok else 'MISSED'}] {text}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=51)
+    parser.add_argument("--big-runs", type=int, default=7)
+    parser.add_argument("--size-mib", type=int, default=256)
+    args = parser.parse_args()
+    with scratch_dir() as scratch:
+        work = Path(scratch)
+        work.chmod(0o755)
+        figures = _measure(work, args, SigningKey.generate("bench"))
+    _print_figures(args, figures)
 
 
 if __name__ == "__main__":

@@ -26,8 +26,10 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -48,10 +50,14 @@ def _digest(i: int) -> str:
 
 
 def _fill(registry: Registry, plugins: int, events: int) -> None:
-    envelope = b"{" + b'"payload": "' + b"A" * 700 + b'"}'  # a realistic plugin.sig size
     start = datetime(2026, 1, 1, tzinfo=UTC)
+    keyids = _fill_keys(registry, start)
+    _fill_plugins(registry, plugins, start, keyids)
+    _fill_events(registry, plugins, events, start, keyids)
+
+
+def _fill_keys(registry: Registry, start: datetime) -> list[str]:
     publics = [SigningKey.generate(f"publisher-{n}").public_key for n in range(KEYS)]
-    keyids = [p.keyid for p in publics]
     with registry.engine.begin() as connection:
         connection.execute(
             sa.insert(Key),
@@ -61,6 +67,11 @@ def _fill(registry: Registry, plugins: int, events: int) -> None:
                 for p in publics
             ],
         )  # fmt: skip
+    return [p.keyid for p in publics]
+
+
+def _fill_plugins(registry: Registry, plugins: int, start: datetime, keyids: list[str]) -> None:
+    envelope = b"{" + b'"payload": "' + b"A" * 700 + b'"}'  # a realistic plugin.sig size
     for low in range(0, plugins, CHUNK):
         rows = range(low, min(plugins, low + CHUNK))
         with registry.engine.begin() as connection:
@@ -80,42 +91,39 @@ def _fill(registry: Registry, plugins: int, events: int) -> None:
             )
         print(f"\r  plugins {rows[-1] + 1:>9,}", end="", flush=True)
     print()
+
+
+def _event(seq: int, prev: str, plugins: int, start: datetime, keyids: list[str]) -> dict[str, Any]:
+    """Audit event ``seq`` as a row, chained to the event whose hash is ``prev``."""
+    at = start + timedelta(seconds=seq)
+    i = seq % plugins
+    name, version, digest = f"plugin-{i % NAMES}", f"1.{i // NAMES}.0", _digest(i)
+    keyid = keyids[i % KEYS]
+    action, outcome = ("plugin.load", "allowed") if seq % 7 else ("plugin.verify", "refused")
+    reason = None if outcome == "allowed" else "rollback: older than the trusted version"
+    fields = (seq, at, "bench@host", action, outcome, name, version, digest, keyid, reason, "{}")
+    return {
+        "seq": seq, "at": at, "actor": "bench@host", "action": action, "outcome": outcome,
+        "plugin": name, "version": version, "digest": digest, "keyids": keyid,
+        "reason": reason, "details": "{}", "prev_hash": prev,
+        "hash": audit.chain_hash(prev, audit.canonical(*fields)),
+    }  # fmt: skip
+
+
+def _fill_events(
+    registry: Registry, plugins: int, events: int, start: datetime, keyids: list[str]
+) -> None:
     prev = audit.GENESIS_HASH
     for low in range(0, events, CHUNK):
-        batch, key_rows = [], []
+        batch = []
         for seq in range(low + 1, min(events, low + CHUNK) + 1):
-            at = start + timedelta(seconds=seq)
-            i = seq % plugins
-            name, version, digest = f"plugin-{i % NAMES}", f"1.{i // NAMES}.0", _digest(i)
-            keyid = keyids[i % KEYS]
-            action, outcome = (
-                ("plugin.load", "allowed") if seq % 7 else ("plugin.verify", "refused")
-            )
-            reason = None if outcome == "allowed" else "rollback: older than the trusted version"
-            fields = (
-                seq,
-                at,
-                "bench@host",
-                action,
-                outcome,
-                name,
-                version,
-                digest,
-                keyid,
-                reason,
-                "{}",
-            )
-            digest_hash = audit.chain_hash(prev, audit.canonical(*fields))
-            batch.append(
-                {"seq": seq, "at": at, "actor": "bench@host", "action": action, "outcome": outcome,
-                 "plugin": name, "version": version, "digest": digest, "keyids": keyid,
-                 "reason": reason, "details": "{}", "prev_hash": prev, "hash": digest_hash}
-            )  # fmt: skip
-            key_rows.append({"keyid": keyid, "seq": seq})
-            prev = digest_hash
+            batch.append(_event(seq, prev, plugins, start, keyids))
+            prev = batch[-1]["hash"]
         with registry.engine.begin() as connection:
             connection.execute(sa.insert(AuditEvent), batch)
-            connection.execute(sa.insert(AuditEventKey), key_rows)
+            connection.execute(
+                sa.insert(AuditEventKey), [{"keyid": e["keyids"], "seq": e["seq"]} for e in batch]
+            )
             connection.execute(
                 sa.update(ChainHead)
                 .where(ChainHead.id == 1)
@@ -127,6 +135,126 @@ def _fill(registry: Registry, plugins: int, events: int) -> None:
 
 def _median_ms(samples: list[float]) -> float:
     return statistics.median(samples) * 1000
+
+
+@dataclass
+class _Figures:
+    """What main measured; samples in seconds."""
+
+    lookups: list[float] = field(default_factory=list)
+    raw_lookups: list[float] = field(default_factory=list)
+    queries: list[float] = field(default_factory=list)
+    keyed: list[float] = field(default_factory=list)
+    cli_runs: list[float] = field(default_factory=list)
+    events: int = 0
+    verify_s: float = 0.0
+    hash_only: float = 0.0  # events/s
+
+
+def _fill_if_empty(registry: Registry, db: Path, plugins: int, events: int) -> None:
+    with registry.engine.connect() as connection:
+        have = connection.execute(sa.select(sa.func.count()).select_from(Plugin)).scalar_one()
+    if have == 0:
+        print(f"filling {db} ...")
+        started = time.perf_counter()
+        _fill(registry, plugins, events)
+        print(f"  filled in {time.perf_counter() - started:.0f} s, "
+              f"{db.stat().st_size / 2**20:.0f} MiB")  # fmt: skip
+    # "Warm" means the file is in the page cache for every measurement below, the
+    # vtreg ones and the floors alike, whatever ran on the machine before.
+    with db.open("rb") as db_file:
+        while db_file.read(16 << 20):
+            pass
+
+
+def _measure_lookups(registry: Registry, db: Path, digests: list[str], figures: _Figures) -> None:
+    for d in digests[:100]:  # warm up
+        registry.lookup(d)
+    for d in digests:
+        t = time.perf_counter()
+        found = registry.lookup(d)
+        figures.lookups.append(time.perf_counter() - t)
+        if found is None:
+            raise SystemExit(f"{d} is not in {db}: was it filled with fewer plugins?")
+    raw = sqlite3.connect(db)
+    for d in digests:
+        t = time.perf_counter()
+        raw.execute("SELECT * FROM plugins WHERE content_digest = ?", (d,)).fetchone()
+        figures.raw_lookups.append(time.perf_counter() - t)
+
+
+def _measure_audit_queries(
+    registry: Registry, url: str, rng: random.Random, figures: _Figures
+) -> None:
+    names = [f"plugin-{rng.randrange(NAMES)}" for _ in range(200)]
+    for name in names:
+        t = time.perf_counter()
+        events = registry.audit_events(plugin=name, limit=50)
+        figures.queries.append(time.perf_counter() - t)
+        if not events:
+            raise SystemExit(f"no events for {name}")
+    for _ in range(50):
+        keyid = hashlib.sha256(b"key %d" % rng.randrange(KEYS)).hexdigest()
+        t = time.perf_counter()
+        registry.audit_events(keyid=keyid, limit=50)
+        figures.keyed.append(time.perf_counter() - t)
+    vtreg = Path(sys.executable).with_name("vtreg")
+    if vtreg.exists():
+        for name in names[:11]:
+            t = time.perf_counter()
+            subprocess.run(
+                [str(vtreg), "audit", "--db", url, "--plugin", name, "--limit", "50"],
+                check=True, stdout=subprocess.DEVNULL,
+            )  # fmt: skip
+            figures.cli_runs.append(time.perf_counter() - t)
+
+
+def _measure_verify(registry: Registry, figures: _Figures) -> None:
+    t = time.perf_counter()
+    report = registry.verify_audit()
+    figures.verify_s = time.perf_counter() - t
+    if not report.ok:
+        raise SystemExit(f"the filled chain does not verify: {report.problem}")
+    figures.events = report.events
+    with registry.engine.connect() as connection:
+        rows = connection.execute(
+            sa.select(*audit._COLUMNS[:11]).order_by(AuditEvent.seq).limit(200_000)
+        ).all()
+    blobs = [audit.canonical(*r) for r in rows]
+    t = time.perf_counter()
+    prev = audit.GENESIS_HASH
+    for blob in blobs:
+        prev = audit.chain_hash(prev, blob)
+    figures.hash_only = len(blobs) / (time.perf_counter() - t)
+
+
+def _print_figures(plugins: int, f: _Figures) -> None:
+    def line(label: str, figure: str) -> None:
+        print(f"{label:<58} {figure:>14}")
+
+    title = f"{plugins:,} trusted plugins and {f.events:,} audit events (SQLite, warm)"
+    print(f"\nRegistry with {title}")
+    line("operation", "figure")
+    line("trust lookup, Registry.lookup (median of 2,000)", f"{_median_ms(f.lookups):.3f} ms")
+    line("  same indexed SELECT, bare sqlite3 (floor)", f"{_median_ms(f.raw_lookups):.3f} ms")
+    line(
+        "audit --plugin X --limit 50, in-process (median of 200)", f"{_median_ms(f.queries):.3f} ms"
+    )
+    line("audit --key K --limit 50, in-process (median of 50)", f"{_median_ms(f.keyed):.3f} ms")
+    if f.cli_runs:
+        line(
+            "  vtreg audit --plugin X --limit 50, whole process (11)",
+            f"{_median_ms(f.cli_runs):.1f} ms",
+        )
+    line("audit verify, Registry.verify_audit", f"{f.events / f.verify_s:,.0f} ev/s")
+    line("  hashing the canonical bytes alone (floor)", f"{f.hash_only:,.0f} ev/s")
+    print("\nTargets")
+    for text, ok in (
+        ("trust lookup under 1 ms median", _median_ms(f.lookups) < 1),
+        ("audit --plugin X --limit 50 under 50 ms", _median_ms(f.queries) < 50),
+        ("audit verify at least 100,000 events/s", f.events / f.verify_s >= 100_000),
+    ):
+        print(f"  [{'met' if ok else 'MISSED'}] {text}")
 
 
 def main() -> None:
@@ -141,107 +269,15 @@ def main() -> None:
         scratch = tempfile.TemporaryDirectory(prefix="vtreg-bench-")
         args.db = Path(scratch.name) / "registry.db"
     url = f"sqlite:///{args.db}"
+    figures = _Figures()
     with Registry.open(url) as registry:
-        with registry.engine.connect() as connection:
-            have = connection.execute(sa.select(sa.func.count()).select_from(Plugin)).scalar_one()
-        if have == 0:
-            print(f"filling {args.db} ...")
-            started = time.perf_counter()
-            _fill(registry, args.plugins, args.events)
-            print(f"  filled in {time.perf_counter() - started:.0f} s, "
-                  f"{args.db.stat().st_size / 2**20:.0f} MiB")  # fmt: skip
-
-        # "Warm" means the file is in the page cache for every measurement below, the
-        # vtreg ones and the floors alike, whatever ran on the machine before.
-        with args.db.open("rb") as db_file:
-            while db_file.read(16 << 20):
-                pass
-
+        _fill_if_empty(registry, args.db, args.plugins, args.events)
         rng = random.Random(7)  # noqa: S311 - picks sample rows, nothing secret
         digests = [_digest(rng.randrange(args.plugins)) for _ in range(2_000)]
-        for d in digests[:100]:  # warm up
-            registry.lookup(d)
-        lookups = []
-        for d in digests:
-            t = time.perf_counter()
-            found = registry.lookup(d)
-            lookups.append(time.perf_counter() - t)
-            if found is None:
-                raise SystemExit(f"{d} is not in {args.db}: was it filled with fewer plugins?")
-        raw = sqlite3.connect(args.db)
-        raw_lookups = []
-        for d in digests:
-            t = time.perf_counter()
-            raw.execute("SELECT * FROM plugins WHERE content_digest = ?", (d,)).fetchone()
-            raw_lookups.append(time.perf_counter() - t)
-
-        names = [f"plugin-{rng.randrange(NAMES)}" for _ in range(200)]
-        queries = []
-        for name in names:
-            t = time.perf_counter()
-            events = registry.audit_events(plugin=name, limit=50)
-            queries.append(time.perf_counter() - t)
-            if not events:
-                raise SystemExit(f"no events for {name}")
-        keyed = []
-        for _ in range(50):
-            keyid = hashlib.sha256(b"key %d" % rng.randrange(KEYS)).hexdigest()
-            t = time.perf_counter()
-            registry.audit_events(keyid=keyid, limit=50)
-            keyed.append(time.perf_counter() - t)
-
-        vtreg = Path(sys.executable).with_name("vtreg")
-        cli_runs = []
-        if vtreg.exists():
-            for name in names[:11]:
-                t = time.perf_counter()
-                subprocess.run(
-                    [str(vtreg), "audit", "--db", url, "--plugin", name, "--limit", "50"],
-                    check=True, stdout=subprocess.DEVNULL,
-                )  # fmt: skip
-                cli_runs.append(time.perf_counter() - t)
-
-        t = time.perf_counter()
-        report = registry.verify_audit()
-        verify_s = time.perf_counter() - t
-        if not report.ok:
-            raise SystemExit(f"the filled chain does not verify: {report.problem}")
-
-        with registry.engine.connect() as connection:
-            rows = connection.execute(
-                sa.select(*audit._COLUMNS[:11]).order_by(AuditEvent.seq).limit(200_000)
-            ).all()
-        blobs = [audit.canonical(*r) for r in rows]
-        t = time.perf_counter()
-        prev = audit.GENESIS_HASH
-        for blob in blobs:
-            prev = audit.chain_hash(prev, blob)
-        hash_only = len(blobs) / (time.perf_counter() - t)
-
-    def line(label: str, figure: str) -> None:
-        print(f"{label:<58} {figure:>14}")
-
-    title = f"{args.plugins:,} trusted plugins and {report.events:,} audit events (SQLite, warm)"
-    print(f"\nRegistry with {title}")
-    line("operation", "figure")
-    line("trust lookup, Registry.lookup (median of 2,000)", f"{_median_ms(lookups):.3f} ms")
-    line("  same indexed SELECT, bare sqlite3 (floor)", f"{_median_ms(raw_lookups):.3f} ms")
-    line("audit --plugin X --limit 50, in-process (median of 200)", f"{_median_ms(queries):.3f} ms")
-    line("audit --key K --limit 50, in-process (median of 50)", f"{_median_ms(keyed):.3f} ms")
-    if cli_runs:
-        line(
-            "  vtreg audit --plugin X --limit 50, whole process (11)",
-            f"{_median_ms(cli_runs):.1f} ms",
-        )
-    line("audit verify, Registry.verify_audit", f"{report.events / verify_s:,.0f} ev/s")
-    line("  hashing the canonical bytes alone (floor)", f"{hash_only:,.0f} ev/s")
-    print("\nTargets")
-    for text, ok in (
-        ("trust lookup under 1 ms median", _median_ms(lookups) < 1),
-        ("audit --plugin X --limit 50 under 50 ms", _median_ms(queries) < 50),
-        ("audit verify at least 100,000 events/s", report.events / verify_s >= 100_000),
-    ):
-        print(f"  [{'met' if ok else 'MISSED'}] {text}")
+        _measure_lookups(registry, args.db, digests, figures)
+        _measure_audit_queries(registry, url, rng, figures)
+        _measure_verify(registry, figures)
+    _print_figures(args.plugins, figures)
     if scratch is not None:
         scratch.cleanup()
 

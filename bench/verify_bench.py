@@ -58,6 +58,86 @@ def _sign(vtreg: list[str], plugin: Path, keys: Path) -> None:
     )
 
 
+def _prepare(vtreg: list[str], work: Path, size_mib: int) -> tuple[Path, Path, Path]:
+    """Signed copies of the example (small) and of it grown to ``size_mib`` (big), and the keys."""
+    example = build_example(work)
+    keys = work / "keys"
+    keys.mkdir()
+    subprocess.run(
+        [*vtreg, "keygen", "bench", "--out", str(keys), "--unencrypted"],
+        check=True,
+        capture_output=True,
+    )
+    small = work / "hello"
+    small.mkdir()
+    for name in ("plugin.json", "libhello.so"):
+        shutil.copy(example / name, small / name)
+    big = _make_big_plugin(example, work / "big", size_mib)
+    _sign(vtreg, small, keys)
+    _sign(vtreg, big, keys)
+    with (big / "libhello.so").open("rb") as f:  # warm the page cache for everyone alike
+        while f.read(16 << 20):
+            pass
+    return small, big, keys
+
+
+def _minisign(work: Path, library: str, runs: int) -> Result | None:
+    if not shutil.which("minisign"):
+        print("minisign not installed: skipped (apt-get install minisign)")
+        return None
+    subprocess.run(
+        ["minisign", "-G", "-W", "-f", "-p", str(work / "m.pub"), "-s", str(work / "m.key")],
+        check=True,
+        capture_output=True,
+    )
+    subprocess.run(
+        ["minisign", "-S", "-s", str(work / "m.key"), "-m", library],
+        check=True,
+        capture_output=True,
+    )
+    return measure(
+        "minisign -V (library)", ["minisign", "-Vm", library, "-p", str(work / "m.pub")], runs
+    )
+
+
+def _gpg(work: Path, library: str, runs: int) -> Result | None:
+    if not shutil.which("gpg"):
+        return None
+    home = work / "gnupg"
+    home.mkdir(mode=0o700)
+    gpg = ["gpg", "--homedir", str(home), "--batch", "--quiet"]
+    new_key = ["--quick-gen-key", "bench@example.invalid", "ed25519", "sign", "never"]
+    subprocess.run(
+        [*gpg, "--passphrase", "", *new_key],
+        check=True,
+        capture_output=True,
+    )
+    subprocess.run(
+        [*gpg, "--detach-sign", "-o", library + ".asc", library],
+        check=True,
+        capture_output=True,
+    )
+    return measure("gpg --verify (library)", [*gpg, "--verify", library + ".asc", library], runs)
+
+
+def _print_targets(results: list[Result], startup: list[Result]) -> None:
+    openssl = results[1].median_s
+    checks = [
+        ("vtreg verify within 1.3x of openssl dgst", results[0].median_s <= 1.3 * openssl),
+        ("vtreg verify peak memory under 64 MiB", results[0].peak_mib < 64),
+        ("vtreg --help under 150 ms", startup[0].median_s < 0.150),
+        ("vtreg verify (example) under 250 ms", startup[1].median_s < 0.250),
+    ]
+    minisign = next((r for r in results if r.label.startswith("minisign")), None)
+    if minisign:
+        checks.insert(
+            1, ("vtreg verify faster than minisign -V", results[0].median_s < minisign.median_s)
+        )
+    print("\nTargets")
+    for text, ok in checks:
+        print(f"  [{'met' if ok else 'MISSED'}] {text}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size-mib", type=int, default=256)
@@ -67,29 +147,11 @@ def main() -> None:
 
     with scratch_dir() as scratch:
         work = Path(scratch)
-        example = build_example(work)
-        keys = work / "keys"
-        keys.mkdir()
-        subprocess.run(
-            [*vtreg, "keygen", "bench", "--out", str(keys), "--unencrypted"],
-            check=True,
-            capture_output=True,
-        )
-        small = work / "hello"
-        small.mkdir()
-        for name in ("plugin.json", "libhello.so"):
-            shutil.copy(example / name, small / name)
-        big = _make_big_plugin(example, work / "big", args.size_mib)
-        _sign(vtreg, small, keys)
-        _sign(vtreg, big, keys)
+        small, big, keys = _prepare(vtreg, work, args.size_mib)
         library = str(big / "libhello.so")
-        with open(library, "rb") as f:  # warm the page cache for everyone alike
-            while f.read(16 << 20):
-                pass
-
         results: list[Result] = [
             measure(
-                "vtreg verify (256 MiB plugin)".replace("256", str(args.size_mib)),
+                f"vtreg verify ({args.size_mib} MiB plugin)",
                 [*vtreg, "verify", str(big), "--key", str(keys / "bench.pub")],
                 args.runs,
             ),
@@ -98,71 +160,13 @@ def main() -> None:
             ),
             measure("sha256sum (library)", ["sha256sum", library], args.runs),
         ]
-        if shutil.which("minisign"):
-            subprocess.run(
-                [
-                    "minisign",
-                    "-G",
-                    "-W",
-                    "-f",
-                    "-p",
-                    str(work / "m.pub"),
-                    "-s",
-                    str(work / "m.key"),
-                ],
-                check=True,
-                capture_output=True,
-            )
-            subprocess.run(
-                ["minisign", "-S", "-s", str(work / "m.key"), "-m", library],
-                check=True,
-                capture_output=True,
-            )
-            results.append(
-                measure(
-                    "minisign -V (library)",
-                    ["minisign", "-Vm", library, "-p", str(work / "m.pub")],
-                    args.runs,
-                )
-            )
-        else:
-            print("minisign not installed: skipped (apt-get install minisign)")
-        if shutil.which("gpg"):
-            home = work / "gnupg"
-            home.mkdir(mode=0o700)
-            gpg = ["gpg", "--homedir", str(home), "--batch", "--quiet"]
-            subprocess.run(
-                [
-                    *gpg,
-                    "--passphrase",
-                    "",
-                    "--quick-gen-key",
-                    "bench@example.invalid",
-                    "ed25519",
-                    "sign",
-                    "never",
-                ],
-                check=True,
-                capture_output=True,
-            )
-            subprocess.run(
-                [*gpg, "--detach-sign", "-o", library + ".asc", library],
-                check=True,
-                capture_output=True,
-            )
-            results.append(
-                measure(
-                    "gpg --verify (library)",
-                    [*gpg, "--verify", library + ".asc", library],
-                    args.runs,
-                )
-            )
+        results += [r for r in (_minisign(work, library, args.runs),) if r is not None]
+        results += [r for r in (_gpg(work, library, args.runs),) if r is not None]
         print_table(
             f"Verifying a {args.size_mib} MiB plugin (page cache warm)",
             results,
             baseline="openssl dgst -sha256 (library)",
         )
-
         startup = [
             measure("vtreg --help", [*vtreg, "--help"], args.runs),
             measure(
@@ -172,22 +176,7 @@ def main() -> None:
             ),
         ]
         print_table("Start-up", startup)
-
-        openssl = results[1].median_s
-        checks = [
-            ("vtreg verify within 1.3x of openssl dgst", results[0].median_s <= 1.3 * openssl),
-            ("vtreg verify peak memory under 64 MiB", results[0].peak_mib < 64),
-            ("vtreg --help under 150 ms", startup[0].median_s < 0.150),
-            ("vtreg verify (example) under 250 ms", startup[1].median_s < 0.250),
-        ]
-        minisign = next((r for r in results if r.label.startswith("minisign")), None)
-        if minisign:
-            checks.insert(
-                1, ("vtreg verify faster than minisign -V", results[0].median_s < minisign.median_s)
-            )
-        print("\nTargets")
-        for text, ok in checks:
-            print(f"  [{'met' if ok else 'MISSED'}] {text}")
+        _print_targets(results, startup)
 
 
 if __name__ == "__main__":

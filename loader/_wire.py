@@ -23,6 +23,7 @@ class WireTimeout(Exception):
 
 
 def send(fd: int, tag: bytes, payload: bytes = b"") -> None:
+    """Write one frame (tag, length, payload) to ``fd``, all of it."""
     data = memoryview(_HEADER.pack(tag, len(payload)) + payload)
     while data:
         data = data[os.write(fd, data) :]

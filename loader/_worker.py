@@ -38,6 +38,12 @@ def _limit_memory(extra: int) -> None:
 
 
 def main(argv: list[str]) -> int:
+    """Open the sealed library named by ``argv`` and serve execute calls until the parent hangs up.
+
+    Returns:
+        0 once the parent closes the channel, 1 if the library cannot be opened,
+        2 on a request other than execute.
+    """
     library_fd, memory_limit, label = int(argv[1]), int(argv[2]), argv[3]
     requests, replies = os.dup(0), os.dup(1)
     devnull = os.open(os.devnull, os.O_RDWR)

@@ -64,14 +64,8 @@ class RawLibrary:
             self._free.argtypes = [ctypes.c_void_p]
 
     def version(self) -> int:
+        """What ``vtcode_plugin_version()`` returns."""
         return int(self._version())
-
-    def check_version(self) -> None:
-        found = self.version()
-        if found != PLUGIN_ABI_VERSION:
-            raise AbiError(
-                f"{self.label} implements ABI version {found}, expected {PLUGIN_ABI_VERSION}"
-            )
 
     def _take(self, pointer: int | None, what: str) -> bytes:
         if not pointer:
@@ -83,9 +77,11 @@ class RawLibrary:
                 self._free(pointer)  # exactly once, after copying, whatever the bytes are
 
     def metadata_bytes(self) -> bytes:
+        """The bytes ``vtcode_plugin_metadata()`` returns, copied out (and freed if it can be)."""
         return self._take(self._metadata(), "vtcode_plugin_metadata")
 
     def execute_bytes(self, context_json: bytes) -> bytes:
+        """Call ``vtcode_plugin_execute`` with ``context_json``; return the bytes it answers."""
         if b"\0" in context_json:
             raise PluginCallError(f"{self.label}: the context contains a NUL byte")
         return self._take(self._execute(context_json), "vtcode_plugin_execute")

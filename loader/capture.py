@@ -41,6 +41,7 @@ class SealedFile:
             self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
 
     def write(self, data: memoryview) -> int:
+        """Append ``data`` to the image (a :class:`~verifier.tree.Sink`); refused once sealed."""
         if self._sealed:
             raise ValueError("sealed")
         view = data
@@ -77,9 +78,11 @@ class SealedFile:
 
     @property
     def sealed(self) -> bool:
+        """Whether :meth:`seal` has run."""
         return self._sealed
 
     def close(self) -> None:
+        """Close every descriptor of the image (and remove its temporary file, if any)."""
         for fd in self._retired:
             os.close(fd)
         self._retired.clear()

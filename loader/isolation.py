@@ -113,6 +113,7 @@ class IsolatedLibrary:
             raise PluginCallError(f"{self.label}: the plugin process {_describe(status)}") from None
 
     def call(self, context_json: bytes, timeout: float | None) -> bytes:
+        """Run one execute call in the child (restarting one that died); return its answer."""
         with self._lock:
             if self._proc is None or self._proc.poll() is not None:
                 self._stop()  # reap a worker that died between calls

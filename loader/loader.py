@@ -53,7 +53,7 @@ from vtreg.verifier.trust import TrustedKey, TrustState
 from .abi import PLUGIN_ABI_VERSION, AbiError, RawLibrary
 from .capture import SealedFile
 from .isolation import DEFAULT_MEMORY_LIMIT, DEFAULT_TIMEOUT, IsolatedLibrary
-from .native import NativePlugin, decode_metadata
+from .native import NativePlugin, PluginMetadata, decode_metadata
 from .protocols import AuditEvent, AuditSink, TrustPolicy
 
 __all__ = ["KeyPolicy", "PluginLoader"]
@@ -86,6 +86,22 @@ def _already_loaded(path: str) -> bool:
 
 
 _next_fd = 0
+
+
+def _check_identity(
+    version: int, metadata_bytes: bytes, verified: VerifiedPlugin
+) -> PluginMetadata:
+    """The library's metadata, once its ABI version and its name and version are as signed."""
+    label = f"{verified.name} {verified.version}"
+    if version != PLUGIN_ABI_VERSION:
+        raise AbiError(f"{label} implements ABI version {version}, expected {PLUGIN_ABI_VERSION}")
+    metadata = decode_metadata(metadata_bytes, label)
+    if (metadata.name, metadata.version) != (verified.name, verified.version):
+        raise AbiError(
+            f"{label}: the library calls itself {metadata.name} {metadata.version}, "
+            f"but {verified.name} {verified.version} was signed"
+        )
+    return metadata
 
 
 def _unique_path(image: SealedFile) -> str:
@@ -207,6 +223,7 @@ class PluginLoader:
 
     @property
     def trusted_dirs(self) -> tuple[Path, ...]:
+        """The directories plugins may be loaded from, resolved, in the order given."""
         return tuple(self._trusted)
 
     @staticmethod
@@ -384,16 +401,7 @@ class PluginLoader:
                 raw = RawLibrary(handle, label)
                 backend = _InProcess(raw)
                 version, metadata_bytes = raw.version(), raw.metadata_bytes()
-            if version != PLUGIN_ABI_VERSION:
-                raise AbiError(
-                    f"{label} implements ABI version {version}, expected {PLUGIN_ABI_VERSION}"
-                )
-            metadata = decode_metadata(metadata_bytes, label)
-            if (metadata.name, metadata.version) != (verified.name, verified.version):
-                raise AbiError(
-                    f"{label}: the library calls itself {metadata.name} {metadata.version}, "
-                    f"but {verified.name} {verified.version} was signed"
-                )
+            metadata = _check_identity(version, metadata_bytes, verified)
         except VtregError as e:
             if backend is not None:
                 backend.close()

@@ -112,9 +112,11 @@ class Backend(Protocol):
 
     isolated: bool
 
-    def call(self, context_json: bytes, timeout: float | None) -> bytes: ...
+    def call(self, context_json: bytes, timeout: float | None) -> bytes:
+        """Pass ``context_json`` to ``vtcode_plugin_execute``; return the bytes it answers."""
 
-    def close(self) -> None: ...
+    def close(self) -> None:
+        """Stop an isolated child (an in-process library stays mapped); no call may follow."""
 
 
 class NativePlugin:
@@ -138,14 +140,17 @@ class NativePlugin:
 
     @property
     def metadata(self) -> PluginMetadata:
+        """What the library said about itself, already checked against what was signed."""
         return self._metadata
 
     @property
     def path(self) -> Path:
+        """The plugin directory it was loaded from."""
         return self._path
 
     @property
     def isolated(self) -> bool:
+        """Whether its code runs in a child process rather than this one."""
         return self._backend.isolated
 
     def execute(

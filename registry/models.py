@@ -55,6 +55,7 @@ class UtcDateTime(TypeDecorator[datetime]):
     cache_ok = True
 
     def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        """To the database: refuse a naive time, store UTC (naive on SQLite)."""
         if value is None:
             return None
         if value.tzinfo is None:
@@ -63,12 +64,15 @@ class UtcDateTime(TypeDecorator[datetime]):
         return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
 
     def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        """From the database: always an aware UTC datetime."""
         if value is None:
             return None
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 class Base(DeclarativeBase):
+    """The declarative base of every table, with constraint names fixed by a convention."""
+
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
 

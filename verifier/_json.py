@@ -8,13 +8,15 @@ UTF-8, a byte-order mark, absurd nesting.
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, TypeVar
 
 import pydantic
 
 from .errors import FormatError
 
-__all__ = ["first_error", "load_json_object"]
+__all__ = ["first_error", "load_json_object", "load_model"]
+
+_Model = TypeVar("_Model", bound=pydantic.BaseModel)
 
 
 def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -47,6 +49,30 @@ def load_json_object(data: bytes, what: str) -> dict[str, Any]:
     if not isinstance(obj, dict):
         raise FormatError(f"{what} must be a JSON object, found {type(obj).__name__}")
     return obj
+
+
+def load_model(
+    model: type[_Model], data: bytes, what: str, *, invalid: str, limit: int | None = None
+) -> _Model:
+    """Decode ``data`` as one JSON object and validate it as ``model``.
+
+    Args:
+        model: the pydantic model to validate against.
+        data: the document's bytes.
+        what: names the document in size and JSON errors.
+        invalid: prefixes the first validation problem in the error.
+        limit: the most bytes accepted, if any.
+
+    Raises:
+        FormatError: oversize, not a strict JSON object, or not valid as ``model``.
+    """
+    if limit is not None and len(data) > limit:
+        raise FormatError(f"{what} is {len(data)} bytes; the limit is {limit}")
+    obj = load_json_object(data, what)
+    try:
+        return model.model_validate(obj)
+    except pydantic.ValidationError as e:
+        raise FormatError(f"{invalid}: {first_error(e)}") from e
 
 
 def first_error(error: pydantic.ValidationError) -> str:

@@ -16,7 +16,6 @@ import re
 from datetime import UTC, datetime
 from typing import Annotated, Any, Final, Literal
 
-import pydantic
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -29,7 +28,7 @@ from pydantic import (
 )
 
 from ._base64 import decode_canonical
-from ._json import first_error, load_json_object
+from ._json import load_model
 from .errors import FormatError
 from .layout import MAX_SIGNATURE_BYTES, SIGNATURE_FILE, TRUSTED_ALGORITHMS
 from .manifest import PluginName, SemVerStr
@@ -40,7 +39,6 @@ __all__ = [
     "PREDICATE_TYPE",
     "STATEMENT_TYPE",
     "TRUSTED_ALGORITHMS",
-    "WEAK_ALGORITHMS",
     "Envelope",
     "EnvelopeSignature",
     "PluginPredicate",
@@ -61,7 +59,6 @@ STATEMENT_TYPE: Final = "https://in-toto.io/Statement/v1"
 PREDICATE_TYPE: Final = "https://vtreg.dev/native-plugin/v1"
 MAX_SIGNATURES = 32
 
-WEAK_ALGORITHMS = frozenset({"md5", "sha1"})
 
 _HEX = re.compile(r"[0-9a-f]+")
 _PLATFORM = re.compile(r"[a-z0-9]+-[a-z0-9_]+")
@@ -74,14 +71,19 @@ def pae(payload_type: str, payload: bytes) -> bytes:
 
 
 def b64encode(data: bytes) -> str:
+    """Standard base64 with padding, as DSSE payloads and signatures are written."""
     return base64.b64encode(data).decode("ascii")
 
 
 def b64decode(text: str, what: str) -> bytes:
     """Strict, canonical base64 (see :func:`~vtreg.verifier._base64.decode_canonical`).
 
+    Args:
+        text: the base64 text.
+        what: names the value in error messages.
+
     Raises:
-        FormatError: not valid, or not canonical, base64.
+        FormatError: not base64, or not its canonical encoding.
     """
     try:
         return decode_canonical(text)
@@ -159,12 +161,15 @@ def _check_ed25519_sig(text: str) -> str:
 
 
 class EnvelopeSignature(BaseModel):
+    """One DSSE signature: an optional key id hint and a base64 ed25519 signature."""
+
     model_config = _FROZEN_CLOSED
 
     keyid: Annotated[StrictStr, Field(max_length=256)] = ""
     sig: Annotated[StrictStr, Field(max_length=1024), AfterValidator(_check_ed25519_sig)]
 
     def signature_bytes(self) -> bytes:
+        """The decoded 64 signature bytes."""
         return b64decode(self.sig, "signature")
 
 
@@ -178,10 +183,13 @@ class Envelope(BaseModel):
     signatures: Annotated[list[EnvelopeSignature], Field(min_length=1, max_length=MAX_SIGNATURES)]
 
     def payload_bytes(self) -> bytes:
+        """The decoded payload: the exact bytes the signatures cover (inside PAE)."""
         return b64decode(self.payload, "envelope payload")
 
 
 class Subject(BaseModel):
+    """One signed file: its path inside the plugin directory and its digest set."""
+
     model_config = _FROZEN_CLOSED
 
     name: Annotated[StrictStr, AfterValidator(_check_subject_path)]
@@ -229,15 +237,8 @@ def parse_envelope(data: bytes) -> Envelope:
     Raises:
         FormatError: oversize, not JSON, or not a DSSE envelope.
     """
-    if len(data) > MAX_SIGNATURE_BYTES:
-        raise FormatError(
-            f"{SIGNATURE_FILE} is {len(data)} bytes; the limit is {MAX_SIGNATURE_BYTES}"
-        )
-    obj = load_json_object(data, SIGNATURE_FILE)
-    try:
-        return Envelope.model_validate(obj)
-    except pydantic.ValidationError as e:
-        raise FormatError(f"{SIGNATURE_FILE} is not a DSSE envelope: {first_error(e)}") from e
+    invalid = f"{SIGNATURE_FILE} is not a DSSE envelope"
+    return load_model(Envelope, data, SIGNATURE_FILE, invalid=invalid, limit=MAX_SIGNATURE_BYTES)
 
 
 def parse_statement(payload: bytes) -> Statement:
@@ -246,11 +247,7 @@ def parse_statement(payload: bytes) -> Statement:
     Raises:
         FormatError: not JSON, or not a Statement v1 with our predicate.
     """
-    obj = load_json_object(payload, "signed statement")
-    try:
-        statement = Statement.model_validate(obj)
-    except pydantic.ValidationError as e:
-        raise FormatError(f"signed statement: {first_error(e)}") from e
+    statement = load_model(Statement, payload, "signed statement", invalid="signed statement")
     names = [s.name for s in statement.subject]
     if len(set(names)) != len(names):
         raise FormatError("signed statement names the same file twice")

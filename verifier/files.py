@@ -63,7 +63,18 @@ def read_bounded(
 def read_fd_bounded(
     fd: int, limit: int, what: str, *, too_large: type[VtregError] = FormatError
 ) -> bytes:
-    """Read an open file to its end, refusing more than ``limit`` bytes."""
+    """Read an open file to its end, refusing more than ``limit`` bytes.
+
+    Args:
+        fd: an open descriptor, read from its current offset.
+        limit: the most bytes accepted.
+        what: names the file in error messages.
+        too_large: the error raised past ``limit``.
+
+    Raises:
+        FormatError: (or ``too_large``) more than ``limit`` bytes.
+        NotFoundError: reading failed.
+    """
     chunks: list[bytes] = []
     total = 0
     try:

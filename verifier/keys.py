@@ -85,6 +85,7 @@ class PublicKey:
         return True
 
     def to_pem(self) -> bytes:
+        """The key as a SubjectPublicKeyInfo PEM block."""
         return Ed25519PublicKey.from_public_bytes(self.raw).public_bytes(
             serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
         )
@@ -98,6 +99,7 @@ class PublicKey:
 
     @property
     def short_id(self) -> str:
+        """The first 16 hex digits of the key id, for tables and messages."""
         return self.keyid[:16]
 
     def label(self) -> str:
@@ -166,13 +168,16 @@ class SigningKey:
 
     @classmethod
     def generate(cls, name: str | None = None) -> SigningKey:
+        """A fresh random key pair, optionally named."""
         return cls(Ed25519PrivateKey.generate(), name)
 
     @property
     def keyid(self) -> str:
+        """The key id of the public half."""
         return self.public_key.keyid
 
     def sign(self, message: bytes) -> bytes:
+        """The 64-byte ed25519 signature of ``message``."""
         return self._key.sign(message)
 
     def __repr__(self) -> str:
@@ -340,13 +345,24 @@ def load_private_key(
 
 
 def read_public_key_file(path: str | os.PathLike[str]) -> PublicKey:
-    """Read and parse a public key file; see :func:`load_public_key`."""
+    """Read and parse a public key file; see :func:`load_public_key`.
+
+    Raises:
+        KeyFileError: the file is missing, unreadable, oversize or not a public key.
+    """
     data = _read_key_file(path)
     return load_public_key(data, what=str(path))
 
 
 def read_private_key_file(path: str | os.PathLike[str], passphrase: Passphrase) -> SigningKey:
-    """Read and parse a private key file; see :func:`load_private_key`."""
+    """Read and parse a private key file; see :func:`load_private_key`.
+
+    The key is named after the file (``alice.key`` -> ``alice``).
+
+    Raises:
+        KeyFileError: the file is missing, unreadable, oversize or not an ed25519 key.
+        PassphraseError: the passphrase is missing or wrong.
+    """
     data = _read_key_file(path)
     return load_private_key(data, passphrase, str(path), Path(path).name.removesuffix(".key"))
 

@@ -13,10 +13,9 @@ import re
 from dataclasses import dataclass
 from typing import Annotated
 
-import pydantic
 from pydantic import AfterValidator, BaseModel, ConfigDict, StrictBool, StrictInt
 
-from ._json import first_error, load_json_object
+from ._json import load_model
 from .errors import FormatError
 from .layout import MANIFEST_FILE, MAX_MANIFEST_BYTES
 
@@ -75,6 +74,11 @@ class SemVer:
 
     @classmethod
     def parse(cls, text: str) -> SemVer:
+        """Parse ``text`` (semver 2.0.0, no leading ``v``).
+
+        Raises:
+            ValueError: not a semantic version, or too long.
+        """
         match = _SEMVER_RE.fullmatch(text)
         if match is None or len(text) > _MAX_VERSION_LENGTH:
             raise ValueError(f"{text!r} is not a semantic version like 1.2.3 or 1.2.3-rc.1")
@@ -138,15 +142,9 @@ def parse_manifest(data: bytes) -> PluginManifest:
     Raises:
         FormatError: oversize, not JSON, or a field is missing or invalid.
     """
-    if len(data) > MAX_MANIFEST_BYTES:
-        raise FormatError(
-            f"{MANIFEST_FILE} is {len(data)} bytes; the limit is {MAX_MANIFEST_BYTES}"
-        )
-    obj = load_json_object(data, MANIFEST_FILE)
-    try:
-        return PluginManifest.model_validate(obj)
-    except pydantic.ValidationError as e:
-        raise FormatError(f"{MANIFEST_FILE}: {first_error(e)}") from e
+    return load_model(
+        PluginManifest, data, MANIFEST_FILE, invalid=MANIFEST_FILE, limit=MAX_MANIFEST_BYTES
+    )
 
 
 def claimed_identity(data: bytes | None) -> tuple[str | None, str | None]:

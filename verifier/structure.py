@@ -26,6 +26,9 @@ def validate_plugin_structure(plugin_dir: str | os.PathLike[str]) -> list[str]:
     version, a library not named for the plugin or not a shared library, and
     symlinks, devices or FIFOs anywhere in the directory. Signatures are not
     checked here; that is :func:`verifier.signatures`'s job.
+
+    Returns:
+        One message per problem found; nothing is raised for a bad directory.
     """
     try:
         tree = capture(plugin_dir, algorithms=())

@@ -68,7 +68,10 @@ if TYPE_CHECKING:
     class Sink(Protocol):
         """Receives the bytes of one file as they are hashed."""
 
-        def write(self, data: memoryview) -> object: ...
+        def write(self, data: memoryview) -> object:
+            """Take ``data``, which is valid only during the call."""
+
+    _Filled = tuple[bytearray, int]  # a buffer and how many of its bytes were read
 
 
 # Plain immutable classes rather than dataclasses: this module sits on the
@@ -138,10 +141,6 @@ class PluginTree(_Immutable):
     def __repr__(self) -> str:
         return f"PluginTree(root={self.root!r}, files={list(self.files)!r})"
 
-    @property
-    def total_size(self) -> int:
-        return sum(f.size for f in self.files.values())
-
 
 def _kind(mode: int) -> str:
     if stat.S_ISLNK(mode):
@@ -205,89 +204,113 @@ def _hash_simple(fd: int, hashing: _Hashing, size: int) -> None:
         remaining -= n
 
 
+class _Pipeline:
+    """The buffers of one pipelined file and the queues that pass them between threads.
+
+    A buffer goes from ``free`` to the reader, which fills it and hands it to
+    ``to_hash`` (and ``to_write`` when there is a sink); it returns to ``free``
+    once every consumer has released it. A zero-length item means "no more".
+    """
+
+    def __init__(self, fd: int, hashing: _Hashing, size: int) -> None:
+        import queue  # only here: keeps the module light on the start-up path
+
+        self.fd = fd
+        self.hashing = hashing
+        self.sink = hashing.sink
+        self.remaining = size
+        self.consumers = 1 if self.sink is None else 2
+        self.free: queue.SimpleQueue[bytearray] = queue.SimpleQueue()
+        self.to_hash: queue.SimpleQueue[_Filled | BaseException] = queue.SimpleQueue()
+        self.to_write: queue.SimpleQueue[_Filled] = queue.SimpleQueue()
+        for _ in range(_BUFFERS):
+            self.free.put(bytearray(_CHUNK))
+        self.users: dict[int, int] = {}
+        self.lock = threading.Lock()
+        self.stop = threading.Event()
+        self.write_errors: list[BaseException] = []
+
+    def release(self, buf: bytearray) -> None:
+        with self.lock:
+            self.users[id(buf)] -= 1
+            if self.users[id(buf)] == 0:
+                self.free.put(buf)
+
+    def read(self) -> None:
+        """The reader thread: fill free buffers until the file's opening size is read."""
+        try:
+            while not self.stop.is_set():
+                buf = self.free.get()
+                want = min(len(buf), self.remaining)
+                n = os.readv(self.fd, [memoryview(buf)[:want]]) if want else 0
+                self.remaining -= n
+                with self.lock:
+                    self.users[id(buf)] = self.consumers
+                self.to_hash.put((buf, n))
+                if self.sink is not None:
+                    self.to_write.put((buf, n))
+                if n == 0:
+                    return
+        except BaseException as e:  # handed to the hashing thread, which re-raises
+            self.to_hash.put(e)
+            self.to_write.put((bytearray(0), 0))
+
+    def write(self) -> None:
+        """The writer thread: feed the sink; after a failure, keep releasing buffers."""
+        sink = self.sink
+        assert sink is not None  # noqa: S101 - started only with a sink
+        while True:
+            buf, n = self.to_write.get()
+            if n == 0:
+                return
+            if not self.write_errors:
+                try:
+                    sink.write(memoryview(buf)[:n])
+                except BaseException as e:  # reported by the hashing thread; keep draining
+                    self.write_errors.append(e)
+            self.release(buf)
+
+    def hash(self) -> None:
+        """The calling thread: hash each buffer read, re-raising what the reader raised."""
+        while True:
+            item = self.to_hash.get()
+            if isinstance(item, BaseException):
+                raise item
+            buf, n = item
+            if n == 0:
+                return
+            self.hashing.update(memoryview(buf)[:n], to_sink=False)
+            self.release(buf)
+
+    def unblock(self) -> None:
+        """Wake a reader waiting for a buffer and a writer waiting for work, so both end."""
+        self.stop.set()
+        self.free.put(bytearray(0))
+        self.to_write.put((bytearray(0), 0))
+
+
 def _hash_pipelined(fd: int, hashing: _Hashing, size: int) -> None:
     """Read in one thread, hash in this one and feed the sink in a third, buffer by buffer.
 
     All three release the GIL for the real work (read, digest update, write),
     so they overlap; a buffer is reused only once every consumer is done with it.
     """
-    import queue  # only here: keeps the module light on the start-up path
-
-    sink = hashing.sink
-    consumers = 1 if sink is None else 2
-    free: queue.SimpleQueue[bytearray] = queue.SimpleQueue()
-    to_hash: queue.SimpleQueue[tuple[bytearray, int] | BaseException] = queue.SimpleQueue()
-    to_write: queue.SimpleQueue[tuple[bytearray, int]] = queue.SimpleQueue()
-    for _ in range(_BUFFERS):
-        free.put(bytearray(_CHUNK))
-    users: dict[int, int] = {}
-    lock = threading.Lock()
-    stop = threading.Event()
-    write_errors: list[BaseException] = []
-
-    def release(buf: bytearray) -> None:
-        with lock:
-            users[id(buf)] -= 1
-            if users[id(buf)] == 0:
-                free.put(buf)
-
-    remaining = size
-
-    def reader() -> None:
-        nonlocal remaining
-        try:
-            while not stop.is_set():
-                buf = free.get()
-                want = min(len(buf), remaining)
-                n = os.readv(fd, [memoryview(buf)[:want]]) if want else 0
-                remaining -= n
-                with lock:
-                    users[id(buf)] = consumers
-                to_hash.put((buf, n))
-                if sink is not None:
-                    to_write.put((buf, n))
-                if n == 0:
-                    return
-        except BaseException as e:  # handed to the hashing thread, which re-raises
-            to_hash.put(e)
-            to_write.put((bytearray(0), 0))
-
-    def writer() -> None:
-        assert sink is not None  # noqa: S101 - started only with a sink
-        while True:
-            buf, n = to_write.get()
-            if n == 0:
-                return
-            if not write_errors:
-                try:
-                    sink.write(memoryview(buf)[:n])
-                except BaseException as e:  # reported by the hashing thread; keep draining
-                    write_errors.append(e)
-            release(buf)
-
-    threads = [threading.Thread(target=reader, name="vtreg-capture-reader", daemon=True)]
-    if sink is not None:
-        threads.append(threading.Thread(target=writer, name="vtreg-capture-writer", daemon=True))
+    pipeline = _Pipeline(fd, hashing, size)
+    threads = [threading.Thread(target=pipeline.read, name="vtreg-capture-reader", daemon=True)]
+    if pipeline.sink is not None:
+        threads.append(
+            threading.Thread(target=pipeline.write, name="vtreg-capture-writer", daemon=True)
+        )
     for thread in threads:
         thread.start()
     try:
-        while True:
-            item = to_hash.get()
-            if isinstance(item, BaseException):
-                raise item
-            buf, n = item
-            if n == 0:
-                break
-            hashing.update(memoryview(buf)[:n], to_sink=False)
-            release(buf)
+        pipeline.hash()
     finally:
-        stop.set()
-        free.put(bytearray(0))  # unblock a reader waiting for a buffer
-        to_write.put((bytearray(0), 0))  # and a writer waiting for work
+        pipeline.unblock()
         for thread in threads:
             thread.join()
-    if write_errors:
-        raise write_errors[0]
+    if pipeline.write_errors:
+        raise pipeline.write_errors[0]
 
 
 def _hash_mapped(fd: int, hashing: _Hashing, size: int) -> None:
@@ -443,6 +466,17 @@ def _with_named(algorithms: tuple[str, ...], signature: bytes | None) -> tuple[s
     return tuple(a for a in TRUSTED_ALGORITHMS if a in algorithms or a in named)
 
 
+def _open_root(root: str, dir_fd: int | None) -> int:
+    try:
+        return os.dup(dir_fd) if dir_fd is not None else os.open(root, _DIR_FLAGS)
+    except FileNotFoundError as e:
+        raise NotFoundError(f"plugin directory {root} does not exist") from e
+    except NotADirectoryError as e:
+        raise NotFoundError(f"{root} is not a directory") from e
+    except OSError as e:
+        raise NotFoundError(f"cannot open plugin directory {root}: {e.strerror}") from e
+
+
 def capture(
     root: str | os.PathLike[str],
     *,
@@ -474,14 +508,7 @@ def capture(
             too deep a tree.
     """
     root_str = os.fspath(root)
-    try:
-        root_fd = os.dup(dir_fd) if dir_fd is not None else os.open(root_str, _DIR_FLAGS)
-    except FileNotFoundError as e:
-        raise NotFoundError(f"plugin directory {root_str} does not exist") from e
-    except NotADirectoryError as e:
-        raise NotFoundError(f"{root_str} is not a directory") from e
-    except OSError as e:
-        raise NotFoundError(f"cannot open plugin directory {root_str}: {e.strerror}") from e
+    root_fd = _open_root(root_str, dir_fd)
     try:
         signature = _read_signature(root_fd)
         algorithms = _with_named(algorithms, signature)

@@ -19,6 +19,23 @@ _BIGINT = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 
 
 def upgrade() -> None:
+    _create_keys()
+    _create_plugins()
+    _create_plugin_signers()
+    _create_audit_events()
+    _create_audit_event_keys()
+
+
+def _revocation_columns() -> list[sa.Column[object]]:
+    """When, by whom and why a key or a plugin was revoked (all null until it is)."""
+    return [
+        sa.Column("revoked_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("revoked_by", sa.String(255), nullable=True),
+        sa.Column("revoked_reason", sa.Text(), nullable=True),
+    ]
+
+
+def _create_keys() -> None:
     op.create_table(
         "keys",
         sa.Column("keyid", sa.String(64), nullable=False),
@@ -28,13 +45,13 @@ def upgrade() -> None:
         sa.Column("expires_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("added_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("added_by", sa.String(255), nullable=False),
-        sa.Column("revoked_at", sa.DateTime(timezone=True), nullable=True),
-        sa.Column("revoked_by", sa.String(255), nullable=True),
-        sa.Column("revoked_reason", sa.Text(), nullable=True),
+        *_revocation_columns(),
         sa.PrimaryKeyConstraint("keyid", name=op.f("pk_keys")),
     )
     op.create_index(op.f("ix_keys_name"), "keys", ["name"])
 
+
+def _create_plugins() -> None:
     op.create_table(
         "plugins",
         sa.Column("id", sa.Integer(), nullable=False),
@@ -48,14 +65,14 @@ def upgrade() -> None:
         sa.Column("pinned", sa.Boolean(), nullable=False),
         sa.Column("trusted_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("trusted_by", sa.String(255), nullable=False),
-        sa.Column("revoked_at", sa.DateTime(timezone=True), nullable=True),
-        sa.Column("revoked_by", sa.String(255), nullable=True),
-        sa.Column("revoked_reason", sa.Text(), nullable=True),
+        *_revocation_columns(),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_plugins")),
         sa.UniqueConstraint("content_digest", name=op.f("uq_plugins_content_digest")),
     )
     op.create_index("ix_plugins_name_version", "plugins", ["name", "version"])
 
+
+def _create_plugin_signers() -> None:
     op.create_table(
         "plugin_signers",
         sa.Column("plugin_id", sa.Integer(), nullable=False),
@@ -67,6 +84,8 @@ def upgrade() -> None:
     )
     op.create_index(op.f("ix_plugin_signers_keyid"), "plugin_signers", ["keyid"])
 
+
+def _create_audit_events() -> None:
     op.create_table(
         "audit_events",
         sa.Column("seq", _BIGINT, autoincrement=False, nullable=False),
@@ -85,6 +104,8 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("seq", name=op.f("pk_audit_events")),
     )
 
+
+def _create_audit_event_keys() -> None:
     op.create_table(
         "audit_event_keys",
         sa.Column("keyid", sa.String(64), nullable=False),

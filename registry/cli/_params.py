@@ -32,6 +32,7 @@ _NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,63}")
 
 
 def utc_now() -> datetime:
+    """The current time as a timezone-aware UTC datetime."""
     return datetime.now(UTC)
 
 
@@ -52,6 +53,7 @@ class TimeOrDuration(click.ParamType[datetime, object]):
     def convert(
         self, value: object, param: click.Parameter | None, ctx: click.Context | None
     ) -> datetime:
+        """The time ``value`` names; a duration counts from now (back from now with ``ago``)."""
         if isinstance(value, datetime):
             return value
         text = str(value).strip()
@@ -79,6 +81,7 @@ class Time(click.ParamType[datetime, object]):
     def convert(
         self, value: object, param: click.Parameter | None, ctx: click.Context | None
     ) -> datetime:
+        """``value`` as an aware datetime, or a usage error saying what a time looks like."""
         if isinstance(value, datetime):
             return value
         try:
@@ -97,6 +100,7 @@ class Name(click.ParamType[str, object]):
     def convert(
         self, value: object, param: click.Parameter | None, ctx: click.Context | None
     ) -> str:
+        """``value`` unchanged if it is a safe name, else a usage error with the rule."""
         text = str(value)
         if not _NAME.fullmatch(text):
             self.fail(

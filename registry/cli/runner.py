@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from ._app import EXIT_UNDECIDED, Report, Settings, cli, vtreg_command
 from .trust import db_option, open_registry
+
+if TYPE_CHECKING:
+    from vtreg.loader import NativePlugin, PluginContext, PluginResult
 
 __all__ = ["run"]
 
@@ -62,16 +66,9 @@ def run(
     its paths and permissions are safe. Exit 3 if the plugin fails or reports
     failure.
     """
-    from vtreg.loader import PluginContext, PluginLoader
-    from vtreg.verifier.errors import UsageError
+    from vtreg.loader import PluginLoader
 
-    try:
-        payload = json.loads(input_json)
-    except ValueError as e:
-        raise UsageError(f"--input is not valid JSON: {e}") from e
-    if not isinstance(payload, dict):
-        raise UsageError("--input must be a JSON object")
-    context = PluginContext(input=payload, workspace_root=workspace_root)
+    context = _context(input_json, workspace_root)
     isolation = "process" if isolate or timeout is not None else "none"
     roots = trusted_dirs or (str(Path(directory).expanduser().absolute().parent),)
     with open_registry(db_url) as registry:
@@ -87,6 +84,23 @@ def run(
             result = plugin.execute(context, timeout=timeout)
         finally:
             plugin.close()
+    return _report(plugin, result, isolation)
+
+
+def _context(input_json: str, workspace_root: str | None) -> PluginContext:
+    from vtreg.loader import PluginContext
+    from vtreg.verifier.errors import UsageError
+
+    try:
+        payload = json.loads(input_json)
+    except ValueError as e:
+        raise UsageError(f"--input is not valid JSON: {e}") from e
+    if not isinstance(payload, dict):
+        raise UsageError("--input must be a JSON object")
+    return PluginContext(input=payload, workspace_root=workspace_root)
+
+
+def _report(plugin: NativePlugin, result: PluginResult, isolation: str) -> Report:
     verified = plugin.verified
     data = {
         "plugin": {

@@ -21,6 +21,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def db_option(fn: F) -> F:
+    """The ``--db URL`` option of the commands that work on the registry."""
     return click.option(
         "--db",
         "db_url",
@@ -30,6 +31,7 @@ def db_option(fn: F) -> F:
 
 
 def open_registry(url: str | None, *, upgrade: bool = False) -> Registry:
+    """The registry at ``url`` (default: the environment's), importing SQLAlchemy only now."""
     from vtreg.registry.service import Registry
 
     return Registry.open(url, upgrade=upgrade)

@@ -100,24 +100,23 @@ def test_an_older_registry_is_refused_until_upgraded(database_url: str) -> None:
     assert "is at revision" in again.stdout
 
 
-def test_a_database_of_something_else_is_refused(database_url: str) -> None:
+def _execute(database_url: str, sql: str) -> None:
     engine = connect(database_url)
     try:
         with engine.begin() as connection:
-            connection.execute(sa.text("CREATE TABLE customers (id INTEGER PRIMARY KEY)"))
+            connection.execute(sa.text(sql))
     finally:
         engine.dispose()
+
+
+def test_a_database_of_something_else_is_refused(database_url: str) -> None:
+    _execute(database_url, "CREATE TABLE customers (id INTEGER PRIMARY KEY)")
     with pytest.raises(RegistryError, match="holds tables but is not a vtreg registry"):
         Registry.open(database_url)
 
 
 def test_a_newer_schema_is_refused(database_url: str) -> None:
     Registry.open(database_url).close()
-    engine = connect(database_url)
-    try:
-        with engine.begin() as connection:
-            connection.execute(sa.text("UPDATE alembic_version SET version_num = '9999'"))
-    finally:
-        engine.dispose()
+    _execute(database_url, "UPDATE alembic_version SET version_num = '9999'")
     with pytest.raises(RegistryError, match="newer than this vtreg knows"):
         Registry.open(database_url)
