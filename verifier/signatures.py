@@ -104,11 +104,6 @@ class SignedStatement:
         """Every trusted key with a valid signature here, counted or not."""
         return tuple(sorted({c.keyid for c in self.checks if c.keyid}))
 
-    @property
-    def required_algorithms(self) -> tuple[str, ...]:
-        """Every trusted algorithm named by any subject (sha256 always included)."""
-        return _required_algorithms(self.statement)
-
     def match(self, tree: PluginTree) -> VerifiedPlugin:
         """Check the directory against the statement.
 

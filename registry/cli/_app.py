@@ -95,6 +95,7 @@ def _emit_json(document: dict[str, Any]) -> None:
 
 
 def emit_report(report: Report, settings: Settings) -> None:
+    """Print a command's warnings on stderr and its report on stdout (JSON with --json)."""
     for warning in report.warnings:
         click.echo(f"vtreg: warning: {warning}", err=True)
     if settings.json:
@@ -104,6 +105,7 @@ def emit_report(report: Report, settings: Settings) -> None:
 
 
 def emit_error(error: BaseException, code: int, settings: Settings) -> None:
+    """Print one line for ``error`` on stderr (and one JSON document with --json)."""
     message = error.format_message() if isinstance(error, click.ClickException) else str(error)
     message = " ".join(message.split()) or type(error).__name__
     category = _CATEGORY.get(code, "undecided")
