@@ -41,6 +41,7 @@ from vtreg.verifier.errors import (
     VerificationError,
     VtregError,
 )
+from vtreg.verifier.files import read_regular_at
 from vtreg.verifier.keys import PublicKey
 from vtreg.verifier.layout import MANIFEST_FILE, MAX_MANIFEST_BYTES, SIGNATURE_FILE
 from vtreg.verifier.manifest import claimed_identity
@@ -154,22 +155,9 @@ class _InProcess:
 
 
 def _peek(dir_fd: int, name: str, limit: int) -> bytes | None:
-    """A small top-level file's bytes (unverified), or None if it is missing or not regular.
-
-    Opened without following symlinks or blocking on FIFOs; the capture that
-    follows refuses such files properly.
-    """
-    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
-    try:
-        fd = os.open(name, flags, dir_fd=dir_fd)
-    except OSError:
-        return None
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            return None
-        return os.read(fd, limit) if limit else b""
-    finally:
-        os.close(fd)
+    """A small top-level file's first ``limit`` bytes (unverified), or None if it is missing
+    or not regular; the capture that follows refuses such files properly."""
+    return read_regular_at(dir_fd, name, lambda fd: os.read(fd, limit) if limit else b"")
 
 
 def _inside(path: Path, directory: Path) -> bool:

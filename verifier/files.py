@@ -14,7 +14,7 @@ import contextlib
 import errno
 import os
 import stat
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from .errors import FormatError, NotFoundError, VtregError, WriteError
 
@@ -23,6 +23,7 @@ __all__ = [
     "create_files_exclusive",
     "read_bounded",
     "read_fd_bounded",
+    "read_regular_at",
     "refuse_existing",
 ]
 
@@ -86,6 +87,23 @@ def read_fd_bounded(
     except OSError as e:
         raise NotFoundError(f"cannot read {what}: {e.strerror}") from e
     return b"".join(chunks)
+
+
+def read_regular_at(dir_fd: int, name: str, read: Callable[[int], bytes]) -> bytes | None:
+    """``read(fd)`` of the regular file ``name`` in ``dir_fd``, or None if there is none.
+
+    Opened without following a symlink or blocking on a FIFO; anything that is
+    not a plain, readable file gives None, and the walk that follows refuses it
+    properly.
+    """
+    try:
+        fd = os.open(name, _READ_FLAGS | os.O_NOFOLLOW, dir_fd=dir_fd)
+    except OSError:
+        return None
+    try:
+        return read(fd) if stat.S_ISREG(os.fstat(fd).st_mode) else None
+    finally:
+        os.close(fd)
 
 
 def _open_anonymous(dir_fd: int, mode: int) -> int | None:

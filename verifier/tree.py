@@ -29,7 +29,7 @@ from collections.abc import Callable, Mapping
 
 from ._base64 import decode_canonical
 from .errors import FormatError, NotFoundError, UnsafeFileError, VtregError
-from .files import read_fd_bounded
+from .files import read_fd_bounded, read_regular_at
 from .layout import (
     MANIFEST_FILE,
     MAX_MANIFEST_BYTES,
@@ -435,16 +435,9 @@ def _read_signature(root_fd: int) -> bytes | None:
 
     Anything else there (a symlink, a FIFO) is left for the walk to refuse.
     """
-    try:
-        fd = os.open(SIGNATURE_FILE, _FILE_FLAGS, dir_fd=root_fd)
-    except OSError:
-        return None
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            return None
-        return read_fd_bounded(fd, MAX_SIGNATURE_BYTES, SIGNATURE_FILE)
-    finally:
-        os.close(fd)
+    return read_regular_at(
+        root_fd, SIGNATURE_FILE, lambda fd: read_fd_bounded(fd, MAX_SIGNATURE_BYTES, SIGNATURE_FILE)
+    )
 
 
 def _with_named(algorithms: tuple[str, ...], signature: bytes | None) -> tuple[str, ...]:
