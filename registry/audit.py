@@ -213,19 +213,20 @@ class _ChainWalk:
 
     def events(self, rows: Iterable[Sequence[Any]]) -> ChainReport | None:
         """Check every event; a report of the first broken one, or None."""
-        anchor = self._anchor
+        check_event, check_keys, anchor = self._event, self._keys, self._anchor
         for row in rows:
-            problem = self._event(row) or self._keys(row[_SEQ], row[_KEYIDS])
+            seq = row[_SEQ]
+            problem = check_event(row) or check_keys(seq, row[_KEYIDS])
             if problem is not None:
                 return self._broken(problem)
-            if anchor is not None and row[_SEQ] == anchor[0]:
+            if anchor is not None and seq == anchor[0]:
                 if row[_HASH] != anchor[1]:
                     return self._broken(
-                        f"event {row[_SEQ]} is not the event anchored earlier (its hash "
-                        "differs): the log was rewritten"
+                        f"event {seq} is not the event anchored earlier (its hash differs): "
+                        "the log was rewritten"
                     )
                 self._anchored = True
-            self.count, self.prev = row[_SEQ], row[_HASH]
+            self.count, self.prev = seq, row[_HASH]
         return None
 
     def _event(self, row: Sequence[Any]) -> str | None:

@@ -13,6 +13,7 @@ import sqlalchemy as sa
 
 from tests.helpers import run_cli
 from tests.registry.conftest import SignedPlugin
+from tests.registry.test_audit_format import KNOWN_ACTOR, KNOWN_AT, KNOWN_EVENT, KNOWN_HASH
 from vtreg.loader.protocols import AuditEvent
 from vtreg.registry import audit
 from vtreg.registry.audit import QueryFilters
@@ -428,3 +429,15 @@ def test_audit_cli_bad_input(
     assert result.code == code
     assert message in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_an_appended_event_hashes_to_the_known_answer(registry: Registry) -> None:
+    # Through the registry, on each engine: the same bytes as the pure encoding.
+    registry.actor = KNOWN_ACTOR
+    registry.record(KNOWN_EVENT, at=KNOWN_AT)
+
+    [record] = registry.audit_events()
+    assert (record.seq, record.prev_hash, record.hash) == (1, audit.GENESIS_HASH, KNOWN_HASH)
+    assert record.at == KNOWN_AT
+    assert record.stored() == KNOWN_EVENT.stored()
+    assert registry.verify_audit().ok
