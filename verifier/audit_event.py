@@ -187,7 +187,8 @@ def _json_time(value: datetime | str) -> str:
     return _json_string(at_text(value))
 
 
-# How each hashed field is written, by its type in AuditRecord: seq a JSON number,
+# How each hashed field is written, by its declared type in AuditRecord (the annotation
+# text, as this module's annotations are postponed): seq a JSON number,
 # at a time (see at_text), the rest JSON strings (key ids and details as stored, text),
 # or null where the field is optional. A value of another type raises (TypeError,
 # ValueError, AttributeError): the log never holds one.
