@@ -1,17 +1,11 @@
-"""The audit log: canonical encoding, hash chain, appending, verifying, querying.
+"""The audit log as the registry keeps it: appending, querying, verifying the hash chain.
 
-Each event's ``hash`` is ``SHA-256(prev_hash || canonical(event))`` where
-``prev_hash`` is the previous event's hash as 32 raw bytes (32 zero bytes
-before the first event) and ``canonical(event)`` is the UTF-8 JSON array
-
-    ["vtreg-audit-v1", seq, at, actor, action, outcome, plugin, version,
-     digest, keyids, reason, details]
-
-with ``at`` in ISO 8601 UTC with microseconds, ``keyids`` the sorted key ids
-joined by spaces and ``details`` a canonical JSON object string. Sequence
-numbers are contiguous from 1, and the chain head row names the last event,
-so an edited, deleted (anywhere, including the end), inserted or reordered
-event is found by :func:`verify_chain`.
+The event itself (its fields, canonical encoding and chain hash) is defined in
+verifier.audit_event; this module stores it in ``audit_events``, one column a
+field, in :data:`COLUMNS` order. Sequence numbers are contiguous from 1, and
+the chain head row names the last event, so an edited, deleted (anywhere,
+including the end), inserted or reordered event is found by
+:func:`verify_chain`.
 
 Appending happens inside the caller's transaction, after it has locked the
 chain head (PostgreSQL ``SELECT ... FOR UPDATE``; SQLite's ``BEGIN
@@ -21,19 +15,25 @@ never forks.
 
 from __future__ import annotations
 
-import hashlib
-import json
-import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import Any
+from datetime import datetime
+from typing import Any, TypedDict, Unpack
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
-from vtreg.loader.protocols import AuditEvent
+from vtreg.verifier.audit_event import (
+    COLUMNS,
+    GENESIS_HASH,
+    HASHED_FIELDS,
+    AuditEvent,
+    AuditRecord,
+    at_text,
+    canonical,
+    chain_hash,
+)
 
 from .models import AuditEvent as AuditRow
 from .models import AuditEventKey, ChainHead
@@ -44,6 +44,7 @@ __all__ = [
     "AuditRecord",
     "ChainHeadState",
     "ChainReport",
+    "QueryFilters",
     "append",
     "at_text",
     "canonical",
@@ -52,78 +53,6 @@ __all__ = [
     "query",
     "verify_chain",
 ]
-
-GENESIS_HASH = "0" * 64
-_FORMAT = "vtreg-audit-v1"
-_FORMAT_JSON = json.dumps(_FORMAT)
-
-
-# JSON's own string encoder (what json.dumps uses with ensure_ascii=False). Joining
-# the fields by hand gives byte-for-byte the output of
-# json.dumps(fields, ensure_ascii=False, separators=(",", ":")) at a third of the
-# cost; tests/registry/test_audit_format.py holds the two equal.
-_json_string = json.encoder.encode_basestring
-
-
-def _json(value: str | int | None) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, int):
-        return str(value)
-    return _json_string(value)
-
-
-def canonical(
-    seq: int,
-    at: datetime | str,
-    actor: str,
-    action: str,
-    outcome: str,
-    plugin: str | None,
-    version: str | None,
-    digest: str | None,
-    keyids: str,
-    reason: str | None,
-    details: str,
-) -> bytes:
-    """The exact bytes an event's hash covers (``at`` as a datetime or as :func:`at_text`)."""
-    fields = (
-        _FORMAT_JSON, str(seq), _json_string(at_text(at)), _json_string(actor),
-        _json_string(action), _json_string(outcome), _json(plugin), _json(version),
-        _json(digest), _json_string(keyids), _json(reason), _json_string(details),
-    )  # fmt: skip
-    return ("[" + ",".join(fields) + "]").encode("utf-8")
-
-
-def at_text(value: datetime | str) -> str:
-    """An event time as hashed: ISO 8601 UTC with microseconds (``...T09:00:13.123456+00:00``).
-
-    Accepts what the database returns without type conversion, to keep
-    verification fast: a datetime (PostgreSQL) or the exact text SQLAlchemy
-    stores on SQLite, ``YYYY-MM-DD HH:MM:SS.ffffff`` (UTC). Any other text is
-    refused (ValueError), the hashed form itself included: time filters compare
-    the stored text, so the same instant spelled another way sorts elsewhere.
-    """
-    if isinstance(value, str):
-        if _SQLITE_TIME.fullmatch(value):
-            return f"{value[:10]}T{value[11:]}+00:00"
-        raise ValueError(f"{value!r} is not a time as vtreg stores it")
-    if value.tzinfo is None:
-        raise ValueError("a naive datetime has no place in the audit log")
-    if value.tzinfo is not UTC:
-        value = value.astimezone(UTC)
-    return value.isoformat(timespec="microseconds")
-
-
-_SQLITE_TIME = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{6}")
-
-
-def chain_hash(prev_hash: str, event_bytes: bytes) -> str:
-    return hashlib.sha256(bytes.fromhex(prev_hash) + event_bytes).hexdigest()
-
-
-def _details_text(details: Mapping[str, object]) -> str:
-    return json.dumps(details, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
 
 
 @dataclass
@@ -155,26 +84,10 @@ def append(
     """
     sql = cursor.sql
     seq = head.seq + 1
-    keyids = tuple(sorted(set(event.keyids)))
-    if any(k.split() != [k] for k in keyids):
-        # They are stored space-separated: a key id must be one non-empty word.
-        raise ValueError(f"an audit key id must be a non-empty word without spaces: {keyids!r}")
-    keyid_text = " ".join(keyids)
-    details = _details_text(event.details)
-    digest = chain_hash(
-        head.hash,
-        canonical(
-            seq, at, actor, event.action, event.outcome, event.plugin, event.version,
-            event.digest, keyid_text, event.reason, details,
-        ),
-    )  # fmt: skip
-    cursor.rows(
-        sql.insert_event,
-        (
-            seq, sql.time_out(at), actor, event.action, event.outcome, event.plugin,
-            event.version, event.digest, keyid_text, event.reason, details, head.hash, digest,
-        ),
-    )  # fmt: skip
+    hashed = (seq, at, actor, *event.stored())  # in HASHED_FIELDS order
+    digest = chain_hash(head.hash, canonical(*hashed))
+    cursor.rows(sql.insert_event, (seq, sql.time_out(at), *hashed[2:], head.hash, digest))
+    keyids = hashed[_KEYIDS].split()
     if keyids:
         cursor.many(sql.insert_key, [(k, seq) for k in keyids])
     cursor.rows(sql.move_head, (seq, digest))
@@ -182,88 +95,43 @@ def append(
     return seq
 
 
-@dataclass(frozen=True)
-class AuditRecord:
-    """An event as read back."""
+class QueryFilters(TypedDict, total=False):
+    """What :func:`query` takes: each filter optional, an event must match every one given."""
 
-    seq: int
-    at: datetime
-    actor: str
-    action: str
-    outcome: str
     plugin: str | None
-    version: str | None
-    digest: str | None
-    keyids: tuple[str, ...]
-    reason: str | None
-    details: dict[str, Any]
-    hash: str
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "seq": self.seq,
-            "at": self.at.isoformat(timespec="microseconds").replace("+00:00", "Z"),
-            "actor": self.actor,
-            "action": self.action,
-            "outcome": self.outcome,
-            "plugin": self.plugin,
-            "version": self.version,
-            "digest": self.digest,
-            "keyids": list(self.keyids),
-            "reason": self.reason,
-            "details": self.details,
-            "hash": self.hash,
-        }
+    keyid: str | None
+    action: str | None
+    outcome: str | None
+    since: datetime | None
+    until: datetime | None
+    limit: int  # at most this many events (100 if not given)
 
 
-def query(
-    session: Session,
-    *,
-    plugin: str | None = None,
-    keyid: str | None = None,
-    action: str | None = None,
-    outcome: str | None = None,
-    since: datetime | None = None,
-    until: datetime | None = None,
-    limit: int = 100,
-) -> list[AuditRecord]:
+def query(session: Session, **filters: Unpack[QueryFilters]) -> list[AuditRecord]:
     """Events matching every given filter, newest first, at most ``limit``."""
-    stmt = sa.select(AuditRow)
+    stmt = sa.select(*(getattr(AuditRow, name) for name in COLUMNS))
     order = AuditRow.seq.desc()
+    keyid = filters.get("keyid")
     if keyid is not None:
         stmt = stmt.join(AuditEventKey, AuditEventKey.seq == AuditRow.seq).where(
             AuditEventKey.keyid == keyid
         )
         # Walk the (keyid, seq) primary key newest-first instead of scanning every event.
         order = AuditEventKey.seq.desc()
-    if plugin is not None:
-        stmt = stmt.where(AuditRow.plugin == plugin)
-    if action is not None:
-        stmt = stmt.where(AuditRow.action == action)
-    if outcome is not None:
-        stmt = stmt.where(AuditRow.outcome == outcome)
+    for column, value in (
+        (AuditRow.plugin, filters.get("plugin")),
+        (AuditRow.action, filters.get("action")),
+        (AuditRow.outcome, filters.get("outcome")),
+    ):
+        if value is not None:
+            stmt = stmt.where(column == value)
+    since, until = filters.get("since"), filters.get("until")
     if since is not None:
         stmt = stmt.where(AuditRow.at >= since)
     if until is not None:
         stmt = stmt.where(AuditRow.at < until)
-    rows = session.execute(stmt.order_by(order).limit(limit)).scalars()
-    return [
-        AuditRecord(
-            seq=r.seq,
-            at=r.at,
-            actor=r.actor,
-            action=r.action,
-            outcome=r.outcome,
-            plugin=r.plugin,
-            version=r.version,
-            digest=r.digest,
-            keyids=tuple(r.keyids.split()),
-            reason=r.reason,
-            details=json.loads(r.details),
-            hash=r.hash,
-        )
-        for r in rows
-    ]
+    rows = session.execute(stmt.order_by(order).limit(filters.get("limit", 100)))
+    return [AuditRecord.from_stored(row) for row in rows]
 
 
 @dataclass(frozen=True)
@@ -280,12 +148,14 @@ class ChainReport:
         return self.problem is None
 
 
+# The chain walk reads raw rows in COLUMNS order: where each field stands in them.
+_SEQ, _KEYIDS, _PREV_HASH, _HASH = map(COLUMNS.index, ("seq", "keyids", "prev_hash", "hash"))
+_HASHED = len(HASHED_FIELDS)  # the hashed fields come first
 # `at` as the driver returns it (see at_text): converting a million datetimes costs seconds.
-_COLUMNS = (
-    AuditRow.seq, sa.type_coerce(AuditRow.at, sa.String), AuditRow.actor, AuditRow.action,
-    AuditRow.outcome, AuditRow.plugin, AuditRow.version, AuditRow.digest, AuditRow.keyids,
-    AuditRow.reason, AuditRow.details, AuditRow.prev_hash, AuditRow.hash,
-)  # fmt: skip
+_COLUMNS = tuple(
+    sa.type_coerce(AuditRow.at, sa.String) if name == "at" else getattr(AuditRow, name)
+    for name in COLUMNS
+)
 
 
 def verify_chain(
@@ -302,114 +172,130 @@ def verify_chain(
     Run it in one snapshot (SQLite: any transaction; PostgreSQL: REPEATABLE
     READ), or concurrent appends look like a head that ran ahead of the log.
     """
-    expected_seq, prev = 1, GENESIS_HASH
-    anchored = anchor is None
+    streamed = connection.execution_options(yield_per=batch)
+    # A PostgreSQL server-side cursor must not outlive an early return.
+    with (
+        streamed.execute(sa.select(*_COLUMNS).order_by(AuditRow.seq)) as events,
+        streamed.execute(_key_index(connection.dialect.name)) as index,
+    ):
+        walk = _ChainWalk(index, anchor)
+        broken = walk.events(events)
+    if broken is not None:
+        return broken
+    return walk.end(connection.execute(sa.select(ChainHead.seq, ChainHead.hash)).first())
+
+
+def _key_index(dialect_name: str) -> sa.Select[int, str]:
     # Key ids in code point order, as append() sorts them, whatever the database's collation.
     keyid_order = (
         AuditEventKey.keyid.collate("C")
-        if connection.dialect.name == "postgresql"
+        if dialect_name == "postgresql"
         else AuditEventKey.keyid  # SQLite's BINARY collation is code point order for UTF-8
     )
-    events = index = None
-    try:
-        events = connection.execution_options(yield_per=batch).execute(
-            sa.select(*_COLUMNS).order_by(AuditRow.seq)
-        )
-        index = connection.execution_options(yield_per=batch).execute(
-            sa.select(AuditEventKey.seq, AuditEventKey.keyid).order_by(
-                AuditEventKey.seq, keyid_order
-            )
-        )
-        pending = next(index, None)
-        for row in events:
-            seq, at, actor, action, outcome, plugin, version, digest, keyids, reason, details, \
-                stored_prev, stored_hash = row  # fmt: skip
-            problem = None
-            if seq != expected_seq:
-                problem = (
-                    f"event {expected_seq} is missing (the log jumps from {expected_seq - 1} "
-                    f"to {seq}): deleted?"
-                )
-            elif stored_prev != prev:
-                problem = (
-                    f"event {seq} does not follow event {seq - 1} (prev_hash differs): "
-                    "inserted, deleted or reordered?"
-                )
-            else:
-                try:
-                    event = canonical(
-                        seq, at, actor, action, outcome, plugin, version, digest, keyids,
-                        reason, details,
-                    )  # fmt: skip
-                except (TypeError, ValueError, AttributeError):
-                    problem = (
-                        f"event {seq} holds a value vtreg never writes (a wrong type, or a time "
-                        "not in vtreg's form): edited?"
-                    )
-                else:
-                    computed = chain_hash(prev, event)
-                    if computed != stored_hash:
-                        problem = f"event {seq} does not match its hash: edited or moved?"
-            if problem is None:
-                # The index rows for this event, in key id order, must be its key ids.
-                indexed = True
-                for keyid in keyids.split():
-                    if pending is None or pending[0] != seq or pending[1] != keyid:
-                        indexed = False
-                        break
-                    pending = next(index, None)
-                if pending is not None and type(pending[0]) is not int:
-                    problem = f"the key index holds a malformed row ({pending[0]!r}): edited?"
-                elif not indexed or (pending is not None and pending[0] <= seq):
-                    problem = f"the key index of event {seq} does not match its key ids: edited?"
+    return sa.select(AuditEventKey.seq, AuditEventKey.keyid).order_by(
+        AuditEventKey.seq, keyid_order
+    )
+
+
+class _ChainWalk:
+    """One pass over the log in seq order, the key index (in the same order) beside it."""
+
+    def __init__(self, index: Iterable[Sequence[Any]], anchor: tuple[int, str] | None) -> None:
+        self.count = 0  # events verified so far
+        self.prev = GENESIS_HASH  # the hash of the last of them
+        self._index: Iterator[Sequence[Any]] = iter(index)
+        self._pending = next(self._index, None)  # the first index row not yet matched
+        self._anchor = anchor
+        self._anchored = anchor is None
+
+    def _broken(self, problem: str, at: int | None = None) -> ChainReport:
+        return ChainReport(self.count, self.prev, self.count + 1 if at is None else at, problem)
+
+    def events(self, rows: Iterable[Sequence[Any]]) -> ChainReport | None:
+        """Check every event; a report of the first broken one, or None."""
+        check_event, check_keys, anchor = self._event, self._keys, self._anchor
+        for row in rows:
+            seq = row[_SEQ]
+            problem = check_event(row) or check_keys(seq, row[_KEYIDS])
             if problem is not None:
-                return ChainReport(expected_seq - 1, prev, expected_seq, problem)
+                return self._broken(problem)
             if anchor is not None and seq == anchor[0]:
-                if computed != anchor[1]:
-                    return ChainReport(
-                        seq - 1, prev, seq,
+                if row[_HASH] != anchor[1]:
+                    return self._broken(
                         f"event {seq} is not the event anchored earlier (its hash differs): "
-                        "the log was rewritten",
-                    )  # fmt: skip
-                anchored = True
-            expected_seq, prev = seq + 1, computed
-    finally:
-        for result in (events, index):  # a PostgreSQL server-side cursor must not outlive
-            if result is not None:  # an early return
-                result.close()
-    count = expected_seq - 1
-    head = connection.execute(sa.select(ChainHead.seq, ChainHead.hash)).first()
-    if head is None:
-        return ChainReport(count, prev, count + 1, "the chain head row is missing")
-    if type(head.seq) is not int:
-        return ChainReport(count, prev, count + 1, "the chain head row is malformed: edited?")
-    if head.seq > count:
-        problem = (
-            f"the chain head names event {head.seq} but the log ends at event {count}: "
-            "events deleted from the end?"
-        )
-        return ChainReport(count, prev, count + 1, problem)
-    if head.seq < count:
-        problem = (
-            f"the log goes on past the chain head (event {head.seq}) to event {count}: "
-            "events added outside the registry?"
-        )
-        return ChainReport(head.seq, prev, head.seq + 1, problem)
-    if head.hash != prev:
-        problem = f"the chain head's hash differs from event {count}'s: the head was edited?"
-        return ChainReport(count, prev, count, problem)
-    if pending is not None:
-        return ChainReport(
-            count,
-            prev,
-            pending[0],
-            f"the key index names event {pending[0]}, which is not in the log",
-        )
-    if not anchored:
-        assert anchor is not None  # noqa: S101 - anchored is False only with an anchor
-        problem = (
-            f"the log ends at event {count}, before the anchored event {anchor[0]}: "
-            "events deleted from the end, and the head moved back?"
-        )
-        return ChainReport(count, prev, count + 1, problem)
-    return ChainReport(count, prev)
+                        "the log was rewritten"
+                    )
+                self._anchored = True
+            self.count, self.prev = seq, row[_HASH]
+        return None
+
+    def _event(self, row: Sequence[Any]) -> str | None:
+        """What is wrong with the event's number, link or hash, if anything."""
+        seq, expected = row[_SEQ], self.count + 1
+        if seq != expected:
+            return (
+                f"event {expected} is missing (the log jumps from {expected - 1} to {seq}): "
+                "deleted?"
+            )
+        if row[_PREV_HASH] != self.prev:
+            return (
+                f"event {seq} does not follow event {seq - 1} (prev_hash differs): "
+                "inserted, deleted or reordered?"
+            )
+        try:
+            event = canonical(*row[:_HASHED])
+        except (TypeError, ValueError, AttributeError):
+            return (
+                f"event {seq} holds a value vtreg never writes (a wrong type, or a time "
+                "not in vtreg's form): edited?"
+            )
+        if chain_hash(self.prev, event) != row[_HASH]:
+            return f"event {seq} does not match its hash: edited or moved?"
+        return None
+
+    def _keys(self, seq: int, keyids: str) -> str | None:
+        """What is wrong with the event's rows in the key index (its key ids, in order)."""
+        pending, indexed = self._pending, True
+        for keyid in keyids.split():
+            if pending is None or pending[0] != seq or pending[1] != keyid:
+                indexed = False
+                break
+            pending = next(self._index, None)
+        self._pending = pending
+        if pending is not None and type(pending[0]) is not int:
+            return f"the key index holds a malformed row ({pending[0]!r}): edited?"
+        if not indexed or (pending is not None and pending[0] <= seq):
+            return f"the key index of event {seq} does not match its key ids: edited?"
+        return None
+
+    def end(self, head: Any) -> ChainReport:
+        """After the last event: the head row, leftover index rows and the anchor."""
+        count, pending = self.count, self._pending
+        if head is None:
+            return self._broken("the chain head row is missing")
+        if type(head.seq) is not int:
+            return self._broken("the chain head row is malformed: edited?")
+        if head.seq > count:
+            return self._broken(
+                f"the chain head names event {head.seq} but the log ends at event {count}: "
+                "events deleted from the end?"
+            )
+        if head.seq < count:
+            problem = (
+                f"the log goes on past the chain head (event {head.seq}) to event {count}: "
+                "events added outside the registry?"
+            )
+            return ChainReport(head.seq, self.prev, head.seq + 1, problem)
+        if head.hash != self.prev:
+            problem = f"the chain head's hash differs from event {count}'s: the head was edited?"
+            return self._broken(problem, at=count)
+        if pending is not None:
+            problem = f"the key index names event {pending[0]}, which is not in the log"
+            return self._broken(problem, at=pending[0])
+        if not self._anchored:
+            assert self._anchor is not None  # noqa: S101 - not anchored only with an anchor
+            return self._broken(
+                f"the log ends at event {count}, before the anchored event {self._anchor[0]}: "
+                "events deleted from the end, and the head moved back?"
+            )
+        return ChainReport(count, self.prev)

@@ -31,7 +31,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, defer
 
-from vtreg.loader.protocols import AuditEvent
+from vtreg.verifier.audit_event import AuditEvent
 from vtreg.verifier.decision import decide, decide_trust
 from vtreg.verifier.envelope import format_time
 from vtreg.verifier.errors import NotFoundError, PolicyError, UsageError, VerificationError

@@ -23,14 +23,11 @@ from typing import Any
 
 from sqlalchemy.engine import Connection, Engine
 
+from vtreg.verifier.audit_event import COLUMNS
+
 from .db import begin_sqlite
 
 __all__ = ["Cursor", "Statements"]
-
-_EVENT_COLUMNS = (
-    "seq", "at", "actor", "action", "outcome", "plugin", "version", "digest", "keyids",
-    "reason", "details", "prev_hash", "hash",
-)  # fmt: skip
 
 
 _PG_SNAPSHOT = "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY"
@@ -56,9 +53,9 @@ class Statements:
         self.lock_head = "SELECT seq, hash FROM audit_chain_head WHERE id = 1" + (
             "" if self.sqlite else " FOR UPDATE"
         )
+        # Every column, in the order append() gives the values (the event format's).
         self.insert_event = (
-            f"INSERT INTO audit_events ({', '.join(_EVENT_COLUMNS)}) "
-            f"VALUES ({marks(len(_EVENT_COLUMNS))})"
+            f"INSERT INTO audit_events ({', '.join(COLUMNS)}) VALUES ({marks(len(COLUMNS))})"
         )
         self.insert_key = f"INSERT INTO audit_event_keys (keyid, seq) VALUES ({marks(2)})"
         self.move_head = f"UPDATE audit_chain_head SET seq = {mark}, hash = {mark} WHERE id = 1"

@@ -6,7 +6,7 @@ import csv
 import io
 import json
 import re
-from datetime import datetime
+from typing import TYPE_CHECKING, Unpack
 
 import click
 
@@ -14,12 +14,14 @@ from ._app import EXIT_REFUSED, Report, Settings, cli, emit_report, vtreg_comman
 from ._params import PAST_TIME
 from .trust import _table, _when, db_option, open_registry
 
+if TYPE_CHECKING:
+    from vtreg.registry.audit import AuditRecord, QueryFilters
+
 __all__ = ["audit_group"]
 
 ACTIONS = ("key.add", "key.revoke", "plugin.trust", "plugin.revoke", "plugin.verify", "plugin.load")
 OUTCOMES = ("ok", "allowed", "refused", "error")
-_CSV_FIELDS = ["seq", "at", "actor", "action", "outcome", "plugin", "version", "digest",
-               "keyids", "reason", "details", "hash"]  # fmt: skip
+_HEADERS = ["SEQ", "AT", "ACTION", "OUTCOME", "PLUGIN", "KEYS", "ACTOR", "REASON"]
 
 
 @cli.group("audit", invoke_without_command=True)
@@ -37,17 +39,12 @@ _CSV_FIELDS = ["seq", "at", "actor", "action", "outcome", "plugin", "version", "
 @click.pass_context
 def audit_group(
     ctx: click.Context,
-    plugin: str | None,
     key: str | None,
-    action: str | None,
-    outcome: str | None,
-    since: datetime | None,
-    until: datetime | None,
-    limit: int,
     as_csv: bool,
     as_json: bool,
     verbose: bool,
     db_url: str | None,
+    **filters: Unpack[QueryFilters],
 ) -> None:
     """Show audit events, newest first (filters combine). See also `vtreg audit verify`."""
     settings = ctx.ensure_object(Settings)
@@ -61,27 +58,29 @@ def audit_group(
     if as_csv and settings.json:
         raise UsageError("--csv and --json are alternatives")
     with open_registry(db_url) as registry:
-        keyid = registry.resolve_keyid(key) if key else None
-        events = registry.audit_events(
-            plugin=plugin,
-            keyid=keyid,
-            action=action,
-            outcome=outcome,
-            since=since,
-            until=until,
-            limit=limit,
-        )
+        filters["keyid"] = registry.resolve_keyid(key) if key else None
+        events = registry.audit_events(**filters)
     if as_csv:
-        out = io.StringIO()
-        writer = csv.DictWriter(out, fieldnames=_CSV_FIELDS, lineterminator="\n")
-        writer.writeheader()
-        for event in events:
-            row = event.to_json()
-            row["keyids"] = " ".join(row["keyids"])
-            row["details"] = json.dumps(row["details"], sort_keys=True)
-            writer.writerow(row)
-        click.echo(out.getvalue(), nl=False)
+        click.echo(_csv(events), nl=False)
         return
+    emit_report(_report(events), settings)
+
+
+def _csv(events: list[AuditRecord]) -> str:
+    from vtreg.verifier.audit_event import JSON_FIELDS
+
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=JSON_FIELDS, lineterminator="\n")
+    writer.writeheader()
+    for event in events:
+        row = event.to_json()
+        row["keyids"] = " ".join(row["keyids"])
+        row["details"] = json.dumps(row["details"], sort_keys=True)
+        writer.writerow(row)
+    return out.getvalue()
+
+
+def _report(events: list[AuditRecord]) -> Report:
     rows = [
         [
             str(e.seq),
@@ -95,13 +94,9 @@ def audit_group(
         ]
         for e in events
     ]
-    headers = ["SEQ", "AT", "ACTION", "OUTCOME", "PLUGIN", "KEYS", "ACTOR", "REASON"]
-    emit_report(
-        Report(
-            data={"events": [e.to_json() for e in events]},
-            text=_table(headers, rows) or "no events",
-        ),
-        settings,
+    return Report(
+        data={"events": [e.to_json() for e in events]},
+        text=_table(_HEADERS, rows) or "no events",
     )
 
 

@@ -13,10 +13,13 @@ import sqlalchemy as sa
 
 from tests.helpers import run_cli
 from tests.registry.conftest import SignedPlugin
+from tests.registry.test_audit_format import KNOWN_ACTOR, KNOWN_AT, KNOWN_EVENT, KNOWN_HASH
 from vtreg.loader.protocols import AuditEvent
 from vtreg.registry import audit
+from vtreg.registry.audit import QueryFilters
 from vtreg.registry.service import Registry
 from vtreg.registry.statements import Statements
+from vtreg.verifier.audit_event import COLUMNS, HASHED_FIELDS
 from vtreg.verifier.keys import SigningKey
 from vtreg.verifier.tree import capture
 
@@ -96,8 +99,8 @@ def test_a_change_and_its_event_commit_together(
         pytest.param({"action": "plugin.trust", "limit": 1}, [4], id="limit-newest-first"),
     ],
 )
-def test_queries(busy_registry: Registry, filters: dict[str, object], expected: list[int]) -> None:
-    assert [e.seq for e in busy_registry.audit_events(**filters)] == expected  # type: ignore[arg-type]
+def test_queries(busy_registry: Registry, filters: QueryFilters, expected: list[int]) -> None:
+    assert [e.seq for e in busy_registry.audit_events(**filters)] == expected
 
 
 def test_query_by_key(busy_registry: Registry, key: SigningKey, other_key: SigningKey) -> None:
@@ -139,42 +142,15 @@ def _sql(registry: Registry, statement: str, **params: object) -> None:
 @pytest.mark.parametrize(
     ("tamper", "broken_at", "problem"),
     [
-        pytest.param(
-            "UPDATE audit_events SET reason = 'nothing to see' WHERE seq = 8",
-            8, "event 8 does not match its hash: edited", id="edited-reason",
-        ),
-        pytest.param(
-            "UPDATE audit_events SET outcome = 'allowed' WHERE seq = 8",
-            8, "event 8 does not match its hash", id="refusal-turned-into-allowed",
-        ),
-        pytest.param(
-            "DELETE FROM audit_events WHERE seq = 5",
-            5, "event 5 is missing", id="deleted-middle",
-        ),
-        pytest.param(
-            "DELETE FROM audit_events WHERE seq = 10",
-            10, "the chain head names event 10 but the log ends at event 9", id="deleted-last",
-        ),
-        pytest.param(
-            "DELETE FROM audit_events WHERE seq >= 6",
-            6, "the chain head names event 10 but the log ends at event 5", id="truncated",
-        ),
-        pytest.param(
-            "DELETE FROM audit_event_keys WHERE seq = 3",
-            3, "the key index of event 3 does not match its key ids", id="unindexed-key",
-        ),
-        pytest.param(
-            "UPDATE audit_event_keys SET keyid = '" + "ef" * 32 + "' WHERE seq = 9",
-            9, "the key index of event 9 does not match its key ids", id="reattributed-key",
-        ),
-        pytest.param(
-            "INSERT INTO audit_event_keys (keyid, seq) VALUES ('" + "cd" * 32 + "', 5)",
-            5, "the key index of event 5 does not match its key ids", id="extra-indexed-key",
-        ),
-        pytest.param(
-            "INSERT INTO audit_event_keys (keyid, seq) VALUES ('" + "cd" * 32 + "', 11)",
-            11, "the key index names event 11, which is not in the log", id="index-past-the-end",
-        ),
+        pytest.param("UPDATE audit_events SET reason = 'nothing to see' WHERE seq = 8", 8, "event 8 does not match its hash: edited", id="edited-reason"),
+        pytest.param("UPDATE audit_events SET outcome = 'allowed' WHERE seq = 8", 8, "event 8 does not match its hash", id="refusal-turned-into-allowed"),
+        pytest.param("DELETE FROM audit_events WHERE seq = 5", 5, "event 5 is missing", id="deleted-middle"),
+        pytest.param("DELETE FROM audit_events WHERE seq = 10", 10, "the chain head names event 10 but the log ends at event 9", id="deleted-last"),
+        pytest.param("DELETE FROM audit_events WHERE seq >= 6", 6, "the chain head names event 10 but the log ends at event 5", id="truncated"),
+        pytest.param("DELETE FROM audit_event_keys WHERE seq = 3", 3, "the key index of event 3 does not match its key ids", id="unindexed-key"),
+        pytest.param("UPDATE audit_event_keys SET keyid = '" + "ef" * 32 + "' WHERE seq = 9", 9, "the key index of event 9 does not match its key ids", id="reattributed-key"),
+        pytest.param("INSERT INTO audit_event_keys (keyid, seq) VALUES ('" + "cd" * 32 + "', 5)", 5, "the key index of event 5 does not match its key ids", id="extra-indexed-key"),
+        pytest.param("INSERT INTO audit_event_keys (keyid, seq) VALUES ('" + "cd" * 32 + "', 11)", 11, "the key index names event 11, which is not in the log", id="index-past-the-end"),
     ],
 )  # fmt: skip
 def test_tampering_is_pinpointed(
@@ -192,21 +168,15 @@ def test_tampering_is_pinpointed(
 
 def test_reordered_events_are_pinpointed(busy_registry: Registry) -> None:
     # Swap the contents of events 3 and 4 (keeping their sequence numbers).
-    columns = "at, actor, action, outcome, plugin, version, digest, keyids, reason, details, prev_hash, hash"
-    with busy_registry.engine.connect() as connection:
-        rows = {
-            r[0]: r[1:]
-            for r in connection.execute(
-                sa.text(f"SELECT seq, {columns} FROM audit_events WHERE seq IN (3, 4)")
-            )
-        }
-    assignments = ", ".join(f"{c} = :{c}" for c in columns.split(", "))
+    rows = {row["seq"]: row for row in _stored_rows(busy_registry, "WHERE seq IN (3, 4)")}
+    moved = [c for c in COLUMNS if c != "seq"]
+    assignments = ", ".join(f"{c} = :{c}" for c in moved)
     for seq, other in ((3, 4), (4, 3)):
         _sql(
             busy_registry,
             f"UPDATE audit_events SET {assignments} WHERE seq = :seq",
             seq=seq,
-            **dict(zip(columns.split(", "), rows[other], strict=True)),
+            **{c: rows[other][c] for c in moved},
         )
 
     report = busy_registry.verify_audit()
@@ -221,16 +191,16 @@ def test_inserted_event_is_pinpointed(busy_registry: Registry) -> None:
     # A forged event at the end, hashed correctly, but the head was not moved.
     [last] = busy_registry.audit_events(limit=1)
     at = datetime.now(UTC)
-    fields = (11, at, "mallory@evil", "plugin.trust", "ok", "evil", "6.6.6", None, "", None, "{}")
-    forged = audit.chain_hash(last.hash, audit.canonical(*fields))
+    event = AuditEvent("plugin.trust", "ok", plugin="evil", version="6.6.6")
+    hashed = (11, at, "mallory@evil", *event.stored())
+    forged = audit.chain_hash(last.hash, audit.canonical(*hashed))
+    stored = dict(zip(COLUMNS, (*hashed, last.hash, forged), strict=True))
+    stored["at"] = Statements.of(busy_registry.engine).time_out(at)  # as vtreg stores it
     _sql(
         busy_registry,
-        "INSERT INTO audit_events (seq, at, actor, action, outcome, plugin, version, digest, "
-        "keyids, reason, details, prev_hash, hash) VALUES (11, :at, 'mallory@evil', "
-        "'plugin.trust', 'ok', 'evil', '6.6.6', NULL, '', NULL, '{}', :prev, :hash)",
-        at=Statements.of(busy_registry.engine).time_out(at),  # as vtreg stores it
-        prev=last.hash,
-        hash=forged,
+        f"INSERT INTO audit_events ({', '.join(COLUMNS)}) "
+        f"VALUES ({', '.join(':' + c for c in COLUMNS)})",
+        **stored,
     )
 
     report = busy_registry.verify_audit()
@@ -319,34 +289,35 @@ def test_key_ids_sort_the_same_in_the_log_and_the_index(registry: Registry) -> N
 
 def test_a_naive_time_is_never_hashed() -> None:
     with pytest.raises(ValueError, match="naive"):
-        audit.canonical(
-            1, datetime(2026, 1, 1), "a", "key.add", "ok", None, None, None, "", None, "{}"
-        )
+        audit.canonical(1, datetime(2026, 1, 1), "a", *AuditEvent("key.add", "ok").stored())
+
+
+def _stored_rows(registry: Registry, clause: str) -> list[sa.RowMapping]:
+    """audit_events rows exactly as stored (``at`` as the driver returns it), by column name."""
+    with registry.engine.connect() as connection:
+        query = sa.text(f"SELECT {', '.join(COLUMNS)} FROM audit_events {clause}")
+        return list(connection.execute(query).mappings())
 
 
 def _rewrite_chain_from(registry: Registry, start: int) -> None:
     """Recompute every hash from event ``start`` on and move the head: the
     attacker who can write the database rebuilds a chain that verifies."""
-    columns = "seq, at, actor, action, outcome, plugin, version, digest, keyids, reason, details"
-    with registry.engine.connect() as connection:
-        rows = connection.execute(
-            sa.text(f"SELECT {columns}, hash FROM audit_events ORDER BY seq")
-        ).all()
+    rows = _stored_rows(registry, "ORDER BY seq")
     prev = audit.GENESIS_HASH
     for row in rows:
-        if row.seq >= start:
-            new = audit.chain_hash(prev, audit.canonical(*row[:-1]))
+        if row["seq"] >= start:
+            new = audit.chain_hash(prev, audit.canonical(*(row[c] for c in HASHED_FIELDS)))
             _sql(
                 registry,
                 "UPDATE audit_events SET prev_hash = :p, hash = :h WHERE seq = :s",
                 p=prev,
                 h=new,
-                s=row.seq,
+                s=row["seq"],
             )
             prev = new
         else:
-            prev = row.hash
-    _sql(registry, "UPDATE audit_chain_head SET seq = :s, hash = :h", s=rows[-1].seq, h=prev)
+            prev = row["hash"]
+    _sql(registry, "UPDATE audit_chain_head SET seq = :s, hash = :h", s=rows[-1]["seq"], h=prev)
 
 
 def test_an_anchor_catches_a_truncated_log_with_its_head_moved_back(
@@ -458,3 +429,15 @@ def test_audit_cli_bad_input(
     assert result.code == code
     assert message in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_an_appended_event_hashes_to_the_known_answer(registry: Registry) -> None:
+    # Through the registry, on each engine: the same bytes as the pure encoding.
+    registry.actor = KNOWN_ACTOR
+    registry.record(KNOWN_EVENT, at=KNOWN_AT)
+
+    [record] = registry.audit_events()
+    assert (record.seq, record.prev_hash, record.hash) == (1, audit.GENESIS_HASH, KNOWN_HASH)
+    assert record.at == KNOWN_AT
+    assert record.stored() == KNOWN_EVENT.stored()
+    assert registry.verify_audit().ok
