@@ -31,4 +31,6 @@ class TrustPolicy(Protocol):
 class AuditSink(Protocol):
     """Receives every load and refusal."""
 
-    def record(self, event: AuditEvent) -> None: ...
+    def record(self, event: AuditEvent) -> None:
+        """Keep ``event`` (durably, for an audit log)."""
+        ...

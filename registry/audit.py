@@ -145,6 +145,7 @@ class ChainReport:
 
     @property
     def ok(self) -> bool:
+        """Whether the whole chain verified."""
         return self.problem is None
 
 

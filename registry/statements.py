@@ -62,16 +62,18 @@ class Statements:
 
     @classmethod
     def of(cls, engine: Engine) -> Statements:
+        """The statements of ``engine``'s dialect (built once per dialect)."""
         return _statements(engine.dialect.name, engine.dialect.paramstyle)
 
-    # SQLAlchemy stores datetimes on SQLite as naive UTC text in this exact form.
     def time_out(self, value: datetime) -> datetime | str:
+        """A time as a parameter: SQLite gets the naive UTC text SQLAlchemy stores there."""
         if not self.sqlite:
             return value
         return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
 
     @staticmethod
     def time_in(value: datetime | str | None) -> datetime | None:
+        """A time as read back (SQLite's text, or a datetime), as an aware UTC datetime."""
         if value is None:
             return None
         if isinstance(value, str):
@@ -118,10 +120,12 @@ class Cursor:
         self.sql = statements
 
     def rows(self, statement: str, params: Sequence[Any] = ()) -> list[Any]:
+        """Run ``statement``; its rows (none for a statement that returns none)."""
         self._cursor.execute(statement, tuple(params))
         return list(self._cursor.fetchall()) if self._cursor.description else []
 
     def many(self, statement: str, rows: Sequence[Sequence[Any]]) -> None:
+        """Run ``statement`` once for each parameter row."""
         self._cursor.executemany(statement, [tuple(r) for r in rows])
 
 

@@ -13,7 +13,8 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -264,3 +265,20 @@ def invoke_cli(
         (stderr + direct[2]).decode(),
     )
     return _checked(result, argv)
+
+
+def error_without_blocking(call: Callable[[], object], timeout: float = 20) -> BaseException | None:
+    """What ``call`` raised (None if nothing), failing the test if it blocks for ``timeout`` s."""
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            call()
+        except BaseException as e:
+            errors.append(e)
+
+    worker = threading.Thread(target=run, daemon=True)
+    worker.start()
+    worker.join(timeout=timeout)
+    assert not worker.is_alive(), f"{getattr(call, '__name__', 'the call')} blocked"
+    return errors[0] if errors else None

@@ -108,6 +108,7 @@ class Anchor(click.ParamType[tuple[int, str], object]):
     def convert(
         self, value: object, param: click.Parameter | None, ctx: click.Context | None
     ) -> tuple[int, str]:
+        """Parse ``SEQ:HASH`` into (seq, hash), or fail as a usage error."""
         if isinstance(value, tuple):
             return value  # already converted
         seq, _, digest = str(value).strip().partition(":")

@@ -7,11 +7,11 @@ import signal
 import subprocess
 import sys
 import textwrap
-import threading
 from pathlib import Path
 
 import pytest
 
+from tests.helpers import error_without_blocking
 from vtreg.verifier.errors import FormatError, NotFoundError, WriteError
 from vtreg.verifier.files import atomic_write, create_files_exclusive, read_bounded
 
@@ -161,19 +161,11 @@ def test_read_bounded(tmp_path: Path) -> None:
 def test_read_bounded_does_not_block_on_a_fifo(tmp_path: Path) -> None:
     fifo = tmp_path / "fifo"
     os.mkfifo(fifo)
-    outcome: list[BaseException] = []
 
-    def attempt() -> None:
-        try:
-            read_bounded(fifo, 10, "fifo")
-        except NotFoundError as e:
-            outcome.append(e)
+    error = error_without_blocking(lambda: read_bounded(fifo, 10, "fifo"), timeout=10)
 
-    worker = threading.Thread(target=attempt, daemon=True)
-    worker.start()
-    worker.join(timeout=10)
-    assert not worker.is_alive(), "reading a FIFO blocked"
-    assert "is not a regular file" in str(outcome[0])
+    assert isinstance(error, NotFoundError)
+    assert "is not a regular file" in str(error)
 
 
 _RENAMER = textwrap.dedent(

@@ -7,13 +7,13 @@ import hashlib
 import os
 import signal
 import stat
-import threading
 import tracemalloc
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
+from tests.helpers import error_without_blocking
 from vtreg.verifier.errors import FormatError, NotFoundError, UnsafeFileError
 from vtreg.verifier.tree import MAX_DEPTH, PendingCapture, capture
 
@@ -80,26 +80,10 @@ def test_symlinks_are_refused(
         capture(plugin)
 
 
-def _capture_in_thread(path: Path) -> BaseException | None:
-    errors: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            capture(path)
-        except BaseException as e:
-            errors.append(e)
-
-    worker = threading.Thread(target=run, daemon=True)
-    worker.start()
-    worker.join(timeout=20)
-    assert not worker.is_alive(), "capture blocked"
-    return errors[0] if errors else None
-
-
 def test_fifo_is_refused_without_blocking(plugin_factory: PluginFactory) -> None:
     plugin = plugin_factory()
     os.mkfifo(plugin / "pipe")
-    error = _capture_in_thread(plugin)
+    error = error_without_blocking(lambda: capture(plugin))
     assert isinstance(error, UnsafeFileError)
     assert "pipe is a FIFO" in str(error)
 
@@ -108,7 +92,7 @@ def test_fifo_named_plugin_json_is_refused_without_blocking(plugin_factory: Plug
     plugin = plugin_factory()
     (plugin / "plugin.json").unlink()
     os.mkfifo(plugin / "plugin.json")
-    error = _capture_in_thread(plugin)
+    error = error_without_blocking(lambda: capture(plugin))
     assert isinstance(error, UnsafeFileError)
 
 
