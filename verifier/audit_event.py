@@ -240,7 +240,7 @@ def at_text(value: datetime | str) -> str:
     return value.isoformat(timespec="microseconds")
 
 
-_SQLITE_TIME = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{6}")
+_SQLITE_TIME = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{6}", re.ASCII)
 
 
 def chain_hash(prev_hash: str, event_bytes: bytes) -> str:

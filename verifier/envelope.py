@@ -96,15 +96,26 @@ def format_time(moment: datetime) -> str:
     return moment.astimezone(UTC).replace(microsecond=0).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+# RFC 3339 date-time in UTC: "T" (or "t") between date and time, seconds, an
+# optional fraction, and "Z" (or "z"). ASCII digits only: no date-only, week or
+# ISO basic forms, which fromisoformat would also take.
+_UTC_TIME = re.compile(r"(\d{4}-\d{2}-\d{2})[Tt](\d{2}:\d{2}:\d{2})(?:\.(\d{1,9}))?[Zz]", re.ASCII)
+
+
 def _parse_time(value: Any) -> Any:
-    if isinstance(value, str):
-        if not value.endswith("Z"):
-            raise ValueError(f"{value!r} is not an RFC 3339 UTC time ending in 'Z'")
-        try:
-            return datetime.fromisoformat(value[:-1] + "+00:00")
-        except ValueError as e:
-            raise ValueError(f"{value!r} is not an RFC 3339 UTC time") from e
-    return value
+    if not isinstance(value, str):
+        return value  # pydantic refuses what is not a datetime
+    match = _UTC_TIME.fullmatch(value)
+    if match is None:
+        raise ValueError(
+            f"{value!r} is not an RFC 3339 UTC time like 2026-11-24T08:00:00Z (ending in 'Z')"
+        )
+    date, clock, fraction = match.groups()
+    micro = (fraction or "").ljust(6, "0")[:6]  # finer than microseconds: truncated
+    try:
+        return datetime.fromisoformat(f"{date}T{clock}.{micro}+00:00")
+    except ValueError as e:
+        raise ValueError(f"{value!r} is not a valid time: {e}") from e
 
 
 UtcTime = Annotated[

@@ -265,6 +265,21 @@ def test_an_older_version_loads_when_the_floor_does_not_apply(
     assert decide(tree, state, at=now).version == "1.0.0"
 
 
+def test_build_metadata_never_makes_a_rollback(
+    signed: Signed, key: SigningKey, now: datetime
+) -> None:
+    # Semver ignores build metadata for precedence: 1.0.0 and 1.0.0+build.2 are the
+    # same version, so neither is older. Each still loads only as trusted content.
+    tree = capture(signed(key))
+    verified = _verified(tree, key, now)
+    rebuilt = _content(verified, version="1.0.0+build.2", content_digest="sha256:" + "4" * 64)
+    state = TrustState.build([key.public_key], [_content(verified), rebuilt])
+
+    assert decide(tree, state, at=now).version == "1.0.0"
+    untrusted = TrustState.build([key.public_key], [rebuilt])
+    assert _code(tree, untrusted, now) == "content-not-trusted"
+
+
 def test_floors_are_per_name_and_platform(signed: Signed, key: SigningKey, now: datetime) -> None:
     tree = capture(signed(key))
     verified = _verified(tree, key, now)

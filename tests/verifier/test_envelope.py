@@ -105,6 +105,25 @@ def test_statement_payload_is_an_in_toto_statement_v1() -> None:
             "ending in 'Z'",
             id="non-utc-time",
         ),
+        *[
+            pytest.param(
+                lambda s, t=t: s["predicate"].update(signed_at=t), "RFC 3339 UTC time", id=i
+            )
+            for t, i in [
+                ("2099-01-01+00:00", "date-with-offset"),
+                ("2099-01-01Z", "date-only"),
+                ("2026-W48-2T08:00:00Z", "week-date"),
+                ("20261124T080000Z", "iso-basic"),
+                ("2026-11-24 08:00:00Z", "space-separator"),
+                ("2026-11-24T08:00Z", "no-seconds"),
+                ("\uff12026-11-24T08:00:00Z", "fullwidth-digit"),
+            ]
+        ],
+        pytest.param(
+            lambda s: s["predicate"].update(signed_at="2026-02-30T08:00:00Z"),
+            "not a valid time",
+            id="no-such-day",
+        ),
         pytest.param(
             lambda s: s["predicate"].update(platform="Linux x86"),
             "not a platform",
@@ -145,6 +164,13 @@ def test_malformed_statements_are_refused(edit: object, message: str) -> None:
     edit(obj)  # type: ignore[operator]
     with pytest.raises(FormatError, match=message):
         parse_statement(json.dumps(obj).encode())
+
+
+def test_rfc3339_lowercase_t_and_z_and_fine_fractions_are_read() -> None:
+    statement = json.loads(_statement().to_payload())
+    statement["predicate"]["signed_at"] = "2026-11-24t08:00:00.123456789z"
+    parsed = parse_statement(json.dumps(statement).encode())
+    assert parsed.predicate.signed_at == datetime(2026, 11, 24, 8, 0, 0, 123456, tzinfo=UTC)
 
 
 def test_envelope_round_trip() -> None:

@@ -162,6 +162,25 @@ def test_build_metadata_does_not_change_precedence() -> None:
     assert str(SemVer.parse("1.0.0-rc.1+build.5")) == "1.0.0-rc.1+build.5"
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        pytest.param("1\u0660.0.0", id="arabic-indic-zero"),
+        pytest.param("\uff11.0.0", id="fullwidth-one"),
+        pytest.param("1.0.0-rc.\u0661", id="unicode-digit-in-prerelease"),
+        pytest.param("1.0.0+b\u0662", id="unicode-digit-in-build"),
+    ],
+)
+def test_versions_are_ascii(text: str) -> None:
+    # A Unicode digit would sort by its value ("1\u0660.0.0" as 10.0.0) under a name that
+    # `vtreg revoke hello@10.0.0` never matches.
+    with pytest.raises(ValueError, match="not a semantic version"):
+        SemVer.parse(text)
+    manifest = json.dumps({"name": "hello", "description": "d", "version": text})
+    with pytest.raises(FormatError, match="version"):
+        parse_manifest(manifest.encode())
+
+
 _identifier = st.from_regex(r"(0|[1-9][0-9]{0,3}|[a-z][a-z0-9-]{0,5})", fullmatch=True)
 
 
