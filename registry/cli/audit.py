@@ -66,17 +66,29 @@ def audit_group(
     emit_report(_report(events), settings)
 
 
+# A cell a spreadsheet would read as a formula (OWASP, "CSV injection").
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _cell(value: object) -> object:
+    """``value`` for a CSV cell: text that would start a formula gets a leading ``'``."""
+    if isinstance(value, str) and value.startswith(_FORMULA_START):
+        return "'" + value
+    return value
+
+
 def _csv(events: list[AuditRecord]) -> str:
     from vtreg.verifier.audit_event import JSON_FIELDS
 
     out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=JSON_FIELDS, lineterminator="\n")
+    # CRLF, as RFC 4180 says: a CR inside a cell is then quoted, never a row break.
+    writer = csv.DictWriter(out, fieldnames=JSON_FIELDS, lineterminator="\r\n")
     writer.writeheader()
     for event in events:
         row = event.to_json()
         row["keyids"] = " ".join(row["keyids"])
         row["details"] = json.dumps(row["details"], sort_keys=True)
-        writer.writerow(row)
+        writer.writerow({name: _cell(value) for name, value in row.items()})
     return out.getvalue()
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from tests.helpers import run_cli
+from tests.helpers import invoke_cli, run_cli
 from tests.registry.conftest import SignedPlugin
 from tests.registry.test_audit_format import KNOWN_ACTOR, KNOWN_AT, KNOWN_EVENT, KNOWN_HASH
 from vtreg.loader.protocols import AuditEvent
@@ -410,6 +410,24 @@ def test_audit_cli_outputs(busy_registry: Registry, database_url: str, key: Sign
     rows = list(csv.DictReader(io.StringIO(as_csv.stdout)))
     assert [r["seq"] for r in rows] == ["8"]
     assert json.loads(rows[0]["details"])["error"] == "PolicyError"
+
+
+@pytest.mark.parametrize(
+    "actor",
+    ['=HYPERLINK("http://x")', "+1", "-2+3", "@SUM(A1)", "\tx", "\rx"],
+    ids=["equals", "plus", "minus", "at", "tab", "carriage-return"],
+)
+def test_csv_cells_never_start_a_formula(database_url: str, actor: str) -> None:
+    with Registry.open(database_url) as registry:
+        registry.actor = actor
+        registry.record(AuditEvent("plugin.load", "refused", reason="=1+1"))
+
+    result = invoke_cli("audit", "--db", database_url, "--csv")
+
+    [row] = list(csv.DictReader(io.StringIO(result.stdout)))
+    assert (row["actor"], row["reason"]) == ("'" + actor, "'=1+1")
+    as_json = invoke_cli("audit", "--db", database_url, "--json").json()
+    assert as_json["events"][0]["actor"] == actor  # --json stays exact
 
 
 @pytest.mark.parametrize(
