@@ -57,10 +57,11 @@ __all__ = [
 
 @dataclass
 class ChainHeadState:
-    """The locked chain head inside a writing transaction: the last event's number and hash."""
+    """The locked chain head inside a writing transaction: the last event's number, hash, time."""
 
     seq: int
     hash: str
+    at: datetime | None = None  # None before the first event
 
 
 def lock_head(cursor: Cursor) -> ChainHeadState:
@@ -71,7 +72,8 @@ def lock_head(cursor: Cursor) -> ChainHeadState:
 
         raise RegistryError("the audit chain head is missing: the registry has been tampered with")
     seq, digest = rows[0]
-    return ChainHeadState(int(seq), str(digest))
+    last = cursor.rows(cursor.sql.event_time, (seq,))
+    return ChainHeadState(int(seq), str(digest), cursor.sql.time_in(last[0][0]) if last else None)
 
 
 def append(
@@ -81,9 +83,14 @@ def append(
 
     Runs for every load and every verification, so it is three short
     statements on the transaction's own cursor (see registry.statements).
+    An event's time never goes back along the chain: a writer whose clock is
+    behind the previous event's records that event's time instead, so a
+    ``--since`` window never misses it.
     """
     sql = cursor.sql
     seq = head.seq + 1
+    if head.at is not None and at < head.at:
+        at = head.at
     hashed = (seq, at, actor, *event.stored())  # in HASHED_FIELDS order
     digest = chain_hash(head.hash, canonical(*hashed))
     cursor.rows(sql.insert_event, (seq, sql.time_out(at), *hashed[2:], head.hash, digest))
@@ -91,7 +98,7 @@ def append(
     if keyids:
         cursor.many(sql.insert_key, [(k, seq) for k in keyids])
     cursor.rows(sql.move_head, (seq, digest))
-    head.seq, head.hash = seq, digest
+    head.seq, head.hash, head.at = seq, digest, at
     return seq
 
 

@@ -53,6 +53,7 @@ class Statements:
         self.lock_head = "SELECT seq, hash FROM audit_chain_head WHERE id = 1" + (
             "" if self.sqlite else " FOR UPDATE"
         )
+        self.event_time = f"SELECT at FROM audit_events WHERE seq = {mark}"
         # Every column, in the order append() gives the values (the event format's).
         self.insert_event = (
             f"INSERT INTO audit_events ({', '.join(COLUMNS)}) VALUES ({marks(len(COLUMNS))})"

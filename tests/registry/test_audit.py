@@ -459,3 +459,21 @@ def test_an_appended_event_hashes_to_the_known_answer(registry: Registry) -> Non
     assert record.at == KNOWN_AT
     assert record.stored() == KNOWN_EVENT.stored()
     assert registry.verify_audit().ok
+
+
+def test_event_times_never_go_back_along_the_chain(registry: Registry) -> None:
+    # A host whose clock is an hour behind writes after one that is right: its
+    # event takes the previous event's time, so a --since window still finds it.
+    ahead = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
+    registry.record(AuditEvent("plugin.load", "allowed", plugin="a"), at=ahead)
+    registry.record(AuditEvent("plugin.load", "allowed", plugin="b"), at=ahead - timedelta(hours=1))
+    registry.record(
+        AuditEvent("plugin.load", "allowed", plugin="c"), at=ahead + timedelta(seconds=1)
+    )
+
+    events = registry.audit_events(since=ahead)
+
+    assert [(e.plugin, e.at) for e in reversed(events)] == [
+        ("a", ahead), ("b", ahead), ("c", ahead + timedelta(seconds=1))
+    ]  # fmt: skip
+    assert registry.verify_audit().ok

@@ -30,6 +30,7 @@ def test_statements_name_only_real_columns() -> None:
         (Key, sql.keys),
         (Plugin, sql.contents),
         (ChainHead, sql.lock_head),
+        (AuditEvent, sql.event_time),
         (AuditEvent, sql.insert_event),
         (AuditEventKey, sql.insert_key),
         (ChainHead, sql.move_head),
