@@ -48,6 +48,7 @@ from vtreg.verifier.manifest import claimed_identity
 from vtreg.verifier.platforms import host_platform
 from vtreg.verifier.platforms import library_filename as platform_library_filename
 from vtreg.verifier.signatures import VerifiedPlugin
+from vtreg.verifier.text import printable
 from vtreg.verifier.tree import PluginTree, capture
 from vtreg.verifier.trust import TrustedKey, TrustState
 
@@ -286,7 +287,7 @@ class PluginLoader:
             "error",
             plugin=name,
             version=version,
-            reason=str(error),
+            reason=printable(str(error)),
             details={"path": label, "error": type(error).__name__, "unverified_name": True},
         )
         try:

@@ -81,6 +81,7 @@ class AuditEvent:
         claims (``manifest``), marked ``unverified_name`` in the details.
         """
         from .manifest import claimed_identity  # pydantic: only when there is a refusal
+        from .text import printable
 
         extra: dict[str, object] = {"error": type(error).__name__, "code": error.code}
         plugin: str | None
@@ -98,7 +99,7 @@ class AuditEvent:
             version=release,
             digest=content,
             keyids=error.keyids,
-            reason=str(error),
+            reason=printable(str(error)),  # never a NUL or an escape sequence in the log
             details={**details, **extra},
         )
 

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec
 import click
 
 from vtreg.verifier.errors import UsageError, VerificationError, VtregError
+from vtreg.verifier.text import printable
 
 if TYPE_CHECKING:
     from vtreg.verifier.tree import PendingCapture
@@ -97,7 +98,7 @@ def _emit_json(document: dict[str, Any]) -> None:
 def emit_report(report: Report, settings: Settings) -> None:
     """Print a command's warnings on stderr and its report on stdout (JSON with --json)."""
     for warning in report.warnings:
-        click.echo(f"vtreg: warning: {warning}", err=True)
+        click.echo(f"vtreg: warning: {printable(warning)}", err=True)
     if settings.json:
         _emit_json({"ok": report.exit_code == EXIT_OK, **report.data})
     elif report.text:
@@ -107,7 +108,7 @@ def emit_report(report: Report, settings: Settings) -> None:
 def emit_error(error: BaseException, code: int, settings: Settings) -> None:
     """Print one line for ``error`` on stderr (and one JSON document with --json)."""
     message = error.format_message() if isinstance(error, click.ClickException) else str(error)
-    message = " ".join(message.split()) or type(error).__name__
+    message = printable(" ".join(message.split())) or type(error).__name__
     category = _CATEGORY.get(code, "undecided")
     if settings.verbose:
         traceback.print_exception(error, file=sys.stderr)

@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
+from vtreg.verifier.text import printable
+
 from ._app import Report, Settings, cli, vtreg_command
 from ._params import NAME, TIME_OR_DURATION, utc_now
 
@@ -44,6 +46,7 @@ def _short(keyid: str) -> str:
 def _table(headers: list[str], rows: list[list[str]]) -> str:
     if not rows:
         return ""
+    rows = [[printable(cell) for cell in row] for row in rows]  # names, reasons: from outside
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
     lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip()]
     lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]

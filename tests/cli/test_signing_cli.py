@@ -397,3 +397,23 @@ def test_a_small_order_key_cannot_be_used_to_forge(
         assert result.code == 3, result.stdout
         assert "not a usable ed25519 public key: a point of small order" in result.stderr
     assert not (tmp_path / "r.db").exists()  # refused before any registry was opened
+
+
+def test_a_hostile_keyid_hint_cannot_paint_over_the_refusal(
+    plugin_factory: PluginFactory, keys: Path
+) -> None:
+    plugin = plugin_factory()
+    ok(invoke_cli("sign", plugin, "--key", keys / "bob.key"))
+    envelope = json.loads((plugin / "plugin.sig").read_bytes())
+    envelope["signatures"][0]["keyid"] = "\x1b[2K\r\x1b[32mverified"
+    (plugin / "plugin.sig").write_text(json.dumps(envelope))
+
+    text = invoke_cli("verify", plugin, "--key", keys / "alice.pub")
+    as_json = invoke_cli("verify", plugin, "--key", keys / "alice.pub", "--json")
+
+    assert text.code == as_json.code == 1
+    assert "\x1b" not in text.stderr
+    assert "\r" not in text.stderr
+    assert "\\x1b[2K \\x1b[32m" in text.stderr  # shown, inert (the CR folded to a space)
+    assert text.stderr.count("\n") == 1  # one line
+    assert as_json.json()["error"]["code"] == "unknown-key"

@@ -477,3 +477,18 @@ def test_event_times_never_go_back_along_the_chain(registry: Registry) -> None:
         ("a", ahead), ("b", ahead), ("c", ahead + timedelta(seconds=1))
     ]  # fmt: skip
     assert registry.verify_audit().ok
+
+
+def test_the_audit_table_shows_control_characters_inert(database_url: str) -> None:
+    # A reason (or a row someone edited) holding escape sequences must not repaint
+    # the operator's terminal; --json keeps the exact text.
+    with Registry.open(database_url) as registry:
+        registry.record(AuditEvent("plugin.load", "refused", reason="\x1b[2J\x1b[32mallowed\u202e"))
+
+    table = invoke_cli("audit", "--db", database_url)
+    as_json = invoke_cli("audit", "--db", database_url, "--json").json()
+
+    assert "\x1b" not in table.stdout
+    assert "\u202e" not in table.stdout
+    assert "\\x1b[2J\\x1b[32mallowed\\u202e" in table.stdout
+    assert as_json["events"][0]["reason"] == "\x1b[2J\x1b[32mallowed\u202e"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import re
 import threading
 from collections.abc import Callable, Iterator, Sequence
@@ -522,3 +523,26 @@ def test_a_load_decides_from_one_snapshot(
         other_host.close()
     assert interleaved
     assert refused.value.code == "content-not-trusted"  # the keys as they were, and no content
+
+
+def test_hostile_keyid_hints_neither_reach_the_terminal_nor_stop_the_audit(
+    registry: Registry, signed_plugin: SignedPlugin, key: SigningKey, other_key: SigningKey
+) -> None:
+    # The hint is unauthenticated: an escape sequence in it must not repaint the
+    # refusal, and a NUL (which PostgreSQL text cannot hold) must not make the
+    # refusal unrecordable, hiding attempts from `vtreg audit`.
+    registry.add_key(key.public_key)
+    plugin = signed_plugin("hello", "1.0.0", other_key)
+    envelope = json.loads((plugin / "plugin.sig").read_bytes())
+    envelope["signatures"][0]["keyid"] = "\x00\x1b[2K\rverified\u202e"
+    (plugin / "plugin.sig").write_text(json.dumps(envelope))
+
+    with pytest.raises(SignatureError) as refused:
+        registry.verify_plugin(capture(plugin))
+
+    assert refused.value.code == "unknown-key"
+    [event] = registry.audit_events(limit=1)
+    assert event.outcome == "refused"
+    assert event.reason is not None
+    assert "\\x00\\x1b[2K\\x0dverified\\u202e" in event.reason
+    assert event.reason.isprintable()

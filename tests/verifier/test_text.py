@@ -1,0 +1,39 @@
+"""Text from outside is shown inert: every character a terminal or log viewer acts on is escaped."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from vtreg.verifier.text import printable
+
+
+@pytest.mark.parametrize(
+    ("text", "shown"),
+    [
+        pytest.param("\x1b[2K\rverified", "\\x1b[2K\\x0dverified", id="escape-and-carriage-return"),
+        pytest.param("a\nb\tc", "a\\x0ab\\x09c", id="newline-tab"),
+        pytest.param("nul\x00", "nul\\x00", id="nul"),
+        pytest.param("\x7f\x9b", "\\x7f\\x9b", id="del-and-c1-csi"),
+        pytest.param("\u202egnp.exe", "\\u202egnp.exe", id="bidi-override"),
+        pytest.param("\u2066x\u2069", "\\u2066x\\u2069", id="bidi-isolate"),
+        pytest.param("line\u2028sep", "line\\u2028sep", id="line-separator"),
+        pytest.param("héllo wörld ✓ 插件", "héllo wörld ✓ 插件", id="ordinary-text-unchanged"),
+    ],
+)
+def test_unsafe_characters_are_escaped(text: str, shown: str) -> None:
+    assert printable(text) == shown
+
+
+@given(st.text())
+def test_nothing_a_terminal_acts_on_survives(text: str) -> None:
+    shown = printable(text)
+    assert not any(
+        ord(c) < 0x20
+        or 0x7F <= ord(c) <= 0x9F
+        or c in "\u2028\u2029\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
+        for c in shown
+    )
+    if text.isprintable():  # nothing to escape: shown exactly
+        assert shown == text
