@@ -23,7 +23,7 @@ import getpass
 import json
 import os
 import socket
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
@@ -35,7 +35,9 @@ from vtreg.verifier.audit_event import AuditEvent
 from vtreg.verifier.decision import decide, decide_trust
 from vtreg.verifier.envelope import format_time
 from vtreg.verifier.errors import NotFoundError, PolicyError, UsageError, VerificationError
+from vtreg.verifier.files import read_regular_at
 from vtreg.verifier.keys import PublicKey
+from vtreg.verifier.layout import MANIFEST_FILE, MAX_MANIFEST_BYTES
 from vtreg.verifier.manifest import SemVer, check_plugin_name
 from vtreg.verifier.signatures import VerifiedPlugin
 from vtreg.verifier.tree import PluginTree
@@ -215,6 +217,18 @@ class Registry:
             audit.append(cursor, audit.lock_head(cursor), event, actor=self.actor, at=at or _now())
 
     # --- decisions ---
+
+    def audited_capture(
+        self, action: str, path: str, capture: Callable[[], PluginTree]
+    ) -> PluginTree:
+        """``capture()``, with a refusal it raises (a symlink inside, an oversize file)
+        recorded as a refused ``action``, as every later refusal of that action is."""
+        try:
+            return capture()
+        except VerificationError as e:
+            manifest = _peek_manifest(path)
+            self.record(AuditEvent.refusal(action, e, manifest=manifest, details={"path": path}))
+            raise
 
     def authorize(self, tree: PluginTree, *, at: datetime, threshold: int = 1) -> VerifiedPlugin:
         """Decide whether a captured plugin may be used (the loader's ``TrustPolicy``).
@@ -502,6 +516,18 @@ class Registry:
         # committed while the walk runs cannot look like tampering.
         with self._read(snapshot=True) as session:
             return audit.verify_chain(session.connection(), anchor=anchor)
+
+
+def _peek_manifest(path: str) -> bytes | None:
+    """plugin.json's bytes, unverified, only to label a refusal (see AuditEvent.refusal)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        return read_regular_at(fd, MANIFEST_FILE, lambda f: os.read(f, MAX_MANIFEST_BYTES))
+    finally:
+        os.close(fd)
 
 
 def _existing_key(row: Key, name: str | None, scopes: Sequence[str]) -> KeyInfo:

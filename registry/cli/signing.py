@@ -12,6 +12,8 @@ from ._app import Report, Settings, cli, vtreg_command
 from ._params import NAME, TIME_OR_DURATION, passphrase_reader, utc_now
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from vtreg.verifier.signatures import VerifiedPlugin
     from vtreg.verifier.tree import PluginTree
 
@@ -187,8 +189,7 @@ def verify(
 
             raise UsageError("--key verifies offline; --db verifies against a registry: pick one")
         if not key_files:
-            tree = pending.result()
-            return _verify_with_registry(db_url, threshold, tree)
+            return _verify_with_registry(db_url, threshold, directory, pending.result)
         from vtreg.verifier.errors import UsageError
         from vtreg.verifier.keys import read_public_key_file
         from vtreg.verifier.signatures import verify
@@ -206,11 +207,14 @@ def verify(
     return _verified_report(result, threshold)
 
 
-def _verify_with_registry(db_url: str | None, threshold: int, tree: PluginTree) -> Report:
+def _verify_with_registry(
+    db_url: str | None, threshold: int, directory: str, captured: Callable[[], PluginTree]
+) -> Report:
     from vtreg.registry.service import Registry
     from vtreg.verifier.envelope import format_time
 
     with Registry.open(db_url) as registry:
+        tree = registry.audited_capture("plugin.verify", directory, captured)
         result = registry.verify_plugin(tree, at=utc_now(), threshold=threshold)
         record = registry.lookup(result.content_digest)
     report = _verified_report(result, threshold)

@@ -178,8 +178,8 @@ def trust(
     """Verify DIRECTORY against the registry's keys and trust its exact content."""
     from vtreg.verifier.tree import capture
 
-    tree = capture(directory)
     with open_registry(db_url) as registry:
+        tree = registry.audited_capture("plugin.trust", directory, lambda: capture(directory))
         result = registry.trust(tree, threshold=threshold, pin=pin)
     info = result.plugin
     if result.created:
