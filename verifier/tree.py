@@ -560,11 +560,13 @@ class PendingCapture:
 
     def _fork(self) -> None:
         read_end, write_end = os.pipe()
+        parent = os.getpid()
         pid = os.fork()
         if pid == 0:  # the child: capture, report, and leave without cleanup
             os.close(read_end)
             code = 0
             try:
+                _die_with(parent)
                 message = _encode_outcome(self.root, self.algorithms)
                 view = memoryview(message)
                 while view:
@@ -621,6 +623,26 @@ class PendingCapture:
             )
             return
         self._result, self._error = _decode_outcome(data)
+
+
+def _die_with(parent: int) -> None:
+    """Make this forked child end when ``parent`` does, however it ends (kill -9 included).
+
+    On Linux the kernel delivers SIGKILL at the parent's death (PR_SET_PDEATHSIG);
+    a parent already gone by then is caught by its pid no longer being ours.
+    Elsewhere the child ends at its next write to the parent's closed pipe.
+    """
+    try:
+        import ctypes  # only in the child: the caller's start-up path stays light
+
+        ctypes.CDLL(None).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass  # no prctl: not Linux
+    if os.getppid() != parent:
+        os._exit(1)
+
+
+_PR_SET_PDEATHSIG = 1
 
 
 def _encode_outcome(root: str, algorithms: tuple[str, ...]) -> bytes:
