@@ -9,6 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+import pydantic
+
+from ._json import first_error
 from .envelope import (
     MAX_SIGNATURES,
     PAYLOAD_TYPE,
@@ -26,8 +29,8 @@ from .envelope import (
 )
 from .errors import FormatError, UsageError, VtregError
 from .keys import SigningKey
-from .layout import MANIFEST_FILE, SIGNATURE_FILE
-from .manifest import parse_manifest
+from .layout import MANIFEST_FILE, MAX_SIGNATURE_BYTES, SIGNATURE_FILE
+from .manifest import PluginManifest, parse_manifest
 from .platforms import (
     UNKNOWN_PLATFORM,
     detect_library_platform,
@@ -105,26 +108,52 @@ def sign(
     existing = None if fresh else _cosignable(tree)
     if existing is not None:
         return _cosign(tree, key, existing, expires, digest)
-    statement = Statement(
-        type=STATEMENT_TYPE,
-        subject=[
-            Subject(name=p, digest={"sha256": f.digests["sha256"]}) for p, f in tree.files.items()
-        ],
-        predicateType=PREDICATE_TYPE,
-        predicate=PluginPredicate(
-            name=manifest.name,
-            version=manifest.version,
-            abi_version=manifest.abi_version,
-            platform=platform,
-            library=library,
-            signed_at=at,
-            expires=expires,
-        ),
-    )
+    statement = _new_statement(tree, manifest, library, platform, at, expires)
     payload = statement.to_payload()
     sig = key.sign(pae(PAYLOAD_TYPE, payload))
-    envelope_bytes = encode_envelope(PAYLOAD_TYPE, payload, [(key.keyid, sig)])
+    envelope_bytes = _readable(tree, encode_envelope(PAYLOAD_TYPE, payload, [(key.keyid, sig)]))
     return SignResult(envelope_bytes, digest, 1, False, tree.signature is not None, False)
+
+
+def _new_statement(
+    tree: PluginTree,
+    manifest: PluginManifest,
+    library: str,
+    platform: str,
+    at: datetime,
+    expires: datetime | None,
+) -> Statement:
+    try:
+        return Statement(
+            type=STATEMENT_TYPE,
+            subject=[
+                Subject(name=p, digest={"sha256": f.digests["sha256"]})
+                for p, f in tree.files.items()
+            ],
+            predicateType=PREDICATE_TYPE,
+            predicate=PluginPredicate(
+                name=manifest.name,
+                version=manifest.version,
+                abi_version=manifest.abi_version,
+                platform=platform,
+                library=library,
+                signed_at=at,
+                expires=expires,
+            ),
+        )
+    except pydantic.ValidationError as e:  # a path no statement may name, say
+        raise FormatError(f"cannot sign {tree.root}: {first_error(e)}") from e
+
+
+def _readable(tree: PluginTree, envelope: bytes) -> bytes:
+    """``envelope``, once it is known that verify will read it (never write what it refuses)."""
+    if len(envelope) > MAX_SIGNATURE_BYTES:
+        raise FormatError(
+            f"the signature of {tree.root} would be {len(envelope):,} bytes, more than the "
+            f"{MAX_SIGNATURE_BYTES:,} a verifier reads ({len(tree.files):,} files are signed); "
+            "ship fewer files, e.g. one archive"
+        )
+    return envelope
 
 
 def _cosign(
@@ -153,9 +182,8 @@ def _cosign(
             "may hold; sign a fresh statement instead (vtreg sign --fresh)"
         )
     pairs.append((key.keyid, key.sign(message)))
-    return SignResult(
-        encode_envelope(PAYLOAD_TYPE, payload, pairs), digest, len(pairs), True, False, False
-    )
+    envelope_bytes = _readable(tree, encode_envelope(PAYLOAD_TYPE, payload, pairs))
+    return SignResult(envelope_bytes, digest, len(pairs), True, False, False)
 
 
 def _cosignable(tree: PluginTree) -> tuple[Envelope, bytes, Statement] | None:

@@ -682,3 +682,34 @@ def test_cosigning_stops_at_the_signature_limit(
     fresh = sign(capture(plugin), key, at=now, fresh=True)
     assert fresh.signatures == 1
     assert fresh.replaced
+
+
+def test_sign_never_writes_a_signature_verify_cannot_read(
+    plugin_factory: PluginFactory, key: SigningKey, now: datetime
+) -> None:
+    plugin = plugin_factory()
+    sign_dir(plugin, key, now)
+    before = (plugin / "plugin.sig").read_bytes()
+    for n in range(8000):
+        (plugin / f"asset-{n:05d}-{'x' * 60}.txt").write_bytes(b"")
+
+    with pytest.raises(FormatError, match=r"would be [\d,]+ bytes, more than the 1,048,576"):
+        sign(capture(plugin), key, at=now, fresh=True)
+    assert (plugin / "plugin.sig").read_bytes() == before  # sign is pure; nothing was written
+
+
+def test_a_path_no_statement_may_name_is_a_clear_refusal(
+    plugin_factory: PluginFactory, key: SigningKey, now: datetime
+) -> None:
+    plugin = plugin_factory()
+    fd = os.open(plugin, os.O_RDONLY | os.O_DIRECTORY)
+    for n in range(20):  # 20 x 251 bytes: past what a subject name may be (4096 bytes)
+        name = f"{n:02d}{'d' * 249}"
+        os.mkdir(name, dir_fd=fd)  # step by step: the whole path is past PATH_MAX
+        fd, parent = os.open(name, os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd), fd
+        os.close(parent)
+    os.close(os.open("f", os.O_WRONLY | os.O_CREAT, 0o644, dir_fd=fd))
+    os.close(fd)
+
+    with pytest.raises(FormatError, match=r"cannot sign .*not a relative path"):
+        sign(capture(plugin), key, at=now)
