@@ -206,3 +206,45 @@ def test_copy_of_registry_is_independent(home: dict[str, str], keys: Path, tmp_p
     shutil.copy(Path(home["VTREG_HOME"]) / "registry.db", copy)
     with sqlite3.connect(copy) as connection:
         assert connection.execute("SELECT count(*) FROM keys").fetchone() == (1,)
+
+
+# --- bad values are usage errors ---
+
+
+@pytest.mark.parametrize(
+    ("args", "pattern"),
+    [
+        pytest.param(["audit", "--since", "99999-01-01"], "is neither a date/time", id="year-99999"),
+        pytest.param(["audit", "--since", "100000000d"], "is neither a date/time", id="too-long-ago"),
+        pytest.param(["audit", "--until", "9999-12-31T23:00:00-05:00"], "is neither a date/time", id="after-year-9999-in-utc"),
+        pytest.param(["audit", "--since", "0001-01-01T00:30:00+01:00"], "is neither a date/time", id="before-year-1-in-utc"),
+        pytest.param(["key", "add", "/dev/null", "--expires", "9999-12-31T23:59-01:00"], "nor a duration", id="expiry-after-9999"),
+    ],
+)  # fmt: skip
+def test_bad_values_are_usage_errors(home: dict[str, str], args: list[str], pattern: str) -> None:
+    one_line_error(invoke_cli(*args, env=home), 2, pattern)
+    one_line_error(invoke_cli(*args, "--json", env=home), 2, pattern)
+
+
+@pytest.mark.parametrize(
+    ("actor", "pattern"),
+    [
+        pytest.param("x" * 256, "is 256 characters long; at most 255", id="too-long"),
+        pytest.param("ops\x1b[31m", "holds control characters", id="escape"),
+        pytest.param("ops\nroot@host", "holds control characters", id="newline"),
+        pytest.param("ops\u202eevil", "holds control characters", id="bidi-override"),
+    ],
+)
+def test_an_actor_the_registry_cannot_record_is_a_usage_error(
+    database_url: str, keys: Path, actor: str, pattern: str
+) -> None:
+    refused = invoke_cli(
+        "key", "add", keys / "alice.pub", "--db", database_url, env={"VTREG_ACTOR": actor}
+    )
+    one_line_error(refused, 2, f"VTREG_ACTOR .*{pattern}")
+    assert ok(invoke_cli("audit", "--json", "--db", database_url)).json()["events"] == []
+
+    longest = {"VTREG_ACTOR": "x" * 255}  # the control: what the column holds is fine
+    ok(invoke_cli("key", "add", keys / "alice.pub", "--db", database_url, env=longest))
+    events = ok(invoke_cli("audit", "--json", "--db", database_url)).json()["events"]
+    assert [e["actor"] for e in events] == ["x" * 255]
