@@ -8,16 +8,27 @@
   (psycopg 3) is the one supported for a registry shared by many hosts.
 * The schema is owned by Alembic (``migrations/``): a fresh database is created
   at head; an older one is refused until ``vtreg db upgrade``.
+* A SQLite registry is the trust store: its directory, file and ``-wal``/``-shm``
+  must belong to this user (or root) and be writable by nobody else; a new one is
+  built aside (0600) and linked into place complete, so a file that exists but is
+  not a registry (empty, truncated, garbage) is refused, never re-created. Where
+  the file or its directory is not writable, it is opened read-only.
+* Lock waits are bounded on both engines: ``$VTREG_LOCK_TIMEOUT`` seconds (60).
 """
 
 from __future__ import annotations
 
 import contextlib
+import math
 import os
+import re
+import secrets
+import stat
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote, unquote, urlsplit
 
 import sqlalchemy as sa
 from sqlalchemy import event, exc
@@ -31,6 +42,7 @@ if TYPE_CHECKING:
 __all__ = [
     "ENV_DATABASE_URL",
     "ENV_HOME",
+    "ENV_LOCK_TIMEOUT",
     "alembic_config",
     "begin_sqlite",
     "connect",
@@ -38,6 +50,7 @@ __all__ = [
     "default_url",
     "ensure_schema",
     "head_revision",
+    "lock_timeout",
     "normalize_url",
     "safe_url",
     "vtreg_home",
@@ -51,7 +64,11 @@ SCHEMA_HEAD = REVISIONS[-1]
 
 ENV_DATABASE_URL = "VTREG_DATABASE_URL"
 ENV_HOME = "VTREG_HOME"
-_SQLITE_BUSY_TIMEOUT_MS = 60_000
+ENV_LOCK_TIMEOUT = "VTREG_LOCK_TIMEOUT"
+_DEFAULT_LOCK_TIMEOUT_S = 60.0
+_MAX_LOCK_TIMEOUT_S = 24 * 3600.0
+_SQLITE_MAGIC = b"SQLite format 3\x00"
+_SQLITE_BUSY = 5
 _PG_CONNECT_TIMEOUT_S = 10
 # Any constant shared by every vtreg process: the key of PostgreSQL's advisory
 # lock that serialises schema creation and upgrades.
@@ -91,17 +108,86 @@ def normalize_url(url: str) -> str:
     return url
 
 
-def safe_url(url: str) -> str:
-    """The URL for messages: never the password."""
+# libpq parameters that are secrets (or say where one is kept), in a URL's query string.
+_SECRET_PARAMS = frozenset({"password", "sslpassword", "passfile"})
+# The same inside a libpq connection string ("host=h password=x") or a URI ("//u:x@h").
+_CONNINFO_SECRET = re.compile(
+    r"\b((?:ssl)?password|passfile)(\s*=\s*)('(?:[^'\\]|\\.)*'|[^\s']*)", re.IGNORECASE
+)
+_URI_SECRET = re.compile(r"(//[^/:@\s]*:)[^@/\s]*(@)")
+_HIDDEN = "***"
+
+
+def _hide_secrets(text: str) -> str:
+    text = _CONNINFO_SECRET.sub(lambda m: m[1] + m[2] + _HIDDEN, text)
+    return _URI_SECRET.sub(lambda m: m[1] + _HIDDEN + m[2], text)
+
+
+def _secrets_in(url: str) -> list[str]:
+    """Every secret value ``url`` carries, longest first (to scrub them from driver messages)."""
     try:
-        return sa.make_url(url).render_as_string(hide_password=True)
-    except exc.ArgumentError:
+        parsed = sa.make_url(url)
+    except (exc.ArgumentError, ValueError):
+        return []
+    found = [parsed.password] if parsed.password else []
+    for key, value in parsed.query.items():
+        for item in (value,) if isinstance(value, str) else value:
+            if key.lower() in _SECRET_PARAMS:
+                found.append(item)
+            found += [m[3].strip("'") for m in _CONNINFO_SECRET.finditer(item)]
+    for text in (parsed.database or "", parsed.host or ""):
+        found += [m[3].strip("'") for m in _CONNINFO_SECRET.finditer(text)]
+    return sorted({str(f) for f in found if f}, key=len, reverse=True)
+
+
+def safe_url(url: str) -> str:
+    """The URL for messages: never a password, in the URL or its query string.
+
+    libpq also takes ``password``/``sslpassword`` (and ``passfile``) as query
+    parameters, and a whole connection string as ``dbname``: those are hidden too.
+    """
+    try:
+        parsed = sa.make_url(url)
+        query = {
+            key: _HIDDEN
+            if key.lower() in _SECRET_PARAMS
+            else (
+                _hide_secrets(value) if isinstance(value, str) else tuple(map(_hide_secrets, value))
+            )
+            for key, value in parsed.query.items()
+        }
+        database = _hide_secrets(parsed.database) if parsed.database else parsed.database
+        rendered = parsed.set(query=query, database=database).render_as_string(hide_password=True)
+    except (exc.ArgumentError, ValueError):
         return "<invalid database URL>"
+    return rendered.replace("%2A%2A%2A", _HIDDEN)
+
+
+def scrub(text: str, url: str) -> str:
+    """``text`` (a driver's message about ``url``) without any secret ``url`` carries."""
+    for secret in _secrets_in(url):
+        text = text.replace(secret, _HIDDEN)
+    return _hide_secrets(text)
 
 
 def _first_line(error: BaseException) -> str:
     text = str(getattr(error, "orig", None) or error).strip()
     return text.splitlines()[0] if text else type(error).__name__
+
+
+def _describe(error: BaseException, url: str) -> str:
+    """One line for a database error; a lock wait that ran out says so."""
+    driver_error = getattr(error, "orig", error)
+    # PostgreSQL's lock_not_available, SQLite's SQLITE_BUSY once the busy timeout ran out.
+    if (
+        getattr(driver_error, "sqlstate", None) == "55P03"
+        or getattr(driver_error, "sqlite_errorcode", None) == _SQLITE_BUSY
+    ):
+        return (
+            f"gave up waiting for a lock after {lock_timeout():g} s ({ENV_LOCK_TIMEOUT}): "
+            "another session holds it"
+        )
+    return scrub(_first_line(error), url)
 
 
 @contextlib.contextmanager
@@ -111,26 +197,47 @@ def database_errors(url: str, driver_error: type[Exception] | None = None) -> It
     try:
         yield
     except (exc.ArgumentError, exc.NoSuchModuleError) as e:
-        raise UsageError(f"invalid database URL {safe_url(url)}: {_first_line(e)}") from e
+        raise UsageError(f"invalid database URL {safe_url(url)}: {_describe(e, url)}") from e
     except exc.SQLAlchemyError as e:
-        raise RegistryError(f"registry {safe_url(url)}: {_first_line(e)}") from e
+        raise RegistryError(f"registry {safe_url(url)}: {_describe(e, url)}") from e
     except Exception as e:
         if driver_error is not None and isinstance(e, driver_error):
-            raise RegistryError(f"registry {safe_url(url)}: {_first_line(e)}") from e
+            raise RegistryError(f"registry {safe_url(url)}: {_describe(e, url)}") from e
         raise
 
 
-def _sqlite_setup(engine: Engine) -> None:
+def lock_timeout() -> float:
+    """How long to wait for a lock, in seconds: ``$VTREG_LOCK_TIMEOUT``, else 60.
+
+    Raises:
+        UsageError: not a number of seconds above 0 (and at most a day).
+    """
+    text = os.environ.get(ENV_LOCK_TIMEOUT, "").strip()
+    if not text:
+        return _DEFAULT_LOCK_TIMEOUT_S
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 < value <= _MAX_LOCK_TIMEOUT_S:
+        raise UsageError(
+            f"{ENV_LOCK_TIMEOUT} must be a number of seconds above 0 and at most "
+            f"{_MAX_LOCK_TIMEOUT_S:g}, got {text!r}"
+        )
+    return value
+
+
+def _sqlite_setup(engine: Engine, *, busy_timeout_ms: int, read_only: bool) -> None:
     @event.listens_for(engine, "connect")
     def on_connect(dbapi_connection: object, _record: object) -> None:
         # Let SQLAlchemy's "begin" event below issue BEGIN, not the driver.
         dbapi_connection.isolation_level = None  # type: ignore[attr-defined]
         cursor = dbapi_connection.cursor()  # type: ignore[attr-defined]
         try:
-            cursor.execute(f"PRAGMA busy_timeout = {_SQLITE_BUSY_TIMEOUT_MS}")
+            cursor.execute(f"PRAGMA busy_timeout = {busy_timeout_ms}")
             cursor.execute("PRAGMA foreign_keys = ON")
             # The journal mode is stored in the file; the first connection sets it.
-            if cursor.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+            if not read_only and cursor.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
                 cursor.execute("PRAGMA journal_mode = WAL")
         finally:
             cursor.close()
@@ -168,25 +275,146 @@ def begin_sqlite(
     execute("BEGIN IMMEDIATE" if write else "BEGIN")
 
 
+def _sqlite_file(url: sa.URL) -> Path | None:
+    """The file a SQLite URL names (plain path or ``file:`` URI), or None (in memory)."""
+    database = url.database or ""
+    if url.get_backend_name() != "sqlite" or database in ("", ":memory:"):
+        return None
+    if database.startswith("file:"):
+        parts = urlsplit(database)
+        if parts.path in ("", ":memory:") or "mode=memory" in parts.query:
+            return None
+        return Path(unquote(parts.path))
+    return Path(database)
+
+
+def _writable(path: Path) -> bool:
+    """Whether this process may write ``path`` (a file, or a directory to create files in).
+
+    False on a read-only mount or for an immutable file, for root too.
+    """
+    return os.access(path, os.W_OK)
+
+
+def _check_safe(path: Path, what: str) -> os.stat_result | None:
+    """Refuse a registry ``path`` someone else could swap: owned by another user, or
+    group/world-writable. Returns its status (None if it does not exist)."""
+    try:
+        status = path.stat()
+    except FileNotFoundError:
+        return None
+    except OSError as e:
+        raise RegistryError(f"cannot inspect the registry {what} {path}: {e.strerror}") from e
+    if os.name != "posix":
+        return status
+    uid = os.geteuid()
+    if status.st_uid not in (uid, 0):
+        raise RegistryError(
+            f"the registry {what} {path} belongs to uid {status.st_uid}, not to this user "
+            f"({uid}) or root: anyone who owns it can swap the trust store"
+        )
+    if status.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        raise RegistryError(
+            f"the registry {what} {path} is group- or world-writable "
+            f"({stat.S_IMODE(status.st_mode):04o}): anyone who can write it can swap the "
+            "trust store"
+        )
+    return status
+
+
+def _check_sqlite_file(path: Path) -> bool:
+    """Check a SQLite registry before SQLite touches it; say whether to open it read-only.
+
+    An existing file must at least look like a SQLite database: SQLite would
+    take an empty or truncated one for a new, empty database.
+    """
+    _check_safe(path.parent, "directory")
+    status = _check_safe(path, "file")
+    for suffix in ("-wal", "-shm"):
+        _check_safe(path.with_name(path.name + suffix), "file")
+    if status is None:
+        if not path.parent.is_dir():
+            raise RegistryError(f"no directory {path.parent} for the registry {path}")
+        return False
+    if not stat.S_ISREG(status.st_mode):
+        raise RegistryError(f"the registry {path} is not a regular file")
+    try:
+        with path.open("rb") as file:
+            header = file.read(len(_SQLITE_MAGIC))
+    except OSError as e:
+        raise RegistryError(f"cannot read the registry {path}: {e.strerror}") from e
+    if header != _SQLITE_MAGIC:
+        raise RegistryError(
+            f"the registry {path} is not a vtreg registry: file is not a database "
+            f"({status.st_size} bytes, no SQLite header); refusing to open or re-create it"
+        )
+    return not (_writable(path) and _writable(path.parent))
+
+
+def _read_only_url(path: Path) -> sa.URL:
+    """A URL opening ``path`` read-only; ``immutable`` where SQLite could not make a -shm.
+
+    WAL readers need the -shm file. If the directory is not writable and there
+    is none, no connection has the database open (a writer keeps the -wal and
+    -shm while it is connected) and none can start, so the file is read as is.
+    """
+    shm = path.with_name(path.name + "-shm")
+    query = {"mode": "ro", "uri": "true"}
+    if not _writable(path.parent) and not shm.exists():
+        query["immutable"] = "1"
+    return sa.URL.create("sqlite", database="file:" + quote(str(path)), query=query)
+
+
 def connect(url: str) -> Engine:
-    """An engine for ``url`` with vtreg's settings (see the module docstring)."""
+    """An engine for ``url`` with vtreg's settings (see the module docstring).
+
+    Raises:
+        UsageError: not a database URL, or its driver is not installed.
+        RegistryError: a SQLite registry that is unsafe or is not a database.
+    """
     url = normalize_url(url)
+    timeout = lock_timeout()
     with database_errors(url):
-        parsed = sa.make_url(url)
-        if parsed.get_backend_name() == "sqlite":
-            engine = sa.create_engine(
-                parsed, connect_args={"timeout": _SQLITE_BUSY_TIMEOUT_MS / 1000}
-            )
-            _sqlite_setup(engine)
-        elif parsed.get_backend_name() == "postgresql":
-            engine = sa.create_engine(
-                parsed,
-                connect_args={"connect_timeout": _PG_CONNECT_TIMEOUT_S},
-                pool_pre_ping=True,
-            )
-        else:
-            engine = sa.create_engine(parsed)
+        try:
+            parsed = sa.make_url(url)
+            backend = parsed.get_backend_name()
+        except ValueError as e:  # a port that is not a number
+            raise UsageError(f"invalid database URL {safe_url(url)}: {scrub(str(e), url)}") from e
+        try:
+            if backend == "sqlite":
+                return _sqlite_engine(parsed, timeout)
+            if backend == "postgresql":
+                return _postgresql_engine(parsed, timeout)
+            return sa.create_engine(parsed)
+        except ImportError as e:
+            raise UsageError(
+                f"invalid database URL {safe_url(url)}: its driver is not installed "
+                f"(no module {e.name or e})"
+            ) from e
+
+
+def _sqlite_engine(parsed: sa.URL, timeout: float, *, check: bool = True) -> Engine:
+    path = _sqlite_file(parsed) if check else None
+    read_only = path is not None and _check_sqlite_file(path)
+    if path is not None and read_only and not (parsed.database or "").startswith("file:"):
+        parsed = _read_only_url(path)
+    engine = sa.create_engine(parsed, connect_args={"timeout": timeout})
+    _sqlite_setup(engine, busy_timeout_ms=round(timeout * 1000), read_only=read_only)
     return engine
+
+
+def _postgresql_engine(parsed: sa.URL, timeout: float) -> Engine:
+    # A session holding the chain head (or the schema lock) must not make every
+    # other writer wait forever: lock_timeout ends the wait with SQLSTATE 55P03.
+    # Options in the URL itself come after, so they win.
+    given = parsed.query.get("options", ())
+    options = [f"-c lock_timeout={round(timeout * 1000)}"]
+    options += [given] if isinstance(given, str) else list(given)
+    return sa.create_engine(
+        parsed,
+        connect_args={"connect_timeout": _PG_CONNECT_TIMEOUT_S, "options": " ".join(options)},
+        pool_pre_ping=True,
+    )
 
 
 def alembic_config(connection: Connection | None = None) -> Config:
@@ -234,6 +462,9 @@ def ensure_schema(engine: Engine, *, upgrade: bool = False) -> tuple[str | None,
     """
     head = head_revision()
     url = engine.url.render_as_string(hide_password=False)
+    path = _sqlite_file(engine.url)
+    if path is not None and engine.url.query.get("mode") != "ro" and not path.exists():
+        _create_sqlite(path)
     with database_errors(url):
         with engine.connect() as connection:
             reader = connection.execution_options(vtreg_read_only=True)
@@ -252,6 +483,39 @@ def ensure_schema(engine: Engine, *, upgrade: bool = False) -> tuple[str | None,
     return found, head
 
 
+def _create_sqlite(path: Path) -> None:
+    """Create a SQLite registry at ``path`` unless one appears there meanwhile.
+
+    It is built at head in a private file (0600) beside ``path`` and hard-linked
+    into place only when complete, so a file at ``path`` is always a whole
+    registry or not vtreg's. Of processes creating it at once, one link wins.
+    """
+    from alembic import command
+
+    scratch = path.with_name(f".{path.name}.{secrets.token_hex(8)}.new")
+    try:
+        os.close(os.open(scratch, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+    except OSError as e:
+        raise RegistryError(f"cannot create the registry {path}: {e.strerror}") from e
+    try:
+        engine = _sqlite_engine(sa.make_url(f"sqlite:///{scratch}"), lock_timeout(), check=False)
+        try:
+            with database_errors(str(engine.url)), engine.begin() as connection:
+                command.upgrade(alembic_config(connection), "head")
+        finally:
+            engine.dispose()  # the last connection closing checkpoints and removes the -wal
+        if scratch.with_name(scratch.name + "-wal").exists():
+            raise RegistryError(f"cannot create the registry {path}: its journal was not merged")
+        with contextlib.suppress(FileExistsError):
+            os.link(scratch, path)
+    except OSError as e:
+        raise RegistryError(f"cannot create the registry {path}: {e.strerror}") from e
+    finally:
+        for leftover in ("", "-wal", "-shm"):
+            with contextlib.suppress(FileNotFoundError):
+                scratch.with_name(scratch.name + leftover).unlink()
+
+
 def _check_revision(connection: Connection, head: str, upgrade: bool) -> str | None:
     found = _current_revision(connection)
     if found == head:
@@ -262,6 +526,12 @@ def _check_revision(connection: Connection, head: str, upgrade: bool) -> str | N
             raise RegistryError(
                 f"{safe_url(str(connection.engine.url))} holds tables but is not a vtreg "
                 f"registry ({', '.join(sorted(tables)[:3])}…)"
+            )
+        path = _sqlite_file(connection.engine.url)
+        if path is not None:  # a new SQLite registry is never empty: see _create_sqlite
+            raise RegistryError(
+                f"the registry {path} is not a vtreg registry: an empty SQLite database; "
+                "refusing to create one in a file that already exists (remove it to start afresh)"
             )
     elif found not in REVISIONS:
         raise RegistryError(

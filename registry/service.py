@@ -23,6 +23,7 @@ import getpass
 import json
 import os
 import socket
+import unicodedata
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -52,6 +53,7 @@ from .statements import Cursor, Statements
 __all__ = ["Registry", "default_actor"]
 
 ENV_ACTOR = "VTREG_ACTOR"
+_MAX_ACTOR = 255  # models.AuditRow.actor, Key.added_by, ...: String(255)
 # Listings and lookups never need the stored envelope, which may be up to 1 MiB a row.
 _NO_ENVELOPE = defer(Plugin.envelope, raiseload=True)
 
@@ -66,6 +68,16 @@ def default_actor() -> str:
     except OSError:
         user = str(os.getuid()) if hasattr(os, "getuid") else "unknown"
     return f"{user}@{socket.gethostname()}"
+
+
+def _checked_actor(actor: str) -> str:
+    """``actor`` if every engine can store it: at most 255 characters (the column),
+    none of them control or format characters (it is shown on terminals and in CSV)."""
+    if len(actor) > _MAX_ACTOR:
+        raise UsageError(f"{ENV_ACTOR} is {len(actor)} characters long; at most {_MAX_ACTOR}")
+    if any(unicodedata.category(c)[0] == "C" or c in "\u2028\u2029" for c in actor):
+        raise UsageError(f"{ENV_ACTOR} {actor!r} holds control characters")
+    return actor
 
 
 def _now() -> datetime:
@@ -148,8 +160,10 @@ class Registry:
         Raises:
             RegistryError: unreachable, corrupt, or an older schema (run
                 ``vtreg db upgrade``).
-            UsageError: ``url`` is not a database URL.
+            UsageError: ``url`` is not a database URL, or ``$VTREG_ACTOR`` could
+                not be recorded (see :func:`_checked_actor`).
         """
+        actor = _checked_actor(default_actor())
         url = normalize_url(url or default_url())
         engine = connect(url)
         try:
@@ -157,7 +171,7 @@ class Registry:
         except BaseException:
             engine.dispose()
             raise
-        return cls(engine, url)
+        return cls(engine, url, actor)
 
     def close(self) -> None:
         """Release the registry's database connections."""

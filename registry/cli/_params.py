@@ -37,9 +37,18 @@ def utc_now() -> datetime:
 
 
 def parse_time(text: str) -> datetime:
-    """An RFC 3339 / ISO 8601 date or time; naive values are taken as UTC."""
+    """An RFC 3339 / ISO 8601 date or time; naive values are taken as UTC.
+
+    Raises:
+        ValueError: not a date/time, or one that is not an instant in years
+            1-9999 in UTC (``9999-12-31T23:00-05:00``), which no database stores.
+    """
     value = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
+    value = value if value.tzinfo else value.replace(tzinfo=UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError as e:
+        raise ValueError(f"{text!r} is outside years 1-9999 in UTC") from e
 
 
 class TimeOrDuration(click.ParamType[datetime, object]):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import sqlite3
@@ -206,3 +207,75 @@ def test_copy_of_registry_is_independent(home: dict[str, str], keys: Path, tmp_p
     shutil.copy(Path(home["VTREG_HOME"]) / "registry.db", copy)
     with sqlite3.connect(copy) as connection:
         assert connection.execute("SELECT count(*) FROM keys").fetchone() == (1,)
+
+
+# --- secrets in database URLs never reach a message ---
+
+
+@pytest.mark.parametrize(
+    ("url", "code"),
+    [
+        pytest.param("postgresql://vtreg@127.0.0.1:1/nowhere?password=hunter2", 3, id="password-in-query"),
+        pytest.param("postgresql://vtreg@127.0.0.1:1/nowhere?sslpassword=hunter2&passfile=/hunter2", 3, id="sslpassword-and-passfile"),
+        pytest.param("postgresql://vtreg:hunter2@127.0.0.1:1/nowhere?Password=hunter2", 3, id="both-places"),
+        pytest.param("postgresql:///?dbname=host%3D127.0.0.1+port%3D1+password%3Dhunter2", 3, id="connection-string-as-dbname"),
+        pytest.param("host=127.0.0.1 port=1 password=hunter2", 2, id="connection-string-as-url"),
+        pytest.param("postgresql://vtreg@127.0.0.1:nope/x?password=hunter2", 2, id="bad-port"),
+    ],
+)  # fmt: skip
+def test_secrets_in_a_database_url_never_appear(url: str, code: int) -> None:
+    for command in (["list"], ["db", "upgrade"], ["audit", "verify"]):
+        shown = invoke_cli(*command, "--db", url)
+        as_json = invoke_cli(*command, "--db", url, "--json")
+
+        one_line_error(shown, code, r"database URL|registry postgresql\+psycopg://")
+        assert as_json.json()["exit_code"] == code
+        for output in (shown.stdout, shown.stderr, as_json.stdout, as_json.stderr):
+            assert "hunter2" not in output
+
+
+# --- bad values are usage errors ---
+
+
+@pytest.mark.parametrize(
+    ("args", "pattern"),
+    [
+        pytest.param(["list", "--db", "mysql://u@127.0.0.1/x"], "its driver is not installed", id="driver-not-installed"),
+        pytest.param(["list", "--db", "postgresql+nosuchdriver://u@127.0.0.1/x"], "invalid database URL", id="no-such-driver"),
+        pytest.param(["list", "--db", "postgresql://u@127.0.0.1:5432x/x"], "invalid database URL", id="port-not-a-number"),
+        pytest.param(["audit", "--since", "99999-01-01"], "is neither a date/time", id="year-99999"),
+        pytest.param(["audit", "--since", "100000000d"], "is neither a date/time", id="too-long-ago"),
+        pytest.param(["audit", "--until", "9999-12-31T23:00:00-05:00"], "is neither a date/time", id="after-year-9999-in-utc"),
+        pytest.param(["audit", "--since", "0001-01-01T00:30:00+01:00"], "is neither a date/time", id="before-year-1-in-utc"),
+        pytest.param(["key", "add", "/dev/null", "--expires", "9999-12-31T23:59-01:00"], "nor a duration", id="expiry-after-9999"),
+    ],
+)  # fmt: skip
+def test_bad_values_are_usage_errors(home: dict[str, str], args: list[str], pattern: str) -> None:
+    if "mysql://u@127.0.0.1/x" in args and importlib.util.find_spec("MySQLdb") is not None:
+        pytest.skip("MySQLdb is installed here")
+    one_line_error(invoke_cli(*args, env=home), 2, pattern)
+    one_line_error(invoke_cli(*args, "--json", env=home), 2, pattern)
+
+
+@pytest.mark.parametrize(
+    ("actor", "pattern"),
+    [
+        pytest.param("x" * 256, "is 256 characters long; at most 255", id="too-long"),
+        pytest.param("ops\x1b[31m", "holds control characters", id="escape"),
+        pytest.param("ops\nroot@host", "holds control characters", id="newline"),
+        pytest.param("ops\u202eevil", "holds control characters", id="bidi-override"),
+    ],
+)
+def test_an_actor_the_registry_cannot_record_is_a_usage_error(
+    database_url: str, keys: Path, actor: str, pattern: str
+) -> None:
+    refused = invoke_cli(
+        "key", "add", keys / "alice.pub", "--db", database_url, env={"VTREG_ACTOR": actor}
+    )
+    one_line_error(refused, 2, f"VTREG_ACTOR .*{pattern}")
+    assert ok(invoke_cli("audit", "--json", "--db", database_url)).json()["events"] == []
+
+    longest = {"VTREG_ACTOR": "x" * 255}  # the control: what the column holds is fine
+    ok(invoke_cli("key", "add", keys / "alice.pub", "--db", database_url, env=longest))
+    events = ok(invoke_cli("audit", "--json", "--db", database_url)).json()["events"]
+    assert [e["actor"] for e in events] == ["x" * 255]
