@@ -1,11 +1,14 @@
 """Small, careful file IO: bounded reads and all-or-nothing writes.
 
-Writes go to an anonymous ``O_TMPFILE`` inode on the target's filesystem and
-are linked into place only once complete and fsync'ed, so an interrupted
-process (even ``kill -9``) leaves either the old file or the new one, never
-half of one. A replacement is given a temporary name in the directory *above*
+A replacement goes to an anonymous ``O_TMPFILE`` inode on the target's
+filesystem and is renamed into place only once complete and fsync'ed, so an
+interrupted process (even ``kill -9``) leaves either the old file or the new
+one, never half of one. It is given a temporary name in the directory *above*
 the target while it waits for the rename, so no stray file can appear inside a
-plugin directory (where it would change the signed content).
+plugin directory (where it would change the signed content); a temporary a
+killed writer left is removed by the next write. A set of new files (a key
+pair) is staged in a private directory and linked into place, and what a
+writer killed between two links made is removed again by the next call.
 """
 
 from __future__ import annotations
@@ -223,7 +226,11 @@ def _replace(path: str, data: bytes, mode: int) -> None:
         fd = _open_anonymous(dir_fd, mode)  # an unnamed inode on the target's filesystem
         anonymous = fd is not None
         if fd is None:
+            if stage_fd != dir_fd:
+                os.close(stage_fd)
             stage_fd = dir_fd  # a named file stays where it was made
+            # Locked just after it is created: in between, a cleaner could take
+            # it, and this write would then fail, never land half.
             fd = os.open(
                 temp_name,
                 os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW,
@@ -312,7 +319,8 @@ def create_files_exclusive(files: Sequence[tuple[str | os.PathLike[str], bytes, 
         finally:
             os.close(dir_fd)
     except FileExistsError as e:
-        raise WriteError(f"refusing to overwrite {os.path.join(parent, e.filename2)}") from e
+        taken = e.filename2 if e.filename2 is not None else e.filename
+        raise WriteError(f"refusing to overwrite {os.path.join(parent, taken)}") from e
     except OSError as e:
         raise WriteError(f"cannot create {' and '.join(paths)}: {e.strerror}") from e
 
@@ -351,7 +359,7 @@ def _create_staged(dir_fd: int, entries: Sequence[tuple[str, bytes, int]]) -> No
 def _remove_stage(dir_fd: int, stage: str, stage_fd: int) -> None:
     """Empty and remove a staging directory, then drop its lock."""
     try:
-        for name in _matching(stage_fd, re.compile(".*", re.DOTALL)):
+        for name in os.listdir(stage_fd):
             with contextlib.suppress(OSError):
                 os.unlink(name, dir_fd=stage_fd)
         with contextlib.suppress(OSError):
