@@ -46,20 +46,23 @@ def keygen(
 ) -> Report:
     """Generate an ed25519 key pair: NAME.key (private, 0600) and NAME.pub."""
     from vtreg.verifier.errors import NotFoundError
-    from vtreg.verifier.files import create_files_exclusive, refuse_existing
+    from vtreg.verifier.files import create_files_exclusive, refuse_existing, remove_half_made
     from vtreg.verifier.keys import SigningKey
 
     out = Path(out_dir)
     if not out.is_dir():
         raise NotFoundError(f"output directory {out} does not exist")
-    key_path, pub_path = out / f"{name}.key", out / f"{name}.pub"
-    refuse_existing([key_path, pub_path])  # before asking for a passphrase
+    # The public half is linked first, so a pair cut short never leaves a lone
+    # secret; a pair an interrupted keygen left half-made is removed here.
+    pub_path, key_path = out / f"{name}.pub", out / f"{name}.key"
+    remove_half_made([pub_path, key_path])
+    refuse_existing([pub_path, key_path])  # before asking for a passphrase
     passphrase = None if unencrypted else passphrase_reader(passphrase_file, confirm=True)()
     key = SigningKey.generate(name)
     create_files_exclusive(
         [
-            (key_path, key.to_pem(passphrase), 0o600),
             (pub_path, key.public_key.to_file_bytes(), 0o644),
+            (key_path, key.to_pem(passphrase), 0o600),
         ]
     )
     warnings = []
@@ -104,16 +107,19 @@ def sign(
     passphrase_file: str | None,
 ) -> Report:
     """Sign a plugin directory, writing (or co-signing) DIRECTORY/plugin.sig."""
-    from vtreg.verifier.files import atomic_write
+    from vtreg.verifier.files import atomic_write, remove_stale_temporaries
     from vtreg.verifier.keys import read_private_key_file
     from vtreg.verifier.layout import SIGNATURE_FILE
     from vtreg.verifier.signing import sign as sign_tree
     from vtreg.verifier.tree import capture
 
+    sig_path = Path(directory) / SIGNATURE_FILE
+    # Before the capture: a temporary a killed sign left inside the directory
+    # (when its parent was not writable) would otherwise be signed as content.
+    remove_stale_temporaries(sig_path)
     tree = capture(directory)
     key = read_private_key_file(key_file, passphrase_reader(passphrase_file))
     result = sign_tree(tree, key, at=utc_now(), expires=expires, fresh=fresh)
-    sig_path = Path(directory) / SIGNATURE_FILE
     if not result.already_signed:
         atomic_write(sig_path, result.envelope, 0o644)
     if result.already_signed:

@@ -417,3 +417,88 @@ def test_a_hostile_keyid_hint_cannot_paint_over_the_refusal(
     assert "\\x1b[2K \\x1b[32m" in text.stderr  # shown, inert (the CR folded to a space)
     assert text.stderr.count("\n") == 1  # one line
     assert as_json.json()["error"]["code"] == "unknown-key"
+
+
+# --- bad passphrases and missing files: one line, exit 3, nothing written ---
+
+
+def test_a_wrong_passphrase_writes_nothing(plugin_factory: PluginFactory, tmp_path: Path) -> None:
+    ok(invoke_cli("keygen", "carol", "--out", tmp_path, env={"VTREG_PASSPHRASE": "right"}))
+    plugin = plugin_factory()
+    ok(
+        invoke_cli(
+            "sign", plugin, "--key", tmp_path / "carol.key", env={"VTREG_PASSPHRASE": "right"}
+        )
+    )
+    old = (plugin / "plugin.sig").read_bytes()
+    before = {d: sorted(os.listdir(d)) for d in (plugin, plugin.parent)}
+
+    for args in ([], ["--fresh"]):
+        result = invoke_cli(
+            "sign",
+            plugin,
+            "--key",
+            tmp_path / "carol.key",
+            *args,
+            env={"VTREG_PASSPHRASE": "wrong"},
+        )
+        one_line_error(result, 3, r"wrong passphrase for .*carol\.key")
+
+    assert (plugin / "plugin.sig").read_bytes() == old
+    assert {d: sorted(os.listdir(d)) for d in (plugin, plugin.parent)} == before
+
+
+@pytest.mark.parametrize("where", ["missing", "immutable"])
+def test_keygen_into_a_directory_it_cannot_write(tmp_path: Path, where: str) -> None:
+    out = tmp_path / "out"
+    if where == "immutable":
+        out.mkdir()
+        subprocess.run(["chattr", "+i", str(out)], check=True)  # stops root too, unlike chmod
+    try:
+        result = invoke_cli("keygen", "carol", "--out", out, "--unencrypted")
+    finally:
+        if where == "immutable":
+            subprocess.run(["chattr", "-i", str(out)], check=True)
+
+    message = "does not exist" if where == "missing" else r"cannot create .*carol\.pub"
+    one_line_error(result, 3, message)
+    assert os.listdir(tmp_path) == ([] if where == "missing" else ["out"])
+    assert where == "missing" or os.listdir(out) == []
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        pytest.param(lambda p: None, "does not exist", id="missing"),
+        pytest.param(lambda p: p.write_bytes(b""), "is empty", id="empty"),
+        pytest.param(lambda p: p.write_bytes(b"\n"), "is empty", id="empty-line"),
+        pytest.param(os.mkfifo, "is not a regular file", id="fifo"),
+        pytest.param(os.mkdir, "is not a regular file", id="directory"),
+    ],
+)
+@pytest.mark.parametrize("command", ["keygen", "sign"])
+def test_a_passphrase_file_that_cannot_be_read(
+    plugin_factory: PluginFactory,
+    tmp_path: Path,
+    make: Callable[[Path], object],
+    message: str,
+    command: str,
+) -> None:
+    secret = tmp_path / "pass"
+    make(secret)
+    out = tmp_path / "keys"
+    out.mkdir()
+    ok(invoke_cli("keygen", "carol", "--out", out, env={"VTREG_PASSPHRASE": "right"}))
+    plugin = plugin_factory()
+    args: list[str | Path] = (
+        ["keygen", "dave", "--out", out]
+        if command == "keygen"
+        else ["sign", plugin, "--key", out / "carol.key"]
+    )
+
+    # A process with a timeout: a FIFO read that blocked would fail the test, not hang it.
+    result = run_cli(*args, "--passphrase-file", secret, timeout=60)
+
+    one_line_error(result, 3, f"passphrase file .*{message}")
+    assert sorted(os.listdir(out)) == ["carol.key", "carol.pub"]
+    assert not (plugin / "plugin.sig").exists()

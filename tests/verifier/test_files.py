@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -72,35 +74,53 @@ def test_create_files_exclusive_never_overwrites(tmp_path: Path) -> None:
     assert (tmp_path / "a.pub").read_text() == "keep me"
 
 
-def test_create_files_exclusive_removes_what_it_made_on_failure(tmp_path: Path) -> None:
-    with pytest.raises(WriteError):
+def test_create_files_exclusive_removes_what_it_made_on_failure(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_link = os.link
+    links: list[str] = []
+
+    def second_link_fails(*args: Any, **kwargs: Any) -> None:
+        links.append(args[1])
+        if len(links) == 2:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        real_link(*args, **kwargs)
+
+    monkeypatch.setattr(os, "link", second_link_fails)
+    with pytest.raises(WriteError, match="No space left on device"):
         create_files_exclusive(
-            [(tmp_path / "a.key", b"s", 0o600), (tmp_path / "missing-dir" / "a.pub", b"p", 0o644)]
+            [(tmp_path / "a.pub", b"p", 0o644), (tmp_path / "a.key", b"s", 0o600)]
         )
-    assert os.listdir(tmp_path) == []
+    assert links == ["a.pub", "a.key"]
+    assert os.listdir(tmp_path) == []  # the linked a.pub and the staging directory are gone
 
 
 def test_create_files_exclusive_loses_a_race_cleanly(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Another process creates a.pub after our existence check: we must not clobber it.
-    import vtreg.verifier.files as files
+    real_link = os.link
 
-    real_place = files._place
+    def racing_link(*args: Any, **kwargs: Any) -> None:
+        if args[1] == "a.pub":
+            (tmp_path / "a.pub").write_text("theirs")
+        real_link(*args, **kwargs)
 
-    def racing_place(path: str, data: bytes, mode: int, *, replace: bool) -> None:
-        if path.endswith("a.pub"):
-            Path(path).write_text("theirs")
-        real_place(path, data, mode, replace=replace)
-
-    monkeypatch.setattr(files, "_place", racing_place)
-    with pytest.raises(WriteError, match="refusing to overwrite"):
+    monkeypatch.setattr(os, "link", racing_link)
+    with pytest.raises(WriteError, match=r"refusing to overwrite .*a\.pub"):
         create_files_exclusive(
             [(tmp_path / "a.key", b"s", 0o600), (tmp_path / "a.pub", b"p", 0o644)]
         )
 
     assert (tmp_path / "a.pub").read_text() == "theirs"
-    assert not (tmp_path / "a.key").exists()
+    assert os.listdir(tmp_path) == ["a.pub"]
+
+
+def test_files_of_different_directories_are_not_one_set(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="one directory"):
+        create_files_exclusive(
+            [(tmp_path / "a.key", b"s", 0o600), (tmp_path / "sub" / "a.pub", b"p", 0o644)]
+        )
 
 
 _WRITER = textwrap.dedent(
@@ -145,7 +165,10 @@ def test_kill_9_during_a_large_write_leaves_no_partial_file(tmp_path: Path, mode
         assert target.read_bytes() == b"old signature"
         assert os.listdir(tmp_path) == ["plugin.sig"]
     else:
-        assert os.listdir(tmp_path) == []
+        assert not target.exists()
+        # The next call sees nothing made, and clears the staging directory left behind.
+        create_files_exclusive([(target, b"k", 0o600)])
+        assert os.listdir(tmp_path) == ["k.key"]
 
 
 def test_read_bounded(tmp_path: Path) -> None:
