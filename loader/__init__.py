@@ -13,13 +13,13 @@ from vtreg.verifier._lazy import lazy_exports
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
 if TYPE_CHECKING:
-    from .abi import PLUGIN_ABI_VERSION, AbiError, PluginCallError
+    from .abi import PLUGIN_ABI_VERSION, AbiError, LoadError, PluginCallError
     from .loader import KeyPolicy, PluginLoader
     from .native import NativePlugin, PluginContext, PluginMetadata, PluginResult
     from .protocols import AuditEvent, AuditSink, TrustPolicy
 
 _EXPORTS = {
-    "abi": ("PLUGIN_ABI_VERSION", "AbiError", "PluginCallError"),
+    "abi": ("PLUGIN_ABI_VERSION", "AbiError", "LoadError", "PluginCallError"),
     "loader": ("KeyPolicy", "PluginLoader"),
     "native": ("NativePlugin", "PluginContext", "PluginMetadata", "PluginResult"),
     "protocols": ("AuditEvent", "AuditSink", "TrustPolicy"),
@@ -31,6 +31,7 @@ __all__ = [
     "AuditEvent",
     "AuditSink",
     "KeyPolicy",
+    "LoadError",
     "NativePlugin",
     "PluginCallError",
     "PluginContext",

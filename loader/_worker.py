@@ -1,19 +1,21 @@
 """The isolation worker: loads one verified library in its own process and serves calls.
 
-    python -m vtreg.loader._worker LIBRARY_FD MEMORY_LIMIT LABEL
+    python -m vtreg.loader._worker LIBRARY_FD MEMORY_LIMIT LABEL PARENT_PID
 
 LIBRARY_FD is the sealed memfd holding exactly the verified bytes (inherited
 from the loader). Requests arrive on stdin and replies leave on stdout, framed
 by loader._wire; the plugin's own stdout is sent to stderr so that it cannot
-corrupt the channel. Once loaded, the address space may grow by at most
-MEMORY_LIMIT bytes (0: no limit). Only the standard library and loader.abi are
-imported here.
+corrupt the channel. From before the library is opened (its constructors
+included), the address space may grow by at most MEMORY_LIMIT bytes (0: no
+limit). The worker dies with PARENT_PID (``PR_SET_PDEATHSIG``). Only the
+standard library and loader.abi are imported here.
 """
 
 from __future__ import annotations
 
 import ctypes
 import os
+import signal
 import struct
 import sys
 
@@ -34,7 +36,25 @@ def _limit_memory(extra: int) -> None:
     import resource
 
     limit = _address_space() + extra
-    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    try:
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    except (ValueError, OSError) as e:
+        hard = resource.getrlimit(resource.RLIMIT_AS)[1]
+        allowed = "unlimited" if hard == resource.RLIM_INFINITY else f"{hard >> 20} MiB"
+        raise OSError(
+            f"cannot limit the plugin's address space to {limit >> 20} MiB "
+            f"(this process may have at most {allowed}): {e}"
+        ) from e
+
+
+def _die_with(parent: int) -> None:
+    """Be killed when the host goes, however it goes (Linux), and not outlive it meanwhile."""
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(1, signal.SIGKILL, 0, 0, 0) != 0:  # 1: PR_SET_PDEATHSIG
+            raise OSError(ctypes.get_errno(), "cannot ask to die with the host (prctl)")
+    if os.getppid() != parent:
+        os._exit(1)  # the host went before the request took effect
 
 
 def main(argv: list[str]) -> int:
@@ -50,6 +70,14 @@ def main(argv: list[str]) -> int:
     os.dup2(devnull, 0)
     os.dup2(2, 1)  # whatever the plugin prints goes to stderr, not into the channel
     try:
+        _die_with(int(argv[4]))
+        if memory_limit > 0:
+            _limit_memory(memory_limit)  # constructors and metadata() included
+    except OSError as e:
+        _wire.send(replies, _wire.FAILED, f"{label}: {e}".encode())
+        return 1
+    _wire.send(replies, _wire.HELLO)  # from here on, the plugin's code runs
+    try:
         handle = ctypes.CDLL(f"/proc/self/fd/{library_fd}", mode=os.RTLD_NOW | os.RTLD_LOCAL)
         raw = RawLibrary(handle, label)
         version = raw.version()
@@ -57,8 +85,9 @@ def main(argv: list[str]) -> int:
     except (OSError, VtregError) as e:
         _wire.send(replies, _wire.ERROR, f"{type(e).__name__}: {e}".encode())
         return 1
-    if memory_limit > 0:
-        _limit_memory(memory_limit)
+    except MemoryError:
+        _wire.send(replies, _wire.ERROR, f"{label}: out of memory while loading".encode())
+        return 1
     _wire.send(replies, _wire.READY, struct.pack(">I", version) + metadata)
     while True:
         try:

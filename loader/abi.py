@@ -14,7 +14,7 @@ import ctypes
 
 from vtreg.verifier.errors import VerificationError, VtregError
 
-__all__ = ["PLUGIN_ABI_VERSION", "AbiError", "PluginCallError", "RawLibrary"]
+__all__ = ["PLUGIN_ABI_VERSION", "AbiError", "LoadError", "PluginCallError", "RawLibrary"]
 
 PLUGIN_ABI_VERSION = 1
 
@@ -23,6 +23,11 @@ _REQUIRED = ("vtcode_plugin_version", "vtcode_plugin_metadata", "vtcode_plugin_e
 
 class PluginCallError(VtregError):
     """A call into a loaded plugin failed: NULL, invalid UTF-8/JSON, wrong shape, crash, timeout."""
+
+
+class LoadError(VtregError):
+    """Could not decide: the loader lacked what it needs to load a plugin (a file
+    descriptor, a worker process that could start and set its limits)."""
 
 
 class AbiError(VerificationError):

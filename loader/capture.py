@@ -30,7 +30,6 @@ class SealedFile:
         self.name = name
         self.size = 0
         self._sealed = False
-        self._retired: list[int] = []
         self._tempdir: str | None = None
         if _HAS_MEMFD:
             self.fd = os.memfd_create(name, os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
@@ -53,13 +52,15 @@ class SealedFile:
     def move_fd(self, minimum: int = 0) -> None:
         """Give the image another descriptor, at least ``minimum`` (so another /proc path).
 
-        The previous descriptor is kept open, so its number cannot be reused
-        while something may still be known by its path.
+        The previous descriptor is closed once the new one exists; if none can
+        be had (OSError), the image keeps the one it had, and :meth:`close`
+        still closes each descriptor once.
         """
         import fcntl
 
-        self._retired.append(self.fd)
-        self.fd = fcntl.fcntl(self.fd, fcntl.F_DUPFD_CLOEXEC, minimum)
+        moved = fcntl.fcntl(self.fd, fcntl.F_DUPFD_CLOEXEC, minimum)
+        os.close(self.fd)
+        self.fd = moved
         if _HAS_MEMFD:
             self.path = f"/proc/self/fd/{self.fd}"
 
@@ -83,9 +84,6 @@ class SealedFile:
 
     def close(self) -> None:
         """Close every descriptor of the image (and remove its temporary file, if any)."""
-        for fd in self._retired:
-            os.close(fd)
-        self._retired.clear()
         if self.fd >= 0:
             os.close(self.fd)
             self.fd = -1

@@ -3,11 +3,21 @@
 A crash (SIGSEGV, abort), a hang (per-call timeout) or a memory blow-up
 (``RLIMIT_AS`` growth limit) in the plugin fails that one call with a
 :class:`~loader.abi.PluginCallError`; the host goes on, and the next call
-starts a fresh child from the same sealed bytes.
+starts a fresh child from the same sealed bytes. Loading (constructors,
+``vtcode_plugin_metadata``) runs under the same timeout and memory limit.
+
+The worker leads its own session, so that everything the plugin forks can be
+killed with it (on a timeout, a crash, ``close``); it is killed with the host
+(``PR_SET_PDEATHSIG``); its exit is watched through a pidfd, so a crash is
+seen at once even when a forked child still holds the reply pipe open; and it
+gets only an allow-listed environment (:data:`WORKER_ENVIRONMENT`), so the
+host's secrets (``VTREG_PASSPHRASE``, ``VTREG_DATABASE_URL``) never reach it.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
 import signal
 import struct
 import subprocess
@@ -18,14 +28,21 @@ from pathlib import Path
 import vtreg
 
 from . import _wire
-from .abi import AbiError, PluginCallError
+from .abi import AbiError, LoadError, PluginCallError
 from .capture import SealedFile
 
-__all__ = ["DEFAULT_MEMORY_LIMIT", "DEFAULT_TIMEOUT", "IsolatedLibrary"]
+__all__ = ["DEFAULT_MEMORY_LIMIT", "DEFAULT_TIMEOUT", "WORKER_ENVIRONMENT", "IsolatedLibrary"]
 
 DEFAULT_TIMEOUT = 30.0
 DEFAULT_MEMORY_LIMIT = 512 << 20
-_STARTUP_TIMEOUT = 60.0
+# Starting the interpreter and importing the worker is our code, not the plugin's:
+# a generous wait of its own. The plugin's constructors and metadata() then get
+# the configured timeout.
+_INTERPRETER_TIMEOUT = 60.0
+# The variables a worker keeps (plus every LC_*): enough for a plugin to find
+# programs, its locale, time zone, home and temporary directory. Nothing else:
+# not VTREG_* (database URL, passphrase), not LD_* (libraries beyond the verified set).
+WORKER_ENVIRONMENT = ("PATH", "HOME", "LANG", "LANGUAGE", "TZ", "TMPDIR")
 # The worker imports vtreg from wherever this process found it: the folder holding
 # the ``vtreg`` package (site-packages, or a checkout), never the current directory.
 _PACKAGE_ROOT = str(Path(vtreg.__file__).resolve().parent.parent)
@@ -33,6 +50,22 @@ _BOOTSTRAP = (
     "import sys; sys.path.insert(0, sys.argv[1]); del sys.argv[1]; "
     "from vtreg.loader._worker import main; sys.exit(main(sys.argv))"
 )
+
+
+def _environment() -> dict[str, str]:
+    return {
+        name: value
+        for name, value in os.environ.items()
+        if name in WORKER_ENVIRONMENT or name.startswith("LC_")
+    }
+
+
+def _pidfd(pid: int) -> int | None:
+    """A descriptor that becomes readable when ``pid`` exits (Linux 5.3+), or None."""
+    try:
+        return os.pidfd_open(pid)
+    except (AttributeError, OSError):  # pragma: no cover - older kernels, other systems
+        return None
 
 
 def _describe(status: int | None) -> str:
@@ -66,6 +99,7 @@ class IsolatedLibrary:
         self.timeout = timeout
         self.memory_limit = memory_limit
         self._proc: subprocess.Popen[bytes] | None = None
+        self._pidfd: int | None = None
         self._lock = threading.Lock()
 
     def start(self) -> tuple[int, bytes]:
@@ -77,19 +111,30 @@ class IsolatedLibrary:
         # -I: ignore PYTHON* variables, the user site and the current directory,
         # so nothing from wherever the host happens to run can shadow our code;
         # the worker imports loader and verifier from where this process did.
-        self._proc = subprocess.Popen(  # noqa: S603 - our own interpreter and module
-            [sys.executable, "-I", "-c", _BOOTSTRAP, _PACKAGE_ROOT, str(self._image.fd),
-             str(self.memory_limit), self.label],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            pass_fds=(self._image.fd,),
-            cwd="/",
-        )  # fmt: skip
         try:
-            tag, payload = self._receive(_STARTUP_TIMEOUT)
+            self._proc = subprocess.Popen(  # noqa: S603 - our own interpreter and module
+                [sys.executable, "-I", "-c", _BOOTSTRAP, _PACKAGE_ROOT, str(self._image.fd),
+                 str(self.memory_limit), self.label, str(os.getpid())],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                pass_fds=(self._image.fd,),
+                cwd="/",
+                env=_environment(),
+                start_new_session=True,
+            )  # fmt: skip
+        except OSError as e:
+            raise LoadError(f"{self.label}: cannot start the plugin process: {e}") from e
+        self._pidfd = _pidfd(self._proc.pid)
+        try:
+            tag, payload = self._receive(_INTERPRETER_TIMEOUT, "while starting")
+            if tag == _wire.HELLO:
+                tag, payload = self._receive(self.timeout, "while loading")
         except PluginCallError:
             self._stop()
             raise
+        if tag == _wire.FAILED:
+            self._stop()
+            raise LoadError(payload.decode(errors="replace"))
         if tag != _wire.READY or len(payload) < 4:
             self._stop()
             detail = payload.decode(errors="replace") if tag == _wire.ERROR else "no greeting"
@@ -97,25 +142,39 @@ class IsolatedLibrary:
         (version,) = struct.unpack(">I", payload[:4])
         return version, payload[4:]
 
-    def _receive(self, timeout: float | None) -> tuple[bytes, bytes]:
+    def _receive(self, timeout: float | None, when: str = "") -> tuple[bytes, bytes]:
         proc = self._proc
         if proc is None or proc.stdout is None:  # pragma: no cover - started by the caller
             raise PluginCallError(f"{self.label}: the plugin process is not running")
         try:
-            return _wire.recv(proc.stdout.fileno(), timeout)
+            return _wire.recv(proc.stdout.fileno(), timeout, self._pidfd)
         except _wire.WireTimeout:
             self._stop()
+            when = f" {when}" if when else ""
             raise PluginCallError(
-                f"{self.label}: no answer within {timeout:g} s; stopped it"
+                f"{self.label}: no answer within {timeout:g} s{when}; stopped it"
             ) from None
         except _wire.WireClosed:
             status = self._stop()
-            raise PluginCallError(f"{self.label}: the plugin process {_describe(status)}") from None
+            when = f" {when}" if when else ""
+            raise PluginCallError(
+                f"{self.label}: the plugin process {_describe(status)}{when}"
+            ) from None
+
+    def _exited(self) -> bool:
+        """Whether the worker has ended, without reaping it (its pid stays its group's)."""
+        proc = self._proc
+        if proc is None or proc.returncode is not None:
+            return True
+        try:
+            return os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
+        except ChildProcessError:  # reaped by someone else
+            return True
 
     def call(self, context_json: bytes, timeout: float | None) -> bytes:
         """Run one execute call in the child (restarting one that died); return its answer."""
         with self._lock:
-            if self._proc is None or self._proc.poll() is not None:
+            if self._exited():
                 self._stop()  # reap a worker that died between calls
                 self._start()  # a fresh child from the same sealed bytes
             proc = self._proc
@@ -135,10 +194,16 @@ class IsolatedLibrary:
 
     def _stop(self) -> int | None:
         proc, self._proc = self._proc, None
+        pidfd, self._pidfd = self._pidfd, None
+        if pidfd is not None:
+            os.close(pidfd)
         if proc is None:
             return None
-        if proc.poll() is None:
-            proc.kill()
+        if proc.returncode is None:
+            # The whole session, before the worker is reaped: until then its pid,
+            # and so the group's id, cannot be another process's.
+            with contextlib.suppress(ProcessLookupError, PermissionError):  # reaped elsewhere
+                os.killpg(proc.pid, signal.SIGKILL)
         for stream in (proc.stdin, proc.stdout):
             if stream is not None:
                 stream.close()

@@ -52,7 +52,7 @@ from vtreg.verifier.text import printable
 from vtreg.verifier.tree import PluginTree, capture
 from vtreg.verifier.trust import TrustedKey, TrustState
 
-from .abi import PLUGIN_ABI_VERSION, AbiError, RawLibrary
+from .abi import PLUGIN_ABI_VERSION, AbiError, LoadError, RawLibrary
 from .capture import SealedFile
 from .isolation import DEFAULT_MEMORY_LIMIT, DEFAULT_TIMEOUT, IsolatedLibrary
 from .native import NativePlugin, PluginMetadata, decode_metadata
@@ -106,22 +106,34 @@ def _check_identity(
     return metadata
 
 
-def _unique_path(image: SealedFile) -> str:
+def _unique_path(image: SealedFile, label: str) -> str:
     """A /proc/self/fd path for ``image`` that no loaded object is known by.
 
     Descriptor numbers are taken upwards from the last one used, so a path
-    is rarely offered twice; the probe catches the cases where it is.
+    is rarely offered twice; the probe catches the cases where it is. Once
+    every number in the range names a library already loaded (a long-lived
+    host), or no descriptor is left, the load cannot go on: a LoadError.
     """
     global _next_fd
 
     ceiling = resource.getrlimit(resource.RLIMIT_NOFILE)[0] - 16
+    tries = max(ceiling - 64, 1)  # each number in the range once
     fresh = True  # the number memfd_create gave is usually one a closed image had
     while fresh or _already_loaded(image.path):
+        if tries == 0:
+            raise LoadError(
+                f"{label}: every descriptor number from 64 to {ceiling - 1} names a library "
+                "already loaded in this process; raise RLIMIT_NOFILE or use isolation"
+            )
         if _next_fd < 64 or _next_fd >= ceiling:
             _next_fd = 64  # wrap around: the probe skips numbers that still name a library
-        image.move_fd(_next_fd)
+        try:
+            image.move_fd(_next_fd)
+        except OSError as e:
+            raise LoadError(f"{label}: no file descriptor for its sealed copy: {e.strerror}") from e
         _next_fd = image.fd + 1
         fresh = False
+        tries -= 1
     return image.path
 
 
@@ -384,13 +396,19 @@ class PluginLoader:
                 version, metadata_bytes = backend.start()
             else:
                 try:
-                    handle = ctypes.CDLL(_unique_path(image), mode=os.RTLD_NOW | os.RTLD_LOCAL)
+                    handle = ctypes.CDLL(
+                        _unique_path(image, label), mode=os.RTLD_NOW | os.RTLD_LOCAL
+                    )
                 except OSError as e:
                     raise AbiError(f"{label}: the dynamic loader refused it: {e}") from e
                 raw = RawLibrary(handle, label)
                 backend = _InProcess(raw)
                 version, metadata_bytes = raw.version(), raw.metadata_bytes()
             metadata = _check_identity(version, metadata_bytes, verified)
+        except LoadError:
+            if backend is not None:  # pragma: no cover - raised before there is one
+                backend.close()
+            raise  # could not decide: nothing about the plugin is known to be wrong
         except VtregError as e:
             if backend is not None:
                 backend.close()

@@ -24,7 +24,10 @@ __all__ = ["run"]
 )
 @click.option("--workspace-root", metavar="PATH", help="The context's workspace_root.")
 @click.option(
-    "--isolate", is_flag=True, help="Run the plugin in a child process (timeout, memory limit)."
+    "--isolate",
+    is_flag=True,
+    help="Run the plugin in a child process (timeout, memory limit). Only with it does a "
+    "crash give exit 3: without it, a crashing plugin kills this process.",
 )
 @click.option(
     "--timeout",
@@ -64,7 +67,8 @@ def run(
     Refused (exit 1, recorded in the audit log) unless it is signed by trusted
     keys, its content is trusted and not revoked, it is not a rollback, and
     its paths and permissions are safe. Exit 3 if the plugin fails or reports
-    failure.
+    failure. The plugin runs in this process unless --isolate is given, and a
+    plugin that crashes in this process kills it (no exit code of ours).
     """
     from vtreg.loader import PluginLoader
 

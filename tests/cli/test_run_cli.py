@@ -2,11 +2,24 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from tests.helpers import Compiler, example_hello, invoke_cli, make_plugin, ok, one_line_error
+from tests.helpers import (
+    CliResult,
+    Compiler,
+    example_hello,
+    invoke_cli,
+    make_plugin,
+    ok,
+    one_line_error,
+    run_cli,
+)
 
 Setup = tuple[dict[str, str], Path, Path]
 
@@ -138,3 +151,44 @@ def test_unsafe_default_trusted_dir_is_refused(setup: Setup) -> None:
         1,
         "not inside a trusted directory",
     )
+
+
+def test_a_crash_is_exit_3_only_with_isolate_as_the_help_says(
+    setup: Setup, compiler: Compiler
+) -> None:
+    home, _, _ = setup
+    plugin = signed(setup, variant(setup, compiler, "crash", 5))
+
+    one_line_error(run_cli("run", plugin, "--isolate", env=home), 3, "killed by SIGSEGV")
+    # In this process, the crash is the process's: no exit code of ours, as documented.
+    assert run_cli("run", plugin, env=home).code == -signal.SIGSEGV
+    help_text = " ".join(run_cli("run", "--help").stdout.split())
+    assert "Only with it does a crash give exit 3" in help_text
+    readme = " ".join((Path(__file__).parents[2] / "README.md").read_text().split())
+    assert "a plugin that crashes takes `vtreg` down with it" in readme
+
+
+# Starts the real CLI with its address space capped (hard limit too): argv[1] bytes.
+_CAPPED = (
+    "import os, resource, sys; cap = int(sys.argv[1]); "
+    "resource.setrlimit(resource.RLIMIT_AS, (cap, cap)); "
+    "os.execv(sys.executable, [sys.executable, '-m', 'vtreg', *sys.argv[2:]])"
+)
+
+
+def test_a_worker_that_cannot_set_its_memory_limit_cannot_decide(
+    setup: Setup, compiler: Compiler
+) -> None:
+    home, _, _ = setup
+    plugin = signed(setup, variant(setup, compiler, "capped"))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VTREG_")} | home
+    # The host may use 8 GiB of address space; the worker is asked to allow 1 TiB more.
+    proc = subprocess.run(
+        [sys.executable, "-c", _CAPPED, str(8 << 30), "run", str(plugin), "--isolate",
+         "--memory-limit", str(1 << 20)],
+        capture_output=True, text=True, env=env, timeout=120, check=False,
+    )  # fmt: skip
+
+    result = CliResult(proc.returncode, proc.stdout, proc.stderr)
+    assert "Traceback" not in result.stderr, result.stderr
+    one_line_error(result, 3, r"cannot limit the plugin's address space to \d+ MiB")

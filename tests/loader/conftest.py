@@ -17,6 +17,7 @@ from vtreg.verifier.tree import capture
 MODES = {
     "echo": 0, "null": 1, "bad-utf8": 2, "not-json": 3, "bad-shape": 4, "segv": 5,
     "abort": 6, "hang": 7, "hog": 8, "concurrency": 9, "print": 10, "fail": 11,
+    "fork-hang": 12, "fork-segv": 13, "env": 14,
 }  # fmt: skip
 
 

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.loader.conftest import Build
+from tests.helpers import c_string
+from tests.loader.conftest import Build, RecordingAudit
 from vtreg.loader import KeyPolicy, PluginCallError, PluginContext, PluginLoader
+from vtreg.verifier.errors import VtregError
 from vtreg.verifier.keys import SigningKey
 
 
@@ -113,4 +118,118 @@ def test_the_worker_ignores_the_hosts_directory_and_python_variables(
 
     assert plugin.execute().success
     assert not marker.exists()
+    plugin.close()
+
+
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` is a process that still runs (a zombie has ended)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat[stat.rindex(")") + 2] not in "ZX"
+
+
+def _still_running(pids: list[int], within: float = 10.0) -> list[int]:
+    """Those of ``pids`` still running after up to ``within`` seconds (a SIGKILL is
+    delivered asynchronously)."""
+    deadline = time.monotonic() + within
+    while (left := [p for p in pids if _alive(p)]) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return left
+
+
+@pytest.mark.parametrize(
+    ("mode", "message"),
+    [
+        pytest.param("fork-hang", r"no answer within 2 s; stopped it", id="hang"),
+        # Reported as the crash it is, although the forked child still holds the pipe.
+        pytest.param("fork-segv", r"the plugin process was killed by SIGSEGV", id="crash"),
+    ],
+)
+def test_a_plugin_that_forks_leaves_no_process_behind(
+    build: Build, isolated: PluginLoader, tmp_path: Path, mode: str, message: str
+) -> None:
+    pid_file = tmp_path / "child.pid"
+    plugin = isolated.load_plugin(build(mode=mode, defines={"PID_FILE": c_string(str(pid_file))}))
+    worker = plugin._backend._proc.pid  # type: ignore[attr-defined]
+    try:
+        with pytest.raises(PluginCallError, match=message):
+            plugin.execute()
+        child = int(pid_file.read_text())
+        assert _still_running([worker, child]) == []
+    finally:
+        if pid_file.exists():  # never leave the sleeper behind, whatever happened
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(pid_file.read_text()), signal.SIGKILL)
+        plugin.close()
+
+
+def test_the_worker_dies_with_its_host(build: Build, key: SigningKey, tmp_path: Path) -> None:
+    pid_file = tmp_path / "child.pid"
+    plugin_dir = build(mode="fork-hang", defines={"PID_FILE": c_string(str(pid_file))})
+    (tmp_path / "key.pub").write_bytes(key.public_key.to_pem())
+    with subprocess.Popen(
+        [sys.executable, "-c", _HOST, str(tmp_path / "key.pub"), str(plugin_dir)],
+        stdout=subprocess.PIPE,
+        text=True,
+    ) as host:
+        try:
+            assert host.stdout is not None
+            worker = int(host.stdout.readline())
+            deadline = time.monotonic() + 30
+            while not pid_file.exists() and time.monotonic() < deadline:
+                time.sleep(0.05)  # until the call is running: the worker is not reading its pipe
+            assert pid_file.exists()
+            host.kill()  # no chance to stop its worker
+            host.wait(timeout=30)
+            assert _still_running([worker]) == []
+        finally:
+            host.kill()
+            if pid_file.exists():  # a forked child outlives a killed host (docs/threats.md)
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(int(pid_file.read_text()), signal.SIGKILL)
+
+
+_HOST = """
+import sys
+from pathlib import Path
+from vtreg.loader import KeyPolicy, PluginLoader
+from vtreg.verifier.keys import read_public_key_file
+key, plugin_dir = sys.argv[1], Path(sys.argv[2])
+loader = PluginLoader(KeyPolicy([read_public_key_file(key)]), None, [plugin_dir.parent],
+                      isolation="process", timeout=600)
+plugin = loader.load_plugin(plugin_dir)
+print(plugin._backend._proc.pid, flush=True)
+plugin.execute()
+"""
+
+
+def test_loading_runs_under_the_timeout(
+    build: Build, trusted: Path, key: SigningKey, audit_log: RecordingAudit
+) -> None:
+    loader = PluginLoader(
+        KeyPolicy([key.public_key]), audit_log, [trusted], isolation="process", timeout=1.0
+    )
+    plugin_dir = build(defines={"CONSTRUCTOR_HANGS": "1"})
+
+    with pytest.raises(VtregError, match=r"no answer within 1 s while loading; stopped it"):
+        loader.load_plugin(plugin_dir)
+
+    assert [e.outcome for e in audit_log.events] == ["refused"]
+
+
+def test_the_worker_never_sees_the_hosts_secrets(
+    build: Build, isolated: PluginLoader, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("VTREG_PASSPHRASE", "correct horse battery staple")
+    monkeypatch.setenv("VTREG_DATABASE_URL", "postgresql://admin:secret@db/registry")
+    monkeypatch.setenv("PATH", os.environ.get("PATH", "/usr/bin:/bin"))
+    plugin = isolated.load_plugin(build(mode="env"))
+
+    output = plugin.execute().output
+
+    assert output["VTREG_PASSPHRASE"] is False
+    assert output["VTREG_DATABASE_URL"] is False
+    assert output["PATH"] is True  # an allow-listed variable does arrive
     plugin.close()

@@ -7,6 +7,8 @@
  *   -DNO_EXECUTE                                     does not export vtcode_plugin_execute
  *   -DNO_FREE                                        does not export vtcode_plugin_free_string
  *   -DMARKER='"/path"'                               a constructor creates /path when loaded
+ *   -DCONSTRUCTOR_HANGS                              a constructor never returns
+ *   -DPID_FILE='"/path"'                             MODE_FORK_*: the child's pid is written there
  *   -DMODE=n                                         what execute() does (MODE_* below)
  *
  * execute() output always includes "frees": how many strings the host has
@@ -50,6 +52,9 @@
 #define MODE_CONCURRENCY 9
 #define MODE_PRINT 10
 #define MODE_FAIL 11
+#define MODE_FORK_HANG 12 /* forks a child holding every inherited fd, then hangs */
+#define MODE_FORK_SEGV 13 /* forks such a child, then crashes */
+#define MODE_ENV 14       /* reports what getenv() sees of the host's secrets */
 #ifndef MODE
 #define MODE MODE_ECHO
 #endif
@@ -70,6 +75,37 @@ __attribute__((constructor)) static void leave_marker(void) {
     }
 }
 #endif
+
+#ifdef CONSTRUCTOR_HANGS
+__attribute__((constructor)) static void never_return(void) {
+    for (;;) pause();
+}
+#endif
+
+/* A child that sleeps on, holding the reply pipe and everything else inherited. */
+static MAYBE_UNUSED void fork_a_sleeper(void) {
+    pid_t child = fork();
+    if (child == 0) {
+        for (;;) pause();
+    }
+#ifdef PID_FILE
+    if (child > 0) {
+        char text[32];
+        int fd = open(PID_FILE, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        int n = snprintf(text, sizeof text, "%d", (int)child);
+        if (fd >= 0) {
+            (void)write(fd, text, (size_t)n);
+            close(fd);
+        }
+    }
+#endif
+}
+
+static MAYBE_UNUSED void json_env(char *out, size_t size, const char *name) {
+    const char *value = getenv(name);
+    size_t used = strlen(out);
+    snprintf(out + used, size - used, ",\"%s\":%s", name, value ? "true" : "false");
+}
 
 static MAYBE_UNUSED char *dup_string(const char *s) {
     size_t n = strlen(s) + 1;
@@ -143,6 +179,19 @@ const char *vtcode_plugin_execute(const char *context_json) {
         snprintf(extra, sizeof extra, ",\"max_active\":%d", atomic_load(&max_active));
         return result(extra);
     }
+    case MODE_FORK_HANG:
+        fork_a_sleeper();
+        for (;;) pause();
+    case MODE_FORK_SEGV:
+        fork_a_sleeper();
+        raise(SIGSEGV);
+        return NULL;
+    case MODE_ENV:
+        extra[0] = '\0';
+        json_env(extra, sizeof extra, "VTREG_PASSPHRASE");
+        json_env(extra, sizeof extra, "VTREG_DATABASE_URL");
+        json_env(extra, sizeof extra, "PATH");
+        return result(extra);
     case MODE_FAIL:
         return give("{\"success\":false,\"output\":{},\"error\":\"no greeting today\","
                     "\"files\":[]}");
