@@ -324,23 +324,26 @@ class PluginLoader:
                 # Refused before reading anything else: no need to hash an unsigned library.
                 raise SignatureError(f"unsigned: there is no {SIGNATURE_FILE}", code="unsigned")
             verified = self._capture_and_decide(directory, fd, images, at, manifest[0])
-            plugin = self._open(images, directory, verified)
+            # The decision is on record before any of the plugin's code runs (its ELF
+            # constructors run inside dlopen): a decision that cannot be recorded
+            # raises here, and nothing is loaded. An ABI refusal after dlopen is
+            # recorded as a second event, by load_plugin.
+            self.audit.record(
+                AuditEvent(
+                    "plugin.load",
+                    "allowed",
+                    plugin=verified.name,
+                    version=verified.version,
+                    digest=verified.content_digest,
+                    keyids=verified.signature_keyids,
+                    details={"path": str(directory), "isolation": self.isolation},
+                )
+            )
+            return self._open(images, directory, verified)
         finally:
             os.close(fd)
             for image in images.values():
                 image.close()  # a loaded library keeps its mapping, not the file
-        self.audit.record(
-            AuditEvent(
-                "plugin.load",
-                "allowed",
-                plugin=verified.name,
-                version=verified.version,
-                digest=verified.content_digest,
-                keyids=verified.signature_keyids,
-                details={"path": str(directory), "isolation": self.isolation},
-            )
-        )
-        return plugin
 
     def _capture_and_decide(
         self,

@@ -17,6 +17,7 @@ from tests.loader.conftest import Build, RecordingAudit
 from vtreg.loader import (
     PLUGIN_ABI_VERSION,
     AbiError,
+    AuditEvent,
     KeyPolicy,
     PluginCallError,
     PluginContext,
@@ -25,6 +26,7 @@ from vtreg.loader import (
 from vtreg.verifier.errors import (
     ContentError,
     PolicyError,
+    RegistryError,
     SignatureError,
     UnsafeFileError,
     VerificationError,
@@ -310,9 +312,11 @@ def test_abi_problems_are_refusals(
     loader = PluginLoader(KeyPolicy([key.public_key]), audit_log, [trusted], isolation=isolation)
     with pytest.raises(AbiError, match=message):
         loader.load_plugin(build(defines=defines))
-    [event] = audit_log.events
-    assert event.outcome == "refused"
-    assert event.digest is not None  # refused after verification: we know exactly what
+    # The decision went on record before dlopen ran any of the plugin's code; the
+    # ABI refusal that dlopen revealed follows it.
+    decided, refused = audit_log.events
+    assert (decided.outcome, refused.outcome) == ("allowed", "refused")
+    assert decided.digest == refused.digest is not None  # after verification: exactly what
 
 
 @pytest.mark.parametrize(
@@ -576,3 +580,42 @@ def test_a_load_that_cannot_be_decided_is_audited_as_an_error(
     assert (event.action, event.outcome, event.plugin) == ("plugin.load", "error", "hello")
     assert event.reason is not None
     assert "connection refused" in event.reason
+
+
+@pytest.mark.parametrize("isolation", ["none", "process"])
+def test_the_decision_is_on_record_before_any_plugin_code_runs(
+    build: Build, trusted: Path, key: SigningKey, tmp_path: Path, isolation: str
+) -> None:
+    marker = tmp_path / "constructor-ran"
+    seen: list[tuple[str, bool]] = []
+
+    class Witness:
+        def record(self, event: AuditEvent) -> None:
+            seen.append((event.outcome, marker.exists()))
+
+    loader = PluginLoader(KeyPolicy([key.public_key]), Witness(), [trusted], isolation=isolation)
+    plugin = loader.load_plugin(build(marker=marker))
+
+    assert seen == [("allowed", False)]  # recorded while the constructor had not yet run
+    assert marker.exists()
+    plugin.close()
+
+
+@pytest.mark.parametrize("isolation", ["none", "process"])
+def test_a_decision_that_cannot_be_recorded_is_not_loaded(
+    build: Build, trusted: Path, key: SigningKey, tmp_path: Path, isolation: str
+) -> None:
+    # Fail closed: a load whose decision cannot reach the audit log never runs.
+    marker = tmp_path / "constructor-ran"
+
+    class Unreachable:
+        def record(self, event: AuditEvent) -> None:
+            raise RegistryError("registry sqlite:///gone.db: disk I/O error")
+
+    loader = PluginLoader(
+        KeyPolicy([key.public_key]), Unreachable(), [trusted], isolation=isolation
+    )
+    with pytest.raises(RegistryError, match="disk I/O error"):
+        loader.load_plugin(build(marker=marker))
+
+    assert not marker.exists(), "a load that was not recorded ran the plugin's constructor"
