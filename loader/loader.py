@@ -48,7 +48,7 @@ from vtreg.verifier.manifest import claimed_identity
 from vtreg.verifier.platforms import host_platform
 from vtreg.verifier.platforms import library_filename as platform_library_filename
 from vtreg.verifier.signatures import VerifiedPlugin
-from vtreg.verifier.text import printable
+from vtreg.verifier.text import path_text, printable
 from vtreg.verifier.tree import PluginTree, capture
 from vtreg.verifier.trust import TrustedKey, TrustState
 
@@ -275,11 +275,11 @@ class PluginLoader:
                 audited as an error where the audit sink can still be reached.
         """
         at = datetime.now(UTC)
-        label = str(path)
+        label = path_text(path)
         manifest: list[bytes | None] = [None]  # plugin.json as found, to label a refusal
         try:
             directory, info = self._resolve(path)
-            label = str(directory)
+            label = path_text(directory)
             return self._load(directory, info, at, manifest)
         except VerificationError as e:
             event = AuditEvent.refusal(
@@ -336,7 +336,7 @@ class PluginLoader:
                     version=verified.version,
                     digest=verified.content_digest,
                     keyids=verified.signature_keyids,
-                    details={"path": str(directory), "isolation": self.isolation},
+                    details={"path": path_text(directory), "isolation": self.isolation},
                 )
             )
             return self._open(images, directory, verified)

@@ -41,6 +41,7 @@ from vtreg.verifier.keys import PublicKey
 from vtreg.verifier.layout import MANIFEST_FILE, MAX_MANIFEST_BYTES
 from vtreg.verifier.manifest import SemVer, check_plugin_name
 from vtreg.verifier.signatures import VerifiedPlugin
+from vtreg.verifier.text import path_text
 from vtreg.verifier.tree import PluginTree
 
 from . import audit
@@ -113,7 +114,9 @@ def _plugin_event(action: str, outcome: str, verified: VerifiedPlugin) -> AuditE
 
 
 def _refusal_event(action: str, tree: PluginTree, error: VerificationError) -> AuditEvent:
-    return AuditEvent.refusal(action, error, manifest=tree.manifest, details={"path": tree.root})
+    return AuditEvent.refusal(
+        action, error, manifest=tree.manifest, details={"path": path_text(tree.root)}
+    )
 
 
 def _check_key_terms(
@@ -241,7 +244,9 @@ class Registry:
             return capture()
         except VerificationError as e:
             manifest = _peek_manifest(path)
-            self.record(AuditEvent.refusal(action, e, manifest=manifest, details={"path": path}))
+            self.record(
+                AuditEvent.refusal(action, e, manifest=manifest, details={"path": path_text(path)})
+            )
             raise
 
     def authorize(self, tree: PluginTree, *, at: datetime, threshold: int = 1) -> VerifiedPlugin:

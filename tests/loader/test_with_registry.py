@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from datetime import datetime
 from pathlib import Path
 
@@ -76,3 +77,25 @@ def test_a_statement_with_more_digests_is_trusted_and_loaded_with_them(
 
     assert plugin.verified.files["libhello.so"]["sha512"]
     assert plugin.execute().success
+
+
+def test_a_plugin_directory_whose_name_is_not_utf8_is_decided_and_audited(
+    trusted_registry: Registry, build: Build, trusted: Path, key: SigningKey, other_key: SigningKey
+) -> None:
+    # POSIX paths are bytes. A name that is not UTF-8 must neither break the audit
+    # encoding (code that ran going unrecorded) nor stop discovery.
+    good = build("hello")
+    trusted_registry.trust(capture(good))
+    odd = Path(os.fsdecode(os.fsencode(trusted) + b"/hel\xfflo"))
+    good.rename(odd)
+    build("gamma", signed_by=other_key)  # refused: an unknown key
+
+    loader = PluginLoader(trusted_registry, trusted_registry, [trusted])
+    plugins = loader.discover_plugins()
+
+    assert [p.metadata.name for p in plugins] == ["hello"]
+    events = trusted_registry.audit_events(action="plugin.load")
+    paths = {e.outcome: e.details["path"] for e in events}
+    assert paths["allowed"] == f"{trusted}/hel\\xfflo"  # one byte, written reversibly
+    assert "refused" in paths
+    assert trusted_registry.verify_audit().ok

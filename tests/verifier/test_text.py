@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from vtreg.verifier.text import printable
+from vtreg.verifier.text import path_text, printable
 
 
 @pytest.mark.parametrize(
@@ -37,3 +39,32 @@ def test_nothing_a_terminal_acts_on_survives(text: str) -> None:
     )
     if text.isprintable():  # nothing to escape: shown exactly
         assert shown == text
+
+
+def test_undecodable_bytes_are_shown_as_the_bytes_they_are() -> None:
+    assert printable(os.fsdecode(b"hel\xfflo")) == "hel\\xfflo"
+    assert printable("\ud800") == "\\ud800"  # a lone surrogate of another kind
+
+
+def _path_bytes(text: str) -> bytes:
+    """The inverse of path_text: ``\\\\`` is a backslash, ``\\xNN`` a byte, the rest UTF-8."""
+    out, i = bytearray(), 0
+    while i < len(text):
+        if text.startswith("\\\\", i):
+            out += b"\\"
+            i += 2
+        elif text.startswith("\\x", i):
+            out.append(int(text[i + 2 : i + 4], 16))
+            i += 4
+        else:
+            out += text[i].encode("utf-8")
+            i += 1
+    return bytes(out)
+
+
+@given(st.binary(min_size=1).filter(lambda b: b"\0" not in b))
+def test_paths_as_text_are_utf8_and_map_back_to_one_path(raw: bytes) -> None:
+    text = path_text(os.fsdecode(raw))
+
+    text.encode("utf-8")  # storable and hashable: no surrogates left
+    assert _path_bytes(text) == raw
