@@ -607,6 +607,11 @@ class PendingCapture:
         try:
             while chunk := os.read(self._pipe, 1 << 20):
                 chunks.append(chunk)
+        except BaseException:
+            # Interrupted (Ctrl-C): nobody will read what the child finds, and waiting
+            # for it below would wait for the whole directory to be read.
+            os.kill(self._pid, signal.SIGKILL)
+            raise
         finally:
             os.close(self._pipe)
             _, status = os.waitpid(self._pid, 0)

@@ -145,7 +145,11 @@ def vtreg_command(
             settings = click.get_current_context().ensure_object(Settings)
             settings.json |= as_json
             settings.verbose |= verbose
-            report = fn(settings, **kwargs)  # type: ignore[call-arg] # click passes options by name
+            try:
+                report = fn(settings, **kwargs)  # type: ignore[call-arg] # click passes by name
+            except KeyboardInterrupt as e:
+                # Ours to report in one line; click would print a blank line and "Aborted".
+                raise VtregError("interrupted") from e
             emit_report(report, settings)
             return report.exit_code
 
@@ -164,12 +168,12 @@ def vtreg_command(
 
 def run(argv: list[str] | None = None, prefetch: PendingCapture | None = None) -> int:
     """Run the CLI and return its exit code (for tests and :func:`registry.cli.main`)."""
-    from . import audit, runner, signing, trust  # noqa: F401 - importing registers commands
-
     args = list(sys.argv[1:] if argv is None else argv)
     # Usage errors can happen before click has parsed --json, so look for it first.
     settings = Settings(json="--json" in args, verbose="--verbose" in args, prefetch=prefetch)
     try:
+        from . import audit, runner, signing, trust  # noqa: F401 - importing registers commands
+
         result = cli.main(args=args, prog_name="vtreg", standalone_mode=False, obj=settings)
     except click.exceptions.NoArgsIsHelpError as e:
         if settings.json:  # still exactly one JSON document on stdout

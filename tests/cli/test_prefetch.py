@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from vtreg.registry.cli import _prefetch
+from vtreg.verifier.keys import SigningKey
 
 
 @pytest.mark.parametrize(
@@ -89,3 +90,36 @@ def test_the_hashing_child_ends_with_a_killed_verify(
         for child in children:
             if _alive(child):  # only a failed test gets here with a child still running
                 os.kill(child, signal.SIGKILL)
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="needs Linux /proc")
+def test_an_interrupted_verify_is_one_line_and_exit_3(
+    plugin_factory: Callable[..., Path], tmp_path: Path, key: SigningKey
+) -> None:
+    plugin = plugin_factory()
+    (tmp_path / "x.pub").write_bytes(key.public_key.to_pem())
+    with (plugin / "big.bin").open("wb") as big:
+        big.truncate(64 << 30)  # sparse: keeps the hashing child busy while we interrupt
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "vtreg", "verify", str(plugin), "--key", str(tmp_path / "x.pub")],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    children: list[int] = []
+    try:
+        deadline = time.monotonic() + 30
+        while not (children := _children(proc.pid)) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert children, "vtreg verify started no hashing child"
+        time.sleep(1)  # most likely past the imports: the CLI waits for the capture
+        proc.send_signal(signal.SIGINT)
+        _, stderr = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+        for child in children:
+            if _alive(child):
+                os.kill(child, signal.SIGKILL)
+    assert proc.returncode == 3, stderr
+    assert stderr.splitlines() == ["vtreg: error: interrupted"]
