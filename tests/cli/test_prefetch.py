@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -58,50 +59,19 @@ def _alive(pid: int) -> bool:
     return state != "Z"  # a zombie has ended; only its parent's wait is missing
 
 
-@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="needs Linux /proc")
-def test_the_hashing_child_ends_with_a_killed_verify(
-    plugin_factory: Callable[..., Path], tmp_path: Path
-) -> None:
-    # kill -9 (or a supervisor's SIGTERM) of `vtreg verify` must not leave its
-    # forked hashing child reading the whole directory with nobody to report to.
-    plugin = plugin_factory()
-    with (plugin / "big.bin").open("wb") as big:
-        big.truncate(64 << 30)  # sparse: costs no disk, takes the child a long time to read
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "vtreg", "verify", str(plugin), "--key", str(tmp_path / "x.pub")],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    children: list[int] = []
-    try:
-        deadline = time.monotonic() + 30
-        while not (children := _children(proc.pid)) and time.monotonic() < deadline:
-            time.sleep(0.01)
-        assert children, "vtreg verify started no hashing child"
-        proc.kill()
-        proc.wait(timeout=30)
-        deadline = time.monotonic() + 30
-        while _alive(children[0]) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert not _alive(children[0]), "the hashing child outlived vtreg verify"
-    finally:
-        proc.kill()
-        for child in children:
-            if _alive(child):  # only a failed test gets here with a child still running
-                os.kill(child, signal.SIGKILL)
+@contextlib.contextmanager
+def _verifying_a_huge_plugin(
+    plugin: Path, key_file: Path
+) -> Iterator[tuple[subprocess.Popen[str], int]]:
+    """A real `vtreg verify` of ``plugin`` plus a sparse 64 GiB file, and its hashing child.
 
-
-@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="needs Linux /proc")
-def test_an_interrupted_verify_is_one_line_and_exit_3(
-    plugin_factory: Callable[..., Path], tmp_path: Path, key: SigningKey
-) -> None:
-    plugin = plugin_factory()
-    (tmp_path / "x.pub").write_bytes(key.public_key.to_pem())
+    The file costs no disk and keeps the child reading for a long time. Whatever the
+    test does, neither process outlives it.
+    """
     with (plugin / "big.bin").open("wb") as big:
-        big.truncate(64 << 30)  # sparse: keeps the hashing child busy while we interrupt
+        big.truncate(64 << 30)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "vtreg", "verify", str(plugin), "--key", str(tmp_path / "x.pub")],
+        [sys.executable, "-m", "vtreg", "verify", str(plugin), "--key", str(key_file)],
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -113,13 +83,45 @@ def test_an_interrupted_verify_is_one_line_and_exit_3(
         while not (children := _children(proc.pid)) and time.monotonic() < deadline:
             time.sleep(0.01)
         assert children, "vtreg verify started no hashing child"
+        yield proc, children[0]
+    finally:
+        proc.kill()
+        proc.communicate(timeout=30)
+        for child in children:
+            if _alive(child):  # only a failed test gets here with a child still running
+                os.kill(child, signal.SIGKILL)
+
+
+@pytest.fixture
+def key_file(tmp_path: Path, key: SigningKey) -> Path:
+    path = tmp_path / "key.pub"
+    path.write_bytes(key.public_key.to_pem())
+    return path
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="needs Linux /proc")
+def test_the_hashing_child_ends_with_a_killed_verify(
+    plugin_factory: Callable[..., Path], key_file: Path
+) -> None:
+    # kill -9 (or a supervisor's SIGTERM) of `vtreg verify` must not leave its
+    # forked hashing child reading the whole directory with nobody to report to.
+    with _verifying_a_huge_plugin(plugin_factory(), key_file) as (proc, child):
+        proc.kill()
+        proc.wait(timeout=30)
+        deadline = time.monotonic() + 30
+        while _alive(child) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not _alive(child), "the hashing child outlived vtreg verify"
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="needs Linux /proc")
+def test_an_interrupted_verify_is_one_line_and_exit_3(
+    plugin_factory: Callable[..., Path], key_file: Path
+) -> None:
+    with _verifying_a_huge_plugin(plugin_factory(), key_file) as (proc, _):
         time.sleep(1)  # most likely past the imports: the CLI waits for the capture
         proc.send_signal(signal.SIGINT)
         _, stderr = proc.communicate(timeout=30)
-    finally:
-        proc.kill()
-        for child in children:
-            if _alive(child):
-                os.kill(child, signal.SIGKILL)
+
     assert proc.returncode == 3, stderr
     assert stderr.splitlines() == ["vtreg: error: interrupted"]
