@@ -113,10 +113,10 @@ def _plugin_event(action: str, outcome: str, verified: VerifiedPlugin) -> AuditE
     )
 
 
-def _refusal_event(action: str, tree: PluginTree, error: VerificationError) -> AuditEvent:
-    return AuditEvent.refusal(
-        action, error, manifest=tree.manifest, details={"path": path_text(tree.root)}
-    )
+def _refusal_event(
+    action: str, error: VerificationError, *, manifest: bytes | None, path: str
+) -> AuditEvent:
+    return AuditEvent.refusal(action, error, manifest=manifest, details={"path": path_text(path)})
 
 
 def _check_key_terms(
@@ -243,10 +243,7 @@ class Registry:
         try:
             return capture()
         except VerificationError as e:
-            manifest = _peek_manifest(path)
-            self.record(
-                AuditEvent.refusal(action, e, manifest=manifest, details={"path": path_text(path)})
-            )
+            self.record(_refusal_event(action, e, manifest=_peek_manifest(path), path=path))
             raise
 
     def authorize(self, tree: PluginTree, *, at: datetime, threshold: int = 1) -> VerifiedPlugin:
@@ -276,7 +273,7 @@ class Registry:
                 verified = decide(tree, read_state(cursor, tree, threshold=threshold), at=at)
             except VerificationError as e:
                 refusal = e
-                event = _refusal_event("plugin.verify", tree, e)
+                event = _refusal_event("plugin.verify", e, manifest=tree.manifest, path=tree.root)
             else:
                 event = _plugin_event("plugin.verify", "allowed", verified)
             audit.append(cursor, head, event, actor=self.actor, at=at)
@@ -401,7 +398,9 @@ class Registry:
                 verified = decide_trust(tree, state, at=at)
             except VerificationError as e:
                 refusal = e
-                change.log(_refusal_event("plugin.trust", tree, e), at)
+                change.log(
+                    _refusal_event("plugin.trust", e, manifest=tree.manifest, path=tree.root), at
+                )
             else:
                 result = self._trust_row(change, verified, threshold, pin, at)
                 floor = state.floors.get((verified.name, verified.platform))
