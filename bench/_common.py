@@ -140,5 +140,11 @@ def print_table(title: str, results: list[Result], baseline: str | None = None) 
         print(f"{r.label:<44} {ms:>10.1f} {low:>8.1f} {r.peak_mib:>9.1f}  {ratio}")
 
 
+def pinned(cmd: Sequence[str], one_core: bool) -> list[str]:
+    """``cmd``, run on CPU 0 only (``taskset -c 0``) when ``one_core``: no second core to
+    overlap hashing with start-up, as on a busy or single-core host."""
+    return ["taskset", "-c", "0", *cmd] if one_core else list(cmd)
+
+
 def scratch_dir() -> tempfile.TemporaryDirectory[str]:
     return tempfile.TemporaryDirectory(prefix="vtreg-bench-")

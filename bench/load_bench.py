@@ -31,7 +31,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench._common import build_example, scratch_dir
+from bench._common import build_example, pinned, scratch_dir
 from vtreg.loader import NativePlugin, PluginContext, PluginLoader
 from vtreg.registry.service import Registry
 from vtreg.verifier.keys import SigningKey
@@ -90,11 +90,11 @@ print(time.perf_counter() - start)
 """
 
 
-def _in_fresh_process(code: str, *args: str) -> float:
-    """Seconds the timed part of ``code`` took, run in a new interpreter."""
-    out = subprocess.run(
-        [sys.executable, "-c", code, *args], check=True, capture_output=True, text=True
-    ).stdout
+def _in_fresh_process(code: str, *args: str, one_core: bool = False) -> float:
+    """Seconds the timed part of ``code`` took, run in a new interpreter (on CPU 0 only
+    with ``one_core``)."""
+    cmd = pinned([sys.executable, "-c", code, *args], one_core)
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
     return float(out.strip().splitlines()[-1])
 
 
@@ -178,11 +178,16 @@ def _measure(work: Path, args: argparse.Namespace, key: SigningKey) -> _Figures:
         for path in big_dirs:  # page cache warm for the big library
             (path / "libhello.so").read_bytes()
         big_loaded = [
-            _in_fresh_process(_LOAD_ONCE, url, str(work / "big-plugins"), str(path))
+            _in_fresh_process(
+                _LOAD_ONCE, url, str(work / "big-plugins"), str(path), one_core=args.one_core
+            )
             for path in big_dirs[: args.big_runs]
         ]
         big_bare_libs = _copies(big / "libhello.so", work / "big-bare", args.big_runs)
-        hashed = [_in_fresh_process(_HASH_AND_CDLL, str(path)) for path in big_bare_libs]
+        hashed = [
+            _in_fresh_process(_HASH_AND_CDLL, str(path), one_core=args.one_core)
+            for path in big_bare_libs
+        ]
 
         hello = loader.load_plugin(small_dirs[-1])
         context = PluginContext(input={"name": "Ada"})
@@ -240,6 +245,9 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=51)
     parser.add_argument("--big-runs", type=int, default=7)
     parser.add_argument("--size-mib", type=int, default=256)
+    parser.add_argument(
+        "--one-core", action="store_true", help="run the big loads and their peer on CPU 0 only"
+    )
     args = parser.parse_args()
     with scratch_dir() as scratch:
         work = Path(scratch)

@@ -1,6 +1,6 @@
 """Benchmark `vtreg verify` against what a user would run instead, in one run.
 
-    python bench/verify_bench.py [--size-mib 256] [--runs 11]
+    python bench/verify_bench.py [--size-mib 256] [--runs 11] [--one-core]
 
 Builds the example plugin, appends random bytes to its library until it is
 --size-mib large, signs it with a fresh key, then times (whole process,
@@ -11,6 +11,8 @@ memory of:
 * sha256sum / openssl dgst -sha256 (hash the library only)
 * minisign -V, gpg --verify        (detached signature over the library), where installed
 * vtreg --help, and vtreg verify of the small example plugin
+
+--one-core runs every command (vtreg and the others alike) under `taskset -c 0`.
 
 Needs vtreg installed next to this interpreter (pip install .).
 """
@@ -30,6 +32,7 @@ from bench._common import (
     Result,
     build_example,
     measure,
+    pinned,
     print_table,
     scratch_dir,
     vtreg_command,
@@ -81,7 +84,7 @@ def _prepare(vtreg: list[str], work: Path, size_mib: int) -> tuple[Path, Path, P
     return small, big, keys
 
 
-def _minisign(work: Path, library: str, runs: int) -> Result | None:
+def _minisign(work: Path, library: str, args: argparse.Namespace) -> Result | None:
     if not shutil.which("minisign"):
         print("minisign not installed: skipped (apt-get install minisign)")
         return None
@@ -95,12 +98,11 @@ def _minisign(work: Path, library: str, runs: int) -> Result | None:
         check=True,
         capture_output=True,
     )
-    return measure(
-        "minisign -V (library)", ["minisign", "-Vm", library, "-p", str(work / "m.pub")], runs
-    )
+    verify = ["minisign", "-Vm", library, "-p", str(work / "m.pub")]
+    return measure("minisign -V (library)", pinned(verify, args.one_core), args.runs)
 
 
-def _gpg(work: Path, library: str, runs: int) -> Result | None:
+def _gpg(work: Path, library: str, args: argparse.Namespace) -> Result | None:
     if not shutil.which("gpg"):
         return None
     home = work / "gnupg"
@@ -117,7 +119,8 @@ def _gpg(work: Path, library: str, runs: int) -> Result | None:
         check=True,
         capture_output=True,
     )
-    return measure("gpg --verify (library)", [*gpg, "--verify", library + ".asc", library], runs)
+    verify = pinned([*gpg, "--verify", library + ".asc", library], args.one_core)
+    return measure("gpg --verify (library)", verify, args.runs)
 
 
 def _print_targets(results: list[Result], startup: list[Result]) -> None:
@@ -142,8 +145,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size-mib", type=int, default=256)
     parser.add_argument("--runs", type=int, default=11)
+    parser.add_argument("--one-core", action="store_true", help="pin everything to CPU 0")
     args = parser.parse_args()
-    vtreg = vtreg_command()
+    vtreg = pinned(vtreg_command(), args.one_core)
 
     with scratch_dir() as scratch:
         work = Path(scratch)
@@ -156,14 +160,19 @@ def main() -> None:
                 args.runs,
             ),
             measure(
-                "openssl dgst -sha256 (library)", ["openssl", "dgst", "-sha256", library], args.runs
+                "openssl dgst -sha256 (library)",
+                pinned(["openssl", "dgst", "-sha256", library], args.one_core),
+                args.runs,
             ),
-            measure("sha256sum (library)", ["sha256sum", library], args.runs),
+            measure(
+                "sha256sum (library)", pinned(["sha256sum", library], args.one_core), args.runs
+            ),
         ]
-        results += [r for r in (_minisign(work, library, args.runs),) if r is not None]
-        results += [r for r in (_gpg(work, library, args.runs),) if r is not None]
+        results += [r for r in (_minisign(work, library, args),) if r is not None]
+        results += [r for r in (_gpg(work, library, args),) if r is not None]
+        cores = "one core" if args.one_core else "all cores"
         print_table(
-            f"Verifying a {args.size_mib} MiB plugin (page cache warm)",
+            f"Verifying a {args.size_mib} MiB plugin (page cache warm, {cores})",
             results,
             baseline="openssl dgst -sha256 (library)",
         )

@@ -6,10 +6,14 @@
    (canonicalised, compared component by component, so ``..``, symlinks that
    escape and ``/trusted-evil`` vs ``/trusted`` are refused), and unless the
    trusted and plugin directories are writable by their owner only;
-2. reads the directory once: every file hashed, each library written as hashed
-   into a private sealed copy (:mod:`loader.capture`);
-3. asks the :class:`~loader.protocols.TrustPolicy` to decide on exactly those
-   bytes (signature, trust, revocation, rollback);
+2. reads plugin.sig alone and checks it against the trust state the
+   :class:`~loader.protocols.TrustPolicy` gives for it: enough trusted keys
+   signed, for this platform and not expired. Nothing else of the directory
+   is read before this holds;
+3. reads exactly the files the authenticated statement names, none past its
+   signed length, the signed library written as hashed into a private sealed
+   copy (:mod:`loader.capture`), and decides on exactly those bytes with the
+   pure core (signature, trust, revocation, rollback);
 4. only then hands the sealed copy, never the original path, to the dynamic
    loader (here or in an isolated child), checks ABI v1 and that the library's
    own metadata names the signed name and version;
@@ -31,8 +35,10 @@ from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
-from vtreg.verifier.decision import decide
+from vtreg.verifier.decision import authenticate, decide
+from vtreg.verifier.envelope import PREDICATE_TYPE_V1
 from vtreg.verifier.errors import (
+    FormatError,
     NotFoundError,
     PolicyError,
     SignatureError,
@@ -47,9 +53,9 @@ from vtreg.verifier.layout import MANIFEST_FILE, MAX_MANIFEST_BYTES, SIGNATURE_F
 from vtreg.verifier.manifest import claimed_identity
 from vtreg.verifier.platforms import host_platform
 from vtreg.verifier.platforms import library_filename as platform_library_filename
-from vtreg.verifier.signatures import VerifiedPlugin
+from vtreg.verifier.signatures import SignedStatement, VerifiedPlugin
 from vtreg.verifier.text import path_text, printable
-from vtreg.verifier.tree import PluginTree, capture
+from vtreg.verifier.tree import capture, read_signature
 from vtreg.verifier.trust import TrustedKey, TrustState
 
 from .abi import PLUGIN_ABI_VERSION, AbiError, LoadError, RawLibrary
@@ -143,9 +149,10 @@ class KeyPolicy:
     def __init__(self, keys: Iterable[TrustedKey | PublicKey], *, threshold: int = 1) -> None:
         self.state = TrustState.of_keys(keys, threshold=threshold)
 
-    def authorize(self, tree: PluginTree, *, at: datetime) -> VerifiedPlugin:
-        """Decide with the pure core: signed by ``threshold`` of the keys, nothing more."""
-        return decide(tree, self.state, at=at)
+    def state_for(self, envelope: bytes | None) -> TrustState:
+        """The same state for every plugin: signed by ``threshold`` of the keys, nothing more."""
+        del envelope
+        return self.state
 
 
 class _NullAudit:
@@ -165,6 +172,29 @@ class _InProcess:
 
     def close(self) -> None:
         """A library loaded into this process stays mapped until the process ends."""
+
+
+def _check_loadable(signed: SignedStatement) -> None:
+    """Refuse, before reading the directory, what could not be loaded here anyway."""
+    predicate = signed.predicate
+    label = f"{predicate.name} {predicate.version}"
+    subject = (predicate.name, predicate.version, None)
+    here = host_platform()
+    if predicate.platform != here:
+        raise PolicyError(
+            f"{label} is built for {predicate.platform}; this host is {here}",
+            code="wrong-platform",
+            keyids=signed.signature_keyids,
+            subject=subject,
+        )
+    if signed.statement.lengths is None:
+        # Without signed lengths nothing bounds what the library's copy may cost.
+        raise FormatError(
+            f"{label} was signed in the {PREDICATE_TYPE_V1} format, which records no file "
+            "lengths; the loader needs them: re-sign it with `vtreg sign --fresh`",
+            keyids=signed.signature_keyids,
+            subject=subject,
+        )
 
 
 def _peek(dir_fd: int, name: str, limit: int) -> bytes | None:
@@ -320,10 +350,7 @@ class PluginLoader:
             if (opened.st_dev, opened.st_ino) != (info.st_dev, info.st_ino):
                 raise UnsafeFileError(f"{directory} was replaced while it was being opened")
             manifest[0] = _peek(fd, MANIFEST_FILE, MAX_MANIFEST_BYTES)
-            if _peek(fd, SIGNATURE_FILE, 0) is None:
-                # Refused before reading anything else: no need to hash an unsigned library.
-                raise SignatureError(f"unsigned: there is no {SIGNATURE_FILE}", code="unsigned")
-            verified = self._capture_and_decide(directory, fd, images, at, manifest[0])
+            verified = self._authenticate_and_capture(directory, fd, images, at)
             # The decision is on record before any of the plugin's code runs (its ELF
             # constructors run inside dlopen): a decision that cannot be recorded
             # raises here, and nothing is loaded. An ABI refusal after dlopen is
@@ -345,27 +372,34 @@ class PluginLoader:
             for image in images.values():
                 image.close()  # a loaded library keeps its mapping, not the file
 
-    def _capture_and_decide(
-        self,
-        directory: Path,
-        fd: int,
-        images: dict[str, SealedFile],
-        at: datetime,
-        manifest: bytes | None,
+    def _authenticate_and_capture(
+        self, directory: Path, fd: int, images: dict[str, SealedFile], at: datetime
     ) -> VerifiedPlugin:
-        # Only the library this plugin.json names for this platform is copied
-        # aside while hashing: one sealed copy, never one per file an attacker adds.
-        name, _ = claimed_identity(manifest)
-        wanted = self.library_filename(name) if name else None
+        """plugin.sig checked alone first; then only what it signed is read, and decided on."""
+        signature = read_signature(directory, dir_fd=fd)
+        if signature is None:
+            raise SignatureError(f"unsigned: there is no {SIGNATURE_FILE}", code="unsigned")
+        state = self.trust.state_for(signature)
+        signed = authenticate(signature, state, at=at)
+        _check_loadable(signed)
+        # Only the signed library is copied aside while hashing, bounded by its
+        # signed length: one sealed copy, never one per file an attacker adds.
+        library = signed.predicate.library
 
         def sink_for(rel: str) -> SealedFile | None:
-            if rel != wanted:
+            if rel != library:
                 return None
             images[rel] = SealedFile(rel)
             return images[rel]
 
-        tree = capture(directory, dir_fd=fd, sink_for=sink_for)
-        return self.trust.authorize(tree, at=at)
+        tree = capture(
+            directory,
+            dir_fd=fd,
+            expect=signed.expected,
+            algorithms=signed.algorithms,
+            sink_for=sink_for,
+        )
+        return decide(tree, state, at=at, signed=signed)
 
     def _open(
         self, images: dict[str, SealedFile], directory: Path, verified: VerifiedPlugin
@@ -373,14 +407,6 @@ class PluginLoader:
         label = f"{verified.name} {verified.version}"
         subject = (verified.name, verified.version, verified.content_digest)
         keyids = verified.signature_keyids
-        here = host_platform()
-        if verified.platform != here:
-            raise PolicyError(
-                f"{label} is built for {verified.platform}; this host is {here}",
-                code="wrong-platform",
-                keyids=keyids,
-                subject=subject,
-            )
         image = images.get(verified.library)
         if image is None:  # pragma: no cover - plugin.json is signed and names this library
             raise PolicyError(

@@ -5,7 +5,7 @@ core (:mod:`vtreg.verifier.decision`) over the slice of trust state the
 decision needs (:mod:`vtreg.registry.state`), read in the same transaction
 that records the outcome:
 
-* a load (:meth:`Registry.authorize`, the loader's ``TrustPolicy``) reads one
+* a load (:meth:`Registry.state_for`, the loader's ``TrustPolicy``) reads one
   snapshot and writes nothing; the loader then records what it did
   (:meth:`Registry.record`, its ``AuditSink``);
 * ``vtreg verify`` (:meth:`Registry.verify_plugin`) and ``vtreg trust``
@@ -24,7 +24,7 @@ import json
 import os
 import socket
 import unicodedata
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
@@ -33,7 +33,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, defer
 
 from vtreg.verifier.audit_event import AuditEvent
-from vtreg.verifier.decision import decide, decide_trust
+from vtreg.verifier.decision import authenticate, decide, decide_trust
 from vtreg.verifier.envelope import format_time
 from vtreg.verifier.errors import NotFoundError, PolicyError, UsageError, VerificationError
 from vtreg.verifier.files import read_regular_at
@@ -42,7 +42,8 @@ from vtreg.verifier.layout import MANIFEST_FILE, MAX_MANIFEST_BYTES
 from vtreg.verifier.manifest import SemVer, check_plugin_name
 from vtreg.verifier.signatures import VerifiedPlugin
 from vtreg.verifier.text import path_text
-from vtreg.verifier.tree import PluginTree
+from vtreg.verifier.tree import PendingCapture, PluginTree, capture, read_signature
+from vtreg.verifier.trust import TrustState
 
 from . import audit
 from .db import connect, database_errors, default_url, ensure_schema, normalize_url
@@ -146,7 +147,7 @@ class Registry:
     """The trust store and audit log, on SQLite or PostgreSQL.
 
     Use :meth:`open`; close with :meth:`close` or a ``with`` block. It
-    implements the loader's ``TrustPolicy`` (:meth:`authorize`) and
+    implements the loader's ``TrustPolicy`` (:meth:`state_for`) and
     ``AuditSink`` (:meth:`record`).
     """
 
@@ -235,30 +236,54 @@ class Registry:
 
     # --- decisions ---
 
-    def audited_capture(
-        self, action: str, path: str, capture: Callable[[], PluginTree]
+    def capture_signed(
+        self,
+        action: str,
+        path: str,
+        *,
+        at: datetime,
+        threshold: int = 1,
+        pending: PendingCapture | None = None,
     ) -> PluginTree:
-        """``capture()``, with a refusal it raises (a symlink inside, an oversize file)
-        recorded as a refused ``action``, as every later refusal of that action is."""
+        """Capture a plugin directory the way nothing unchecked is trusted early.
+
+        plugin.sig is read alone and checked against this registry's keys
+        (enough trusted signers, not expired); only then are the files it
+        signed read, none past its signed length (or ``pending``'s capture is
+        taken, if it was guided by exactly that). A refusal on the way (an
+        unsigned plugin, a symlink inside, an oversize file) is recorded as a
+        refused ``action``, as every later refusal of that action is.
+
+        Raises:
+            VerificationError: the refusal (audited).
+        """
         try:
-            return capture()
+            signature = read_signature(path)
+            signed = authenticate(signature, self.state_for(signature, threshold=threshold), at=at)
+            tree = pending.result(signature, signed.expected) if pending is not None else None
+            return tree or capture(path, expect=signed.expected, algorithms=signed.algorithms)
         except VerificationError as e:
             self.record(_refusal_event(action, e, manifest=_peek_manifest(path), path=path))
             raise
 
-    def authorize(self, tree: PluginTree, *, at: datetime, threshold: int = 1) -> VerifiedPlugin:
-        """Decide whether a captured plugin may be used (the loader's ``TrustPolicy``).
+    def state_for(self, envelope: bytes | None, *, threshold: int = 1) -> TrustState:
+        """The trust state a decision about ``envelope``'s plugin needs (the loader's
+        ``TrustPolicy``): every key, and the trusted contents of the name it claims,
+        read in one snapshot. Nothing is audited here; see :meth:`verify_plugin`.
 
-        The decision is :func:`vtreg.verifier.decision.decide` over the
-        registry's keys and the trusted contents of the plugin's name, read in
-        one snapshot. Nothing is audited here; see :meth:`verify_plugin`.
+        Raises:
+            RegistryError: the registry cannot be read.
+        """
+        with self._decision(write=False) as cursor:
+            return read_state(cursor, envelope, threshold=threshold)
+
+    def authorize(self, tree: PluginTree, *, at: datetime, threshold: int = 1) -> VerifiedPlugin:
+        """Decide, without auditing, whether a captured plugin may be used.
 
         Raises:
             VerificationError: the reason it may not, with its ``code``.
         """
-        with self._decision(write=False) as cursor:
-            state = read_state(cursor, tree, threshold=threshold)
-        return decide(tree, state, at=at)
+        return decide(tree, self.state_for(tree.signature, threshold=threshold), at=at)
 
     def verify_plugin(
         self, tree: PluginTree, *, at: datetime | None = None, threshold: int = 1
@@ -270,7 +295,8 @@ class Registry:
             head = audit.lock_head(cursor)
             at = at or _now()  # once the lock is held: judged when decided, logged in order
             try:
-                verified = decide(tree, read_state(cursor, tree, threshold=threshold), at=at)
+                state = read_state(cursor, tree.signature, threshold=threshold)
+                verified = decide(tree, state, at=at)
             except VerificationError as e:
                 refusal = e
                 event = _refusal_event("plugin.verify", e, manifest=tree.manifest, path=tree.root)
@@ -393,7 +419,7 @@ class Registry:
         refusal: VerificationError | None = None
         with self._change() as change:
             at = at or _now()  # once the lock is held: judged when decided, logged in order
-            state = read_state(change.cursor, tree, threshold=threshold)
+            state = read_state(change.cursor, tree.signature, threshold=threshold)
             try:
                 verified = decide_trust(tree, state, at=at)
             except VerificationError as e:

@@ -14,14 +14,24 @@ import json
 from datetime import datetime
 from typing import NamedTuple
 
+from vtreg.verifier._base64 import decode_canonical
 from vtreg.verifier.keys import PublicKey
-from vtreg.verifier.manifest import claimed_identity
-from vtreg.verifier.tree import PluginTree
 from vtreg.verifier.trust import TrustedContent, TrustedKey, TrustState
 
 from .statements import Cursor, Statements
 
 __all__ = ["read_state"]
+
+
+def _claimed_name(envelope: bytes | None) -> str | None:
+    """The plugin name an unchecked envelope claims, or None if it claims none."""
+    try:
+        envelope_obj = json.loads(envelope or b"{}")
+        statement = json.loads(decode_canonical(envelope_obj["payload"]))
+        name = statement["predicate"]["name"]
+    except (ValueError, TypeError, KeyError, AttributeError, RecursionError):
+        return None
+    return name if isinstance(name, str) else None
 
 
 class _KeyRow(NamedTuple):
@@ -69,15 +79,15 @@ class _ContentRow(NamedTuple):
         )
 
 
-def read_state(cursor: Cursor, tree: PluginTree, *, threshold: int = 1) -> TrustState:
-    """Every key, and every trusted content of the name ``tree``'s plugin.json claims.
+def read_state(cursor: Cursor, envelope: bytes | None, *, threshold: int = 1) -> TrustState:
+    """Every key, and every trusted content of the name ``envelope``'s statement claims.
 
-    The claimed name only picks rows: the decision checks that the signed
-    name is the one read (plugin.json must agree with the signed statement).
+    The claimed name only picks rows: the decision checks that the name it
+    decides about is one the state holds.
     """
     sql = cursor.sql
     keys = [_KeyRow(*row).trusted() for row in cursor.rows(sql.keys)]
-    name, _ = claimed_identity(tree.manifest)
+    name = _claimed_name(envelope)
     if name is None:
         return TrustState.build(keys, [], names=(), threshold=threshold)
     contents = [_ContentRow(*row).trusted() for row in cursor.rows(sql.contents, (name,))]

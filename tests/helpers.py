@@ -282,3 +282,20 @@ def error_without_blocking(call: Callable[[], object], timeout: float = 20) -> B
     worker.join(timeout=timeout)
     assert not worker.is_alive(), f"{getattr(call, '__name__', 'the call')} blocked"
     return errors[0] if errors else None
+
+
+@contextlib.contextmanager
+def bytes_read() -> Iterator[list[int]]:
+    """How many bytes this process read through read(2) and friends inside the block
+    (Linux ``/proc/self/io`` ``rchar``, which also counts children it reaped)."""
+
+    def rchar() -> int:
+        for line in Path("/proc/self/io").read_text().splitlines():
+            if line.startswith("rchar:"):
+                return int(line.split()[1])
+        raise AssertionError("no rchar in /proc/self/io")
+
+    counted = [0]
+    before = rchar()
+    yield counted
+    counted[0] = rchar() - before

@@ -42,13 +42,22 @@ def authenticate(envelope: bytes | None, state: TrustState, *, at: datetime) -> 
     return verify_envelope(envelope, state.keys.values(), at=at, threshold=state.threshold)
 
 
-def decide(tree: PluginTree, state: TrustState, *, at: datetime) -> VerifiedPlugin:
+def decide(
+    tree: PluginTree,
+    state: TrustState,
+    *,
+    at: datetime,
+    signed: SignedStatement | None = None,
+) -> VerifiedPlugin:
     """Decide whether a captured plugin may be loaded (or pass ``vtreg verify``).
 
     Args:
         tree: the captured plugin directory, plugin.sig included.
         state: what is trusted (see :class:`~vtreg.verifier.trust.TrustState`).
         at: the time to judge key, signature and content status at.
+        signed: what :func:`authenticate` returned for this same ``state`` and
+            ``at`` before the capture (saving a second check); ignored unless it
+            is the envelope the tree holds.
 
     Returns:
         The verified plugin.
@@ -57,7 +66,9 @@ def decide(tree: PluginTree, state: TrustState, *, at: datetime) -> VerifiedPlug
         VerificationError: the refusal, with its ``code``.
         VtregError: ``state`` does not hold the plugin's name (could not decide).
     """
-    verified = authenticate(tree.signature, state, at=at).match(tree)
+    if signed is None or signed.envelope != tree.signature:
+        signed = authenticate(tree.signature, state, at=at)
+    verified = signed.match(tree)
     if state.contents is None:
         return verified
     content = _trusted_content(verified, state)

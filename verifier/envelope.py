@@ -25,6 +25,7 @@ from pydantic import (
     PlainSerializer,
     StrictInt,
     StrictStr,
+    model_validator,
 )
 
 from ._base64 import decode_canonical
@@ -37,6 +38,7 @@ __all__ = [
     "MAX_SIGNATURES",
     "PAYLOAD_TYPE",
     "PREDICATE_TYPE",
+    "PREDICATE_TYPE_V1",
     "STATEMENT_TYPE",
     "TRUSTED_ALGORITHMS",
     "Envelope",
@@ -56,8 +58,12 @@ __all__ = [
 
 PAYLOAD_TYPE: Final = "application/vnd.in-toto+json"
 STATEMENT_TYPE: Final = "https://in-toto.io/Statement/v1"
-PREDICATE_TYPE: Final = "https://vtreg.dev/native-plugin/v1"
+PREDICATE_TYPE: Final = "https://vtreg.dev/native-plugin/v2"
+# v1 statements (no file lengths) still verify, so signatures already published
+# stay good; the loader refuses them (see PluginPredicate.lengths).
+PREDICATE_TYPE_V1: Final = "https://vtreg.dev/native-plugin/v1"
 MAX_SIGNATURES = 32
+MAX_FILE_LENGTH = 1 << 48  # 256 TiB: any real file, and still exact in a JSON number
 
 
 _HEX = re.compile(r"[0-9a-f]+")
@@ -219,6 +225,10 @@ class PluginPredicate(BaseModel):
     library: StrictStr
     signed_at: UtcTime
     expires: UtcTime | None = None
+    # Each signed file's length in bytes, as TUF records a target's length: a
+    # verifier reads no file further than this, and copies no more of it aside.
+    # Required from v2 on; absent in v1 statements.
+    lengths: dict[StrictStr, Annotated[StrictInt, Field(ge=0, le=MAX_FILE_LENGTH)]] | None = None
 
 
 class Statement(BaseModel):
@@ -228,8 +238,28 @@ class Statement(BaseModel):
 
     type: Literal["https://in-toto.io/Statement/v1"] = Field(alias="_type")
     subject: Annotated[list[Subject], Field(min_length=1)]
-    predicateType: Literal["https://vtreg.dev/native-plugin/v1"]
+    predicateType: Literal[
+        "https://vtreg.dev/native-plugin/v2", "https://vtreg.dev/native-plugin/v1"
+    ]
     predicate: PluginPredicate
+
+    @model_validator(mode="after")
+    def _lengths_cover_subjects(self) -> Statement:
+        lengths = self.predicate.lengths
+        if self.predicateType == PREDICATE_TYPE_V1:
+            if lengths is not None:
+                raise ValueError("a native-plugin/v1 predicate has no lengths")
+            return self
+        if lengths is None:
+            raise ValueError("predicate.lengths is required")
+        if set(lengths) != {s.name for s in self.subject}:
+            raise ValueError("predicate.lengths must name exactly the subjects")
+        return self
+
+    @property
+    def lengths(self) -> dict[str, int] | None:
+        """Each signed file's length (None for a v1 statement, which records none)."""
+        return self.predicate.lengths
 
     def to_payload(self) -> bytes:
         """Canonical JSON bytes (sorted keys, no spaces) to be signed."""

@@ -51,7 +51,7 @@ from .keys import PublicKey
 from .layout import MANIFEST_FILE, SIGNATURE_FILE
 from .manifest import PluginManifest, parse_manifest
 from .platforms import detect_library_platform, library_filename
-from .tree import PluginTree, capture
+from .tree import PluginTree, capture, file_set_error, read_signature
 from .trust import TrustedKey, TrustState
 
 __all__ = [
@@ -103,6 +103,18 @@ class SignedStatement:
     def signature_keyids(self) -> tuple[str, ...]:
         """Every trusted key with a valid signature here, counted or not."""
         return tuple(sorted({c.keyid for c in self.checks if c.keyid}))
+
+    @property
+    def expected(self) -> dict[str, int | None]:
+        """Each signed file's signed length (None throughout for a v1 statement):
+        what a capture may read (:func:`~vtreg.verifier.tree.capture`'s ``expect``)."""
+        lengths = self.statement.lengths
+        return {s.name: lengths[s.name] if lengths else None for s in self.statement.subject}
+
+    @property
+    def algorithms(self) -> tuple[str, ...]:
+        """The digest algorithms a capture must compute to check this statement."""
+        return _required_algorithms(self.statement)
 
     def match(self, tree: PluginTree) -> VerifiedPlugin:
         """Check the directory against the statement.
@@ -356,8 +368,12 @@ def check_tree(statement: Statement, tree: PluginTree) -> PluginManifest:
         raise VtregError(f"cannot decide: the capture of {tree.root} has no {missing} digests")
     subjects: dict[str, Subject] = {s.name: s for s in statement.subject}
     _check_file_set(subjects, tree)
+    lengths = statement.lengths or {}
     for name, subject in subjects.items():
-        _check_digests(name, subject, tree.files[name].digests)
+        captured = tree.files[name]
+        if name in lengths and captured.size != lengths[name]:
+            raise ContentError(f"{name} is {captured.size:,} bytes; {lengths[name]:,} were signed")
+        _check_digests(name, subject, captured.digests)
     if tree.manifest is None:
         raise FormatError(f"the signed statement does not cover {MANIFEST_FILE}")
     manifest = parse_manifest(tree.manifest)
@@ -366,19 +382,9 @@ def check_tree(statement: Statement, tree: PluginTree) -> PluginManifest:
 
 
 def _check_file_set(subjects: Mapping[str, Subject], tree: PluginTree) -> None:
-    missing = sorted(set(subjects) - set(tree.files))
-    if missing:
-        raise ContentError(
-            f"{_few(missing)} {'is' if len(missing) == 1 else 'are'} signed but missing "
-            "from the directory",
-            code="file-missing",
-        )
-    extra = sorted(set(tree.files) - set(subjects))
-    if extra:
-        raise ContentError(
-            f"{_few(extra)} not covered by the signature (added after signing?)",
-            code="file-added",
-        )
+    error = file_set_error(subjects, tree.files)
+    if error is not None:
+        raise error
 
 
 def _check_digests(name: str, subject: Subject, captured: Mapping[str, str]) -> None:
@@ -421,11 +427,6 @@ def _check_consistent(
         )
 
 
-def _few(names: list[str]) -> str:
-    shown = ", ".join(names[:3])
-    return shown + (f" and {len(names) - 3} more" if len(names) > 3 else "")
-
-
 def verify(
     tree: PluginTree,
     keys: Iterable[TrustedKey | PublicKey],
@@ -459,10 +460,12 @@ def verify_directory(
     at: datetime,
     threshold: int = 1,
 ) -> VerifiedPlugin:
-    """Capture a plugin directory and :func:`verify` it against ``keys``.
+    """Check plugin.sig against ``keys`` first, then capture what it signed and :func:`verify` it.
 
     Raises:
         VerificationError: any refusal.
         NotFoundError: the directory cannot be read.
     """
-    return verify(capture(path), keys, at=at, threshold=threshold)
+    signed = verify_envelope(read_signature(path), keys, at=at, threshold=threshold)
+    tree = capture(path, expect=signed.expected, algorithms=signed.algorithms)
+    return verify(tree, keys, at=at, threshold=threshold)

@@ -139,6 +139,7 @@ def _new_statement(
                 library=library,
                 signed_at=at,
                 expires=expires,
+                lengths={p: f.size for p, f in tree.files.items()},
             ),
         )
     except pydantic.ValidationError as e:  # a path no statement may name, say
@@ -199,4 +200,6 @@ def _cosignable(tree: PluginTree) -> tuple[Envelope, bytes, Statement] | None:
         check_tree(statement, tree)
     except VtregError:
         return None
+    if statement.lengths is None:
+        return None  # a v1 statement, which loaders refuse: sign a v2 one instead
     return envelope, payload, statement

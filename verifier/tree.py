@@ -6,10 +6,17 @@ descriptors, opened with ``O_NOFOLLOW | O_NONBLOCK`` and checked again with
 ``fstat``, so swapping a file for a symlink or a FIFO mid-walk is refused
 rather than followed or blocked on.
 
+A capture is normally *guided* by an authenticated statement (``expect``:
+each signed file's length): a file the statement does not name is refused
+before it is opened, one whose size differs from its signed length before a
+byte of it is read, and no file is read past its signed length. What a
+directory holds then costs nothing unless enough trusted keys signed for it.
+
 Large files are hashed with a reader thread feeding the hashing thread a few
 fixed 1 MiB buffers: memory stays bounded whatever the file size, and reading
 overlaps hashing (both release the GIL). An optional *sink* receives exactly
-the bytes that were hashed, which is how the loader gets the bytes it verified.
+the bytes that were hashed, from the same buffers, which is how the loader
+gets the bytes it verified in the same pass.
 
 This module imports only the standard library, so a caller may start a
 capture in a thread while heavier modules are still importing.
@@ -20,15 +27,14 @@ from __future__ import annotations
 import hashlib
 import json
 import marshal
-import mmap
 import os
 import signal
 import stat
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 
 from ._base64 import decode_canonical
-from .errors import FormatError, NotFoundError, UnsafeFileError, VtregError
+from .errors import ContentError, FormatError, NotFoundError, UnsafeFileError, VtregError
 from .files import read_fd_bounded, read_regular_at
 from .layout import (
     MANIFEST_FILE,
@@ -46,6 +52,9 @@ __all__ = [
     "PluginTree",
     "Sink",
     "capture",
+    "claimed_lengths",
+    "file_set_error",
+    "read_signature",
 ]
 
 MAX_ENTRIES = 10_000  # files and directories together
@@ -56,7 +65,6 @@ _HEAD_BYTES = 4096  # enough for any ELF, Mach-O or PE header we read
 _CHUNK = 1 << 20
 _BUFFERS = 4
 _PIPELINE_MIN_SIZE = 8 << 20
-_MAP_WINDOW = 8 << 20
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
 _FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
 
@@ -112,14 +120,17 @@ class PluginTree(_Immutable):
 
     ``files`` excludes the root ``plugin.sig``; ``manifest`` and ``signature``
     are the exact bytes of ``plugin.json`` and ``plugin.sig`` (None if absent).
+    ``expected`` is what guided the capture (each file's signed length), or
+    None for a capture of everything (signing).
     """
 
-    __slots__ = ("algorithms", "files", "manifest", "root", "signature")
+    __slots__ = ("algorithms", "expected", "files", "manifest", "root", "signature")
     root: str
     files: Mapping[str, CapturedFile]
     manifest: bytes | None
     signature: bytes | None
     algorithms: frozenset[str]
+    expected: Mapping[str, int | None] | None
 
     def __init__(
         self,
@@ -128,6 +139,7 @@ class PluginTree(_Immutable):
         manifest: bytes | None,
         signature: bytes | None,
         algorithms: frozenset[str] = frozenset(),
+        expected: Mapping[str, int | None] | None = None,
     ) -> None:
         for name, value in (
             ("root", root),
@@ -135,6 +147,7 @@ class PluginTree(_Immutable):
             ("manifest", manifest),
             ("signature", signature),
             ("algorithms", algorithms),
+            ("expected", expected),
         ):
             object.__setattr__(self, name, value)
 
@@ -313,30 +326,35 @@ def _hash_pipelined(fd: int, hashing: _Hashing, size: int) -> None:
         raise pipeline.write_errors[0]
 
 
-def _hash_mapped(fd: int, hashing: _Hashing, size: int) -> None:
-    """Hash through read-only mmap windows: no copy into user space, one GIL release a window.
-
-    Touching a page of a file that someone truncates meanwhile raises SIGBUS,
-    which kills the process. Use this only in a disposable child process
-    (:class:`PendingCapture`) or on a sealed file that cannot shrink.
-    """
-    flags = mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0)
-    offset = 0
-    while offset < size:
-        length = min(_MAP_WINDOW, size - offset)
-        window = mmap.mmap(fd, length, flags=flags, prot=mmap.PROT_READ, offset=offset)
-        try:
-            with memoryview(window) as view:
-                hashing.update(view)
-        finally:
-            window.close()
-        offset += length
-
-
 def _check_no_more(fd: int, hashing: _Hashing, rel: str) -> None:
     """Refuse a file that has more bytes than it had when it was opened."""
     if os.pread(fd, 1, hashing.size):
         raise UnsafeFileError(f"{rel} grew while it was being read")
+
+
+def file_set_error(signed: Iterable[str], found: Iterable[str]) -> ContentError | None:
+    """The refusal for a directory whose files are not exactly the signed ones, or None."""
+    signed, found = set(signed), set(found)
+    missing = sorted(signed - found)
+    if missing:
+        return ContentError(
+            f"{_few(missing)} {'is' if len(missing) == 1 else 'are'} signed but missing "
+            "from the directory",
+            code="file-missing",
+        )
+    extra = sorted(found - signed)
+    return _not_signed(extra) if extra else None
+
+
+def _not_signed(extra: list[str]) -> ContentError:
+    return ContentError(
+        f"{_few(extra)} not covered by the signature (added after signing?)", code="file-added"
+    )
+
+
+def _few(names: list[str]) -> str:
+    shown = ", ".join(names[:3])
+    return shown + (f" and {len(names) - 3} more" if len(names) > 3 else "")
 
 
 class _Walker:
@@ -345,12 +363,12 @@ class _Walker:
         root: str,
         algorithms: tuple[str, ...],
         sink_for: Callable[[str], Sink | None] | None,
-        mapped: bool = False,
+        expect: Mapping[str, int | None] | None,
     ) -> None:
         self.root = root
         self.algorithms = algorithms
         self.sink_for = sink_for
-        self.mapped = mapped
+        self.expect = expect
         self.files: dict[str, CapturedFile] = {}
         self.manifest: bytes | None = None
         self.entries = 0
@@ -372,19 +390,22 @@ class _Walker:
         for entry in entries:
             name = entry.name
             rel = prefix + name
-            try:
-                name.encode("utf-8")
-            except UnicodeEncodeError as e:
-                raise UnsafeFileError(f"file name {rel!r} is not valid UTF-8") from e
-            if not name.isprintable() or "\\" in name:
-                raise UnsafeFileError(f"file name {rel!r} contains control or escape characters")
+            _check_name(name, rel)
             mode = entry.stat(follow_symlinks=False).st_mode
             if stat.S_ISDIR(mode):
                 self._enter(dir_fd, name, rel, depth)
-            elif stat.S_ISREG(mode):
-                self._file(dir_fd, name, rel, top=not prefix)
-            else:
+            elif not stat.S_ISREG(mode):
                 raise _refuse_special(rel, mode)
+            elif self._wanted(rel, top=not prefix):
+                self._file(dir_fd, name, rel, top=not prefix)
+
+    def _wanted(self, rel: str, *, top: bool) -> bool:
+        """Whether to read ``rel``; a guided capture refuses a file it was not told of."""
+        if top and rel == SIGNATURE_FILE:
+            return True  # checked against the copy read first, in _file
+        if self.expect is not None and rel not in self.expect:
+            raise _not_signed([rel])
+        return True
 
     def _enter(self, dir_fd: int, name: str, rel: str, depth: int) -> None:
         try:
@@ -402,32 +423,49 @@ class _Walker:
         except OSError as e:
             raise UnsafeFileError(f"{rel} changed while it was read ({e.strerror})") from e
         try:
-            mode = os.fstat(fd).st_mode
-            if not stat.S_ISREG(mode):
-                raise _refuse_special(rel, mode)
+            info = os.fstat(fd)
+            if not stat.S_ISREG(info.st_mode):
+                raise _refuse_special(rel, info.st_mode)
             if top and name == SIGNATURE_FILE:
                 # capture() read it before anything else; one that was not there
                 # then (or not a plain file) came while the directory was read.
                 if self.signature is None:
                     raise UnsafeFileError(f"{SIGNATURE_FILE} appeared while {self.root} was read")
                 return
-
-            sink = self.sink_for(rel) if self.sink_for else None
-            hashing = _Hashing(self.algorithms, sink, keep_head=top)
-            if top and name == MANIFEST_FILE:
-                self.manifest = read_fd_bounded(fd, MAX_MANIFEST_BYTES, MANIFEST_FILE)
-                hashing.update(memoryview(self.manifest))
-            elif (size := os.fstat(fd).st_size) >= _PIPELINE_MIN_SIZE:
-                (_hash_mapped if self.mapped else _hash_pipelined)(fd, hashing, size)
-                _check_no_more(fd, hashing, rel)
-            else:
-                _hash_simple(fd, hashing, size)
-                _check_no_more(fd, hashing, rel)
-            self.files[rel] = CapturedFile(rel, hashing.size, hashing.digests(), hashing.head)
+            self.files[rel] = self._hash(fd, rel, self._size(rel, info.st_size), top=top)
         except OSError as e:
             raise NotFoundError(f"cannot read {rel} in {self.root}: {e.strerror}") from e
         finally:
             os.close(fd)
+
+    def _size(self, rel: str, size: int) -> int:
+        """How much of ``rel`` to read: all of it, which must be its signed length if any."""
+        signed = self.expect.get(rel) if self.expect is not None else None
+        if signed is not None and size != signed:
+            raise ContentError(f"{rel} is {size:,} bytes; {signed:,} were signed")
+        return size
+
+    def _hash(self, fd: int, rel: str, size: int, *, top: bool) -> CapturedFile:
+        sink = self.sink_for(rel) if self.sink_for else None
+        hashing = _Hashing(self.algorithms, sink, keep_head=top)
+        if top and rel == MANIFEST_FILE:
+            self.manifest = read_fd_bounded(fd, MAX_MANIFEST_BYTES, MANIFEST_FILE)
+            hashing.update(memoryview(self.manifest))
+        else:
+            (_hash_pipelined if size >= _PIPELINE_MIN_SIZE else _hash_simple)(fd, hashing, size)
+            _check_no_more(fd, hashing, rel)
+        if hashing.size != size:
+            raise UnsafeFileError(f"{rel} changed size while it was being read")
+        return CapturedFile(rel, hashing.size, hashing.digests(), hashing.head)
+
+
+def _check_name(name: str, rel: str) -> None:
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise UnsafeFileError(f"file name {rel!r} is not valid UTF-8") from e
+    if not name.isprintable() or "\\" in name:
+        raise UnsafeFileError(f"file name {rel!r} contains control or escape characters")
 
 
 def _read_signature(root_fd: int) -> bytes | None:
@@ -440,23 +478,40 @@ def _read_signature(root_fd: int) -> bytes | None:
     )
 
 
-def _with_named(algorithms: tuple[str, ...], signature: bytes | None) -> tuple[str, ...]:
-    """``algorithms`` and every trusted algorithm plugin.sig's subjects name.
+def _with_named(algorithms: tuple[str, ...], named: Iterable[str]) -> tuple[str, ...]:
+    """``algorithms`` and every trusted one in ``named``, in a stable order."""
+    return tuple(a for a in TRUSTED_ALGORITHMS if a in algorithms or a in named)
 
-    The capture computes what the statement will be checked with, so a
-    decision never finds a digest missing. The envelope is not authenticated
-    yet: it only picks which of the trusted algorithms to compute, at most
-    all of them, and anything unreadable picks none.
+
+def claimed_lengths(
+    signature: bytes | None,
+) -> tuple[tuple[str, ...], dict[str, int | None] | None]:
+    """What plugin.sig's statement *claims*: the algorithms its subjects name, and each
+    signed file's length (None for each file of a statement that records no lengths;
+    None in all if the statement cannot be read).
+
+    Nothing here is authenticated, and nothing is decided on it: it lets a
+    capture start before the envelope has been checked (while the modules that
+    check it are still importing), and the caller must compare the capture's
+    ``expected`` with the authenticated statement before using the result.
+    Anything unreadable claims nothing.
     """
     named: set[str] = set()
     try:
         envelope = json.loads(signature or b"{}")
         statement = json.loads(decode_canonical(envelope["payload"]))
+        names = [str(s["name"]) for s in statement["subject"]]
         for subject in statement["subject"]:
             named.update(a for a in subject["digest"] if a in TRUSTED_ALGORITHMS)
+        claimed = statement["predicate"].get("lengths")
+        lengths: dict[str, int | None] = dict.fromkeys(names)
+        if claimed is not None:
+            lengths.update((str(k), int(v)) for k, v in claimed.items())
     except (ValueError, TypeError, KeyError, AttributeError, RecursionError):
-        pass  # not a statement we could check; the decision refuses it
-    return tuple(a for a in TRUSTED_ALGORITHMS if a in algorithms or a in named)
+        return _with_named(DEFAULT_ALGORITHMS, named), None  # the decision refuses it
+    if len(lengths) != len(names) or any(v is not None and v < 0 for v in lengths.values()):
+        return _with_named(DEFAULT_ALGORITHMS, named), None
+    return _with_named(DEFAULT_ALGORITHMS, named), lengths
 
 
 def _open_root(root: str, dir_fd: int | None) -> int:
@@ -470,12 +525,29 @@ def _open_root(root: str, dir_fd: int | None) -> int:
         raise NotFoundError(f"cannot open plugin directory {root}: {e.strerror}") from e
 
 
+def read_signature(root: str | os.PathLike[str], *, dir_fd: int | None = None) -> bytes | None:
+    """plugin.sig's bytes (bounded), or None if there is none: the first thing to check.
+
+    Raises:
+        NotFoundError: ``root`` is missing, not a directory or unreadable.
+        FormatError: plugin.sig is oversize.
+    """
+    root_str = os.fspath(root)
+    root_fd = _open_root(root_str, dir_fd)
+    try:
+        return _read_signature(root_fd)
+    except OSError as e:
+        raise NotFoundError(f"cannot read {SIGNATURE_FILE} in {root_str}: {e.strerror}") from e
+    finally:
+        os.close(root_fd)
+
+
 def capture(
     root: str | os.PathLike[str],
     *,
+    expect: Mapping[str, int | None] | None = None,
     algorithms: tuple[str, ...] = DEFAULT_ALGORITHMS,
     sink_for: Callable[[str], Sink | None] | None = None,
-    mapped: bool = False,
     dir_fd: int | None = None,
 ) -> PluginTree:
     """Walk and hash a plugin directory.
@@ -483,11 +555,13 @@ def capture(
     Args:
         root: the plugin directory (itself may be reached through a symlink;
             nothing inside it may be one).
+        expect: each signed file's length, from an authenticated statement:
+            only these files are read, none past its length, and any other
+            file, size or absence is refused first (a length of None: a v1
+            statement, which records none). None reads every file (signing).
         algorithms: hashlib names to compute for every file.
         sink_for: called with each file's relative path; a returned sink gets
             that file's bytes exactly as hashed.
-        mapped: hash large files through mmap (see :func:`_hash_mapped` for
-            why only a disposable child process may ask for this).
         dir_fd: an open descriptor of ``root`` to walk instead of opening
             ``root`` again (the loader opens and checks it first).
 
@@ -495,6 +569,7 @@ def capture(
         The captured tree.
 
     Raises:
+        ContentError: (with ``expect``) a file added, missing or of another size.
         NotFoundError: ``root`` is missing, not a directory or unreadable.
         UnsafeFileError: a symlink, device, FIFO or socket, or an odd file name.
         FormatError: an oversize plugin.json or plugin.sig, too many files or
@@ -504,8 +579,9 @@ def capture(
     root_fd = _open_root(root_str, dir_fd)
     try:
         signature = _read_signature(root_fd)
-        algorithms = _with_named(algorithms, signature)
-        walker = _Walker(root_str, algorithms, sink_for, mapped)
+        if expect is None:
+            algorithms = _with_named(algorithms, claimed_lengths(signature)[0])
+        walker = _Walker(root_str, algorithms, sink_for, expect)
         walker.signature = signature
         walker.walk(root_fd, "", 0)
     except VtregError:
@@ -514,34 +590,40 @@ def capture(
         raise NotFoundError(f"cannot read plugin directory {root_str}: {e.strerror}") from e
     finally:
         os.close(root_fd)
+    if expect is not None and (missing := file_set_error(expect, walker.files)) is not None:
+        raise missing
     return PluginTree(
         root=root_str,
         files=dict(sorted(walker.files.items())),
         manifest=walker.manifest,
         signature=walker.signature,
         algorithms=frozenset(algorithms),
+        expected=dict(expect) if expect is not None else None,
     )
 
 
 class PendingCapture:
-    """A capture running while the caller does something else (typically, imports).
+    """A capture started before plugin.sig can be checked, to overlap the imports that check it.
+
+    It is guided by what plugin.sig *claims* (:func:`claimed_lengths`): only the
+    claimed files, none past its claimed length, so what an unchecked envelope
+    can make it read is bounded by what it claims and by how long the caller
+    lets it run. :meth:`result` hands the tree over only for exactly the
+    plugin.sig and lengths the caller has since authenticated; anything else
+    is the caller's to capture again, and :meth:`cancel` stops it.
 
     Where it is safe to fork (POSIX, and the caller has no other threads), the
-    capture runs in a child process: it shares no GIL with the caller, and it
-    may hash through mmap because a SIGBUS from a file truncated underneath
-    kills only the child, which is reported as the directory changing while
-    it was read. The child sends the tree back over a pipe with :mod:`marshal`
-    (plain data only; nothing is executed on loading). Elsewhere a thread runs
-    the capture.
+    capture runs in a child process, which shares no GIL with the caller and
+    is killed outright on :meth:`cancel`. The child sends the tree back over a
+    pipe with :mod:`marshal` (plain data only; nothing is executed on
+    loading). Elsewhere a thread runs the capture.
     """
 
-    def __init__(
-        self, root: str | os.PathLike[str], algorithms: tuple[str, ...] = DEFAULT_ALGORITHMS
-    ) -> None:
+    def __init__(self, root: str | os.PathLike[str]) -> None:
         self.root = os.fspath(root)
-        self.algorithms = algorithms
         self._result: PluginTree | None = None
         self._error: BaseException | None = None
+        self._claim: _Claim = (None, None)
         self._pid = 0
         self._pipe = -1
         if hasattr(os, "fork") and threading.active_count() == 1:
@@ -554,7 +636,11 @@ class PendingCapture:
 
     def _run_thread(self) -> None:
         try:
-            self._result = capture(self.root, algorithms=self.algorithms)
+            self._claim, outcome = _speculate(self.root)
+            if isinstance(outcome, BaseException):
+                self._error = outcome
+            else:
+                self._result = outcome
         except BaseException as e:  # re-raised in the caller's thread by result()
             self._error = e
 
@@ -567,7 +653,7 @@ class PendingCapture:
             code = 0
             try:
                 _die_with(parent)
-                message = _encode_outcome(self.root, self.algorithms)
+                message = _encode_outcome(self.root)
                 view = memoryview(message)
                 while view:
                     view = view[os.write(write_end, view) :]
@@ -579,15 +665,23 @@ class PendingCapture:
         self._pid, self._pipe = pid, read_end
         self._thread = None
 
-    def result(self) -> PluginTree:
-        """Wait for the capture; return its tree or raise what it raised."""
+    def result(
+        self, signature: bytes | None, expect: Mapping[str, int | None]
+    ) -> PluginTree | None:
+        """Wait for the capture; its tree, or what it raised, if it was guided by exactly
+        ``signature`` and ``expect`` (authenticated by the caller since); else None.
+
+        Raises:
+            VtregError: what the capture raised (a refusal, an unreadable file).
+        """
         if self._thread is not None:
             self._thread.join()
         elif self._pid:
             self._collect()
+        if self._claim != (signature, dict(expect)):
+            return None  # plugin.sig changed, or claimed something else: capture again
         if self._error is not None:
             raise self._error
-        assert self._result is not None  # noqa: S101 - set whenever _error is not
         return self._result
 
     def cancel(self) -> None:
@@ -627,7 +721,7 @@ class PendingCapture:
                 f"reading {self.root} failed ({how}); did a file change while it was read?"
             )
             return
-        self._result, self._error = _decode_outcome(data)
+        self._claim, self._result, self._error = _decode_outcome(data)
 
 
 def _die_with(parent: int) -> None:
@@ -650,37 +744,58 @@ def _die_with(parent: int) -> None:
 _PR_SET_PDEATHSIG = 1
 
 
-def _encode_outcome(root: str, algorithms: tuple[str, ...]) -> bytes:
+# plugin.sig as read, and the lengths it claimed
+_Claim = tuple[bytes | None, dict[str, int | None] | None]
+
+
+def _speculate(root: str) -> tuple[_Claim, PluginTree | VtregError]:
+    """Capture what plugin.sig claims; nothing at all when it claims nothing readable."""
     try:
-        tree = capture(root, algorithms=algorithms, mapped=True)
+        signature = read_signature(root)
     except VtregError as e:
-        return marshal.dumps(("error", type(e).__name__, str(e), getattr(e, "code", None)))
+        return (None, None), e
+    algorithms, expect = claimed_lengths(signature)
+    claim: _Claim = (signature, expect)
+    if expect is None:  # an empty tree, which no authenticated statement will match
+        return claim, PluginTree(root, {}, None, signature, frozenset(algorithms))
+    try:
+        return claim, capture(root, expect=expect, algorithms=algorithms)
+    except VtregError as e:
+        return claim, e
+
+
+def _encode_outcome(root: str) -> bytes:
+    claim, outcome = _speculate(root)
+    if isinstance(outcome, VtregError):
+        error = (type(outcome).__name__, str(outcome), getattr(outcome, "code", None))
+        return marshal.dumps(("error", claim, error))
+    tree = outcome
     files = [(f.path, f.size, dict(f.digests), f.head) for f in tree.files.values()]
     return marshal.dumps(
-        ("tree", tree.root, files, tree.manifest, tree.signature, sorted(tree.algorithms))
+        ("tree", claim, (tree.root, files, tree.manifest, tree.signature, sorted(tree.algorithms)))
     )
 
 
-def _decode_outcome(data: bytes) -> tuple[PluginTree | None, VtregError | None]:
+def _decode_outcome(data: bytes) -> tuple[_Claim, PluginTree | None, VtregError | None]:
     from . import errors
 
-    outcome = marshal.loads(data)  # noqa: S302 - our own child's plain data, not code
-    if outcome[0] == "error":
-        _, name, message, code = outcome
+    kind_of, claim, body = marshal.loads(data)  # noqa: S302 - our own child's plain data
+    if kind_of == "error":
+        name, message, code = body
         kind = getattr(errors, name, VtregError)
         if isinstance(kind, type) and issubclass(kind, errors.VerificationError):
-            return None, kind(message, code=code)
+            return claim, None, kind(message, code=code)
         if not (isinstance(kind, type) and issubclass(kind, VtregError)):
             kind = VtregError
-        return None, kind(message)
-    _, root, files, manifest, signature, algorithms = outcome
-    return (
-        PluginTree(
-            root=root,
-            files={p: CapturedFile(p, size, digests, head) for p, size, digests, head in files},
-            manifest=manifest,
-            signature=signature,
-            algorithms=frozenset(algorithms),
-        ),
-        None,
+        return claim, None, kind(message)
+    root, files, manifest, signature, algorithms = body
+    expect = claim[1]
+    tree = PluginTree(
+        root=root,
+        files={p: CapturedFile(p, size, digests, head) for p, size, digests, head in files},
+        manifest=manifest,
+        signature=signature,
+        algorithms=frozenset(algorithms),
+        expected=expect,
     )
+    return claim, tree, None

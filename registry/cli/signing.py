@@ -12,10 +12,8 @@ from ._app import Report, Settings, cli, vtreg_command
 from ._params import NAME, TIME_OR_DURATION, passphrase_reader, utc_now
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
-
     from vtreg.verifier.signatures import VerifiedPlugin
-    from vtreg.verifier.tree import PluginTree
+    from vtreg.verifier.tree import PendingCapture
 
 __all__ = ["keygen", "sign", "verify"]
 
@@ -195,33 +193,49 @@ def verify(
 
             raise UsageError("--key verifies offline; --db verifies against a registry: pick one")
         if not key_files:
-            return _verify_with_registry(db_url, threshold, directory, pending.result)
-        from vtreg.verifier.errors import UsageError
-        from vtreg.verifier.keys import read_public_key_file
-        from vtreg.verifier.signatures import verify
-
-        keys = [read_public_key_file(path) for path in key_files]
-        distinct = len({k.keyid for k in keys})
-        if threshold > distinct:
-            raise UsageError(
-                f"threshold {threshold} can never be met with {distinct} distinct --key file(s)"
-            )
-        tree = pending.result()
+            return _verify_with_registry(db_url, threshold, directory, pending)
+        return _verify_with_keys(key_files, threshold, directory, pending)
     finally:
         pending.cancel()  # a no-op once the result is in
-    result = verify(tree, keys, at=utc_now(), threshold=threshold)
+
+
+def _verify_with_keys(
+    key_files: tuple[str, ...], threshold: int, directory: str, pending: PendingCapture
+) -> Report:
+    from vtreg.verifier.errors import UsageError
+    from vtreg.verifier.keys import read_public_key_file
+    from vtreg.verifier.signatures import verify, verify_envelope
+    from vtreg.verifier.tree import capture, read_signature
+
+    keys = [read_public_key_file(path) for path in key_files]
+    distinct = len({k.keyid for k in keys})
+    if threshold > distinct:
+        raise UsageError(
+            f"threshold {threshold} can never be met with {distinct} distinct --key file(s)"
+        )
+    at = utc_now()
+    # plugin.sig is checked first; the early capture counts only if it read what was signed.
+    signature = read_signature(directory)
+    signed = verify_envelope(signature, keys, at=at, threshold=threshold)
+    tree = pending.result(signature, signed.expected) or capture(
+        directory, expect=signed.expected, algorithms=signed.algorithms
+    )
+    result = verify(tree, keys, at=at, threshold=threshold)
     return _verified_report(result, threshold)
 
 
 def _verify_with_registry(
-    db_url: str | None, threshold: int, directory: str, captured: Callable[[], PluginTree]
+    db_url: str | None, threshold: int, directory: str, pending: PendingCapture
 ) -> Report:
     from vtreg.registry.service import Registry
     from vtreg.verifier.envelope import format_time
 
     with Registry.open(db_url) as registry:
-        tree = registry.audited_capture("plugin.verify", directory, captured)
-        result = registry.verify_plugin(tree, at=utc_now(), threshold=threshold)
+        at = utc_now()
+        tree = registry.capture_signed(
+            "plugin.verify", directory, at=at, threshold=threshold, pending=pending
+        )
+        result = registry.verify_plugin(tree, at=at, threshold=threshold)
         record = registry.lookup(result.content_digest)
     report = _verified_report(result, threshold)
     if record is not None:

@@ -176,10 +176,8 @@ def trust(
     settings: Settings, directory: str, threshold: int, pin: bool, db_url: str | None
 ) -> Report:
     """Verify DIRECTORY against the registry's keys and trust its exact content."""
-    from vtreg.verifier.tree import capture
-
     with open_registry(db_url) as registry:
-        tree = registry.audited_capture("plugin.trust", directory, lambda: capture(directory))
+        tree = registry.capture_signed("plugin.trust", directory, at=utc_now(), threshold=threshold)
         result = registry.trust(tree, threshold=threshold, pin=pin)
     info = result.plugin
     if result.created:

@@ -32,9 +32,9 @@ from vtreg.verifier.errors import (
     VerificationError,
 )
 from vtreg.verifier.keys import SigningKey
-from vtreg.verifier.signatures import VerifiedPlugin
 from vtreg.verifier.signing import sign
-from vtreg.verifier.tree import PluginTree, capture
+from vtreg.verifier.tree import capture
+from vtreg.verifier.trust import TrustState
 
 
 def test_a_good_plugin_loads_and_runs(
@@ -107,7 +107,7 @@ REFUSALS = [
     pytest.param(
         _attack_manifest,
         ContentError,
-        r"digest of plugin\.json",
+        r"plugin\.json is [\d,]+ bytes; [\d,]+ were signed",
         "digest-mismatch",
         id="edited-plugin-json",
     ),
@@ -399,15 +399,15 @@ def test_thread_safe_plugin_runs_calls_concurrently(
 # --- time of check, time of use ---
 
 
-class SwapDuringVerification:
-    """A TrustPolicy that lets an attacker act after the capture, before the load."""
+class SwapAfterVerification:
+    """An AuditSink that lets an attacker act once the load is decided, before dlopen."""
 
-    def __init__(self, inner: KeyPolicy, attack: Callable[[], None]) -> None:
-        self.inner, self.attack = inner, attack
+    def __init__(self, attack: Callable[[], None]) -> None:
+        self.attack = attack
 
-    def authorize(self, tree: PluginTree, *, at: datetime) -> VerifiedPlugin:
-        self.attack()
-        return self.inner.authorize(tree, at=at)
+    def record(self, event: AuditEvent) -> None:
+        if event.outcome == "allowed":
+            self.attack()
 
 
 @pytest.mark.parametrize("how", ["rename-over", "overwrite-in-place"])
@@ -427,8 +427,9 @@ def test_library_swapped_after_verification_starts_is_not_what_runs(
         else:
             target.write_bytes((evil / "librace.so").read_bytes())
 
-    policy = SwapDuringVerification(KeyPolicy([key.public_key]), attack)
-    loader = PluginLoader(policy, None, [trusted], isolation=isolation)
+    loader = PluginLoader(
+        KeyPolicy([key.public_key]), SwapAfterVerification(attack), [trusted], isolation=isolation
+    )
 
     plugin = loader.load_plugin(good)
     result = plugin.execute()
@@ -528,7 +529,11 @@ def test_unsigned_is_refused_before_anything_is_read(
 
 
 def test_only_the_named_library_is_copied_aside(
-    build: Build, plugin_loader: PluginLoader, monkeypatch: pytest.MonkeyPatch
+    build: Build,
+    plugin_loader: PluginLoader,
+    key: SigningKey,
+    now: datetime,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     import vtreg.loader.loader as loader_module
     from vtreg.loader.capture import SealedFile
@@ -547,6 +552,11 @@ def test_only_the_named_library_is_copied_aside(
 
     with pytest.raises(ContentError, match="not covered"):
         plugin_loader.load_plugin(plugin)
+    assert made == []  # refused as the walk met the first one, before the library was read
+
+    # Signed along with the plugin, they are read and hashed, and still not copied.
+    (plugin / "plugin.sig").write_bytes(sign(capture(plugin), key, at=now).envelope)
+    plugin_loader.load_plugin(plugin).close()
     assert made == ["libvx.so"]
 
 
@@ -562,7 +572,7 @@ def test_a_writable_directory_between_trusted_dir_and_plugin_is_refused(
 
 
 class UnreachablePolicy:
-    def authorize(self, tree: PluginTree, *, at: datetime) -> VerifiedPlugin:
+    def state_for(self, envelope: bytes | None) -> TrustState:
         from vtreg.verifier.errors import RegistryError
 
         raise RegistryError("registry postgresql://db/vtreg: connection refused")

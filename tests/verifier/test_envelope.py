@@ -56,6 +56,7 @@ def _statement(**predicate: object) -> Statement:
         "library": "libhello.so",
         "signed_at": datetime(2026, 11, 24, 8, 0, tzinfo=UTC),
         "expires": None,
+        "lengths": {"libhello.so": 4096},
     }
     fields.update(predicate)
     return Statement(
@@ -81,6 +82,7 @@ def test_statement_payload_is_an_in_toto_statement_v1() -> None:
             "library": "libhello.so",
             "signed_at": "2026-11-24T08:00:00Z",
             "expires": None,
+            "lengths": {"libhello.so": 4096},
         },
     }
     assert parse_statement(_statement().to_payload()) == _statement()

@@ -160,6 +160,19 @@ def test_edited_plugin_json_is_refused(
     manifest["allowed_tools"] = ["shell"]
     (plugin / "plugin.json").write_text(json.dumps(manifest))
 
+    # Another length is refused before plugin.json is read at all.
+    with pytest.raises(ContentError, match=r"plugin\.json is \d+ bytes; \d+ were signed"):
+        verify_directory(str(plugin), [key.public_key], at=now)
+
+
+def test_plugin_json_edited_to_the_same_length_is_refused(
+    plugin_factory: PluginFactory, key: SigningKey, now: datetime
+) -> None:
+    plugin = plugin_factory()
+    sign_dir(plugin, key, now)
+    text = (plugin / "plugin.json").read_text()
+    (plugin / "plugin.json").write_text(text.replace('"1.0.0"', '"9.0.0"'))
+
     with pytest.raises(ContentError, match=r"digest of plugin\.json is sha256:[0-9a-f]+…, signed"):
         verify_directory(str(plugin), [key.public_key], at=now)
 
@@ -182,7 +195,7 @@ def test_edited_plugin_json_is_refused(
         ),
         pytest.param(
             lambda p: (p / "README.md").rename(p / "README.txt"),
-            r"README\.md is signed but missing",
+            r"README\.txt not covered",
             id="file-renamed",
         ),
         pytest.param(
@@ -588,7 +601,9 @@ def test_a_url_safe_payload_is_read_alike_by_the_capture_and_the_verifier(
     assert "sha512" in capture(plugin).algorithms
     assert verify(capture(plugin), [key.public_key], at=now).files["libbasic.so"]["sha512"]
     library = plugin / "libbasic.so"
-    library.write_bytes(library.read_bytes() + b"\0evil")
+    data = bytearray(library.read_bytes())
+    data[-1] ^= 1  # the same length: only the digests can tell
+    library.write_bytes(bytes(data))
     with pytest.raises(ContentError, match=r"digest of libbasic\.so") as refused:
         verify(capture(plugin), [key.public_key], at=now)
     assert refused.value.code == "digest-mismatch"

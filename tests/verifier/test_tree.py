@@ -9,13 +9,17 @@ import signal
 import stat
 import tracemalloc
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 
 import pytest
 
 from tests.helpers import error_without_blocking
-from vtreg.verifier.errors import FormatError, NotFoundError, UnsafeFileError
-from vtreg.verifier.tree import MAX_DEPTH, PendingCapture, capture
+from vtreg.verifier.errors import ContentError, FormatError, NotFoundError, UnsafeFileError
+from vtreg.verifier.keys import SigningKey
+from vtreg.verifier.signatures import verify_envelope
+from vtreg.verifier.signing import sign
+from vtreg.verifier.tree import MAX_DEPTH, PendingCapture, capture, claimed_lengths
 
 PluginFactory = Callable[..., Path]
 
@@ -192,59 +196,75 @@ def test_large_file_is_hashed_in_bounded_memory(tmp_path: Path) -> None:
     assert peak < 16 << 20, f"capture allocated {peak} bytes for a 512 MiB file"
 
 
-def test_pending_capture_reports_errors_in_the_caller(tmp_path: Path) -> None:
-    pending = PendingCapture(tmp_path / "missing")
-    with pytest.raises(NotFoundError):
-        pending.result()
+def _signed(plugin: Path, key: SigningKey, at: datetime) -> tuple[bytes, dict[str, int | None]]:
+    """Sign ``plugin``; plugin.sig and the lengths its statement records."""
+    envelope = sign(capture(plugin), key, at=at).envelope
+    (plugin / "plugin.sig").write_bytes(envelope)
+    signed = verify_envelope(envelope, [key.public_key], at=at)
+    return envelope, signed.expected
+
+
+def test_a_pending_capture_of_a_missing_directory_hands_nothing_over(tmp_path: Path) -> None:
+    # Nothing was claimed, so nothing the caller authenticates can match it: the
+    # caller reads the directory itself and reports what it finds.
+    assert PendingCapture(tmp_path / "missing").result(None, {}) is None
 
 
 def test_pending_capture_in_a_child_matches_an_in_process_capture(
-    plugin_factory: PluginFactory,
+    plugin_factory: PluginFactory, key: SigningKey, now: datetime
 ) -> None:
-    plugin = plugin_factory(extra_files={"big.bin": os.urandom(9 << 20), "plugin.sig": b"sig"})
+    plugin = plugin_factory(extra_files={"big.bin": os.urandom(9 << 20)})
+    envelope, expected = _signed(plugin, key, now)
 
     pending = PendingCapture(plugin)
     assert pending._pid, "expected the capture to run in a forked child"
-    forked = pending.result()
-    direct = capture(plugin)
+    forked = pending.result(envelope, expected)
+    direct = capture(plugin, expect=expected)
 
-    assert forked.signature == direct.signature == b"sig"
+    assert forked is not None
+    assert forked.signature == direct.signature == envelope
     assert forked.manifest == direct.manifest
+    assert forked.expected == direct.expected == expected
     assert {p: (f.size, dict(f.digests), f.head) for p, f in forked.files.items()} == {
         p: (f.size, dict(f.digests), f.head) for p, f in direct.files.items()
     }
 
 
-def test_pending_capture_keeps_the_error_type(plugin_factory: PluginFactory) -> None:
+def test_pending_capture_keeps_the_error_type(
+    plugin_factory: PluginFactory, key: SigningKey, now: datetime
+) -> None:
     plugin = plugin_factory()
+    envelope, expected = _signed(plugin, key, now)
     (plugin / "link").symlink_to("/etc/passwd")
     with pytest.raises(UnsafeFileError, match="link is a symlink"):
-        PendingCapture(plugin).result()
+        PendingCapture(plugin).result(envelope, expected)
 
 
-def test_a_child_killed_while_reading_is_reported(
-    plugin_factory: PluginFactory, monkeypatch: pytest.MonkeyPatch
+def test_a_pending_capture_of_other_claims_is_not_handed_over(
+    plugin_factory: PluginFactory, key: SigningKey, now: datetime
 ) -> None:
-    # What a file truncated under the child's mmap does: SIGBUS kills the child.
-    import signal
+    plugin = plugin_factory()
+    envelope, expected = _signed(plugin, key, now)
+    pending = PendingCapture(plugin)
+    # The caller authenticated other lengths (or another plugin.sig): not this capture.
+    assert pending.result(envelope, {**expected, "plugin.json": 1}) is None
+    assert PendingCapture(plugin).result(envelope + b" ", expected) is None
 
+
+def test_a_child_killed_while_reading_hands_nothing_over(
+    plugin_factory: PluginFactory, key: SigningKey, now: datetime, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import vtreg.verifier.tree as capture_module
 
-    def die(root: str, algorithms: tuple[str, ...]) -> bytes:
+    def die(root: str) -> bytes:
         faulthandler.disable()  # pytest's handler would print the child's stack
         os.kill(os.getpid(), signal.SIGBUS)
         return b""
 
+    plugin = plugin_factory()
+    envelope, expected = _signed(plugin, key, now)
     monkeypatch.setattr(capture_module, "_encode_outcome", die)  # the forked child runs this
-    with pytest.raises(NotFoundError, match=r"failed \(signal 7\); did a file change"):
-        PendingCapture(plugin_factory()).result()
-
-
-def test_mapped_hashing_matches_reading(tmp_path: Path) -> None:
-    data = os.urandom((17 << 20) + 12345)  # several windows and a partial one
-    (tmp_path / "f.bin").write_bytes(data)
-    tree = capture(tmp_path, mapped=True)
-    assert tree.files["f.bin"].digests["sha256"] == hashlib.sha256(data).hexdigest()
+    assert PendingCapture(plugin).result(envelope, expected) is None
 
 
 def test_cancel_stops_the_child(
@@ -254,7 +274,7 @@ def test_cancel_stops_the_child(
 
     import vtreg.verifier.tree as capture_module
 
-    def hang(root: str, algorithms: tuple[str, ...]) -> bytes:
+    def hang(root: str) -> bytes:
         time.sleep(60)  # a capture still running when its result stops being wanted
         return b""
 
@@ -324,3 +344,61 @@ def test_a_plugin_sig_that_appears_during_the_walk_is_refused(
     with pytest.raises(UnsafeFileError, match=r"plugin\.sig appeared while") as refused:
         capture(plugin)
     assert refused.value.code == "unsafe-path"
+
+
+# --- a capture guided by an authenticated statement ---
+
+
+def test_a_guided_capture_refuses_an_unsigned_file(
+    plugin_factory: PluginFactory,
+) -> None:
+    plugin = plugin_factory()
+    expected = {p: f.size for p, f in capture(plugin).files.items()}
+    (plugin / "zzz.bin").write_bytes(b"x")
+
+    with pytest.raises(ContentError, match=r"zzz\.bin not covered") as refused:
+        capture(plugin, expect=expected)
+    assert refused.value.code == "file-added"
+
+
+def test_a_guided_capture_refuses_another_size_before_reading(
+    plugin_factory: PluginFactory,
+) -> None:
+    plugin = plugin_factory()
+    expected = {p: f.size for p, f in capture(plugin).files.items()}
+    library = plugin / "libbasic.so"
+    with library.open("r+b") as f:
+        f.truncate(1 << 40)  # a sparse TiB: reading it would take hours
+
+    with pytest.raises(ContentError, match=r"libbasic\.so is 1,099,511,627,776 bytes; [\d,]+ were"):
+        capture(plugin, expect=expected, sink_for=lambda rel: pytest.fail("copied " + rel))
+
+
+def test_a_guided_capture_refuses_a_missing_signed_file(plugin_factory: PluginFactory) -> None:
+    plugin = plugin_factory()
+    expected = {**{p: f.size for p, f in capture(plugin).files.items()}, "gone.txt": 3}
+    with pytest.raises(ContentError, match=r"gone\.txt is signed but missing") as refused:
+        capture(plugin, expect=expected)
+    assert refused.value.code == "file-missing"
+
+
+def test_a_guided_capture_hashes_large_files_exactly(tmp_path: Path) -> None:
+    data = os.urandom((17 << 20) + 12345)  # several pipeline buffers and a partial one
+    (tmp_path / "f.bin").write_bytes(data)
+    tree = capture(tmp_path, expect={"f.bin": len(data)})
+    assert tree.files["f.bin"].digests["sha256"] == hashlib.sha256(data).hexdigest()
+
+
+@pytest.mark.parametrize(
+    "signature",
+    [
+        pytest.param(None, id="none"),
+        pytest.param(b"garbage", id="not-json"),
+        pytest.param(b'{"payload": "%%%"}', id="bad-base64"),
+        pytest.param(b'{"payload": "e30="}', id="no-statement"),
+    ],
+)
+def test_an_unreadable_envelope_claims_nothing(signature: bytes | None) -> None:
+    algorithms, lengths = claimed_lengths(signature)
+    assert algorithms == ("sha256",)
+    assert lengths is None
