@@ -572,6 +572,7 @@ def _new_plugin_row(
     return Plugin(
         name=verified.name,
         version=verified.version,
+        version_key=SemVer.parse(verified.version).sort_key(),
         content_digest=verified.content_digest,
         platform=verified.platform,
         library=verified.library,
