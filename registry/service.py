@@ -257,7 +257,7 @@ class Registry:
             VerificationError: the reason it may not, with its ``code``.
         """
         with self._decision(write=False) as cursor:
-            state = read_state(cursor, tree, threshold=threshold)
+            state = read_state(cursor, tree.signature, threshold=threshold)
         return decide(tree, state, at=at)
 
     def verify_plugin(
@@ -270,7 +270,8 @@ class Registry:
             head = audit.lock_head(cursor)
             at = at or _now()  # once the lock is held: judged when decided, logged in order
             try:
-                verified = decide(tree, read_state(cursor, tree, threshold=threshold), at=at)
+                state = read_state(cursor, tree.signature, threshold=threshold)
+                verified = decide(tree, state, at=at)
             except VerificationError as e:
                 refusal = e
                 event = _refusal_event("plugin.verify", e, manifest=tree.manifest, path=tree.root)
@@ -393,7 +394,7 @@ class Registry:
         refusal: VerificationError | None = None
         with self._change() as change:
             at = at or _now()  # once the lock is held: judged when decided, logged in order
-            state = read_state(change.cursor, tree, threshold=threshold)
+            state = read_state(change.cursor, tree.signature, threshold=threshold)
             try:
                 verified = decide_trust(tree, state, at=at)
             except VerificationError as e:
