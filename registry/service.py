@@ -250,8 +250,9 @@ class Registry:
         """Decide whether a captured plugin may be used (the loader's ``TrustPolicy``).
 
         The decision is :func:`vtreg.verifier.decision.decide` over the
-        registry's keys and the trusted contents of the plugin's name, read in
-        one snapshot. Nothing is audited here; see :meth:`verify_plugin`.
+        registry's keys, the trust record of the content plugin.sig claims and
+        the rollback floor of its name and platform (:func:`read_state`), read
+        in one snapshot. Nothing is audited here; see :meth:`verify_plugin`.
 
         Raises:
             VerificationError: the reason it may not, with its ``code``.
