@@ -13,13 +13,23 @@ in-process, warm:
   hashing the same canonical bytes alone (the floor).
 
 With --db PATH an existing filled registry is reused (it is filled if empty).
+
+    python bench/registry_bench.py --many-versions 4000 [--runs 51]
+
+measures instead, on a scratch registry, `trust` of a new version and `verify`
+(Registry.trust, Registry.verify_plugin: decided while holding the write lock)
+of examples/hello when its name has that many trusted versions, next to the
+same for a name with one version and to the bare queries. It runs on a tree
+from before migration 0003 too (no version key), for a before/after figure.
 """
 
 from __future__ import annotations
 
 import argparse
 import hashlib
+import json
 import random
+import shutil
 import sqlite3
 import statistics
 import subprocess
@@ -35,10 +45,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import sqlalchemy as sa
 
+from bench._common import build_example, scratch_dir
 from vtreg.registry import audit
 from vtreg.registry.models import AuditEvent, AuditEventKey, ChainHead, Key, Plugin, PluginSigner
 from vtreg.registry.service import Registry
 from vtreg.verifier.keys import SigningKey
+from vtreg.verifier.manifest import SemVer
+from vtreg.verifier.signing import sign
+from vtreg.verifier.tree import PluginTree, capture
 
 NAMES = 10_000
 KEYS = 100
@@ -257,12 +271,124 @@ def _print_figures(plugins: int, f: _Figures) -> None:
         print(f"  [{'met' if ok else 'MISSED'}] {text}")
 
 
+# --- many versions of one name ---
+
+
+def _signed(plugin: Path, version: str, key: SigningKey) -> PluginTree:
+    """``plugin`` at ``version``, freshly signed, captured."""
+    manifest = plugin / "plugin.json"
+    manifest.write_text(json.dumps({**json.loads(manifest.read_text()), "version": version}))
+    (plugin / "plugin.sig").unlink(missing_ok=True)
+    signed = sign(capture(plugin), key, at=datetime.now(UTC))
+    (plugin / "plugin.sig").write_bytes(signed.envelope)
+    return capture(plugin)
+
+
+def _renamed(plugin: Path, name: str) -> Path:
+    """A copy of examples/hello named ``name`` (trust and verify never load the library)."""
+    copy = plugin.with_name(name)
+    copy.mkdir()
+    shutil.copyfile(plugin / "libhello.so", copy / f"lib{name}.so")
+    manifest = json.loads((plugin / "plugin.json").read_text())
+    (copy / "plugin.json").write_text(json.dumps({**manifest, "name": name}))
+    return copy
+
+
+def _version_rows(registry: Registry, name: str, platform: str, count: int) -> None:
+    """``count`` trusted versions of ``name`` below 2.0.0, a tenth revoked, some prereleases."""
+    rng = random.Random(27)  # noqa: S311 - picks versions, nothing secret
+    at = datetime(2026, 1, 1, tzinfo=UTC)
+    rows = []
+    for i in range(count):
+        version = f"1.{i // 100}.{i % 100}" + ("-rc.1" if i % 7 == 0 else "")
+        row = {"name": name, "version": version, "content_digest": _digest(10**9 + i),
+               "platform": platform, "library": f"lib{name}.so", "envelope": b"{}",
+               "threshold": 1, "pinned": False, "trusted_at": at, "trusted_by": "bench@host",
+               "revoked_at": at if rng.random() < 0.1 else None}  # fmt: skip
+        if "version_key" in Plugin.__table__.c:  # absent before migration 0003
+            row["version_key"] = SemVer.parse(version).sort_key()
+        rows.append(row)
+    with registry.engine.begin() as connection:
+        connection.execute(sa.insert(Plugin), rows)
+
+
+def _trust_and_verify(
+    registry: Registry, plugin: Path, key: SigningKey, runs: int
+) -> tuple[list[float], list[float]]:
+    """Seconds per trust of a new version (each newer than the last), then per verify."""
+    trusts: list[float] = []
+    for k in range(runs):
+        tree = _signed(plugin, f"2.0.{k}", key)
+        t = time.perf_counter()
+        registry.trust(tree)
+        trusts.append(time.perf_counter() - t)
+    verifies: list[float] = []
+    for _ in range(runs):
+        t = time.perf_counter()
+        registry.verify_plugin(tree)
+        verifies.append(time.perf_counter() - t)
+    return trusts, verifies
+
+
+def _bare_queries(db: Path, name: str, platform: str, runs: int) -> dict[str, list[float]]:
+    """The name's rows (what a decision read before the index) and the floor query alone."""
+    queries = {"every row of the name": "SELECT * FROM plugins WHERE name = ?"}
+    raw = sqlite3.connect(db)
+    if "version_key" in Plugin.__table__.c:
+        queries["the floor query"] = (
+            "SELECT version FROM plugins WHERE name = ? AND platform = ? "
+            "AND revoked_at IS NULL ORDER BY version_key DESC LIMIT 1"
+        )
+    times: dict[str, list[float]] = {}
+    for label, query in queries.items():
+        params = (name,) if query.count("?") == 1 else (name, platform)
+        times[label] = []
+        for _ in range(runs):
+            t = time.perf_counter()
+            raw.execute(query, params).fetchall()
+            times[label].append(time.perf_counter() - t)
+    raw.close()
+    return times
+
+
+def _many_versions(versions: int, runs: int) -> None:
+    key = SigningKey.generate("publisher")
+    with scratch_dir() as scratch:
+        work = Path(scratch)
+        hello = build_example(work)
+        solo = _renamed(hello, "solo")
+        db = work / "registry.db"
+        with Registry.open(f"sqlite:///{db}") as registry:
+            registry.add_key(key.public_key)
+            platform = registry.trust(_signed(hello, "1.99.99", key)).verified.platform
+            _version_rows(registry, "hello", platform, versions)
+            one = _trust_and_verify(registry, solo, key, runs)
+            many = _trust_and_verify(registry, hello, key, runs)
+        bare = _bare_queries(db, "hello", platform, runs)
+
+    def line(label: str, samples: list[float]) -> None:
+        print(f"{label:<64} {_median_ms(samples):>8.3f} ms")
+
+    print(f"\n{versions:,} trusted versions of one name (SQLite, medians of {runs})")
+    line("trust of a new version, a name with one version", one[0])
+    line(f"trust of a new version, a name with {versions:,} versions", many[0])
+    line("verify, a name with one version", one[1])
+    line(f"verify, a name with {versions:,} versions", many[1])
+    for label, samples in bare.items():
+        line(f"  {label}, bare sqlite3", samples)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--plugins", type=int, default=1_000_000)
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--db", type=Path, help="reuse this SQLite file")
+    parser.add_argument("--many-versions", type=int, metavar="N", help="see the docstring")
+    parser.add_argument("--runs", type=int, default=51, help="with --many-versions")
     args = parser.parse_args()
+    if args.many_versions:
+        _many_versions(args.many_versions, args.runs)
+        return
 
     scratch = None
     if args.db is None:

@@ -19,6 +19,7 @@ from sqlalchemy import (
     String,
     Text,
     TypeDecorator,
+    text,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -98,11 +99,26 @@ class Plugin(Base):
     """A trusted plugin version: its content digest and the envelope it was trusted with."""
 
     __tablename__ = "plugins"
-    __table_args__ = (Index("ix_plugins_name_version", "name", "version"),)
+    __table_args__ = (
+        Index("ix_plugins_name_version", "name", "version"),
+        # The rollback floor of (name, platform), its newest unrevoked version, is
+        # the last entry of this index's range: one probe however many versions.
+        Index(
+            "ix_plugins_floor",
+            "name",
+            "platform",
+            "version_key",
+            sqlite_where=text("revoked_at IS NULL"),
+            postgresql_where=text("revoked_at IS NULL"),
+        ),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(64))
     version: Mapped[str] = mapped_column(String(128))
+    # SemVer.sort_key() of version: bytes, because BLOB and bytea compare bytewise
+    # on every engine, where text compares by the database's collation.
+    version_key: Mapped[bytes] = mapped_column(LargeBinary)
     content_digest: Mapped[str] = mapped_column(String(71), unique=True)
     platform: Mapped[str] = mapped_column(String(64))
     library: Mapped[str] = mapped_column(String(255))

@@ -268,7 +268,8 @@ class Registry:
 
     def state_for(self, envelope: bytes | None, *, threshold: int = 1) -> TrustState:
         """The trust state a decision about ``envelope``'s plugin needs (the loader's
-        ``TrustPolicy``): every key, and the trusted contents of the name it claims,
+        ``TrustPolicy``): every key, the trust record of the content plugin.sig
+        claims and the rollback floor of its name and platform (:func:`read_state`),
         read in one snapshot. Nothing is audited here; see :meth:`verify_plugin`.
 
         Raises:
@@ -598,6 +599,7 @@ def _new_plugin_row(
     return Plugin(
         name=verified.name,
         version=verified.version,
+        version_key=SemVer.parse(verified.version).sort_key(),
         content_digest=verified.content_digest,
         platform=verified.platform,
         library=verified.library,

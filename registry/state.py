@@ -1,10 +1,11 @@
 """The slice of trust state one decision needs, read from the registry's tables.
 
-A decision about a plugin needs every key (any of them may have signed it)
-and every trusted content of the plugin's name (its own record, and the
-newer versions that make it a rollback). Both are read through the caller's
-transaction, so the decision sees one consistent state, and are handed to the
-pure decision core (:mod:`vtreg.verifier.decision`) as a
+A decision about a plugin needs every key (any of them may have signed it),
+the trust record of the plugin's content, if there is one, and the rollback
+floor of its name and platform (the newest unrevoked version: one probe of an
+index, however many versions the name has). All of them are read through the
+caller's transaction, so the decision sees one consistent state, and are
+handed to the pure decision core (:mod:`vtreg.verifier.decision`) as a
 :class:`~vtreg.verifier.trust.TrustState`.
 """
 
@@ -14,24 +15,15 @@ import json
 from datetime import datetime
 from typing import NamedTuple
 
-from vtreg.verifier._base64 import decode_canonical
+from vtreg.verifier.envelope import parse_envelope, parse_statement
+from vtreg.verifier.errors import FormatError
 from vtreg.verifier.keys import PublicKey
+from vtreg.verifier.signatures import content_digest
 from vtreg.verifier.trust import TrustedContent, TrustedKey, TrustState
 
 from .statements import Cursor, Statements
 
 __all__ = ["read_state"]
-
-
-def _claimed_name(envelope: bytes | None) -> str | None:
-    """The plugin name an unchecked envelope claims, or None if it claims none."""
-    try:
-        envelope_obj = json.loads(envelope or b"{}")
-        statement = json.loads(decode_canonical(envelope_obj["payload"]))
-        name = statement["predicate"]["name"]
-    except (ValueError, TypeError, KeyError, AttributeError, RecursionError):
-        return None
-    return name if isinstance(name, str) else None
 
 
 class _KeyRow(NamedTuple):
@@ -79,16 +71,73 @@ class _ContentRow(NamedTuple):
         )
 
 
-def read_state(cursor: Cursor, envelope: bytes | None, *, threshold: int = 1) -> TrustState:
-    """Every key, and every trusted content of the name ``envelope``'s statement claims.
+class _Claim(NamedTuple):
+    """What a plugin's envelope claims about it, before any signature is checked."""
 
-    The claimed name only picks rows: the decision checks that the name it
-    decides about is one the state holds.
+    name: str
+    version: str
+    platform: str
+    # None when the statement names no sha256 for some file (it used another
+    # algorithm): the content digest is over sha256 digests, which only the
+    # capture then has.
+    content_digest: str | None
+
+
+def _claim(envelope: bytes | None) -> _Claim | None:
+    """``envelope``'s claimed name, version, platform and content digest; None if unreadable.
+
+    Nothing here is trusted: it only picks which rows to read. The decision
+    authenticates these same bytes, so a claim that is a lie is refused there,
+    and one that is true picked exactly the rows the decision asks for.
+    """
+    if envelope is None:
+        return None
+    try:
+        statement = parse_statement(parse_envelope(envelope).payload_bytes())
+    except FormatError:
+        return None
+    predicate = statement.predicate
+    sha256 = {s.name: s.digest.get("sha256") for s in statement.subject}
+    files = {path: digest for path, digest in sha256.items() if digest is not None}
+    digest = (
+        content_digest(predicate.name, predicate.version, files)
+        if len(files) == len(sha256)
+        else None
+    )
+    return _Claim(predicate.name, predicate.version, predicate.platform, digest)
+
+
+def read_state(cursor: Cursor, envelope: bytes | None, *, threshold: int = 1) -> TrustState:
+    """Every key, and what the trust records say of the plugin ``envelope`` is about.
+
+    That is the record of the content the envelope's statement claims, if it
+    is trusted (or was, and is revoked), and the rollback floor of the claimed
+    name and platform. Every decision about that envelope asks for nothing
+    else: the decision computes the content digest from the captured
+    directory, which equals the statement's once the directory matches the
+    statement, and it refuses a directory that does not before it looks at
+    contents.
+
+    Args:
+        cursor: a cursor in the transaction the decision is made in.
+        envelope: plugin.sig's bytes, unverified (None: unsigned).
+        threshold: distinct trusted keys the decision requires at least.
+
+    Returns:
+        The state; it holds no name when the envelope is missing or unreadable
+        (the decision refuses such a plugin before it needs one).
     """
     sql = cursor.sql
     keys = [_KeyRow(*row).trusted() for row in cursor.rows(sql.keys)]
-    name = _claimed_name(envelope)
-    if name is None:
-        return TrustState.build(keys, [], names=(), threshold=threshold)
-    contents = [_ContentRow(*row).trusted() for row in cursor.rows(sql.contents, (name,))]
-    return TrustState.build(keys, contents, names=(name,), threshold=threshold)
+    claim = _claim(envelope)
+    if claim is None:
+        return TrustState.build(keys, [], names=(), floors={}, threshold=threshold)
+    if claim.content_digest is not None:
+        rows = cursor.rows(sql.content, (claim.content_digest,))
+    else:
+        rows = cursor.rows(sql.contents_of_version, (claim.name, claim.version))
+    contents = [_ContentRow(*row).trusted() for row in rows]
+    where = (claim.name, claim.platform)
+    floor = cursor.rows(sql.floor, where)  # no row, or the one newest
+    floors = {where: floor[0][0]} if floor else {}
+    return TrustState.build(keys, contents, names=(claim.name,), floors=floors, threshold=threshold)

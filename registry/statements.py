@@ -1,12 +1,13 @@
 """The few statements run for every load and every decision, in the driver's own SQL.
 
-Loading a plugin reads the keys and the trusted versions of one name, then
-appends one audit event. Through SQLAlchemy's statement and transaction
-machinery that costs about a millisecond; on a DBAPI connection from the same
-pool it costs a tenth of that, which is most of what a verified load adds to a
-bare ``dlopen``. Only these statements, whose tables and columns are fixed by
-migrations/, are written out here (tests/registry/test_statements.py checks
-them against the models); everything else goes through SQLAlchemy.
+Loading a plugin reads the keys, the trust record of one content and the
+rollback floor of one name and platform, then appends one audit event.
+Through SQLAlchemy's statement and transaction machinery that costs about a
+millisecond; on a DBAPI connection from the same pool it costs a tenth of
+that, which is most of what a verified load adds to a bare ``dlopen``. Only
+these statements, whose tables and columns are fixed by migrations/, are
+written out here (tests/registry/test_statements.py checks them against the
+models); everything else goes through SQLAlchemy.
 
 The transactions keep the registry's rules, begun on SQLite by
 :func:`vtreg.registry.db.begin_sqlite` as every other transaction is; on
@@ -46,9 +47,20 @@ class Statements:
         self.keys = (
             "SELECT name, public_key, scopes, expires_at, revoked_at, revoked_reason FROM keys"
         )
-        self.contents = (
+        content = (
             "SELECT name, version, platform, content_digest, threshold, pinned, revoked_at, "
-            f"revoked_reason FROM plugins WHERE name = {mark}"
+            "revoked_reason FROM plugins WHERE "
+        )
+        self.content = content + f"content_digest = {mark}"
+        # For a statement that names no sha256 of some file: its content digest is
+        # one of this version's (ix_plugins_name_version).
+        self.contents_of_version = content + f"name = {mark} AND version = {mark}"
+        # The rollback floor: the last entry of one ix_plugins_floor range (a
+        # partial index of unrevoked rows; its condition is repeated word for word
+        # so that SQLite's planner sees the query implies it).
+        self.floor = (
+            f"SELECT version FROM plugins WHERE name = {mark} AND platform = {mark} "
+            "AND revoked_at IS NULL ORDER BY version_key DESC LIMIT 1"
         )
         self.lock_head = "SELECT seq, hash FROM audit_chain_head WHERE id = 1" + (
             "" if self.sqlite else " FOR UPDATE"

@@ -42,6 +42,16 @@ _SEMVER_RE = re.compile(
 )
 _MAX_VERSION_LENGTH = 128
 
+# Bytes of SemVer.sort_key. After major.minor.patch comes either _RELEASE or the
+# prerelease identifiers and _END; _RELEASE is above every identifier tag, so a
+# release sorts after its prereleases, and _END below them, so a shorter list of
+# identifiers sorts before a longer one it is a prefix of.
+_END = b"\x00"
+_NUMERIC = b"\x01"
+_ALPHANUMERIC = b"\x02"
+_RELEASE = b"\x03"
+_LONG = 0xFF  # a length byte of 0xFF: the length itself follows, as a number key
+
 
 def check_plugin_name(name: str) -> str:
     """Return ``name`` if it is a safe plugin name, else raise ``ValueError``.
@@ -94,6 +104,26 @@ class SemVer:
         pre = tuple((0, p, "") if isinstance(p, int) else (1, 0, p) for p in self.prerelease)
         return (self.major, self.minor, self.patch, 0 if self.prerelease else 1, pre)
 
+    def sort_key(self) -> bytes:
+        """Bytes whose order (as bytes, e.g. a database's BLOB/bytea order) is semver precedence.
+
+        ``a.sort_key() < b.sort_key()`` exactly when ``a < b``, and the keys are
+        equal exactly when the versions are (build metadata is ignored), so a
+        database can find the newest version with an index instead of parsing
+        every row.
+
+        Raises:
+            ValueError: a negative number (never one that :meth:`parse` returned).
+        """
+        key = b"".join(_number_key(n) for n in (self.major, self.minor, self.patch))
+        if not self.prerelease:
+            return key + _RELEASE
+        identifiers = [
+            _NUMERIC + _number_key(p) if isinstance(p, int) else _ALPHANUMERIC + _text_key(p)
+            for p in self.prerelease
+        ]
+        return key + b"".join(identifiers) + _END
+
     def __lt__(self, other: object) -> bool:
         if not isinstance(other, SemVer):
             return NotImplemented
@@ -114,6 +144,24 @@ class SemVer:
         if self.build:
             text += "+" + self.build
         return text
+
+
+def _number_key(n: int) -> bytes:
+    """``n`` as its big-endian bytes after their length: more bytes is a bigger number,
+    and numbers of one length compare byte by byte."""
+    if n < 0:
+        raise ValueError(f"a version number cannot be negative, got {n}")
+    body = n.to_bytes((n.bit_length() + 7) // 8, "big")
+    if len(body) < _LONG:
+        return bytes([len(body)]) + body
+    # Only numbers of 255 bytes (over 600 digits) or more; parse() caps versions at 128 characters.
+    return bytes([_LONG]) + _number_key(len(body)) + body
+
+
+def _text_key(identifier: str) -> bytes:
+    """An alphanumeric identifier: its bytes, then _END, which is below every character
+    (UTF-8 keeps the code point order Python compares strings in; parse() allows ASCII only)."""
+    return identifier.encode("utf-8") + _END
 
 
 PluginName = Annotated[str, AfterValidator(check_plugin_name)]

@@ -3,10 +3,10 @@
 A decision (:mod:`vtreg.verifier.decision`) is a pure function of a plugin
 directory's capture, a :class:`TrustState` and the time. Where the state comes
 from is not its business: the SQL registry builds the slice one decision needs
-(the keys, and the contents of one plugin name) inside a transaction, a host
-without a registry builds it from public keys alone (:meth:`TrustState.of_keys`),
-and a fleet host from its verified local snapshot. All of them get the same
-rules and the same tests.
+(the keys, the one content a plugin's envelope claims and its name's rollback
+floor) inside a transaction, a host without a registry builds it from public
+keys alone (:meth:`TrustState.of_keys`), and a fleet host from its verified
+local snapshot. All of them get the same rules and the same tests.
 """
 
 from __future__ import annotations
@@ -94,9 +94,12 @@ class TrustState:
         contents: trusted contents by content digest; ``None`` trusts any
             content that enough trusted keys signed (a host with keys and no
             registry), and then no content, revocation or rollback rule applies.
-        names: the plugin names whose contents this state holds in full
-            (``None``: every name). A store that reads one name's slice says
-            so, and a decision about another name is then not made from it.
+        names: the plugin names this state is complete for (``None``: every
+            name). For a name in ``names`` the state holds every content a
+            decision about *this envelope* may ask for (a store may read only
+            the one content the envelope's statement claims) and the complete
+            rollback floors of that name. A decision about another name is not
+            made from it.
         floors: the lowest version each (name, platform) may load at, unless
             the content is pinned: the newest trusted, unrevoked version.
         threshold: distinct trusted keys every plugin needs at least (the
@@ -121,20 +124,35 @@ class TrustState:
         contents: Iterable[TrustedContent],
         *,
         names: Iterable[str] | None = None,
+        floors: Mapping[tuple[str, str], str] | None = None,
         threshold: int = 1,
     ) -> TrustState:
-        """A state over trusted contents, its rollback floors computed from them."""
+        """A state over trusted contents.
+
+        Args:
+            keys: the trusted keys.
+            contents: trusted (and revoked) contents.
+            names: see the class; ``None``: every name.
+            floors: the rollback floors, as a store that holds more versions
+                than ``contents`` found them (for example with an index);
+                ``None``: computed from ``contents``, which then must hold
+                every version of each name in ``names``.
+            threshold: see the class.
+
+        Returns:
+            The state.
+        """
         by_digest = {c.content_digest: c for c in contents}
         return cls(
             keys=_by_keyid(keys),
             contents=by_digest,
             names=frozenset(names) if names is not None else None,
-            floors=_newest(by_digest.values()),
+            floors=dict(floors) if floors is not None else _newest(by_digest.values()),
             threshold=threshold,
         )
 
     def covers(self, name: str) -> bool:
-        """Whether this state holds every trusted content of ``name``."""
+        """Whether this state is complete for ``name`` (see ``names``)."""
         return self.names is None or name in self.names
 
 

@@ -1,4 +1,4 @@
-"""Schema ownership by Alembic: fresh at head, models == migrations, upgrades from the first revision."""
+"""Schema ownership by Alembic: fresh at head, models == migrations, upgrades from older revisions."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from vtreg.registry.db import alembic_config, connect, ensure_schema, head_revis
 from vtreg.registry.service import Registry
 from vtreg.registry.statements import Statements
 from vtreg.verifier.errors import RegistryError
+from vtreg.verifier.manifest import SemVer
 
 
 def test_the_revision_list_matches_the_shipped_migrations() -> None:
@@ -98,6 +99,77 @@ def test_an_older_registry_is_refused_until_upgraded(database_url: str) -> None:
         assert registry.verify_audit().events == 3
     again = run_cli("db", "upgrade", "--db", database_url)
     assert "is at revision" in again.stdout
+
+
+# (version, platform, revoked) of plugin "hello" rows as 0002 stored them: no version key.
+_OLD_PLUGINS = [
+    ("1.2.0", "linux-x86_64", False),
+    ("1.10.0-rc.1", "linux-x86_64", False),  # text order would put 1.2.0 above it
+    ("1.10.0", "linux-x86_64", True),  # revoked: not a floor
+    ("1.9.0+build.7", "linux-x86_64", False),
+    ("2.0.0", "darwin-arm64", False),  # another platform's floor
+]
+
+
+def _plugins_at_second_revision(engine: sa.Engine) -> None:
+    """Trusted plugins and their signers, written the way vtreg 0002 did."""
+    sql = Statements.of(engine)
+    at = sql.time_out(datetime(2026, 2, 1, tzinfo=UTC))
+    with engine.begin() as connection:
+        for n, (version, platform, revoked) in enumerate(_OLD_PLUGINS, start=1):
+            connection.execute(
+                sa.text(
+                    "INSERT INTO plugins (id, name, version, content_digest, platform, library,"
+                    " envelope, threshold, pinned, trusted_at, trusted_by, revoked_at) VALUES"
+                    " (:id, 'hello', :version, :digest, :platform, 'libhello.so', :envelope, 1,"
+                    " :pinned, :at, 'old@host', :revoked)"
+                ),
+                {"id": n, "version": version, "digest": f"sha256:{n:064x}", "platform": platform,
+                 "envelope": b"{}", "pinned": False, "at": at, "revoked": at if revoked else None},
+            )  # fmt: skip
+            connection.execute(
+                sa.text("INSERT INTO plugin_signers (plugin_id, keyid) VALUES (:id, :keyid)"),
+                [{"id": n, "keyid": f"{k:064x}"} for k in (n, n + 100)],
+            )
+
+
+def _table(engine: sa.Engine, sql: str) -> list[tuple[object, ...]]:
+    with engine.connect() as connection:
+        return [tuple(row) for row in connection.execute(sa.text(sql))]
+
+
+def test_an_upgrade_gives_every_trusted_plugin_its_version_key(database_url: str) -> None:
+    engine = connect(database_url)
+    try:
+        with engine.begin() as connection:
+            command.upgrade(alembic_config(connection), "0002")
+        _plugins_at_second_revision(engine)
+        signers = _table(engine, "SELECT plugin_id, keyid FROM plugin_signers ORDER BY 1, 2")
+
+        assert ensure_schema(engine, upgrade=True) == ("0002", head_revision())
+
+        keys = _table(engine, "SELECT version, version_key FROM plugins ORDER BY id")
+        assert keys == [(v, SemVer.parse(v).sort_key()) for v, _, _ in _OLD_PLUGINS]
+        assert (
+            _table(engine, "SELECT plugin_id, keyid FROM plugin_signers ORDER BY 1, 2") == signers
+        )
+        floor = Statements.of(engine).floor
+        with engine.connect() as connection:
+            for platform, newest in (("linux-x86_64", "1.10.0-rc.1"), ("darwin-arm64", "2.0.0")):
+                assert connection.exec_driver_sql(floor, ("hello", platform)).all() == [(newest,)]
+        indexes = {i["name"]: i["column_names"] for i in sa.inspect(engine).get_indexes("plugins")}
+        assert indexes["ix_plugins_floor"] == ["name", "platform", "version_key"]
+        with pytest.raises(sa.exc.IntegrityError), engine.begin() as connection:
+            connection.execute(sa.text("UPDATE plugins SET version_key = NULL WHERE id = 1"))
+
+        with engine.begin() as connection:
+            command.downgrade(alembic_config(connection), "0002")
+        assert (
+            _table(engine, "SELECT plugin_id, keyid FROM plugin_signers ORDER BY 1, 2") == signers
+        )
+        assert "version_key" not in {c["name"] for c in sa.inspect(engine).get_columns("plugins")}
+    finally:
+        engine.dispose()
 
 
 def _execute(database_url: str, sql: str) -> None:

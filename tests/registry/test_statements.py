@@ -10,14 +10,17 @@ from vtreg.verifier.audit_event import COLUMNS
 
 
 def _columns(statement: str) -> set[str]:
+    # Columns compared, tested for NULL or sorted by, in any statement...
+    used = set(re.findall(r"(\w+) (?:= |IS NULL|DESC|ASC)", statement))
     if statement.startswith("INSERT"):
         listed = re.search(r"\(([^)]*)\) VALUES", statement)
     elif statement.startswith("SELECT"):
         listed = re.search(r"SELECT (.*) FROM", statement)
     else:
-        return set(re.findall(r"(\w+) = ", statement))
+        return used
     assert listed is not None, statement
-    return {c.strip() for c in listed.group(1).split(",")}
+    # ... and those listed.
+    return used | {c.strip() for c in listed.group(1).split(",")}
 
 
 def test_event_fields_are_the_columns_of_the_model_in_order() -> None:
@@ -28,7 +31,9 @@ def test_statements_name_only_real_columns() -> None:
     sql = Statements("postgresql", "pyformat")
     for table, statement in (
         (Key, sql.keys),
-        (Plugin, sql.contents),
+        (Plugin, sql.content),
+        (Plugin, sql.contents_of_version),
+        (Plugin, sql.floor),
         (ChainHead, sql.lock_head),
         (AuditEvent, sql.event_time),
         (AuditEvent, sql.insert_event),

@@ -294,6 +294,23 @@ def test_floors_are_per_name_and_platform(signed: Signed, key: SigningKey, now: 
     }
 
 
+def test_floors_a_store_found_are_taken_as_given(
+    signed: Signed, key: SigningKey, now: datetime
+) -> None:
+    # A store that found the floor with an index hands over one content and the floor.
+    tree = capture(signed(key))
+    verified = _verified(tree, key, now)
+    floors = {("hello", verified.platform): "1.0.1-rc.1"}
+    state = TrustState.build([key.public_key], [_content(verified)], names=["hello"], floors=floors)
+
+    assert state.floors == floors
+    assert _code(tree, state, now) == "rollback"
+    pinned = TrustState.build(
+        [key.public_key], [_content(verified, pinned=True)], names=["hello"], floors=floors
+    )
+    assert decide(tree, pinned, at=now).version == "1.0.0"
+
+
 def test_a_state_without_the_plugins_name_cannot_decide(
     signed: Signed, key: SigningKey, now: datetime
 ) -> None:

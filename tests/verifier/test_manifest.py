@@ -10,7 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from hypothesis import given
+from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from vtreg.verifier.errors import FormatError
@@ -193,6 +193,52 @@ _identifier = st.from_regex(r"(0|[1-9][0-9]{0,3}|[a-z][a-z0-9-]{0,5})", fullmatc
 def test_semver_round_trips(major: int, minor: int, patch: int, pre: list[str]) -> None:
     text = f"{major}.{minor}.{patch}" + ("-" + ".".join(pre) if pre else "")
     assert str(SemVer.parse(text)) == text
+
+
+# Few distinct small values, so equal numbers and shared prefixes come up often, and
+# numbers far beyond 64 bits, which a fixed-width integer key would get wrong.
+_number = st.one_of(st.integers(0, 3), st.integers(0, 10**30))
+_alphanumeric = st.from_regex(r"[0-9]*[A-Za-z-][0-9A-Za-z-]{0,4}", fullmatch=True)
+_prerelease = st.one_of(_number.map(str), _alphanumeric, st.sampled_from(["a", "a-", "-", "0a"]))
+_build = st.from_regex(r"(\+[0-9A-Za-z-]{1,4}(\.[0-9A-Za-z-]{1,4})?)?", fullmatch=True)
+
+
+@st.composite
+def _versions(draw: st.DrawFn) -> SemVer:
+    text = ".".join(str(draw(_number)) for _ in range(3))
+    identifiers = draw(st.lists(_prerelease, max_size=4))
+    if identifiers:
+        text += "-" + ".".join(identifiers)
+    text += draw(_build)
+    assume(len(text) <= 128)
+    return SemVer.parse(text)
+
+
+@given(_versions(), _versions())
+def test_sort_key_order_is_semver_precedence(a: SemVer, b: SemVer) -> None:
+    assert (a.sort_key() < b.sort_key()) == (a < b)
+    assert (a.sort_key() == b.sort_key()) == (a == b)
+
+
+def test_sort_key_orders_the_spec_examples() -> None:
+    assert sorted(ORDERED, key=lambda v: SemVer.parse(v).sort_key()) == ORDERED
+    assert SemVer.parse("1.0.0+a").sort_key() == SemVer.parse("1.0.0+b").sort_key()
+
+
+@pytest.mark.parametrize(
+    ("lower", "higher"),
+    [
+        pytest.param(SemVer(2**64, 0, 0), SemVer(2**64 + 1, 0, 0), id="past-64-bits"),
+        pytest.param(SemVer(256**254, 0, 0), SemVer(256**255, 0, 0), id="length-byte-full"),
+        pytest.param(SemVer(10**700, 0, 0), SemVer(10**701, 0, 0), id="longer-length"),
+        pytest.param(
+            SemVer(1, 0, 0, (10**700,)), SemVer(1, 0, 0, ("a",)), id="numeric-before-alpha"
+        ),
+    ],
+)
+def test_sort_key_is_defined_beyond_what_parse_accepts(lower: SemVer, higher: SemVer) -> None:
+    assert lower < higher
+    assert lower.sort_key() < higher.sort_key()
 
 
 # --- validate_plugin_structure (VT Code's meaning: a list of problems) ---
