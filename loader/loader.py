@@ -52,7 +52,7 @@ from vtreg.verifier.text import path_text, printable
 from vtreg.verifier.tree import PluginTree, capture
 from vtreg.verifier.trust import TrustedKey, TrustState
 
-from .abi import PLUGIN_ABI_VERSION, AbiError, LoadError, RawLibrary
+from .abi import DLOPEN_MODE, PLUGIN_ABI_VERSION, AbiError, LoadError, RawLibrary
 from .capture import SealedFile
 from .isolation import DEFAULT_MEMORY_LIMIT, DEFAULT_TIMEOUT, IsolatedLibrary
 from .native import NativePlugin, PluginMetadata, decode_metadata
@@ -80,7 +80,9 @@ def _already_loaded(path: str) -> bool:
     earlier, even if N has since been closed and now refers to a different
     file: dlopen would hand back the earlier library.
     """
-    handle = _libc_dlopen(path.encode(), os.RTLD_NOW | os.RTLD_LOCAL | os.RTLD_NOLOAD)
+    # The load's own flags: glibc finds a lazily loaded library with RTLD_NOW too,
+    # but the probe should not depend on how a loader treats a binding upgrade.
+    handle = _libc_dlopen(path.encode(), DLOPEN_MODE | os.RTLD_NOLOAD)
     if not handle:
         return False
     _libc_dlclose(handle)  # RTLD_NOLOAD took a reference; give it back
@@ -399,9 +401,7 @@ class PluginLoader:
                 version, metadata_bytes = backend.start()
             else:
                 try:
-                    handle = ctypes.CDLL(
-                        _unique_path(image, label), mode=os.RTLD_NOW | os.RTLD_LOCAL
-                    )
+                    handle = ctypes.CDLL(_unique_path(image, label), mode=DLOPEN_MODE)
                 except OSError as e:
                     raise AbiError(f"{label}: the dynamic loader refused it: {e}") from e
                 raw = RawLibrary(handle, label)
