@@ -176,8 +176,12 @@ def _peek(dir_fd: int, name: str, limit: int) -> bytes | None:
 
 
 def _inside(path: Path, directory: Path) -> bool:
-    """Component-wise containment: /trusted/x is inside /trusted; /trusted-evil is not."""
-    return path.parts[: len(directory.parts)] == directory.parts and path != directory
+    """Component-wise containment: /trusted/x is inside /trusted; /trusted-evil is not.
+
+    The trusted directory itself counts, as in VT Code (``Path::starts_with``):
+    a plugin.json may sit at the trusted root.
+    """
+    return path.parts[: len(directory.parts)] == directory.parts
 
 
 class PluginLoader:
@@ -240,14 +244,21 @@ class PluginLoader:
         if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
             raise UnsafeFileError(
                 f"{what} {path} is writable by group or others (mode "
-                f"{stat.filemode(info.st_mode)}); only its owner may write it"
+                f"{stat.filemode(info.st_mode)}); only its owner may write it "
+                "(VT Code only warns; vtreg refuses)"
             )
         if info.st_uid not in (os.geteuid(), 0):
-            raise UnsafeFileError(f"{what} {path} belongs to uid {info.st_uid}, not to us or root")
+            raise UnsafeFileError(
+                f"{what} {path} belongs to uid {info.st_uid}, not to us or root "
+                "(vtreg refuses what another user could replace)"
+            )
         return info
 
     def _resolve(self, path: str | os.PathLike[str]) -> tuple[Path, os.stat_result]:
-        """The canonical plugin directory (and its stat), or a refusal saying why not."""
+        """The canonical plugin directory (and its stat), or a refusal saying why not.
+
+        The directory may be a trusted directory itself (plugin.json at the root).
+        """
         given = Path(path).expanduser()
         canonical = Path(os.path.realpath(given))
         home = next((t for t in self._trusted if _inside(canonical, t)), None)
