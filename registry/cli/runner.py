@@ -12,7 +12,7 @@ from ._app import EXIT_UNDECIDED, Report, Settings, cli, vtreg_command
 from .trust import db_option, open_registry
 
 if TYPE_CHECKING:
-    from vtreg.loader import NativePlugin, PluginContext, PluginResult
+    from vtreg.loader import Isolation, NativePlugin, PluginContext, PluginResult
 
 __all__ = ["run"]
 
@@ -73,7 +73,7 @@ def run(
     from vtreg.loader import PluginLoader
 
     context = _context(input_json, workspace_root)
-    isolation = "process" if isolate or timeout is not None else "none"
+    isolation: Isolation = "process" if isolate or timeout is not None else "none"
     roots = trusted_dirs or (str(Path(directory).expanduser().absolute().parent),)
     with open_registry(db_url) as registry:
         loader = PluginLoader(

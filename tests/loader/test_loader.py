@@ -18,6 +18,7 @@ from vtreg.loader import (
     PLUGIN_ABI_VERSION,
     AbiError,
     AuditEvent,
+    Isolation,
     KeyPolicy,
     PluginCallError,
     PluginContext,
@@ -133,7 +134,7 @@ def test_refused_code_never_runs(
     error: type[VerificationError],
     message: str,
     code: str,
-    isolation: str,
+    isolation: Isolation,
 ) -> None:
     marker = tmp_path / "constructor-ran"
     plugin = build(marker=marker)
@@ -152,7 +153,7 @@ def test_refused_code_never_runs(
 
 @pytest.mark.parametrize("isolation", ["none", "process"])
 def test_the_marker_plugin_does_run_once_verified(
-    build: Build, trusted: Path, key: SigningKey, tmp_path: Path, isolation: str
+    build: Build, trusted: Path, key: SigningKey, tmp_path: Path, isolation: Isolation
 ) -> None:
     # The positive control for the test above: the constructor does write its marker.
     marker = tmp_path / "constructor-ran"
@@ -310,7 +311,7 @@ def test_abi_problems_are_refusals(
     audit_log: RecordingAudit,
     defines: dict[str, str],
     message: str,
-    isolation: str,
+    isolation: Isolation,
 ) -> None:
     loader = PluginLoader(KeyPolicy([key.public_key]), audit_log, [trusted], isolation=isolation)
     with pytest.raises(AbiError, match=message):
@@ -333,7 +334,7 @@ def test_abi_problems_are_refusals(
 )
 @pytest.mark.parametrize("isolation", ["none", "process"])
 def test_bad_results_are_errors_not_crashes(
-    build: Build, trusted: Path, key: SigningKey, mode: str, message: str, isolation: str
+    build: Build, trusted: Path, key: SigningKey, mode: str, message: str, isolation: Isolation
 ) -> None:
     loader = PluginLoader(KeyPolicy([key.public_key]), None, [trusted], isolation=isolation)
     plugin = loader.load_plugin(build(mode=mode))
@@ -346,7 +347,7 @@ def test_bad_results_are_errors_not_crashes(
 
 @pytest.mark.parametrize("isolation", ["none", "process"])
 def test_each_returned_string_is_freed_once(
-    build: Build, trusted: Path, key: SigningKey, isolation: str
+    build: Build, trusted: Path, key: SigningKey, isolation: Isolation
 ) -> None:
     loader = PluginLoader(KeyPolicy([key.public_key]), None, [trusted], isolation=isolation)
     plugin = loader.load_plugin(build())
@@ -418,7 +419,7 @@ class SwapDuringVerification:
 @pytest.mark.parametrize("how", ["rename-over", "overwrite-in-place"])
 @pytest.mark.parametrize("isolation", ["none", "process"])
 def test_library_swapped_after_verification_starts_is_not_what_runs(
-    build: Build, trusted: Path, key: SigningKey, tmp_path: Path, how: str, isolation: str
+    build: Build, trusted: Path, key: SigningKey, tmp_path: Path, how: str, isolation: Isolation
 ) -> None:
     good = build("race", "1.0.0")
     marker = tmp_path / "evil-ran"
@@ -461,9 +462,12 @@ def test_discover_plugins_loads_good_ones_and_skips_refused_ones(
     build("gamma", signed_by=other_key)
     (trusted / "not-a-plugin").mkdir()
 
-    plugins = plugin_loader.discover_plugins()
+    found = plugin_loader.discover_plugins()
 
-    assert sorted(p.metadata.name for p in plugins) == ["alpha", "beta"]
+    assert sorted(p.metadata.name for p in found.plugins) == ["alpha", "beta"]
+    [skipped] = found.skipped
+    assert (skipped.path, skipped.code, skipped.refused) == (trusted / "gamma", "unknown-key", True)
+    assert "not signed by a trusted key" in skipped.message
     assert sorted((e.outcome, e.plugin) for e in audit_log.events) == [
         ("allowed", "alpha"), ("allowed", "beta"), ("refused", "gamma")
     ]  # fmt: skip
@@ -476,7 +480,7 @@ def test_add_trusted_dir_canonicalises(tmp_path: Path, key: SigningKey) -> None:
     real = tmp_path / "real"
     real.mkdir()
     (tmp_path / "link").symlink_to(real)
-    loader = PluginLoader(KeyPolicy([key.public_key]))
+    loader = PluginLoader(KeyPolicy([key.public_key]), None)
     loader.add_trusted_dir(tmp_path / "link").add_trusted_dir(real)
     assert loader.trusted_dirs == (real,)
 
@@ -493,7 +497,7 @@ def test_unknown_isolation_mode(key: SigningKey) -> None:
     from vtreg.verifier.errors import UsageError
 
     with pytest.raises(UsageError):
-        PluginLoader(KeyPolicy([key.public_key]), isolation="thread")
+        PluginLoader(KeyPolicy([key.public_key]), None, isolation="thread")  # type: ignore[arg-type]
 
 
 def test_loads_leak_no_descriptors(
@@ -589,7 +593,7 @@ def test_a_load_that_cannot_be_decided_is_audited_as_an_error(
 
 @pytest.mark.parametrize("isolation", ["none", "process"])
 def test_the_decision_is_on_record_before_any_plugin_code_runs(
-    build: Build, trusted: Path, key: SigningKey, tmp_path: Path, isolation: str
+    build: Build, trusted: Path, key: SigningKey, tmp_path: Path, isolation: Isolation
 ) -> None:
     marker = tmp_path / "constructor-ran"
     seen: list[tuple[str, bool]] = []
@@ -608,7 +612,7 @@ def test_the_decision_is_on_record_before_any_plugin_code_runs(
 
 @pytest.mark.parametrize("isolation", ["none", "process"])
 def test_a_decision_that_cannot_be_recorded_is_not_loaded(
-    build: Build, trusted: Path, key: SigningKey, tmp_path: Path, isolation: str
+    build: Build, trusted: Path, key: SigningKey, tmp_path: Path, isolation: Isolation
 ) -> None:
     # Fail closed: a load whose decision cannot reach the audit log never runs.
     marker = tmp_path / "constructor-ran"
