@@ -216,3 +216,19 @@ def test_memory_limit_with_a_unit(setup: Setup) -> None:
     home, _, plugins = setup
     plugin = signed(setup, example_hello(plugins))
     ok(invoke_cli("run", plugin, "--isolate", "--memory-limit", "256MiB", env=home))
+
+
+def test_a_version_without_patch_and_no_description_sign_verify_trust_and_run(
+    setup: Setup, compiler: Compiler
+) -> None:
+    # Both are plugin.json files VT Code loads; `1.0` sorts as 1.0.0 and stays "1.0".
+    home, keys, plugins = setup
+    plugin = make_plugin(plugins, compiler, "short", "1.0")
+    (plugin / "plugin.json").write_text('{"name": "short", "version": "1.0"}')
+    plugin.chmod(0o755)
+    signed(setup, plugin)
+
+    ok(invoke_cli("verify", plugin, "--key", keys / "alice.pub"))
+    doc = ok(invoke_cli("run", plugin, "--json", env=home)).json()
+
+    assert doc["plugin"]["version"] == "1.0"
