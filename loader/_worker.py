@@ -20,7 +20,7 @@ import struct
 import sys
 
 from vtreg.loader import _wire
-from vtreg.loader.abi import PluginCallError, RawLibrary
+from vtreg.loader.abi import DLOPEN_MODE, PluginCallError, RawLibrary
 from vtreg.verifier.errors import VtregError
 
 
@@ -78,7 +78,7 @@ def main(argv: list[str]) -> int:
         return 1
     _wire.send(replies, _wire.HELLO)  # from here on, the plugin's code runs
     try:
-        handle = ctypes.CDLL(f"/proc/self/fd/{library_fd}", mode=os.RTLD_NOW | os.RTLD_LOCAL)
+        handle = ctypes.CDLL(f"/proc/self/fd/{library_fd}", mode=DLOPEN_MODE)
         raw = RawLibrary(handle, label)
         version = raw.version()
         metadata = raw.metadata_bytes()

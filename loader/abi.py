@@ -11,12 +11,24 @@ isolation worker, a separate small process, runs it too.
 from __future__ import annotations
 
 import ctypes
+import os
 
 from vtreg.verifier.errors import VerificationError, VtregError
 
-__all__ = ["PLUGIN_ABI_VERSION", "AbiError", "LoadError", "PluginCallError", "RawLibrary"]
+__all__ = [
+    "DLOPEN_MODE",
+    "PLUGIN_ABI_VERSION",
+    "AbiError",
+    "LoadError",
+    "PluginCallError",
+    "RawLibrary",
+]
 
 PLUGIN_ABI_VERSION = 1
+# VT Code opens plugins with libloading's default, RTLD_LAZY | RTLD_LOCAL: a function
+# the plugin never calls need not resolve (one it does call and cannot resolve ends
+# the process, in VT Code as here). Both the loader and the isolation worker use it.
+DLOPEN_MODE = os.RTLD_LAZY | os.RTLD_LOCAL
 
 _REQUIRED = ("vtcode_plugin_version", "vtcode_plugin_metadata", "vtcode_plugin_execute")
 

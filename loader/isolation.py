@@ -174,6 +174,8 @@ class IsolatedLibrary:
     def call(self, context_json: bytes, timeout: float | None) -> bytes:
         """Run one execute call in the child (restarting one that died); return its answer."""
         with self._lock:
+            if self._image.fd < 0:  # closed, perhaps by another thread since the caller checked
+                raise PluginCallError(f"{self.label}: the plugin was closed")
             if self._exited():
                 self._stop()  # reap a worker that died between calls
                 self._start()  # a fresh child from the same sealed bytes

@@ -31,9 +31,10 @@ import logging
 import os
 import resource
 import stat
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Literal
 
 from vtreg.verifier.decision import authenticate, decide
 from vtreg.verifier.envelope import PREDICATE_TYPE_V1
@@ -58,13 +59,22 @@ from vtreg.verifier.text import path_text, printable
 from vtreg.verifier.tree import capture, read_signature
 from vtreg.verifier.trust import TrustedKey, TrustState
 
-from .abi import PLUGIN_ABI_VERSION, AbiError, LoadError, RawLibrary
+from .abi import DLOPEN_MODE, PLUGIN_ABI_VERSION, AbiError, LoadError, RawLibrary
 from .capture import SealedFile
+from .discovery import Discovery, Skipped
 from .isolation import DEFAULT_MEMORY_LIMIT, DEFAULT_TIMEOUT, IsolatedLibrary
 from .native import NativePlugin, PluginMetadata, decode_metadata
 from .protocols import AuditEvent, AuditSink, TrustPolicy
 
-__all__ = ["KeyPolicy", "PluginLoader"]
+__all__ = ["Isolation", "KeyPolicy", "PluginLoader"]
+
+Isolation = Literal["none", "process"]
+# A list or tuple, never a bare str (which is a Sequence[str] of one-letter paths, "/"
+# among them). list is invariant, so the usual element types are spelled out.
+TrustedDirs = (
+    list[str] | list[Path] | list[str | os.PathLike[str]] | tuple[str | os.PathLike[str], ...]
+)
+_MIN_MEMORY_LIMIT = 1 << 20  # below a MiB, memory_limit was surely meant as MiB, not bytes
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +96,9 @@ def _already_loaded(path: str) -> bool:
     earlier, even if N has since been closed and now refers to a different
     file: dlopen would hand back the earlier library.
     """
-    handle = _libc_dlopen(path.encode(), os.RTLD_NOW | os.RTLD_LOCAL | os.RTLD_NOLOAD)
+    # The load's own flags: glibc finds a lazily loaded library with RTLD_NOW too,
+    # but the probe should not depend on how a loader treats a binding upgrade.
+    handle = _libc_dlopen(path.encode(), DLOPEN_MODE | os.RTLD_NOLOAD)
     if not handle:
         return False
     _libc_dlclose(handle)  # RTLD_NOLOAD took a reference; give it back
@@ -147,6 +159,18 @@ class KeyPolicy:
     """A :class:`TrustPolicy` for hosts without a registry: signatures by given keys suffice."""
 
     def __init__(self, keys: Iterable[TrustedKey | PublicKey], *, threshold: int = 1) -> None:
+        if isinstance(keys, str | bytes | os.PathLike):
+            raise UsageError(
+                "KeyPolicy takes public keys, not a path: KeyPolicy([read_public_key_file(path)])"
+            )
+        keys = list(keys)
+        wrong = [k for k in keys if not isinstance(k, TrustedKey | PublicKey)]
+        if wrong:
+            raise UsageError(
+                f"KeyPolicy takes PublicKey or TrustedKey values, not {type(wrong[0]).__name__}"
+            )
+        if not 1 <= threshold <= max(len(keys), 1):
+            raise UsageError(f"threshold {threshold} cannot be met by {len(keys)} key(s)")
         self.state = TrustState.of_keys(keys, threshold=threshold)
 
     def state_for(self, envelope: bytes | None) -> TrustState:
@@ -204,8 +228,45 @@ def _peek(dir_fd: int, name: str, limit: int) -> bytes | None:
 
 
 def _inside(path: Path, directory: Path) -> bool:
-    """Component-wise containment: /trusted/x is inside /trusted; /trusted-evil is not."""
-    return path.parts[: len(directory.parts)] == directory.parts and path != directory
+    """Component-wise containment: /trusted/x is inside /trusted; /trusted-evil is not.
+
+    The trusted directory itself counts, as in VT Code (``Path::starts_with``):
+    a plugin.json may sit at the trusted root.
+    """
+    return path.parts[: len(directory.parts)] == directory.parts
+
+
+def _check_arguments(
+    trust: object,
+    audit: object,
+    trusted_dirs: object,
+    isolation: object,
+    timeout: object,
+    memory_limit: object,
+) -> None:
+    """Refuse, at construction, what would otherwise fail (or silently mislead) at load."""
+    if not isinstance(trust, TrustPolicy):
+        raise UsageError(f"trust must be a TrustPolicy (a Registry or KeyPolicy), not {trust!r}")
+    if audit is not None and not isinstance(audit, AuditSink):
+        raise UsageError(f"audit must be an AuditSink (a Registry) or None, not {audit!r}")
+    if isinstance(trusted_dirs, str | bytes | os.PathLike) or not isinstance(
+        trusted_dirs, list | tuple
+    ):
+        raise UsageError(
+            f"trusted_dirs must be a list of directories, not {trusted_dirs!r}: "
+            f"write [{trusted_dirs!r}] for one directory"
+        )
+    if isolation not in ("none", "process"):
+        raise UsageError(f"isolation must be 'none' or 'process', not {isolation!r}")
+    if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not timeout > 0:
+        raise UsageError(f"timeout must be a positive number of seconds, not {timeout!r}")
+    if isinstance(memory_limit, bool) or not isinstance(memory_limit, int):
+        raise UsageError(f"memory_limit must be a number of bytes, not {memory_limit!r}")
+    if memory_limit < 0 or 0 < memory_limit < _MIN_MEMORY_LIMIT:
+        raise UsageError(
+            f"memory_limit is in bytes (512 << 20 is 512 MiB; 0: no limit), and "
+            f"{memory_limit} bytes cannot hold a plugin"
+        )
 
 
 class PluginLoader:
@@ -214,29 +275,33 @@ class PluginLoader:
     Args:
         trust: decides whether a plugin may be loaded (``registry.Registry``,
             or :class:`KeyPolicy`).
-        audit: receives every load and refusal (``registry.Registry``); none
-            by default.
-        trusted_dirs: directories plugins may be loaded from.
+        audit: receives every load and refusal (``registry.Registry``). Always
+            given: ``None`` says, in so many words, that nothing is recorded.
+        trusted_dirs: a list (or tuple) of directories plugins may be loaded
+            from; a bare ``str`` or path is refused, not read as characters.
         isolation: ``"none"`` (load into this process, like VT Code) or
             ``"process"`` (a child process per plugin, with a per-call
-            ``timeout`` and a ``memory_limit`` on what the plugin may allocate).
+            ``timeout`` in seconds and a ``memory_limit`` in **bytes** on what
+            the plugin may allocate, e.g. ``512 << 20``; 0: no limit).
+
+    Raises:
+        UsageError: any of these is not what it should be.
     """
 
     def __init__(
         self,
         trust: TrustPolicy,
-        audit: AuditSink | None = None,
-        trusted_dirs: Sequence[str | os.PathLike[str]] = (),
+        audit: AuditSink | None,
+        trusted_dirs: TrustedDirs = (),
         *,
-        isolation: str = "none",
+        isolation: Isolation = "none",
         timeout: float = DEFAULT_TIMEOUT,
         memory_limit: int = DEFAULT_MEMORY_LIMIT,
     ) -> None:
-        if isolation not in ("none", "process"):
-            raise UsageError(f"isolation must be 'none' or 'process', not {isolation!r}")
+        _check_arguments(trust, audit, trusted_dirs, isolation, timeout, memory_limit)
         self.trust = trust
         self.audit: AuditSink = audit if audit is not None else _NullAudit()
-        self.isolation = isolation
+        self.isolation: Isolation = isolation
         self.timeout = timeout
         self.memory_limit = memory_limit
         self._trusted: list[Path] = []
@@ -268,14 +333,21 @@ class PluginLoader:
         if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
             raise UnsafeFileError(
                 f"{what} {path} is writable by group or others (mode "
-                f"{stat.filemode(info.st_mode)}); only its owner may write it"
+                f"{stat.filemode(info.st_mode)}); only its owner may write it "
+                "(VT Code only warns; vtreg refuses)"
             )
         if info.st_uid not in (os.geteuid(), 0):
-            raise UnsafeFileError(f"{what} {path} belongs to uid {info.st_uid}, not to us or root")
+            raise UnsafeFileError(
+                f"{what} {path} belongs to uid {info.st_uid}, not to us or root "
+                "(vtreg refuses what another user could replace)"
+            )
         return info
 
     def _resolve(self, path: str | os.PathLike[str]) -> tuple[Path, os.stat_result]:
-        """The canonical plugin directory (and its stat), or a refusal saying why not."""
+        """The canonical plugin directory (and its stat), or a refusal saying why not.
+
+        The directory may be a trusted directory itself (plugin.json at the root).
+        """
         given = Path(path).expanduser()
         canonical = Path(os.path.realpath(given))
         home = next((t for t in self._trusted if _inside(canonical, t)), None)
@@ -425,9 +497,7 @@ class PluginLoader:
                 version, metadata_bytes = backend.start()
             else:
                 try:
-                    handle = ctypes.CDLL(
-                        _unique_path(image, label), mode=os.RTLD_NOW | os.RTLD_LOCAL
-                    )
+                    handle = ctypes.CDLL(_unique_path(image, label), mode=DLOPEN_MODE)
                 except OSError as e:
                     raise AbiError(f"{label}: the dynamic loader refused it: {e}") from e
                 raw = RawLibrary(handle, label)
@@ -445,13 +515,17 @@ class PluginLoader:
             raise AbiError(str(e), keyids=keyids, subject=subject) from e
         return NativePlugin(backend=backend, metadata=metadata, path=directory, verified=verified)
 
-    def discover_plugins(self) -> list[NativePlugin]:
-        """Load every plugin directory (one holding plugin.json) in the trusted directories.
+    def discover_plugins(self) -> Discovery:
+        """Load every plugin directory (a child holding plugin.json) of the trusted directories.
 
-        A plugin that is refused or fails is skipped (and its refusal audited),
-        as VT Code skips plugins that fail to load.
+        As in VT Code, a plugin that is refused or fails does not stop the rest;
+        its refusal is audited, and returned with its code and message in
+        :attr:`Discovery.skipped` so that a host can show why it is missing. A
+        plugin.json at a trusted directory's root is not discovered (VT Code
+        looks only at children); ``load_plugin(root)`` loads it.
         """
         plugins: list[NativePlugin] = []
+        skipped: list[Skipped] = []
         for trusted in self._trusted:
             if not trusted.is_dir():
                 continue
@@ -461,5 +535,6 @@ class PluginLoader:
                 try:
                     plugins.append(self.load_plugin(entry))
                 except VtregError as e:
-                    log.warning("skipped plugin %s: %s", entry, e)
-        return plugins
+                    skipped.append(Skipped.of(entry, e))
+                    log.warning("skipped plugin %s: %s", path_text(entry), printable(str(e)))
+        return Discovery(plugins=tuple(plugins), skipped=tuple(skipped))

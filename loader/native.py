@@ -1,26 +1,30 @@
 """Loaded plugins: VT Code's data model and :class:`NativePlugin`.
 
-The bytes a plugin returns are decoded here: invalid UTF-8, invalid JSON and
-wrongly shaped documents are :class:`~loader.abi.PluginCallError` s, never
-crashes. Calls into a plugin whose plugin.json does not say
-``"thread_safe": true`` are serialised with a per-plugin lock, as VT Code does
-for ABI v1.
+The bytes a plugin returns are decoded here as VT Code's serde_json decodes
+them: invalid UTF-8, invalid JSON (``NaN``, ``Infinity``, a number out of
+range), a duplicate key and a wrongly shaped document are
+:class:`~loader.abi.PluginCallError` s, never crashes. Calls into a plugin are
+serialised with a per-plugin lock unless the library's own metadata says
+``"thread_safe": true`` (where VT Code reads it); a signed plugin.json saying
+``"thread_safe": false`` serialises them too.
 """
 
 from __future__ import annotations
 
 import json
+import math
+import os
 import threading
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import Annotated, Any, Protocol, TypeVar
 
 import pydantic
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
 
 from vtreg.verifier.errors import UsageError
 from vtreg.verifier.signatures import VerifiedPlugin
 
-from .abi import PLUGIN_ABI_VERSION, PluginCallError
+from .abi import PluginCallError
 
 __all__ = [
     "Backend",
@@ -33,8 +37,16 @@ __all__ = [
 ]
 
 
+_U32_MAX = 2**32 - 1
+
+
 class PluginMetadata(BaseModel):
-    """What ``vtcode_plugin_metadata()`` returns (VT Code's PluginMetadata)."""
+    """What ``vtcode_plugin_metadata()`` returns (VT Code's PluginMetadata).
+
+    Typed as VT Code's serde struct is: ``abi_version`` is required and an
+    unsigned 32-bit integer (``"1"`` and ``1.0`` are refused), ``thread_safe``
+    a boolean that defaults to false.
+    """
 
     model_config = ConfigDict(extra="ignore", frozen=True)
 
@@ -42,14 +54,20 @@ class PluginMetadata(BaseModel):
     description: StrictStr
     version: StrictStr
     author: StrictStr | None = None
-    abi_version: int = PLUGIN_ABI_VERSION
+    abi_version: Annotated[StrictInt, Field(ge=0, le=_U32_MAX)]
     when_to_use: StrictStr | None = None
     when_not_to_use: StrictStr | None = None
     allowed_tools: list[StrictStr] | None = None
+    thread_safe: StrictBool = False
 
 
 class PluginContext(BaseModel):
-    """The JSON handed to ``vtcode_plugin_execute`` (VT Code's PluginContext)."""
+    """The JSON handed to ``vtcode_plugin_execute`` (VT Code's PluginContext).
+
+    The loader adds ``plugin_dir``: the verified plugin directory (see
+    :meth:`NativePlugin.execute`). ``NaN`` and infinities in ``input`` or
+    ``config`` are sent as ``null``, as serde_json's ``Value::from`` does.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -69,13 +87,37 @@ class PluginResult(BaseModel):
     files: list[StrictStr]
 
 
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    # serde_json refuses a repeated field of a struct; we refuse a repeated key
+    # anywhere, so that no reader of the output can see another value than we did.
+    obj: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in obj:
+            raise ValueError(f"duplicate key {key!r}")
+        obj[key] = value
+    return obj
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):  # 1e400: serde_json says "number out of range"
+        raise ValueError(f"number {text} is out of range")
+    return value
+
+
 def _json_document(data: bytes, label: str, what: str) -> object:
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as e:
         raise PluginCallError(f"{label}: {what} is not valid UTF-8 (byte {e.start})") from e
     try:
-        return json.loads(text)
+        return json.loads(
+            text, object_pairs_hook=_no_duplicates, parse_constant=_no_constant, parse_float=_finite
+        )
     except (ValueError, RecursionError) as e:
         raise PluginCallError(f"{label}: {what} is not valid JSON ({e})") from e
 
@@ -134,8 +176,10 @@ class NativePlugin:
         self._metadata = metadata
         self._path = path
         self.verified = verified
-        self.thread_safe = verified.manifest.thread_safe
+        # The library's word, as in VT Code; a signed "false" in plugin.json overrides it.
+        self.thread_safe = metadata.thread_safe and verified.manifest.thread_safe is not False
         self._lock = None if self.thread_safe else threading.Lock()
+        self._closed = False
         self.label = f"{metadata.name} {metadata.version}"
 
     @property
@@ -145,7 +189,7 @@ class NativePlugin:
 
     @property
     def path(self) -> Path:
-        """The plugin directory it was loaded from."""
+        """The verified plugin directory, canonical (what ``plugin_dir`` in each context says)."""
         return self._path
 
     @property
@@ -158,18 +202,32 @@ class NativePlugin:
     ) -> PluginResult:
         """Call ``vtcode_plugin_execute`` with ``ctx`` and decode its result.
 
+        The plugin receives ``ctx`` as VT Code sends it, plus ``plugin_dir``:
+        the canonical directory that was verified (null if it is not UTF-8),
+        where the plugin finds its own ``templates/`` or ``scripts/``.
+
         Args:
+            ctx: a :class:`PluginContext` (empty if None).
             timeout: seconds, for isolated plugins only (a call running in this
                 process cannot be interrupted).
 
         Raises:
+            UsageError: ``ctx`` is not a PluginContext, a timeout without
+                isolation, or the plugin was closed.
             PluginCallError: NULL, invalid UTF-8 or JSON, a wrongly shaped
                 result; for isolated plugins also a crash, a timeout or the
                 memory limit.
         """
+        if self._closed:
+            raise UsageError(f"{self.label} was closed; load it again to call it")
+        if ctx is not None and not isinstance(ctx, PluginContext):
+            raise UsageError(
+                f"execute() takes a PluginContext, not {type(ctx).__name__}: "
+                "execute(PluginContext(input={...}))"
+            )
         if timeout is not None and not self.isolated:
             raise UsageError("a timeout needs isolation (load with isolation='process')")
-        payload = (ctx or PluginContext()).model_dump_json().encode("utf-8")
+        payload = self._payload(ctx or PluginContext())
         if self._lock is None:
             data = self._backend.call(payload, timeout)
         else:
@@ -177,9 +235,26 @@ class NativePlugin:
                 data = self._backend.call(payload, timeout)
         return decode_result(data, self.label)
 
+    def _payload(self, ctx: PluginContext) -> bytes:
+        document = ctx.model_dump(mode="json")
+        try:
+            document["plugin_dir"] = os.fsencode(self._path).decode("utf-8")
+        except UnicodeDecodeError:
+            document["plugin_dir"] = None  # a JSON string cannot carry it losslessly
+        text = json.dumps(document, ensure_ascii=False, separators=(",", ":"))
+        try:
+            return text.encode("utf-8")  # raw UTF-8, as serde_json writes it
+        except UnicodeEncodeError as e:
+            raise UsageError(f"the context holds text that is not UTF-8 ({e.reason})") from e
+
     def close(self) -> None:
-        """Stop an isolated plugin's child process (an in-process library stays mapped)."""
-        self._backend.close()
+        """Stop an isolated plugin's child process (an in-process library stays mapped).
+
+        No call may follow; closing twice is harmless.
+        """
+        if not self._closed:
+            self._closed = True
+            self._backend.close()
 
     def __repr__(self) -> str:
         where = "isolated" if self.isolated else "in-process"

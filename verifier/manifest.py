@@ -3,7 +3,10 @@
 VT Code tolerates unknown fields in plugin.json, so we do too (they are
 ignored, though still covered by the signature as part of the file's bytes).
 What we do constrain is what becomes a file name or a comparison: ``name`` is a
-safe identifier and ``version`` is a semantic version.
+safe identifier and ``version`` is a semantic version. VT Code itself reads
+only ``name`` from plugin.json when it loads a plugin, so ``description`` is
+optional here, and a version may leave out its minor or patch number
+(``1.0`` sorts as ``1.0.0``): see :meth:`SemVer.parse`.
 """
 
 from __future__ import annotations
@@ -34,8 +37,10 @@ PLUGIN_ABI_VERSION = 1
 
 _NAME_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,63}", re.ASCII)
 # re.ASCII: \d is 0-9 only, or "1\u0660.0.0" (an Arabic-Indic zero) would pass and sort as 10.0.0.
+# MINOR and PATCH may be left out (1.0, 1): a missing number is 0, which is the
+# only order a reader could mean. The semver core regex otherwise.
 _SEMVER_RE = re.compile(
-    r"(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)"
+    r"(0|[1-9]\d*)(?:\.(0|[1-9]\d*))?(?:\.(0|[1-9]\d*))?"
     r"(?:-((?:0|[1-9]\d*|\d*[A-Za-z-][0-9A-Za-z-]*)(?:\.(?:0|[1-9]\d*|\d*[A-Za-z-][0-9A-Za-z-]*))*))?"
     r"(?:\+([0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*))?",
     re.ASCII,
@@ -86,17 +91,23 @@ class SemVer:
 
     @classmethod
     def parse(cls, text: str) -> SemVer:
-        """Parse ``text`` (semver 2.0.0, no leading ``v``).
+        """Parse ``text``: semver 2.0.0, where MINOR and PATCH may be left out.
+
+        ``1.0`` and ``1`` mean ``1.0.0`` for ordering (and compare equal to
+        it); the string as written stays what was signed, so ``1.0`` and
+        ``1.0.0`` are still two names (``vtreg revoke hello@1.0`` matches only
+        the first). Anything whose order would be a guess is refused, saying
+        why: a leading ``v``, a fourth number, leading zeros, non-ASCII digits.
 
         Raises:
-            ValueError: not a semantic version, or too long.
+            ValueError: not such a version, or too long.
         """
         match = _SEMVER_RE.fullmatch(text)
         if match is None or len(text) > _MAX_VERSION_LENGTH:
-            raise ValueError(f"{text!r} is not a semantic version like 1.2.3 or 1.2.3-rc.1")
+            raise ValueError(f"{text!r} is not a semantic version{_why_not(text)}")
         major, minor, patch, pre, build = match.groups()
         prerelease = tuple(int(p) if p.isdigit() else p for p in pre.split(".")) if pre else ()
-        return cls(int(major), int(minor), int(patch), prerelease, build or "")
+        return cls(int(major), int(minor or 0), int(patch or 0), prerelease, build or "")
 
     def _key(self) -> tuple[int, int, int, int, tuple[tuple[int, int, str], ...]]:
         # A release sorts after its prereleases; numeric identifiers sort before
@@ -164,6 +175,22 @@ def _text_key(identifier: str) -> bytes:
     return identifier.encode("utf-8") + _END
 
 
+def _why_not(text: str) -> str:
+    """Why ``text`` has no certain order, for the error message."""
+    core = re.split(r"[-+]", text, maxsplit=1)[0]
+    if len(text) > _MAX_VERSION_LENGTH:
+        reason = f"it is longer than {_MAX_VERSION_LENGTH} characters"
+    elif core[:1] in ("v", "V"):
+        reason = f"drop the leading {core[0]!r}"
+    elif core.count(".") > 2 and all(p.isdigit() for p in core.split(".")):
+        reason = "it has more than three numbers, so its order against 1.2.3 would be a guess"
+    elif any(len(p) > 1 and p.startswith("0") for p in core.split(".")):
+        reason = "a number has a leading zero, so two spellings would name one version"
+    else:
+        reason = "expected MAJOR[.MINOR[.PATCH]][-PRERELEASE][+BUILD] in ASCII"
+    return f" ({reason}), like 1.2.3, 1.2 or 1.2.3-rc.1"
+
+
 PluginName = Annotated[str, AfterValidator(check_plugin_name)]
 SemVerStr = Annotated[str, AfterValidator(_check_semver)]
 
@@ -174,16 +201,19 @@ class PluginManifest(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True)
 
     name: PluginName
-    description: str
+    # Optional: VT Code's loader reads only the name (its validate_plugin_structure,
+    # and ours, still report a missing description).
+    description: str | None = None
     version: SemVerStr
     author: str | None = None
     abi_version: StrictInt = PLUGIN_ABI_VERSION
     when_to_use: str | None = None
     when_not_to_use: str | None = None
     allowed_tools: tuple[str, ...] | None = None
-    # VT Code serialises every call into an ABI v1 plugin; a plugin must opt in
-    # to concurrent calls.
-    thread_safe: StrictBool = False
+    # VT Code takes thread_safe from the library's own metadata, not from here.
+    # A signed false still counts: the loader then serialises calls whatever the
+    # library claims (None: plugin.json does not say).
+    thread_safe: StrictBool | None = None
 
 
 def parse_manifest(data: bytes) -> PluginManifest:

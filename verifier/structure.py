@@ -46,6 +46,10 @@ def validate_plugin_structure(plugin_dir: str | os.PathLike[str]) -> list[str]:
     except VtregError as e:
         problems.append(f"Invalid JSON in {MANIFEST_FILE}: {e}")
         return problems
+    if not isinstance(obj.get("description"), str):
+        # Optional when loading (VT Code's loader reads only the name), but VT Code's
+        # structure check asks for it, and so does this one.
+        problems.append(f"{MANIFEST_FILE} missing required 'description' field")
     try:
         manifest = PluginManifest.model_validate(obj)
     except pydantic.ValidationError as e:

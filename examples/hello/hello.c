@@ -29,9 +29,12 @@ static char *dup_string(const char *s) {
 uint32_t vtcode_plugin_version(void) { return VTCODE_PLUGIN_ABI_VERSION; }
 
 const char *vtcode_plugin_metadata(void) {
-    /* Heap-allocated: the host frees it with vtcode_plugin_free_string. */
+    /* Heap-allocated: the host frees it with vtcode_plugin_free_string.
+     * thread_safe is declared here, where VT Code reads it: execute() keeps no
+     * shared state, so calls may run at once. */
     return dup_string("{\"name\":\"hello\",\"description\":\"Greets whoever is named in "
-                      "input.name\",\"version\":\"" HELLO_VERSION "\",\"abi_version\":1}");
+                      "input.name\",\"version\":\"" HELLO_VERSION "\",\"abi_version\":1,"
+                      "\"thread_safe\":true}");
 }
 
 /* Copy the string value of the first "name" key into out, JSON-escaped. */

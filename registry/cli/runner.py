@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -12,9 +13,40 @@ from ._app import EXIT_UNDECIDED, Report, Settings, cli, vtreg_command
 from .trust import db_option, open_registry
 
 if TYPE_CHECKING:
-    from vtreg.loader import NativePlugin, PluginContext, PluginResult
+    from vtreg.loader import Isolation, NativePlugin, PluginContext, PluginResult
 
 __all__ = ["run"]
+
+_SIZE = re.compile(r"(\d+)\s*(B|KiB|MiB|GiB|TiB)", re.ASCII | re.IGNORECASE)
+_SIZE_UNITS = {"b": 1, "kib": 1 << 10, "mib": 1 << 20, "gib": 1 << 30, "tib": 1 << 40}
+
+
+class ByteSize(click.ParamType[int, object]):
+    """A size with its unit (``512MiB``, ``2GiB``), as bytes: the unit the Python API takes.
+
+    A bare number is refused: it meant MiB here once, and means bytes to
+    ``PluginLoader(memory_limit=...)``, so it is ambiguous.
+    """
+
+    name = "SIZE"
+
+    def convert(
+        self, value: object, param: click.Parameter | None, ctx: click.Context | None
+    ) -> int:
+        """``value`` in bytes, or a usage error saying how to write a size."""
+        if isinstance(value, int):
+            return value
+        text = str(value).strip()
+        match = _SIZE.fullmatch(text)
+        if match is None or int(match[1]) == 0:
+            hint = f"; write {text}MiB for MiB" if text.isdigit() and text != "0" else ""
+            self.fail(
+                f"{text!r} is not a size with a unit like 512MiB or 2GiB (B, KiB, MiB, GiB, "
+                f"TiB){hint}",
+                param,
+                ctx,
+            )
+        return int(match[1]) * _SIZE_UNITS[match[2].lower()]
 
 
 @vtreg_command(cli, "run")
@@ -37,11 +69,11 @@ __all__ = ["run"]
 )
 @click.option(
     "--memory-limit",
-    type=click.IntRange(min=1),
-    default=512,
+    type=ByteSize(),
+    default="512MiB",
     show_default=True,
-    metavar="MIB",
-    help="With --isolate: how much memory the plugin may allocate.",
+    help="With --isolate: how much memory the plugin may allocate, with its unit "
+    "(512MiB, 2GiB; at least 1MiB).",
 )
 @click.option(
     "--trusted-dir",
@@ -73,7 +105,7 @@ def run(
     from vtreg.loader import PluginLoader
 
     context = _context(input_json, workspace_root)
-    isolation = "process" if isolate or timeout is not None else "none"
+    isolation: Isolation = "process" if isolate or timeout is not None else "none"
     roots = trusted_dirs or (str(Path(directory).expanduser().absolute().parent),)
     with open_registry(db_url) as registry:
         loader = PluginLoader(
@@ -81,7 +113,7 @@ def run(
             registry,
             roots,
             isolation=isolation,
-            memory_limit=memory_limit << 20,
+            memory_limit=memory_limit,
         )
         plugin = loader.load_plugin(directory)
         try:

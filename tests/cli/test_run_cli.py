@@ -185,10 +185,50 @@ def test_a_worker_that_cannot_set_its_memory_limit_cannot_decide(
     # The host may use 8 GiB of address space; the worker is asked to allow 1 TiB more.
     proc = subprocess.run(
         [sys.executable, "-c", _CAPPED, str(8 << 30), "run", str(plugin), "--isolate",
-         "--memory-limit", str(1 << 20)],
+         "--memory-limit", f"{1 << 20}MiB"],
         capture_output=True, text=True, env=env, timeout=120, check=False,
     )  # fmt: skip
 
     result = CliResult(proc.returncode, proc.stdout, proc.stderr)
     assert "Traceback" not in result.stderr, result.stderr
     one_line_error(result, 3, r"cannot limit the plugin's address space to \d+ MiB")
+
+
+@pytest.mark.parametrize(
+    ("size", "message"),
+    [
+        pytest.param("512", r"'512' is not a size with a unit .*write 512MiB for MiB", id="bare"),
+        pytest.param("0MiB", "not a size with a unit", id="zero"),
+        pytest.param("1.5GiB", "not a size with a unit", id="fraction"),
+        pytest.param("512KiB", r"memory_limit is in bytes", id="below-a-mib"),
+    ],
+)
+def test_memory_limit_needs_a_unit(setup: Setup, size: str, message: str) -> None:
+    # The Python API takes bytes; a bare number once meant MiB here.
+    home, _, plugins = setup
+    plugin = signed(setup, example_hello(plugins))
+    one_line_error(
+        invoke_cli("run", plugin, "--isolate", "--memory-limit", size, env=home), 2, message
+    )
+
+
+def test_memory_limit_with_a_unit(setup: Setup) -> None:
+    home, _, plugins = setup
+    plugin = signed(setup, example_hello(plugins))
+    ok(invoke_cli("run", plugin, "--isolate", "--memory-limit", "256MiB", env=home))
+
+
+def test_a_version_without_patch_and_no_description_sign_verify_trust_and_run(
+    setup: Setup, compiler: Compiler
+) -> None:
+    # Both are plugin.json files VT Code loads; `1.0` sorts as 1.0.0 and stays "1.0".
+    home, keys, plugins = setup
+    plugin = make_plugin(plugins, compiler, "short", "1.0")
+    (plugin / "plugin.json").write_text('{"name": "short", "version": "1.0"}')
+    plugin.chmod(0o755)
+    signed(setup, plugin)
+
+    ok(invoke_cli("verify", plugin, "--key", keys / "alice.pub"))
+    doc = ok(invoke_cli("run", plugin, "--json", env=home)).json()
+
+    assert doc["plugin"]["version"] == "1.0"

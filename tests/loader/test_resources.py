@@ -38,7 +38,7 @@ for plugin in sorted(trusted.iterdir()):
         loads.append("ok")
     except VtregError as e:
         loads.append(f"{type(e).__name__}: {e}")
-discovered = len(loader.discover_plugins())
+discovered = len(loader.discover_plugins().plugins)
 print(json.dumps({"loads": loads, "audit": Audit.outcomes, "discovered": discovered}))
 """
 

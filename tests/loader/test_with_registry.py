@@ -91,7 +91,7 @@ def test_a_plugin_directory_whose_name_is_not_utf8_is_decided_and_audited(
     build("gamma", signed_by=other_key)  # refused: an unknown key
 
     loader = PluginLoader(trusted_registry, trusted_registry, [trusted])
-    plugins = loader.discover_plugins()
+    plugins = loader.discover_plugins().plugins
 
     assert [p.metadata.name for p in plugins] == ["hello"]
     events = trusted_registry.audit_events(action="plugin.load")

@@ -31,7 +31,8 @@ def test_minimal_manifest_gets_vt_code_defaults() -> None:
 
     assert manifest == PluginManifest(name="hello", description="says hello", version="1.0.0")
     assert manifest.abi_version == 1
-    assert manifest.thread_safe is False  # calls are serialised unless a plugin opts in
+    # plugin.json says nothing about threads: the library's metadata decides, as in VT Code.
+    assert manifest.thread_safe is None
 
 
 def test_unknown_fields_are_tolerated_like_vt_code() -> None:
@@ -81,9 +82,11 @@ def test_safe_names_are_accepted(name: str) -> None:
 @pytest.mark.parametrize(
     ("fields", "message"),
     [
-        pytest.param({"version": "1.0"}, "not a semantic version", id="two-part-version"),
-        pytest.param({"version": "01.0.0"}, "not a semantic version", id="leading-zero"),
-        pytest.param({"version": "v1.0.0"}, "not a semantic version", id="v-prefix"),
+        pytest.param({"version": "01.0.0"}, "leading zero", id="leading-zero"),
+        pytest.param({"version": "v1.0.0"}, "drop the leading 'v'", id="v-prefix"),
+        pytest.param({"version": "1.0.0.0"}, "more than three numbers", id="four-numbers"),
+        pytest.param({"version": "1.0.x"}, r"expected MAJOR\[\.MINOR", id="wildcard"),
+        pytest.param({"version": "latest"}, "not a semantic version", id="word"),
         pytest.param(
             {"version": 1}, "version: Input should be a valid string", id="number-version"
         ),
@@ -94,9 +97,7 @@ def test_safe_names_are_accepted(name: str) -> None:
             {"thread_safe": "yes"}, "thread_safe: Input should be a valid boolean", id="bool-string"
         ),
         pytest.param(
-            {"description": None},
-            "description: Input should be a valid string",
-            id="null-description",
+            {"description": 1}, "description: Input should be a valid string", id="number-desc"
         ),
     ],
 )
@@ -105,7 +106,13 @@ def test_invalid_fields_are_refused(fields: dict[str, object], message: str) -> 
         parse_manifest(manifest_bytes(**fields))
 
 
-@pytest.mark.parametrize("missing", ["name", "description", "version"])
+def test_description_is_optional_as_in_vt_code() -> None:
+    # VT Code's loader reads only "name" from plugin.json; vtreg signs and loads the same.
+    assert parse_manifest(b'{"name": "hello", "version": "1.0.0"}').description is None
+    assert parse_manifest(manifest_bytes(description=None)).description is None
+
+
+@pytest.mark.parametrize("missing", ["name", "version"])
 def test_required_fields(missing: str) -> None:
     fields = {k: v for k, v in GOOD.items() if k != missing}
     with pytest.raises(FormatError, match=f"plugin.json: {missing}: Field required"):
@@ -155,6 +162,21 @@ def test_semver_precedence_follows_the_spec() -> None:
     versions = [SemVer.parse(v) for v in ORDERED]
     assert sorted(reversed(versions)) == versions  # noqa: C414 - sorting must undo the reversal
     assert all(a < b for a, b in itertools.pairwise(versions))
+
+
+@pytest.mark.parametrize(
+    ("short", "full"),
+    [("1.0", "1.0.0"), ("1", "1.0.0"), ("2.5", "2.5.0"), ("1.0-rc.1", "1.0.0-rc.1")],
+)
+def test_a_missing_minor_or_patch_is_zero(short: str, full: str) -> None:
+    assert SemVer.parse(short) == SemVer.parse(full)
+    assert str(SemVer.parse(short)) == full
+    assert parse_manifest(manifest_bytes(version=short)).version == short  # kept as written
+
+
+def test_short_versions_order_among_full_ones() -> None:
+    assert SemVer.parse("1.0.9") < SemVer.parse("1.1") < SemVer.parse("1.1.1")
+    assert SemVer.parse("1.0-rc.1") < SemVer.parse("1.0")
 
 
 def test_build_metadata_does_not_change_precedence() -> None:
