@@ -334,8 +334,10 @@ def load_private_key(
     try:
         key = serialization.load_pem_private_key(block, secret)
     except ValueError as e:
-        if secret is not None and "password" in str(e).lower():
-            raise PassphraseError(f"wrong passphrase for {what}") from e
+        if secret is not None:
+            # A wrong passphrase usually fails the padding check, but about one in
+            # 256 decrypts to well-padded garbage that then fails to parse.
+            raise PassphraseError(f"wrong passphrase for {what} (or the key is damaged)") from e
         raise KeyFileError(f"{what}: not a readable PKCS#8 private key") from e
     except UnsupportedAlgorithm as e:
         raise KeyFileError(f"{what}: uses an unsupported key or cipher") from e

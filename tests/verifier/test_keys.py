@@ -115,6 +115,27 @@ def test_wrong_passphrase(key: SigningKey) -> None:
         load_private_key(pem, b"wrong")
 
 
+def test_a_wrong_passphrase_that_decrypts_to_garbage_is_still_a_wrong_passphrase(
+    key: SigningKey,
+) -> None:
+    # About one wrong passphrase in 256 leaves valid CBC padding, so the failure
+    # comes from parsing the decrypted bytes rather than from the padding check.
+    from cryptography.hazmat.primitives import serialization
+
+    pem = key.to_pem(b"right", scrypt_n=FAST_N)
+    for n in range(5000):
+        wrong = b"wrong-%d" % n
+        try:
+            serialization.load_pem_private_key(pem, wrong)
+        except ValueError as e:
+            if "password" not in str(e).lower():
+                break
+    else:
+        pytest.fail("no wrong passphrase decrypted to well-padded garbage in 5000 tries")
+    with pytest.raises(PassphraseError, match="wrong passphrase for private key"):
+        load_private_key(pem, wrong)
+
+
 def test_missing_passphrase(key: SigningKey) -> None:
     pem = key.to_pem(b"right", scrypt_n=FAST_N)
     with pytest.raises(PassphraseError, match="is encrypted and no passphrase was given"):
