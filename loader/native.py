@@ -21,6 +21,7 @@ from typing import Annotated, Any, Protocol, TypeVar
 import pydantic
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
 
+from vtreg.verifier._json import no_constants, no_duplicates
 from vtreg.verifier.errors import UsageError
 from vtreg.verifier.signatures import VerifiedPlugin
 
@@ -87,21 +88,6 @@ class PluginResult(BaseModel):
     files: list[StrictStr]
 
 
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    # serde_json refuses a repeated field of a struct; we refuse a repeated key
-    # anywhere, so that no reader of the output can see another value than we did.
-    obj: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in obj:
-            raise ValueError(f"duplicate key {key!r}")
-        obj[key] = value
-    return obj
-
-
-def _no_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not valid JSON")
-
-
 def _finite(text: str) -> float:
     value = float(text)
     if not math.isfinite(value):  # 1e400: serde_json says "number out of range"
@@ -116,7 +102,7 @@ def _json_document(data: bytes, label: str, what: str) -> object:
         raise PluginCallError(f"{label}: {what} is not valid UTF-8 (byte {e.start})") from e
     try:
         return json.loads(
-            text, object_pairs_hook=_no_duplicates, parse_constant=_no_constant, parse_float=_finite
+            text, object_pairs_hook=no_duplicates, parse_constant=no_constants, parse_float=_finite
         )
     except (ValueError, RecursionError) as e:
         raise PluginCallError(f"{label}: {what} is not valid JSON ({e})") from e

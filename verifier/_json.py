@@ -14,12 +14,13 @@ import pydantic
 
 from .errors import FormatError
 
-__all__ = ["first_error", "load_json_object", "load_model"]
+__all__ = ["first_error", "load_json_object", "load_model", "no_constants", "no_duplicates"]
 
 _Model = TypeVar("_Model", bound=pydantic.BaseModel)
 
 
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+def no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """``json.loads``'s ``object_pairs_hook``: a key given twice is a ValueError."""
     obj: dict[str, Any] = {}
     for key, value in pairs:
         if key in obj:
@@ -28,7 +29,8 @@ def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return obj
 
 
-def _no_constants(name: str) -> Any:
+def no_constants(name: str) -> Any:
+    """``json.loads``'s ``parse_constant``: NaN and Infinity are a ValueError."""
     raise ValueError(f"{name} is not valid JSON")
 
 
@@ -41,7 +43,7 @@ def load_json_object(data: bytes, what: str) -> dict[str, Any]:
     if text.startswith("\ufeff"):
         raise FormatError(f"{what} starts with a byte-order mark; expected plain UTF-8 JSON")
     try:
-        obj = json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constants)
+        obj = json.loads(text, object_pairs_hook=no_duplicates, parse_constant=no_constants)
     except RecursionError as e:
         raise FormatError(f"{what} is nested too deeply") from e
     except ValueError as e:  # JSONDecodeError is a ValueError, as are our hooks' errors

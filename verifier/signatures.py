@@ -51,7 +51,7 @@ from .keys import PublicKey
 from .layout import MANIFEST_FILE, SIGNATURE_FILE
 from .manifest import PluginManifest, parse_manifest
 from .platforms import detect_library_platform, library_filename
-from .tree import PluginTree, capture, file_set_error, read_signature
+from .tree import PluginTree, capture, file_set_error, read_signature, size_error
 from .trust import TrustedKey, TrustState
 
 __all__ = [
@@ -372,7 +372,7 @@ def check_tree(statement: Statement, tree: PluginTree) -> PluginManifest:
     for name, subject in subjects.items():
         captured = tree.files[name]
         if name in lengths and captured.size != lengths[name]:
-            raise ContentError(f"{name} is {captured.size:,} bytes; {lengths[name]:,} were signed")
+            raise size_error(name, captured.size, lengths[name])
         _check_digests(name, subject, captured.digests)
     if tree.manifest is None:
         raise FormatError(f"the signed statement does not cover {MANIFEST_FILE}")

@@ -55,6 +55,7 @@ __all__ = [
     "claimed_lengths",
     "file_set_error",
     "read_signature",
+    "size_error",
 ]
 
 MAX_ENTRIES = 10_000  # files and directories together
@@ -346,6 +347,11 @@ def file_set_error(signed: Iterable[str], found: Iterable[str]) -> ContentError 
     return _not_signed(extra) if extra else None
 
 
+def size_error(rel: str, size: int, signed: int) -> ContentError:
+    """The refusal for a file whose size is not its signed length."""
+    return ContentError(f"{rel} is {size:,} bytes; {signed:,} were signed")
+
+
 def _not_signed(extra: list[str]) -> ContentError:
     return ContentError(
         f"{_few(extra)} not covered by the signature (added after signing?)", code="file-added"
@@ -442,7 +448,7 @@ class _Walker:
         """How much of ``rel`` to read: all of it, which must be its signed length if any."""
         signed = self.expect.get(rel) if self.expect is not None else None
         if signed is not None and size != signed:
-            raise ContentError(f"{rel} is {size:,} bytes; {signed:,} were signed")
+            raise size_error(rel, size, signed)
         return size
 
     def _hash(self, fd: int, rel: str, size: int, *, top: bool) -> CapturedFile:
