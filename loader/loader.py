@@ -14,10 +14,13 @@
    signed length, the signed library written as hashed into a private sealed
    copy (:mod:`loader.capture`), and decides on exactly those bytes with the
    pure core (signature, trust, revocation, rollback);
-4. only then hands the sealed copy, never the original path, to the dynamic
-   loader (here or in an isolated child), checks ABI v1 and that the library's
-   own metadata names the signed name and version;
-5. reports the load, or the refusal and why, to the
+4. resolves every library the signed library needs to a sealed copy of a
+   signed file of the plugin, a library the host holds, or a root-only system
+   library (:mod:`loader.dependencies`), and refuses anything else;
+5. only then hands the sealed copies, never the original paths, to the dynamic
+   loader (here or in an isolated child), dependencies first, checks ABI v1 and
+   that the library's own metadata names the signed name and version;
+6. reports the load, or the refusal and why, to the
    :class:`~loader.protocols.AuditSink`.
 
 A refused library is never opened by the dynamic loader, so none of its code,
@@ -31,7 +34,7 @@ import logging
 import os
 import resource
 import stat
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
@@ -56,11 +59,12 @@ from vtreg.verifier.platforms import host_platform
 from vtreg.verifier.platforms import library_filename as platform_library_filename
 from vtreg.verifier.signatures import SignedStatement, VerifiedPlugin
 from vtreg.verifier.text import path_text, printable
-from vtreg.verifier.tree import capture, read_signature
+from vtreg.verifier.tree import capture, copy_signed, read_signature
 from vtreg.verifier.trust import TrustedKey, TrustState
 
-from .abi import DLOPEN_MODE, PLUGIN_ABI_VERSION, AbiError, LoadError, RawLibrary
+from .abi import DLOPEN_MODE, PLUGIN_ABI_VERSION, AbiError, LoadError, RawLibrary, held_by_process
 from .capture import SealedFile
+from .dependencies import Bundled, Plan, plan_dependencies
 from .discovery import Discovery, Skipped
 from .isolation import DEFAULT_MEMORY_LIMIT, DEFAULT_TIMEOUT, IsolatedLibrary
 from .native import NativePlugin, PluginMetadata, decode_metadata
@@ -77,32 +81,6 @@ TrustedDirs = (
 _MIN_MEMORY_LIMIT = 1 << 20  # below a MiB, memory_limit was surely meant as MiB, not bytes
 
 log = logging.getLogger(__name__)
-
-
-_libdl = ctypes.CDLL(None)  # dlopen/dlclose of the process itself (glibc, musl, macOS)
-_libc_dlopen = _libdl.dlopen
-_libc_dlopen.restype = ctypes.c_void_p
-_libc_dlopen.argtypes = [ctypes.c_char_p, ctypes.c_int]
-_libc_dlclose = _libdl.dlclose
-_libc_dlclose.restype = ctypes.c_int
-_libc_dlclose.argtypes = [ctypes.c_void_p]
-
-
-def _already_loaded(path: str) -> bool:
-    """Whether the dynamic loader already holds an object opened under ``path``.
-
-    dlopen matches a path against the names of loaded objects before opening
-    anything, so "/proc/self/fd/N" names whatever was loaded through fd N
-    earlier, even if N has since been closed and now refers to a different
-    file: dlopen would hand back the earlier library.
-    """
-    # The load's own flags: glibc finds a lazily loaded library with RTLD_NOW too,
-    # but the probe should not depend on how a loader treats a binding upgrade.
-    handle = _libc_dlopen(path.encode(), DLOPEN_MODE | os.RTLD_NOLOAD)
-    if not handle:
-        return False
-    _libc_dlclose(handle)  # RTLD_NOLOAD took a reference; give it back
-    return True
 
 
 _next_fd = 0
@@ -137,7 +115,7 @@ def _unique_path(image: SealedFile, label: str) -> str:
     ceiling = resource.getrlimit(resource.RLIMIT_NOFILE)[0] - 16
     tries = max(ceiling - 64, 1)  # each number in the range once
     fresh = True  # the number memfd_create gave is usually one a closed image had
-    while fresh or _already_loaded(image.path):
+    while fresh or held_by_process(image.path):
         if tries == 0:
             raise LoadError(
                 f"{label}: every descriptor number from 64 to {ceiling - 1} names a library "
@@ -219,6 +197,56 @@ def _check_loadable(signed: SignedStatement) -> None:
             keyids=signed.signature_keyids,
             subject=subject,
         )
+
+
+# DT_SONAME -> signed sha256 of each plugin-bundled library this process has loaded
+# from a sealed copy: the dynamic loader matches later plugins' needs against them.
+_bundled_here: dict[str, str] = {}
+
+
+def _nothing_loaded(name: str) -> bool:
+    del name
+    return False
+
+
+def _held_by_host(name: str) -> bool:
+    """Whether the host holds ``name`` itself (another plugin's bundled copy does not count)."""
+    return name not in _bundled_here and held_by_process(name)
+
+
+def _check_no_clash(plan: Plan, verified: VerifiedPlugin) -> None:
+    """Refuse to load in this process what the dynamic loader would match to another
+    plugin's bundled library instead of this plugin's own choice."""
+    for step in plan.steps:
+        theirs = _bundled_here.get(step.soname)
+        if theirs is None:
+            continue
+        if isinstance(step, Bundled) and verified.files[step.rel].get("sha256") == theirs:
+            continue  # the very same bytes: sharing them is what glibc does anyway
+        raise LoadError(
+            f"{verified.name} {verified.version} needs {step.soname}, and another plugin "
+            f"already loaded a different {step.soname} into this process, which the dynamic "
+            "loader would use instead; load it with isolation"
+        )
+
+
+def _open_dependencies(
+    plan: Plan, images: Mapping[str, SealedFile], verified: VerifiedPlugin, label: str
+) -> None:
+    """Open each planned dependency, the plugin's own from their sealed copies, unless the
+    process already holds it under that name."""
+    for step in plan.steps:
+        if held_by_process(step.soname):
+            continue
+        try:
+            if isinstance(step, Bundled):
+                path = _unique_path(images[step.rel], label)
+                ctypes.CDLL(path, mode=DLOPEN_MODE)
+                _bundled_here[step.soname] = verified.files[step.rel]["sha256"]
+            else:
+                ctypes.CDLL(step.path, mode=DLOPEN_MODE)
+        except OSError as e:
+            raise AbiError(f"{label}: the dynamic loader refused {step.soname}: {e}") from e
 
 
 def _peek(dir_fd: int, name: str, limit: int) -> bytes | None:
@@ -422,11 +450,15 @@ class PluginLoader:
             if (opened.st_dev, opened.st_ino) != (info.st_dev, info.st_ino):
                 raise UnsafeFileError(f"{directory} was replaced while it was being opened")
             manifest[0] = _peek(fd, MANIFEST_FILE, MAX_MANIFEST_BYTES)
-            verified = self._authenticate_and_capture(directory, fd, images, at)
+            verified, lengths = self._authenticate_and_capture(directory, fd, images, at)
+            plan = self._plan_dependencies(fd, images, verified, lengths)
             # The decision is on record before any of the plugin's code runs (its ELF
             # constructors run inside dlopen): a decision that cannot be recorded
             # raises here, and nothing is loaded. An ABI refusal after dlopen is
             # recorded as a second event, by load_plugin.
+            details: dict[str, object] = {"path": path_text(directory), "isolation": self.isolation}
+            if plan.bundled:
+                details["dependencies"] = [step.rel for step in plan.bundled]
             self.audit.record(
                 AuditEvent(
                     "plugin.load",
@@ -435,10 +467,10 @@ class PluginLoader:
                     version=verified.version,
                     digest=verified.content_digest,
                     keyids=verified.signature_keyids,
-                    details={"path": path_text(directory), "isolation": self.isolation},
+                    details=details,
                 )
             )
-            return self._open(images, directory, verified)
+            return self._open(images, directory, verified, plan)
         finally:
             os.close(fd)
             for image in images.values():
@@ -446,8 +478,11 @@ class PluginLoader:
 
     def _authenticate_and_capture(
         self, directory: Path, fd: int, images: dict[str, SealedFile], at: datetime
-    ) -> VerifiedPlugin:
-        """plugin.sig checked alone first; then only what it signed is read, and decided on."""
+    ) -> tuple[VerifiedPlugin, Mapping[str, int | None]]:
+        """plugin.sig checked alone first; then only what it signed is read, and decided on.
+
+        Returns the verified plugin and each signed file's signed length.
+        """
         signature = read_signature(directory, dir_fd=fd)
         if signature is None:
             raise SignatureError(f"unsigned: there is no {SIGNATURE_FILE}", code="unsigned")
@@ -471,10 +506,58 @@ class PluginLoader:
             algorithms=signed.algorithms,
             sink_for=sink_for,
         )
-        return decide(tree, state, at=at, signed=signed)
+        return decide(tree, state, at=at, signed=signed), signed.expected
+
+    def _plan_dependencies(
+        self,
+        fd: int,
+        images: dict[str, SealedFile],
+        verified: VerifiedPlugin,
+        lengths: Mapping[str, int | None],
+    ) -> Plan:
+        """Where each library the plugin needs comes from (:mod:`loader.dependencies`).
+
+        A signed file the library needs is copied into its own sealed image once
+        the library names it, hashed again as it is copied, so the image holds
+        exactly the signed bytes. In this process, an object another plugin
+        brought under the same name would be used instead of the plugin's own:
+        that is refused as a load that cannot be done here (isolation can).
+        """
+        if not host_platform().startswith("linux"):
+            return Plan(())  # pragma: no cover - ELF dependencies are a Linux matter
+
+        def open_signed(rel: str) -> int:
+            if rel not in images:
+                images[rel] = SealedFile(rel)
+                length = lengths.get(rel)
+                if length is None:  # pragma: no cover - the loader needs signed lengths
+                    raise FormatError(f"{rel} has no signed length")
+                copy_signed(fd, rel, length=length, digests=verified.files[rel], sink=images[rel])
+            return images[rel].fd
+
+        # A worker starts afresh: every name is resolved for it.
+        loaded = _nothing_loaded if self.isolation == "process" else _held_by_host
+        try:
+            plan = plan_dependencies(
+                verified.library, open_signed, frozenset(verified.files), loaded=loaded
+            )
+        except VerificationError as e:
+            raise type(e)(
+                f"{verified.name} {verified.version}: {e}",
+                code=e.code,
+                keyids=verified.signature_keyids,
+                subject=verified.subject,
+            ) from e
+        if self.isolation != "process":
+            _check_no_clash(plan, verified)
+        return plan
 
     def _open(
-        self, images: dict[str, SealedFile], directory: Path, verified: VerifiedPlugin
+        self,
+        images: dict[str, SealedFile],
+        directory: Path,
+        verified: VerifiedPlugin,
+        plan: Plan,
     ) -> NativePlugin:
         label = f"{verified.name} {verified.version}"
         subject = (verified.name, verified.version, verified.content_digest)
@@ -485,17 +568,25 @@ class PluginLoader:
                 f"{verified.library} was not captured", keyids=keyids, subject=subject
             )
         image.seal()
+        for step in plan.bundled:
+            images[step.rel].seal()
         backend: _InProcess | IsolatedLibrary | None = None
         try:
             if self.isolation == "process":
+                dependencies: list[tuple[str, SealedFile | str]] = [
+                    (step.soname, images.pop(step.rel) if isinstance(step, Bundled) else step.path)
+                    for step in plan.steps
+                ]  # owned by the worker's parent from now on, as is the library
                 backend = IsolatedLibrary(
-                    images.pop(verified.library),  # owned by the worker's parent from now on
+                    images.pop(verified.library),
                     label,
                     timeout=self.timeout,
                     memory_limit=self.memory_limit,
+                    dependencies=dependencies,
                 )
                 version, metadata_bytes = backend.start()
             else:
+                _open_dependencies(plan, images, verified, label)
                 try:
                     handle = ctypes.CDLL(_unique_path(image, label), mode=DLOPEN_MODE)
                 except OSError as e:
