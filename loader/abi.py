@@ -23,6 +23,7 @@ __all__ = [
     "PluginCallError",
     "RawLibrary",
     "held_by_process",
+    "unload",
 ]
 
 PLUGIN_ABI_VERSION = 1
@@ -137,3 +138,8 @@ def held_by_process(name: str) -> bool:
         return False
     _dlclose(handle)  # RTLD_NOLOAD took a reference; give it back
     return True
+
+
+def unload(handle: ctypes.CDLL) -> None:
+    """``dlclose`` a library ctypes opened (ctypes itself never does)."""
+    _dlclose(handle._handle)

@@ -34,6 +34,7 @@ import logging
 import os
 import resource
 import stat
+import threading
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
@@ -62,12 +63,21 @@ from vtreg.verifier.text import path_text, printable
 from vtreg.verifier.tree import capture, copy_signed, read_signature
 from vtreg.verifier.trust import TrustedKey, TrustState
 
-from .abi import DLOPEN_MODE, PLUGIN_ABI_VERSION, AbiError, LoadError, RawLibrary, held_by_process
+from .abi import (
+    DLOPEN_MODE,
+    PLUGIN_ABI_VERSION,
+    AbiError,
+    LoadError,
+    PluginCallError,
+    RawLibrary,
+    held_by_process,
+    unload,
+)
 from .capture import SealedFile
 from .dependencies import Bundled, Plan, plan_dependencies
 from .discovery import Discovery, Skipped
 from .isolation import DEFAULT_MEMORY_LIMIT, DEFAULT_TIMEOUT, IsolatedLibrary
-from .native import NativePlugin, PluginMetadata, decode_metadata
+from .native import Instance, NativePlugin, PluginMetadata, decode_metadata
 from .protocols import AuditEvent, AuditSink, TrustPolicy
 
 __all__ = ["Isolation", "KeyPolicy", "PluginLoader"]
@@ -84,6 +94,10 @@ log = logging.getLogger(__name__)
 
 
 _next_fd = 0
+# Libraries loaded into this process, by content digest: a second load of the same
+# verified content shares the instance (as dlopen's reference count does for VT Code).
+_loaded_here: dict[str, Instance] = {}
+_loaded_lock = threading.Lock()
 
 
 def _check_identity(
@@ -163,17 +177,34 @@ class _NullAudit:
 
 
 class _InProcess:
+    """A library loaded into this process, and the dependencies it made us open."""
+
     isolated = False
 
-    def __init__(self, raw: RawLibrary) -> None:
-        self.raw = raw
+    def __init__(self) -> None:
+        self.raw: RawLibrary | None = None
+        self._handles: list[ctypes.CDLL] = []  # in the order opened
+
+    def open(self, path: str, label: str, what: str) -> ctypes.CDLL:
+        try:
+            handle = ctypes.CDLL(path, mode=DLOPEN_MODE)
+        except OSError as e:
+            raise AbiError(f"{label}: the dynamic loader refused {what}: {e}") from e
+        self._handles.append(handle)
+        return handle
 
     def call(self, context_json: bytes, timeout: float | None) -> bytes:
         del timeout  # NativePlugin refuses timeouts for in-process plugins
+        if self.raw is None:  # pragma: no cover - loaded before any NativePlugin exists
+            raise PluginCallError("the plugin is not loaded")
         return self.raw.execute_bytes(context_json)
 
     def close(self) -> None:
-        """A library loaded into this process stays mapped until the process ends."""
+        """Unload: ``dlclose`` each handle, last opened first. glibc unmaps a library once
+        nothing (no other plugin, no library that needs it) holds it any more."""
+        self.raw = None
+        while self._handles:
+            unload(self._handles.pop())
 
 
 def _check_loadable(signed: SignedStatement) -> None:
@@ -209,16 +240,26 @@ def _nothing_loaded(name: str) -> bool:
     return False
 
 
+def _bundled_by_a_plugin(name: str) -> str | None:
+    """The digest of the plugin-bundled library this process holds as ``name``, if any
+    (an entry whose library has since been unloaded is forgotten)."""
+    digest = _bundled_here.get(name)
+    if digest is not None and not held_by_process(name):
+        _bundled_here.pop(name, None)
+        return None
+    return digest
+
+
 def _held_by_host(name: str) -> bool:
     """Whether the host holds ``name`` itself (another plugin's bundled copy does not count)."""
-    return name not in _bundled_here and held_by_process(name)
+    return _bundled_by_a_plugin(name) is None and held_by_process(name)
 
 
 def _check_no_clash(plan: Plan, verified: VerifiedPlugin) -> None:
     """Refuse to load in this process what the dynamic loader would match to another
     plugin's bundled library instead of this plugin's own choice."""
     for step in plan.steps:
-        theirs = _bundled_here.get(step.soname)
+        theirs = _bundled_by_a_plugin(step.soname)
         if theirs is None:
             continue
         if isinstance(step, Bundled) and verified.files[step.rel].get("sha256") == theirs:
@@ -231,22 +272,22 @@ def _check_no_clash(plan: Plan, verified: VerifiedPlugin) -> None:
 
 
 def _open_dependencies(
-    plan: Plan, images: Mapping[str, SealedFile], verified: VerifiedPlugin, label: str
+    backend: _InProcess,
+    plan: Plan,
+    images: Mapping[str, SealedFile],
+    verified: VerifiedPlugin,
+    label: str,
 ) -> None:
     """Open each planned dependency, the plugin's own from their sealed copies, unless the
     process already holds it under that name."""
     for step in plan.steps:
         if held_by_process(step.soname):
             continue
-        try:
-            if isinstance(step, Bundled):
-                path = _unique_path(images[step.rel], label)
-                ctypes.CDLL(path, mode=DLOPEN_MODE)
-                _bundled_here[step.soname] = verified.files[step.rel]["sha256"]
-            else:
-                ctypes.CDLL(step.path, mode=DLOPEN_MODE)
-        except OSError as e:
-            raise AbiError(f"{label}: the dynamic loader refused {step.soname}: {e}") from e
+        if isinstance(step, Bundled):
+            backend.open(_unique_path(images[step.rel], label), label, step.soname)
+            _bundled_here[step.soname] = verified.files[step.rel]["sha256"]
+        else:
+            backend.open(step.path, label, step.soname)
 
 
 def _peek(dir_fd: int, name: str, limit: int) -> bytes | None:
@@ -335,6 +376,63 @@ class PluginLoader:
         self._trusted: list[Path] = []
         for directory in trusted_dirs:
             self.add_trusted_dir(directory)
+        self._isolated: dict[str, Instance] = {}  # this loader's workers, by content digest
+        self._handed_out: set[NativePlugin] = set()
+        self._open_lock = threading.Lock()
+        self._closed = False
+
+    # --- lifetime ---
+
+    def close(self) -> None:
+        """Close every plugin this loader handed out and not closed yet (stopping isolated
+        workers, unloading libraries nothing else holds); no load may follow."""
+        self._closed = True
+        with self._open_lock:
+            still_open = list(self._handed_out)
+        for plugin in still_open:
+            plugin.close()
+
+    def __enter__(self) -> PluginLoader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _instances(self, isolated: bool) -> dict[str, Instance]:
+        return self._isolated if isolated else _loaded_here
+
+    def _forget(self, instance: Instance) -> None:
+        """Called as ``instance`` is unloaded: a later load of its content loads afresh."""
+        with _loaded_lock:
+            table = self._instances(instance.backend.isolated)
+            for digest, known in list(table.items()):
+                if known is instance:
+                    del table[digest]
+
+    def _handle(
+        self, instance: Instance, directory: Path, verified: VerifiedPlugin
+    ) -> NativePlugin:
+        plugin = NativePlugin(
+            instance=instance, path=directory, verified=verified, on_close=self._discard
+        )
+        with self._open_lock:
+            self._handed_out.add(plugin)
+        return plugin
+
+    def _discard(self, plugin: NativePlugin) -> None:
+        with self._open_lock:
+            self._handed_out.discard(plugin)
+
+    def _share(self, directory: Path, verified: VerifiedPlugin) -> NativePlugin | None:
+        """Another NativePlugin over an instance of the same content, if one is loaded."""
+        with _loaded_lock:
+            instance = self._instances(self.isolation == "process").get(verified.content_digest)
+            if instance is None:
+                return None
+            try:
+                return self._handle(instance, directory, verified)
+            except ValueError:  # being unloaded right now: load afresh
+                return None
 
     # --- trusted directories ---
 
@@ -404,6 +502,8 @@ class PluginLoader:
             VtregError: could not decide (unreadable directory, registry down);
                 audited as an error where the audit sink can still be reached.
         """
+        if self._closed:
+            raise UsageError("this PluginLoader was closed; make a new one to load plugins")
         at = datetime.now(UTC)
         label = path_text(path)
         manifest: list[bytes | None] = [None]  # plugin.json as found, to label a refusal
@@ -451,6 +551,9 @@ class PluginLoader:
                 raise UnsafeFileError(f"{directory} was replaced while it was being opened")
             manifest[0] = _peek(fd, MANIFEST_FILE, MAX_MANIFEST_BYTES)
             verified, lengths = self._authenticate_and_capture(directory, fd, images, at)
+            shared = self._share(directory, verified)
+            if shared is not None:
+                return self._record_shared(shared, directory)
             plan = self._plan_dependencies(fd, images, verified, lengths)
             # The decision is on record before any of the plugin's code runs (its ELF
             # constructors run inside dlopen): a decision that cannot be recorded
@@ -475,6 +578,30 @@ class PluginLoader:
             os.close(fd)
             for image in images.values():
                 image.close()  # a loaded library keeps its mapping, not the file
+
+    def _record_shared(self, plugin: NativePlugin, directory: Path) -> NativePlugin:
+        """Record an allowed load of content already loaded; no code runs for it."""
+        verified = plugin.verified
+        try:
+            self.audit.record(
+                AuditEvent(
+                    "plugin.load",
+                    "allowed",
+                    plugin=verified.name,
+                    version=verified.version,
+                    digest=verified.content_digest,
+                    keyids=verified.signature_keyids,
+                    details={
+                        "path": path_text(directory),
+                        "isolation": self.isolation,
+                        "shared": True,
+                    },
+                )
+            )
+        except BaseException:
+            plugin.close()
+            raise
+        return plugin
 
     def _authenticate_and_capture(
         self, directory: Path, fd: int, images: dict[str, SealedFile], at: datetime
@@ -586,14 +713,11 @@ class PluginLoader:
                 )
                 version, metadata_bytes = backend.start()
             else:
-                _open_dependencies(plan, images, verified, label)
-                try:
-                    handle = ctypes.CDLL(_unique_path(image, label), mode=DLOPEN_MODE)
-                except OSError as e:
-                    raise AbiError(f"{label}: the dynamic loader refused it: {e}") from e
-                raw = RawLibrary(handle, label)
-                backend = _InProcess(raw)
-                version, metadata_bytes = raw.version(), raw.metadata_bytes()
+                backend = _InProcess()
+                _open_dependencies(backend, plan, images, verified, label)
+                handle = backend.open(_unique_path(image, label), label, "it")
+                backend.raw = RawLibrary(handle, label)
+                version, metadata_bytes = backend.raw.version(), backend.raw.metadata_bytes()
             metadata = _check_identity(version, metadata_bytes, verified)
         except LoadError:
             if backend is not None:  # pragma: no cover - raised before there is one
@@ -604,7 +728,12 @@ class PluginLoader:
                 backend.close()
             # Loaded but unusable: a refusal, recorded against the verified plugin.
             raise AbiError(str(e), keyids=keyids, subject=subject) from e
-        return NativePlugin(backend=backend, metadata=metadata, path=directory, verified=verified)
+        # The library's word, as in VT Code; a signed "false" in plugin.json overrides it.
+        thread_safe = metadata.thread_safe and verified.manifest.thread_safe is not False
+        instance = Instance(backend, metadata, thread_safe=thread_safe, on_unload=self._forget)
+        with _loaded_lock:
+            self._instances(backend.isolated)[verified.content_digest] = instance
+            return self._handle(instance, directory, verified)
 
     def discover_plugins(self) -> Discovery:
         """Load every plugin directory (a child holding plugin.json) of the trusted directories.
