@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import threading
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,10 @@ from vtreg.loader import (
     PluginContext,
     PluginLoader,
 )
+from vtreg.verifier.errors import FormatError
 from vtreg.verifier.keys import SigningKey
+from vtreg.verifier.signing import sign
+from vtreg.verifier.tree import capture
 
 ISOLATIONS = pytest.mark.parametrize("isolation", ["none", "process"])
 
@@ -266,6 +270,40 @@ def test_a_plugin_json_without_description_loads(
     plugin.close()
     assert plugin.verified.manifest.description is None
     assert plugin.metadata.description == "compat"  # the library's metadata still needs one
+
+
+@ISOLATIONS
+def test_a_library_without_the_lib_prefix_signs_verifies_and_loads(
+    compat: Compat, key: SigningKey, trusted: Path, audit_log: RecordingAudit, now: datetime,
+    isolation: str,
+) -> None:  # fmt: skip
+    # VT Code tries lib<name>.so, then <name>.so.
+    plugin_dir = compat("noprefix", metadata=_metadata("noprefix"))
+    (plugin_dir / "libnoprefix.so").rename(plugin_dir / "noprefix.so")
+    (plugin_dir / "plugin.sig").write_bytes(sign(capture(plugin_dir), key, at=now).envelope)
+    with _loader(key, trusted, isolation, audit_log).load_plugin(plugin_dir) as plugin:
+        assert plugin.verified.library == "noprefix.so"
+        assert plugin.execute().success
+
+
+def test_with_both_names_the_prefixed_library_is_the_one_signed_and_loaded(
+    compat: Compat, key: SigningKey, trusted: Path, audit_log: RecordingAudit, now: datetime
+) -> None:
+    plugin_dir = compat("bothnames", metadata=_metadata("bothnames"))
+    (plugin_dir / "bothnames.so").write_bytes(b"not the library VT Code would load")
+    (plugin_dir / "plugin.sig").write_bytes(sign(capture(plugin_dir), key, at=now).envelope)
+    with _loader(key, trusted, "none", audit_log).load_plugin(plugin_dir) as plugin:
+        assert plugin.verified.library == "libbothnames.so"
+        assert plugin.execute().success
+
+
+def test_libraries_for_several_platforms_are_refused_at_signing_with_the_reason(
+    compat: Compat, key: SigningKey, now: datetime
+) -> None:
+    plugin_dir = compat("twoplatforms", metadata=_metadata("twoplatforms"))
+    (plugin_dir / "libtwoplatforms.dylib").write_bytes(b"\xcf\xfa\xed\xfe" + bytes(60))
+    with pytest.raises(FormatError, match="libraries for several platforms"):
+        sign(capture(plugin_dir), key, at=now)
 
 
 # --- results, parsed as serde_json parses them ---

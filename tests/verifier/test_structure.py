@@ -120,7 +120,8 @@ def test_library_must_be_named_for_the_plugin(plugin_factory: PluginFactory) -> 
     report = check_plugin_structure(plugin)
     assert report.vtcode == ()
     assert report.vtreg == (
-        "No library for plugin 'basic' (expected libbasic.so or libbasic.dylib or basic.dll)",
+        "No library for plugin 'basic' (expected libbasic.so or basic.so or libbasic.dylib"
+        " or basic.dylib or basic.dll or libbasic.dll)",
     )
 
 
