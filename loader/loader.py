@@ -74,6 +74,7 @@ from .abi import (
     unload,
 )
 from .capture import SealedFile
+from .defaults import expand_home, vtcode_trusted_dirs
 from .dependencies import Bundled, Plan, plan_dependencies
 from .discovery import Discovery, Skipped
 from .isolation import DEFAULT_MEMORY_LIMIT, DEFAULT_TIMEOUT, IsolatedLibrary
@@ -352,6 +353,9 @@ class PluginLoader:
             ``"process"`` (a child process per plugin, with a per-call
             ``timeout`` in seconds and a ``memory_limit`` in **bytes** on what
             the plugin may allocate, e.g. ``512 << 20``; 0: no limit).
+        workspace: also trust VT Code's five default directories for this
+            workspace (:func:`loader.defaults.vtcode_trusted_dirs`), after
+            ``trusted_dirs``.
 
     Raises:
         UsageError: any of these is not what it should be.
@@ -366,8 +370,11 @@ class PluginLoader:
         isolation: Isolation = "none",
         timeout: float = DEFAULT_TIMEOUT,
         memory_limit: int = DEFAULT_MEMORY_LIMIT,
+        workspace: str | os.PathLike[str] | None = None,
     ) -> None:
         _check_arguments(trust, audit, trusted_dirs, isolation, timeout, memory_limit)
+        if workspace is not None and not isinstance(workspace, str | os.PathLike):
+            raise UsageError(f"workspace must be a directory path, not {workspace!r}")
         self.trust = trust
         self.audit: AuditSink = audit if audit is not None else _NullAudit()
         self.isolation: Isolation = isolation
@@ -376,6 +383,9 @@ class PluginLoader:
         self._trusted: list[Path] = []
         for directory in trusted_dirs:
             self.add_trusted_dir(directory)
+        if workspace is not None:
+            for directory in vtcode_trusted_dirs(workspace):
+                self.add_trusted_dir(directory)
         self._isolated: dict[str, Instance] = {}  # this loader's workers, by content digest
         self._handed_out: set[NativePlugin] = set()
         self._open_lock = threading.Lock()
@@ -438,7 +448,7 @@ class PluginLoader:
 
     def add_trusted_dir(self, path: str | os.PathLike[str]) -> PluginLoader:
         """Trust a directory (canonicalised now: later symlink changes do not move it)."""
-        canonical = Path(os.path.realpath(Path(path).expanduser()))
+        canonical = Path(os.path.realpath(expand_home(path)))
         if canonical not in self._trusted:
             self._trusted.append(canonical)
         return self
@@ -474,7 +484,7 @@ class PluginLoader:
 
         The directory may be a trusted directory itself (plugin.json at the root).
         """
-        given = Path(path).expanduser()
+        given = expand_home(path)
         canonical = Path(os.path.realpath(given))
         home = next((t for t in self._trusted if _inside(canonical, t)), None)
         if home is None:
