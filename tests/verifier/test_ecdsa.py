@@ -159,7 +159,7 @@ def test_ecdsa_signatures_are_der_over_the_curves_hash(
         )
     )
     openssl = subprocess.run(
-        ["openssl", "dgst", "-" + CURVES[key_type][1].name, "-sign", str(key_file)],
+        ["openssl", "dgst", "-" + CURVES[key_type][1]().name, "-sign", str(key_file)],
         input=message,
         capture_output=True,
         check=True,
