@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import os
 import shutil
@@ -687,6 +688,60 @@ def test_every_trusted_algorithm_in_a_subject_is_checked(
     sign_custom_statement(plugin, key, now, add_wrong_sha512)
 
     with pytest.raises(ContentError, match=r"digest of libbasic\.so is sha512:"):
+        verify_directory(str(plugin), [key.public_key], at=now)
+
+
+def _digest_edit(plugin: Path, digests: dict[str, str]) -> Callable[[dict[str, object]], None]:
+    """A subject edit giving libbasic.so these digests: "good" is the real one, else a value."""
+
+    def edit(subject: dict[str, object]) -> None:
+        if subject["name"] != "libbasic.so":
+            return
+        data = (plugin / "libbasic.so").read_bytes()
+        subject["digest"] = {
+            a: hashlib.new(a, data).hexdigest() if v == "good" else v for a, v in digests.items()
+        }
+
+    return edit
+
+
+@pytest.mark.parametrize(
+    ("digests", "refusal"),
+    [
+        pytest.param({"sha256": "good", "sha512": "good"}, None, id="all-match"),
+        # in-toto's DigestSet says two sets SHOULD match if ANY accepted field does;
+        # vtreg requires every accepted one (docs/formats.md), so no checker disagrees.
+        pytest.param({"sha256": "good", "sha512": "ab" * 64}, "sha512", id="one-of-two-differs"),
+        pytest.param({"sha256": "cd" * 32, "sha512": "good"}, "sha256", id="sha256-differs"),
+        # Unaccepted (md5, sha1) and unrecognised algorithms are ignored, as in-toto says.
+        pytest.param(
+            {"sha256": "good", "md5": "0" * 32, "sha1": "1" * 40}, None, id="weak-ignored"
+        ),
+        pytest.param(
+            {"sha256": "good", "gitBlob": "2" * 40, "dirHash1": "x", "sha224": "3" * 56},
+            None,
+            id="unrecognised-ignored",
+        ),
+        pytest.param(
+            {"gitBlob": "2" * 40, "sha224": "3" * 56}, "no trusted digest", id="none-accepted"
+        ),
+    ],
+)
+def test_a_digest_set_matches_when_every_accepted_algorithm_matches(
+    plugin_factory: PluginFactory,
+    key: SigningKey,
+    now: datetime,
+    digests: dict[str, str],
+    refusal: str | None,
+) -> None:
+    plugin = plugin_factory()
+    sign_custom_statement(plugin, key, now, _digest_edit(plugin, digests))
+
+    if refusal is None:
+        result = verify_directory(str(plugin), [key.public_key], at=now)
+        assert set(result.files["libbasic.so"]) == {"sha256"} | (set(digests) & {"sha512"})
+        return
+    with pytest.raises(VerificationError, match=f"libbasic\\.so.*{refusal}"):
         verify_directory(str(plugin), [key.public_key], at=now)
 
 
