@@ -21,6 +21,7 @@ from in_toto_attestation.v1.resource_descriptor import ResourceDescriptor
 from in_toto_attestation.v1.statement import Statement
 from in_toto_attestation.v1.statement_pb2 import Statement as StatementProto
 
+from tests.helpers import ok, run_cli
 from vtreg.verifier.envelope import PAYLOAD_TYPE, PREDICATE_TYPE, encode_envelope, pae
 from vtreg.verifier.errors import FormatError
 from vtreg.verifier.keys import SigningKey
@@ -85,7 +86,7 @@ def _sign_payload(plugin: Path, key: SigningKey, payload: bytes) -> None:
 
 
 def test_a_statement_the_bindings_write_verifies_with_vtreg(
-    plugin_factory: PluginFactory, key: SigningKey, now: datetime
+    plugin_factory: PluginFactory, key: SigningKey, now: datetime, tmp_path: Path
 ) -> None:
     plugin = plugin_factory()
     predicate = json.loads(_payload(sign(capture(plugin), key, at=now).envelope))["predicate"]
@@ -100,6 +101,11 @@ def test_a_statement_the_bindings_write_verifies_with_vtreg(
     assert isinstance(written["predicate"]["lengths"]["libbasic.so"], float)
     assert result.abi_version == 1
     assert result.signers == (key.keyid,)
+    # The real command line too, whose capture starts from the lengths plugin.sig claims.
+    pub = tmp_path / "key.pub"
+    pub.write_bytes(key.public_key.to_file_bytes())
+    verified = ok(run_cli("--json", "verify", plugin, "--key", pub)).json()
+    assert verified["plugin"]["abi_version"] == 1
 
 
 @pytest.mark.parametrize(

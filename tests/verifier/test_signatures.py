@@ -76,6 +76,24 @@ def test_content_digest_is_stable_across_cosigning(
     assert both.signed_at == now  # the co-signer signed the same payload
 
 
+def test_a_cosignature_keeps_what_is_signed_and_drops_ignored_fields(
+    plugin_factory: PluginFactory, key: SigningKey, other_key: SigningKey, now: datetime
+) -> None:
+    plugin = plugin_factory()
+    envelope = json.loads(sign_dir(plugin, key, now))
+    envelope["signatures"][0]["extension"] = {"kind": "x"}
+    envelope["note"] = "unsigned"
+    (plugin / "plugin.sig").write_text(json.dumps(envelope))
+
+    cosigned = json.loads(sign_dir(plugin, other_key, now))
+
+    assert cosigned["payload"] == envelope["payload"]
+    assert cosigned["signatures"][0] == {k: envelope["signatures"][0][k] for k in ("keyid", "sig")}
+    assert "note" not in cosigned
+    both = [key.public_key, other_key.public_key]
+    assert len(verify_directory(str(plugin), both, at=now, threshold=2).signers) == 2
+
+
 def test_signing_twice_with_one_key_changes_nothing(
     plugin_factory: PluginFactory, key: SigningKey, now: datetime
 ) -> None:
