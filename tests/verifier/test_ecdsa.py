@@ -12,6 +12,8 @@ import pytest
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+from hypothesis import given
+from hypothesis import strategies as st
 
 from tests.signing import add_signature, signed_message
 from vtreg.verifier.errors import KeyFileError, SignatureError
@@ -171,6 +173,21 @@ def test_ecdsa_signatures_are_der_over_the_curves_hash(
     assert not public.verify(r.to_bytes(size, "big") + s.to_bytes(size, "big"), message)  # raw r||s
     assert not public.verify(private.sign(message, ec.ECDSA(other_hash)), message)
     assert not SigningKey.generate().public_key.verify(der, message)
+
+
+_P256 = ec.generate_private_key(ec.SECP256R1())
+_MESSAGE = b"DSSEv1 28 application/vnd.in-toto+json 2 {}"
+_SIGNATURE = _P256.sign(_MESSAGE, ec.ECDSA(hashes.SHA256()))
+
+
+@given(bit=st.integers(min_value=0, max_value=len(_SIGNATURE) * 8 - 1))
+def test_any_flipped_bit_of_an_ecdsa_signature_fails(bit: int) -> None:
+    public = load_public_key(_pem(_P256))
+    flipped = bytearray(_SIGNATURE)
+    flipped[bit // 8] ^= 1 << (bit % 8)
+
+    assert public.verify(_SIGNATURE, _MESSAGE)
+    assert not public.verify(bytes(flipped), _MESSAGE)
 
 
 def test_ed25519_and_ecdsa_signatures_meet_a_threshold_together(
