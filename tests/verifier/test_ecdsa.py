@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import subprocess
 from collections.abc import Callable
@@ -126,6 +127,18 @@ def test_raw_bytes_that_are_no_usable_key_are_refused(
 ) -> None:
     with pytest.raises(KeyFileError, match=message):
         PublicKey(raw())
+
+
+def test_a_point_off_the_curve_is_refused() -> None:
+    der = bytearray(_der(_pem(ec.generate_private_key(ec.SECP256R1()))))
+    der[-1] ^= 1  # y + 1 or y - 1: no longer on P-256 (y has one partner, the negation)
+    body = base64.b64encode(bytes(der)).decode()
+    off_curve = f"-----BEGIN PUBLIC KEY-----\n{body}\n-----END PUBLIC KEY-----\n".encode()
+
+    with pytest.raises(KeyFileError, match="neither 32 ed25519 bytes nor a DER"):
+        PublicKey(bytes(der))
+    with pytest.raises(KeyFileError, match="not a readable public key"):
+        load_public_key(off_curve)
 
 
 @pytest.mark.parametrize(
