@@ -21,6 +21,7 @@ from securesystemslib.exceptions import VerificationError as SslibVerificationEr
 from securesystemslib.signer import CryptoSigner, SSlibKey
 
 from tests.helpers import invoke_cli, ok, one_line_error
+from vtreg.loader import Isolation, KeyPolicy, PluginContext, PluginLoader
 from vtreg.verifier.envelope import PAYLOAD_TYPE, b64encode
 from vtreg.verifier.errors import SignatureError
 from vtreg.verifier.keys import SigningKey, load_public_key
@@ -168,3 +169,30 @@ def test_a_signature_entry_with_an_extension_is_read(
     assert Envelope.from_dict(json.loads((plugin / "plugin.sig").read_bytes())).verify(
         [_sslib_key(key)], 1
     )
+
+
+@pytest.mark.parametrize("isolation", ["none", "process"])
+def test_a_plugin_a_kms_style_ecdsa_key_signed_loads_and_runs(
+    plugin_factory: PluginFactory,
+    key: SigningKey,
+    now: datetime,
+    tmp_path: Path,
+    isolation: Isolation,
+) -> None:
+    trusted = tmp_path / "trusted"
+    trusted.mkdir(mode=0o755)
+    plugin = plugin_factory("kms-signed", parent=trusted)
+    private = ec.generate_private_key(ec.SECP384R1())
+    _sslib_signed(plugin, key, now, CryptoSigner(private))
+    policy = KeyPolicy([load_public_key(_public_pem(private))])
+
+    loaded = PluginLoader(policy, None, [trusted], isolation=isolation).load_plugin(plugin)
+    try:
+        result = loaded.execute(PluginContext(input={"from": "kms"}))
+    finally:
+        loaded.close()
+
+    assert loaded.metadata.name == "kms-signed"
+    assert result.success is True
+    with pytest.raises(SignatureError, match="signed by 0/1"):
+        PluginLoader(KeyPolicy([key.public_key]), None, [trusted]).load_plugin(plugin)
