@@ -84,7 +84,10 @@ class Key(Base):
 
     keyid: Mapped[str] = mapped_column(String(64), primary_key=True)
     name: Mapped[str] = mapped_column(String(128), index=True)
-    public_key: Mapped[bytes] = mapped_column(LargeBinary(32))
+    # PublicKey.raw: an ed25519 key's 32 bytes, or an ECDSA key's DER SubjectPublicKeyInfo
+    # (91 bytes for P-256, 120 for P-384). Neither SQLite's BLOB nor PostgreSQL's bytea has
+    # a length, so migration 0001's LargeBinary(32) holds both as it is.
+    public_key: Mapped[bytes] = mapped_column(LargeBinary)
     # JSON list of glob patterns over plugin names; "[]" means any name.
     scopes: Mapped[str] = mapped_column(Text, default="[]")
     expires_at: Mapped[datetime | None] = mapped_column(UtcDateTime)

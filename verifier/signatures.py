@@ -6,8 +6,9 @@ nothing unauthenticated is trusted:
 
 1. parse the envelope and check ``payloadType``;
 2. check every signature over ``PAE(payloadType, payload)`` against the
-   trusted keys (the envelope's keyid is only a hint), count each key once,
-   and only then parse the payload as a statement;
+   trusted keys (the envelope's keyid is only a hint of which to try first;
+   a signature no trusted key can check does not count), count each key
+   once, and only then parse the payload as a statement;
 3. drop signers whose key is revoked, expired or out of scope for the
    plugin's name, and require ``threshold`` distinct keys;
 4. check expiry, then that the directory holds exactly the signed files
@@ -322,18 +323,16 @@ def _match_signatures(
     results: list[_Match] = []
     for entry in envelope.signatures:
         signature = entry.signature_bytes()
-        # The keyid is an unauthenticated hint: try the key it names first, then
-        # every other trusted key, and let only the cryptography decide.
+        # DSSE: the keyid "MUST NOT be used for security decisions". It only says
+        # which key to try first; then every other trusted key is tried, and only
+        # the cryptography decides (each key still counts once: see _tally). A
+        # signature that no trusted key can check (another algorithm, say) does
+        # not count, and refuses nothing.
         hinted = trusted.get(entry.keyid)
         candidates = [hinted] if hinted else []
         candidates += [k for k in trusted.values() if k is not hinted]
         key = next((k for k in candidates if k.key.verify(signature, message)), None)
-        if key is not None and entry.keyid and entry.keyid != key.keyid:
-            # A hint that names another key is not trusted for anything, but an
-            # envelope contradicting itself is refused rather than half-believed.
-            status = f"keyid does not match the key that signed ({key.keyid[:16]})"
-            results.append((entry.keyid, None, status, "bad-signature"))
-        elif key is not None:
+        if key is not None:
             results.append((entry.keyid, key, "valid", None))
         elif hinted is not None:
             results.append((entry.keyid, None, "bad signature", "bad-signature"))

@@ -87,6 +87,12 @@ def test_safe_names_are_accepted(name: str) -> None:
             {"abi_version": "1"}, "abi_version: Input should be a valid integer", id="abi-string"
         ),
         pytest.param(
+            {"abi_version": 1.5}, "abi_version: Input should be a valid integer", id="abi-fraction"
+        ),
+        pytest.param(
+            {"abi_version": True}, "abi_version: Input should be a valid integer", id="abi-true"
+        ),
+        pytest.param(
             {"thread_safe": "yes"}, "thread_safe: Input should be a valid boolean", id="bool-string"
         ),
         pytest.param(
@@ -97,6 +103,14 @@ def test_safe_names_are_accepted(name: str) -> None:
 def test_invalid_fields_are_refused(fields: dict[str, object], message: str) -> None:
     with pytest.raises(FormatError, match=message):
         parse_manifest(manifest_bytes(**fields))
+
+
+def test_an_abi_version_written_as_a_double_is_that_integer() -> None:
+    # The predicate reads abi_version so (protobuf's Struct writes 1.0), and the two must agree.
+    for written in (b"1.0", b"1e0", b"1"):
+        data = b'{"name": "hello", "version": "1.0.0", "abi_version": %b}' % written
+        assert parse_manifest(data).abi_version == 1
+        assert type(parse_manifest(data).abi_version) is int
 
 
 def test_description_is_optional_as_in_vt_code() -> None:
