@@ -13,11 +13,21 @@ from vtreg.verifier.signatures import VerifiedPlugin
 
 from .models import Key, Plugin
 
-__all__ = ["KeyInfo", "PluginInfo", "TrustResult"]
+__all__ = ["LOADABLE", "KeyChange", "KeyInfo", "PluginInfo", "TrustResult", "short_digest"]
+
+LOADABLE = "loadable"
+"""The effective status of a content that would load now; any other status is a refusal code."""
+
+_SHORT_DIGEST = len("sha256:") + 16
 
 
 def _time(value: datetime | None) -> str | None:
     return format_time(value) if value else None
+
+
+def short_digest(digest: str) -> str:
+    """A content digest as tables print it: ``sha256:`` and 16 hex digits, a valid prefix."""
+    return digest[:_SHORT_DIGEST]
 
 
 @dataclass(frozen=True)
@@ -109,10 +119,12 @@ class PluginInfo:
     trusted_by: str
     revoked_at: datetime | None
     revoked_reason: str | None
+    status: str  # LOADABLE, or the refusal code a load would meet now
+    former_signers: tuple[str, ...] = ()  # signed an envelope accepted earlier, not the current
 
     @classmethod
-    def of(cls, row: Plugin) -> PluginInfo:
-        """The record of one ``plugins`` row and its signers."""
+    def of(cls, row: Plugin, status: str, former_signers: tuple[str, ...] = ()) -> PluginInfo:
+        """The record of one ``plugins`` row and its signers, with its effective status."""
         return cls(
             name=row.name,
             version=row.version,
@@ -125,7 +137,14 @@ class PluginInfo:
             trusted_by=row.trusted_by,
             revoked_at=row.revoked_at,
             revoked_reason=row.revoked_reason,
+            status=status,
+            former_signers=former_signers,
         )
+
+    @property
+    def label(self) -> str:
+        """Name, version and short digest: two contents of one version never look alike."""
+        return f"{self.name}@{self.version} ({short_digest(self.content_digest)})"
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready description."""
@@ -135,13 +154,14 @@ class PluginInfo:
             "content_digest": self.content_digest,
             "platform": self.platform,
             "signers": list(self.signers),
+            "former_signers": list(self.former_signers),
             "threshold": self.threshold,
             "pinned": self.pinned,
             "trusted_at": _time(self.trusted_at),
             "trusted_by": self.trusted_by,
             "revoked_at": _time(self.revoked_at),
             "revoked_reason": self.revoked_reason,
-            "status": "revoked" if self.revoked_at else "trusted",
+            "status": self.status,
         }
 
 
@@ -154,3 +174,15 @@ class TrustResult:
     created: bool
     changed: bool
     newer: str | None  # the newest trusted version of its name and platform, if this is older
+    replaced: tuple[str, ...] = ()  # digests of the same version no longer trusted (--replace)
+    previous_signers: tuple[str, ...] | None = None  # when a new envelope was accepted
+
+
+@dataclass(frozen=True)
+class KeyChange:
+    """What revoking a key (or changing its terms) did: the key, whether it changed,
+    and the trusted contents it signed that would load before and not now."""
+
+    key: KeyInfo
+    changed: bool
+    unloadable: tuple[PluginInfo, ...] = ()
