@@ -8,17 +8,31 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import sqlalchemy as sa
+import sqlalchemy.orm
+
 from vtreg.verifier.envelope import format_time
+from vtreg.verifier.errors import UsageError
 from vtreg.verifier.signatures import VerifiedPlugin
 
 from .models import Key, Plugin
 
-__all__ = ["LOADABLE", "KeyChange", "KeyInfo", "PluginInfo", "TrustResult", "short_digest"]
+__all__ = [
+    "LOADABLE",
+    "KeyChange",
+    "KeyInfo",
+    "PluginInfo",
+    "TrustResult",
+    "digest_condition",
+    "short_digest",
+]
 
 LOADABLE = "loadable"
 """The effective status of a content that would load now; any other status is a refusal code."""
 
 _SHORT_DIGEST = len("sha256:") + 16
+_MIN_DIGEST_PREFIX = 8  # hex digits after "sha256:", as for key ids
+_HEX = frozenset("0123456789abcdef")
 
 
 def _time(value: datetime | None) -> str | None:
@@ -28,6 +42,29 @@ def _time(value: datetime | None) -> str | None:
 def short_digest(digest: str) -> str:
     """A content digest as tables print it: ``sha256:`` and 16 hex digits, a valid prefix."""
     return digest[:_SHORT_DIGEST]
+
+
+def digest_condition(
+    column: sa.orm.InstrumentedAttribute[str] | sa.orm.InstrumentedAttribute[str | None],
+    digest: str,
+) -> sa.ColumnElement[bool]:
+    """``column`` holds the content digest ``digest`` names: the full digest, or a prefix
+    of at least 8 hex digits after ``sha256:`` (such as :func:`short_digest` prints).
+
+    Raises:
+        UsageError: ``digest`` is neither.
+    """
+    text = digest.strip().lower()
+    algorithm, _, hex_part = text.partition(":")
+    well_formed = _MIN_DIGEST_PREFIX <= len(hex_part) <= 64 and not set(hex_part) - _HEX
+    if algorithm != "sha256" or not well_formed:
+        raise UsageError(
+            f"{digest!r} is not a content digest (sha256: and 64 hex digits, or a prefix "
+            f"of {_MIN_DIGEST_PREFIX} or more)"
+        )
+    if len(hex_part) == 64:
+        return column == text
+    return column.startswith(text, autoescape=True)
 
 
 @dataclass(frozen=True)

@@ -24,11 +24,11 @@ import json
 import os
 import socket
 import unicodedata
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from dataclasses import replace as replace_fields
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Unpack
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
@@ -57,7 +57,15 @@ from vtreg.verifier.trust import TrustedContent, TrustState
 from . import audit
 from .db import connect, database_errors, default_url, ensure_schema, normalize_url
 from .models import Key, Plugin, PluginEnvelope, PluginSigner
-from .records import LOADABLE, KeyChange, KeyInfo, PluginInfo, TrustResult, short_digest
+from .records import (
+    LOADABLE,
+    KeyChange,
+    KeyInfo,
+    PluginInfo,
+    TrustResult,
+    digest_condition,
+    short_digest,
+)
 from .state import read_state, state_for_contents
 from .statements import Cursor, Statements
 
@@ -65,8 +73,6 @@ __all__ = ["Registry", "default_actor"]
 
 ENV_ACTOR = "VTREG_ACTOR"
 _MAX_ACTOR = 255  # models.AuditRow.actor, Key.added_by, ...: String(255)
-_MIN_DIGEST_PREFIX = 8  # hex digits after "sha256:", as for key ids
-_HEX = frozenset("0123456789abcdef")
 
 
 class _DryRun(Exception):
@@ -773,29 +779,27 @@ class Registry:
 
     # --- audit ---
 
-    def audit_events(
-        self,
-        *,
-        plugin: str | None = None,
-        keyid: str | None = None,
-        action: str | None = None,
-        outcome: str | None = None,
-        since: datetime | None = None,
-        until: datetime | None = None,
-        limit: int = 100,
-    ) -> list[audit.AuditRecord]:
-        """Audit events matching every given filter, newest first, at most ``limit``."""
+    def audit_events(self, **filters: Unpack[audit.QueryFilters]) -> list[audit.AuditRecord]:
+        """Audit events matching every given filter, newest first, at most ``limit`` (100)."""
         with self._read() as session:
-            return audit.query(
-                session,
-                plugin=plugin,
-                keyid=keyid,
-                action=action,
-                outcome=outcome,
-                since=since,
-                until=until,
-                limit=limit,
-            )
+            return audit.query(session, **filters)
+
+    @contextlib.contextmanager
+    def audit_stream(
+        self, **filters: Unpack[audit.QueryFilters]
+    ) -> Iterator[tuple[Iterator[audit.AuditRecord], Callable[[int], int]]]:
+        """Every event matching the filters, newest first, read in batches (constant memory).
+
+        Yields the events and ``remaining(seq)``: how many more match below event ``seq``
+        (for "N more" after a page), both in the same snapshot.
+        """
+        with self._read(snapshot=True) as session:
+
+            def remaining(seq: int) -> int:
+                below: audit.QueryFilters = {**filters, "after": seq}
+                return audit.count(session, **below)
+
+            yield audit.stream(session, **filters), remaining
 
     def info(self) -> dict[str, Any]:
         """Which registry this is and what it holds: schema revision, counts, the chain head
@@ -982,21 +986,6 @@ def _target_text(name: str | None, version: str | None, digest: str | None) -> s
     return digest or (f"{name}@{version}" if version else str(name))
 
 
-def _digest_condition(digest: str) -> sa.ColumnElement[bool]:
-    """A full content digest, or a prefix of at least 8 hex digits (what tables print)."""
-    text = digest.strip().lower()
-    algorithm, _, hex_part = text.partition(":")
-    well_formed = _MIN_DIGEST_PREFIX <= len(hex_part) <= 64 and not set(hex_part) - _HEX
-    if algorithm != "sha256" or not well_formed:
-        raise UsageError(
-            f"{digest!r} is not a content digest (sha256: and 64 hex digits, or a prefix "
-            f"of {_MIN_DIGEST_PREFIX} or more)"
-        )
-    if len(hex_part) == 64:
-        return Plugin.content_digest == text
-    return Plugin.content_digest.startswith(text, autoescape=True)
-
-
 def _targets(
     session: Session, name: str | None, version: str | None, digest: str | None
 ) -> list[Plugin]:
@@ -1004,7 +993,7 @@ def _targets(
     target = _target_text(name, version, digest)
     stmt = sa.select(Plugin).order_by(Plugin.name, Plugin.trusted_at)
     if digest is not None:
-        stmt = stmt.where(_digest_condition(digest))
+        stmt = stmt.where(digest_condition(Plugin.content_digest, digest))
     else:
         stmt = stmt.where(Plugin.name == name)
         if version is not None:
