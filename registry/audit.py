@@ -175,9 +175,10 @@ def stream(session: Session, **filters: Unpack[QueryFilters]) -> Iterator[AuditR
     limit = filters.get("limit")
     if limit is not None:
         stmt = stmt.limit(limit)
-    rows = session.execute(stmt, execution_options={"yield_per": _BATCH})
-    for row in rows:
-        yield AuditRecord.from_stored(row)
+    # A server-side cursor on PostgreSQL: closed when the stream is, read to its end or not.
+    with session.execute(stmt, execution_options={"yield_per": _BATCH}) as rows:
+        for row in rows:
+            yield AuditRecord.from_stored(row)
 
 
 def query(session: Session, **filters: Unpack[QueryFilters]) -> list[AuditRecord]:

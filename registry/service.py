@@ -799,7 +799,11 @@ class Registry:
                 below: audit.QueryFilters = {**filters, "after": seq}
                 return audit.count(session, **below)
 
-            yield audit.stream(session, **filters), remaining
+            events = audit.stream(session, **filters)
+            try:
+                yield events, remaining
+            finally:
+                events.close()
 
     def info(self) -> dict[str, Any]:
         """Which registry this is and what it holds: schema revision, counts, the chain head

@@ -121,7 +121,17 @@ def emit_error(error: BaseException, code: int, settings: Settings) -> None:
     click.echo(f"vtreg: {label}: {message}", err=True)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+_ENVIRONMENT = """\b
+Environment:
+  VTREG_HOME           where the default SQLite registry lives (registry.db)
+  VTREG_DATABASE_URL   the registry's database URL or SQLite path (as --db)
+  VTREG_PASSPHRASE     the passphrase of a private key (else --passphrase-file or a prompt)
+  VTREG_ACTOR          who is acting, as the audit log records it (default: user@host)
+  VTREG_LOCK_TIMEOUT   seconds to wait for a registry lock (default 60)
+"""
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]}, epilog=_ENVIRONMENT)
 @click.option("--json", "as_json", is_flag=True, help="Print exactly one JSON document on stdout.")
 @click.option("--verbose", is_flag=True, help="Show a traceback with any error.")
 @click.version_option(package_name="vtreg", prog_name="vtreg")
