@@ -15,7 +15,7 @@ never forks.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypedDict, Unpack
@@ -167,7 +167,7 @@ def _filtered(stmt: sa.Select[Any], filters: QueryFilters) -> tuple[sa.Select[An
     return stmt, order
 
 
-def stream(session: Session, **filters: Unpack[QueryFilters]) -> Iterator[AuditRecord]:
+def stream(session: Session, **filters: Unpack[QueryFilters]) -> Generator[AuditRecord]:
     """Events matching every given filter, newest first, at most ``limit`` (None: all),
     fetched in batches so that memory stays bounded however many match."""
     stmt, order = _filtered(sa.select(*(getattr(AuditRow, n) for n in COLUMNS)), filters)

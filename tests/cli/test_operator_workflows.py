@@ -85,7 +85,7 @@ def operator(database_url: str, keys: Path, plugin_factory: PluginFactory) -> Ca
 
 
 def _keyid(db: str, name: str) -> str:
-    return next(k["keyid"] for k in _json(db, "key", "list")["keys"] if k["name"] == name)
+    return str(next(k["keyid"] for k in _json(db, "key", "list")["keys"] if k["name"] == name))
 
 
 # --- 1. no silent truncation ---
