@@ -434,7 +434,7 @@ class Registry:
             row = _key_row(change.session, keyid)
             if row.revoked_at is not None:
                 return KeyChange(KeyInfo.of(row), False)
-            before = self._signed_by(change, keyid, at)
+            before, unrevoked = self._signed_by(change, keyid, at), KeyInfo.of(row)
             row.revoked_at, row.revoked_by, row.revoked_reason = at, self.actor, reason
             unloadable = self._now_unloadable(change, keyid, before, at)
             details = {
@@ -443,7 +443,7 @@ class Registry:
             }
             event = AuditEvent("key.revoke", "ok", keyids=(keyid,), reason=reason, details=details)
             change.log(event, at)
-            return KeyChange(KeyInfo.of(row), True, unloadable)
+            return KeyChange(unrevoked if dry_run else KeyInfo.of(row), True, unloadable)
 
     def set_key(
         self,

@@ -45,6 +45,10 @@ EXIT_REFUSED = 1
 EXIT_USAGE = 2
 EXIT_UNDECIDED = 3
 
+JSON_SCHEMA = 1
+"""The version of the ``--json`` documents (docs/json.md): raised when a field changes meaning
+or goes away; new fields may appear within a version."""
+
 P = ParamSpec("P")
 
 
@@ -95,12 +99,26 @@ def _emit_json(document: dict[str, Any]) -> None:
     click.echo(json.dumps(document, indent=2, sort_keys=False))
 
 
+def json_head(ok: bool) -> dict[str, Any]:
+    """The fields every ``--json`` document starts with."""
+    return {"ok": ok, "schema": JSON_SCHEMA}
+
+
+def _error_type(error: BaseException) -> str:
+    """A stable name for the kind of error: vtreg's own class, never a click class."""
+    if isinstance(error, click.UsageError | click.BadParameter):
+        return "UsageError"
+    if isinstance(error, VtregError):
+        return type(error).__name__
+    return "VtregError"
+
+
 def emit_report(report: Report, settings: Settings) -> None:
     """Print a command's warnings on stderr and its report on stdout (JSON with --json)."""
     for warning in report.warnings:
         click.echo(f"vtreg: warning: {printable(warning)}", err=True)
     if settings.json:
-        _emit_json({"ok": report.exit_code == EXIT_OK, **report.data})
+        _emit_json({**json_head(report.exit_code == EXIT_OK), **report.data})
     elif report.text:
         click.echo(report.text)
 
@@ -113,10 +131,10 @@ def emit_error(error: BaseException, code: int, settings: Settings) -> None:
     if settings.verbose:
         traceback.print_exception(error, file=sys.stderr)
     if settings.json:
-        detail = {"category": category, "type": type(error).__name__, "message": message}
+        detail = {"category": category, "type": _error_type(error), "message": message}
         if isinstance(error, VerificationError):
             detail["code"] = error.code  # stable and machine-readable: docs/codes.md
-        _emit_json({"ok": False, "error": detail, "exit_code": code})
+        _emit_json({**json_head(False), "error": detail, "exit_code": code})
     label = {"refused": "refused", "usage": "usage error"}.get(category, "error")
     click.echo(f"vtreg: {label}: {message}", err=True)
 
@@ -134,7 +152,14 @@ Environment:
 @click.group(context_settings={"help_option_names": ["-h", "--help"]}, epilog=_ENVIRONMENT)
 @click.option("--json", "as_json", is_flag=True, help="Print exactly one JSON document on stdout.")
 @click.option("--verbose", is_flag=True, help="Show a traceback with any error.")
-@click.version_option(package_name="vtreg", prog_name="vtreg")
+@click.option(
+    "--version",
+    is_flag=True,
+    expose_value=False,
+    is_eager=True,
+    callback=lambda ctx, _param, value: _print_version(ctx) if value else None,
+    help="Show the version and exit.",
+)
 @click.pass_obj
 def cli(settings: Settings, as_json: bool, verbose: bool) -> None:
     """vtreg: sign, trust and verify VT Code native plugins.
@@ -143,6 +168,19 @@ def cli(settings: Settings, as_json: bool, verbose: bool) -> None:
     """
     settings.json |= as_json
     settings.verbose |= verbose
+
+
+def _print_version(ctx: click.Context) -> None:
+    """``vtreg --version`` (with --json: a document with the version and the JSON schema)."""
+    from importlib.metadata import version
+
+    settings = ctx.ensure_object(Settings)
+    number = version("vtreg")
+    if settings.json:
+        _emit_json({**json_head(True), "version": number})
+    else:
+        click.echo(f"vtreg, version {number}")
+    ctx.exit(EXIT_OK)
 
 
 def vtreg_command(

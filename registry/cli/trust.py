@@ -315,7 +315,7 @@ def trust(
             "created": result.created,
             "changed": result.changed,
             "plugin": info.to_json(),
-            "previous_signers": list(result.previous_signers or ()) or None,
+            "previous_signers": list(result.previous_signers or ()),
             "replaced": list(result.replaced),
         },
         text="\n".join(lines),
