@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -12,6 +13,8 @@ from ._app import Report, Settings, cli, vtreg_command
 from ._params import NAME, TIME_OR_DURATION, passphrase_reader, utc_now
 
 if TYPE_CHECKING:
+    from vtreg.registry.service import Registry
+    from vtreg.verifier.keys import PublicKey
     from vtreg.verifier.signatures import VerifiedPlugin
     from vtreg.verifier.tree import PendingCapture
 
@@ -124,6 +127,8 @@ def sign(
         what = f"already signed by {key.public_key.short_id}…; {sig_path} unchanged"
     elif result.cosigned:
         what = f"added a signature to {sig_path} ({result.signatures} signatures)"
+    elif result.replaced and fresh:
+        what = f"signed a fresh statement: replaced {sig_path} (earlier signatures dropped)"
     elif result.replaced:
         what = f"content changed since the last signature: replaced {sig_path}"
     else:
@@ -141,14 +146,14 @@ def sign(
         text=f"{what}\ncontent {result.content_digest}\nkeyid   {key.keyid}",
         warnings=(
             ["earlier signatures were dropped because the content changed"]
-            if result.replaced
+            if result.replaced and not fresh
             else []
         ),
     )
 
 
 @vtreg_command(cli)
-@click.argument("directory", type=click.Path())
+@click.argument("directories", nargs=-1, required=True, type=click.Path(), metavar="DIR...")
 @click.option(
     "--key",
     "key_files",
@@ -172,40 +177,61 @@ def sign(
 )
 def verify(
     settings: Settings,
-    directory: str,
+    directories: tuple[str, ...],
     key_files: tuple[str, ...],
     threshold: int,
     db_url: str | None,
 ) -> Report:
-    """Verify a plugin directory: offline with --key, else against the registry.
+    """Verify plugin directories: offline with --key, else against the registry.
 
     Against the registry the plugin must be signed by enough trusted, unexpired,
     unrevoked keys whose scope covers it, its content must be trusted and not
     revoked, and it must not be older than the newest trusted version (unless
     pinned). The decision is recorded in the audit log.
+
+    Several directories are verified in one process; `-` reads their paths from
+    stdin, one a line. Then each gets one line (with --json: a result each) and
+    a summary, and the exit code is the worst of theirs.
     """
-    # Hashing started before the imports (registry.cli.main) or starts now,
-    # so that reading a large library overlaps the imports below.
-    pending = settings.take_capture(directory)
-    try:
-        if key_files and db_url:
-            from vtreg.verifier.errors import UsageError
+    from ._batch import batch, single
+    from ._batch import directories as named
 
-            raise UsageError("--key verifies offline; --db verifies against a registry: pick one")
-        if not key_files:
-            return _verify_with_registry(db_url, threshold, directory, pending)
-        return _verify_with_keys(key_files, threshold, directory, pending)
-    finally:
-        pending.cancel()  # a no-op once the result is in
+    names = named(directories)
+    if key_files and db_url:
+        from vtreg.verifier.errors import UsageError
+
+        raise UsageError("--key verifies offline; --db verifies against a registry: pick one")
+    with contextlib.ExitStack() as stack:
+        if key_files:
+            keys = _trusted_keys(key_files, threshold)
+
+            def check(directory: str, pending: PendingCapture) -> Report:
+                return _verify_with_keys(keys, threshold, directory, pending)
+        else:
+            from vtreg.registry.service import Registry
+
+            registry = stack.enter_context(Registry.open(db_url, create=False))
+
+            def check(directory: str, pending: PendingCapture) -> Report:
+                return _verify_with_registry(registry, threshold, directory, pending)
+
+        def one(directory: str) -> Report:
+            # Hashing started before the imports (registry.cli.main) or starts now,
+            # so that reading a large library overlaps the imports and the key reads.
+            pending = settings.take_capture(directory)
+            try:
+                return check(directory, pending)
+            finally:
+                pending.cancel()  # a no-op once the result is in
+
+        if single(directories, names):
+            return one(names[0])
+        return batch(names, one, done="verified")
 
 
-def _verify_with_keys(
-    key_files: tuple[str, ...], threshold: int, directory: str, pending: PendingCapture
-) -> Report:
+def _trusted_keys(key_files: tuple[str, ...], threshold: int) -> list[PublicKey]:
     from vtreg.verifier.errors import UsageError
     from vtreg.verifier.keys import read_public_key_file
-    from vtreg.verifier.signatures import verify, verify_envelope
-    from vtreg.verifier.tree import capture, read_signature
 
     keys = [read_public_key_file(path) for path in key_files]
     distinct = len({k.keyid for k in keys})
@@ -213,6 +239,15 @@ def _verify_with_keys(
         raise UsageError(
             f"threshold {threshold} can never be met with {distinct} distinct --key file(s)"
         )
+    return keys
+
+
+def _verify_with_keys(
+    keys: list[PublicKey], threshold: int, directory: str, pending: PendingCapture
+) -> Report:
+    from vtreg.verifier.signatures import verify, verify_envelope
+    from vtreg.verifier.tree import capture, read_signature
+
     at = utc_now()
     # plugin.sig is checked first; the early capture counts only if it read what was signed.
     signature = read_signature(directory)
@@ -225,18 +260,16 @@ def _verify_with_keys(
 
 
 def _verify_with_registry(
-    db_url: str | None, threshold: int, directory: str, pending: PendingCapture
+    registry: Registry, threshold: int, directory: str, pending: PendingCapture
 ) -> Report:
-    from vtreg.registry.service import Registry
     from vtreg.verifier.envelope import format_time
 
-    with Registry.open(db_url) as registry:
-        at = utc_now()
-        tree = registry.capture_signed(
-            "plugin.verify", directory, at=at, threshold=threshold, pending=pending
-        )
-        result = registry.verify_plugin(tree, at=at, threshold=threshold)
-        record = registry.lookup(result.content_digest)
+    at = utc_now()
+    tree = registry.capture_signed(
+        "plugin.verify", directory, at=at, threshold=threshold, pending=pending
+    )
+    result = registry.verify_plugin(tree, at=at, threshold=threshold)
+    record = registry.lookup(result.content_digest)
     report = _verified_report(result, threshold)
     if record is not None:
         report.text += (

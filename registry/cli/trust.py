@@ -257,7 +257,7 @@ def key_set(
 
 
 @vtreg_command(cli, "trust")
-@click.argument("directory")
+@click.argument("directories", nargs=-1, required=True, metavar="DIR...")
 @click.option(
     "--threshold",
     type=click.IntRange(min=1),
@@ -276,16 +276,36 @@ def key_set(
 @db_option
 def trust(
     settings: Settings,
-    directory: str,
+    directories: tuple[str, ...],
     threshold: int,
     pin: bool,
     replace: bool,
     db_url: str | None,
 ) -> Report:
-    """Verify DIRECTORY against the registry's keys and trust its exact content."""
+    """Verify each plugin DIR against the registry's keys and trust its exact content.
+
+    Several directories are trusted in one process; `-` reads their paths from stdin,
+    one a line. Then each gets one line (with --json: a result each) and a summary.
+    """
+    from ._batch import batch, single
+    from ._batch import directories as named
+
+    names = named(directories)
     with open_registry(db_url, create=True) as registry:
-        tree = registry.capture_signed("plugin.trust", directory, at=utc_now(), threshold=threshold)
-        result = registry.trust(tree, threshold=threshold, pin=pin, replace=replace)
+
+        def one(directory: str) -> Report:
+            return _trust_one(registry, directory, threshold, pin, replace)
+
+        if single(directories, names):
+            return one(names[0])
+        return batch(names, one, done="trusted")
+
+
+def _trust_one(
+    registry: Registry, directory: str, threshold: int, pin: bool, replace: bool
+) -> Report:
+    tree = registry.capture_signed("plugin.trust", directory, at=utc_now(), threshold=threshold)
+    result = registry.trust(tree, threshold=threshold, pin=pin, replace=replace)
     info = result.plugin
     if result.created:
         what = f"trusted {info.name} {info.version}"

@@ -1,0 +1,93 @@
+"""Many plugins in one process: `vtreg verify`/`trust` of several directories, or of `-` (stdin)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from tests.helpers import invoke_cli, ok
+
+PluginFactory = Callable[..., Path]
+
+
+def _vtreg(*args: str | Path, stdin: str) -> tuple[int, Any, str]:
+    """The real CLI in a child process fed ``stdin``: exit code, its JSON document, stderr."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VTREG_")}
+    proc = subprocess.run(
+        [sys.executable, "-m", "vtreg", *map(str, args), "--json"],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=False,
+    )
+    assert "Traceback" not in proc.stderr, proc.stderr
+    return proc.returncode, json.loads(proc.stdout), proc.stderr
+
+
+def _plugins(factory: PluginFactory, keys: Path, tmp_path: Path, count: int) -> list[Path]:
+    made = []
+    for i in range(count):
+        plugin = factory(f"p{i}", parent=tmp_path / "many")
+        ok(invoke_cli("sign", plugin, "--key", keys / "alice.key"))
+        made.append(plugin)
+    return made
+
+
+def test_verify_several_directories_offline(
+    keys: Path, plugin_factory: PluginFactory, tmp_path: Path
+) -> None:
+    good = _plugins(plugin_factory, keys, tmp_path, 3)
+    tampered = good[1]
+    (tampered / "plugin.json").write_text((tampered / "plugin.json").read_text() + " ")
+    unsigned = plugin_factory("bare", parent=tmp_path / "bare")
+
+    shown = invoke_cli("verify", *good, unsigned, "--key", keys / "alice.pub")
+    as_json = invoke_cli("verify", *good, unsigned, "--key", keys / "alice.pub", "--json")
+
+    assert shown.code == 1
+    assert shown.stdout.splitlines()[-1] == "2 of 4 verified, 2 failed"
+    assert f"refused  {tampered}: " in shown.stdout
+    document = as_json.json()
+    assert (document["ok"], document["summary"]) == (
+        False,
+        {"directories": 4, "verified": 2, "failed": 2},
+    )
+    assert [(r["directory"], r["exit_code"]) for r in document["results"]] == [
+        (str(good[0]), 0), (str(tampered), 1), (str(good[2]), 0), (str(unsigned), 1)
+    ]  # fmt: skip
+    assert document["results"][3]["error"]["code"] == "unsigned"
+    assert document["results"][0]["plugin"]["name"] == "p0"
+
+
+def test_trust_and_verify_a_list_from_stdin(
+    database_url: str, keys: Path, plugin_factory: PluginFactory, tmp_path: Path
+) -> None:
+    plugins = _plugins(plugin_factory, keys, tmp_path, 4)
+    stranger = plugin_factory("stranger", parent=tmp_path / "s")
+    ok(invoke_cli("sign", stranger, "--key", keys / "bob.key"))
+    ok(invoke_cli("key", "add", keys / "alice.pub", "--db", database_url))
+    listing = "".join(f"{p}\n" for p in [*plugins, stranger]) + "\n"
+
+    trusted_code, trusted, _ = _vtreg("trust", "-", "--db", database_url, stdin=listing)
+    verified_code, verified, _ = _vtreg("verify", "-", "--db", database_url, stdin=listing)
+    only_good = "".join(f"{p}\n" for p in plugins)
+    all_code, _, _ = _vtreg("verify", "-", "--db", database_url, stdin=only_good)
+    none_code, nothing, _ = _vtreg("verify", "-", "--db", database_url, stdin="")
+
+    assert (trusted_code, trusted["summary"]) == (1, {"directories": 5, "trusted": 4, "failed": 1})
+    assert trusted["results"][4]["error"]["code"] == "unknown-key"
+    assert [r["plugin"]["status"] for r in trusted["results"][:4]] == ["loadable"] * 4
+    assert (verified_code, verified["summary"]["verified"]) == (1, 4)
+    assert all_code == 0
+    assert (none_code, nothing["error"]["message"]) == (2, "no plugin directory given")
+    listed = ok(invoke_cli("list", "--db", database_url, "--json")).json()["plugins"]
+    assert sorted(p["name"] for p in listed) == ["p0", "p1", "p2", "p3"]
+    events = ok(invoke_cli("audit", "--db", database_url, "--json")).json()["events"]
+    assert sum(e["action"] == "plugin.verify" for e in events) == 9  # every decision audited
