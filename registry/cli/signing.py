@@ -205,28 +205,28 @@ def verify(
         if key_files:
             keys = _trusted_keys(key_files, threshold)
 
-            def check(directory: str, pending: PendingCapture) -> Report:
+            def check(directory: str, pending: PendingCapture | None) -> Report:
                 return _verify_with_keys(keys, threshold, directory, pending)
         else:
             from vtreg.registry.service import Registry
 
             registry = stack.enter_context(Registry.open(db_url, create=False))
 
-            def check(directory: str, pending: PendingCapture) -> Report:
+            def check(directory: str, pending: PendingCapture | None) -> Report:
                 return _verify_with_registry(registry, threshold, directory, pending)
 
-        def one(directory: str) -> Report:
+        if single(directories, names):
             # Hashing started before the imports (registry.cli.main) or starts now,
             # so that reading a large library overlaps the imports and the key reads.
-            pending = settings.take_capture(directory)
+            pending = settings.take_capture(names[0])
             try:
-                return check(directory, pending)
+                return check(names[0], pending)
             finally:
                 pending.cancel()  # a no-op once the result is in
-
-        if single(directories, names):
-            return one(names[0])
-        return batch(names, one, done="verified")
+        # Many directories: each is captured when its turn comes (an early capture is a
+        # process of its own, which costs more than it saves on a small plugin).
+        settings.take_capture(names[0]).cancel()
+        return batch(names, lambda directory: check(directory, None), done="verified")
 
 
 def _trusted_keys(key_files: tuple[str, ...], threshold: int) -> list[PublicKey]:
@@ -243,7 +243,7 @@ def _trusted_keys(key_files: tuple[str, ...], threshold: int) -> list[PublicKey]
 
 
 def _verify_with_keys(
-    keys: list[PublicKey], threshold: int, directory: str, pending: PendingCapture
+    keys: list[PublicKey], threshold: int, directory: str, pending: PendingCapture | None
 ) -> Report:
     from vtreg.verifier.signatures import verify, verify_envelope
     from vtreg.verifier.tree import capture, read_signature
@@ -252,15 +252,14 @@ def _verify_with_keys(
     # plugin.sig is checked first; the early capture counts only if it read what was signed.
     signature = read_signature(directory)
     signed = verify_envelope(signature, keys, at=at, threshold=threshold)
-    tree = pending.result(signature, signed.expected) or capture(
-        directory, expect=signed.expected, algorithms=signed.algorithms
-    )
+    early = pending.result(signature, signed.expected) if pending is not None else None
+    tree = early or capture(directory, expect=signed.expected, algorithms=signed.algorithms)
     result = verify(tree, keys, at=at, threshold=threshold)
     return _verified_report(result, threshold)
 
 
 def _verify_with_registry(
-    registry: Registry, threshold: int, directory: str, pending: PendingCapture
+    registry: Registry, threshold: int, directory: str, pending: PendingCapture | None
 ) -> Report:
     from vtreg.verifier.envelope import format_time
 
