@@ -207,7 +207,7 @@ class TrustResult:
     """What ``vtreg trust`` did: the record, the verified plugin, and what changed."""
 
     plugin: PluginInfo
-    verified: VerifiedPlugin
+    verified: VerifiedPlugin | None  # None when trusted from a plugin.sig alone
     created: bool
     changed: bool
     newer: str | None  # the newest trusted version of its name and platform, if this is older

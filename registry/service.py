@@ -28,14 +28,20 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from dataclasses import replace as replace_fields
 from datetime import UTC, datetime
-from typing import Any, Unpack
+from typing import Any, NamedTuple, Unpack
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 from vtreg.verifier.audit_event import AuditEvent
-from vtreg.verifier.decision import authenticate, decide, decide_envelope, decide_trust
+from vtreg.verifier.decision import (
+    authenticate,
+    decide,
+    decide_envelope,
+    decide_trust,
+    decide_trust_envelope,
+)
 from vtreg.verifier.envelope import format_time
 from vtreg.verifier.errors import (
     NotFoundError,
@@ -49,7 +55,7 @@ from vtreg.verifier.files import read_regular_at
 from vtreg.verifier.keys import PublicKey
 from vtreg.verifier.layout import MANIFEST_FILE, MAX_MANIFEST_BYTES
 from vtreg.verifier.manifest import SemVer, check_plugin_name
-from vtreg.verifier.signatures import VerifiedPlugin
+from vtreg.verifier.signatures import SignedStatement, VerifiedPlugin
 from vtreg.verifier.text import path_text
 from vtreg.verifier.tree import PendingCapture, PluginTree, capture, read_signature
 from vtreg.verifier.trust import TrustedContent, TrustState
@@ -123,7 +129,7 @@ class _Change:
         audit.append(self.cursor, self.head, event, actor=self.actor, at=at)
 
 
-def _plugin_event(action: str, outcome: str, verified: VerifiedPlugin) -> AuditEvent:
+def _plugin_event(action: str, outcome: str, verified: VerifiedPlugin | _Accepted) -> AuditEvent:
     # Every key with a valid signature is named, not only those that counted, so
     # "what happened to plugins key K signed?" finds this event after K is revoked.
     return AuditEvent(
@@ -135,6 +141,60 @@ def _plugin_event(action: str, outcome: str, verified: VerifiedPlugin) -> AuditE
         keyids=verified.signature_keyids,
         details={"counted": list(verified.signers)},
     )
+
+
+class _Terms(NamedTuple):
+    """What ``vtreg trust`` asks for besides the content: --threshold, --pin, --replace."""
+
+    threshold: int
+    pin: bool
+    replace: bool
+
+
+@dataclass(frozen=True)
+class _Accepted:
+    """An authenticated plugin ``vtreg trust`` decided to accept: from a captured
+    directory, or from a plugin.sig alone (its statement pins every file)."""
+
+    name: str
+    version: str
+    platform: str
+    library: str
+    content_digest: str
+    envelope: bytes
+    signers: tuple[str, ...]
+    signature_keyids: tuple[str, ...]
+
+    @classmethod
+    def of_verified(cls, verified: VerifiedPlugin) -> _Accepted:
+        return cls(
+            verified.name,
+            verified.version,
+            verified.platform,
+            verified.library,
+            verified.content_digest,
+            verified.envelope,
+            verified.signers,
+            verified.signature_keyids,
+        )
+
+    @classmethod
+    def of_signed(cls, signed: SignedStatement, digest: str) -> _Accepted:
+        predicate = signed.predicate
+        return cls(
+            predicate.name,
+            predicate.version,
+            predicate.platform,
+            predicate.library,
+            digest,
+            signed.envelope,
+            signed.signers,
+            signed.signature_keyids,
+        )
+
+    @property
+    def subject(self) -> tuple[str, str, str]:
+        return self.name, self.version, self.content_digest
 
 
 def _refusal_event(
@@ -543,39 +603,79 @@ class Registry:
                 revoked before, or its version is trusted with other content.
                 The refusal is audited.
         """
-        _check_threshold(threshold)
+
+        def judge(state: TrustState, at: datetime) -> tuple[_Accepted, VerifiedPlugin | None]:
+            verified = decide_trust(tree, state, at=at)
+            return _Accepted.of_verified(verified), verified
+
+        terms = _Terms(threshold, pin, replace)
+        return self._trust(tree.signature, judge, terms, tree.manifest, tree.root, at)
+
+    def trust_signature(
+        self,
+        envelope: bytes,
+        *,
+        path: str,
+        threshold: int = 1,
+        pin: bool = False,
+        replace: bool = False,
+        at: datetime | None = None,
+    ) -> TrustResult:
+        """:meth:`trust` of a plugin.sig alone (read from ``path``), without the files:
+        its statement pins every file's digest, which every load then checks.
+
+        Raises:
+            VerificationError: as :meth:`trust` (audited).
+            VtregError: the statement names no sha256 for some file.
+        """
+
+        def judge(state: TrustState, at: datetime) -> tuple[_Accepted, VerifiedPlugin | None]:
+            signed, digest = decide_trust_envelope(envelope, state, at=at)
+            return _Accepted.of_signed(signed, digest), None
+
+        terms = _Terms(threshold, pin, replace)
+        return self._trust(envelope, judge, terms, None, path, at)
+
+    def _trust(
+        self,
+        envelope: bytes | None,
+        judge: Callable[[TrustState, datetime], tuple[_Accepted, VerifiedPlugin | None]],
+        terms: _Terms,
+        manifest: bytes | None,
+        path: str,
+        at: datetime | None,
+    ) -> TrustResult:
+        _check_threshold(terms.threshold)
         refusal: VerificationError | None = None
         with self._change() as change:
             at = at or _now()  # once the lock is held: judged when decided, logged in order
-            state = read_state(change.cursor, tree.signature, threshold=threshold)
+            state = read_state(change.cursor, envelope, threshold=terms.threshold)
             try:
-                verified = decide_trust(tree, state, at=at)
-                result = self._trust_row(change, verified, threshold, pin, replace, at)
+                accepted, verified = judge(state, at)
+                result = self._trust_row(change, accepted, verified, terms, at)
             except VerificationError as e:
                 refusal = e
-                change.log(
-                    _refusal_event("plugin.trust", e, manifest=tree.manifest, path=tree.root), at
-                )
+                change.log(_refusal_event("plugin.trust", e, manifest=manifest, path=path), at)
             else:
-                floor = state.floors.get((verified.name, verified.platform))
+                floor = state.floors.get((accepted.name, accepted.platform))
         if refusal is not None:
             raise refusal
-        older = floor is not None and SemVer.parse(verified.version) < SemVer.parse(floor)
+        older = floor is not None and SemVer.parse(accepted.version) < SemVer.parse(floor)
         return replace_fields(result, newer=floor if older else None)
 
     def _trust_row(
         self,
         change: _Change,
-        verified: VerifiedPlugin,
-        threshold: int,
-        pin: bool,
-        replace: bool,
+        verified: _Accepted,
+        plugin: VerifiedPlugin | None,
+        terms: _Terms,
         at: datetime,
     ) -> TrustResult:
         """Create the plugin row for ``verified``, or raise it to the new terms; audit a change.
 
         Every refusal is raised before anything is written.
         """
+        threshold, pin, replace = terms
         session = change.session
         row = session.execute(
             sa.select(Plugin).where(Plugin.content_digest == verified.content_digest)
@@ -622,7 +722,7 @@ class Registry:
         [info] = self._infos(session, [row], at)
         return TrustResult(
             info,
-            verified,
+            plugin,
             created,
             changed,
             None,
@@ -886,7 +986,7 @@ def _key_row(session: Session, keyid: str) -> Key:
 
 
 def _new_plugin_row(
-    verified: VerifiedPlugin, threshold: int, pin: bool, at: datetime, actor: str
+    verified: _Accepted, threshold: int, pin: bool, at: datetime, actor: str
 ) -> Plugin:
     return Plugin(
         name=verified.name,
@@ -904,7 +1004,7 @@ def _new_plugin_row(
     )
 
 
-def _history_row(row: Plugin, verified: VerifiedPlugin, at: datetime, actor: str) -> PluginEnvelope:
+def _history_row(row: Plugin, verified: _Accepted, at: datetime, actor: str) -> PluginEnvelope:
     return PluginEnvelope(
         plugin_id=row.id,
         envelope=verified.envelope,
@@ -914,7 +1014,7 @@ def _history_row(row: Plugin, verified: VerifiedPlugin, at: datetime, actor: str
     )
 
 
-def _rivals(session: Session, verified: VerifiedPlugin) -> list[Plugin]:
+def _rivals(session: Session, verified: _Accepted) -> list[Plugin]:
     """Trusted, unrevoked contents of the same name, version and platform as ``verified``."""
     return list(
         session.execute(
@@ -929,7 +1029,7 @@ def _rivals(session: Session, verified: VerifiedPlugin) -> list[Plugin]:
     )
 
 
-def _version_conflict(verified: VerifiedPlugin, rivals: Sequence[Plugin]) -> PolicyError:
+def _version_conflict(verified: _Accepted, rivals: Sequence[Plugin]) -> PolicyError:
     others = ", ".join(short_digest(r.content_digest) for r in rivals)
     return PolicyError(
         f"{verified.name} {verified.version} ({verified.platform}) is already trusted with "
@@ -941,7 +1041,7 @@ def _version_conflict(verified: VerifiedPlugin, rivals: Sequence[Plugin]) -> Pol
     )
 
 
-def _check_trusted_threshold(row: Plugin, verified: VerifiedPlugin) -> None:
+def _check_trusted_threshold(row: Plugin, verified: _Accepted) -> None:
     """An envelope for a trusted content must meet the threshold it was trusted with."""
     if len(verified.signers) < row.threshold:
         raise SignatureError(
@@ -962,7 +1062,7 @@ def _raise_terms(row: Plugin, threshold: int, pin: bool) -> bool:
     return False
 
 
-def _take_envelope(row: Plugin, verified: VerifiedPlugin) -> None:
+def _take_envelope(row: Plugin, verified: _Accepted) -> None:
     """Make ``verified``'s envelope the row's current one, its counted signers the row's."""
     row.envelope = verified.envelope
     wanted = set(verified.signers)

@@ -31,7 +31,7 @@ from .signatures import SignedStatement, VerifiedPlugin, content_digest, verify_
 from .tree import PluginTree
 from .trust import TrustedContent, TrustState
 
-__all__ = ["authenticate", "decide", "decide_envelope", "decide_trust"]
+__all__ = ["authenticate", "decide", "decide_envelope", "decide_trust", "decide_trust_envelope"]
 
 
 class _Signed(NamedTuple):
@@ -115,24 +115,58 @@ def decide_envelope(envelope: bytes, state: TrustState, *, at: datetime) -> Sign
         VtregError: the statement names no sha256 for some file (could not decide).
     """
     signed = authenticate(envelope, state, at=at)
-    if state.contents is None:
-        return signed
+    if state.contents is not None:
+        _check_content(_signed_facts(signed), state)
+    return signed
+
+
+def decide_trust_envelope(
+    envelope: bytes, state: TrustState, *, at: datetime
+) -> tuple[SignedStatement, str]:
+    """Decide whether the content a plugin.sig alone signs may be trusted (``vtreg trust
+    plugin.sig``): the statement pins every file's digest, so the content digest is
+    known without the files, which every load then checks against it.
+
+    As :func:`decide_trust` without the directory's own checks. Returns the
+    authenticated statement and its content digest.
+
+    Raises:
+        VerificationError: too few fit signers, expired, or the content was revoked.
+        VtregError: the statement names no sha256 for some file, or ``state`` does
+            not hold its name (could not decide).
+    """
+    signed = authenticate(envelope, state, at=at)
+    facts = _signed_facts(signed)
+    if state.contents is None or not state.covers(facts.name):
+        raise VtregError(f"cannot decide: the trust state does not hold {facts.name}")
+    content = state.contents.get(facts.content_digest)
+    if content is not None and content.revoked is not None:
+        raise PolicyError(
+            f"{_label(facts)} ({facts.content_digest}) was {_revoked(content)}; "
+            "revocation is final",
+            code="content-revoked",
+            keyids=facts.keyids,
+            subject=facts.subject,
+        )
+    return signed, facts.content_digest
+
+
+def _signed_facts(signed: SignedStatement) -> _Signed:
+    """What the content checks read of an authenticated statement, its digest computed
+    from the sha256 digests it signs (as a capture's, once the files match)."""
     predicate, subjects = signed.predicate, signed.statement.subject
     files = {s.name: s.digest.get("sha256") for s in subjects}
     sha256 = {path: digest for path, digest in files.items() if digest is not None}
     if len(sha256) != len(files):
         raise VtregError("cannot decide: the statement names no sha256 digest for some file")
-    digest = content_digest(predicate.name, predicate.version, sha256)
-    facts = _Signed(
+    return _Signed(
         predicate.name,
         predicate.version,
         predicate.platform,
-        digest,
+        content_digest(predicate.name, predicate.version, sha256),
         signed.signers,
         signed.signature_keyids,
     )
-    _check_content(facts, state)
-    return signed
 
 
 def _check_content(signed: _Signed, state: TrustState) -> None:

@@ -284,7 +284,9 @@ def trust(
 ) -> Report:
     """Verify each plugin DIR against the registry's keys and trust its exact content.
 
-    Several directories are trusted in one process; `-` reads their paths from stdin,
+    A DIR may also be a plugin.sig file alone: its signed statement pins every
+    file's digest, so the plugin's files are not needed to trust it (each load
+    checks them). Several directories are trusted in one process; `-` reads their paths from stdin,
     one a line. Then each gets one line (with --json: a result each) and a summary.
     """
     from ._batch import batch, single
@@ -304,8 +306,19 @@ def trust(
 def _trust_one(
     registry: Registry, directory: str, threshold: int, pin: bool, replace: bool
 ) -> Report:
-    tree = registry.capture_signed("plugin.trust", directory, at=utc_now(), threshold=threshold)
-    result = registry.trust(tree, threshold=threshold, pin=pin, replace=replace)
+    from pathlib import Path
+
+    if Path(directory).is_file():  # a plugin.sig alone: its statement pins every file
+        from vtreg.verifier.files import read_bounded
+        from vtreg.verifier.layout import MAX_SIGNATURE_BYTES
+
+        envelope = read_bounded(directory, MAX_SIGNATURE_BYTES, f"signature file {directory}")
+        result = registry.trust_signature(
+            envelope, path=directory, threshold=threshold, pin=pin, replace=replace
+        )
+    else:
+        tree = registry.capture_signed("plugin.trust", directory, at=utc_now(), threshold=threshold)
+        result = registry.trust(tree, threshold=threshold, pin=pin, replace=replace)
     info = result.plugin
     if result.created:
         what = f"trusted {info.name} {info.version}"

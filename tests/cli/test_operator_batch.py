@@ -91,3 +91,32 @@ def test_trust_and_verify_a_list_from_stdin(
     assert sorted(p["name"] for p in listed) == ["p0", "p1", "p2", "p3"]
     events = ok(invoke_cli("audit", "--db", database_url, "--json")).json()["events"]
     assert sum(e["action"] == "plugin.verify" for e in events) == 9  # every decision audited
+
+
+def test_trust_a_plugin_sig_alone(
+    database_url: str, keys: Path, plugin_factory: PluginFactory, tmp_path: Path
+) -> None:
+    db = ("--db", database_url)
+    plugin = plugin_factory("hello", parent=tmp_path / "p")
+    stranger = plugin_factory("stranger", parent=tmp_path / "s")
+    ok(invoke_cli("sign", plugin, "--key", keys / "alice.key"))
+    ok(invoke_cli("sign", stranger, "--key", keys / "bob.key"))
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    (inbox / "hello.sig").write_bytes((plugin / "plugin.sig").read_bytes())
+    (inbox / "stranger.sig").write_bytes((stranger / "plugin.sig").read_bytes())
+    ok(invoke_cli("key", "add", keys / "alice.pub", *db))
+
+    trusted = ok(invoke_cli("trust", inbox / "hello.sig", *db, "--json")).json()
+    refused = invoke_cli("trust", inbox / "stranger.sig", *db, "--json")
+    ok(invoke_cli("verify", plugin, *db))  # the files, checked against what the sig pinned
+    (plugin / "libhello.so").write_bytes((plugin / "libhello.so").read_bytes() + b"\0")
+    tampered = invoke_cli("verify", plugin, *db, "--json")
+
+    assert (trusted["created"], trusted["plugin"]["status"]) == (True, "loadable")
+    assert (refused.code, refused.json()["error"]["code"]) == (1, "unknown-key")
+    assert (tampered.code, tampered.json()["error"]["code"]) == (1, "digest-mismatch")
+    [event] = ok(
+        invoke_cli("audit", "--action", "plugin.trust", "--outcome", "refused", *db, "--json")
+    ).json()["events"]
+    assert event["details"]["path"] == str(inbox / "stranger.sig")
