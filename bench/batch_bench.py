@@ -14,6 +14,8 @@ processes, median of --runs after one warm-up, page cache warm):
 * `vtreg trust DIR...` into a fresh SQLite registry, against `Registry.trust` of the
   same plugins in a loop in one process (the API, without start-up).
 
+Peak memory is measured for the one-process rows only (0.0: not measured).
+
 minisign is not installed by CI; without it that row is skipped and says so
 (`apt-get install minisign`). Needs vtreg installed next to this interpreter.
 """
@@ -35,6 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench._common import (
     Result,
     build_example,
+    peak_memory_kib,
     pinned,
     print_table,
     scratch_dir,
@@ -74,7 +77,7 @@ def _sign_all(plugins: list[Path], work: Path) -> Path:
 def _timed(label: str, cmd: list[str], runs: int) -> Result:
     time_once(cmd)  # warm-up
     times = [time_once(cmd) for _ in range(runs)]
-    return Result(label, statistics.median(times), min(times), 0.0)
+    return Result(label, statistics.median(times), min(times), peak_memory_kib(cmd) / 1024)
 
 
 def _loop(label: str, commands: list[list[str]], scale: float = 1.0) -> Result:
