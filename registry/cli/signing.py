@@ -108,10 +108,12 @@ def sign(
     passphrase_file: str | None,
 ) -> Report:
     """Sign a plugin directory, writing (or co-signing) DIRECTORY/plugin.sig."""
+    from vtreg.verifier.envelope import parse_envelope, parse_statement
     from vtreg.verifier.files import atomic_write, remove_stale_temporaries
     from vtreg.verifier.keys import read_private_key_file
     from vtreg.verifier.layout import SIGNATURE_FILE
     from vtreg.verifier.signing import sign as sign_tree
+    from vtreg.verifier.text import path_text, printable
     from vtreg.verifier.tree import capture
 
     sig_path = Path(directory) / SIGNATURE_FILE
@@ -124,7 +126,7 @@ def sign(
     if not result.already_signed:
         atomic_write(sig_path, result.envelope, 0o644)
     if result.already_signed:
-        what = f"already signed by {key.public_key.short_id}…; {sig_path} unchanged"
+        what = f"already signed by {key.public_key.short_id}; {sig_path} unchanged"
     elif result.cosigned:
         what = f"added a signature to {sig_path} ({result.signatures} signatures)"
     elif result.replaced and fresh:
@@ -133,6 +135,17 @@ def sign(
         what = f"content changed since the last signature: replaced {sig_path}"
     else:
         what = f"wrote {sig_path}"
+    predicate = parse_statement(parse_envelope(result.envelope).payload_bytes()).predicate
+    files = sorted(tree.files)
+    warnings = [
+        f"{path_text(name)} looks like a source or build leftover, and is signed as part "
+        "of the plugin (remove it before signing if it should not ship)"
+        for name in files
+        if _looks_like_leftover(name)
+    ]
+    if result.replaced and not fresh:
+        warnings.append("earlier signatures were dropped because the content changed")
+    signed = f"{predicate.name} {predicate.version} ({predicate.platform})"
     return Report(
         data={
             "signature_file": str(sig_path),
@@ -142,14 +155,27 @@ def sign(
             "cosigned": result.cosigned,
             "replaced": result.replaced,
             "already_signed": result.already_signed,
+            "name": predicate.name,
+            "version": predicate.version,
+            "platform": predicate.platform,
+            "files": [path_text(name) for name in files],
         },
-        text=f"{what}\ncontent {result.content_digest}\nkeyid   {key.keyid}",
-        warnings=(
-            ["earlier signatures were dropped because the content changed"]
-            if result.replaced and not fresh
-            else []
-        ),
+        text=f"{what}\nsigned  {printable(signed)}: {len(files)} files "
+        f"({printable(', '.join(map(path_text, files)))})"
+        f"\ncontent {result.content_digest}\nkeyid   {key.keyid}",
+        warnings=warnings,
     )
+
+
+# What a build leaves beside the library: sources, objects, editor swap and backup files.
+_LEFTOVERS = ("*.c", "*.h", "*.cc", "*.cpp", "*.o", "*.a", "Makefile", "*.swp", "*~", ".#*")
+
+
+def _looks_like_leftover(path: str) -> bool:
+    import fnmatch
+
+    name = path.rsplit("/", 1)[-1]
+    return any(fnmatch.fnmatchcase(name, pattern) for pattern in _LEFTOVERS)
 
 
 @vtreg_command(cli)

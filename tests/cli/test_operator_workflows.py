@@ -465,3 +465,27 @@ def test_help_lists_the_environment() -> None:
         "VTREG_LOCK_TIMEOUT",
     ):
         assert variable in shown
+
+
+# --- 12. small ones a user notices ---
+
+
+def test_sign_says_what_it_signed_and_warns_about_leftovers(
+    keys: Path, plugin_factory: PluginFactory, tmp_path: Path
+) -> None:
+    plugin = plugin_factory(
+        "hello", parent=tmp_path / "p", extra_files={"src/hello.c": b"int x;\n", "a.o": b"\0"}
+    )
+
+    first = ok(invoke_cli("sign", plugin, "--key", keys / "alice.key"))
+    fresh = ok(invoke_cli("sign", plugin, "--key", keys / "alice.key", "--fresh", "--json"))
+
+    assert (
+        "signed  hello 1.0.0 (linux-x86_64): 4 files (a.o, libhello.so, plugin.json, src/hello.c)"
+        in first.stdout
+    )
+    assert "src/hello.c looks like a source or build leftover" in first.stderr
+    assert "a.o looks like a source or build leftover" in first.stderr
+    assert "libhello.so looks like" not in first.stderr
+    assert fresh.json()["files"] == ["a.o", "libhello.so", "plugin.json", "src/hello.c"]
+    assert "because the content changed" not in fresh.stderr  # --fresh, same content
