@@ -81,6 +81,7 @@ class Report:
     text: str
     exit_code: int = EXIT_OK
     warnings: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # status lines for people, on stderr
 
 
 def exit_code_for(error: BaseException) -> int:
@@ -114,7 +115,10 @@ def _error_type(error: BaseException) -> str:
 
 
 def emit_report(report: Report, settings: Settings) -> None:
-    """Print a command's warnings on stderr and its report on stdout (JSON with --json)."""
+    """Print a command's notes and warnings on stderr and its report on stdout (JSON with
+    --json), so that stdout holds only the result."""
+    for note in report.notes:
+        click.echo(f"vtreg: {printable(note)}", err=True)
     for warning in report.warnings:
         click.echo(f"vtreg: warning: {printable(warning)}", err=True)
     if settings.json:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import os
 import pty
 import select
@@ -489,3 +490,41 @@ def test_sign_says_what_it_signed_and_warns_about_leftovers(
     assert "libhello.so looks like" not in first.stderr
     assert fresh.json()["files"] == ["a.o", "libhello.so", "plugin.json", "src/hello.c"]
     assert "because the content changed" not in fresh.stderr  # --fresh, same content
+
+
+def test_run_prints_the_result_alone_and_reads_its_input_from_a_file_or_stdin(
+    database_url: str, keys: Path, operator: Callable[..., Path], tmp_path: Path
+) -> None:
+    db = database_url
+    plugin = operator("hello", parent=tmp_path / "p")
+    sad = operator("sad", parent=tmp_path / "s", source="variants.c", defines={"MODE": "11"})
+    ok(_cli(db, "key", "add", keys / "alice.pub"))
+    ok(_cli(db, "trust", plugin))
+    ok(_cli(db, "trust", sad))
+    (tmp_path / "input.json").write_text('{"name": "Ada"}')
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VTREG_")}
+
+    from_file = ok(_cli(db, "run", plugin, "--input", f"@{tmp_path / 'input.json'}"))
+    from_stdin = subprocess.run(
+        [sys.executable, "-m", "vtreg", "run", str(plugin), "--input", "-", "--db", db],
+        input='{"name": "Grace"}',
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=False,
+    )
+
+    failed = _cli(db, "run", sad, "--json")
+
+    assert json.loads(from_file.stdout)["output"]["context"]["input"] == {"name": "Ada"}
+    assert from_file.stderr == "vtreg: hello 1.0.0: verified, loaded in this process, executed\n"
+    assert from_stdin.returncode == 0, from_stdin.stderr
+    assert json.loads(from_stdin.stdout)["output"]["context"]["input"] == {"name": "Grace"}
+    one_line_error(_cli(db, "run", plugin, "--input", "@/nonexistent.json"), 3, "does not exist")
+    assert (failed.code, failed.json()["exit_code"]) == (3, 3)
+    assert failed.json()["error"] == {
+        "category": "undecided",
+        "type": "PluginCallError",
+        "message": "sad 1.0.0: the plugin reported failure: no greeting today",
+    }
