@@ -24,7 +24,7 @@ import json
 import os
 import socket
 import unicodedata
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass
 from dataclasses import replace as replace_fields
 from datetime import UTC, datetime
@@ -79,6 +79,9 @@ __all__ = ["Registry", "default_actor"]
 
 ENV_ACTOR = "VTREG_ACTOR"
 _MAX_ACTOR = 255  # models.AuditRow.actor, Key.added_by, ...: String(255)
+
+
+_BATCH = 500  # rows read, and judged, at a time by a listing
 
 
 class _DryRun(Exception):
@@ -830,7 +833,20 @@ class Registry:
         ``signed_by`` matches every content an envelope signed by that key was
         ever accepted for, the current one or one it replaced.
         """
-        stmt = sa.select(Plugin).order_by(Plugin.name, Plugin.trusted_at)
+        with self.plugin_stream(name=name, signed_by=signed_by, revoked=revoked) as found:
+            return list(found)
+
+    @contextlib.contextmanager
+    def plugin_stream(
+        self,
+        *,
+        name: str | None = None,
+        signed_by: str | None = None,
+        revoked: bool | None = None,
+    ) -> Iterator[Iterator[PluginInfo]]:
+        """:meth:`plugins`, read and judged in batches: memory stays bounded however
+        many there are (one snapshot throughout)."""
+        stmt = sa.select(Plugin).order_by(Plugin.name, Plugin.trusted_at, Plugin.id)
         if name is not None:
             stmt = stmt.where(Plugin.name == name)
         if signed_by is not None:
@@ -851,7 +867,20 @@ class Registry:
         elif revoked is False:
             stmt = stmt.where(Plugin.revoked_at.is_(None))
         with self._read(snapshot=True) as session:
-            return self._infos(session, list(session.execute(stmt).scalars()), _now())
+            at = _now()
+
+            def judged() -> Generator[PluginInfo]:
+                # A server-side cursor on PostgreSQL: closed with the stream.
+                with session.execute(stmt, execution_options={"yield_per": _BATCH}) as result:
+                    for rows in result.scalars().partitions():
+                        yield from self._infos(session, rows, at)
+                        session.expunge_all()  # the batch is done with: keep memory bounded
+
+            stream = judged()
+            try:
+                yield stream
+            finally:
+                stream.close()
 
     def lookup(self, digest: str) -> PluginInfo | None:
         """The trust record for one content digest, or None."""

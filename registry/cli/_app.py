@@ -16,7 +16,7 @@ import functools
 import json
 import sys
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec
 
@@ -82,6 +82,7 @@ class Report:
     exit_code: int = EXIT_OK
     warnings: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # status lines for people, on stderr
+    printed: bool = False  # the command wrote its JSON itself (streamed): only warnings left
 
 
 def exit_code_for(error: BaseException) -> int:
@@ -105,6 +106,21 @@ def json_head(ok: bool) -> dict[str, Any]:
     return {"ok": ok, "schema": JSON_SCHEMA}
 
 
+def stream_json(
+    key: str, items: Iterable[dict[str, Any]], tail: Callable[[], dict[str, Any]]
+) -> None:
+    """One JSON document on stdout, ``key``'s list written an item at a time (constant
+    memory), then the fields ``tail()`` returns once the list is done."""
+    out = sys.stdout
+    head = json.dumps(json_head(True), indent=2)[:-2]  # without its closing "\n}"
+    out.write(f"{head},\n  {json.dumps(key)}: [")
+    for count, item in enumerate(items):
+        out.write(("," if count else "") + "\n    " + json.dumps(item))
+    rest = tail()
+    out.write("\n  ]" + ("," + json.dumps(rest, indent=2)[1:-2] if rest else "") + "\n}\n")
+    out.flush()
+
+
 def _error_type(error: BaseException) -> str:
     """A stable name for the kind of error: vtreg's own class, never a click class."""
     if isinstance(error, click.UsageError | click.BadParameter):
@@ -121,6 +137,8 @@ def emit_report(report: Report, settings: Settings) -> None:
         click.echo(f"vtreg: {printable(note)}", err=True)
     for warning in report.warnings:
         click.echo(f"vtreg: warning: {printable(warning)}", err=True)
+    if report.printed:
+        return
     if settings.json:
         _emit_json({**json_head(report.exit_code == EXIT_OK), **report.data})
     elif report.text:

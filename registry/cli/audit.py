@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Unpack
 
 import click
 
-from ._app import EXIT_REFUSED, Report, Settings, cli, emit_report, json_head, vtreg_command
+from ._app import EXIT_REFUSED, Report, Settings, cli, emit_report, stream_json, vtreg_command
 from ._params import PAST_TIME
 from .trust import _table, _when, db_option, open_registry
 
@@ -161,14 +161,11 @@ def _write_csv(events: Iterable[AuditRecord]) -> None:
 def _write_json(page: _Page) -> None:
     """One JSON document on stdout, written an event at a time (the same document
     :func:`emit_report` would print, with ``truncated`` and ``next``)."""
-    out = sys.stdout
-    head = json.dumps(json_head(True), indent=2)[:-2]  # without its closing "\n}"
-    out.write(head + ',\n  "events": [')
-    for count, event in enumerate(page):
-        out.write(("," if count else "") + "\n    " + json.dumps(event.to_json()))
-    tail = {"truncated": page.truncated, "next": page.last if page.truncated else None}
-    out.write("\n  ],\n" + json.dumps(tail, indent=2)[2:] + "\n")
-    out.flush()
+    stream_json(
+        "events",
+        (event.to_json() for event in page),
+        lambda: {"truncated": page.truncated, "next": page.last if page.truncated else None},
+    )
 
 
 def _report(events: list[AuditRecord]) -> Report:

@@ -10,7 +10,7 @@ import click
 
 from vtreg.verifier.text import printable
 
-from ._app import Report, Settings, cli, vtreg_command
+from ._app import Report, Settings, cli, stream_json, vtreg_command
 from ._params import NAME, TIME_OR_DURATION, utc_now
 
 if TYPE_CHECKING:
@@ -517,7 +517,11 @@ def list_plugins(
     """
     with open_registry(db_url) as registry:
         keyid = registry.resolve_keyid(signed_by) if signed_by else None
-        plugins = registry.plugins(signed_by=keyid, revoked=True if revoked else None)
+        with registry.plugin_stream(signed_by=keyid, revoked=True if revoked else None) as found:
+            if settings.json:  # read, judged and written in batches: constant memory
+                stream_json("plugins", (p.to_json() for p in found), dict)
+                return Report(data={}, text="", printed=True)
+            plugins = list(found)
     text = _table(_PLUGIN_HEADERS, _plugin_rows(plugins)) or "no plugins"
     if keyid is not None:
         former = [p for p in plugins if keyid in p.former_signers]
