@@ -873,8 +873,8 @@ class Registry:
                 # A server-side cursor on PostgreSQL: closed with the stream.
                 with session.execute(stmt, execution_options={"yield_per": _BATCH}) as result:
                     for rows in result.scalars().partitions():
+                        # The session's identity map holds rows weakly: a judged batch goes.
                         yield from self._infos(session, rows, at)
-                        session.expunge_all()  # the batch is done with: keep memory bounded
 
             stream = judged()
             try:
