@@ -10,6 +10,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from tests.helpers import invoke_cli, ok
 
 PluginFactory = Callable[..., Path]
@@ -120,3 +122,29 @@ def test_trust_a_plugin_sig_alone(
         invoke_cli("audit", "--action", "plugin.trust", "--outcome", "refused", *db, "--json")
     ).json()["events"]
     assert event["details"]["path"] == str(inbox / "stranger.sig")
+
+
+def test_list_reads_and_judges_in_batches(
+    database_url: str,
+    keys: Path,
+    plugin_factory: PluginFactory,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from vtreg.registry import service
+
+    plugins = _plugins(plugin_factory, keys, tmp_path, 5)
+    ok(invoke_cli("key", "add", keys / "alice.pub", "--db", database_url))
+    ok(invoke_cli("trust", *plugins, "--db", database_url))
+    ok(invoke_cli("revoke", "p3", "--reason", "bad build", "--db", database_url))
+    monkeypatch.setattr(service, "_BATCH", 2)  # three batches for five rows
+
+    listed = ok(invoke_cli("list", "--db", database_url, "--json")).json()
+
+    assert [(p["name"], p["status"], len(p["signers"])) for p in listed["plugins"]] == [
+        ("p0", "loadable", 1),
+        ("p1", "loadable", 1),
+        ("p2", "loadable", 1),
+        ("p3", "content-revoked", 1),
+        ("p4", "loadable", 1),
+    ]
