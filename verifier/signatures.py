@@ -50,7 +50,7 @@ from .errors import (
 from .keys import PublicKey
 from .layout import MANIFEST_FILE, SIGNATURE_FILE
 from .manifest import PluginManifest, parse_manifest
-from .platforms import detect_library_platform, library_filename
+from .platforms import detect_library_platform, library_names
 from .tree import PluginTree, capture, file_set_error, read_signature, size_error
 from .trust import TrustedKey, TrustState
 
@@ -411,10 +411,11 @@ def _check_consistent(
             raise FormatError(
                 f"the signature says {field_name} {signed!r} but {MANIFEST_FILE} says {found!r}"
             )
-    expected = library_filename(predicate.name, predicate.platform)
-    if predicate.library != expected:
+    expected = library_names(predicate.name, predicate.platform)
+    if predicate.library not in expected:
         raise FormatError(
-            f"signed library is {predicate.library!r}; {predicate.platform} expects {expected!r}"
+            f"signed library is {predicate.library!r}; {predicate.platform} expects "
+            + " or ".join(map(repr, expected))
         )
     library = tree.files.get(predicate.library)
     if library is None:
