@@ -152,13 +152,14 @@ def emit_error(error: BaseException, code: int, settings: Settings) -> None:
     category = _CATEGORY.get(code, "undecided")
     if settings.verbose:
         traceback.print_exception(error, file=sys.stderr)
+    label = {"refused": "refused", "usage": "usage error"}.get(category, "error")
+    # The line first: it still reaches a person when nobody reads stdout any more.
+    click.echo(f"vtreg: {label}: {message}", err=True)
     if settings.json:
         detail = {"category": category, "type": _error_type(error), "message": message}
         if isinstance(error, VerificationError):
             detail["code"] = error.code  # stable and machine-readable: docs/codes.md
         _emit_json({**json_head(False), "error": detail, "exit_code": code})
-    label = {"refused": "refused", "usage": "usage error"}.get(category, "error")
-    click.echo(f"vtreg: {label}: {message}", err=True)
 
 
 _ENVIRONMENT = """\b

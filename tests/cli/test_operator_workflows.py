@@ -528,3 +528,24 @@ def test_run_prints_the_result_alone_and_reads_its_input_from_a_file_or_stdin(
         "type": "PluginCallError",
         "message": "sad 1.0.0: the plugin reported failure: no greeting today",
     }
+
+
+def test_a_reader_that_goes_away_gets_no_traceback(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VTREG_")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "vtreg", "list", "--json", "--db", str(tmp_path / "none.db")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+    )
+    assert proc.stdout is not None
+    assert proc.stderr is not None
+    proc.stdout.close()  # `| head -c 0`: nobody reads the answer
+    with proc.stderr:
+        stderr = proc.stderr.read().decode()
+    assert proc.wait(timeout=60) == 1
+    assert "Traceback" not in stderr
+    assert stderr.strip().splitlines() == [
+        f"vtreg: error: no registry at {tmp_path / 'none.db'} (a command that trusts something "
+        "creates it; check --db or $VTREG_DATABASE_URL)"
+    ]
