@@ -13,8 +13,10 @@ from ._app import Report, Settings, cli, vtreg_command
 from ._params import NAME, TIME_OR_DURATION, passphrase_reader, utc_now
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from vtreg.registry.service import Registry
-    from vtreg.verifier.keys import PublicKey
+    from vtreg.verifier.keys import PublicKey, SigningKey
     from vtreg.verifier.signatures import VerifiedPlugin
     from vtreg.verifier.tree import PendingCapture
 
@@ -86,7 +88,7 @@ def keygen(
 
 
 @vtreg_command(cli)
-@click.argument("directory", type=click.Path())
+@click.argument("directories", nargs=-1, required=True, type=click.Path(), metavar="DIR...")
 @click.option("--key", "key_file", required=True, type=click.Path(), help="Private key file.")
 @click.option(
     "--expires",
@@ -101,16 +103,38 @@ def keygen(
 @_passphrase_file
 def sign(
     settings: Settings,
-    directory: str,
+    directories: tuple[str, ...],
     key_file: str,
     expires: datetime | None,
     fresh: bool,
     passphrase_file: str | None,
 ) -> Report:
-    """Sign a plugin directory, writing (or co-signing) DIRECTORY/plugin.sig."""
+    """Sign plugin directories, writing (or co-signing) DIR/plugin.sig in each.
+
+    Several directories are signed in one process with one passphrase; `-`
+    reads their paths from stdin, one a line.
+    """
+    from vtreg.verifier.keys import read_private_key_file
+
+    from ._batch import batch, single
+    from ._batch import directories as named
+
+    names = named(directories)
+
+    def read_key() -> SigningKey:
+        return read_private_key_file(key_file, passphrase_reader(passphrase_file))
+
+    if single(directories, names):
+        return _sign_one(names[0], read_key, expires, fresh)
+    key = read_key()
+    return batch(names, lambda d: _sign_one(d, lambda: key, expires, fresh), done="signed")
+
+
+def _sign_one(
+    directory: str, read_key: Callable[[], SigningKey], expires: datetime | None, fresh: bool
+) -> Report:
     from vtreg.verifier.envelope import parse_envelope, parse_statement
     from vtreg.verifier.files import atomic_write, remove_stale_temporaries
-    from vtreg.verifier.keys import read_private_key_file
     from vtreg.verifier.layout import SIGNATURE_FILE
     from vtreg.verifier.signing import sign as sign_tree
     from vtreg.verifier.text import path_text, printable
@@ -121,7 +145,7 @@ def sign(
     # (when its parent was not writable) would otherwise be signed as content.
     remove_stale_temporaries(sig_path)
     tree = capture(directory)
-    key = read_private_key_file(key_file, passphrase_reader(passphrase_file))
+    key = read_key()  # after the capture: a bad directory fails before any prompt
     result = sign_tree(tree, key, at=utc_now(), expires=expires, fresh=fresh)
     if not result.already_signed:
         atomic_write(sig_path, result.envelope, 0o644)

@@ -148,3 +148,19 @@ def test_list_reads_and_judges_in_batches(
         ("p3", "content-revoked", 1),
         ("p4", "loadable", 1),
     ]
+
+
+def test_sign_several_directories_with_one_key_read(
+    keys: Path, plugin_factory: PluginFactory, tmp_path: Path
+) -> None:
+    plugins = [plugin_factory(f"s{i}", parent=tmp_path / "many") for i in range(3)]
+    missing = tmp_path / "missing"
+    listing = "".join(f"{p}\n" for p in [*plugins, missing])
+
+    code, signed, _ = _vtreg("sign", "-", "--key", keys / "alice.key", stdin=listing)
+    verified = invoke_cli("verify", *plugins, "--key", keys / "alice.pub", "--json")
+
+    assert (code, signed["summary"]) == (3, {"directories": 4, "signed": 3, "failed": 1})
+    assert [r["name"] for r in signed["results"][:3]] == ["s0", "s1", "s2"]
+    assert signed["results"][3]["error"]["type"] == "NotFoundError"
+    assert verified.json()["summary"]["verified"] == 3
