@@ -1001,8 +1001,7 @@ def _existing_key(row: Key, name: str | None, scopes: Sequence[str]) -> KeyInfo:
     if not existing.same_terms(name, scopes):
         raise UsageError(
             f"key {row.keyid[:16]} is already trusted as {existing.terms()}; "
-            "a key's terms are fixed when it is added (revoke it and trust a new "
-            "key to change them)"
+            "adding it again does not change them (`vtreg key set` does)"
         )
     return existing
 

@@ -126,7 +126,7 @@ def key_add(
     if not added and expires is not None and expires != info.expires_at:
         warnings.append(
             f"key {_short(info.keyid)} keeps its expiry ({info.expires_text}): adding it again "
-            "does not change it"
+            "does not change it (`vtreg key set --expires` does)"
         )
     return Report(
         data={"added": added, "key": info.to_json(utc_now())},

@@ -191,7 +191,8 @@ def test_failed_commands_write_nothing(home: dict[str, str], keys: Path) -> None
     one_line_error(
         invoke_cli("key", "add", keys / "alice.pub", "--scope", "tool", env=home),
         2,
-        "already trusted as alice, may sign any plugin, expires never; a key's terms are fixed",
+        "already trusted as alice, may sign any plugin, expires never; adding it again does "
+        r"not change them \(`vtreg key set` does\)",
     )
     again = ok(invoke_cli("key", "add", keys / "alice.pub", "--expires", "90d", env=home))
     assert again.stdout.startswith("already trusted: key")
