@@ -18,6 +18,7 @@ __all__ = ["DynamicInfo", "ElfError", "read_dynamic"]
 _PT_LOAD, _PT_DYNAMIC = 1, 2
 _DT_NULL, _DT_NEEDED, _DT_STRTAB, _DT_STRSZ = 0, 1, 5, 10
 _DT_SONAME, _DT_RPATH, _DT_RUNPATH = 14, 15, 29
+_DT_AUXILIARY, _DT_FILTER = 0x7FFFFFFD, 0x7FFFFFFF
 _MAX_PROGRAM_HEADERS = 4096
 _MAX_DYNAMIC_BYTES = 1 << 20  # glibc's own objects have a few hundred bytes of it
 _MAX_NAME_BYTES = 4096
@@ -33,7 +34,9 @@ class DynamicInfo:
 
     ``kind`` is (class, byte order, machine): objects of different kinds cannot
     be loaded together. ``rpath`` and ``runpath`` are the colon-separated
-    entries of ``DT_RPATH`` and ``DT_RUNPATH``, unexpanded.
+    entries of ``DT_RPATH`` and ``DT_RUNPATH``, unexpanded. ``filters`` are the
+    objects named by ``DT_AUXILIARY`` and ``DT_FILTER``, which the dynamic loader
+    loads (searching for them) as it does what ``DT_NEEDED`` names.
     """
 
     kind: tuple[int, int, int]
@@ -41,6 +44,7 @@ class DynamicInfo:
     needed: tuple[str, ...]
     rpath: tuple[str, ...]
     runpath: tuple[str, ...]
+    filters: tuple[str, ...] = ()
 
 
 def read_dynamic(fd: int) -> DynamicInfo:
@@ -96,7 +100,8 @@ def read_dynamic(fd: int) -> DynamicInfo:
         entries.append((tag, value))
     strtab = next((v for t, v in entries if t == _DT_STRTAB), None)
     strsz = next((v for t, v in entries if t == _DT_STRSZ), 0)
-    names = [(t, v) for t, v in entries if t in (_DT_NEEDED, _DT_SONAME, _DT_RPATH, _DT_RUNPATH)]
+    named = (_DT_NEEDED, _DT_SONAME, _DT_RPATH, _DT_RUNPATH, _DT_AUXILIARY, _DT_FILTER)
+    names = [(t, v) for t, v in entries if t in named]
     if names and strtab is None:
         raise ElfError("dynamic entries name strings but there is no string table")
     strings = read(_file_offset(loads, strtab), strsz) if names and strtab is not None else b""
@@ -117,6 +122,7 @@ def read_dynamic(fd: int) -> DynamicInfo:
         needed=tuple(every(_DT_NEEDED)),
         rpath=tuple(p for value in every(_DT_RPATH) for p in value.split(":")),
         runpath=tuple(p for value in every(_DT_RUNPATH) for p in value.split(":")),
+        filters=tuple(every(_DT_AUXILIARY) + every(_DT_FILTER)),
     )
 
 

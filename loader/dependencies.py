@@ -119,7 +119,9 @@ class _Resolver:
         self.signed_files = signed_files
         self.loaded = loaded
         self.steps: list[Step] = []
-        self.done: set[str] = set()  # names resolved (or being resolved: cycles end here)
+        self.done: set[str] = set()  # names resolved, or being resolved (pending)
+        self.pending: set[str] = set()  # names whose own needs are being resolved
+        self.opening: set[str] = set()  # the plugin's files whose needs are being resolved
         self.kind: tuple[int, int, int] | None = None
 
     def bundled(self, rel: str, info: DynamicInfo, *, inherited: tuple[str, ...]) -> None:
@@ -127,6 +129,8 @@ class _Resolver:
         adds ``rel`` itself)."""
         if self.kind is None:
             self.kind = info.kind
+        _check_no_filters(info, rel)
+        self.opening.add(rel)
         # glibc: DT_RUNPATH alone if there is one; otherwise DT_RPATH, then the
         # DT_RPATH of whatever loaded this object.
         here = posixpath.dirname(rel)
@@ -137,12 +141,12 @@ class _Resolver:
         )
         passed = () if info.runpath else search
         for name in info.needed:
-            if name in self.done:
+            if not self._first_need(name, info, rel):
                 continue
-            self.done.add(name)
-            self._count()
             found = next((p for d in search if (p := _join(d, name)) in self.signed_files), None)
             if "/" not in name and found is not None:
+                if found in self.opening:
+                    raise _cycle(rel, name)
                 dep = _dynamic(self.open_signed(found), found)
                 self._check_kind(dep, found)
                 if dep.soname != name:
@@ -151,12 +155,15 @@ class _Resolver:
                         f"{dep.soname or 'nothing'} (DT_SONAME): only a file called {name} "
                         f"can stand in for it; link it with -Wl,-soname,{name}"
                     )
+                self.pending.add(name)
                 self.bundled(found, dep, inherited=passed)
+                self.pending.discard(name)
                 self.steps.append(Bundled(found, name))
             elif "/" not in name and self.loaded(name):
                 continue  # the host's own: glibc matches it by name, as it would anywhere
             else:
                 self.system(name, needed_by=rel, bundled_nearby=name in _basenames(self))
+        self.opening.discard(rel)
 
     def system(self, name: str, *, needed_by: str, bundled_nearby: bool = False) -> None:
         path = _find_system(name) if "/" not in name else _trusted_path(name)
@@ -183,17 +190,35 @@ class _Resolver:
         finally:
             os.close(fd)
         self._check_kind(info, path)
+        _check_no_filters(info, path)
         if "/" not in name and info.soname != name:  # pragma: no cover - _find_system checks
             raise _refusal(f"{needed_by} needs {name}; {path} is called {info.soname}")
+        self.pending.add(name)
         for dep in info.needed:
-            if dep in self.done:
+            if not self._first_need(dep, info, path):
                 continue
-            self.done.add(dep)
-            self._count()
             if "/" not in dep and self.loaded(dep):
                 continue
             self.system(dep, needed_by=path)
+        self.pending.discard(name)
         self.steps.append(SystemLibrary(path, info.soname or name))
+
+    def _first_need(self, name: str, info: DynamicInfo, needed_by: str) -> bool:
+        """Whether ``name``, needed by ``needed_by``, is still to be resolved.
+
+        An object's need of its own name is met by the object itself. A need of a
+        library that is still being resolved is a cycle: whichever of the two is
+        opened first, the dynamic loader would search for the other.
+        """
+        if name == info.soname:
+            return False
+        if name in self.pending:
+            raise _cycle(needed_by, name)
+        if name in self.done:
+            return False
+        self.done.add(name)
+        self._count()
+        return True
 
     def _check_kind(self, info: DynamicInfo, what: str) -> None:
         if self.kind is not None and info.kind != self.kind:
@@ -206,6 +231,21 @@ class _Resolver:
 
 def _refusal(message: str) -> PolicyError:
     return PolicyError(message, code="dependency-untrusted")
+
+
+def _cycle(needed_by: str, name: str) -> PolicyError:
+    return _refusal(
+        f"{needed_by} needs {name}, which needs {needed_by} in turn: whichever of them is "
+        "opened first, the dynamic loader would search its path for the other"
+    )
+
+
+def _check_no_filters(info: DynamicInfo, what: str) -> None:
+    if info.filters:
+        raise _refusal(
+            f"{what} names filter libraries ({', '.join(info.filters)}: DT_FILTER or "
+            "DT_AUXILIARY), which the dynamic loader searches its path for and loads"
+        )
 
 
 def _join(directory: str, name: str) -> str:
@@ -290,10 +330,13 @@ def _trusted_path(path: str) -> str | None:
     """An absolute dependency path, if it lies (resolved) in a system library directory."""
     if not Path(path).is_absolute():
         return None
-    real = Path(path).resolve()
     trusted = {Path(d).resolve() for d in system_library_dirs()}
-    if real.parent in trusted and real.is_file() and _root_only(real):
-        return str(real)
+    try:
+        real = Path(path).resolve()
+        if real.parent in trusted and real.is_file() and _root_only(real):
+            return str(real)
+    except OSError:  # a name too long for a file, say: nothing is there
+        pass
     return None
 
 
@@ -302,12 +345,12 @@ def _find_system(name: str) -> str | None:
     that calls itself ``name``."""
     for directory in system_library_dirs():
         candidate = Path(directory) / name
-        real = candidate.resolve()
-        if not (real.is_file() and _root_only(real) and _root_only(Path(directory))):
-            continue
         try:
+            real = candidate.resolve()
+            if not (real.is_file() and _root_only(real) and _root_only(Path(directory))):
+                continue
             fd = os.open(real, os.O_RDONLY | os.O_CLOEXEC)
-        except OSError:
+        except OSError:  # a name too long for a file, say: not here
             continue
         try:
             soname = read_dynamic(fd).soname

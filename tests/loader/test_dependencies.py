@@ -377,3 +377,183 @@ def test_copy_signed_refuses_a_file_changed_after_the_capture(tmp_path: Path) ->
             copy_signed(fd, "lib/libx.so", length=signed.size, digests=signed.digests, sink=Sink())
     finally:
         os.close(fd)
+
+
+# --- what glibc would still search for: cycles, filters; and probes that must not search ---
+
+
+def _world_writable(directory: Path) -> Path:
+    directory.mkdir(mode=0o777)
+    directory.chmod(0o777)  # anyone may put a library here
+    return directory
+
+
+def _plant(compiler: Compiler, soname: str, marker: Path, *where: Path) -> None:
+    """A library called ``soname`` whose constructor creates ``marker``, in each of ``where``."""
+    evil = compiler.build(
+        PLUGIN_SOURCES / "dependency.c",
+        defines={"DEP_VALUE": "666", "MARKER": c_string(str(marker))},
+        flags=(f"-Wl,-soname,{soname}",),
+    )
+    for directory in where:
+        shutil.copyfile(evil, directory / soname)
+
+
+def _sign_plugin(plugin: Path, name: str, key: SigningKey, now: datetime) -> None:
+    write_manifest(plugin, name=name, description="test plugin", version="1.0.0")
+    (plugin / "plugin.sig").write_bytes(sign(capture(plugin), key, at=now).envelope)
+
+
+@pytest.mark.parametrize("isolation", ["none", "process"])
+def test_a_dependency_cycle_is_refused_before_either_runs(
+    trusted: Path, compiler: Compiler, key: SigningKey, now: datetime, tmp_path: Path,
+    isolation: str,
+) -> None:  # fmt: skip
+    # libA needs libB, libB needs libA. Whichever is opened first, glibc searches for the
+    # other (LD_LIBRARY_PATH, then libB's run path): a planted libA would run.
+    serial = next(_serial)
+    liba, libb = f"libcyca{os.getpid()}x{serial}.so", f"libcycb{os.getpid()}x{serial}.so"
+    writable = _world_writable(tmp_path / "writable")
+    links = tmp_path / f"links{serial}"
+    links.mkdir()
+    first = compiler.build(
+        PLUGIN_SOURCES / "dependency.c", defines={"INNER": "1"}, flags=(f"-Wl,-soname,{liba}",)
+    )
+    shutil.copyfile(first, links / liba)
+    inner = compiler.build(
+        PLUGIN_SOURCES / "inner.c",
+        flags=(
+            f"-Wl,-soname,{libb}",
+            "-Wl,--no-as-needed",
+            f"-L{links}",
+            f"-l:{liba}",
+            f"-Wl,-rpath,$ORIGIN:{writable}",
+        ),
+    )
+    shutil.copyfile(inner, links / libb)
+    dep = compiler.build(
+        PLUGIN_SOURCES / "dependency.c",
+        defines={"INNER": "1"},
+        flags=(f"-Wl,-soname,{liba}", f"-L{links}", f"-l:{libb}", "-Wl,-rpath,$ORIGIN"),
+    )
+    shutil.copyfile(dep, links / liba)
+    name = f"cycle{serial}"
+    main = compiler.build(
+        PLUGIN_SOURCES / "needs_dependency.c",
+        defines={"PLUGIN_NAME": c_string(name), "PLUGIN_VERSION": c_string("1.0.0")},
+        flags=(f"-L{links}", f"-l:{liba}", "-Wl,-rpath,$ORIGIN"),
+    )
+    plugin = trusted / name
+    plugin.mkdir(mode=0o755)
+    for built, target in ((main, f"lib{name}.so"), (dep, liba), (inner, libb)):
+        shutil.copyfile(built, plugin / target)
+    _sign_plugin(plugin, name, key, now)
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    marker = tmp_path / "planted-ran"
+    _plant(compiler, liba, marker, cwd, writable)
+    pub = tmp_path / "key.pub"
+    pub.write_bytes(key.public_key.to_file_bytes())
+    answer = _run_child(plugin, trusted, pub, isolation, cwd)
+    assert not marker.exists()
+    assert answer == {"refused": "dependency-untrusted"}
+
+
+@pytest.mark.parametrize("isolation", ["none", "process"])
+def test_a_library_that_needs_itself_loads(
+    bundle: MakeBundle, trusted: Path, compiler: Compiler, key: SigningKey, now: datetime,
+    tmp_path: Path, audit_log: RecordingAudit, isolation: str,
+) -> None:  # fmt: skip
+    # glibc finds an object's need of its own DT_SONAME in the object itself.
+    made = bundle(value=5)
+    name = made.plugin.name
+    library = made.plugin / f"lib{name}.so"
+    links = tmp_path / "self"
+    links.mkdir()
+    shutil.copyfile(made.dependency, links / made.soname)
+    main = compiler.build(
+        PLUGIN_SOURCES / "needs_dependency.c",
+        defines={"PLUGIN_NAME": c_string(name), "PLUGIN_VERSION": c_string("1.0.0")},
+        flags=(
+            f"-Wl,-soname,lib{name}.so",
+            f"-L{links}",
+            f"-l:{made.soname}",
+            "-Wl,-rpath,$ORIGIN",
+        ),
+    )
+    shutil.copyfile(main, links / f"lib{name}.so")
+    itself = compiler.build(
+        PLUGIN_SOURCES / "needs_dependency.c",
+        defines={"PLUGIN_NAME": c_string(name), "PLUGIN_VERSION": c_string("1.0.0")},
+        flags=(
+            f"-Wl,-soname,lib{name}.so", "-Wl,--no-as-needed", f"-L{links}", f"-l:{made.soname}",
+            f"-l:lib{name}.so",
+            "-Wl,-rpath,$ORIGIN",
+        ),
+    )  # fmt: skip
+    shutil.copyfile(itself, library)
+    _sign_plugin(made.plugin, name, key, now)
+    plugin = _loader(key, trusted, isolation, audit_log).load_plugin(made.plugin)
+    try:
+        assert plugin.execute().output == {"dep": 5}
+    finally:
+        plugin.close()
+    assert audit_log.events[-1].details["dependencies"] == [made.soname]
+
+
+@pytest.mark.parametrize("isolation", ["none", "process"])
+@pytest.mark.parametrize("kind", ["auxiliary", "filter"])
+def test_a_filter_library_is_refused_unrun(
+    trusted: Path, compiler: Compiler, key: SigningKey, now: datetime, tmp_path: Path,
+    kind: str, isolation: str,
+) -> None:  # fmt: skip
+    # DT_AUXILIARY and DT_FILTER name objects that glibc loads, searching for them, as it
+    # does for DT_NEEDED: a filter's planted "filtee" would run.
+    serial = next(_serial)
+    filtee = f"libfiltee{os.getpid()}x{serial}.so"
+    writable = _world_writable(tmp_path / "writable")
+    name = f"filter{serial}"
+    main = compiler.build(
+        PLUGIN_SOURCES / "basic.c",
+        defines={"PLUGIN_NAME": c_string(name), "PLUGIN_VERSION": c_string("1.0.0")},
+        flags=(f"-Wl,{'-f' if kind == 'auxiliary' else '-F'},{filtee}", f"-Wl,-rpath,{writable}"),
+    )
+    plugin = trusted / name
+    plugin.mkdir(mode=0o755)
+    shutil.copyfile(main, plugin / f"lib{name}.so")
+    _sign_plugin(plugin, name, key, now)
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    marker = tmp_path / "planted-ran"
+    _plant(compiler, filtee, marker, cwd, writable)
+    pub = tmp_path / "key.pub"
+    pub.write_bytes(key.public_key.to_file_bytes())
+    answer = _run_child(plugin, trusted, pub, isolation, cwd)
+    assert not marker.exists()
+    assert answer == {"refused": "dependency-untrusted"}
+
+
+def test_a_need_whose_name_is_too_long_for_a_file_is_refused(
+    trusted: Path, compiler: Compiler, key: SigningKey, now: datetime, audit_log: RecordingAudit,
+    tmp_path: Path,
+) -> None:  # fmt: skip
+    # A DT_NEEDED longer than a file name may be: looking for it in the system
+    # directories fails with ENAMETOOLONG, which must be a refusal, not an OSError.
+    soname = "lib" + "x" * 300 + ".so"
+    links = tmp_path / "long"
+    links.mkdir()
+    shutil.copyfile(
+        compiler.build(PLUGIN_SOURCES / "dependency.c", flags=(f"-Wl,-soname,{soname}",)),
+        links / "liblong.so",
+    )
+    main = compiler.build(
+        PLUGIN_SOURCES / "needs_dependency.c",
+        defines={"PLUGIN_NAME": c_string("long"), "PLUGIN_VERSION": c_string("1.0.0")},
+        flags=(f"-L{links}", "-l:liblong.so"),
+    )
+    plugin = trusted / "long"
+    plugin.mkdir(mode=0o755)
+    shutil.copyfile(main, plugin / "liblong.so")
+    _sign_plugin(plugin, "long", key, now)
+    loader = _loader(key, trusted, "none", audit_log)
+    _refused(lambda: loader.load_plugin(plugin), audit_log, "neither a signed file")

@@ -110,3 +110,11 @@ def test_mangled_headers_give_elf_errors_only(
     path.write_bytes(bytes(whole[:cut]))
     with contextlib.suppress(ElfError):
         _ours(path)
+
+
+def test_filters_are_read(compiler: Compiler) -> None:
+    info = _ours(compiler.build(
+        PLUGIN_SOURCES / "dependency.c", flags=("-Wl,-f,libaux.so.1", "-Wl,-F,libfilter.so.2")
+    ))  # fmt: skip
+    assert info.filters == ("libaux.so.1", "libfilter.so.2")
+    assert _ours(compiler.build(PLUGIN_SOURCES / "dependency.c")).filters == ()
