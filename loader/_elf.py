@@ -9,11 +9,13 @@ against pyelftools, an independent implementation.
 
 from __future__ import annotations
 
+import ctypes
 import os
 import struct
+import sys
 from dataclasses import dataclass
 
-__all__ = ["DynamicInfo", "ElfError", "read_dynamic"]
+__all__ = ["DynamicInfo", "ElfError", "loaded_sonames", "read_dynamic"]
 
 _PT_LOAD, _PT_DYNAMIC = 1, 2
 _DT_NULL, _DT_NEEDED, _DT_STRTAB, _DT_STRSZ = 0, 1, 5, 10
@@ -146,3 +148,93 @@ def _file_offset(loads: list[tuple[int, int, int]], address: int) -> int:
         if vaddr <= address < vaddr + filesz:
             return offset + (address - vaddr)
     raise ElfError(f"the string table's address {address:#x} is in no loaded segment")
+
+
+class _PhdrInfo(ctypes.Structure):
+    # struct dl_phdr_info up to dlpi_subs, as dl_iterate_phdr(3) documents it.
+    _fields_ = [
+        ("addr", ctypes.c_size_t),
+        ("name", ctypes.c_char_p),
+        ("phdr", ctypes.c_void_p),
+        ("phnum", ctypes.c_uint16),
+        ("adds", ctypes.c_ulonglong),
+        ("subs", ctypes.c_ulonglong),
+    ]
+
+
+_EACH_OBJECT = ctypes.CFUNCTYPE(
+    ctypes.c_int, ctypes.POINTER(_PhdrInfo), ctypes.c_size_t, ctypes.c_void_p
+)
+_dl_iterate_phdr = ctypes.CDLL(None).dl_iterate_phdr
+# (base address, program headers) of each object seen -> its DT_SONAME; emptied
+# whenever an object has been unloaded since, as another may now lie there.
+_seen: dict[tuple[int, int], str | None] = {}
+_unloads = [-1]
+
+
+def loaded_sonames() -> frozenset[str]:
+    """The ``DT_SONAME`` of every object loaded in this process, read from memory.
+
+    ``dlopen(name, RTLD_NOLOAD)`` would answer too, but for a name it does not
+    hold it searches the path (``LD_LIBRARY_PATH`` included) and opens what it
+    finds there: a FIFO planted under that name blocks it for good, and a link
+    to a loaded library makes it answer "held" and give that library the name.
+    ``dl_iterate_phdr`` reads only what is mapped already.
+    """
+    names: set[str] = set()
+
+    def each(info: ctypes._Pointer[_PhdrInfo], size: int, data: int | None) -> int:
+        del data
+        this = info.contents
+        if size >= ctypes.sizeof(_PhdrInfo) and this.subs != _unloads[0]:
+            _seen.clear()
+            _unloads[0] = this.subs
+        key = (this.addr, this.phdr or 0)
+        if key not in _seen:
+            _seen[key] = _soname_of(this)
+        if (soname := _seen[key]) is not None:
+            names.add(soname)
+        return 0
+
+    _dl_iterate_phdr(_EACH_OBJECT(each), None)
+    return frozenset(names)
+
+
+def _soname_of(this: _PhdrInfo) -> str | None:
+    wide = ctypes.sizeof(ctypes.c_void_p) == 8
+    order = "<" if sys.byteorder == "little" else ">"
+    phsize = struct.calcsize(_program_header(wide, order))
+    table = ctypes.string_at(this.phdr, phsize * this.phnum)
+    segments = [_segment(wide, order, table, i * phsize) for i in range(this.phnum)]
+    loads = [(this.addr + v, this.addr + v + n) for t, _, v, n in segments if t == _PT_LOAD]
+    dynamic = next(((this.addr + v, n) for t, _, v, n in segments if t == _PT_DYNAMIC), None)
+    if dynamic is None or not 0 < dynamic[1] <= _MAX_DYNAMIC_BYTES:
+        return None
+    entry = order + ("qQ" if wide else "iI")
+    return _soname_in_memory(ctypes.string_at(*dynamic), entry, this.addr, loads)
+
+
+def _soname_in_memory(
+    dynamic: bytes, entry: str, base: int, loads: list[tuple[int, int]]
+) -> str | None:
+    """DT_SONAME of an object mapped at ``base``, from its dynamic section's bytes.
+
+    The dynamic loader may have relocated DT_STRTAB in place (glibc does where
+    the section is writable) or not: whichever of the two addresses lies in the
+    object's loaded segments is the string table.
+    """
+    step = struct.calcsize(entry)
+    tags: dict[int, int] = {}
+    for tag, value in struct.iter_unpack(entry, dynamic[: len(dynamic) - len(dynamic) % step]):
+        if tag == _DT_NULL:
+            break
+        tags.setdefault(tag, value)
+    if _DT_SONAME not in tags or _DT_STRTAB not in tags:
+        return None
+    for strtab in (tags[_DT_STRTAB], base + tags[_DT_STRTAB]):
+        at = strtab + tags[_DT_SONAME]
+        end = next((hi for lo, hi in loads if lo <= strtab < hi and lo <= at < hi), None)
+        if end is not None:
+            raw = ctypes.string_at(at, min(end - at, _MAX_NAME_BYTES))
+            return os.fsdecode(raw.split(b"\0", 1)[0]) if b"\0" in raw else None
+    return None

@@ -284,8 +284,7 @@ def system_library_dirs() -> tuple[str, ...]:
     ``/etc/ld.so.conf`` (with its ``include`` globs) first, as ``ldconfig``
     builds the cache from it, then glibc's defaults for this machine.
     """
-    dirs: list[Path] = []
-    _read_ld_so_conf(Path(_LD_SO_CONF), dirs, depth=0)
+    dirs = _ld_so_conf_dirs(Path(_LD_SO_CONF))
     multiarch = sysconfig.get_config_var("MULTIARCH")
     defaults = [f"/lib/{multiarch}", f"/usr/lib/{multiarch}"] if multiarch else []
     dirs += map(Path, [*defaults, "/lib64", "/usr/lib64", "/lib", "/usr/lib"])
@@ -296,22 +295,35 @@ def system_library_dirs() -> tuple[str, ...]:
     return tuple(found)
 
 
-def _read_ld_so_conf(path: Path, dirs: list[Path], *, depth: int) -> None:
-    if depth > 8:
-        return
-    try:
-        lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
-    except OSError:
-        return
-    for line in lines:
-        line = line.split("#", 1)[0].strip()
-        if line.startswith("include "):
-            pattern = line[len("include ") :].strip()
-            base = Path(pattern).parent if Path(pattern).is_absolute() else path.parent
-            for included in sorted(base.glob(Path(pattern).name)):
-                _read_ld_so_conf(included, dirs, depth=depth + 1)
-        elif line:
-            dirs.append(Path(line.split("=", 1)[0].strip()))  # "dir=TYPE" in old files
+def _ld_so_conf_dirs(path: Path) -> list[Path]:
+    """The directories ``path`` (an ``ld.so.conf``) lists, its ``include`` globs followed
+    as ``ldconfig`` follows them: a relative pattern from the including file's directory,
+    each file once (a file that includes itself, or a glob matching its includer, is not a
+    loop)."""
+    dirs: list[Path] = []
+    seen: set[Path] = set()
+
+    def read(conf: Path) -> None:
+        if (real := Path(os.path.realpath(conf))) in seen:
+            return
+        seen.add(real)
+        try:
+            lines = conf.read_text(encoding="utf-8", errors="replace").splitlines()
+        except OSError:
+            return
+        for line in lines:
+            line = line.split("#", 1)[0].strip()
+            keyword, _, pattern = line.partition(" ") if " " in line else line.partition("\t")
+            if keyword == "include" and pattern.strip():
+                pattern = pattern.strip()
+                base = Path("/") if pattern.startswith("/") else conf.parent
+                for included in sorted(base.glob(pattern.lstrip("/"))):
+                    read(included)
+            elif line:
+                dirs.append(Path(line.split("=", 1)[0].strip()))  # "dir=TYPE" in old files
+
+    read(path)
+    return dirs
 
 
 def _root_only(path: Path) -> bool:

@@ -27,6 +27,7 @@ import pytest
 from tests.helpers import PLUGIN_SOURCES, ROOT, Compiler, c_string, write_manifest
 from tests.loader.conftest import RecordingAudit
 from vtreg.loader import AbiError, KeyPolicy, LoadError, PluginLoader
+from vtreg.loader.dependencies import _ld_so_conf_dirs, system_library_dirs
 from vtreg.verifier.errors import ContentError, PolicyError, UnsafeFileError
 from vtreg.verifier.keys import SigningKey
 from vtreg.verifier.signing import sign
@@ -285,14 +286,14 @@ _CHILD = textwrap.dedent(
 
 
 def _run_child(
-    plugin: Path, trusted: Path, pub: Path, isolation: str, cwd: Path
+    plugin: Path, trusted: Path, pub: Path, isolation: str, cwd: Path, timeout: float = 120
 ) -> dict[str, object]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("LD_")}
     env["LD_LIBRARY_PATH"] = ":/nonexistent"  # the empty element: the working directory
     env["PYTHONPATH"] = str(ROOT)
     done = subprocess.run(
         [sys.executable, "-c", _CHILD, str(plugin), str(trusted), str(pub), isolation],
-        cwd=cwd, env=env, capture_output=True, text=True, timeout=120, check=True,
+        cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout, check=True,
     )  # fmt: skip
     answer: dict[str, object] = json.loads(done.stdout.strip().splitlines()[-1])
     return answer
@@ -557,3 +558,54 @@ def test_a_need_whose_name_is_too_long_for_a_file_is_refused(
     _sign_plugin(plugin, "long", key, now)
     loader = _loader(key, trusted, "none", audit_log)
     _refused(lambda: loader.load_plugin(plugin), audit_log, "neither a signed file")
+
+
+# --- asking whether the process holds a name must not search the path for it ---
+
+
+@pytest.mark.parametrize("bundled", [True, False])
+def test_a_fifo_named_like_a_dependency_does_not_hang_the_load(
+    bundle: MakeBundle, key: SigningKey, trusted: Path, tmp_path: Path, bundled: bool
+) -> None:
+    # dlopen(name, RTLD_NOLOAD) searches LD_LIBRARY_PATH for a name it does not hold,
+    # and opening a FIFO found there waits for a writer forever.
+    made = bundle(value=7, at="" if bundled else None)
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    os.mkfifo(cwd / made.soname)
+    pub = tmp_path / "key.pub"
+    pub.write_bytes(key.public_key.to_file_bytes())
+    answer = _run_child(made.plugin, trusted, pub, "none", cwd, timeout=60)
+    assert answer == ({"dep": 7} if bundled else {"refused": "dependency-untrusted"})
+
+
+def test_a_planted_link_to_a_loaded_library_does_not_stand_in_for_a_dependency(
+    bundle: MakeBundle, key: SigningKey, trusted: Path, tmp_path: Path
+) -> None:
+    # A symlink named like the dependency, found on the search path, to a library the
+    # host holds (libc): the RTLD_NOLOAD probe answered "held" and gave libc that name,
+    # so the plugin was bound to libc, and its first call ended the host
+    # ("symbol lookup error").
+    made = bundle(value=7)
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    libc = next(
+        Path(d) / "libc.so.6" for d in system_library_dirs() if (Path(d) / "libc.so.6").exists()
+    )
+    (cwd / made.soname).symlink_to(libc.resolve())
+    pub = tmp_path / "key.pub"
+    pub.write_bytes(key.public_key.to_file_bytes())
+    assert _run_child(made.plugin, trusted, pub, "none", cwd) == {"dep": 7}
+
+
+def test_ld_so_conf_includes_are_read_as_ldconfig_reads_them(tmp_path: Path) -> None:
+    # A relative include is relative to the including file's directory (Fedora's
+    # ld.so.conf says "include ld.so.conf.d/*.conf"); read from the file's parent it
+    # matched ld.so.conf itself and every sibling *.conf, each including the rest again.
+    conf = tmp_path / "ld.so.conf"
+    conf.write_text("include conf.d/*.conf\n/opt/top\n")
+    (tmp_path / "other.conf").write_text("/opt/not-a-library-directory\n")
+    (tmp_path / "conf.d").mkdir()
+    (tmp_path / "conf.d" / "a.conf").write_text("/opt/a\ninclude ../ld.so.conf\ninclude\t*.conf\n")
+    (tmp_path / "conf.d" / "b.conf").write_text("/opt/b  # a comment\n")
+    assert _ld_so_conf_dirs(conf) == [Path("/opt/a"), Path("/opt/b"), Path("/opt/top")]
