@@ -68,9 +68,11 @@ Step = Bundled | SystemLibrary
 
 @dataclass(frozen=True)
 class Plan:
-    """What to open before the plugin's library, in order (dependencies first)."""
+    """What to open before the plugin's library, in order (dependencies first), and the
+    library's own ``DT_SONAME``."""
 
     steps: tuple[Step, ...]
+    soname: str | None = None
 
     @property
     def bundled(self) -> tuple[Bundled, ...]:
@@ -104,8 +106,9 @@ def plan_dependencies(
         VerificationError: a bundled file is no longer what was signed (``open_signed``).
     """
     resolver = _Resolver(open_signed, signed_files, loaded)
-    resolver.bundled(library, _dynamic(open_signed(library), library), inherited=())
-    return Plan(tuple(resolver.steps))
+    info = _dynamic(open_signed(library), library)
+    resolver.bundled(library, info, inherited=())
+    return Plan(tuple(resolver.steps), info.soname)
 
 
 class _Resolver:

@@ -199,8 +199,9 @@ def _check_loadable(signed: SignedStatement) -> None:
         )
 
 
-# DT_SONAME -> signed sha256 of each plugin-bundled library this process has loaded
-# from a sealed copy: the dynamic loader matches later plugins' needs against them.
+# DT_SONAME -> signed sha256 of each plugin library (bundled, or a plugin's own) this
+# process has loaded from a sealed copy: the dynamic loader matches later plugins'
+# needs against them, and none of them is the host's own.
 _bundled_here: dict[str, str] = {}
 
 
@@ -591,6 +592,10 @@ class PluginLoader:
                     handle = ctypes.CDLL(_unique_path(image, label), mode=DLOPEN_MODE)
                 except OSError as e:
                     raise AbiError(f"{label}: the dynamic loader refused it: {e}") from e
+                if plan.soname is not None:
+                    _bundled_here.setdefault(
+                        plan.soname, verified.files[verified.library]["sha256"]
+                    )
                 raw = RawLibrary(handle, label)
                 backend = _InProcess(raw)
                 version, metadata_bytes = raw.version(), raw.metadata_bytes()

@@ -609,3 +609,44 @@ def test_ld_so_conf_includes_are_read_as_ldconfig_reads_them(tmp_path: Path) -> 
     (tmp_path / "conf.d" / "a.conf").write_text("/opt/a\ninclude ../ld.so.conf\ninclude\t*.conf\n")
     (tmp_path / "conf.d" / "b.conf").write_text("/opt/b  # a comment\n")
     assert _ld_so_conf_dirs(conf) == [Path("/opt/a"), Path("/opt/b"), Path("/opt/top")]
+
+
+def test_another_plugins_library_is_not_the_hosts_own(
+    trusted: Path, compiler: Compiler, key: SigningKey, now: datetime, tmp_path: Path,
+    audit_log: RecordingAudit,
+) -> None:  # fmt: skip
+    # Plugin A's own library is called libshared...so (DT_SONAME); plugin B needs a
+    # libshared...so and carries none. Loaded in one process after A, B's need was taken
+    # for the host's own, and B was bound to A's code.
+    serial = next(_serial)
+    soname = f"libshared{os.getpid()}x{serial}.so"
+    holder = trusted / f"holder{serial}"
+    holder.mkdir(mode=0o755)
+    shutil.copyfile(
+        compiler.build(
+            PLUGIN_SOURCES / "dependency.c",
+            defines={"DEP_VALUE": "3"},
+            flags=(f"-Wl,-soname,{soname}",),
+        ),
+        tmp_path / soname,
+    )
+    own = compiler.build(
+        PLUGIN_SOURCES / "basic.c",
+        defines={"PLUGIN_NAME": c_string(holder.name), "PLUGIN_VERSION": c_string("1.0.0")},
+        flags=(f"-Wl,-soname,{soname}",),
+    )
+    shutil.copyfile(own, holder / f"lib{holder.name}.so")
+    _sign_plugin(holder, holder.name, key, now)
+    needy = trusted / f"needy{serial}"
+    needy.mkdir(mode=0o755)
+    main = compiler.build(
+        PLUGIN_SOURCES / "needs_dependency.c",
+        defines={"PLUGIN_NAME": c_string(needy.name), "PLUGIN_VERSION": c_string("1.0.0")},
+        flags=(f"-L{tmp_path}", f"-l:{soname}"),
+    )
+    shutil.copyfile(main, needy / f"lib{needy.name}.so")
+    _sign_plugin(needy, needy.name, key, now)
+    loader = _loader(key, trusted, "none", audit_log)
+    loader.load_plugin(holder)
+    audit_log.events.clear()
+    _refused(lambda: loader.load_plugin(needy), audit_log, "neither a signed file")
