@@ -169,7 +169,7 @@ class _Resolver:
         self.opening.discard(rel)
 
     def system(self, name: str, *, needed_by: str, bundled_nearby: bool = False) -> None:
-        path = _find_system(name) if "/" not in name else _trusted_path(name)
+        path = _find_system(name, self.kind) if "/" not in name else _trusted_path(name)
         if path is None:
             where = ", ".join(system_library_dirs())
             hint = (
@@ -355,9 +355,10 @@ def _trusted_path(path: str) -> str | None:
     return None
 
 
-def _find_system(name: str) -> str | None:
-    """The first file ``name`` in the system directories that root alone can change and
-    that calls itself ``name``."""
+def _find_system(name: str, kind: tuple[int, int, int] | None) -> str | None:
+    """The first file ``name`` in the system directories that root alone can change, that
+    calls itself ``name`` and is built for ``kind`` (glibc skips the others: a multiarch
+    host lists /lib/i386-linux-gnu before /lib/x86_64-linux-gnu)."""
     for directory in system_library_dirs():
         candidate = Path(directory) / name
         try:
@@ -368,11 +369,11 @@ def _find_system(name: str) -> str | None:
         except OSError:  # a name too long for a file, say: not here
             continue
         try:
-            soname = read_dynamic(fd).soname
+            info = read_dynamic(fd)
         except (ElfError, OSError):
             continue
         finally:
             os.close(fd)
-        if soname == name:
+        if info.soname == name and info.kind == (kind or info.kind):
             return str(candidate)
     return None
