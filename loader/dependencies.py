@@ -18,7 +18,9 @@ of:
   by absolute path, its own dependencies resolved the same way.
 
 Anything else (a relative path, a run path outside the plugin, a directory
-another user can write, a name found nowhere) is refused with the code
+another user can write, a name found nowhere) is refused, and so is what glibc
+would search its path for even then: filter libraries (``DT_FILTER``,
+``DT_AUXILIARY``) and libraries that need each other (a cycle). All with the code
 ``dependency-untrusted`` before the decision is recorded and before any code
 runs. The resulting :class:`Plan` lists what to open, dependencies first; the
 isolation worker follows the same plan.
