@@ -207,11 +207,14 @@ def _soname_of(this: _PhdrInfo) -> str | None:
     table = ctypes.string_at(this.phdr, phsize * this.phnum)
     segments = [_segment(wide, order, table, i * phsize) for i in range(this.phnum)]
     loads = [(this.addr + v, this.addr + v + n) for t, _, v, n in segments if t == _PT_LOAD]
-    dynamic = next(((this.addr + v, n) for t, _, v, n in segments if t == _PT_DYNAMIC), None)
-    if dynamic is None or not 0 < dynamic[1] <= _MAX_DYNAMIC_BYTES:
+    start, length = next(
+        ((this.addr + v, n) for t, _, v, n in segments if t == _PT_DYNAMIC), (0, 0)
+    )
+    end = next((hi for lo, hi in loads if lo <= start < hi), None)  # read only what is mapped
+    if end is None or length <= 0:
         return None
-    entry = order + ("qQ" if wide else "iI")
-    return _soname_in_memory(ctypes.string_at(*dynamic), entry, this.addr, loads)
+    dynamic = ctypes.string_at(start, min(length, end - start, _MAX_DYNAMIC_BYTES))
+    return _soname_in_memory(dynamic, order + ("qQ" if wide else "iI"), this.addr, loads)
 
 
 def _soname_in_memory(
