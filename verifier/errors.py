@@ -24,6 +24,7 @@ __all__ = [
     "ExpiredError",
     "FormatError",
     "KeyFileError",
+    "LogError",
     "NotFoundError",
     "PassphraseError",
     "PolicyError",
@@ -64,6 +65,9 @@ REFUSAL_CODES: dict[str, str] = {
     "rollback": "an older version than the newest trusted one, and not pinned",
     "wrong-platform": "the plugin is built for another platform than this host",
     "abi-mismatch": "the library does not implement VT Code ABI v1 as signed",
+    "log-inconsistent": "an audit log proof does not verify, or a tree is not consistent "
+    "with a checkpoint signed or seen before",
+    "quorum": "a checkpoint lacks the witness cosignatures its policy requires",
 }
 
 
@@ -128,6 +132,12 @@ class PolicyError(VerificationError):
     """Refused by trust policy: untrusted or revoked content, rollback, wrong platform."""
 
     default_code = "content-not-trusted"
+
+
+class LogError(VerificationError):
+    """A transparency log refused: a proof that does not verify, a fork, a rewritten history."""
+
+    default_code = "log-inconsistent"
 
 
 class NotFoundError(VtregError):
