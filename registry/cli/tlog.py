@@ -1,0 +1,118 @@
+"""The transparency log commands: ``vtreg audit init|checkpoint|prove|export`` and
+``vtreg witness serve`` (the formats are C2SP's: signed-note, tlog-checkpoint,
+tlog-proof, tlog-tiles, tlog-witness)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import click
+
+from ._app import Report, Settings, vtreg_command
+from ._params import DURATION, passphrase_reader, utc_now
+from .audit import audit_group
+from .signing import _passphrase_file
+from .trust import db_option, open_registry
+
+__all__ = ["audit_checkpoint", "audit_init"]
+
+_state_option = click.option(
+    "--state",
+    "state_path",
+    type=click.Path(path_type=Path),
+    help="The log signer's state file, kept outside the database "
+    "(default: $VTREG_HOME/log-signer.json).",
+)
+_key_option = click.option(
+    "--key", "key_file", required=True, type=click.Path(), help="The log's private key file."
+)
+
+
+def _signer_state(path: Path | None) -> Path:
+    from vtreg.registry.checkpoints import default_state_path
+
+    return path or default_state_path()
+
+
+@vtreg_command(audit_group, "init")
+@_key_option
+@click.option("--origin", required=True, help="The log's name, e.g. example.com/vtreg-audit.")
+@click.option(
+    "--every",
+    type=click.IntRange(min=1),
+    default=256,
+    show_default=True,
+    help="Cadence: a checkpoint is due after this many new events...",
+)
+@click.option(
+    "--interval",
+    type=DURATION,
+    default="10s",
+    show_default=True,
+    help="... or this long after the last one, if the log grew (`checkpoint --if-due`).",
+)
+@_state_option
+@_passphrase_file
+@db_option
+def audit_init(
+    settings: Settings,
+    key_file: str,
+    origin: str,
+    every: int,
+    interval: timedelta,
+    state_path: Path | None,
+    passphrase_file: str | None,
+    db_url: str | None,
+) -> Report:
+    """Give the audit log a log key and an origin; print the log's vkey.
+
+    The log key signs checkpoints and nothing else: a trusted publisher key
+    is refused.
+    """
+    from vtreg.registry.checkpoints import init_log
+    from vtreg.verifier.keys import read_private_key_file
+
+    key = read_private_key_file(key_file, passphrase_reader(passphrase_file))
+    state = _signer_state(state_path)
+    with open_registry(db_url or settings.db) as registry:
+        vkey, created = init_log(registry, key, origin, state, every=every, interval=interval)
+    return Report(
+        data={"origin": origin, "vkey": vkey, "state": str(state), "created": created},
+        text=vkey,
+    )
+
+
+@vtreg_command(audit_group, "checkpoint")
+@_key_option
+@click.option(
+    "--if-due", is_flag=True, help="Sign only if the cadence set by `audit init` asks for it."
+)
+@_state_option
+@_passphrase_file
+@db_option
+def audit_checkpoint(
+    settings: Settings,
+    key_file: str,
+    if_due: bool,
+    state_path: Path | None,
+    passphrase_file: str | None,
+    db_url: str | None,
+) -> Report:
+    """Sign a checkpoint of the audit log and print it (a C2SP signed note).
+
+    Refused (exit 1) unless the log extends the last checkpoint this signer
+    signed: a rewritten, truncated or rebuilt history is never signed.
+    """
+    from vtreg.registry.checkpoints import sign_checkpoint
+    from vtreg.verifier.keys import read_private_key_file
+
+    key = read_private_key_file(key_file, passphrase_reader(passphrase_file))
+    with open_registry(db_url or settings.db) as registry:
+        note = sign_checkpoint(
+            registry, key, _signer_state(state_path), at=utc_now(), if_due=if_due
+        )
+    if note is None:
+        return Report(data={"signed": False, "checkpoint": None}, text="")
+    text = note.to_bytes().decode()
+    return Report(data={"signed": True, "checkpoint": text}, text=text.removesuffix("\n"))
