@@ -21,7 +21,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from vtreg.verifier.audit_event import HASHED_FIELDS, canonical
-from vtreg.verifier.errors import LogError, RegistryError
+from vtreg.verifier.errors import LogError, RegistryError, UsageError
 from vtreg.verifier.merkle import (
     EMPTY_ROOT,
     HASH_SIZE,
@@ -33,13 +33,16 @@ from vtreg.verifier.merkle import (
     subtree_hash,
     tile_hash_reader,
     tile_root,
+    verify_inclusion,
 )
+from vtreg.verifier.note import Checkpoint, parse_note
+from vtreg.verifier.tlog_proof import TlogProof
 
 from .models import AuditEvent as AuditRow
 from .models import ChainHead
 from .statements import Cursor, Statements
 
-__all__ = ["TreeReader", "add_leaf", "event_leaves"]
+__all__ = ["TreeReader", "add_leaf", "event_bytes", "event_leaves", "prove_event"]
 
 _OUT_OF_STEP = "the audit log's Merkle tiles are out of step with its events (edited?)"
 
@@ -111,10 +114,19 @@ class TreeReader:
         return consistency_proof(self.read, old, new)
 
 
-def event_leaves(
+def event_leaves(connection: Connection, start: int, end: int) -> Iterator[bytes]:
+    """The leaf hash of events ``start + 1 .. end``, from the events themselves, in order.
+
+    Raises:
+        LogError: see :func:`event_bytes`.
+    """
+    return map(leaf_hash, event_bytes(connection, start, end))
+
+
+def event_bytes(
     connection: Connection, start: int, end: int, *, batch: int = 10_000
 ) -> Iterator[bytes]:
-    """The leaf hash of events ``start + 1 .. end``, from the events themselves, in order.
+    """The canonical bytes of events ``start + 1 .. end`` (leaves ``start .. end - 1``).
 
     Raises:
         LogError: an event is missing or holds a value vtreg never writes.
@@ -125,7 +137,10 @@ def event_leaves(
         for name in HASHED_FIELDS
     ]
     query = (
-        sa.select(*columns).where(AuditRow.seq > start, AuditRow.seq <= end).order_by(AuditRow.seq)
+        sa.select(*columns)
+        .where(AuditRow.seq > start, AuditRow.seq <= end)
+        .order_by(AuditRow.seq)
+        .execution_options(yield_per=batch)
     )
     expected = start + 1
     with connection.execute(query) as rows:
@@ -133,7 +148,7 @@ def event_leaves(
             if row[0] != expected:
                 raise LogError(f"event {expected} is missing from the audit log (deleted?)")
             try:
-                yield leaf_hash(canonical(*row))
+                yield canonical(*row)
             except (TypeError, ValueError, AttributeError) as e:
                 raise LogError(
                     f"event {expected} holds a value vtreg never writes (edited?)"
@@ -141,3 +156,22 @@ def event_leaves(
             expected += 1
     if expected != end + 1:
         raise LogError(f"the audit log ends at event {expected - 1}, not {end} (truncated?)")
+
+
+def prove_event(connection: Connection, seq: int, note: bytes) -> TlogProof:
+    """A tlog-proof of event ``seq`` under the checkpoint ``note``, its bytes as ``extra``.
+
+    The proof is checked against the checkpoint's root before it is returned.
+
+    Raises:
+        UsageError: the checkpoint does not cover event ``seq``.
+        FormatError: ``note`` is not a checkpoint.
+        LogError: the log does not hold what the checkpoint signed.
+    """
+    checkpoint = Checkpoint.parse(parse_note(note).text)
+    if not 1 <= seq <= checkpoint.size:
+        raise UsageError(f"event {seq} is not in the checkpoint of {checkpoint.size} events")
+    (event,) = event_bytes(connection, seq - 1, seq)
+    hashes = TreeReader(connection).inclusion(seq - 1, checkpoint.size)
+    verify_inclusion(seq - 1, checkpoint.size, leaf_hash(event), hashes, checkpoint.root)
+    return TlogProof(seq - 1, tuple(hashes), note, extra=event)

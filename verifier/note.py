@@ -21,12 +21,12 @@ Pure: no IO, no clock (a cosignature's time is a parameter).
 from __future__ import annotations
 
 import base64
-import binascii
 import hashlib
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from ._base64 import decode_canonical
 from .errors import FormatError, SignatureError
 from .keys import PublicKey, SigningKey
 
@@ -39,6 +39,7 @@ __all__ = [
     "NoteSignature",
     "NoteVerifier",
     "cosign",
+    "decode_base64",
     "open_note",
     "parse_note",
     "sign_note",
@@ -65,14 +66,18 @@ def _key_id(name: str, kind: int, public: bytes) -> bytes:
     return hashlib.sha256(name.encode() + b"\n" + bytes([kind]) + public).digest()[:4]
 
 
-def _b64decode(text: str, what: str) -> bytes:
+def decode_base64(text: str, what: str) -> bytes:
+    """Standard, canonical base64 (RFC 4648 section 4), as every C2SP format uses.
+
+    Raises:
+        FormatError: anything else, ``what`` naming the field.
+    """
+    if "-" in text or "_" in text:
+        raise FormatError(f"{what} is not standard base64")
     try:
-        data = base64.b64decode(text.encode("ascii"), validate=True)
-    except (binascii.Error, UnicodeEncodeError) as e:
-        raise FormatError(f"{what} is not base64") from e
-    if base64.b64encode(data).decode() != text:
-        raise FormatError(f"{what} is not canonical base64")
-    return data
+        return decode_canonical(text)
+    except ValueError as e:
+        raise FormatError(f"{what} is not canonical base64") from e
 
 
 @dataclass(frozen=True)
@@ -111,7 +116,7 @@ class NoteVerifier:
         hex_id, plus2, material = rest.partition("+")
         if not (plus and plus2 and re.fullmatch(r"[0-9a-f]{8}", hex_id)):
             raise FormatError("a vkey is <name>+<8 hex digits>+<base64 key>")
-        raw = _b64decode(material, "the vkey's key")
+        raw = decode_base64(material, "the vkey's key")
         if len(raw) != 33:
             raise FormatError(f"a vkey's key is a type byte and 32 bytes, found {len(raw)} bytes")
         from .errors import KeyFileError
@@ -206,7 +211,7 @@ def _signature_line(line: str) -> NoteSignature:
     name, _, data = rest.partition(" ")
     if dash != _DASH or not _NAME.fullmatch(name) or not data:
         raise FormatError("a note signature line is '\u2014 <name> <base64 signature>'")
-    raw = _b64decode(data, f"the signature of {name!r}")
+    raw = decode_base64(data, f"the signature of {name!r}")
     if len(raw) < 5:
         raise FormatError(f"the signature of {name!r} is too short")
     return NoteSignature(name, raw[:4], raw[4:])
@@ -287,7 +292,7 @@ class Checkpoint:
         origin, size, root, *extensions = lines[:-1]
         if not re.fullmatch(r"0|[1-9][0-9]{0,18}", size):
             raise FormatError(f"a checkpoint's tree size is a decimal number, not {size!r}")
-        digest = _b64decode(root, "a checkpoint's root hash")
+        digest = decode_base64(root, "a checkpoint's root hash")
         if len(digest) != 32:
             raise FormatError(f"a checkpoint's root hash is 32 bytes, found {len(digest)}")
         return cls(origin, int(size), digest, tuple(extensions))

@@ -116,3 +116,44 @@ def audit_checkpoint(
         return Report(data={"signed": False, "checkpoint": None}, text="")
     text = note.to_bytes().decode()
     return Report(data={"signed": True, "checkpoint": text}, text=text.removesuffix("\n"))
+
+
+@vtreg_command(audit_group, "prove")
+@click.argument("seq", type=click.IntRange(min=1))
+@click.option(
+    "--checkpoint",
+    "checkpoint_file",
+    type=click.Path(),
+    help="Prove under this signed checkpoint (default: the smallest stored one holding SEQ).",
+)
+@click.option("--out", type=click.Path(), help="Write the proof to this file (default: stdout).")
+@db_option
+def audit_prove(
+    settings: Settings,
+    seq: int,
+    checkpoint_file: str | None,
+    out: str | None,
+    db_url: str | None,
+) -> Report:
+    """Write a C2SP tlog-proof that event SEQ is in the log (the event's bytes as its extra)."""
+    from vtreg.registry.tlog import prove_event
+    from vtreg.verifier.errors import NotFoundError
+    from vtreg.verifier.files import atomic_write, read_bounded
+    from vtreg.verifier.note import MAX_NOTE_BYTES
+
+    with open_registry(db_url or settings.db) as registry:
+        if checkpoint_file is not None:
+            note = read_bounded(checkpoint_file, MAX_NOTE_BYTES, f"checkpoint {checkpoint_file}")
+        else:
+            stored = registry.checkpoint(size=seq)
+            if stored is None:
+                raise NotFoundError(
+                    f"no signed checkpoint holds event {seq} yet: run `vtreg audit checkpoint`"
+                )
+            note = stored.encode()
+        with registry.snapshot() as connection:
+            proof = prove_event(connection, seq, note).to_bytes()
+    if out is not None:
+        atomic_write(out, proof)
+    text = f"wrote {out}" if out else proof.decode().removesuffix("\n")
+    return Report(data={"seq": seq, "proof": proof.decode(), "file": out}, text=text)
