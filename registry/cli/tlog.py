@@ -6,8 +6,11 @@ from __future__ import annotations
 
 from datetime import timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
+
+from vtreg.verifier.text import printable
 
 from ._app import Report, Settings, vtreg_command
 from ._params import DURATION, passphrase_reader, utc_now
@@ -15,7 +18,10 @@ from .audit import audit_group
 from .signing import _passphrase_file
 from .trust import db_option, open_registry
 
-__all__ = ["audit_checkpoint", "audit_init"]
+if TYPE_CHECKING:
+    from vtreg.registry.service import Registry
+
+__all__ = ["audit_checkpoint", "audit_export", "audit_init", "audit_prove"]
 
 _state_option = click.option(
     "--state",
@@ -137,23 +143,54 @@ def audit_prove(
 ) -> Report:
     """Write a C2SP tlog-proof that event SEQ is in the log (the event's bytes as its extra)."""
     from vtreg.registry.tlog import prove_event
-    from vtreg.verifier.errors import NotFoundError
-    from vtreg.verifier.files import atomic_write, read_bounded
-    from vtreg.verifier.note import MAX_NOTE_BYTES
+    from vtreg.verifier.files import atomic_write
 
     with open_registry(db_url or settings.db) as registry:
-        if checkpoint_file is not None:
-            note = read_bounded(checkpoint_file, MAX_NOTE_BYTES, f"checkpoint {checkpoint_file}")
-        else:
-            stored = registry.checkpoint(size=seq)
-            if stored is None:
-                raise NotFoundError(
-                    f"no signed checkpoint holds event {seq} yet: run `vtreg audit checkpoint`"
-                )
-            note = stored.encode()
+        note = _checkpoint_note(registry, checkpoint_file, seq)
         with registry.snapshot() as connection:
             proof = prove_event(connection, seq, note).to_bytes()
     if out is not None:
         atomic_write(out, proof)
     text = f"wrote {out}" if out else proof.decode().removesuffix("\n")
     return Report(data={"seq": seq, "proof": proof.decode(), "file": out}, text=text)
+
+
+@vtreg_command(audit_group, "export")
+@click.argument("directory", type=click.Path(path_type=Path))
+@click.option(
+    "--checkpoint",
+    "checkpoint_file",
+    type=click.Path(),
+    help="Export the tree of this signed checkpoint (default: the latest stored one).",
+)
+@db_option
+def audit_export(
+    settings: Settings, directory: Path, checkpoint_file: str | None, db_url: str | None
+) -> Report:
+    """Write the audit log as static tlog-tiles files (checkpoint, tiles, entry bundles)."""
+    from vtreg.registry.export import export_log
+
+    with open_registry(db_url or settings.db) as registry:
+        note = _checkpoint_note(registry, checkpoint_file, None)
+        with registry.snapshot() as connection:
+            written = export_log(connection, note, directory)
+    return Report(
+        data={"directory": str(directory), "files": written},
+        text=printable(f"wrote {written} files to {directory}"),
+    )
+
+
+def _checkpoint_note(registry: Registry, checkpoint_file: str | None, seq: int | None) -> bytes:
+    """The note of ``--checkpoint FILE``, else the stored checkpoint holding event ``seq``
+    (the latest if None)."""
+    from vtreg.verifier.errors import NotFoundError
+    from vtreg.verifier.files import read_bounded
+    from vtreg.verifier.note import MAX_NOTE_BYTES
+
+    if checkpoint_file is not None:
+        return read_bounded(checkpoint_file, MAX_NOTE_BYTES, f"checkpoint {checkpoint_file}")
+    stored = registry.checkpoint(size=seq)
+    if stored is None:
+        holding = f" holds event {seq}" if seq else " exists"
+        raise NotFoundError(f"no signed checkpoint{holding} yet: run `vtreg audit checkpoint`")
+    return stored.encode()
