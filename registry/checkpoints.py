@@ -31,7 +31,16 @@ from vtreg.verifier.errors import LogError, NotFoundError, UsageError, VtregErro
 from vtreg.verifier.files import atomic_write, read_bounded
 from vtreg.verifier.keys import SigningKey
 from vtreg.verifier.merkle import CompactRange
-from vtreg.verifier.note import ED25519, Checkpoint, Note, NoteVerifier, parse_note, sign_note
+from vtreg.verifier.note import (
+    ED25519,
+    Checkpoint,
+    Note,
+    NoteSignature,
+    NoteVerifier,
+    parse_note,
+    sign_note,
+)
+from vtreg.verifier.policy import Policy
 
 from .db import vtreg_home
 from .service import Registry
@@ -42,6 +51,7 @@ __all__ = [
     "DEFAULT_INTERVAL",
     "SignerState",
     "default_state_path",
+    "gather_cosignatures",
     "init_log",
     "sign_checkpoint",
 ]
@@ -213,3 +223,47 @@ def _extend(connection: Any, state: SignerState, size: int) -> bytes:
             "the audit log's Merkle tiles disagree with its events (edited?); refusing to sign"
         )
     return root
+
+
+def gather_cosignatures(registry: Registry, note: Note, policy: Policy) -> tuple[Note, list[str]]:
+    """Ask each witness of ``policy`` with a URL to cosign ``note``; the note with the
+    cosignatures that verify, and what went wrong with the others.
+
+    A witness that is behind gets the consistency proof it asks for (from its
+    size to the note's). A returned line that does not verify for this very
+    checkpoint (stale, for another checkpoint, or forged) is dropped.
+    """
+    from .witness import submit
+
+    checkpoint = Checkpoint.parse(note.text)
+    data, text = note.to_bytes(), note.text.encode()
+    lines: list[NoteSignature] = []
+    problems: list[str] = []
+    with registry.snapshot() as connection:
+        tree = TreeReader(connection)
+
+        def proof_from(old: int) -> list[bytes]:
+            if old > checkpoint.size:
+                raise VtregError(f"the witness has seen {old} events, more than this checkpoint")
+            return tree.consistency(old, checkpoint.size)
+
+        for name, url in policy.urls.items():
+            verifier = policy.witnesses[name]
+            try:
+                returned = submit(url, data, proof_from)
+            except VtregError as e:
+                problems.append(str(e))
+                continue
+            good = [
+                line
+                for line in returned
+                if (line.name, line.key_id) == (verifier.name, verifier.key_id)
+                and verifier.verifies(text, line.signature)
+            ]
+            if not good:
+                problems.append(
+                    f"witness {name} ({url}) returned no valid cosignature of this checkpoint "
+                    "(stale or forged): ignored"
+                )
+            lines += good
+    return note.with_signatures(lines), problems

@@ -45,6 +45,7 @@ class Policy:
     witnesses: Mapping[str, NoteVerifier] = field(default_factory=dict)
     groups: Mapping[str, tuple[int, tuple[str, ...]]] = field(default_factory=dict)
     quorum: str = "none"
+    urls: Mapping[str, str] = field(default_factory=dict)  # witness name: submission prefix
 
     @classmethod
     def parse(cls, text: str) -> Policy:
@@ -114,6 +115,7 @@ class _Builder:
         self.witnesses: dict[str, NoteVerifier] = {}
         self.groups: dict[str, tuple[int, tuple[str, ...]]] = {}
         self.quorum: str | None = None
+        self.urls: dict[str, str] = {}
         self._keys: set[bytes] = set()
 
     def _key(self, vkey: str, kind: int, what: str) -> NoteVerifier:
@@ -138,6 +140,8 @@ class _Builder:
             self.logs.append(self._key(args[0], ED25519, "log"))
         elif keyword == "witness" and len(args) in (2, 3):
             self.witnesses[self._new_name(args[0])] = self._key(args[1], COSIGNATURE, "witness")
+            if len(args) == 3:
+                self.urls[args[0]] = args[2]
         elif keyword == "group" and len(args) >= 3:
             self._group(args[0], args[1], args[2:])
         elif keyword == "quorum" and len(args) == 1:
@@ -163,4 +167,4 @@ class _Builder:
     def build(self) -> Policy:
         if self.quorum is None:
             raise FormatError("a policy needs a quorum line (quorum none for no witnesses)")
-        return Policy(tuple(self.logs), self.witnesses, self.groups, self.quorum)
+        return Policy(tuple(self.logs), self.witnesses, self.groups, self.quorum, self.urls)

@@ -4,6 +4,7 @@ tlog-proof, tlog-tiles, tlog-witness)."""
 
 from __future__ import annotations
 
+import sys
 from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -12,7 +13,7 @@ import click
 
 from vtreg.verifier.text import printable
 
-from ._app import Report, Settings, vtreg_command
+from ._app import EXIT_REFUSED, Report, Settings, cli, vtreg_command
 from ._params import DURATION, passphrase_reader, utc_now
 from .audit import audit_group
 from .signing import _passphrase_file
@@ -21,7 +22,7 @@ from .trust import db_option, open_registry
 if TYPE_CHECKING:
     from vtreg.registry.service import Registry
 
-__all__ = ["audit_checkpoint", "audit_export", "audit_init", "audit_prove"]
+__all__ = ["audit_checkpoint", "audit_export", "audit_init", "audit_prove", "witness_serve"]
 
 _state_option = click.option(
     "--state",
@@ -94,6 +95,12 @@ def audit_init(
 @click.option(
     "--if-due", is_flag=True, help="Sign only if the cadence set by `audit init` asks for it."
 )
+@click.option(
+    "--policy",
+    "policy_file",
+    type=click.Path(),
+    help="Ask the witnesses this tlog-policy lists with a URL to cosign, and require its quorum.",
+)
 @_state_option
 @_passphrase_file
 @db_option
@@ -101,6 +108,7 @@ def audit_checkpoint(
     settings: Settings,
     key_file: str,
     if_due: bool,
+    policy_file: str | None,
     state_path: Path | None,
     passphrase_file: str | None,
     db_url: str | None,
@@ -108,20 +116,38 @@ def audit_checkpoint(
     """Sign a checkpoint of the audit log and print it (a C2SP signed note).
 
     Refused (exit 1) unless the log extends the last checkpoint this signer
-    signed: a rewritten, truncated or rebuilt history is never signed.
+    signed: a rewritten, truncated or rebuilt history is never signed. With
+    --policy, exit 1 also when the witnesses' cosignatures miss the quorum.
     """
-    from vtreg.registry.checkpoints import sign_checkpoint
+    from vtreg.registry.checkpoints import gather_cosignatures, sign_checkpoint
+    from vtreg.verifier.errors import VerificationError
     from vtreg.verifier.keys import read_private_key_file
 
+    from .checkpoint import load_policy
+
     key = read_private_key_file(key_file, passphrase_reader(passphrase_file))
+    policy = load_policy(policy_file, ()) if policy_file else None
+    problems: list[str] = []
     with open_registry(db_url or settings.db) as registry:
         note = sign_checkpoint(
             registry, key, _signer_state(state_path), at=utc_now(), if_due=if_due
         )
-    if note is None:
-        return Report(data={"signed": False, "checkpoint": None}, text="")
+        if note is None:
+            return Report(data={"signed": False, "checkpoint": None}, text="")
+        if policy is not None:
+            note, problems = gather_cosignatures(registry, note, policy)
+            size = int(note.text.split("\n")[1])
+            registry.store_checkpoint(size, note.to_bytes().decode(), replace=True)
     text = note.to_bytes().decode()
-    return Report(data={"signed": True, "checkpoint": text}, text=text.removesuffix("\n"))
+    data: dict[str, object] = {"signed": True, "checkpoint": text}
+    if policy is not None:
+        try:
+            data["witnesses"] = list(policy.accept(note.to_bytes()).witnesses)
+        except VerificationError as e:
+            problems.append(str(e))
+            report = Report(data={**data, "quorum": False}, text=text.removesuffix("\n"))
+            return Report(report.data, report.text, exit_code=EXIT_REFUSED, warnings=problems)
+    return Report(data=data, text=text.removesuffix("\n"), warnings=problems)
 
 
 @vtreg_command(audit_group, "prove")
@@ -194,3 +220,66 @@ def _checkpoint_note(registry: Registry, checkpoint_file: str | None, seq: int |
         holding = f" holds event {seq}" if seq else " exists"
         raise NotFoundError(f"no signed checkpoint{holding} yet: run `vtreg audit checkpoint`")
     return stored.encode()
+
+
+@cli.group("witness")
+def witness_group() -> None:
+    """Run a C2SP tlog-witness that cosigns checkpoints of the logs it knows."""
+
+
+@vtreg_command(witness_group, "serve")
+@click.option("--key", "key_file", required=True, type=click.Path(), help="The witness key file.")
+@click.option("--name", required=True, help="The witness's name, e.g. witness.example.com/w1.")
+@click.option(
+    "--log", "log_vkeys", multiple=True, required=True, metavar="VKEY", help="A log to witness."
+)
+@click.option(
+    "--state",
+    "state_dir",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Where the latest checkpoint cosigned for each log is kept.",
+)
+@click.option("--listen", default="127.0.0.1:8080", show_default=True, metavar="HOST:PORT")
+@_passphrase_file
+def witness_serve(
+    settings: Settings,
+    key_file: str,
+    name: str,
+    log_vkeys: tuple[str, ...],
+    state_dir: Path,
+    listen: str,
+    passphrase_file: str | None,
+) -> Report:
+    """Serve POST /add-checkpoint until interrupted; print the witness's vkey first."""
+    import signal
+    import threading
+
+    from vtreg.registry.witness import Witness, serve
+    from vtreg.verifier.errors import UsageError, VtregError
+    from vtreg.verifier.keys import read_private_key_file
+    from vtreg.verifier.note import NoteVerifier
+
+    host, _, port = listen.rpartition(":")
+    if not host or not port.isdigit() or int(port) > 65535:
+        raise UsageError(f"--listen {listen!r} is not HOST:PORT")
+    key = read_private_key_file(key_file, passphrase_reader(passphrase_file))
+    logs = [NoteVerifier.parse(v) for v in log_vkeys]
+    try:
+        state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        witness = Witness(key, name, logs, state_dir)
+        server = serve(witness, host, int(port))
+    except OSError as e:
+        raise VtregError(f"cannot serve on {listen}: {e.strerror}") from e
+    bound = server.server_address[1]
+    click.echo(printable(f"witness {witness.vkey} listening on http://{host}:{bound}"))
+    sys.stdout.flush()
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    stop.wait()
+    server.shutdown()
+    server.server_close()
+    return Report(data={"vkey": witness.vkey, "port": bound}, text="witness stopped")
