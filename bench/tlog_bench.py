@@ -1,6 +1,7 @@
 """Benchmark the audit log's Merkle tree: appends with tiles, proofs at a million events.
 
-    python bench/tlog_bench.py [--appends 2000] [--leaves 1000000] [--pg URL]
+    python bench/tlog_bench.py [--appends 2000] [--leaves 1000000] [--events 50000]
+                               [--requests 2000] [--pg URL]
 
 In-process, warm, medians:
 
@@ -9,21 +10,29 @@ In-process, warm, medians:
   append as it was before the tree), on SQLite and, with --pg, PostgreSQL;
 * on a SQLite registry whose tiles hold a tree of --leaves leaves: an
   inclusion proof (generated from the stored tiles, then verified) and a
-  consistency proof between two sizes near the end, generated and verified.
+  consistency proof between two sizes near the end, generated and verified;
+* `vtreg audit verify --checkpoint` on a log of --events events: the chain walk and
+  the tree recomputed from the events, in events/s;
+* a witness (the `vtreg witness serve` server, in this process) answering
+  add-checkpoint over loopback HTTP/1.1 keep-alive, one client, in requests/s.
 """
 
 from __future__ import annotations
 
 import argparse
+import base64
 import contextlib
 import hashlib
 import random
 import secrets
 import statistics
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -113,11 +122,82 @@ def _scratch_postgres(server: str) -> Iterator[str]:
         admin.dispose()
 
 
+def _verify_figures(url: str, events: int, work: Path) -> tuple[float, float]:
+    from vtreg.registry.checkpoints import init_log, sign_checkpoint
+    from vtreg.registry.monitor import verify_checkpoint
+    from vtreg.verifier.keys import SigningKey
+    from vtreg.verifier.note import NoteVerifier
+    from vtreg.verifier.policy import Policy
+
+    key = SigningKey.generate()
+    with Registry.open(url) as registry:
+        init_log(registry, key, "bench.example/log", work / "signer.json")
+        _appends(registry, events - 1)
+        note = sign_checkpoint(registry, key, work / "signer.json", at=datetime.now(UTC))
+        if note is None or not registry.verify_audit().ok:
+            raise SystemExit("the bench log did not verify")
+        t = time.perf_counter()
+        registry.verify_audit()
+        chain = events / (time.perf_counter() - t)
+        policy = Policy((NoteVerifier.parse(_vkey(key)),))
+        t = time.perf_counter()
+        verify_checkpoint(registry, note.to_bytes(), policy, work / "verifier")
+        tree = events / (time.perf_counter() - t)
+    return chain, tree
+
+
+def _vkey(key: Any) -> str:
+    from vtreg.verifier.note import ED25519, NoteVerifier
+
+    return NoteVerifier("bench.example/log", ED25519, key.public_key).vkey
+
+
+def _witness_rate(requests: int, work: Path) -> float:
+    import http.client
+
+    from vtreg.registry.witness import Witness, serve
+    from vtreg.verifier.keys import SigningKey
+    from vtreg.verifier.note import Checkpoint, Note, NoteVerifier, sign_note
+
+    log_key = SigningKey.generate()
+    log = NoteVerifier.parse(_vkey(log_key))
+    (work / "witness").mkdir()
+    server = serve(
+        Witness(SigningKey.generate(), "w.example", [log], work / "witness"), "127.0.0.1", 0
+    )
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    leaves = [hashlib.sha256(b"%d" % i).digest() for i in range(requests + 1)]
+    tiles = merkle.tiles_of(leaves)
+    read = merkle.tile_hash_reader(lambda level, n: tiles[level, n])
+    bodies = []
+    for size in range(1, requests + 1):
+        text = Checkpoint(log.name, size, merkle.subtree_hash(read, 0, size)).text()
+        note = Note(text, (sign_note(text, log_key, log.name),)).to_bytes()
+        proof = merkle.consistency_proof(read, size - 1, size)
+        lines = [f"old {size - 1}", *(base64.b64encode(h).decode() for h in proof)]
+        bodies.append(("\n".join(lines) + "\n\n").encode() + note)
+    connection = http.client.HTTPConnection("127.0.0.1", server.server_address[1])
+    t = time.perf_counter()
+    for body in bodies:
+        connection.request("POST", "/add-checkpoint", body)
+        response = connection.getresponse()
+        response.read()
+        if response.status != 200:
+            raise SystemExit(f"the witness answered {response.status}")
+    rate = requests / (time.perf_counter() - t)
+    connection.close()
+    server.shutdown()
+    server.server_close()
+    return rate
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--appends", type=int, default=2000)
     parser.add_argument("--leaves", type=int, default=1_000_000)
     parser.add_argument("--runs", type=int, default=501)
+    parser.add_argument("--events", type=int, default=50_000)
+    parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--pg", metavar="URL", help="also measure appends on this PostgreSQL")
     args = parser.parse_args()
     with scratch_dir() as name:
@@ -137,6 +217,11 @@ def main() -> None:
         print(
             f"  consistency proof ({args.leaves - 1000:,} -> {args.leaves:,}) {consistency:.0f} us"
         )
+        chain, tree = _verify_figures(f"sqlite:///{work / 'verify.db'}", args.events, work)
+        print(f"audit verify of {args.events:,} events: chain {chain:,.0f}/s, tree {tree:,.0f}/s,")
+        print(f"  both {1 / (1 / chain + 1 / tree):,.0f} events/s")
+        rate = _witness_rate(args.requests, work)
+        print(f"witness: {rate:,.0f} add-checkpoint requests/s (loopback, keep-alive)")
 
 
 if __name__ == "__main__":
