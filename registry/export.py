@@ -16,7 +16,7 @@ from pathlib import Path
 
 from sqlalchemy.engine import Connection
 
-from vtreg.verifier.errors import LogError, WriteError
+from vtreg.verifier.errors import LogError, VtregError, WriteError
 from vtreg.verifier.files import atomic_write
 from vtreg.verifier.merkle import HASH_SIZE, TILE_WIDTH, leaf_hash, subtree_hash, tile_hash_reader
 from vtreg.verifier.note import Checkpoint, parse_note
@@ -32,6 +32,7 @@ def export_log(connection: Connection, note: bytes, directory: Path) -> int:
 
     Raises:
         LogError: the log does not hold what the checkpoint signed.
+        VtregError: an event too large for an entry bundle (64 KiB).
         WriteError: the directory cannot be written.
     """
     checkpoint = Checkpoint.parse(parse_note(note).text)
@@ -58,7 +59,10 @@ def export_log(connection: Connection, note: bytes, directory: Path) -> int:
             break
         if b"".join(map(leaf_hash, entries)) != tiles[0, n]:
             raise LogError(f"the events of tile 0/{n} do not hash to it (edited?)")
-        files[tile_path("entries", n, len(entries))] = bundle(entries)
+        try:
+            files[tile_path("entries", n, len(entries))] = bundle(entries)
+        except ValueError as e:
+            raise VtregError(f"events {n * TILE_WIDTH + 1}-: {e}") from e
     for name, data in files.items():
         _write(directory / name, data)
     _write(directory / "checkpoint", note)

@@ -6,6 +6,7 @@ import base64
 from pathlib import Path
 from typing import Any
 
+import pytest
 import sqlalchemy as sa
 
 from tests.helpers import CliResult, ok, one_line_error
@@ -108,11 +109,21 @@ def _edit(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return events
 
 
-def test_a_rewritten_log_no_longer_holds_what_was_signed(log: Log) -> None:
+def _reorder(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    events[1], events[2] = events[2], events[1]
+    return events
+
+
+def _rebuild(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [dict(e, actor="someone-else@host") for e in events]
+
+
+@pytest.mark.parametrize("attack", [_edit, _reorder, _rebuild], ids=["edit", "reorder", "rebuild"])
+def test_a_rewritten_log_no_longer_holds_what_was_signed(log: Log, attack: Any) -> None:
     log.record(5)
     checkpoint = _checkpoint_file(log, "c")
     ok(_verify(log, checkpoint))
-    rewrite_history(log.url, _edit)
+    rewrite_history(log.url, attack)
     refused = _verify(log, checkpoint, "--json")
     assert refused.json()["error"]["code"] == "log-inconsistent"
     assert "not those the checkpoint signed" in refused.json()["error"]["message"]
