@@ -27,6 +27,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy.engine import Connection
+
 from vtreg.verifier.errors import LogError, NotFoundError, UsageError, VtregError
 from vtreg.verifier.files import atomic_write, read_bounded
 from vtreg.verifier.keys import SigningKey
@@ -201,7 +203,7 @@ def sign_checkpoint(
     return note
 
 
-def _extend(connection: Any, state: SignerState, size: int) -> bytes:
+def _extend(connection: Connection, state: SignerState, size: int) -> bytes:
     """The root of the log's ``size`` events, rebuilt from the state's last checkpoint."""
     if size < state.size:
         raise LogError(

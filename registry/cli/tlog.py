@@ -22,7 +22,14 @@ from .trust import db_option, open_registry
 if TYPE_CHECKING:
     from vtreg.registry.service import Registry
 
-__all__ = ["audit_checkpoint", "audit_export", "audit_init", "audit_prove", "witness_serve"]
+__all__ = [
+    "audit_checkpoint",
+    "audit_export",
+    "audit_init",
+    "audit_prove",
+    "audit_verify_proof",
+    "witness_serve",
+]
 
 _state_option = click.option(
     "--state",
@@ -283,3 +290,39 @@ def witness_serve(
     server.shutdown()
     server.server_close()
     return Report(data={"vkey": witness.vkey, "port": bound}, text="witness stopped")
+
+
+@vtreg_command(audit_group, "verify-proof")
+@click.argument("proof_file", type=click.Path())
+@click.option("--policy", "policy_file", type=click.Path(), help="Logs and witness quorum.")
+@click.option("--log", "log_vkeys", multiple=True, metavar="VKEY", help="The log's vkey.")
+def audit_verify_proof(
+    settings: Settings, proof_file: str, policy_file: str | None, log_vkeys: tuple[str, ...]
+) -> Report:
+    """Check a tlog-proof offline (no registry): the event its extra data holds is in the log."""
+    import json
+
+    from vtreg.verifier.errors import FormatError
+    from vtreg.verifier.files import read_bounded
+    from vtreg.verifier.note import MAX_NOTE_BYTES
+    from vtreg.verifier.tlog_proof import TlogProof
+
+    from .checkpoint import load_policy
+
+    policy = load_policy(policy_file, log_vkeys)
+    proof = TlogProof.parse(read_bounded(proof_file, 2 * MAX_NOTE_BYTES, f"proof {proof_file}"))
+    if proof.extra is None:
+        raise FormatError("the proof carries no event (no extra line): nothing to check it against")
+    accepted = proof.verify(proof.extra, policy)
+    try:
+        event = json.loads(proof.extra)
+    except ValueError as e:
+        raise FormatError("the proof's event is not a vtreg audit event") from e
+    checkpoint = accepted.checkpoint
+    return Report(
+        data={"seq": proof.index + 1, "event": event, "size": checkpoint.size},
+        text=printable(
+            f"event {proof.index + 1} is in {checkpoint.origin} ({checkpoint.size} events, "
+            f"cosigned by {', '.join(accepted.witnesses) or 'none'}):\n{proof.extra.decode()}"
+        ),
+    )

@@ -49,6 +49,13 @@ def test_a_proof_shows_one_event_under_a_signed_checkpoint(log: Log) -> None:
     out = log.home.parent / "event-4.tlog-proof"
     ok(log.cli("audit", "prove", "4", "--out", out))
     assert TlogProof.parse(out.read_bytes()) == proof
+    checked = ok(log.cli("audit", "verify-proof", out, "--log", log.vkey, "--json", db=False))
+    assert (checked.json()["seq"], checked.json()["event"][4]) == (4, "plugin.load")
+    # The event in the proof changed: no longer the leaf the log holds.
+    out.write_bytes(TlogProof(proof.index, proof.hashes, proof.checkpoint, event + b" ").to_bytes())
+    one_line_error(
+        log.cli("audit", "verify-proof", out, "--log", log.vkey, db=False), 1, "not in the tree"
+    )
 
 
 def test_a_proof_needs_a_checkpoint_holding_the_event(log: Log) -> None:
