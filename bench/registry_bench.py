@@ -47,10 +47,19 @@ import sqlalchemy as sa
 
 from bench._common import build_example, scratch_dir
 from vtreg.registry import audit
-from vtreg.registry.models import AuditEvent, AuditEventKey, ChainHead, Key, Plugin, PluginSigner
+from vtreg.registry.models import (
+    AuditEvent,
+    AuditEventKey,
+    AuditTile,
+    ChainHead,
+    Key,
+    Plugin,
+    PluginSigner,
+)
 from vtreg.registry.service import Registry
 from vtreg.verifier.keys import SigningKey
 from vtreg.verifier.manifest import SemVer
+from vtreg.verifier.merkle import leaf_hash, tiles_of
 from vtreg.verifier.signing import sign
 from vtreg.verifier.tree import PluginTree, capture
 
@@ -116,11 +125,12 @@ def _event(seq: int, prev: str, plugins: int, start: datetime, keyids: list[str]
     action, outcome = ("plugin.load", "allowed") if seq % 7 else ("plugin.verify", "refused")
     reason = None if outcome == "allowed" else "rollback: older than the trusted version"
     fields = (seq, at, "bench@host", action, outcome, name, version, digest, keyid, reason, "{}")
+    event = audit.canonical(*fields)
     return {
         "seq": seq, "at": at, "actor": "bench@host", "action": action, "outcome": outcome,
         "plugin": name, "version": version, "digest": digest, "keyids": keyid,
         "reason": reason, "details": "{}", "prev_hash": prev,
-        "hash": audit.chain_hash(prev, audit.canonical(*fields)),
+        "hash": audit.chain_hash(prev, event), "leaf": leaf_hash(event),
     }  # fmt: skip
 
 
@@ -128,11 +138,13 @@ def _fill_events(
     registry: Registry, plugins: int, events: int, start: datetime, keyids: list[str]
 ) -> None:
     prev = audit.GENESIS_HASH
+    leaves = []  # the Merkle tree over the same events (migration 0005), stored at the end
     for low in range(0, events, CHUNK):
         batch = []
         for seq in range(low + 1, min(events, low + CHUNK) + 1):
             batch.append(_event(seq, prev, plugins, start, keyids))
             prev = batch[-1]["hash"]
+            leaves.append(batch[-1].pop("leaf"))
         with registry.engine.begin() as connection:
             connection.execute(sa.insert(AuditEvent), batch)
             connection.execute(
@@ -144,6 +156,10 @@ def _fill_events(
                 .values(seq=batch[-1]["seq"], hash=prev)
             )
         print(f"\r  events  {batch[-1]['seq']:>9,}", end="", flush=True)
+    tiles = [{"level": k[0], "idx": k[1], "hashes": v} for k, v in tiles_of(leaves).items()]
+    with registry.engine.begin() as connection:
+        for low in range(0, len(tiles), CHUNK):
+            connection.execute(sa.insert(AuditTile), tiles[low : low + CHUNK])
     print()
 
 

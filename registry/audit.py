@@ -35,6 +35,7 @@ from vtreg.verifier.audit_event import (
     chain_hash,
 )
 
+from . import tlog
 from .models import AuditEvent as AuditRow
 from .models import AuditEventKey, ChainHead
 from .statements import Cursor
@@ -94,12 +95,14 @@ def append(
     if head.at is not None and at < head.at:
         at = head.at
     hashed = (seq, at, actor, *event.stored())  # in HASHED_FIELDS order
-    digest = chain_hash(head.hash, canonical(*hashed))
+    event_bytes = canonical(*hashed)
+    digest = chain_hash(head.hash, event_bytes)
     cursor.rows(sql.insert_event, (seq, sql.time_out(at), *hashed[2:], head.hash, digest))
     keyids = hashed[_KEYIDS].split()
     if keyids:
         cursor.many(sql.insert_key, [(k, seq) for k in keyids])
     cursor.rows(sql.move_head, (seq, digest))
+    tlog.add_leaf(cursor, seq - 1, event_bytes)
     head.seq, head.hash, head.at = seq, digest, at
     return seq
 

@@ -25,8 +25,11 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 __all__ = [
+    "AuditCheckpoint",
     "AuditEvent",
     "AuditEventKey",
+    "AuditLog",
+    "AuditTile",
     "Base",
     "ChainHead",
     "Key",
@@ -216,3 +219,42 @@ class ChainHead(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     seq: Mapped[int] = mapped_column(_BigInt)
     hash: Mapped[str] = mapped_column(String(64))
+
+
+class AuditTile(Base):
+    """One tile of the audit log's Merkle tree (C2SP tlog-tiles: up to 256 hashes, 8 KiB).
+
+    Level 0 holds leaf hashes; a hash at level L + 1 is the root of a full tile at
+    level L. Written in the same transaction as each event (registry.tlog).
+    """
+
+    __tablename__ = "audit_tiles"
+
+    level: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    idx: Mapped[int] = mapped_column(_BigInt, primary_key=True, autoincrement=False)
+    hashes: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class AuditLog(Base):
+    """The one row naming the log: its checkpoint origin and the log key's C2SP vkey."""
+
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    origin: Mapped[str] = mapped_column(String(255))
+    vkey: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class AuditCheckpoint(Base):
+    """A signed checkpoint (a C2SP signed note), kept to embed in proofs and exports.
+
+    Signed, so the database owner cannot change one unseen; the signer's own
+    record of the last one it signed lives outside the database.
+    """
+
+    __tablename__ = "audit_checkpoints"
+
+    size: Mapped[int] = mapped_column(_BigInt, primary_key=True, autoincrement=False)
+    note: Mapped[str] = mapped_column(Text)
+    signed_at: Mapped[datetime] = mapped_column(UtcDateTime)

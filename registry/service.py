@@ -55,6 +55,7 @@ from vtreg.verifier.files import read_regular_at
 from vtreg.verifier.keys import PublicKey
 from vtreg.verifier.layout import MANIFEST_FILE, MAX_MANIFEST_BYTES
 from vtreg.verifier.manifest import SemVer, check_plugin_name
+from vtreg.verifier.note import NoteVerifier
 from vtreg.verifier.signatures import SignedStatement, VerifiedPlugin
 from vtreg.verifier.text import path_text
 from vtreg.verifier.tree import PendingCapture, PluginTree, capture, read_signature
@@ -62,7 +63,7 @@ from vtreg.verifier.trust import TrustedContent, TrustState
 
 from . import audit
 from .db import connect, database_errors, default_url, ensure_schema, normalize_url
-from .models import Key, Plugin, PluginEnvelope, PluginSigner
+from .models import AuditCheckpoint, AuditLog, Key, Plugin, PluginEnvelope, PluginSigner
 from .records import (
     LOADABLE,
     KeyChange,
@@ -426,6 +427,9 @@ class Registry:
             row = change.session.get(Key, key.keyid)
             if row is not None:
                 return _existing_key(row, name, scopes), False
+            log = change.session.get(AuditLog, 1)
+            if log is not None and NoteVerifier.parse(log.vkey).key.raw == key.raw:
+                raise UsageError(f"key {key.short_id}… is the audit log's key, not a publisher's")
             row = Key(
                 keyid=key.keyid,
                 name=label,
@@ -968,6 +972,65 @@ class Registry:
             },
             "actor": self.actor,
         }
+
+    @contextlib.contextmanager
+    def snapshot(self) -> Iterator[sa.Connection]:
+        """A read-only connection that sees one snapshot throughout (the tree, the events)."""
+        with self._read(snapshot=True) as session:
+            yield session.connection()
+
+    def name_log(self, origin: str, vkey: str) -> bool:
+        """Record the audit log's origin and log key (``vtreg audit init``); False if already so.
+
+        Raises:
+            UsageError: the log key is a trusted publisher key, or the log
+                already has another origin or key.
+        """
+        at = _now()
+        log_key = NoteVerifier.parse(vkey).key
+        with self._change() as change:
+            if change.session.get(Key, log_key.keyid) is not None:
+                raise UsageError(
+                    f"key {log_key.short_id}… is a trusted publisher key; a log key must be "
+                    "used for nothing else"
+                )
+            row = change.session.get(AuditLog, 1)
+            if row is not None:
+                if (row.origin, row.vkey) != (origin, vkey):
+                    raise UsageError(
+                        f"the audit log is already named {row.origin!r} with key {row.vkey}"
+                    )
+                return False
+            change.session.add(AuditLog(id=1, origin=origin, vkey=vkey, created_at=at))
+            details = {"origin": origin, "vkey": vkey}
+            change.log(AuditEvent("log.init", "ok", keyids=(log_key.keyid,), details=details), at)
+            return True
+
+    def log_identity(self) -> tuple[str, str] | None:
+        """The audit log's (origin, vkey), or None before ``vtreg audit init``."""
+        with self._read() as session:
+            row = session.get(AuditLog, 1)
+            return (row.origin, row.vkey) if row is not None else None
+
+    def store_checkpoint(self, size: int, note: str, *, replace: bool = False) -> None:
+        """Keep a signed checkpoint (``replace``: the same one with more cosignatures)."""
+        with self._errors(), Session(self.engine) as session, session.begin():
+            row = session.get(AuditCheckpoint, size)
+            if row is None:
+                session.add(AuditCheckpoint(size=size, note=note, signed_at=_now()))
+            elif replace:
+                row.note = note
+
+    def checkpoint(self, size: int | None = None) -> str | None:
+        """The stored checkpoint of ``size`` events (the latest if None, else the smallest
+        at least that large), or None."""
+        with self._read() as session:
+            query = sa.select(AuditCheckpoint.note)
+            if size is None:
+                query = query.order_by(AuditCheckpoint.size.desc())
+            else:
+                query = query.where(AuditCheckpoint.size >= size).order_by(AuditCheckpoint.size)
+            return session.execute(query.limit(1)).scalar()
 
     def verify_audit(self, *, anchor: tuple[int, str] | None = None) -> audit.ChainReport:
         """Verify the audit chain in one snapshot; see :func:`audit.verify_chain`."""

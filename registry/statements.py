@@ -72,6 +72,17 @@ class Statements:
         )
         self.insert_key = f"INSERT INTO audit_event_keys (keyid, seq) VALUES ({marks(2)})"
         self.move_head = f"UPDATE audit_chain_head SET seq = {mark}, hash = {mark} WHERE id = 1"
+        # The Merkle tree's tiles (registry.tlog): a hash starts a tile or is appended to
+        # it; SQLite's || makes text of blobs, so the result is cast back, byte for byte.
+        self.new_tile = f"INSERT INTO audit_tiles (level, idx, hashes) VALUES ({marks(3)})"
+        extend = (
+            "UPDATE audit_tiles SET hashes = "
+            + (f"CAST(hashes || {mark} AS BLOB)" if self.sqlite else f"hashes || {mark}")
+            + f" WHERE level = {mark} AND idx = {mark} RETURNING "
+        )
+        self.extend_tile = extend + "length(hashes)"
+        self.fill_tile = extend + "hashes"
+        self.tile = f"SELECT hashes FROM audit_tiles WHERE level = {mark} AND idx = {mark}"
 
     @classmethod
     def of(cls, engine: Engine) -> Statements:

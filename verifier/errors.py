@@ -24,6 +24,7 @@ __all__ = [
     "ExpiredError",
     "FormatError",
     "KeyFileError",
+    "LogError",
     "NotFoundError",
     "PassphraseError",
     "PolicyError",
@@ -66,6 +67,9 @@ REFUSAL_CODES: dict[str, str] = {
     "abi-mismatch": "the library does not implement VT Code ABI v1 as signed",
     "dependency-untrusted": "a library the plugin needs is neither signed with it nor the system's",
     "version-conflict": "another content of the same name, version and platform is trusted",
+    "log-inconsistent": "an audit log proof does not verify, or a tree is not consistent "
+    "with a checkpoint signed or seen before",
+    "quorum": "a checkpoint lacks the witness cosignatures its policy requires",
 }
 
 
@@ -130,6 +134,12 @@ class PolicyError(VerificationError):
     """Refused by trust policy: untrusted or revoked content, rollback, wrong platform."""
 
     default_code = "content-not-trusted"
+
+
+class LogError(VerificationError):
+    """A transparency log refused: a proof that does not verify, a fork, a rewritten history."""
+
+    default_code = "log-inconsistent"
 
 
 class NotFoundError(VtregError):

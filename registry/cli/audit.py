@@ -7,12 +7,14 @@ import json
 import re
 import sys
 from collections.abc import Iterable, Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING, Unpack
 
 import click
 
 from ._app import EXIT_REFUSED, Report, Settings, cli, emit_report, stream_json, vtreg_command
 from ._params import PAST_TIME
+from .checkpoint import checkpoint_options, checkpoint_report
 from .trust import _table, _when, db_option, open_registry
 
 if TYPE_CHECKING:
@@ -220,17 +222,31 @@ class Anchor(click.ParamType[tuple[int, str], object]):
     type=Anchor(),
     help="SEQ:HASH from an earlier run, kept outside the database: the log must still hold it.",
 )
+@checkpoint_options
 @db_option
-def audit_verify(settings: Settings, anchor: tuple[int, str] | None, db_url: str | None) -> Report:
+def audit_verify(
+    settings: Settings,
+    anchor: tuple[int, str] | None,
+    db_url: str | None,
+    checkpoint_file: str | None,
+    policy_file: str | None,
+    log_vkeys: tuple[str, ...],
+    verifier_state: Path | None,
+) -> Report:
     """Check the audit log's hash chain; exit 1 and name the first broken event if it is broken.
 
     The chain shows edits, deletions and insertions, but whoever can write the
     database can also rebuild the whole chain. Keep the printed anchor
-    somewhere they cannot write, and pass it back with --anchor.
+    somewhere they cannot write, and pass it back with --anchor; or check the
+    log against a checkpoint its log key signed (--checkpoint, with --log or
+    --policy).
     """
     url = db_url or settings.db
     with open_registry(url) as registry:
         report = registry.verify_audit(anchor=anchor)
+        if report.ok and checkpoint_file is not None:
+            policy = (policy_file, log_vkeys, verifier_state)
+            return checkpoint_report(registry, checkpoint_file, *policy, events=report.events)
     current = f"{report.events}:{report.head}" if report.ok and report.events else None
     data = {
         "intact": report.ok,

@@ -35,7 +35,7 @@ def db_option(fn: F) -> F:
 def open_registry(url: str | None, *, upgrade: bool = False, create: bool = False) -> Registry:
     """The registry at ``url`` (default: the environment's), importing SQLAlchemy only now.
 
-    Only commands that write trust (``key add``, ``trust``, ``db upgrade``)
+    Only commands that write trust (``key add``, ``trust``, ``db upgrade``, ``audit init``)
     pass ``create``: any other command run against a mistyped URL says there is
     no registry there instead of showing a new, empty one.
     """

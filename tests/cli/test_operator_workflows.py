@@ -21,6 +21,7 @@ import sqlalchemy as sa
 
 from tests.helpers import CliResult, invoke_cli, ok, one_line_error
 from vtreg.loader.protocols import AuditEvent
+from vtreg.registry.db import REVISIONS
 from vtreg.registry.service import Registry
 
 PluginFactory = Callable[..., Path]
@@ -448,7 +449,7 @@ def test_db_info_says_which_registry_and_where_the_log_stands(
     chain = _json(db, "audit", "verify")
     text = ok(_cli(db, "db", "info")).stdout
 
-    assert info["revision"] == info["head_revision"] == "0004"
+    assert info["revision"] == info["head_revision"] == REVISIONS[-1]
     assert info["engine"] in {"sqlite", "postgresql"}
     assert info["keys"] == {"trusted": 1, "revoked": 1}
     assert info["plugins"] == {"trusted": 1, "revoked": 0}

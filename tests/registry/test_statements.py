@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from vtreg.registry.models import AuditEvent, AuditEventKey, ChainHead, Key, Plugin
+from vtreg.registry.models import AuditEvent, AuditEventKey, AuditTile, ChainHead, Key, Plugin
 from vtreg.registry.statements import Statements
 from vtreg.verifier.audit_event import COLUMNS
 
@@ -39,6 +39,10 @@ def test_statements_name_only_real_columns() -> None:
         (AuditEvent, sql.insert_event),
         (AuditEventKey, sql.insert_key),
         (ChainHead, sql.move_head),
+        (AuditTile, sql.new_tile),
+        (AuditTile, sql.extend_tile),
+        (AuditTile, sql.fill_tile),
+        (AuditTile, sql.tile),
     ):
         columns = {c.name for c in table.__table__.columns}
         assert _columns(statement) <= columns, statement

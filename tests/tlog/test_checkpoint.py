@@ -1,0 +1,171 @@
+"""The log key and the signer: checkpoints signed only for histories that extend the last one."""
+
+from __future__ import annotations
+
+import json
+import stat
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from tests.helpers import ok, one_line_error
+from tests.tlog.conftest import ORIGIN, Log, rewrite_history
+from vtreg.registry.db import connect
+from vtreg.registry.service import Registry
+from vtreg.registry.tlog import TreeReader
+from vtreg.verifier.note import Checkpoint, NoteVerifier, open_note
+
+
+def _signed(log: Log, note: str) -> Checkpoint:
+    opened, _ = open_note(note.encode(), [NoteVerifier.parse(log.vkey)])
+    return Checkpoint.parse(opened.text)
+
+
+def test_init_prints_the_vkey_and_is_idempotent(log: Log) -> None:
+    verifier = NoteVerifier.parse(log.vkey)
+    assert verifier.name == ORIGIN
+    again = ok(
+        log.cli("audit", "init", "--key", log.keys / "log.key", "--origin", ORIGIN, "--json")
+    )
+    assert again.json()["vkey"] == log.vkey
+    assert again.json()["created"] is False
+    one_line_error(
+        log.cli("audit", "init", "--key", log.keys / "log.key", "--origin", "other.example/log"),
+        2,
+        "signs for the log",
+    )
+    with Registry.open(log.url) as registry:
+        assert registry.log_identity() == (ORIGIN, log.vkey)
+        assert registry.audit_events(action="log.init")[0].details["vkey"] == log.vkey
+
+
+def test_a_publisher_key_is_never_a_log_key_and_back(log: Log, tmp_path: Path) -> None:
+    ok(log.cli("key", "add", log.keys / "alice.pub"))
+    state = tmp_path / "other-signer.json"
+    one_line_error(
+        log.cli(
+            "audit",
+            "init",
+            "--key",
+            log.keys / "alice.key",
+            "--origin",
+            "x.example/log",
+            "--state",
+            state,
+        ),
+        2,
+        "is a trusted publisher key",
+    )
+    one_line_error(log.cli("key", "add", log.keys / "log.pub"), 2, "is the audit log's key")
+
+
+def test_a_checkpoint_is_a_signed_note_of_the_whole_tree(log: Log) -> None:
+    log.record(5)
+    result = ok(log.checkpoint())
+    checkpoint = _signed(log, result.stdout)
+    with Registry.open(log.url) as registry, registry.snapshot() as connection:
+        tree = TreeReader(connection)
+        assert checkpoint == Checkpoint(ORIGIN, tree.size(), tree.root(tree.size()))
+        assert registry.checkpoint() == result.stdout
+    assert checkpoint.size == 6  # log.init and the five loads
+    state_file = log.home / "log-signer.json"
+    assert stat.S_IMODE(state_file.stat().st_mode) == 0o600
+    state = json.loads(state_file.read_text())
+    assert (state["size"], state["note"]) == (6, result.stdout)
+    log.record(1)
+    assert _signed(log, ok(log.checkpoint()).stdout).size == 7
+    assert ok(log.checkpoint()).stdout == ok(log.checkpoint()).stdout  # nothing new: the same note
+
+
+def test_the_cadence_signs_only_when_due(log: Log) -> None:
+    ok(
+        log.cli(
+            "audit",
+            "init",
+            "--key",
+            log.keys / "log.key",
+            "--origin",
+            ORIGIN,
+            "--every",
+            "3",
+            "--interval",
+            "1h",
+        )
+    )
+    first = ok(log.checkpoint("--if-due", "--json")).json()
+    assert first["signed"] is True  # nothing signed yet: due
+    log.record(2)
+    assert ok(log.checkpoint("--if-due", "--json")).json() == {
+        "schema": 1,
+        "ok": True,
+        "signed": False,
+        "checkpoint": None,
+    }
+    log.record(1)
+    assert ok(log.checkpoint("--if-due", "--json")).json()["signed"] is True
+
+
+def test_another_key_cannot_sign_for_the_log(log: Log) -> None:
+    one_line_error(
+        log.cli("audit", "checkpoint", "--key", log.keys / "witness.key"), 2, "is not the log key"
+    )
+
+
+def _edit_first(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    events[1]["outcome"] = "refused"
+    return events
+
+
+def _reorder(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    events[1], events[2] = events[2], events[1]
+    return events
+
+
+def _rebuild(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [dict(e, actor="someone-else@host", plugin="innocent") for e in events]
+
+
+def _drop_tail(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return events[:-3]
+
+
+def _replace_tail(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return events[:-2] + [dict(events[-1], plugin="replaced")] * 3  # longer than before
+
+
+@pytest.mark.parametrize(
+    ("attack", "problem"),
+    [
+        pytest.param(_edit_first, "history was rewritten", id="edit-and-recompute-everything"),
+        pytest.param(_reorder, "history was rewritten", id="reorder"),
+        pytest.param(_rebuild, "history was rewritten", id="rebuild-from-scratch"),
+        pytest.param(_drop_tail, "truncated", id="delete-tail-move-head"),
+        pytest.param(_replace_tail, "history was rewritten", id="replace-tail-and-grow"),
+    ],
+)
+def test_the_signer_refuses_a_rewritten_history(log: Log, attack: Any, problem: str) -> None:
+    log.record(6)
+    before = ok(log.checkpoint()).stdout
+    rewrite_history(log.url, attack)
+    with Registry.open(log.url) as registry:
+        assert registry.verify_audit().ok  # the chain alone cannot tell
+    refused = log.checkpoint("--json")
+    assert refused.code == 1
+    assert refused.json()["error"]["code"] == "log-inconsistent"
+    assert problem in refused.json()["error"]["message"]
+    assert json.loads((log.home / "log-signer.json").read_text())["note"] == before
+
+
+def test_the_signer_refuses_tiles_that_disagree_with_the_events(log: Log) -> None:
+    log.record(3)
+    ok(log.checkpoint())
+    log.record(2)
+    # A new event's row edited, its tiles left alone: the tiles no longer hash the events.
+    engine = connect(log.url)
+    with engine.begin() as connection:
+        connection.execute(sa.text("UPDATE audit_events SET plugin = 'other' WHERE seq = 6"))
+    engine.dispose()
+    refused = log.checkpoint()
+    one_line_error(refused, 1, "tiles disagree with its events")
