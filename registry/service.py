@@ -49,7 +49,7 @@ from . import audit
 from .db import connect, database_errors, default_url, ensure_schema, normalize_url
 from .models import Key, Plugin, PluginSigner
 from .records import KeyInfo, PluginInfo, TrustResult
-from .state import read_state
+from .state import read_full_state, read_state
 from .statements import Cursor, Statements
 
 __all__ = ["Registry", "default_actor"]
@@ -277,6 +277,15 @@ class Registry:
         """
         with self._decision(write=False) as cursor:
             return read_state(cursor, envelope, threshold=threshold)
+
+    def full_state(self) -> TrustState:
+        """Every key and trust record, read in one snapshot (what a fleet publishes).
+
+        Raises:
+            RegistryError: the registry cannot be read.
+        """
+        with self._decision(write=False) as cursor:
+            return read_full_state(cursor)
 
     def authorize(self, tree: PluginTree, *, at: datetime, threshold: int = 1) -> VerifiedPlugin:
         """Decide, without auditing, whether a captured plugin may be used.

@@ -64,6 +64,12 @@ REFUSAL_CODES: dict[str, str] = {
     "rollback": "an older version than the newest trusted one, and not pinned",
     "wrong-platform": "the plugin is built for another platform than this host",
     "abi-mismatch": "the library does not implement VT Code ABI v1 as signed",
+    "trust-expired": "the fleet host's trust state has expired (no sync since), and no grace",
+    "metadata-unsigned": "fleet metadata is unsigned, wrongly signed or below its threshold",
+    "metadata-rollback": "fleet metadata is older than trusted, or not the version expected",
+    "metadata-expired": "fleet metadata has expired (a freeze)",
+    "metadata-mismatch": "a fleet metadata file is not the one its parent role names",
+    "metadata-oversize": "a fleet metadata file is longer than allowed (endless data)",
 }
 
 

@@ -15,6 +15,7 @@ from vtreg.verifier.errors import PassphraseError
 from vtreg.verifier.files import read_bounded
 
 __all__ = [
+    "DURATION",
     "NAME",
     "PAST_TIME",
     "TIME",
@@ -82,6 +83,23 @@ class TimeOrDuration(click.ParamType[datetime, object]):
             )
 
 
+class Duration(click.ParamType[timedelta, object]):
+    """A length of time: a number and a unit (``30s``, ``12h``, ``1d``, ``2w``, ``1y``)."""
+
+    name = "DURATION"
+
+    def convert(
+        self, value: object, param: click.Parameter | None, ctx: click.Context | None
+    ) -> timedelta:
+        """``value`` as a timedelta, or a usage error saying how to write a duration."""
+        if isinstance(value, timedelta):
+            return value
+        match = _DURATION.fullmatch(str(value).strip())
+        if match is None:
+            self.fail(f"{value!r} is not a duration like 30s, 12h, 1d, 2w or 1y", param, ctx)
+        return timedelta(seconds=int(match[1]) * _UNITS[match[2]])
+
+
 class Time(click.ParamType[datetime, object]):
     """An absolute date/time (RFC 3339 / ISO 8601); naive means UTC."""
 
@@ -121,6 +139,7 @@ class Name(click.ParamType[str, object]):
         return text
 
 
+DURATION = Duration()
 TIME_OR_DURATION = TimeOrDuration()
 PAST_TIME = TimeOrDuration(ago=True)
 TIME = Time()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -10,6 +10,7 @@ import click
 
 from ._app import Report, Settings, cli, vtreg_command
 from ._params import NAME, TIME_OR_DURATION, passphrase_reader, utc_now
+from .fleet import fleet_option, grace_option, verify_with_fleet
 
 if TYPE_CHECKING:
     from vtreg.verifier.signatures import VerifiedPlugin
@@ -170,12 +171,16 @@ def sign(
     help="Registry to decide against when no --key is given (default: $VTREG_DATABASE_URL, "
     "else SQLite in $VTREG_HOME).",
 )
+@fleet_option
+@grace_option
 def verify(
     settings: Settings,
     directory: str,
     key_files: tuple[str, ...],
     threshold: int,
     db_url: str | None,
+    fleet_state: str | None,
+    grace: timedelta | None,
 ) -> Report:
     """Verify a plugin directory: offline with --key, else against the registry.
 
@@ -192,6 +197,14 @@ def verify(
             from vtreg.verifier.errors import UsageError
 
             raise UsageError("--key verifies offline; --db verifies against a registry: pick one")
+        if fleet_state is not None:
+            return _verify_with_fleet(
+                fleet_state, grace, key_files, db_url, threshold, directory, pending
+            )
+        if grace is not None:
+            from vtreg.verifier.errors import UsageError
+
+            raise UsageError("--grace applies to --fleet only")
         if not key_files:
             return _verify_with_registry(db_url, threshold, directory, pending)
         return _verify_with_keys(key_files, threshold, directory, pending)
@@ -222,6 +235,24 @@ def _verify_with_keys(
     )
     result = verify(tree, keys, at=at, threshold=threshold)
     return _verified_report(result, threshold)
+
+
+def _verify_with_fleet(
+    fleet_state: str,
+    grace: timedelta | None,
+    key_files: tuple[str, ...],
+    db_url: str | None,
+    threshold: int,
+    directory: str,
+    pending: PendingCapture,
+) -> Report:
+    if key_files or db_url:
+        from vtreg.verifier.errors import UsageError
+
+        raise UsageError("--fleet decides from the fleet state alone: drop --key and --db")
+    return _verified_report(
+        verify_with_fleet(fleet_state, grace, threshold, directory, pending), threshold
+    )
 
 
 def _verify_with_registry(
