@@ -184,6 +184,75 @@ def fleet_refresh(
     return _published(repo, result, "refreshed")
 
 
+@vtreg_command(fleet_group, "rotate-root")
+@click.argument("repo", type=click.Path(file_okay=False))
+@click.option(
+    "--old-key",
+    "old_keys",
+    multiple=True,
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="Private key file of the current root (repeatable; a threshold of them must sign).",
+)
+@click.option(
+    "--root-key",
+    "root_keys",
+    multiple=True,
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="Private key file of the new root (repeatable; each signs; may repeat old keys).",
+)
+@click.option("--root-threshold", type=click.IntRange(min=1), default=1, show_default=True)
+@click.option(
+    "--online-key",
+    type=click.Path(dir_okay=False),
+    help="A new online key (rotates timestamp, snapshot, targets and bins at the next publish).",
+)
+@click.option("--root-expires", type=DURATION, default="365d", show_default=True)
+@_passphrase_file
+def fleet_rotate_root(
+    settings: Settings,
+    repo: str,
+    old_keys: tuple[str, ...],
+    root_keys: tuple[str, ...],
+    root_threshold: int,
+    online_key: str | None,
+    root_expires: timedelta,
+    passphrase_file: str | None,
+) -> Report:
+    """Write the next root version, signed by a threshold of the old and of the new root keys."""
+    from vtreg.registry.fleet.repository import Repository, rotate_root
+    from vtreg.verifier.keys import read_private_key_file
+
+    passphrase = passphrase_reader(passphrase_file)
+    repository = Repository(repo)
+    old = [read_private_key_file(path, passphrase) for path in old_keys]
+    new = [read_private_key_file(path, passphrase) for path in root_keys]
+    online = read_private_key_file(online_key, passphrase) if online_key else None
+    root = rotate_root(
+        repository,
+        old,
+        new,
+        root_threshold,
+        expires=utc_now() + root_expires,
+        online=online,
+        online_key_file=online_key,
+    )
+    warnings = (
+        [
+            "run `vtreg fleet publish` now: under this root, hosts refuse what the old "
+            "online key signed"
+        ]
+        if online is not None
+        else []
+    )
+    return Report(
+        data={"repository": repo, "root_version": root.version, "root_threshold": root_threshold},
+        text=f"root v{root.version} written ({root_threshold} of {len(new)} root keys)",
+        warnings=warnings,
+    )
+
+
 @vtreg_command(fleet_group, "sync")
 @click.argument("source")
 @_state_option

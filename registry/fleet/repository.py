@@ -459,3 +459,58 @@ def refresh(
         written=("timestamp.json",),
         entries=None,
     )
+
+
+def rotate_root(
+    repo: Repository,
+    old_keys: Sequence[SigningKey],
+    new_keys: Sequence[SigningKey],
+    threshold: int,
+    *,
+    expires: datetime,
+    online: SigningKey | None = None,
+    online_key_file: str | None = None,
+) -> Root:
+    """Write root version N+1: new root keys (and optionally a new online key).
+
+    It is signed by every given old and new root key, so that hosts accept it
+    only if it carries a threshold of the old root's keys (the chain) and of
+    its own (TUF spec 5.3.4). A new online key takes effect at the next
+    publish, which re-signs every role with it.
+
+    Raises:
+        UsageError: too few old root keys to meet the current threshold, a
+            threshold the new keys cannot meet, or an online key that is a root key.
+    """
+    current = repo.root().signed
+    old_root = current.roles[Root.type]
+    signing_old = {k.keyid for k in old_keys} & set(old_root.keyids)
+    if len(signing_old) < old_root.threshold:
+        raise UsageError(
+            f"root v{current.version} needs {old_root.threshold} of its keys to sign the next "
+            f"root; {len(signing_old)} given"
+        )
+    new = {k.keyid: k for k in new_keys}
+    if not 1 <= threshold <= len(new):
+        raise UsageError(f"root threshold {threshold} cannot be met by {len(new)} root key(s)")
+    if online is not None and online.keyid in new:
+        raise UsageError("the online key must not be a root key: root keys stay offline")
+    root = Root(version=current.version + 1, expires=expires, consistent_snapshot=True)
+    for key in new.values():
+        root.add_key(tuf_key(key.public_key), Root.type)
+    root.roles[Root.type].threshold = threshold
+    for role in _ONLINE_ROLES:
+        if online is not None:
+            root.add_key(tuf_key(online.public_key), role)
+        else:
+            for keyid in current.roles[role].keyids:
+                root.add_key(current.keys[keyid], role)
+    md = Metadata(root)
+    for key in {**{k.keyid: k for k in old_keys}, **new}.values():
+        md.sign(VtregSigner(key), append=True)
+    repo.write(f"{root.version}.root.json", md)
+    if online is not None and online_key_file is not None:
+        config = _Config(str(Path(online_key_file).absolute()), repo.config.bin_bits)
+        atomic_write(repo.path / CONFIG_FILE, config.to_bytes(), 0o644)
+        repo.config = config
+    return root
