@@ -22,6 +22,7 @@ from vtreg.verifier._json import load_json_object
 from vtreg.verifier.envelope import format_time
 from vtreg.verifier.errors import FormatError, VtregError
 from vtreg.verifier.files import atomic_write, read_bounded
+from vtreg.verifier.text import path_text
 from vtreg.verifier.trust import TrustState
 from vtreg.verifier.trust_state import state_from_json, state_to_json
 
@@ -124,10 +125,15 @@ def read_fleet_state(path: str) -> FleetState:
 
     Raises:
         NotFoundError: there is none (run `vtreg fleet sync` first).
-        FormatError: it is damaged.
+        VtregError: it is damaged: no decision can be made from it (not a
+            refusal of any plugin).
     """
-    data = read_bounded(path, MAX_STATE_BYTES, f"fleet state {path}")
-    return parse_fleet_state(data, f"fleet state {path}")
+    what = f"fleet state {path_text(path)}"
+    data = read_bounded(path, MAX_STATE_BYTES, what)
+    try:
+        return parse_fleet_state(data, what)
+    except FormatError as e:
+        raise VtregError(f"cannot decide: {e}") from e
 
 
 def write_fleet_state(path: str, state: FleetState) -> None:
