@@ -78,7 +78,8 @@ def test_publish_serve_sync_and_load_with_the_network_cut(
 ) -> None:
     server = serve(setup.repo)
     synced = _sync(setup, server.url)
-    assert synced["ok"] and synced["changed"]
+    assert synced["ok"]
+    assert synced["changed"]
 
     status = ok(invoke_cli("fleet", "status", "--state", setup.state, "--json", env=setup.host))
     assert status.json()["contents"] == 1
