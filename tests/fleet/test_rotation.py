@@ -105,3 +105,24 @@ def test_fast_forward_recovery_after_an_online_key_rotation(
     assert versions["root"] == 2
     assert versions["timestamp"] < 1000
     assert versions["snapshot"] < 1000
+
+
+def test_an_expired_intermediate_root_does_not_stop_the_chain(fleet: Fleet) -> None:
+    fleet.publish()
+    fleet.sync()
+    keys = fleet.root_keys[:2]
+    rotate_root(fleet.repo, keys, keys, 2, expires=utc_now() - timedelta(hours=1))
+    rotate_root(fleet.repo, keys, keys, 2, expires=utc_now() + YEAR)
+    fleet.publish()
+    fleet.sync()
+    assert _versions(fleet)["root"] == 3
+
+
+def test_an_expired_trusted_root_with_no_newer_one_is_refused(fleet: Fleet) -> None:
+    keys = fleet.root_keys[:2]
+    rotate_root(fleet.repo, keys, keys, 2, expires=utc_now() - timedelta(hours=1))
+    fleet.publish()
+    with pytest.raises(SyncRefused) as refused:
+        fleet.sync()
+    assert refused.value.code == "metadata-expired"
+    assert not fleet.state.exists()
