@@ -47,7 +47,7 @@ _CONTENT_FIELDS = {
     "revoked_at",
 }
 _FLOOR_FIELDS = {"name", "platform", "version"}
-_STATE_FIELDS = {"keys", "contents", "floors"}
+_STATE_FIELDS = {"keys", "contents", "floors", "names"}
 
 
 def canonical(value: object) -> bytes:
@@ -93,18 +93,19 @@ def floor_to_json(name: str, platform: str, version: str) -> dict[str, Any]:
 
 
 def state_to_json(state: TrustState) -> dict[str, Any]:
-    """A whole state over contents as a JSON object (keys, contents, floors, sorted).
+    """A state over contents as a JSON object (keys, contents, floors, names; sorted).
 
     Raises:
-        ValueError: ``state`` trusts any signed content (no contents) or holds
-            only some names: neither is a state a fleet publishes.
+        ValueError: ``state`` trusts any signed content (it has no contents):
+            not a state a fleet publishes.
     """
-    if state.contents is None or state.names is not None:
-        raise ValueError("only a complete state over contents is written")
+    if state.contents is None:
+        raise ValueError("only a state over contents is written")
     return {
         "keys": [key_to_json(state.keys[k]) for k in sorted(state.keys)],
         "contents": [content_to_json(state.contents[d]) for d in sorted(state.contents)],
         "floors": [floor_to_json(n, p, v) for (n, p), v in sorted(state.floors.items())],
+        "names": sorted(state.names) if state.names is not None else None,
     }
 
 
@@ -220,8 +221,14 @@ def state_from_json(obj: object) -> TrustState:
     if isinstance(obj, bytes):
         obj = load_json_object(obj, "trust state")
     entry = _fields(obj, _STATE_FIELDS, "trust state")
+    names = entry["names"]
+    if names is not None and not (
+        isinstance(names, list) and all(isinstance(n, str) for n in names)
+    ):
+        raise FormatError("trust state: names must be null or a list of names")
     return TrustState.build(
         [key_from_json(k) for k in _list(entry, "keys")],
         [content_from_json(c) for c in _list(entry, "contents")],
+        names=names,
         floors=dict(floor_from_json(f) for f in _list(entry, "floors")),
     )

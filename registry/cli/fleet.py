@@ -262,7 +262,21 @@ def fleet_rotate_root(
     type=click.Path(dir_okay=False),
     help="Trusted root metadata for the first sync (e.g. 1.root.json, had out of band).",
 )
-def fleet_sync(settings: Settings, source: str, state_path: str, root_file: str | None) -> Report:
+@click.option(
+    "--name",
+    "names",
+    multiple=True,
+    metavar="NAME",
+    help="A plugin name this host loads (repeatable): only their bins are downloaded, and "
+    "only they can be decided (default: every name).",
+)
+def fleet_sync(
+    settings: Settings,
+    source: str,
+    state_path: str,
+    root_file: str | None,
+    names: tuple[str, ...],
+) -> Report:
     """Sync the host's trust state from a fleet repository (URL or directory).
 
     Exit 0: updated or unchanged; 1: refused (the attack is named; the state
@@ -272,7 +286,7 @@ def fleet_sync(settings: Settings, source: str, state_path: str, root_file: str 
     from vtreg.verifier.files import read_bounded
 
     root = read_bounded(root_file, 1 << 20, f"root {root_file}") if root_file else None
-    result = sync(source, state_path, root=root, clock=utc_now())
+    result = sync(source, state_path, root=root, clock=utc_now(), names=names or None)
     verb = "updated" if result.changed else "unchanged"
     return Report(
         data={"state": state_path, **result.to_json()},

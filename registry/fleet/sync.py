@@ -15,7 +15,7 @@ from __future__ import annotations
 import itertools
 import os
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -180,12 +180,14 @@ def _keys(targets: Targets) -> list[TrustedKey]:
 
 
 def _names(
-    bins: Mapping[str, Targets], roles: SuccinctRoles
+    bins: Mapping[str, Targets], roles: SuccinctRoles, wanted: frozenset[str] | None
 ) -> tuple[list[TrustedContent], dict[tuple[str, str], str]]:
     contents: list[TrustedContent] = []
     floors: dict[tuple[str, str], str] = {}
     for name, role in bins.items():
         for path, custom in _entries(role, name):
+            if wanted is not None and path.removeprefix(NAME_PATH) not in wanted:
+                continue
             if roles.get_role_for_target(path) != name:
                 raise FormatError(f"target {path} is in {name}, not in its own bin")
             entry = [content_from_json(c) for c in custom.get("contents", [])]
@@ -202,8 +204,10 @@ def _role_info(signed: Root | Timestamp | Snapshot | Targets) -> RoleInfo:
     return RoleInfo(signed.version, signed.expires)
 
 
-def _collect(workdir: str, source: str, synced_at: datetime) -> FleetState:
-    """The verified state ngclient left in ``workdir``."""
+def _collect(
+    workdir: str, source: str, synced_at: datetime, names: frozenset[str] | None
+) -> FleetState:
+    """The verified state ngclient left in ``workdir`` (of ``names``' bins, if given)."""
     texts = {role: _read(workdir, role) for role in ("root", "timestamp", "snapshot", "targets")}
     root = Metadata[Root].from_bytes(texts["root"].encode()).signed
     timestamp = Metadata[Timestamp].from_bytes(texts["timestamp"].encode()).signed
@@ -211,10 +215,11 @@ def _collect(workdir: str, source: str, synced_at: datetime) -> FleetState:
     targets = Metadata[Targets].from_bytes(texts["targets"].encode()).signed
     roles = _succinct(targets)
     bins: dict[str, Targets] = {}
-    for name in roles.get_roles():
+    loaded = roles.get_roles() if names is None else sorted(_bins_of(roles, names))
+    for name in loaded:
         texts[name] = _read(workdir, name)
         bins[name] = Metadata[Targets].from_bytes(texts[name].encode()).signed
-    contents, floors = _names(bins, roles)
+    contents, floors = _names(bins, roles, names)
     info = {
         name: _role_info(signed)
         for name, signed in (
@@ -224,9 +229,10 @@ def _collect(workdir: str, source: str, synced_at: datetime) -> FleetState:
             ("targets", targets),
         )
     }
-    earliest = min(bins.values(), key=lambda b: b.expires)
-    info[BIN_PREFIX] = RoleInfo(max(b.version for b in bins.values()), earliest.expires)
-    trust = TrustState.build(_keys(targets), contents, floors=floors)
+    if bins:
+        earliest = min(bins.values(), key=lambda b: b.expires)
+        info[BIN_PREFIX] = RoleInfo(max(b.version for b in bins.values()), earliest.expires)
+    trust = TrustState.build(_keys(targets), contents, names=names, floors=floors)
     return FleetState(source, synced_at, info, trust, texts)
 
 
@@ -244,15 +250,34 @@ def _refused(error: Exception) -> SyncRefused | None:
     return None
 
 
-def _update(workdir: str, url: str, fetcher: FetcherInterface, bootstrap: bytes) -> None:
+def _bins_of(roles: SuccinctRoles, names: frozenset[str]) -> set[str]:
+    return {roles.get_role_for_target(f"{NAME_PATH}{name}") for name in names}
+
+
+def _update(
+    workdir: str,
+    url: str,
+    fetcher: FetcherInterface,
+    bootstrap: bytes,
+    names: frozenset[str] | None,
+) -> None:
     updater = Updater(workdir, url, fetcher=fetcher, config=UpdaterConfig(), bootstrap=bootstrap)
     updater.refresh()
     targets = Metadata[Targets].from_bytes(Path(workdir, "targets.json").read_bytes()).signed
-    for probe in _probes(_succinct(targets)).values():
-        updater.get_targetinfo(probe)
+    roles = _succinct(targets)
+    probes = _probes(roles).values() if names is None else [f"{NAME_PATH}{n}" for n in names]
+    for probe in probes:
+        updater.get_targetinfo(probe)  # loads (and verifies) the bin the path falls in
 
 
-def sync(source: str, state_path: str, *, root: bytes | None, clock: datetime) -> SyncResult:
+def sync(
+    source: str,
+    state_path: str,
+    *,
+    root: bytes | None,
+    clock: datetime,
+    names: Iterable[str] | None = None,
+) -> SyncResult:
     """Update the host's state from a fleet repository (a URL, or a directory).
 
     Args:
@@ -261,6 +286,9 @@ def sync(source: str, state_path: str, *, root: bytes | None, clock: datetime) -
         root: the trusted root metadata for the first sync (ignored later:
             the state file's root is trusted, and newer ones must chain to it).
         clock: the current time.
+        names: the plugin names this host loads: only their bins are
+            downloaded, and the state can decide about them alone (``None``:
+            every bin, every name).
 
     Returns:
         The new state, whether the trust state changed, and the bytes read.
@@ -271,13 +299,14 @@ def sync(source: str, state_path: str, *, root: bytes | None, clock: datetime) -
         SyncError: the repository could not be reached or read.
         UsageError: no state yet and no root.
     """
+    wanted = frozenset(names) if names is not None else None
     previous = read_fleet_state(state_path) if os.path.lexists(state_path) else None
     url, fetcher = _source(source)
     counting = _Counting(fetcher)
     with tempfile.TemporaryDirectory(prefix="vtreg-sync-") as workdir:
         bootstrap = _seed(workdir, previous, root)
         try:
-            _update(workdir, url, counting, bootstrap)
+            _update(workdir, url, counting, bootstrap, wanted)
         except (exceptions.RepositoryError, exceptions.DownloadError) as e:
             refusal = _refused(e)
             if refusal is not None:
@@ -286,7 +315,7 @@ def sync(source: str, state_path: str, *, root: bytes | None, clock: datetime) -
         except OSError as e:
             raise SyncError(f"could not sync from {source}: {e.strerror or e}") from e
         synced_at = clock if previous is None else previous.reference_time(clock)
-        state = _collect(workdir, source, synced_at)
+        state = _collect(workdir, source, synced_at, wanted)
     changed = previous is None or state_to_json(previous.trust) != state_to_json(state.trust)
     write_fleet_state(state_path, state)
     return SyncResult(state, changed, counting.total)

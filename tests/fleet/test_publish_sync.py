@@ -7,6 +7,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from tuf.api.metadata import SuccinctRoles
 from tuf.ngclient import Updater
 
 from tests.fleet.conftest import Fleet, Server, utc_now
@@ -211,3 +212,30 @@ def test_a_clock_set_back_does_not_revive_an_expired_state(
 def test_a_grace_needs_an_audit_sink(fleet: Fleet) -> None:
     with pytest.raises(UsageError, match="audit"):
         FleetTrust(fleet.state, grace=timedelta(hours=1))
+
+
+def test_a_host_of_a_few_names_downloads_only_their_bins(
+    fleet: Fleet, serve: Callable[[Path], Server], plugin_factory: Factory, key: SigningKey
+) -> None:
+    from vtreg.registry.fleet.sync import sync
+    from vtreg.verifier.errors import VtregError
+
+    hello, other = plugin_factory("hello"), plugin_factory("other")
+    fleet.trust(hello, key)
+    fleet.trust(other, key)
+    fleet.publish()
+    server = serve(fleet.repo.path)
+    root = (fleet.repo.path / "1.root.json").read_bytes()
+    everything = sync(server.url, str(fleet.state) + ".all", root=root, clock=utc_now())
+    few = sync(server.url, str(fleet.state), root=root, clock=utc_now(), names=["hello"])
+    assert [role for role in few.state.metadata if role.startswith("bins-")] == [
+        SuccinctRoles([], 1, 8, "bins").get_role_for_target("names/hello")
+    ]
+    assert len(everything.state.metadata) == 4 + 256
+    assert few.downloaded < everything.downloaded / 2
+
+    loader = PluginLoader(FleetTrust(fleet.state), None, [hello.parent])
+    assert loader.load_plugin(hello).execute().success
+    with pytest.raises(VtregError, match="does not hold other") as undecided:
+        loader.load_plugin(other)
+    assert not isinstance(undecided.value, VerificationError)  # could not decide, not "no"

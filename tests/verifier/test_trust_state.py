@@ -49,11 +49,15 @@ contents = st.builds(
 )
 
 
-@given(st.lists(trusted_keys, max_size=3), st.lists(contents, max_size=6))
+@given(
+    st.lists(trusted_keys, max_size=3),
+    st.lists(contents, max_size=6),
+    st.one_of(st.none(), st.lists(NAMES, max_size=2)),
+)
 def test_a_state_round_trips_through_its_canonical_json(
-    keys: list[TrustedKey], entries: list[TrustedContent]
+    keys: list[TrustedKey], entries: list[TrustedContent], names: list[str] | None
 ) -> None:
-    state = TrustState.build(keys, entries)
+    state = TrustState.build(keys, entries, names=names)
     document = state_to_json(state)
     again = state_from_json(canonical(document))
     assert again == state
@@ -120,6 +124,13 @@ def test_a_bad_content_entry_is_refused(field: str, value: object) -> None:
         content_from_json(entry)
 
 
-def test_only_a_complete_state_over_contents_is_written() -> None:
-    with pytest.raises(ValueError, match="complete"):
+def test_only_a_state_over_contents_is_written() -> None:
+    with pytest.raises(ValueError, match="over contents"):
         state_to_json(TrustState.of_keys(KEYS))
+
+
+def test_a_state_of_some_names_keeps_them() -> None:
+    state = TrustState.build(KEYS, [], names=["hello"])
+    again = state_from_json(canonical(state_to_json(state)))
+    assert again.names == frozenset({"hello"})
+    assert not again.covers("other")
