@@ -58,10 +58,16 @@ from ._signer import VtregSigner, tuf_key
 __all__ = [
     "BIN_PREFIX",
     "CONFIG_FILE",
+    "KEY_PATH",
+    "NAME_PATH",
     "PublishResult",
     "Repository",
     "entry_target",
     "init_repository",
+    "meta_file",
+    "publish",
+    "refresh",
+    "rotate_root",
 ]
 
 CONFIG_FILE = ".vtreg-fleet.json"
@@ -105,10 +111,6 @@ def _entries(state: TrustState) -> tuple[dict[str, TargetFile], dict[str, Target
         for name in sorted(contents)
     }
     return keys, names
-
-
-def _same_targets(role: Targets, targets: Mapping[str, TargetFile]) -> bool:
-    return role.targets == targets
 
 
 def _signed_by(md: Metadata[Any], keyid: str) -> bool:
@@ -316,11 +318,10 @@ class _Publish:
         self.written: list[str] = []
 
     def _keep(
-        self, md: Metadata[Targets] | None, targets: Mapping[str, TargetFile], horizon: datetime
+        self, md: Metadata[Targets], targets: Mapping[str, TargetFile], horizon: datetime
     ) -> bool:
         return (
-            md is not None
-            and _same_targets(md.signed, targets)
+            md.signed.targets == targets
             and _signed_by(md, self.signer.public_key.keyid)
             and md.signed.expires > horizon
         )

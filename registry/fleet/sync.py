@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import stat
 import tempfile
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -71,16 +72,22 @@ class LocalFetcher(FetcherInterface):
             raise exceptions.DownloadError(f"not a file URL: {url}")
         path = unquote(parsed.path)
         try:
-            handle = open(path, "rb")  # noqa: SIM115 - closed by the generator below
+            # Non-blocking, so that a FIFO in the directory cannot hang the sync.
+            fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
         except FileNotFoundError as e:
             raise exceptions.DownloadHTTPError(f"{path} does not exist", 404) from e
-        return _chunks(handle)
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise exceptions.DownloadError(f"{path} is not a regular file")
+        return _chunks(fd)
 
 
-def _chunks(handle: Any) -> Iterator[bytes]:
-    with handle:
-        while chunk := handle.read(_CHUNK):
+def _chunks(fd: int) -> Iterator[bytes]:
+    try:
+        while chunk := os.read(fd, _CHUNK):
             yield chunk
+    finally:
+        os.close(fd)
 
 
 @dataclass(frozen=True)
