@@ -202,3 +202,29 @@ def test_bad_input_is_one_line(setup: Setup, tmp_path: Path) -> None:
         2,
         r"not a duration",
     )
+
+
+def test_rotate_root_and_the_online_key_through_the_cli(setup: Setup) -> None:
+    _sync(setup, str(setup.repo))
+    for name in ("root3", "online2"):
+        ok(invoke_cli("keygen", name, "--out", setup.keys, "--unencrypted"))
+    rotated = invoke_cli(
+        "fleet", "rotate-root", setup.repo, "--old-key", setup.keys / "root1.key",
+        "--old-key", setup.keys / "root2.key", "--root-key", setup.keys / "root3.key",
+        "--online-key", setup.keys / "online2.key", env=setup.publisher,
+    )  # fmt: skip
+    ok(rotated)
+    assert "run `vtreg fleet publish` now" in rotated.stderr
+    setup.fleet("publish", setup.repo)
+    synced = _sync(setup, str(setup.repo))
+    assert synced["exit_code"] == 0
+    assert synced["roles"]["root"]["version"] == 2  # type: ignore[index]
+    ok(invoke_cli("verify", setup.plugin, "--fleet", setup.state, env=setup.host))
+    status = ok(invoke_cli("fleet", "status", "--state", setup.state, env=setup.host))
+    assert "root v2" in status.stdout
+    one_line_error(
+        invoke_cli("fleet", "rotate-root", setup.repo, "--old-key", setup.keys / "root1.key",
+                   "--root-key", setup.keys / "root1.key", env=setup.publisher),
+        2,
+        r"root v2 needs 1 of its keys to sign the next root; 0 given",
+    )  # fmt: skip
