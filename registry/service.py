@@ -73,7 +73,7 @@ from .records import (
     digest_condition,
     short_digest,
 )
-from .state import read_state, state_for_contents
+from .state import read_full_state, read_state, state_for_contents
 from .statements import Cursor, Statements
 
 __all__ = ["Registry", "default_actor"]
@@ -372,6 +372,15 @@ class Registry:
         """
         with self._decision(write=False) as cursor:
             return read_state(cursor, envelope, threshold=threshold)
+
+    def full_state(self) -> TrustState:
+        """Every key and trust record, read in one snapshot (what a fleet publishes).
+
+        Raises:
+            RegistryError: the registry cannot be read.
+        """
+        with self._decision(write=False) as cursor:
+            return read_full_state(cursor)
 
     def authorize(self, tree: PluginTree, *, at: datetime, threshold: int = 1) -> VerifiedPlugin:
         """Decide, without auditing, whether a captured plugin may be used.

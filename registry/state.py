@@ -24,7 +24,7 @@ from vtreg.verifier.trust import TrustedContent, TrustedKey, TrustState
 
 from .statements import Cursor, Statements
 
-__all__ = ["read_keys", "read_state", "state_for_contents"]
+__all__ = ["read_full_state", "read_keys", "read_state", "state_for_contents"]
 
 
 class _KeyRow(NamedTuple):
@@ -160,3 +160,15 @@ def read_state(cursor: Cursor, envelope: bytes | None, *, threshold: int = 1) ->
     floor = cursor.rows(sql.floor, where)  # no row, or the one newest
     floors = {where: floor[0][0]} if floor else {}
     return TrustState.build(keys, contents, names=(claim.name,), floors=floors, threshold=threshold)
+
+
+def read_full_state(cursor: Cursor) -> TrustState:
+    """Every key and every trust record, with the rollback floors they imply.
+
+    What a fleet publishes (:mod:`vtreg.registry.fleet`): a state complete for
+    every name, read through one transaction.
+    """
+    sql = cursor.sql
+    keys = [_KeyRow(*row).trusted() for row in cursor.rows(sql.keys)]
+    contents = [_ContentRow(*row).trusted() for row in cursor.rows(sql.all_contents)]
+    return TrustState.build(keys, contents)

@@ -47,10 +47,12 @@ class Statements:
         self.keys = (
             "SELECT name, public_key, scopes, expires_at, revoked_at, revoked_reason FROM keys"
         )
-        content = (
+        contents = (
             "SELECT name, version, platform, content_digest, threshold, pinned, revoked_at, "
-            "revoked_reason FROM plugins WHERE "
+            "revoked_reason FROM plugins"
         )
+        self.all_contents = contents  # a fleet publishes every one
+        content = contents + " WHERE "
         self.content = content + f"content_digest = {mark}"
         # For a statement that names no sha256 of some file: its content digest is
         # one of this version's (ix_plugins_name_version).

@@ -70,6 +70,12 @@ REFUSAL_CODES: dict[str, str] = {
     "log-inconsistent": "an audit log proof does not verify, or a tree is not consistent "
     "with a checkpoint signed or seen before",
     "quorum": "a checkpoint lacks the witness cosignatures its policy requires",
+    "trust-expired": "the fleet host's trust state has expired (no sync since), and no grace",
+    "metadata-unsigned": "fleet metadata is unsigned, wrongly signed or below its threshold",
+    "metadata-rollback": "fleet metadata is older than trusted, or not the version expected",
+    "metadata-expired": "fleet metadata has expired (a freeze)",
+    "metadata-mismatch": "a fleet metadata file is not the one its parent role names",
+    "metadata-oversize": "a fleet metadata file is longer than allowed (endless data)",
 }
 
 

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 __all__ = ["cli", "main", "run"]
 
 # verify's options that take a value: their values are not the directory.
-_VALUE_OPTIONS = frozenset({"--key", "--threshold", "--db"})
+_VALUE_OPTIONS = frozenset({"--key", "--threshold", "--db", "--fleet", "--grace"})
 
 
 def _prefetch(args: list[str]) -> PendingCapture | None:

@@ -243,7 +243,7 @@ def run(argv: list[str] | None = None, prefetch: PendingCapture | None = None) -
     # Usage errors can happen before click has parsed --json, so look for it first.
     settings = Settings(json="--json" in args, verbose="--verbose" in args, prefetch=prefetch)
     try:
-        from . import audit, runner, signing, tlog, trust  # noqa: F401 - importing registers commands
+        from . import audit, fleet, runner, signing, tlog, trust  # noqa: F401 - importing registers commands
 
         result = cli.main(args=args, prog_name="vtreg", standalone_mode=False, obj=settings)
     except click.exceptions.NoArgsIsHelpError as e:

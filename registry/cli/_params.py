@@ -84,19 +84,19 @@ class TimeOrDuration(click.ParamType[datetime, object]):
 
 
 class Duration(click.ParamType[timedelta, object]):
-    """A span of time: a number and a unit (``10s``, ``5m``, ``1h``, ``7d``)."""
+    """A length of time: a number and a unit (``30s``, ``12h``, ``1d``, ``2w``, ``1y``)."""
 
     name = "DURATION"
 
     def convert(
         self, value: object, param: click.Parameter | None, ctx: click.Context | None
     ) -> timedelta:
-        """``value`` as a timedelta, or a usage error saying what a duration looks like."""
+        """``value`` as a timedelta, or a usage error saying how to write a duration."""
         if isinstance(value, timedelta):
             return value
         match = _DURATION.fullmatch(str(value).strip())
-        if not match:
-            self.fail(f"{value!r} is not a duration like 10s, 5m, 1h or 7d", param, ctx)
+        if match is None:
+            self.fail(f"{value!r} is not a duration like 30s, 12h, 1d, 2w or 1y", param, ctx)
         return timedelta(seconds=int(match[1]) * _UNITS[match[2]])
 
 

@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
+from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
 
 from ._app import EXIT_UNDECIDED, Report, Settings, cli, vtreg_command
+from .fleet import fleet_option, grace_option
 from .trust import db_option, open_registry
 
 if TYPE_CHECKING:
     from vtreg.loader import Isolation, NativePlugin, PluginContext, PluginResult
+    from vtreg.loader.protocols import AuditSink, TrustPolicy
 
 __all__ = ["run"]
 
@@ -87,6 +92,8 @@ class ByteSize(click.ParamType[int, object]):
     help="Directory plugins may be loaded from (repeatable; default: DIRECTORY's parent).",
 )
 @db_option
+@fleet_option
+@grace_option
 def run(
     settings: Settings,
     directory: str,
@@ -97,6 +104,8 @@ def run(
     memory_limit: int,
     trusted_dirs: tuple[str, ...],
     db_url: str | None,
+    fleet_state: str | None,
+    grace: timedelta | None,
 ) -> Report:
     """Verify DIRECTORY against the registry, load it, and execute it once.
 
@@ -111,10 +120,10 @@ def run(
     context = _context(input_json, workspace_root)
     isolation: Isolation = "process" if isolate or timeout is not None else "none"
     roots = trusted_dirs or (str(Path(directory).expanduser().absolute().parent),)
-    with open_registry(db_url) as registry:
+    with _trust_and_audit(db_url, fleet_state, grace) as (trust, audit):
         loader = PluginLoader(
-            registry,
-            registry,
+            trust,
+            audit,
             roots,
             isolation=isolation,
             memory_limit=memory_limit,
@@ -149,6 +158,27 @@ def _input_text(spec: str) -> str:
         except UnicodeDecodeError as e:
             raise UsageError(f"--input file {spec[1:]} is not UTF-8") from e
     return spec
+
+
+@contextlib.contextmanager
+def _trust_and_audit(
+    db_url: str | None, fleet_state: str | None, grace: timedelta | None
+) -> Iterator[tuple[TrustPolicy, AuditSink]]:
+    """The registry (trust and audit), or with --fleet the fleet state and the host's own log."""
+    from vtreg.verifier.errors import UsageError
+
+    if fleet_state is None:
+        if grace is not None:
+            raise UsageError("--grace applies to --fleet only")
+        with open_registry(db_url) as registry:
+            yield registry, registry
+        return
+    if db_url is not None:
+        raise UsageError("--fleet decides from the fleet state alone: drop --db")
+    from vtreg.registry.fleet import FleetTrust, host_audit
+
+    with host_audit() as audit:
+        yield FleetTrust(fleet_state, grace=grace, audit=audit), audit
 
 
 def _context(input_json: str, workspace_root: str | None) -> PluginContext:

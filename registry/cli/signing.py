@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -11,6 +11,7 @@ import click
 
 from ._app import Report, Settings, cli, vtreg_command
 from ._params import NAME, TIME_OR_DURATION, passphrase_reader, utc_now
+from .fleet import fleet_option, grace_option, verify_with_fleet
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -225,12 +226,16 @@ def _looks_like_leftover(path: str) -> bool:
     help="Registry to decide against when no --key is given (default: $VTREG_DATABASE_URL, "
     "else SQLite in $VTREG_HOME).",
 )
+@fleet_option
+@grace_option
 def verify(
     settings: Settings,
     directories: tuple[str, ...],
     key_files: tuple[str, ...],
     threshold: int,
     db_url: str | None,
+    fleet_state: str | None,
+    grace: timedelta | None,
 ) -> Report:
     """Verify plugin directories: offline with --key, else against the registry.
 
@@ -251,8 +256,21 @@ def verify(
         from vtreg.verifier.errors import UsageError
 
         raise UsageError("--key verifies offline; --db verifies against a registry: pick one")
+    if fleet_state is not None and (key_files or db_url):
+        from vtreg.verifier.errors import UsageError
+
+        raise UsageError("--fleet decides from the fleet state alone: drop --key and --db")
+    if grace is not None and fleet_state is None:
+        from vtreg.verifier.errors import UsageError
+
+        raise UsageError("--grace applies to --fleet only")
     with contextlib.ExitStack() as stack:
-        if key_files:
+        if fleet_state is not None:
+            state_path = fleet_state
+
+            def check(directory: str, pending: PendingCapture | None) -> Report:
+                return _verify_with_fleet(state_path, grace, threshold, directory, pending)
+        elif key_files:
             keys = _trusted_keys(key_files, threshold)
 
             def check(directory: str, pending: PendingCapture | None) -> Report:
@@ -306,6 +324,18 @@ def _verify_with_keys(
     tree = early or capture(directory, expect=signed.expected, algorithms=signed.algorithms)
     result = verify(tree, keys, at=at, threshold=threshold)
     return _verified_report(result, threshold)
+
+
+def _verify_with_fleet(
+    fleet_state: str,
+    grace: timedelta | None,
+    threshold: int,
+    directory: str,
+    pending: PendingCapture | None,
+) -> Report:
+    return _verified_report(
+        verify_with_fleet(fleet_state, grace, threshold, directory, pending), threshold
+    )
 
 
 def _verify_with_registry(

@@ -1,0 +1,364 @@
+"""``vtreg fleet``: publish the registry's trust as TUF metadata, and sync hosts from it."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import TYPE_CHECKING
+
+import click
+
+from vtreg.verifier.text import path_text
+
+from ._app import Report, Settings, cli, vtreg_command
+from ._params import DURATION, passphrase_reader, utc_now
+from .trust import db_option, open_registry
+
+if TYPE_CHECKING:
+    from vtreg.registry.fleet.repository import PublishResult
+    from vtreg.registry.fleet.state import FleetState
+    from vtreg.verifier.signatures import VerifiedPlugin
+    from vtreg.verifier.tree import PendingCapture
+
+__all__ = ["fleet_group", "fleet_option", "grace_option", "verify_with_fleet"]
+
+_passphrase_file = click.option(
+    "--passphrase-file",
+    type=click.Path(),
+    help="Read the key passphrase from the first line of this file (else $VTREG_PASSPHRASE, "
+    "else a prompt).",
+)
+_state_option = click.option(
+    "--state",
+    "state_path",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="The host's fleet state file (written by sync).",
+)
+
+
+fleet_option = click.option(
+    "--fleet",
+    "fleet_state",
+    type=click.Path(dir_okay=False),
+    metavar="STATE",
+    help="Decide from this fleet state file (vtreg fleet sync), without a registry or network.",
+)
+grace_option = click.option(
+    "--grace",
+    type=DURATION,
+    help="With --fleet: after the state expires, still decide from it for this long "
+    "(each decision audited as last-known-good).",
+)
+
+
+@cli.group("fleet")
+def fleet_group() -> None:
+    """Publish trust to many hosts as TUF metadata, and sync a host from it."""
+
+
+@vtreg_command(fleet_group, "init")
+@click.argument("repo", type=click.Path(file_okay=False))
+@click.option(
+    "--root-key",
+    "root_keys",
+    multiple=True,
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="Offline root private key file (repeatable; each signs root v1).",
+)
+@click.option(
+    "--root-threshold",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="How many root keys must sign each root.",
+)
+@click.option(
+    "--online-key",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="Private key file of the timestamp, snapshot, targets and bin roles.",
+)
+@click.option("--root-expires", type=DURATION, default="365d", show_default=True)
+@click.option(
+    "--bin-bits",
+    type=click.IntRange(1, 16),
+    default=8,
+    show_default=True,
+    help="Names are spread over 2^N hash bins.",
+)
+@_passphrase_file
+def fleet_init(
+    settings: Settings,
+    repo: str,
+    root_keys: tuple[str, ...],
+    root_threshold: int,
+    online_key: str,
+    root_expires: timedelta,
+    bin_bits: int,
+    passphrase_file: str | None,
+) -> Report:
+    """Create a fleet repository in REPO: root v1 signed by the root keys."""
+    from pathlib import Path
+
+    from vtreg.registry.fleet.repository import init_repository
+    from vtreg.verifier.keys import read_private_key_file
+
+    passphrase = passphrase_reader(passphrase_file)
+    roots = [read_private_key_file(path, passphrase) for path in root_keys]
+    online = read_private_key_file(online_key, passphrase)
+    root = init_repository(
+        Path(repo),
+        roots,
+        root_threshold,
+        online,
+        online_key,
+        expires=utc_now() + root_expires,
+        bin_bits=bin_bits,
+    )
+    return Report(
+        data={"repository": repo, "root_version": root.version, "root_threshold": root_threshold},
+        text=f"fleet repository {path_text(repo)}: root v1 ({root_threshold} of "
+        f"{len(roots)} root keys), hosts start from {path_text(repo)}/1.root.json",
+    )
+
+
+def _published(repo: str, result: PublishResult, what: str) -> Report:
+    entries = f", {result.entries} entries" if result.entries is not None else ""
+    return Report(
+        data={"repository": repo, **result.to_json()},
+        text=f"{what} {path_text(repo)}: timestamp v{result.timestamp}, snapshot "
+        f"v{result.snapshot}, targets v{result.targets}{entries}; wrote "
+        f"{len(result.written)} file(s)",
+    )
+
+
+@vtreg_command(fleet_group, "publish")
+@click.argument("repo", type=click.Path(file_okay=False))
+@click.option("--timestamp-expires", type=DURATION, default="1d", show_default=True)
+@click.option("--snapshot-expires", type=DURATION, default="7d", show_default=True)
+@click.option("--targets-expires", type=DURATION, default="90d", show_default=True)
+@_passphrase_file
+@db_option
+def fleet_publish(
+    settings: Settings,
+    repo: str,
+    timestamp_expires: timedelta,
+    snapshot_expires: timedelta,
+    targets_expires: timedelta,
+    passphrase_file: str | None,
+    db_url: str | None,
+) -> Report:
+    """Publish the registry's trust state to REPO (only what changed is rewritten)."""
+    from vtreg.registry.fleet.repository import Repository, publish
+
+    repository = Repository(repo)
+    signer = repository.online_signer(passphrase_reader(passphrase_file))
+    with open_registry(db_url) as registry:
+        state = registry.full_state()
+    result = publish(
+        repository,
+        state,
+        signer,
+        at=utc_now(),
+        timestamp_expires=timestamp_expires,
+        snapshot_expires=snapshot_expires,
+        targets_expires=targets_expires,
+    )
+    return _published(repo, result, "published")
+
+
+@vtreg_command(fleet_group, "refresh")
+@click.argument("repo", type=click.Path(file_okay=False))
+@click.option("--timestamp-expires", type=DURATION, default="1d", show_default=True)
+@_passphrase_file
+def fleet_refresh(
+    settings: Settings, repo: str, timestamp_expires: timedelta, passphrase_file: str | None
+) -> Report:
+    """Re-sign REPO's timestamp only (a new expiry), e.g. from cron."""
+    from vtreg.registry.fleet.repository import Repository, refresh
+
+    repository = Repository(repo)
+    signer = repository.online_signer(passphrase_reader(passphrase_file))
+    result = refresh(repository, signer, at=utc_now(), timestamp_expires=timestamp_expires)
+    return _published(repo, result, "refreshed")
+
+
+@vtreg_command(fleet_group, "rotate-root")
+@click.argument("repo", type=click.Path(file_okay=False))
+@click.option(
+    "--old-key",
+    "old_keys",
+    multiple=True,
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="Private key file of the current root (repeatable; a threshold of them must sign).",
+)
+@click.option(
+    "--root-key",
+    "root_keys",
+    multiple=True,
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="Private key file of the new root (repeatable; each signs; may repeat old keys).",
+)
+@click.option("--root-threshold", type=click.IntRange(min=1), default=1, show_default=True)
+@click.option(
+    "--online-key",
+    type=click.Path(dir_okay=False),
+    help="A new online key (rotates timestamp, snapshot, targets and bins at the next publish).",
+)
+@click.option("--root-expires", type=DURATION, default="365d", show_default=True)
+@_passphrase_file
+def fleet_rotate_root(
+    settings: Settings,
+    repo: str,
+    old_keys: tuple[str, ...],
+    root_keys: tuple[str, ...],
+    root_threshold: int,
+    online_key: str | None,
+    root_expires: timedelta,
+    passphrase_file: str | None,
+) -> Report:
+    """Write the next root version, signed by a threshold of the old and of the new root keys."""
+    from vtreg.registry.fleet.repository import Repository, rotate_root
+    from vtreg.verifier.keys import read_private_key_file
+
+    passphrase = passphrase_reader(passphrase_file)
+    repository = Repository(repo)
+    old = [read_private_key_file(path, passphrase) for path in old_keys]
+    new = [read_private_key_file(path, passphrase) for path in root_keys]
+    online = read_private_key_file(online_key, passphrase) if online_key else None
+    root = rotate_root(
+        repository,
+        old,
+        new,
+        root_threshold,
+        expires=utc_now() + root_expires,
+        online=online,
+        online_key_file=online_key,
+    )
+    warnings = (
+        [
+            "run `vtreg fleet publish` now: under this root, hosts refuse what the old "
+            "online key signed"
+        ]
+        if online is not None
+        else []
+    )
+    return Report(
+        data={"repository": repo, "root_version": root.version, "root_threshold": root_threshold},
+        text=f"root v{root.version} written ({root_threshold} of {len(new)} root keys)",
+        warnings=warnings,
+    )
+
+
+@vtreg_command(fleet_group, "sync")
+@click.argument("source")
+@_state_option
+@click.option(
+    "--root",
+    "root_file",
+    type=click.Path(dir_okay=False),
+    help="Trusted root metadata for the first sync (e.g. 1.root.json, had out of band).",
+)
+@click.option(
+    "--name",
+    "names",
+    multiple=True,
+    metavar="NAME",
+    help="A plugin name this host loads (repeatable): only their bins are downloaded, and "
+    "only they can be decided (default: every name).",
+)
+def fleet_sync(
+    settings: Settings,
+    source: str,
+    state_path: str,
+    root_file: str | None,
+    names: tuple[str, ...],
+) -> Report:
+    """Sync the host's trust state from a fleet repository (URL or directory).
+
+    Exit 0: updated or unchanged; 1: refused (the attack is named; the state
+    is unchanged); 3: the repository could not be reached or read.
+    """
+    from vtreg.registry.fleet.sync import sync
+    from vtreg.verifier.files import read_bounded
+
+    root = read_bounded(root_file, 1 << 20, f"root {root_file}") if root_file else None
+    result = sync(source, state_path, root=root, clock=utc_now(), names=names or None)
+    verb = "updated" if result.changed else "unchanged"
+    return Report(
+        data={"state": state_path, **result.to_json()},
+        text=f"{verb}: {_summary(result.state)}; {result.downloaded} bytes read",
+    )
+
+
+def _summary(state: FleetState) -> str:
+    from vtreg.verifier.envelope import format_time
+
+    roles = state.roles
+    return (
+        f"root v{roles['root'].version}, timestamp v{roles['timestamp'].version}, snapshot "
+        f"v{roles['snapshot'].version}, expires {format_time(state.expires)}"
+    )
+
+
+@vtreg_command(fleet_group, "status")
+@_state_option
+def fleet_status(settings: Settings, state_path: str) -> Report:
+    """Show the host's fleet state: versions, expiry, last sync, entries."""
+    from vtreg.registry.fleet.state import read_fleet_state
+    from vtreg.verifier.envelope import format_time
+
+    state = read_fleet_state(state_path)
+    now = utc_now()
+    expired = state.reference_time(now) >= state.expires
+    contents = len(state.trust.contents or {})
+    data = {
+        "state": state_path,
+        "source": state.source,
+        "synced_at": format_time(state.synced_at),
+        "expires": format_time(state.expires),
+        "expired": expired,
+        "roles": {name: info.to_json() for name, info in sorted(state.roles.items())},
+        "keys": len(state.trust.keys),
+        "contents": contents,
+    }
+    text = "\n".join(
+        [
+            f"fleet state {path_text(state_path)} from {path_text(state.source)}",
+            f"  {_summary(state)}{' (EXPIRED)' if expired else ''}",
+            f"  last sync  {format_time(state.synced_at)}",
+            f"  entries    {len(state.trust.keys)} keys, {contents} contents",
+        ]
+    )
+    return Report(data=data, text=text)
+
+
+def verify_with_fleet(
+    state_path: str,
+    grace: timedelta | None,
+    threshold: int,
+    directory: str,
+    pending: PendingCapture | None,
+) -> VerifiedPlugin:
+    """``vtreg verify DIR --fleet STATE``: decide from the host's fleet state alone."""
+    import dataclasses
+
+    from vtreg.registry.fleet.trust import FleetTrust, LazyHostAudit
+    from vtreg.verifier.decision import authenticate, decide
+    from vtreg.verifier.tree import capture, read_signature
+
+    audit = LazyHostAudit()
+    try:
+        trust = FleetTrust(state_path, grace=grace, audit=audit)
+        signature = read_signature(directory)
+        state = dataclasses.replace(trust.state_for(signature), threshold=threshold)
+    finally:
+        audit.close()
+    at = utc_now()
+    signed = authenticate(signature, state, at=at)
+    early = pending.result(signature, signed.expected) if pending is not None else None
+    tree = early or capture(directory, expect=signed.expected, algorithms=signed.algorithms)
+    return decide(tree, state, at=at, signed=signed)

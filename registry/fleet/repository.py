@@ -1,0 +1,517 @@
+"""The publisher's side: a TUF repository that carries the registry's trust state.
+
+A repository is a plain directory of TUF 1.0 metadata, written with
+python-tuf's Metadata API and served as static files:
+
+* ``N.root.json``: root, signed by a threshold of offline root keys, naming
+  the online key for the other three roles; consistent snapshots on.
+* ``N.targets.json``: one target per trusted key (``keys/KEYID``), and a
+  succinct hash-bin delegation (TAP 15) of every plugin name to
+  ``N.bins-XX.json``, where each name's target (``names/NAME``) carries all of
+  that name's contents and rollback floors in its ``custom`` field.
+* ``N.snapshot.json``: version, length and hash of targets and every bin.
+* ``timestamp.json``: the one file rewritten in place (atomically), naming
+  the snapshot; short expiry, re-signed by :func:`refresh` on a timer.
+
+A trust entry's target file is its canonical JSON (length and sha256 in the
+target, the entry itself in ``custom``), so the metadata alone carries the
+state. ``.vtreg-fleet.json`` beside the metadata names the online key file
+and the bin count for later publishes; it is not for serving.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from collections import defaultdict
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any, TypeVar
+
+from tuf.api.exceptions import RepositoryError
+from tuf.api.metadata import (
+    Delegations,
+    Metadata,
+    MetaFile,
+    Root,
+    Snapshot,
+    SuccinctRoles,
+    TargetFile,
+    Targets,
+    Timestamp,
+)
+from tuf.api.serialization import DeserializationError
+from tuf.api.serialization.json import JSONSerializer
+
+from vtreg.verifier.errors import NotFoundError, UsageError, VtregError
+from vtreg.verifier.files import atomic_write, read_bounded
+from vtreg.verifier.keys import PublicKey, SigningKey
+from vtreg.verifier.trust import TrustState
+from vtreg.verifier.trust_state import canonical, content_to_json, floor_to_json, key_to_json
+
+from ._signer import VtregSigner, tuf_key
+
+__all__ = [
+    "BIN_PREFIX",
+    "CONFIG_FILE",
+    "KEY_PATH",
+    "NAME_PATH",
+    "PublishResult",
+    "Repository",
+    "entry_target",
+    "init_repository",
+    "meta_file",
+    "publish",
+    "refresh",
+    "rotate_root",
+]
+
+CONFIG_FILE = ".vtreg-fleet.json"
+BIN_PREFIX = "bins"
+KEY_PATH = "keys/"
+NAME_PATH = "names/"
+_MAX_METADATA = 64 << 20
+_SERIALIZER = JSONSerializer(compact=True)
+_ROOT_FILE = re.compile(r"([1-9][0-9]*)\.root\.json")
+_ONLINE_ROLES = (Timestamp.type, Snapshot.type, Targets.type)
+
+S = TypeVar("S", Root, Timestamp, Snapshot, Targets)
+
+
+def entry_target(path: str, custom: Mapping[str, Any]) -> TargetFile:
+    """A trust entry as a TUF target: its canonical bytes' length and hash, and the entry."""
+    data = canonical(custom)
+    hashes = {"sha256": hashlib.sha256(data).hexdigest()}
+    return TargetFile(len(data), hashes, path, unrecognized_fields={"custom": dict(custom)})
+
+
+def _entries(state: TrustState) -> tuple[dict[str, TargetFile], dict[str, TargetFile]]:
+    """The targets of the top-level role (keys) and of the bins (one per name)."""
+    if state.contents is None:
+        raise VtregError("a fleet publishes a registry's contents; this state has none")
+    keys = {
+        f"{KEY_PATH}{k}": entry_target(f"{KEY_PATH}{k}", {"key": key_to_json(state.keys[k])})
+        for k in sorted(state.keys)
+    }
+    contents: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    floors: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for digest in sorted(state.contents):
+        content = state.contents[digest]
+        contents[content.name].append(content_to_json(content))
+    for (name, platform), version in sorted(state.floors.items()):
+        floors[name].append(floor_to_json(name, platform, version))
+    names = {
+        f"{NAME_PATH}{name}": entry_target(
+            f"{NAME_PATH}{name}", {"contents": contents[name], "floors": floors[name]}
+        )
+        for name in sorted(contents)
+    }
+    return keys, names
+
+
+def _signed_by(md: Metadata[Any], keyid: str) -> bool:
+    return keyid in md.signatures
+
+
+@dataclass(frozen=True)
+class PublishResult:
+    """What a publish (or refresh) wrote."""
+
+    timestamp: int
+    snapshot: int
+    targets: int
+    written: tuple[str, ...]
+    entries: int | None  # None: not counted (a refresh)
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready description."""
+        return {
+            "timestamp_version": self.timestamp,
+            "snapshot_version": self.snapshot,
+            "targets_version": self.targets,
+            "written": list(self.written),
+            "entries": self.entries,
+        }
+
+
+@dataclass(frozen=True)
+class _Config:
+    online_key: str
+    bin_bits: int
+
+    def to_bytes(self) -> bytes:
+        doc = {"format": "vtreg-fleet-publisher-v1", **self.__dict__}
+        return json.dumps(doc, indent=2).encode() + b"\n"
+
+
+def _check_new(repo: Path) -> None:
+    if repo.exists() and (not repo.is_dir() or any(repo.iterdir())):
+        raise UsageError(f"{repo} exists and is not an empty directory")
+
+
+def init_repository(
+    repo: Path,
+    root_keys: Sequence[SigningKey],
+    threshold: int,
+    online: SigningKey,
+    online_key_file: str,
+    *,
+    expires: datetime,
+    bin_bits: int = 8,
+) -> Root:
+    """Create a repository: root version 1 and the publisher's settings.
+
+    Args:
+        repo: an empty or new directory.
+        root_keys: the offline root keys (each signs root version 1).
+        threshold: how many of them must sign a root.
+        online: the key of the timestamp, snapshot, targets and bin roles.
+        online_key_file: where ``online`` is read from at each publish.
+        expires: root's expiry.
+        bin_bits: the names are spread over 2**bin_bits bins.
+
+    Raises:
+        UsageError: ``repo`` is not empty, the threshold cannot be met, or
+            the online key is a root key.
+    """
+    _check_new(repo)
+    distinct = {k.keyid for k in root_keys}
+    if not 1 <= threshold <= len(distinct):
+        raise UsageError(f"root threshold {threshold} cannot be met by {len(distinct)} root key(s)")
+    if online.keyid in distinct:
+        raise UsageError("the online key must not be a root key: root keys stay offline")
+    if not 1 <= bin_bits <= 16:
+        raise UsageError(f"bin bits must be 1 to 16, not {bin_bits}")
+    root = Root(expires=expires, consistent_snapshot=True)
+    for key in root_keys:
+        root.add_key(tuf_key(key.public_key), Root.type)
+    root.roles[Root.type].threshold = threshold
+    for role in _ONLINE_ROLES:
+        root.add_key(tuf_key(online.public_key), role)
+    md = Metadata(root)
+    for key in {k.keyid: k for k in root_keys}.values():
+        md.sign(VtregSigner(key), append=True)
+    repo.mkdir(parents=True, exist_ok=True)
+    config = _Config(str(Path(online_key_file).absolute()), bin_bits)
+    atomic_write(repo / CONFIG_FILE, config.to_bytes(), 0o644)
+    atomic_write(repo / "1.root.json", md.to_bytes(_SERIALIZER))
+    return root
+
+
+class Repository:
+    """A repository directory as the publisher reads and writes it."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        config = self._json(CONFIG_FILE)
+        try:
+            self.config = _Config(str(config["online_key"]), int(config["bin_bits"]))
+        except (KeyError, TypeError, ValueError) as e:
+            raise VtregError(f"{self.path / CONFIG_FILE} is not a fleet publisher's file") from e
+
+    def _read(self, name: str) -> bytes:
+        path = self.path / name
+        return read_bounded(path, _MAX_METADATA, str(path))
+
+    def _json(self, name: str) -> dict[str, Any]:
+        try:
+            doc = json.loads(self._read(name))
+        except NotFoundError as e:
+            raise NotFoundError(f"{self.path} is not a fleet repository: {e}") from e
+        except ValueError as e:
+            raise VtregError(f"{self.path / name} is not JSON") from e
+        if not isinstance(doc, dict):
+            raise VtregError(f"{self.path / name} is not a JSON object")
+        return doc
+
+    def load(self, name: str, kind: type[S]) -> Metadata[S]:
+        """The metadata in file ``name``, of role type ``kind``."""
+        try:
+            md = Metadata[S].from_bytes(self._read(name))
+        except (DeserializationError, RepositoryError, ValueError) as e:
+            raise VtregError(f"{self.path / name} is not valid TUF metadata: {e}") from e
+        if not isinstance(md.signed, kind):
+            raise VtregError(f"{self.path / name} holds {md.signed.type}, not {kind.type}")
+        return md
+
+    def root_version(self) -> int:
+        """The newest root version in the directory."""
+        versions = [int(m[1]) for p in self.path.iterdir() if (m := _ROOT_FILE.fullmatch(p.name))]
+        if not versions:
+            raise NotFoundError(f"{self.path} holds no root metadata (run `vtreg fleet init`)")
+        return max(versions)
+
+    def root(self) -> Metadata[Root]:
+        """The newest root."""
+        return self.load(f"{self.root_version()}.root.json", Root)
+
+    def write(self, name: str, md: Metadata[Any]) -> str:
+        """Write ``md`` (atomically) as ``name``; return the name."""
+        atomic_write(self.path / name, md.to_bytes(_SERIALIZER))
+        return name
+
+    def online_signer(self, passphrase: Callable[[], bytes]) -> VtregSigner:
+        """The online key's signer, checked against the newest root."""
+        from vtreg.verifier.keys import read_private_key_file
+
+        key = read_private_key_file(self.config.online_key, passphrase)
+        self.check_online(key.public_key)
+        return VtregSigner(key)
+
+    def check_online(self, public: PublicKey) -> None:
+        """Refuse a key that root does not name for the online roles."""
+        root = self.root().signed
+        for role in _ONLINE_ROLES:
+            if public.keyid not in root.roles[role].keyids:
+                raise UsageError(
+                    f"key {public.short_id} is not the {role} key of root v{root.version}"
+                )
+
+    def current(self) -> _Current | None:
+        """The published timestamp, snapshot and targets, or None before the first publish."""
+        if not (self.path / "timestamp.json").exists():
+            return None
+        timestamp = self.load("timestamp.json", Timestamp)
+        snap_v = timestamp.signed.snapshot_meta.version
+        snapshot = self.load(f"{snap_v}.snapshot.json", Snapshot)
+        targets_v = snapshot.signed.meta["targets.json"].version
+        return _Current(timestamp, snapshot, self.load(f"{targets_v}.targets.json", Targets))
+
+
+@dataclass(frozen=True)
+class _Current:
+    timestamp: Metadata[Timestamp]
+    snapshot: Metadata[Snapshot]
+    targets: Metadata[Targets]
+
+
+def meta_file(version: int, data: bytes) -> MetaFile:
+    """What snapshot and timestamp say of a metadata file: version, length, sha256."""
+    return MetaFile(version, len(data), {"sha256": hashlib.sha256(data).hexdigest()})
+
+
+def _bins_of(
+    names: Mapping[str, TargetFile], roles: SuccinctRoles
+) -> dict[str, dict[str, TargetFile]]:
+    bins: dict[str, dict[str, TargetFile]] = {b: {} for b in roles.get_roles()}
+    for path, target in names.items():
+        bins[roles.get_role_for_target(path)][path] = target
+    return bins
+
+
+@dataclass
+class _Publish:
+    """One publish: which role files to write, and the snapshot's new meta."""
+
+    repo: Repository
+    signer: VtregSigner
+    previous: _Current | None
+
+    def __post_init__(self) -> None:
+        self.meta: dict[str, MetaFile] = (
+            dict(self.previous.snapshot.signed.meta) if self.previous else {}
+        )
+        self.written: list[str] = []
+
+    def _keep(
+        self, md: Metadata[Targets], targets: Mapping[str, TargetFile], horizon: datetime
+    ) -> bool:
+        return (
+            md.signed.targets == targets
+            and _signed_by(md, self.signer.public_key.keyid)
+            and md.signed.expires > horizon
+        )
+
+    def role(
+        self,
+        role: str,
+        old: Metadata[Targets] | None,
+        targets: Mapping[str, TargetFile],
+        expires: datetime,
+        horizon: datetime,
+        delegations: Delegations | None = None,
+    ) -> Metadata[Targets]:
+        """Write ``role`` anew unless its published version already says the same."""
+        if old is not None and self._keep(old, targets, horizon):
+            return old
+        version = self.meta[f"{role}.json"].version + 1 if f"{role}.json" in self.meta else 1
+        md = Metadata(
+            Targets(
+                version=version, expires=expires, targets=dict(targets), delegations=delegations
+            )
+        )
+        md.sign(self.signer)
+        data = md.to_bytes(_SERIALIZER)
+        atomic_write(self.repo.path / f"{version}.{role}.json", data)
+        self.meta[f"{role}.json"] = meta_file(version, data)
+        self.written.append(f"{version}.{role}.json")
+        return md
+
+
+def _previous_bin(
+    repo: Repository, meta: Mapping[str, MetaFile], name: str
+) -> Metadata[Targets] | None:
+    info = meta.get(f"{name}.json")
+    return repo.load(f"{info.version}.{name}.json", Targets) if info is not None else None
+
+
+def publish(
+    repo: Repository,
+    state: TrustState,
+    signer: VtregSigner,
+    *,
+    at: datetime,
+    timestamp_expires: timedelta,
+    snapshot_expires: timedelta,
+    targets_expires: timedelta,
+) -> PublishResult:
+    """Publish ``state``: rewrite the bins and targets that changed, then snapshot and timestamp.
+
+    A role is also written anew when it is signed by another key than the
+    online key (after an online-key rotation) or would expire before the new
+    snapshot does. Files are written before the timestamp that names them.
+
+    Returns:
+        The versions now published and the files written.
+    """
+    keys, names = _entries(state)
+    previous = repo.current()
+    run = _Publish(repo, signer, previous)
+    horizon = at + snapshot_expires
+    expires = at + targets_expires
+    keyid = signer.public_key.keyid
+    roles = SuccinctRoles([keyid], 1, repo.config.bin_bits, BIN_PREFIX)
+    for name, targets in _bins_of(names, roles).items():
+        old = _previous_bin(repo, run.meta, name) if previous else None
+        run.role(name, old, targets, expires, horizon)
+    delegations = Delegations({keyid: signer.public_key}, succinct_roles=roles)
+    old_targets = previous.targets if previous else None
+    if old_targets is not None and old_targets.signed.delegations != delegations:
+        old_targets = None
+    targets_md = run.role(Targets.type, old_targets, keys, expires, horizon, delegations)
+    snapshot = _snapshot(run, previous, at, snapshot_expires)
+    timestamp = _timestamp(repo, signer, snapshot, previous, at, timestamp_expires)
+    run.written.append("timestamp.json")
+    return PublishResult(
+        timestamp=timestamp.signed.version,
+        snapshot=snapshot.signed.version,
+        targets=targets_md.signed.version,
+        written=tuple(run.written),
+        entries=len(keys) + len(state.contents or {}),
+    )
+
+
+def _snapshot(
+    run: _Publish, previous: _Current | None, at: datetime, expires_in: timedelta
+) -> Metadata[Snapshot]:
+    old = previous.snapshot if previous else None
+    unchanged = old is not None and not run.written and _signed_by(old, run.signer.public_key.keyid)
+    if old is not None and unchanged and old.signed.expires > at + expires_in / 2:
+        return old
+    version = old.signed.version + 1 if old is not None else 1
+    md = Metadata(Snapshot(version=version, expires=at + expires_in, meta=dict(run.meta)))
+    md.sign(run.signer)
+    run.written.append(run.repo.write(f"{version}.snapshot.json", md))
+    return md
+
+
+def _timestamp(
+    repo: Repository,
+    signer: VtregSigner,
+    snapshot: Metadata[Snapshot],
+    previous: _Current | None,
+    at: datetime,
+    expires_in: timedelta,
+) -> Metadata[Timestamp]:
+    data = (repo.path / f"{snapshot.signed.version}.snapshot.json").read_bytes()
+    version = previous.timestamp.signed.version + 1 if previous else 1
+    md = Metadata(
+        Timestamp(
+            version=version,
+            expires=at + expires_in,
+            snapshot_meta=meta_file(snapshot.signed.version, data),
+        )
+    )
+    md.sign(signer)
+    repo.write("timestamp.json", md)
+    return md
+
+
+def refresh(
+    repo: Repository, signer: VtregSigner, *, at: datetime, timestamp_expires: timedelta
+) -> PublishResult:
+    """Re-sign the timestamp alone (a new version, a new expiry), for a timer.
+
+    Raises:
+        NotFoundError: nothing was published yet.
+    """
+    previous = repo.current()
+    if previous is None:
+        raise NotFoundError(f"{repo.path} has nothing published yet: run `vtreg fleet publish`")
+    timestamp = _timestamp(repo, signer, previous.snapshot, previous, at, timestamp_expires)
+    return PublishResult(
+        timestamp=timestamp.signed.version,
+        snapshot=previous.snapshot.signed.version,
+        targets=previous.targets.signed.version,
+        written=("timestamp.json",),
+        entries=None,
+    )
+
+
+def rotate_root(
+    repo: Repository,
+    old_keys: Sequence[SigningKey],
+    new_keys: Sequence[SigningKey],
+    threshold: int,
+    *,
+    expires: datetime,
+    online: SigningKey | None = None,
+    online_key_file: str | None = None,
+) -> Root:
+    """Write root version N+1: new root keys (and optionally a new online key).
+
+    It is signed by every given old and new root key, so that hosts accept it
+    only if it carries a threshold of the old root's keys (the chain) and of
+    its own (TUF spec 5.3.4). A new online key takes effect at the next
+    publish, which re-signs every role with it.
+
+    Raises:
+        UsageError: too few old root keys to meet the current threshold, a
+            threshold the new keys cannot meet, or an online key that is a root key.
+    """
+    current = repo.root().signed
+    old_root = current.roles[Root.type]
+    signing_old = {k.keyid for k in old_keys} & set(old_root.keyids)
+    if len(signing_old) < old_root.threshold:
+        raise UsageError(
+            f"root v{current.version} needs {old_root.threshold} of its keys to sign the next "
+            f"root; {len(signing_old)} given"
+        )
+    new = {k.keyid: k for k in new_keys}
+    if not 1 <= threshold <= len(new):
+        raise UsageError(f"root threshold {threshold} cannot be met by {len(new)} root key(s)")
+    if online is not None and online.keyid in new:
+        raise UsageError("the online key must not be a root key: root keys stay offline")
+    root = Root(version=current.version + 1, expires=expires, consistent_snapshot=True)
+    for key in new.values():
+        root.add_key(tuf_key(key.public_key), Root.type)
+    root.roles[Root.type].threshold = threshold
+    for role in _ONLINE_ROLES:
+        if online is not None:
+            root.add_key(tuf_key(online.public_key), role)
+        else:
+            for keyid in current.roles[role].keyids:
+                root.add_key(current.keys[keyid], role)
+    md = Metadata(root)
+    for key in {**{k.keyid: k for k in old_keys}, **new}.values():
+        md.sign(VtregSigner(key), append=True)
+    repo.write(f"{root.version}.root.json", md)
+    if online is not None and online_key_file is not None:
+        config = _Config(str(Path(online_key_file).absolute()), repo.config.bin_bits)
+        atomic_write(repo.path / CONFIG_FILE, config.to_bytes(), 0o644)
+        repo.config = config
+    return root
