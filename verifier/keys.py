@@ -22,6 +22,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import padding, serialization
@@ -38,8 +39,11 @@ from .files import read_bounded
 __all__ = [
     "MAX_KEY_FILE_BYTES",
     "SCRYPT_N",
+    "Passphrase",
     "PublicKey",
+    "Signer",
     "SigningKey",
+    "is_openssh_private_key",
     "keyid_of",
     "load_private_key",
     "load_public_key",
@@ -48,6 +52,7 @@ __all__ = [
 ]
 
 MAX_KEY_FILE_BYTES = 16 * 1024
+_OPENSSH_LABEL = "OPENSSH PRIVATE KEY"
 SCRYPT_N = 2**17
 _SCRYPT_R = 8
 _SCRYPT_P = 1
@@ -154,6 +159,25 @@ def _weak_point(encoded: bytes) -> str | None:
     return None
 
 
+class Signer(Protocol):
+    """What signing needs of a key: its public half and ed25519 signatures.
+
+    A :class:`SigningKey` is one; so is a key held by ssh-agent or a PKCS#11
+    token (:class:`vtreg.verifier.keyrefs.DelegatedKey`).
+    """
+
+    @property
+    def public_key(self) -> PublicKey:
+        """The public half."""
+
+    @property
+    def keyid(self) -> str:
+        """The key id of the public half."""
+
+    def sign(self, message: bytes) -> bytes:
+        """The 64-byte ed25519 signature of ``message``."""
+
+
 class SigningKey:
     """An ed25519 private key. Never printed, never part of an error message."""
 
@@ -195,6 +219,19 @@ class SigningKey:
         if not passphrase:
             raise PassphraseError("refusing to encrypt a key with an empty passphrase")
         return _pem("ENCRYPTED PRIVATE KEY", _encrypt_pkcs8(plain, passphrase, scrypt_n))
+
+    def to_openssh(self, passphrase: bytes | None) -> bytes:
+        """The OpenSSH private key format (``ssh-keygen``'s), bcrypt-encrypted with a passphrase."""
+        if passphrase is not None and not passphrase:
+            raise PassphraseError("refusing to encrypt a key with an empty passphrase")
+        encryption: serialization.KeySerializationEncryption = (
+            serialization.BestAvailableEncryption(passphrase)
+            if passphrase
+            else serialization.NoEncryption()
+        )
+        return self._key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH, encryption
+        )
 
 
 def _pem(label: str, der: bytes) -> bytes:
@@ -274,12 +311,17 @@ def _single_pem_block(data: bytes, what: str) -> tuple[str, bytes]:
 
 
 def load_public_key(data: bytes, what: str = "public key") -> PublicKey:
-    """Parse a public key file (or a bare SubjectPublicKeyInfo PEM).
+    """Parse a public key file (or a bare SubjectPublicKeyInfo PEM, or an OpenSSH line).
 
     Raises:
-        KeyFileError: not exactly one ed25519 ``PUBLIC KEY`` block, or the
-            ``# keyid:`` comment does not match the key.
+        KeyFileError: not exactly one ed25519 ``PUBLIC KEY`` block or
+            ``ssh-ed25519`` line, or the ``# keyid:`` comment does not match the key.
     """
+    ssh_line = _openssh_line(data)
+    if ssh_line is not None:
+        from .ssh import parse_public_line
+
+        return parse_public_line(ssh_line, what)
     label, block = _single_pem_block(data, what)
     if label != "PUBLIC KEY":
         raise KeyFileError(f"{what}: expected a PUBLIC KEY block, found {label}")
@@ -300,6 +342,15 @@ def load_public_key(data: bytes, what: str = "public key") -> PublicKey:
             f"{what}: its keyid line says {claimed[:16]}… but the key's id is {public.short_id}…"
         )
     return public
+
+
+def _openssh_line(data: bytes) -> str | None:
+    """The one OpenSSH ``TYPE BASE64 [comment]`` line of ``data``, if that is what it holds."""
+    from .ssh import is_public_line
+
+    text = data.decode("ascii", errors="replace")
+    lines = [line for line in text.splitlines() if line.strip() and not line.startswith("#")]
+    return lines[0] if len(lines) == 1 and is_public_line(lines[0]) else None
 
 
 def _comments(data: bytes) -> dict[str, str]:
@@ -324,6 +375,8 @@ def load_private_key(
         PassphraseError: the key is encrypted and the passphrase is missing or wrong.
     """
     label, block = _single_pem_block(data, what)
+    if label == _OPENSSH_LABEL:
+        return _load_openssh_private_key(block, passphrase, what, name)
     if label not in ("PRIVATE KEY", "ENCRYPTED PRIVATE KEY"):
         raise KeyFileError(f"{what}: expected a PKCS#8 PRIVATE KEY block, found {label}")
     secret: bytes | None = None
@@ -344,6 +397,46 @@ def load_private_key(
     if not isinstance(key, Ed25519PrivateKey):
         raise KeyFileError(f"{what}: expected an ed25519 key, found {type(key).__name__}")
     return SigningKey(key, name)
+
+
+def is_openssh_private_key(data: bytes) -> bool:
+    """True if ``data`` is an OpenSSH-format private key (``ssh-keygen``'s default)."""
+    return data.lstrip().startswith(b"-----BEGIN " + _OPENSSH_LABEL.encode())
+
+
+def _load_openssh_private_key(
+    block: bytes, passphrase: Passphrase, what: str, name: str | None
+) -> SigningKey:
+    secret: bytes | None = None
+    if _openssh_is_encrypted(block, what):
+        secret = passphrase() if callable(passphrase) else passphrase
+        if not secret:
+            raise PassphraseError(f"{what} is encrypted and no passphrase was given")
+    try:
+        key = serialization.load_ssh_private_key(block, secret)
+    except ValueError as e:
+        if secret is not None:
+            raise PassphraseError(f"wrong passphrase for {what} (or the key is damaged)") from e
+        raise KeyFileError(f"{what}: not a readable OpenSSH private key") from e
+    except UnsupportedAlgorithm as e:
+        raise KeyFileError(f"{what}: uses an unsupported key or cipher") from e
+    if not isinstance(key, Ed25519PrivateKey):
+        raise KeyFileError(f"{what}: expected an ed25519 key, found {type(key).__name__}")
+    return SigningKey(key, name)
+
+
+def _openssh_is_encrypted(block: bytes, what: str) -> bool:
+    """Whether the key's cipher is not "none" (the format's header says so in clear)."""
+    body = b"".join(line for line in block.splitlines() if not line.startswith(b"-----"))
+    try:
+        raw = base64.b64decode(body, validate=True)
+    except ValueError as e:
+        raise KeyFileError(f"{what}: not a readable OpenSSH private key") from e
+    magic = b"openssh-key-v1\0"
+    if not raw.startswith(magic) or len(raw) < len(magic) + 4:
+        raise KeyFileError(f"{what}: not a readable OpenSSH private key")
+    length = int.from_bytes(raw[len(magic) : len(magic) + 4], "big")
+    return raw[len(magic) + 4 : len(magic) + 4 + length] != b"none"
 
 
 def read_public_key_file(path: str | os.PathLike[str]) -> PublicKey:

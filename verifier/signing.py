@@ -28,7 +28,7 @@ from .envelope import (
     parse_statement,
 )
 from .errors import FormatError, UsageError, VtregError
-from .keys import SigningKey
+from .keys import Signer
 from .layout import MANIFEST_FILE, MAX_SIGNATURE_BYTES, SIGNATURE_FILE
 from .manifest import PluginManifest, parse_manifest
 from .platforms import (
@@ -76,7 +76,7 @@ def _find_library(tree: PluginTree, name: str) -> tuple[str, str]:
 
 def sign(
     tree: PluginTree,
-    key: SigningKey,
+    key: Signer,
     *,
     at: datetime,
     expires: datetime | None = None,
@@ -159,7 +159,7 @@ def _readable(tree: PluginTree, envelope: bytes) -> bytes:
 
 def _cosign(
     tree: PluginTree,
-    key: SigningKey,
+    key: Signer,
     existing: tuple[Envelope, bytes, Statement],
     expires: datetime | None,
     digest: str,
