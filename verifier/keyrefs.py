@@ -17,7 +17,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import KeyFileError
-from .keys import Passphrase, PublicKey, Signer, read_private_key_file, read_public_key_file
+from .keys import (
+    Passphrase,
+    PublicKey,
+    Signer,
+    SigningKey,
+    read_private_key_file,
+    read_public_key_file,
+)
 from .text import printable
 
 __all__ = [
@@ -87,7 +94,7 @@ def open_signer(ref: str, passphrase: Passphrase, pin: Pin | None = None) -> Sig
     return read_private_key_ref(ref, passphrase)
 
 
-def read_private_key_ref(path: str, passphrase: Passphrase) -> Signer:
+def read_private_key_ref(path: str, passphrase: Passphrase) -> SigningKey:
     """A private key file, refused if group or others may read or write it (as OpenSSH does).
 
     Raises:

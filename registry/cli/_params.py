@@ -6,6 +6,7 @@ import getpass
 import os
 import re
 import sys
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import click
@@ -16,16 +17,19 @@ from vtreg.verifier.text import printable
 
 __all__ = [
     "NAME",
+    "NEW_PASSPHRASE_ENV",
     "PAST_TIME",
     "TIME",
     "TIME_OR_DURATION",
     "PassphraseSource",
+    "ask_pin",
     "parse_time",
     "passphrase_reader",
     "utc_now",
 ]
 
 PASSPHRASE_ENV = "VTREG_PASSPHRASE"  # noqa: S105 - the variable's name, not a secret
+NEW_PASSPHRASE_ENV = "VTREG_NEW_PASSPHRASE"  # noqa: S105 - likewise
 _MAX_PASSPHRASE_FILE = 4096
 _STDIN = ("-", "/dev/stdin")
 _DURATION = re.compile(r"(\d+)([smhdwy])")
@@ -139,8 +143,10 @@ class PassphraseSource:
     where a mistyped passphrase may be asked again.
     """
 
-    def __init__(self, path: str | None, *, confirm: bool = False, what: str = "the key") -> None:
-        self.path, self.confirm, self.what = path, confirm, what
+    def __init__(
+        self, path: str | None, *, confirm: bool, what: str, env: str = PASSPHRASE_ENV
+    ) -> None:
+        self.path, self.confirm, self.what, self.env = path, confirm, what, env
         self.prompted = False
 
     def __call__(self) -> bytes:
@@ -148,14 +154,14 @@ class PassphraseSource:
         self.prompted = False
         if self.path is not None:
             return self._from_file(self.path)
-        env = os.environ.get(PASSPHRASE_ENV)
+        env = os.environ.get(self.env)
         if env is not None:
             if not env:
-                raise PassphraseError(f"{PASSPHRASE_ENV} is set but empty")
+                raise PassphraseError(f"{self.env} is set but empty")
             return env.encode("utf-8")
         if not sys.stdin.isatty():
             raise PassphraseError(
-                f"a passphrase is needed: set {PASSPHRASE_ENV}, use --passphrase-file, "
+                f"a passphrase is needed: set {self.env}, use --passphrase-file, "
                 "or run in a terminal"
             )
         self.prompted = True
@@ -185,7 +191,21 @@ class PassphraseSource:
 
 
 def passphrase_reader(
-    path: str | None, *, confirm: bool = False, what: str = "the key"
+    path: str | None, *, confirm: bool = False, what: str = "the key", env: str = PASSPHRASE_ENV
 ) -> PassphraseSource:
     """The passphrase source for ``--passphrase-file PATH`` (see :class:`PassphraseSource`)."""
-    return PassphraseSource(path, confirm=confirm, what=what)
+    return PassphraseSource(path, confirm=confirm, what=what, env=env)
+
+
+def ask_pin() -> Callable[[str], bytes] | None:
+    """A PIN prompt at a terminal, or None where there is none to ask (a script, CI)."""
+    if not sys.stdin.isatty():
+        return None
+
+    def ask(prompt: str) -> bytes:
+        secret = getpass.getpass(printable(prompt))
+        if not secret:
+            raise PassphraseError("empty PIN")
+        return secret.encode("utf-8")
+
+    return ask

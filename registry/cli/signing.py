@@ -1,21 +1,40 @@
-"""Publisher-side and offline commands: ``keygen``, ``sign``, ``verify``."""
+"""Publisher-side and offline commands: ``keygen``, ``sign``, ``verify``, ``key pub``,
+``key passphrase``."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 import click
 
 from ._app import Report, Settings, cli, vtreg_command
-from ._params import NAME, TIME_OR_DURATION, passphrase_reader, utc_now
+from ._params import (
+    NAME,
+    NEW_PASSPHRASE_ENV,
+    TIME_OR_DURATION,
+    PassphraseSource,
+    ask_pin,
+    passphrase_reader,
+    utc_now,
+)
+from .trust import key_group
 
 if TYPE_CHECKING:
+    from vtreg.verifier.keys import Signer, SigningKey
     from vtreg.verifier.signatures import VerifiedPlugin
     from vtreg.verifier.tree import PendingCapture
 
-__all__ = ["keygen", "sign", "verify"]
+__all__ = ["key_passphrase", "key_pub", "keygen", "sign", "verify"]
+
+T = TypeVar("T")
+_TRIES = 3  # passphrase prompts at a terminal before giving up, as ssh-keygen does
+_KEYREF_HELP = (
+    "Signing key: a private key file (vtreg or OpenSSH), ssh-agent:PUBFILE, "
+    "ssh-agent:SHA256:FINGERPRINT, or a pkcs11: URI."
+)
 
 _passphrase_file = click.option(
     "--passphrase-file",
@@ -55,7 +74,11 @@ def keygen(
     pub_path, key_path = out / f"{name}.pub", out / f"{name}.key"
     remove_half_made([pub_path, key_path])
     refuse_existing([pub_path, key_path])  # before asking for a passphrase
-    passphrase = None if unencrypted else passphrase_reader(passphrase_file, confirm=True)()
+    passphrase = (
+        None
+        if unencrypted
+        else passphrase_reader(passphrase_file, confirm=True, what=f"{key_path} (new)")()
+    )
     key = SigningKey.generate(name)
     create_files_exclusive(
         [
@@ -84,7 +107,7 @@ def keygen(
 
 @vtreg_command(cli)
 @click.argument("directory", type=click.Path())
-@click.option("--key", "key_file", required=True, type=click.Path(), help="Private key file.")
+@click.option("--key", "key_ref", required=True, metavar="KEYREF", help=_KEYREF_HELP)
 @click.option(
     "--expires",
     type=TIME_OR_DURATION,
@@ -99,14 +122,13 @@ def keygen(
 def sign(
     settings: Settings,
     directory: str,
-    key_file: str,
+    key_ref: str,
     expires: datetime | None,
     fresh: bool,
     passphrase_file: str | None,
 ) -> Report:
     """Sign a plugin directory, writing (or co-signing) DIRECTORY/plugin.sig."""
     from vtreg.verifier.files import atomic_write, remove_stale_temporaries
-    from vtreg.verifier.keys import read_private_key_file
     from vtreg.verifier.layout import SIGNATURE_FILE
     from vtreg.verifier.signing import sign as sign_tree
     from vtreg.verifier.tree import capture
@@ -116,7 +138,7 @@ def sign(
     # (when its parent was not writable) would otherwise be signed as content.
     remove_stale_temporaries(sig_path)
     tree = capture(directory)
-    key = read_private_key_file(key_file, passphrase_reader(passphrase_file))
+    key = _open_signer(key_ref, passphrase_file)
     result = sign_tree(tree, key, at=utc_now(), expires=expires, fresh=fresh)
     if not result.already_signed:
         atomic_write(sig_path, result.envelope, 0o644)
@@ -154,7 +176,8 @@ def sign(
     "key_files",
     multiple=True,
     type=click.Path(),
-    help="Trusted public key file (repeatable): verify offline, without the registry.",
+    help="Trusted public key (repeatable): a file, or an ssh-ed25519 line; verify offline, "
+    "without the registry.",
 )
 @click.option(
     "--threshold",
@@ -203,11 +226,11 @@ def _verify_with_keys(
     key_files: tuple[str, ...], threshold: int, directory: str, pending: PendingCapture
 ) -> Report:
     from vtreg.verifier.errors import UsageError
-    from vtreg.verifier.keys import read_public_key_file
+    from vtreg.verifier.keyrefs import read_public_key_ref
     from vtreg.verifier.signatures import verify, verify_envelope
     from vtreg.verifier.tree import capture, read_signature
 
-    keys = [read_public_key_file(path) for path in key_files]
+    keys = [read_public_key_ref(ref) for ref in key_files]
     distinct = len({k.keyid for k in keys})
     if threshold > distinct:
         raise UsageError(
@@ -261,3 +284,106 @@ def _verified_report(result: VerifiedPlugin, threshold: int) -> Report:
         ]
     )
     return Report(data={"verified": True, "plugin": result.summary()}, text=text)
+
+
+def _open_signer(ref: str, passphrase_file: str | None) -> Signer:
+    """The signing key ``ref`` names; a passphrase mistyped at a terminal is asked again."""
+    from vtreg.verifier.keyrefs import open_signer
+
+    return _with_retries(ref, passphrase_file, lambda source: open_signer(ref, source, ask_pin()))
+
+
+def _open_key_file(path: str, passphrase_file: str | None) -> SigningKey:
+    from vtreg.verifier.keyrefs import read_private_key_ref
+
+    return _with_retries(path, passphrase_file, lambda source: read_private_key_ref(path, source))
+
+
+def _with_retries(
+    ref: str, passphrase_file: str | None, open_key: Callable[[PassphraseSource], T]
+) -> T:
+    from vtreg.verifier.errors import PassphraseError
+    from vtreg.verifier.text import printable
+
+    source = passphrase_reader(passphrase_file, what=ref)
+    for attempt in range(1, _TRIES + 1):
+        try:
+            return open_key(source)
+        except PassphraseError as e:
+            if not source.prompted or attempt == _TRIES:
+                raise
+            click.echo(f"vtreg: {printable(str(e))}; try again", err=True)
+    raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
+
+
+@vtreg_command(key_group, "pub")
+@click.argument("keyref")
+@click.option("--openssh", is_flag=True, help="An OpenSSH line (ssh-ed25519 AAAA... name).")
+@click.option(
+    "--out", "out_file", type=click.Path(), help="Write it to this new file instead of stdout."
+)
+@_passphrase_file
+def key_pub(
+    settings: Settings,
+    keyref: str,
+    openssh: bool,
+    out_file: str | None,
+    passphrase_file: str | None,
+) -> Report:
+    """Print or write the public key of KEYREF (a key file, ssh-agent:... or pkcs11:...)."""
+    from vtreg.verifier.files import create_files_exclusive
+    from vtreg.verifier.ssh import fingerprint, public_blob, public_line
+
+    public = _open_signer(keyref, passphrase_file).public_key
+    text = public_line(public) + "\n" if openssh else public.to_file_bytes().decode("ascii")
+    if out_file is not None:
+        create_files_exclusive([(out_file, text.encode("ascii"), 0o644)])
+    data = {
+        "keyid": public.keyid,
+        "fingerprint": fingerprint(public_blob(public)),
+        "openssh": public_line(public),
+        "pem": public.to_pem().decode("ascii"),
+        "public_key": out_file,
+    }
+    shown = f"wrote {out_file}\nkeyid {public.keyid}" if out_file else text.rstrip("\n")
+    return Report(data=data, text=shown)
+
+
+@vtreg_command(key_group, "passphrase")
+@click.argument("keyfile", type=click.Path())
+@_passphrase_file
+@click.option(
+    "--new-passphrase-file",
+    type=click.Path(),
+    help=f"Read the new passphrase from the first line of this file (else ${NEW_PASSPHRASE_ENV}, "
+    "else a prompt, asked twice).",
+)
+@click.option("--unencrypted", is_flag=True, help="Remove the passphrase (not advised).")
+def key_passphrase(
+    settings: Settings,
+    keyfile: str,
+    passphrase_file: str | None,
+    new_passphrase_file: str | None,
+    unencrypted: bool,
+) -> Report:
+    """Change the passphrase of a private key file in place, keeping its format."""
+    from vtreg.verifier.files import atomic_write
+    from vtreg.verifier.keys import is_openssh_private_key
+
+    key = _open_key_file(keyfile, passphrase_file)
+    new = None
+    if not unencrypted:
+        new = passphrase_reader(
+            new_passphrase_file, confirm=True, what=f"{keyfile} (new)", env=NEW_PASSPHRASE_ENV
+        )()
+    with open(keyfile, "rb") as f:  # already read once: this only tells its format
+        openssh = is_openssh_private_key(f.read(64))
+    atomic_write(keyfile, key.to_openssh(new) if openssh else key.to_pem(new), 0o600)
+    state = "unencrypted" if unencrypted else "encrypted with the new passphrase"
+    return Report(
+        data={"private_key": keyfile, "keyid": key.keyid, "encrypted": not unencrypted},
+        text=f"{keyfile} is now {state}\nkeyid {key.keyid}",
+        warnings=[f"{keyfile} is not encrypted: anyone who can read it can sign as you"]
+        if unencrypted
+        else [],
+    )
