@@ -183,7 +183,11 @@ class _Session:
         import pkcs11
 
         try:
-            self._session = self._token.open(user_pin=self._pin)
+            pin = self._pin.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise PassphraseError(f"the PIN for {self._where} is not UTF-8 text") from e
+        try:
+            self._session = self._token.open(user_pin=pin)
         except (pkcs11.PinIncorrect, pkcs11.PinLenRange) as e:
             raise PassphraseError(f"wrong PIN for {self._where}") from e
         except pkcs11.PinLocked as e:
