@@ -17,6 +17,7 @@ import struct
 
 from .errors import KeyFileError
 from .keys import PublicKey
+from .text import printable
 
 __all__ = [
     "ED25519",
@@ -93,7 +94,7 @@ def parse_public_line(text: str, what: str = "public key") -> PublicKey:
         raise KeyFileError(f"{what}: not an OpenSSH public key line")
     kind, body, comment = match.groups()
     if kind != ED25519:
-        raise KeyFileError(f"{what}: expected an {ED25519} key, found {kind}")
+        raise KeyFileError(f"{what}: expected an {ED25519} key, found {printable(kind)}")
     try:
         blob = base64.b64decode(body, validate=True)
     except binascii.Error as e:
@@ -117,10 +118,10 @@ def parse_blob(blob: bytes, what: str, name: str | None = None) -> PublicKey:
     Raises:
         KeyFileError: the blob is not exactly an ``ssh-ed25519`` key.
     """
-    kind = blob_type(blob)
-    if kind != ED25519:
-        raise KeyFileError(f"{what}: expected an {ED25519} key, found {kind}")
-    _, offset = read_string(blob, 0, what)
+    kind, offset = read_string(blob, 0, what)
+    if kind != ED25519.encode():
+        shown = printable(kind.decode("ascii", errors="replace"))
+        raise KeyFileError(f"{what}: expected an {ED25519} key, found {shown}")
     raw, offset = read_string(blob, offset, what)
     if offset != len(blob):
         raise KeyFileError(f"{what}: its key blob is not an {ED25519} key")
