@@ -92,9 +92,11 @@ def token_key(uri: str, prompt: Callable[[str], bytes] | None) -> DelegatedKey:
         KeyFileError: no module, no such token or key, or a key that is not ed25519.
         PassphraseError: no PIN, or a wrong one.
     """
-    import pkcs11
-
     parsed = parse_uri(uri)
+    try:
+        import pkcs11
+    except ImportError as e:
+        raise KeyFileError("PKCS#11 keys need python-pkcs11: pip install 'vtreg[pkcs11]'") from e
     token = _token(_module(parsed), parsed)
     where = f"PKCS#11 token {printable(token.label)!r}"
     pin = _pin(parsed, where, prompt)
