@@ -1,11 +1,13 @@
 """ed25519 keys: key ids, public key files, passphrase-protected private keys.
 
-Private keys are PKCS#8 PEM. Encrypted ones use PBES2 with scrypt
-(N=2^17, r=8, p=1) and AES-256-CBC rather than the library default of
-PBKDF2 with 2,048 iterations, because a stolen key file should cost an
-attacker real memory and time per guess. The result is a standard
-``ENCRYPTED PRIVATE KEY`` (RFC 8018 + RFC 7914) that any PKCS#8 reader with
-scrypt support decrypts.
+Private keys are PKCS#8 PEM (or OpenSSH's own format, read and kept as
+such). Encrypted PKCS#8 keys use PBES2 with scrypt (N=2^14, r=8, p=8) and
+AES-256-CBC rather than the library default of PBKDF2 with 2,048
+iterations, because a stolen key file should cost an attacker real memory
+and time per guess. N·r sets the memory (16 MiB, within OpenSSL's default
+32 MiB cap, so ``openssl pkey`` decrypts it); p=8 keeps the work per guess
+that N=2^17, p=1 had. The result is a standard ``ENCRYPTED PRIVATE KEY``
+(RFC 8018 + RFC 7914) that any PKCS#8 reader with scrypt support decrypts.
 
 A public key file is a PEM ``PUBLIC KEY`` block with ``# keyid:`` and
 ``# name:`` comment lines above it; the key id is recomputed on load and a
@@ -53,9 +55,9 @@ __all__ = [
 
 MAX_KEY_FILE_BYTES = 16 * 1024
 _OPENSSH_LABEL = "OPENSSH PRIVATE KEY"
-SCRYPT_N = 2**17
+SCRYPT_N = 2**14
 _SCRYPT_R = 8
-_SCRYPT_P = 1
+_SCRYPT_P = 8
 
 Passphrase = bytes | Callable[[], bytes] | None
 
