@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import socket
+import struct
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -9,7 +12,8 @@ import pytest
 
 from tests.helpers import invoke_cli, ok, one_line_error
 from tests.keytools import ssh_add, ssh_agent, ssh_fingerprint, ssh_keygen
-from vtreg.verifier.keys import read_public_key_file
+from vtreg.verifier.keys import SigningKey, read_public_key_file
+from vtreg.verifier.ssh import fingerprint, public_blob
 
 PluginFactory = Callable[..., Path]
 
@@ -117,3 +121,49 @@ def test_an_agent_that_stopped(plugin_factory: PluginFactory, tmp_path: Path) ->
     result = invoke_cli("sign", plugin, "--key", f"ssh-agent:{pub}", env={"SSH_AUTH_SOCK": sock})
     one_line_error(result, 3, "cannot reach ssh-agent at")
     assert not (plugin / "plugin.sig").exists()
+
+
+def _hostile_agent(sock: Path, blob: bytes, signature: bytes) -> threading.Thread:
+    """An agent that lists ``blob`` and answers every sign request with ``signature``."""
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(str(sock))
+    server.listen()
+
+    def string(value: bytes) -> bytes:
+        return struct.pack(">I", len(value)) + value
+
+    def serve() -> None:
+        with server:
+            for _ in range(2):  # one connection to list, one to sign
+                conn, _ = server.accept()
+                with conn:
+                    (length,) = struct.unpack(">I", conn.recv(4))
+                    request = b""
+                    while len(request) < length:
+                        request += conn.recv(length - len(request))
+                    if request[0] == 11:  # list identities
+                        reply = bytes([12]) + struct.pack(">I", 1) + string(blob) + string(b"id")
+                    else:  # sign: someone else's signature
+                        reply = bytes([14]) + string(string(b"ssh-ed25519") + string(signature))
+                    conn.sendall(string(reply))
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    return thread
+
+
+def test_an_agent_answering_with_another_keys_signature_is_refused(
+    plugin_factory: PluginFactory, tmp_path: Path, key: SigningKey, other_key: SigningKey
+) -> None:
+    plugin = plugin_factory()
+    sock = tmp_path / "hostile.sock"
+    thread = _hostile_agent(sock, public_blob(key.public_key), other_key.sign(b"anything"))
+
+    result = invoke_cli(
+        "sign", plugin, "--key", f"ssh-agent:{fingerprint(public_blob(key.public_key))}",
+        env={"SSH_AUTH_SOCK": str(sock)},
+    )  # fmt: skip
+
+    one_line_error(result, 3, "returned a signature that its key does not verify")
+    assert not (plugin / "plugin.sig").exists()
+    thread.join(timeout=10)
