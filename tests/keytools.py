@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import os
+import pty
+import select
 import signal
 import subprocess
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -115,3 +118,37 @@ def softhsm_token(directory: Path, label: str = "vtreg") -> Token:
         capture_output=True,
     )  # fmt: skip
     return Token(conf, softhsm_module(), label)
+
+
+def run_at_a_terminal(
+    args: list[str],
+    answers: list[str],
+    prompt: str = "Passphrase for",
+    env: dict[str, str] | None = None,
+) -> tuple[int, str]:
+    """Run vtreg with a real pseudo-terminal as its controlling terminal, typing ``answers``
+    at each prompt; return its exit status and everything it showed."""
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("VTREG_")}
+    full_env.update(env or {})
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: exec at once, nothing of pytest runs here
+        os.execve(sys.executable, [sys.executable, "-m", "vtreg", *args], full_env)  # noqa: S606 - our CLI, fixed argv
+    shown, pending, answered = b"", list(answers), 0
+    while True:
+        ready, _, _ = select.select([fd], [], [], 60)
+        if not ready:
+            os.kill(pid, 9)
+            break
+        try:
+            chunk = os.read(fd, 4096)
+        except OSError:  # the child closed the terminal
+            break
+        if not chunk:
+            break
+        shown += chunk
+        while pending and answered < shown.count(prompt.encode()):
+            os.write(fd, pending.pop(0).encode() + b"\n")
+            answered += 1
+    _, status = os.waitpid(pid, 0)
+    os.close(fd)
+    return os.waitstatus_to_exitcode(status), shown.decode(errors="replace")

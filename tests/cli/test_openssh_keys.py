@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import os
-import pty
-import select
 import subprocess
 import sys
 from collections.abc import Callable
@@ -13,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import invoke_cli, ok, one_line_error, run_cli
-from tests.keytools import ssh_fingerprint, ssh_keygen
+from tests.keytools import run_at_a_terminal, ssh_fingerprint, ssh_keygen
 from vtreg.verifier.keys import read_private_key_file, read_public_key_file
 
 PluginFactory = Callable[..., Path]
@@ -217,41 +215,13 @@ def test_openssh_key_after_passphrase_change_still_opens_in_ssh_keygen(
     assert line.split()[:2] == Path(f"{key}.pub").read_text().split()[:2]
 
 
-def _run_at_a_terminal(args: list[str], answers: list[str]) -> tuple[int, str]:
-    """Run vtreg with a real pseudo-terminal as its controlling terminal, typing ``answers``
-    at each passphrase prompt; return its exit status and everything it showed."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("VTREG_")}
-    pid, fd = pty.fork()
-    if pid == 0:  # the child: exec at once, nothing of pytest runs here
-        os.execve(sys.executable, [sys.executable, "-m", "vtreg", *args], env)  # noqa: S606 - our CLI, fixed argv
-    shown, pending, answered = b"", list(answers), 0
-    while True:
-        ready, _, _ = select.select([fd], [], [], 60)
-        if not ready:
-            os.kill(pid, 9)
-            break
-        try:
-            chunk = os.read(fd, 4096)
-        except OSError:  # the child closed the terminal
-            break
-        if not chunk:
-            break
-        shown += chunk
-        while pending and answered < shown.count(b"Passphrase for"):
-            os.write(fd, pending.pop(0).encode() + b"\n")
-            answered += 1
-    _, status = os.waitpid(pid, 0)
-    os.close(fd)
-    return os.waitstatus_to_exitcode(status), shown.decode(errors="replace")
-
-
 def test_a_mistyped_passphrase_is_asked_again_at_a_terminal(
     plugin_factory: PluginFactory, tmp_path: Path
 ) -> None:
     plugin = plugin_factory()
     key = ssh_keygen(tmp_path, "id_ed25519", "ed25519", "pw")
 
-    code, shown = _run_at_a_terminal(["sign", str(plugin), "--key", str(key)], ["typo", "pw"])
+    code, shown = run_at_a_terminal(["sign", str(plugin), "--key", str(key)], ["typo", "pw"])
 
     assert code == 0, shown
     assert shown.count(f"Passphrase for {key}:") == 2  # the prompt names the key
@@ -263,7 +233,7 @@ def test_three_mistyped_passphrases_give_up(plugin_factory: PluginFactory, tmp_p
     plugin = plugin_factory()
     key = ssh_keygen(tmp_path, "id_ed25519", "ed25519", "pw")
 
-    code, shown = _run_at_a_terminal(["sign", str(plugin), "--key", str(key)], ["a", "b", "c"])
+    code, shown = run_at_a_terminal(["sign", str(plugin), "--key", str(key)], ["a", "b", "c"])
 
     assert code == 3, shown
     assert shown.count("Passphrase for") == 3
@@ -278,3 +248,16 @@ def test_without_a_terminal_a_wrong_passphrase_is_not_retried(
     result = run_cli("sign", plugin, "--key", key, env={"VTREG_PASSPHRASE": "typo"})
     one_line_error(result, 3, "wrong passphrase for")
     assert not (plugin / "plugin.sig").exists()
+
+
+def test_key_passphrase_can_remove_it(tmp_path: Path, passfile: Path) -> None:
+    key = ssh_keygen(tmp_path, "id_ed25519", "ed25519", "pw")
+    result = ok(
+        invoke_cli("key", "passphrase", key, "--passphrase-file", passfile, "--unencrypted")
+    )
+    assert "is not encrypted" in result.stderr
+
+    def ask() -> bytes:
+        raise AssertionError("asked for a passphrase")
+
+    assert read_private_key_file(key, ask).keyid == read_public_key_file(f"{key}.pub").keyid

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import ok, one_line_error, run_cli
-from tests.keytools import USER_PIN, Token, softhsm_token
+from tests.keytools import USER_PIN, Token, run_at_a_terminal, softhsm_token
 from vtreg.verifier.keys import read_public_key_file
 
 PluginFactory = Callable[..., Path]
@@ -95,3 +95,15 @@ def test_refusals_are_one_line_exit_3_and_write_nothing(
 
     one_line_error(result, 3, message)
     assert not (plugin / "plugin.sig").exists()
+
+
+def test_the_pin_is_asked_at_a_terminal(plugin_factory: PluginFactory, token: Token) -> None:
+    plugin = plugin_factory()
+    args = ["sign", str(plugin), "--key", "pkcs11:token=vtreg;object=signer"]
+
+    code, shown = run_at_a_terminal(args, [USER_PIN], "PIN for", env_for(token))
+
+    assert code == 0, shown
+    assert "PIN for PKCS#11 token 'vtreg':" in shown
+    assert USER_PIN not in shown  # not echoed
+    assert (plugin / "plugin.sig").exists()
