@@ -347,13 +347,13 @@ def load_public_key(data: bytes, what: str = "public key") -> PublicKey:
 
 
 def _openssh_line(data: bytes) -> str | None:
-    """The one line of ``data`` that is not a comment, if it holds no PEM block: an
-    OpenSSH ``TYPE BASE64 [comment]`` line, or what is meant as one."""
+    """The one line of ``data`` that is not a comment, if it holds no PEM block and has
+    a space: an OpenSSH ``TYPE BASE64 [comment]`` line, or what is meant as one."""
     if b"-----BEGIN " in data:
         return None
     text = data.decode("ascii", errors="replace")
     lines = [line for line in text.splitlines() if line.strip() and not line.startswith("#")]
-    return lines[0] if len(lines) == 1 else None
+    return lines[0] if len(lines) == 1 and " " in lines[0].strip() else None
 
 
 def _comments(data: bytes) -> dict[str, str]:

@@ -186,7 +186,8 @@ class PassphraseSource:
         except UnicodeDecodeError as e:
             raise PassphraseError(f"{what} is not UTF-8 text") from e
         if not secret:
-            raise PassphraseError(f"{what} is empty" if not data else f"{what}: first line empty")
+            shown = f"{what}: its first line is empty" if data.strip() else f"{what} is empty"
+            raise PassphraseError(shown)
         return secret.encode("utf-8")
 
 

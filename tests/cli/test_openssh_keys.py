@@ -109,7 +109,7 @@ def test_passphrase_file_gives_its_first_line_only(
     empty_first.write_text("\npw\n")
     ok(invoke_cli("sign", plugin, "--key", key, "--passphrase-file", whole, "--fresh"))
     result = invoke_cli("sign", plugin, "--key", key, "--passphrase-file", empty_first)
-    one_line_error(result, 3, "first line empty")
+    one_line_error(result, 3, "its first line is empty")
 
 
 @pytest.mark.parametrize("name", ["-", "/dev/stdin"])
