@@ -15,12 +15,12 @@ import stat
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from .errors import KeyFileError
 from .keys import (
     Passphrase,
     PublicKey,
-    Signer,
     SigningKey,
     read_private_key_file,
     read_public_key_file,
@@ -31,6 +31,7 @@ __all__ = [
     "AGENT_PREFIX",
     "PKCS11_PREFIX",
     "DelegatedKey",
+    "Signer",
     "open_signer",
     "read_private_key_ref",
     "read_public_key_ref",
@@ -40,6 +41,25 @@ AGENT_PREFIX = "ssh-agent:"
 PKCS11_PREFIX = "pkcs11:"
 
 Pin = Callable[[str], bytes]  # asked with the token's name, only when no other PIN source is set
+
+
+class Signer(Protocol):
+    """What signing needs of a key: its public half and ed25519 signatures.
+
+    A :class:`~vtreg.verifier.keys.SigningKey` is one; so is a key held by
+    ssh-agent or a PKCS#11 token (:class:`DelegatedKey`).
+    """
+
+    @property
+    def public_key(self) -> PublicKey:
+        """The public half."""
+
+    @property
+    def keyid(self) -> str:
+        """The key id of the public half."""
+
+    def sign(self, message: bytes) -> bytes:
+        """The 64-byte ed25519 signature of ``message``."""
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,6 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
 
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import padding, serialization
@@ -41,9 +40,7 @@ from .files import read_bounded
 __all__ = [
     "MAX_KEY_FILE_BYTES",
     "SCRYPT_N",
-    "Passphrase",
     "PublicKey",
-    "Signer",
     "SigningKey",
     "is_openssh_private_key",
     "keyid_of",
@@ -159,25 +156,6 @@ def _weak_point(encoded: bytes) -> str | None:
     if X == 0 and Y == Z:
         return "a point of small order (it would accept forged signatures)"
     return None
-
-
-class Signer(Protocol):
-    """What signing needs of a key: its public half and ed25519 signatures.
-
-    A :class:`SigningKey` is one; so is a key held by ssh-agent or a PKCS#11
-    token (:class:`vtreg.verifier.keyrefs.DelegatedKey`).
-    """
-
-    @property
-    def public_key(self) -> PublicKey:
-        """The public half."""
-
-    @property
-    def keyid(self) -> str:
-        """The key id of the public half."""
-
-    def sign(self, message: bytes) -> bytes:
-        """The 64-byte ed25519 signature of ``message``."""
 
 
 class SigningKey:
@@ -316,8 +294,8 @@ def load_public_key(data: bytes, what: str = "public key") -> PublicKey:
     """Parse a public key file (or a bare SubjectPublicKeyInfo PEM, or an OpenSSH line).
 
     Raises:
-        KeyFileError: not exactly one ed25519 ``PUBLIC KEY`` block or
-            ``ssh-ed25519`` line, or the ``# keyid:`` comment does not match the key.
+        KeyFileError: not exactly one ed25519 ``PUBLIC KEY`` block, or the
+            ``# keyid:`` comment does not match the key.
     """
     ssh_line = _openssh_line(data)
     if ssh_line is not None:

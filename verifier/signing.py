@@ -28,7 +28,7 @@ from .envelope import (
     parse_statement,
 )
 from .errors import FormatError, UsageError, VtregError
-from .keys import Signer
+from .keyrefs import Signer
 from .layout import MANIFEST_FILE, MAX_SIGNATURE_BYTES, SIGNATURE_FILE
 from .manifest import PluginManifest, parse_manifest
 from .platforms import (

@@ -23,7 +23,8 @@ from ._params import (
 from .trust import key_group
 
 if TYPE_CHECKING:
-    from vtreg.verifier.keys import Signer, SigningKey
+    from vtreg.verifier.keyrefs import Signer
+    from vtreg.verifier.keys import SigningKey
     from vtreg.verifier.signatures import VerifiedPlugin
     from vtreg.verifier.tree import PendingCapture
 
