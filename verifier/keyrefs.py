@@ -141,6 +141,6 @@ def read_public_key_ref(ref: str) -> PublicKey:
     """
     from .ssh import is_public_line, parse_public_line
 
-    if is_public_line(ref) and not Path(ref).exists():
+    if is_public_line(ref):  # no key file is named "ssh-ed25519 AAAA..."
         return parse_public_line(ref, "inline public key")
     return read_public_key_file(ref)
