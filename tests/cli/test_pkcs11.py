@@ -54,6 +54,7 @@ def test_sign_on_the_token_and_verify_with_its_public_key(
         pytest.param("pkcs11:token=vtreg;id=%01?pin-value=" + USER_PIN, {}, id="id-and-pin-value"),
         pytest.param("pkcs11:token=vtreg;object=signer;type=private?pin-source=file:{pinfile}", {}, id="pin-source"),
         pytest.param("pkcs11:token=vtreg;object=signer?module-path={module}&pin-value=" + USER_PIN, {"VTREG_PKCS11_MODULE": "/nonexistent.so"}, id="module-path-wins"),
+        pytest.param("pkcs11:manufacturer=SoftHSM%20project;model=SoftHSM%20v2;token=vt%72eg;object=signer?pin-value=" + USER_PIN, {}, id="percent-encoded-token-attributes"),
     ],
 )  # fmt: skip
 def test_the_ways_a_uri_names_key_module_and_pin(
@@ -76,6 +77,7 @@ def test_the_ways_a_uri_names_key_module_and_pin(
         pytest.param("pkcs11:token=vtreg;object=rsa", {}, "key object=rsa is RSA; vtreg signs with ed25519", id="rsa-key"),
         pytest.param("pkcs11:token=vtreg;object=p256", {}, "key object=p256 is EC; vtreg signs with ed25519", id="ecdsa-key"),
         pytest.param("pkcs11:token=vtreg;object=nothing", {}, "holds no private key object=nothing", id="absent-key"),
+        pytest.param("pkcs11:model=SoftHSM%20v2;object=signer", {}, r"\d+ PKCS#11 tokens match model=SoftHSM v2; name one", id="ambiguous-token"),
         pytest.param("pkcs11:token=vtreg;objekt=signer", {}, "unknown or malformed attribute 'objekt=signer'", id="misspelt-attribute"),
         pytest.param("pkcs11:token=vtreg;object=a;object=b", {}, "attribute object is given twice", id="repeated-attribute"),
         pytest.param("pkcs11:token=vtreg", {}, "name the key with object= or id=", id="no-key-named"),
