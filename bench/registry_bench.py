@@ -360,7 +360,7 @@ def _many_versions(versions: int, runs: int) -> None:
         db = work / "registry.db"
         with Registry.open(f"sqlite:///{db}") as registry:
             registry.add_key(key.public_key)
-            platform = registry.trust(_signed(hello, "1.99.99", key)).verified.platform
+            platform = registry.trust(_signed(hello, "1.99.99", key)).plugin.platform
             _version_rows(registry, "hello", platform, versions)
             one = _trust_and_verify(registry, solo, key, runs)
             many = _trust_and_verify(registry, hello, key, runs)

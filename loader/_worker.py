@@ -1,26 +1,32 @@
 """The isolation worker: loads one verified library in its own process and serves calls.
 
-    python -m vtreg.loader._worker LIBRARY_FD MEMORY_LIMIT LABEL PARENT_PID
+    python -m vtreg.loader._worker LIBRARY_FD MEMORY_LIMIT LABEL PARENT_PID DEPENDENCIES
 
 LIBRARY_FD is the sealed memfd holding exactly the verified bytes (inherited
-from the loader). Requests arrive on stdin and replies leave on stdout, framed
-by loader._wire; the plugin's own stdout is sent to stderr so that it cannot
-corrupt the channel. From before the library is opened (its constructors
-included), the address space may grow by at most MEMORY_LIMIT bytes (0: no
-limit). The worker dies with PARENT_PID (``PR_SET_PDEATHSIG``). Only the
-standard library and loader.abi are imported here.
+from the loader). DEPENDENCIES is what to open first, in order, as JSON
+(``[[SONAME, FD | PATH], ...]``: inherited sealed copies of the plugin's own
+libraries, and system libraries by absolute path; see loader.dependencies),
+each unless the worker already holds an object called SONAME.
+
+Requests arrive on stdin and replies leave on stdout, framed by loader._wire;
+the plugin's own stdout is sent to stderr so that it cannot corrupt the channel.
+From before the libraries are opened (constructors included), the address space
+may grow by at most MEMORY_LIMIT bytes (0: no limit). The worker dies with
+PARENT_PID (``PR_SET_PDEATHSIG``). Only the standard library and loader.abi are
+imported here.
 """
 
 from __future__ import annotations
 
 import ctypes
+import json
 import os
 import signal
 import struct
 import sys
 
 from vtreg.loader import _wire
-from vtreg.loader.abi import DLOPEN_MODE, PluginCallError, RawLibrary
+from vtreg.loader.abi import DLOPEN_MODE, PluginCallError, RawLibrary, held_by_process
 from vtreg.verifier.errors import VtregError
 
 
@@ -57,6 +63,12 @@ def _die_with(parent: int) -> None:
         os._exit(1)  # the host went before the request took effect
 
 
+def _open_dependencies(plan: list[tuple[str, int | str]]) -> None:
+    for soname, where in plan:
+        if not held_by_process(soname):
+            ctypes.CDLL(f"/proc/self/fd/{where}" if isinstance(where, int) else where, DLOPEN_MODE)
+
+
 def main(argv: list[str]) -> int:
     """Open the sealed library named by ``argv`` and serve execute calls until the parent hangs up.
 
@@ -78,6 +90,7 @@ def main(argv: list[str]) -> int:
         return 1
     _wire.send(replies, _wire.HELLO)  # from here on, the plugin's code runs
     try:
+        _open_dependencies(json.loads(argv[5]))
         handle = ctypes.CDLL(f"/proc/self/fd/{library_fd}", mode=DLOPEN_MODE)
         raw = RawLibrary(handle, label)
         version = raw.version()

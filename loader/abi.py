@@ -22,6 +22,8 @@ __all__ = [
     "LoadError",
     "PluginCallError",
     "RawLibrary",
+    "held_by_process",
+    "unload",
 ]
 
 PLUGIN_ABI_VERSION = 1
@@ -110,3 +112,34 @@ def _exports(handle: ctypes.CDLL, name: str) -> bool:
     except AttributeError:
         return False
     return True
+
+
+_libdl = ctypes.CDLL(None)  # dlopen/dlclose of the process itself (glibc, musl, macOS)
+_dlopen = _libdl.dlopen
+_dlopen.restype = ctypes.c_void_p
+_dlopen.argtypes = [ctypes.c_char_p, ctypes.c_int]
+_dlclose = _libdl.dlclose
+_dlclose.restype = ctypes.c_int
+_dlclose.argtypes = [ctypes.c_void_p]
+
+
+def held_by_process(name: str) -> bool:
+    """Whether the dynamic loader already holds an object known as ``name`` (a path, a
+    file name or a ``DT_SONAME``). Nothing is mapped or run to find out.
+
+    dlopen matches a name against the names of loaded objects before opening
+    anything, so "/proc/self/fd/N" names whatever was loaded through fd N
+    earlier, even if N has since been closed and now refers to another file.
+    """
+    # The load's own flags: glibc finds a lazily loaded library with RTLD_NOW too,
+    # but the probe should not depend on how a loader treats a binding upgrade.
+    handle = _dlopen(os.fsencode(name), DLOPEN_MODE | os.RTLD_NOLOAD)
+    if not handle:
+        return False
+    _dlclose(handle)  # RTLD_NOLOAD took a reference; give it back
+    return True
+
+
+def unload(handle: ctypes.CDLL) -> None:
+    """``dlclose`` a library ctypes opened (ctypes itself never does)."""
+    _dlclose(handle._handle)

@@ -17,12 +17,14 @@ host's secrets (``VTREG_PASSPHRASE``, ``VTREG_DATABASE_URL``) never reach it.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import struct
 import subprocess
 import sys
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 
 import vtreg
@@ -91,10 +93,15 @@ class IsolatedLibrary:
         *,
         timeout: float = DEFAULT_TIMEOUT,
         memory_limit: int = DEFAULT_MEMORY_LIMIT,
+        dependencies: Sequence[tuple[str, SealedFile | str]] = (),
     ) -> None:
-        if image.fd < 0 or not image.sealed:
-            raise ValueError("isolation needs the sealed image of the verified library")
+        images = [image, *(d for _, d in dependencies if isinstance(d, SealedFile))]
+        if any(i.fd < 0 or not i.sealed for i in images):
+            raise ValueError("isolation needs the sealed images of the verified libraries")
         self._image = image
+        # What the worker opens before the library, in order, by DT_SONAME: sealed
+        # images of the plugin's own libraries, and system libraries by absolute path.
+        self._dependencies = tuple(dependencies)
         self.label = label
         self.timeout = timeout
         self.memory_limit = memory_limit
@@ -114,10 +121,10 @@ class IsolatedLibrary:
         try:
             self._proc = subprocess.Popen(  # noqa: S603 - our own interpreter and module
                 [sys.executable, "-I", "-c", _BOOTSTRAP, _PACKAGE_ROOT, str(self._image.fd),
-                 str(self.memory_limit), self.label, str(os.getpid())],
+                 str(self.memory_limit), self.label, str(os.getpid()), self._plan()],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
-                pass_fds=(self._image.fd,),
+                pass_fds=(self._image.fd, *self._dependency_fds()),
                 cwd="/",
                 env=_environment(),
                 start_new_session=True,
@@ -141,6 +148,15 @@ class IsolatedLibrary:
             raise AbiError(f"{self.label}: {detail}")
         (version,) = struct.unpack(">I", payload[:4])
         return version, payload[4:]
+
+    def _dependency_fds(self) -> tuple[int, ...]:
+        return tuple(d.fd for _, d in self._dependencies if isinstance(d, SealedFile))
+
+    def _plan(self) -> str:
+        """The dependencies as the worker reads them: JSON, ``[[SONAME, FD | PATH], ...]``."""
+        return json.dumps(
+            [[name, d.fd if isinstance(d, SealedFile) else d] for name, d in self._dependencies]
+        )
 
     def _receive(self, timeout: float | None, when: str = "") -> tuple[bytes, bytes]:
         proc = self._proc
@@ -216,3 +232,6 @@ class IsolatedLibrary:
         with self._lock:
             self._stop()
             self._image.close()
+            for _, dependency in self._dependencies:
+                if isinstance(dependency, SealedFile):
+                    dependency.close()

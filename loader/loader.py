@@ -14,10 +14,13 @@
    signed length, the signed library written as hashed into a private sealed
    copy (:mod:`loader.capture`), and decides on exactly those bytes with the
    pure core (signature, trust, revocation, rollback);
-4. only then hands the sealed copy, never the original path, to the dynamic
-   loader (here or in an isolated child), checks ABI v1 and that the library's
-   own metadata names the signed name and version;
-5. reports the load, or the refusal and why, to the
+4. resolves every library the signed library needs to a sealed copy of a
+   signed file of the plugin, a library the host holds, or a root-only system
+   library (:mod:`loader.dependencies`), and refuses anything else;
+5. only then hands the sealed copies, never the original paths, to the dynamic
+   loader (here or in an isolated child), dependencies first, checks ABI v1 and
+   that the library's own metadata names the signed name and version;
+6. reports the load, or the refusal and why, to the
    :class:`~loader.protocols.AuditSink`.
 
 A refused library is never opened by the dynamic loader, so none of its code,
@@ -31,7 +34,8 @@ import logging
 import os
 import resource
 import stat
-from collections.abc import Iterable
+import threading
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
@@ -56,14 +60,25 @@ from vtreg.verifier.platforms import host_platform
 from vtreg.verifier.platforms import library_filename as platform_library_filename
 from vtreg.verifier.signatures import SignedStatement, VerifiedPlugin
 from vtreg.verifier.text import path_text, printable
-from vtreg.verifier.tree import capture, read_signature
+from vtreg.verifier.tree import capture, copy_signed, read_signature
 from vtreg.verifier.trust import TrustedKey, TrustState
 
-from .abi import DLOPEN_MODE, PLUGIN_ABI_VERSION, AbiError, LoadError, RawLibrary
+from .abi import (
+    DLOPEN_MODE,
+    PLUGIN_ABI_VERSION,
+    AbiError,
+    LoadError,
+    PluginCallError,
+    RawLibrary,
+    held_by_process,
+    unload,
+)
 from .capture import SealedFile
+from .defaults import expand_home, vtcode_trusted_dirs
+from .dependencies import Bundled, Plan, plan_dependencies
 from .discovery import Discovery, Skipped
 from .isolation import DEFAULT_MEMORY_LIMIT, DEFAULT_TIMEOUT, IsolatedLibrary
-from .native import NativePlugin, PluginMetadata, decode_metadata
+from .native import Instance, NativePlugin, PluginMetadata, decode_metadata
 from .protocols import AuditEvent, AuditSink, TrustPolicy
 
 __all__ = ["Isolation", "KeyPolicy", "PluginLoader"]
@@ -79,33 +94,11 @@ _MIN_MEMORY_LIMIT = 1 << 20  # below a MiB, memory_limit was surely meant as MiB
 log = logging.getLogger(__name__)
 
 
-_libdl = ctypes.CDLL(None)  # dlopen/dlclose of the process itself (glibc, musl, macOS)
-_libc_dlopen = _libdl.dlopen
-_libc_dlopen.restype = ctypes.c_void_p
-_libc_dlopen.argtypes = [ctypes.c_char_p, ctypes.c_int]
-_libc_dlclose = _libdl.dlclose
-_libc_dlclose.restype = ctypes.c_int
-_libc_dlclose.argtypes = [ctypes.c_void_p]
-
-
-def _already_loaded(path: str) -> bool:
-    """Whether the dynamic loader already holds an object opened under ``path``.
-
-    dlopen matches a path against the names of loaded objects before opening
-    anything, so "/proc/self/fd/N" names whatever was loaded through fd N
-    earlier, even if N has since been closed and now refers to a different
-    file: dlopen would hand back the earlier library.
-    """
-    # The load's own flags: glibc finds a lazily loaded library with RTLD_NOW too,
-    # but the probe should not depend on how a loader treats a binding upgrade.
-    handle = _libc_dlopen(path.encode(), DLOPEN_MODE | os.RTLD_NOLOAD)
-    if not handle:
-        return False
-    _libc_dlclose(handle)  # RTLD_NOLOAD took a reference; give it back
-    return True
-
-
 _next_fd = 0
+# Libraries loaded into this process, by content digest: a second load of the same
+# verified content shares the instance (as dlopen's reference count does for VT Code).
+_loaded_here: dict[str, Instance] = {}
+_loaded_lock = threading.Lock()
 
 
 def _check_identity(
@@ -137,7 +130,7 @@ def _unique_path(image: SealedFile, label: str) -> str:
     ceiling = resource.getrlimit(resource.RLIMIT_NOFILE)[0] - 16
     tries = max(ceiling - 64, 1)  # each number in the range once
     fresh = True  # the number memfd_create gave is usually one a closed image had
-    while fresh or _already_loaded(image.path):
+    while fresh or held_by_process(image.path):
         if tries == 0:
             raise LoadError(
                 f"{label}: every descriptor number from 64 to {ceiling - 1} names a library "
@@ -185,17 +178,34 @@ class _NullAudit:
 
 
 class _InProcess:
+    """A library loaded into this process, and the dependencies it made us open."""
+
     isolated = False
 
-    def __init__(self, raw: RawLibrary) -> None:
-        self.raw = raw
+    def __init__(self) -> None:
+        self.raw: RawLibrary | None = None
+        self._handles: list[ctypes.CDLL] = []  # in the order opened
+
+    def open(self, path: str, label: str, what: str) -> ctypes.CDLL:
+        try:
+            handle = ctypes.CDLL(path, mode=DLOPEN_MODE)
+        except OSError as e:
+            raise AbiError(f"{label}: the dynamic loader refused {what}: {e}") from e
+        self._handles.append(handle)
+        return handle
 
     def call(self, context_json: bytes, timeout: float | None) -> bytes:
         del timeout  # NativePlugin refuses timeouts for in-process plugins
+        if self.raw is None:  # pragma: no cover - loaded before any NativePlugin exists
+            raise PluginCallError("the plugin is not loaded")
         return self.raw.execute_bytes(context_json)
 
     def close(self) -> None:
-        """A library loaded into this process stays mapped until the process ends."""
+        """Unload: ``dlclose`` each handle, last opened first. glibc unmaps a library once
+        nothing (no other plugin, no library that needs it) holds it any more."""
+        self.raw = None
+        while self._handles:
+            unload(self._handles.pop())
 
 
 def _check_loadable(signed: SignedStatement) -> None:
@@ -219,6 +229,66 @@ def _check_loadable(signed: SignedStatement) -> None:
             keyids=signed.signature_keyids,
             subject=subject,
         )
+
+
+# DT_SONAME -> signed sha256 of each plugin-bundled library this process has loaded
+# from a sealed copy: the dynamic loader matches later plugins' needs against them.
+_bundled_here: dict[str, str] = {}
+
+
+def _nothing_loaded(name: str) -> bool:
+    del name
+    return False
+
+
+def _bundled_by_a_plugin(name: str) -> str | None:
+    """The digest of the plugin-bundled library this process holds as ``name``, if any
+    (an entry whose library has since been unloaded is forgotten)."""
+    digest = _bundled_here.get(name)
+    if digest is not None and not held_by_process(name):
+        _bundled_here.pop(name, None)
+        return None
+    return digest
+
+
+def _held_by_host(name: str) -> bool:
+    """Whether the host holds ``name`` itself (another plugin's bundled copy does not count)."""
+    return _bundled_by_a_plugin(name) is None and held_by_process(name)
+
+
+def _check_no_clash(plan: Plan, verified: VerifiedPlugin) -> None:
+    """Refuse to load in this process what the dynamic loader would match to another
+    plugin's bundled library instead of this plugin's own choice."""
+    for step in plan.steps:
+        theirs = _bundled_by_a_plugin(step.soname)
+        if theirs is None:
+            continue
+        if isinstance(step, Bundled) and verified.files[step.rel].get("sha256") == theirs:
+            continue  # the very same bytes: sharing them is what glibc does anyway
+        raise LoadError(
+            f"{verified.name} {verified.version} needs {step.soname}, and another plugin "
+            f"already loaded a different {step.soname} into this process, which the dynamic "
+            "loader would use instead; load it with isolation"
+        )
+
+
+def _open_dependencies(
+    backend: _InProcess,
+    plan: Plan,
+    images: Mapping[str, SealedFile],
+    verified: VerifiedPlugin,
+    label: str,
+) -> None:
+    """Open each planned dependency, the plugin's own from their sealed copies, unless the
+    process already holds it under that name."""
+    for step in plan.steps:
+        if held_by_process(step.soname):
+            continue
+        if isinstance(step, Bundled):
+            backend.open(_unique_path(images[step.rel], label), label, step.soname)
+            _bundled_here[step.soname] = verified.files[step.rel]["sha256"]
+        else:
+            backend.open(step.path, label, step.soname)
 
 
 def _peek(dir_fd: int, name: str, limit: int) -> bytes | None:
@@ -283,6 +353,9 @@ class PluginLoader:
             ``"process"`` (a child process per plugin, with a per-call
             ``timeout`` in seconds and a ``memory_limit`` in **bytes** on what
             the plugin may allocate, e.g. ``512 << 20``; 0: no limit).
+        workspace: also trust VT Code's five default directories for this
+            workspace (:func:`loader.defaults.vtcode_trusted_dirs`), after
+            ``trusted_dirs``.
 
     Raises:
         UsageError: any of these is not what it should be.
@@ -297,8 +370,11 @@ class PluginLoader:
         isolation: Isolation = "none",
         timeout: float = DEFAULT_TIMEOUT,
         memory_limit: int = DEFAULT_MEMORY_LIMIT,
+        workspace: str | os.PathLike[str] | None = None,
     ) -> None:
         _check_arguments(trust, audit, trusted_dirs, isolation, timeout, memory_limit)
+        if workspace is not None and not isinstance(workspace, str | os.PathLike):
+            raise UsageError(f"workspace must be a directory path, not {workspace!r}")
         self.trust = trust
         self.audit: AuditSink = audit if audit is not None else _NullAudit()
         self.isolation: Isolation = isolation
@@ -307,12 +383,72 @@ class PluginLoader:
         self._trusted: list[Path] = []
         for directory in trusted_dirs:
             self.add_trusted_dir(directory)
+        if workspace is not None:
+            for directory in vtcode_trusted_dirs(workspace):
+                self.add_trusted_dir(directory)
+        self._isolated: dict[str, Instance] = {}  # this loader's workers, by content digest
+        self._handed_out: set[NativePlugin] = set()
+        self._open_lock = threading.Lock()
+        self._closed = False
+
+    # --- lifetime ---
+
+    def close(self) -> None:
+        """Close every plugin this loader handed out and not closed yet (stopping isolated
+        workers, unloading libraries nothing else holds); no load may follow."""
+        self._closed = True
+        with self._open_lock:
+            still_open = list(self._handed_out)
+        for plugin in still_open:
+            plugin.close()
+
+    def __enter__(self) -> PluginLoader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _instances(self, isolated: bool) -> dict[str, Instance]:
+        return self._isolated if isolated else _loaded_here
+
+    def _forget(self, instance: Instance) -> None:
+        """Called as ``instance`` is unloaded: a later load of its content loads afresh."""
+        with _loaded_lock:
+            table = self._instances(instance.backend.isolated)
+            for digest, known in list(table.items()):
+                if known is instance:
+                    del table[digest]
+
+    def _handle(
+        self, instance: Instance, directory: Path, verified: VerifiedPlugin
+    ) -> NativePlugin:
+        plugin = NativePlugin(
+            instance=instance, path=directory, verified=verified, on_close=self._discard
+        )
+        with self._open_lock:
+            self._handed_out.add(plugin)
+        return plugin
+
+    def _discard(self, plugin: NativePlugin) -> None:
+        with self._open_lock:
+            self._handed_out.discard(plugin)
+
+    def _share(self, directory: Path, verified: VerifiedPlugin) -> NativePlugin | None:
+        """Another NativePlugin over an instance of the same content, if one is loaded."""
+        with _loaded_lock:
+            instance = self._instances(self.isolation == "process").get(verified.content_digest)
+            if instance is None:
+                return None
+            try:
+                return self._handle(instance, directory, verified)
+            except ValueError:  # being unloaded right now: load afresh
+                return None
 
     # --- trusted directories ---
 
     def add_trusted_dir(self, path: str | os.PathLike[str]) -> PluginLoader:
         """Trust a directory (canonicalised now: later symlink changes do not move it)."""
-        canonical = Path(os.path.realpath(Path(path).expanduser()))
+        canonical = Path(os.path.realpath(expand_home(path)))
         if canonical not in self._trusted:
             self._trusted.append(canonical)
         return self
@@ -348,7 +484,7 @@ class PluginLoader:
 
         The directory may be a trusted directory itself (plugin.json at the root).
         """
-        given = Path(path).expanduser()
+        given = expand_home(path)
         canonical = Path(os.path.realpath(given))
         home = next((t for t in self._trusted if _inside(canonical, t)), None)
         if home is None:
@@ -376,6 +512,8 @@ class PluginLoader:
             VtregError: could not decide (unreadable directory, registry down);
                 audited as an error where the audit sink can still be reached.
         """
+        if self._closed:
+            raise UsageError("this PluginLoader was closed; make a new one to load plugins")
         at = datetime.now(UTC)
         label = path_text(path)
         manifest: list[bytes | None] = [None]  # plugin.json as found, to label a refusal
@@ -422,11 +560,18 @@ class PluginLoader:
             if (opened.st_dev, opened.st_ino) != (info.st_dev, info.st_ino):
                 raise UnsafeFileError(f"{directory} was replaced while it was being opened")
             manifest[0] = _peek(fd, MANIFEST_FILE, MAX_MANIFEST_BYTES)
-            verified = self._authenticate_and_capture(directory, fd, images, at)
+            verified, lengths = self._authenticate_and_capture(directory, fd, images, at)
+            shared = self._share(directory, verified)
+            if shared is not None:
+                return self._record_shared(shared, directory)
+            plan = self._plan_dependencies(fd, images, verified, lengths)
             # The decision is on record before any of the plugin's code runs (its ELF
             # constructors run inside dlopen): a decision that cannot be recorded
             # raises here, and nothing is loaded. An ABI refusal after dlopen is
             # recorded as a second event, by load_plugin.
+            details: dict[str, object] = {"path": path_text(directory), "isolation": self.isolation}
+            if plan.bundled:
+                details["dependencies"] = [step.rel for step in plan.bundled]
             self.audit.record(
                 AuditEvent(
                     "plugin.load",
@@ -435,19 +580,46 @@ class PluginLoader:
                     version=verified.version,
                     digest=verified.content_digest,
                     keyids=verified.signature_keyids,
-                    details={"path": path_text(directory), "isolation": self.isolation},
+                    details=details,
                 )
             )
-            return self._open(images, directory, verified)
+            return self._open(images, directory, verified, plan)
         finally:
             os.close(fd)
             for image in images.values():
                 image.close()  # a loaded library keeps its mapping, not the file
 
+    def _record_shared(self, plugin: NativePlugin, directory: Path) -> NativePlugin:
+        """Record an allowed load of content already loaded; no code runs for it."""
+        verified = plugin.verified
+        try:
+            self.audit.record(
+                AuditEvent(
+                    "plugin.load",
+                    "allowed",
+                    plugin=verified.name,
+                    version=verified.version,
+                    digest=verified.content_digest,
+                    keyids=verified.signature_keyids,
+                    details={
+                        "path": path_text(directory),
+                        "isolation": self.isolation,
+                        "shared": True,
+                    },
+                )
+            )
+        except BaseException:
+            plugin.close()
+            raise
+        return plugin
+
     def _authenticate_and_capture(
         self, directory: Path, fd: int, images: dict[str, SealedFile], at: datetime
-    ) -> VerifiedPlugin:
-        """plugin.sig checked alone first; then only what it signed is read, and decided on."""
+    ) -> tuple[VerifiedPlugin, Mapping[str, int | None]]:
+        """plugin.sig checked alone first; then only what it signed is read, and decided on.
+
+        Returns the verified plugin and each signed file's signed length.
+        """
         signature = read_signature(directory, dir_fd=fd)
         if signature is None:
             raise SignatureError(f"unsigned: there is no {SIGNATURE_FILE}", code="unsigned")
@@ -471,10 +643,58 @@ class PluginLoader:
             algorithms=signed.algorithms,
             sink_for=sink_for,
         )
-        return decide(tree, state, at=at, signed=signed)
+        return decide(tree, state, at=at, signed=signed), signed.expected
+
+    def _plan_dependencies(
+        self,
+        fd: int,
+        images: dict[str, SealedFile],
+        verified: VerifiedPlugin,
+        lengths: Mapping[str, int | None],
+    ) -> Plan:
+        """Where each library the plugin needs comes from (:mod:`loader.dependencies`).
+
+        A signed file the library needs is copied into its own sealed image once
+        the library names it, hashed again as it is copied, so the image holds
+        exactly the signed bytes. In this process, an object another plugin
+        brought under the same name would be used instead of the plugin's own:
+        that is refused as a load that cannot be done here (isolation can).
+        """
+        if not host_platform().startswith("linux"):
+            return Plan(())  # pragma: no cover - ELF dependencies are a Linux matter
+
+        def open_signed(rel: str) -> int:
+            if rel not in images:
+                images[rel] = SealedFile(rel)
+                length = lengths.get(rel)
+                if length is None:  # pragma: no cover - the loader needs signed lengths
+                    raise FormatError(f"{rel} has no signed length")
+                copy_signed(fd, rel, length=length, digests=verified.files[rel], sink=images[rel])
+            return images[rel].fd
+
+        # A worker starts afresh: every name is resolved for it.
+        loaded = _nothing_loaded if self.isolation == "process" else _held_by_host
+        try:
+            plan = plan_dependencies(
+                verified.library, open_signed, frozenset(verified.files), loaded=loaded
+            )
+        except VerificationError as e:
+            raise type(e)(
+                f"{verified.name} {verified.version}: {e}",
+                code=e.code,
+                keyids=verified.signature_keyids,
+                subject=verified.subject,
+            ) from e
+        if self.isolation != "process":
+            _check_no_clash(plan, verified)
+        return plan
 
     def _open(
-        self, images: dict[str, SealedFile], directory: Path, verified: VerifiedPlugin
+        self,
+        images: dict[str, SealedFile],
+        directory: Path,
+        verified: VerifiedPlugin,
+        plan: Plan,
     ) -> NativePlugin:
         label = f"{verified.name} {verified.version}"
         subject = (verified.name, verified.version, verified.content_digest)
@@ -485,24 +705,29 @@ class PluginLoader:
                 f"{verified.library} was not captured", keyids=keyids, subject=subject
             )
         image.seal()
+        for step in plan.bundled:
+            images[step.rel].seal()
         backend: _InProcess | IsolatedLibrary | None = None
         try:
             if self.isolation == "process":
+                dependencies: list[tuple[str, SealedFile | str]] = [
+                    (step.soname, images.pop(step.rel) if isinstance(step, Bundled) else step.path)
+                    for step in plan.steps
+                ]  # owned by the worker's parent from now on, as is the library
                 backend = IsolatedLibrary(
-                    images.pop(verified.library),  # owned by the worker's parent from now on
+                    images.pop(verified.library),
                     label,
                     timeout=self.timeout,
                     memory_limit=self.memory_limit,
+                    dependencies=dependencies,
                 )
                 version, metadata_bytes = backend.start()
             else:
-                try:
-                    handle = ctypes.CDLL(_unique_path(image, label), mode=DLOPEN_MODE)
-                except OSError as e:
-                    raise AbiError(f"{label}: the dynamic loader refused it: {e}") from e
-                raw = RawLibrary(handle, label)
-                backend = _InProcess(raw)
-                version, metadata_bytes = raw.version(), raw.metadata_bytes()
+                backend = _InProcess()
+                _open_dependencies(backend, plan, images, verified, label)
+                handle = backend.open(_unique_path(image, label), label, "it")
+                backend.raw = RawLibrary(handle, label)
+                version, metadata_bytes = backend.raw.version(), backend.raw.metadata_bytes()
             metadata = _check_identity(version, metadata_bytes, verified)
         except LoadError:
             if backend is not None:  # pragma: no cover - raised before there is one
@@ -513,7 +738,12 @@ class PluginLoader:
                 backend.close()
             # Loaded but unusable: a refusal, recorded against the verified plugin.
             raise AbiError(str(e), keyids=keyids, subject=subject) from e
-        return NativePlugin(backend=backend, metadata=metadata, path=directory, verified=verified)
+        # The library's word, as in VT Code; a signed "false" in plugin.json overrides it.
+        thread_safe = metadata.thread_safe and verified.manifest.thread_safe is not False
+        instance = Instance(backend, metadata, thread_safe=thread_safe, on_unload=self._forget)
+        with _loaded_lock:
+            self._instances(backend.isolated)[verified.content_digest] = instance
+            return self._handle(instance, directory, verified)
 
     def discover_plugins(self) -> Discovery:
         """Load every plugin directory (a child holding plugin.json) of the trusted directories.

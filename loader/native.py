@@ -15,6 +15,7 @@ import json
 import math
 import os
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Protocol, TypeVar
 
@@ -29,6 +30,7 @@ from .abi import PluginCallError
 
 __all__ = [
     "Backend",
+    "Instance",
     "NativePlugin",
     "PluginContext",
     "PluginMetadata",
@@ -144,29 +146,102 @@ class Backend(Protocol):
         """Pass ``context_json`` to ``vtcode_plugin_execute``; return the bytes it answers."""
 
     def close(self) -> None:
-        """Stop an isolated child (an in-process library stays mapped); no call may follow."""
+        """Unload the library (or stop the isolated child); no call may follow."""
+
+
+class Instance:
+    """One loaded library, shared by every :class:`NativePlugin` of the same verified content.
+
+    Loading content that is already loaded hands out another NativePlugin over
+    the same instance (VT Code gets the same from dlopen's reference count).
+    Calls through any of them share one lock unless the plugin is thread-safe.
+    When the last one is closed, no new call can start; once the calls in
+    flight have returned, ``on_unload`` runs and the backend is closed (the
+    library unloaded, its worker stopped).
+    """
+
+    def __init__(
+        self,
+        backend: Backend,
+        metadata: PluginMetadata,
+        *,
+        thread_safe: bool,
+        on_unload: Callable[[Instance], None] | None = None,
+    ) -> None:
+        self.backend = backend
+        self.metadata = metadata
+        self.thread_safe = thread_safe
+        self._serial = None if thread_safe else threading.Lock()
+        self._state = threading.Condition()
+        self._handles = 0
+        self._calls = 0
+        self._unloaded = False
+        self._on_unload = on_unload
+
+    def attach(self) -> bool:
+        """Count one more NativePlugin; False if the instance is already being unloaded."""
+        with self._state:
+            if self._unloaded:
+                return False
+            self._handles += 1
+            return True
+
+    def call(self, payload: bytes, timeout: float | None) -> bytes:
+        """Run one call on the backend (under the instance's lock unless thread-safe)."""
+        with self._state:
+            if self._unloaded:  # pragma: no cover - a closed handle refuses calls first
+                raise UsageError("the plugin was unloaded")
+            self._calls += 1
+        try:
+            if self._serial is None:
+                return self.backend.call(payload, timeout)
+            with self._serial:
+                return self.backend.call(payload, timeout)
+        finally:
+            with self._state:
+                self._calls -= 1
+                self._state.notify_all()
+
+    def detach(self) -> None:
+        """Count one NativePlugin less; unload after the last, once no call is in flight."""
+        with self._state:
+            self._handles -= 1
+            if self._handles > 0:
+                return
+            self._unloaded = True
+            while self._calls:
+                self._state.wait()
+        if self._on_unload is not None:
+            self._on_unload(self)
+        self.backend.close()
 
 
 class NativePlugin:
-    """A verified, loaded plugin (VT Code's NativePlugin)."""
+    """A verified, loaded plugin (VT Code's NativePlugin); a context manager that closes it."""
 
     def __init__(
         self,
         *,
-        backend: Backend,
-        metadata: PluginMetadata,
+        instance: Instance,
         path: Path,
         verified: VerifiedPlugin,
+        on_close: Callable[[NativePlugin], None] | None = None,
     ) -> None:
-        self._backend = backend
-        self._metadata = metadata
+        if not instance.attach():
+            raise ValueError("the instance is being unloaded")  # the loader makes a new one
+        self._instance = instance
+        self._metadata = metadata = instance.metadata
         self._path = path
         self.verified = verified
-        # The library's word, as in VT Code; a signed "false" in plugin.json overrides it.
-        self.thread_safe = metadata.thread_safe and verified.manifest.thread_safe is not False
-        self._lock = None if self.thread_safe else threading.Lock()
+        self.thread_safe = instance.thread_safe
         self._closed = False
+        self._close_lock = threading.Lock()
+        self._on_close = on_close
         self.label = f"{metadata.name} {metadata.version}"
+
+    @property
+    def _backend(self) -> Backend:
+        return self._instance.backend
 
     @property
     def metadata(self) -> PluginMetadata:
@@ -214,12 +289,7 @@ class NativePlugin:
         if timeout is not None and not self.isolated:
             raise UsageError("a timeout needs isolation (load with isolation='process')")
         payload = self._payload(ctx or PluginContext())
-        if self._lock is None:
-            data = self._backend.call(payload, timeout)
-        else:
-            with self._lock:
-                data = self._backend.call(payload, timeout)
-        return decode_result(data, self.label)
+        return decode_result(self._instance.call(payload, timeout), self.label)
 
     def _payload(self, ctx: PluginContext) -> bytes:
         document = ctx.model_dump(mode="json")
@@ -234,13 +304,25 @@ class NativePlugin:
             raise UsageError(f"the context holds text that is not UTF-8 ({e.reason})") from e
 
     def close(self) -> None:
-        """Stop an isolated plugin's child process (an in-process library stays mapped).
+        """Let go of the plugin: no call may follow; closing twice is harmless.
 
-        No call may follow; closing twice is harmless.
+        When no other NativePlugin holds the same loaded content, the library is
+        unloaded (in this process: ``dlclose``, once calls in flight have
+        returned; isolated: its worker is stopped).
         """
-        if not self._closed:
+        with self._close_lock:
+            if self._closed:
+                return
             self._closed = True
-            self._backend.close()
+        if self._on_close is not None:
+            self._on_close(self)
+        self._instance.detach()
+
+    def __enter__(self) -> NativePlugin:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def __repr__(self) -> str:
         where = "isolated" if self.isolated else "in-process"

@@ -15,7 +15,7 @@ never forks.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypedDict, Unpack
@@ -49,8 +49,10 @@ __all__ = [
     "at_text",
     "canonical",
     "chain_hash",
+    "count",
     "lock_head",
     "query",
+    "stream",
     "verify_chain",
 ]
 
@@ -105,40 +107,93 @@ def append(
 class QueryFilters(TypedDict, total=False):
     """What :func:`query` takes: each filter optional, an event must match every one given."""
 
-    plugin: str | None
+    plugin: str | None  # a name, or a glob of * and ?
     keyid: str | None
     action: str | None
     outcome: str | None
+    actor: str | None
+    digest: str | None  # a content digest, or a prefix of 8+ hex digits
     since: datetime | None
     until: datetime | None
-    limit: int  # at most this many events (100 if not given)
+    after: int | None  # only events older than event number ``after`` (a cursor)
+    limit: int | None  # at most this many events (None: every one)
 
 
-def query(session: Session, **filters: Unpack[QueryFilters]) -> list[AuditRecord]:
-    """Events matching every given filter, newest first, at most ``limit``."""
-    stmt = sa.select(*(getattr(AuditRow, name) for name in COLUMNS))
-    order = AuditRow.seq.desc()
+_GLOB = str.maketrans({"\\": "\\\\", "%": "\\%", "_": "\\_", "*": "%", "?": "_"})
+
+
+def _plugin_condition(pattern: str) -> sa.ColumnElement[bool]:
+    """A plugin name, or a glob of ``*`` and ``?`` (``hello-*``) over names."""
+    if "[" in pattern:
+        from vtreg.verifier.errors import UsageError
+
+        raise UsageError(f"--plugin {pattern!r}: a name glob may use * and ? only")
+    if "*" not in pattern and "?" not in pattern:
+        return AuditRow.plugin == pattern
+    return AuditRow.plugin.like(pattern.translate(_GLOB), escape="\\")
+
+
+def _filtered(stmt: sa.Select[Any], filters: QueryFilters) -> tuple[sa.Select[Any], Any]:
+    """``stmt`` restricted to the events matching ``filters``; and the newest-first order."""
+    from .records import digest_condition
+
+    order = AuditRow.seq
     keyid = filters.get("keyid")
     if keyid is not None:
         stmt = stmt.join(AuditEventKey, AuditEventKey.seq == AuditRow.seq).where(
             AuditEventKey.keyid == keyid
         )
         # Walk the (keyid, seq) primary key newest-first instead of scanning every event.
-        order = AuditEventKey.seq.desc()
+        order = AuditEventKey.seq
+    plugin, digest = filters.get("plugin"), filters.get("digest")
+    if plugin is not None:
+        stmt = stmt.where(_plugin_condition(plugin))
+    if digest is not None:
+        stmt = stmt.where(digest_condition(AuditRow.digest, digest))
     for column, value in (
-        (AuditRow.plugin, filters.get("plugin")),
         (AuditRow.action, filters.get("action")),
         (AuditRow.outcome, filters.get("outcome")),
+        (AuditRow.actor, filters.get("actor")),
     ):
         if value is not None:
             stmt = stmt.where(column == value)
-    since, until = filters.get("since"), filters.get("until")
+    since, until, after = filters.get("since"), filters.get("until"), filters.get("after")
     if since is not None:
         stmt = stmt.where(AuditRow.at >= since)
     if until is not None:
         stmt = stmt.where(AuditRow.at < until)
-    rows = session.execute(stmt.order_by(order).limit(filters.get("limit", 100)))
-    return [AuditRecord.from_stored(row) for row in rows]
+    if after is not None:
+        stmt = stmt.where(order < after)
+    return stmt, order
+
+
+def stream(session: Session, **filters: Unpack[QueryFilters]) -> Generator[AuditRecord]:
+    """Events matching every given filter, newest first, at most ``limit`` (None: all),
+    fetched in batches so that memory stays bounded however many match."""
+    stmt, order = _filtered(sa.select(*(getattr(AuditRow, n) for n in COLUMNS)), filters)
+    stmt = stmt.order_by(order.desc())
+    limit = filters.get("limit")
+    if limit is not None:
+        stmt = stmt.limit(limit)
+    # A server-side cursor on PostgreSQL: closed when the stream is, read to its end or not.
+    with session.execute(stmt, execution_options={"yield_per": _BATCH}) as rows:
+        for row in rows:
+            yield AuditRecord.from_stored(row)
+
+
+def query(session: Session, **filters: Unpack[QueryFilters]) -> list[AuditRecord]:
+    """:func:`stream` as a list; at most 100 events unless ``limit`` says otherwise."""
+    limited: QueryFilters = {"limit": 100, **filters}
+    return list(stream(session, **limited))
+
+
+def count(session: Session, **filters: Unpack[QueryFilters]) -> int:
+    """How many events match every given filter (``limit`` is ignored)."""
+    stmt, _ = _filtered(sa.select(sa.func.count()).select_from(AuditRow), filters)
+    return int(session.execute(stmt).scalar_one())
+
+
+_BATCH = 1000
 
 
 @dataclass(frozen=True)

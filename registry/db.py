@@ -35,6 +35,7 @@ from sqlalchemy import event, exc
 from sqlalchemy.engine import Connection, Engine
 
 from vtreg.verifier.errors import RegistryError, UsageError
+from vtreg.verifier.text import printable
 
 if TYPE_CHECKING:
     from alembic.config import Config
@@ -59,7 +60,7 @@ __all__ = [
 # The migrations this vtreg ships, oldest first. Knowing them here lets an
 # up-to-date registry be opened without importing Alembic (~100 ms);
 # tests/registry/test_schema.py checks this list against migrations/.
-REVISIONS = ("0001", "0002", "0003")
+REVISIONS = ("0001", "0002", "0003", "0004")
 SCHEMA_HEAD = REVISIONS[-1]
 
 ENV_DATABASE_URL = "VTREG_DATABASE_URL"
@@ -87,12 +88,15 @@ def vtreg_home() -> Path:
     return Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share") / "vtreg"
 
 
-def default_url() -> str:
-    """``$VTREG_DATABASE_URL``, else SQLite in :func:`vtreg_home` (created 0700 if missing)."""
+def default_url(*, create: bool = True) -> str:
+    """``$VTREG_DATABASE_URL``, else SQLite in :func:`vtreg_home` (created 0700 if missing,
+    unless ``create`` is False)."""
     configured = os.environ.get(ENV_DATABASE_URL)
     if configured:
         return configured
     home = vtreg_home()
+    if not create:
+        return f"sqlite:///{home / 'registry.db'}"
     try:
         home.mkdir(mode=0o700, parents=True, exist_ok=True)
     except OSError as e:
@@ -100,11 +104,30 @@ def default_url() -> str:
     return f"sqlite:///{home / 'registry.db'}"
 
 
+SUPPORTED_BACKENDS = ("sqlite", "postgresql")
+_PATH_SUFFIXES = (".db", ".sqlite", ".sqlite3")
+
+
+def _plain_path(text: str) -> bool:
+    """Whether ``text`` names a SQLite file by its path rather than by a URL.
+
+    A path has no scheme and no ``key=value`` (a libpq connection string, never
+    a path to take apart in messages), and it says it is one: a directory part,
+    a database file suffix, or a file that exists.
+    """
+    if "://" in text or text.startswith("sqlite:") or "=" in text or not text.strip():
+        return False
+    return os.sep in text or text.endswith(_PATH_SUFFIXES) or Path(text).is_file()
+
+
 def normalize_url(url: str) -> str:
-    """Pick drivers we ship: ``postgresql://`` means psycopg 3, not psycopg2."""
+    """A URL with the drivers we ship: ``postgresql://`` means psycopg 3, not psycopg2,
+    and a plain path (``./registry.db``) means that SQLite file."""
     for prefix in ("postgresql://", "postgres://"):
         if url.startswith(prefix):
             return "postgresql+psycopg://" + url[len(prefix) :]
+    if _plain_path(url):
+        return f"sqlite:///{Path(url).expanduser().absolute()}"
     return url
 
 
@@ -365,12 +388,14 @@ def _read_only_url(path: Path) -> sa.URL:
     return sa.URL.create("sqlite", database="file:" + quote(str(path)), query=query)
 
 
-def connect(url: str) -> Engine:
+def connect(url: str, *, create: bool = True) -> Engine:
     """An engine for ``url`` with vtreg's settings (see the module docstring).
 
     Raises:
-        UsageError: not a database URL, or its driver is not installed.
-        RegistryError: a SQLite registry that is unsafe or is not a database.
+        UsageError: not a database URL, an engine vtreg does not support, or
+            its driver is not installed.
+        RegistryError: a SQLite registry that is unsafe or is not a database,
+            or none at all where ``create`` is False.
     """
     url = normalize_url(url)
     timeout = lock_timeout()
@@ -380,16 +405,26 @@ def connect(url: str) -> Engine:
             backend = parsed.get_backend_name()
         except ValueError as e:  # a port that is not a number
             raise UsageError(f"invalid database URL {safe_url(url)}: {scrub(str(e), url)}") from e
+        if backend not in SUPPORTED_BACKENDS:
+            raise UsageError(
+                f"unsupported database {printable(backend)!r} in {safe_url(url)}: vtreg keeps "
+                "its registry in SQLite or PostgreSQL"
+            )
+        path = _sqlite_file(parsed)
+        if not create and path is not None and not path.exists():
+            raise RegistryError(
+                f"no registry at {path} (a command that trusts something creates it; "
+                "check --db or $VTREG_DATABASE_URL)"
+            )
         try:
             if backend == "sqlite":
                 return _sqlite_engine(parsed, timeout)
-            if backend == "postgresql":
-                return _postgresql_engine(parsed, timeout)
-            return sa.create_engine(parsed)
+            return _postgresql_engine(parsed, timeout)
         except ImportError as e:
+            hint = " (pip install 'vtreg[postgres]')" if backend == "postgresql" else ""
             raise UsageError(
                 f"invalid database URL {safe_url(url)}: its driver is not installed "
-                f"(no module {e.name or e})"
+                f"(no module {e.name or e}){hint}"
             ) from e
 
 
@@ -447,8 +482,11 @@ def _lock_schema(connection: Connection) -> None:
     # SQLite: the BEGIN IMMEDIATE of this transaction already excludes other writers.
 
 
-def ensure_schema(engine: Engine, *, upgrade: bool = False) -> tuple[str | None, str]:
-    """Create a fresh registry at head, or check (or ``upgrade``) an existing one.
+def ensure_schema(
+    engine: Engine, *, upgrade: bool = False, create: bool = True
+) -> tuple[str | None, str]:
+    """Create a fresh registry at head (unless ``create`` is False), or check (or
+    ``upgrade``) an existing one.
 
     The common case, a registry already at head, is checked in a read-only
     transaction, so a read-only database can still be queried.
@@ -457,14 +495,18 @@ def ensure_schema(engine: Engine, *, upgrade: bool = False) -> tuple[str | None,
         The revision found and the revision the database is at now.
 
     Raises:
-        RegistryError: an older schema (without ``upgrade``), a newer one, or
-            a database that holds tables but is not a vtreg registry.
+        RegistryError: an older schema (without ``upgrade``), a newer one,
+            a database that holds tables but is not a vtreg registry, or an empty
+            one where ``create`` is False.
     """
     head = head_revision()
     url = engine.url.render_as_string(hide_password=False)
     path = _sqlite_file(engine.url)
-    if path is not None and engine.url.query.get("mode") != "ro" and not path.exists():
-        _create_sqlite(path)
+    if path is not None and not path.exists():
+        if not create:
+            raise RegistryError(f"no registry at {path}")
+        if engine.url.query.get("mode") != "ro":
+            _create_sqlite(path)
     with database_errors(url):
         with engine.connect() as connection:
             reader = connection.execution_options(vtreg_read_only=True)
@@ -472,6 +514,11 @@ def ensure_schema(engine: Engine, *, upgrade: bool = False) -> tuple[str | None,
                 found = _check_revision(reader, head, upgrade)
         if found == head:
             return found, head
+        if found is None and not create:
+            raise RegistryError(
+                f"no registry at {safe_url(url)}: the database holds no vtreg tables "
+                "(a command that trusts something, or `vtreg db upgrade`, creates them)"
+            )
         # Create or upgrade under the schema lock; another process may have done it meanwhile.
         with engine.begin() as connection:
             _lock_schema(connection)

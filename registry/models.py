@@ -31,6 +31,7 @@ __all__ = [
     "ChainHead",
     "Key",
     "Plugin",
+    "PluginEnvelope",
     "PluginSigner",
     "UtcDateTime",
 ]
@@ -84,7 +85,10 @@ class Key(Base):
 
     keyid: Mapped[str] = mapped_column(String(64), primary_key=True)
     name: Mapped[str] = mapped_column(String(128), index=True)
-    public_key: Mapped[bytes] = mapped_column(LargeBinary(32))
+    # PublicKey.raw: an ed25519 key's 32 bytes, or an ECDSA key's DER SubjectPublicKeyInfo
+    # (91 bytes for P-256, 120 for P-384). Neither SQLite's BLOB nor PostgreSQL's bytea has
+    # a length, so migration 0001's LargeBinary(32) holds both as it is.
+    public_key: Mapped[bytes] = mapped_column(LargeBinary)
     # JSON list of glob patterns over plugin names; "[]" means any name.
     scopes: Mapped[str] = mapped_column(Text, default="[]")
     expires_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
@@ -137,7 +141,7 @@ class Plugin(Base):
 
 
 class PluginSigner(Base):
-    """Which keys' signatures counted when a plugin version was trusted."""
+    """Which keys' signatures counted in the envelope a plugin content is trusted with now."""
 
     __tablename__ = "plugin_signers"
 
@@ -145,6 +149,22 @@ class PluginSigner(Base):
     keyid: Mapped[str] = mapped_column(String(64), primary_key=True, index=True)
 
     plugin: Mapped[Plugin] = relationship(back_populates="signers")
+
+
+class PluginEnvelope(Base):
+    """An envelope once accepted for a trusted content: the history behind ``Plugin.envelope``.
+
+    ``signers`` are the key ids whose signatures counted, sorted, space-separated.
+    """
+
+    __tablename__ = "plugin_envelopes"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    plugin_id: Mapped[int] = mapped_column(ForeignKey("plugins.id"), index=True)
+    envelope: Mapped[bytes] = mapped_column(LargeBinary)
+    signers: Mapped[str] = mapped_column(Text)
+    accepted_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    accepted_by: Mapped[str] = mapped_column(String(255))
 
 
 class AuditEvent(Base):

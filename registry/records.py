@@ -8,16 +8,63 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import sqlalchemy as sa
+import sqlalchemy.orm
+
 from vtreg.verifier.envelope import format_time
+from vtreg.verifier.errors import UsageError
 from vtreg.verifier.signatures import VerifiedPlugin
 
 from .models import Key, Plugin
 
-__all__ = ["KeyInfo", "PluginInfo", "TrustResult"]
+__all__ = [
+    "LOADABLE",
+    "KeyChange",
+    "KeyInfo",
+    "PluginInfo",
+    "TrustResult",
+    "digest_condition",
+    "short_digest",
+]
+
+LOADABLE = "loadable"
+"""The effective status of a content that would load now; any other status is a refusal code."""
+
+_SHORT_DIGEST = len("sha256:") + 16
+_MIN_DIGEST_PREFIX = 8  # hex digits after "sha256:", as for key ids
+_HEX = frozenset("0123456789abcdef")
 
 
 def _time(value: datetime | None) -> str | None:
     return format_time(value) if value else None
+
+
+def short_digest(digest: str) -> str:
+    """A content digest as tables print it: ``sha256:`` and 16 hex digits, a valid prefix."""
+    return digest[:_SHORT_DIGEST]
+
+
+def digest_condition(
+    column: sa.orm.InstrumentedAttribute[str] | sa.orm.InstrumentedAttribute[str | None],
+    digest: str,
+) -> sa.ColumnElement[bool]:
+    """``column`` holds the content digest ``digest`` names: the full digest, or a prefix
+    of at least 8 hex digits after ``sha256:`` (such as :func:`short_digest` prints).
+
+    Raises:
+        UsageError: ``digest`` is neither.
+    """
+    text = digest.strip().lower()
+    algorithm, _, hex_part = text.partition(":")
+    well_formed = _MIN_DIGEST_PREFIX <= len(hex_part) <= 64 and not set(hex_part) - _HEX
+    if algorithm != "sha256" or not well_formed:
+        raise UsageError(
+            f"{digest!r} is not a content digest (sha256: and 64 hex digits, or a prefix "
+            f"of {_MIN_DIGEST_PREFIX} or more)"
+        )
+    if len(hex_part) == 64:
+        return column == text
+    return column.startswith(text, autoescape=True)
 
 
 @dataclass(frozen=True)
@@ -109,10 +156,12 @@ class PluginInfo:
     trusted_by: str
     revoked_at: datetime | None
     revoked_reason: str | None
+    status: str  # LOADABLE, or the refusal code a load would meet now
+    former_signers: tuple[str, ...] = ()  # signed an envelope accepted earlier, not the current
 
     @classmethod
-    def of(cls, row: Plugin) -> PluginInfo:
-        """The record of one ``plugins`` row and its signers."""
+    def of(cls, row: Plugin, status: str, former_signers: tuple[str, ...] = ()) -> PluginInfo:
+        """The record of one ``plugins`` row and its signers, with its effective status."""
         return cls(
             name=row.name,
             version=row.version,
@@ -125,7 +174,14 @@ class PluginInfo:
             trusted_by=row.trusted_by,
             revoked_at=row.revoked_at,
             revoked_reason=row.revoked_reason,
+            status=status,
+            former_signers=former_signers,
         )
+
+    @property
+    def label(self) -> str:
+        """Name, version and short digest: two contents of one version never look alike."""
+        return f"{self.name}@{self.version} ({short_digest(self.content_digest)})"
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready description."""
@@ -135,13 +191,14 @@ class PluginInfo:
             "content_digest": self.content_digest,
             "platform": self.platform,
             "signers": list(self.signers),
+            "former_signers": list(self.former_signers),
             "threshold": self.threshold,
             "pinned": self.pinned,
             "trusted_at": _time(self.trusted_at),
             "trusted_by": self.trusted_by,
             "revoked_at": _time(self.revoked_at),
             "revoked_reason": self.revoked_reason,
-            "status": "revoked" if self.revoked_at else "trusted",
+            "status": self.status,
         }
 
 
@@ -150,7 +207,19 @@ class TrustResult:
     """What ``vtreg trust`` did: the record, the verified plugin, and what changed."""
 
     plugin: PluginInfo
-    verified: VerifiedPlugin
+    verified: VerifiedPlugin | None  # None when trusted from a plugin.sig alone
     created: bool
     changed: bool
     newer: str | None  # the newest trusted version of its name and platform, if this is older
+    replaced: tuple[str, ...] = ()  # digests of the same version no longer trusted (--replace)
+    previous_signers: tuple[str, ...] | None = None  # when a new envelope was accepted
+
+
+@dataclass(frozen=True)
+class KeyChange:
+    """What revoking a key (or changing its terms) did: the key, whether it changed,
+    and the trusted contents it signed that would load before and not now."""
+
+    key: KeyInfo
+    changed: bool
+    unloadable: tuple[PluginInfo, ...] = ()

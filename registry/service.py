@@ -24,40 +24,68 @@ import json
 import os
 import socket
 import unicodedata
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Generator, Iterator, Sequence
+from dataclasses import dataclass
+from dataclasses import replace as replace_fields
 from datetime import UTC, datetime
+from typing import Any, NamedTuple, Unpack
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
-from sqlalchemy.orm import Session, defer
+from sqlalchemy.orm import Session
 
 from vtreg.verifier.audit_event import AuditEvent
-from vtreg.verifier.decision import authenticate, decide, decide_trust
+from vtreg.verifier.decision import (
+    authenticate,
+    decide,
+    decide_envelope,
+    decide_trust,
+    decide_trust_envelope,
+)
 from vtreg.verifier.envelope import format_time
-from vtreg.verifier.errors import NotFoundError, PolicyError, UsageError, VerificationError
+from vtreg.verifier.errors import (
+    NotFoundError,
+    PolicyError,
+    SignatureError,
+    UsageError,
+    VerificationError,
+    VtregError,
+)
 from vtreg.verifier.files import read_regular_at
 from vtreg.verifier.keys import PublicKey
 from vtreg.verifier.layout import MANIFEST_FILE, MAX_MANIFEST_BYTES
 from vtreg.verifier.manifest import SemVer, check_plugin_name
-from vtreg.verifier.signatures import VerifiedPlugin
+from vtreg.verifier.signatures import SignedStatement, VerifiedPlugin
 from vtreg.verifier.text import path_text
 from vtreg.verifier.tree import PendingCapture, PluginTree, capture, read_signature
-from vtreg.verifier.trust import TrustState
+from vtreg.verifier.trust import TrustedContent, TrustState
 
 from . import audit
 from .db import connect, database_errors, default_url, ensure_schema, normalize_url
-from .models import Key, Plugin, PluginSigner
-from .records import KeyInfo, PluginInfo, TrustResult
-from .state import read_state
+from .models import Key, Plugin, PluginEnvelope, PluginSigner
+from .records import (
+    LOADABLE,
+    KeyChange,
+    KeyInfo,
+    PluginInfo,
+    TrustResult,
+    digest_condition,
+    short_digest,
+)
+from .state import read_state, state_for_contents
 from .statements import Cursor, Statements
 
 __all__ = ["Registry", "default_actor"]
 
 ENV_ACTOR = "VTREG_ACTOR"
 _MAX_ACTOR = 255  # models.AuditRow.actor, Key.added_by, ...: String(255)
-# Listings and lookups never need the stored envelope, which may be up to 1 MiB a row.
-_NO_ENVELOPE = defer(Plugin.envelope, raiseload=True)
+
+
+_BATCH = 500  # rows read, and judged, at a time by a listing
+
+
+class _DryRun(Exception):
+    """Raised at the end of a dry run's transaction, so that it rolls back."""
 
 
 def default_actor() -> str:
@@ -86,6 +114,10 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+def _time(value: datetime | None) -> str | None:
+    return format_time(value) if value else None
+
+
 @dataclass
 class _Change:
     """A writing transaction: its ORM session, its cursor, the chain head it locked."""
@@ -100,7 +132,7 @@ class _Change:
         audit.append(self.cursor, self.head, event, actor=self.actor, at=at)
 
 
-def _plugin_event(action: str, outcome: str, verified: VerifiedPlugin) -> AuditEvent:
+def _plugin_event(action: str, outcome: str, verified: VerifiedPlugin | _Accepted) -> AuditEvent:
     # Every key with a valid signature is named, not only those that counted, so
     # "what happened to plugins key K signed?" finds this event after K is revoked.
     return AuditEvent(
@@ -112,6 +144,60 @@ def _plugin_event(action: str, outcome: str, verified: VerifiedPlugin) -> AuditE
         keyids=verified.signature_keyids,
         details={"counted": list(verified.signers)},
     )
+
+
+class _Terms(NamedTuple):
+    """What ``vtreg trust`` asks for besides the content: --threshold, --pin, --replace."""
+
+    threshold: int
+    pin: bool
+    replace: bool
+
+
+@dataclass(frozen=True)
+class _Accepted:
+    """An authenticated plugin ``vtreg trust`` decided to accept: from a captured
+    directory, or from a plugin.sig alone (its statement pins every file)."""
+
+    name: str
+    version: str
+    platform: str
+    library: str
+    content_digest: str
+    envelope: bytes
+    signers: tuple[str, ...]
+    signature_keyids: tuple[str, ...]
+
+    @classmethod
+    def of_verified(cls, verified: VerifiedPlugin) -> _Accepted:
+        return cls(
+            verified.name,
+            verified.version,
+            verified.platform,
+            verified.library,
+            verified.content_digest,
+            verified.envelope,
+            verified.signers,
+            verified.signature_keyids,
+        )
+
+    @classmethod
+    def of_signed(cls, signed: SignedStatement, digest: str) -> _Accepted:
+        predicate = signed.predicate
+        return cls(
+            predicate.name,
+            predicate.version,
+            predicate.platform,
+            predicate.library,
+            digest,
+            signed.envelope,
+            signed.signers,
+            signed.signature_keyids,
+        )
+
+    @property
+    def subject(self) -> tuple[str, str, str]:
+        return self.name, self.version, self.content_digest
 
 
 def _refusal_event(
@@ -158,20 +244,23 @@ class Registry:
         self._sql = Statements.of(engine)
 
     @classmethod
-    def open(cls, url: str | None = None, *, upgrade: bool = False) -> Registry:
-        """Open (creating at head if new) the registry at ``url``, else the default one.
+    def open(
+        cls, url: str | None = None, *, upgrade: bool = False, create: bool = True
+    ) -> Registry:
+        """Open the registry at ``url`` (a database URL or a SQLite file's path), else
+        the default one; a new one is created at head unless ``create`` is False.
 
         Raises:
-            RegistryError: unreachable, corrupt, or an older schema (run
-                ``vtreg db upgrade``).
+            RegistryError: unreachable, corrupt, an older schema (run
+                ``vtreg db upgrade``), or none there and ``create`` is False.
             UsageError: ``url`` is not a database URL, or ``$VTREG_ACTOR`` could
                 not be recorded (see :func:`_checked_actor`).
         """
         actor = _checked_actor(default_actor())
-        url = normalize_url(url or default_url())
-        engine = connect(url)
+        url = normalize_url(url or default_url(create=create))
+        engine = connect(url, create=create)
         try:
-            ensure_schema(engine, upgrade=upgrade)
+            ensure_schema(engine, upgrade=upgrade, create=create)
         except BaseException:
             engine.dispose()
             raise
@@ -193,15 +282,20 @@ class Registry:
         return database_errors(self.url, getattr(self.engine.dialect.dbapi, "Error", None))
 
     @contextlib.contextmanager
-    def _change(self) -> Iterator[_Change]:
-        """A transaction that may write, with the chain head locked first (see registry.audit)."""
+    def _change(self, *, dry_run: bool = False) -> Iterator[_Change]:
+        """A transaction that may write, with the chain head locked first (see registry.audit);
+        a ``dry_run`` is rolled back at its end, whatever it wrote."""
         with (
+            contextlib.suppress(_DryRun),
             self._errors(),
             Session(self.engine, expire_on_commit=False) as session,
             session.begin(),
         ):
             cursor = self._sql.within(session.connection())
             yield _Change(session, cursor, audit.lock_head(cursor), self.actor)
+            if dry_run:
+                session.flush()
+                raise _DryRun
 
     @contextlib.contextmanager
     def _read(self, *, snapshot: bool = False) -> Iterator[Session]:
@@ -343,7 +437,7 @@ class Registry:
             )
             change.session.add(row)
             expiry = format_time(expires) if expires else None
-            details = {"name": label, "scopes": list(scopes), "expires": expiry}
+            details = {"name": label, "scopes": list(scopes), "expires_at": expiry}
             change.log(AuditEvent("key.add", "ok", keyids=(key.keyid,), details=details), at)
             return KeyInfo.of(row), True
 
@@ -354,115 +448,312 @@ class Registry:
             return [KeyInfo.of(r) for r in rows]
 
     def resolve_keyid(self, text: str) -> str:
-        """A full key id from a full id or a unique prefix of at least 8 hex digits.
+        """A full key id from a full id, a unique prefix of at least 8 hex digits, or a key name.
 
         Raises:
             NotFoundError: no key matches.
             UsageError: too short a prefix, or it matches several keys.
         """
-        text = text.strip().lower()
-        if len(text) < 8 or any(c not in "0123456789abcdef" for c in text):
-            raise UsageError(f"{text!r} is not a key id (64 hex digits, or a prefix of 8 or more)")
+        text = text.strip()
+        hex_id = text.lower()
+        is_hex = len(hex_id) >= 8 and all(c in "0123456789abcdef" for c in hex_id)
         with self._read() as session:
-            found = list(
-                session.execute(
-                    sa.select(Key.keyid).where(Key.keyid.startswith(text, autoescape=True)).limit(2)
-                ).scalars()
+            by_id = (
+                list(
+                    session.execute(
+                        sa.select(Key.keyid)
+                        .where(Key.keyid.startswith(hex_id, autoescape=True))
+                        .limit(2)
+                    ).scalars()
+                )
+                if is_hex
+                else []
             )
+            by_name = list(session.execute(sa.select(Key.keyid).where(Key.name == text)).scalars())
+        found = by_id or by_name
         if not found:
+            if not is_hex and len(text) < 8 and not by_name:
+                raise UsageError(
+                    f"{text!r} is not a key id (64 hex digits, or a prefix of 8 or more) "
+                    "nor the name of a key"
+                )
             raise NotFoundError(f"no key {text} in the registry")
         if len(found) > 1:
-            raise UsageError(f"key id prefix {text} matches several keys; give more digits")
+            what = "key id prefix" if by_id else "key name"
+            raise UsageError(f"{what} {text} matches several keys; give more digits of its id")
         return found[0]
 
-    def revoke_key(self, keyid: str, reason: str) -> tuple[KeyInfo, bool]:
+    def revoke_key(self, keyid: str, reason: str, *, dry_run: bool = False) -> KeyChange:
         """Revoke a key: its signatures stop counting everywhere, now and later.
 
-        Returns the key and whether this call revoked it (False if it already was).
+        Returns the key, whether this call revoked it (False if it already
+        was), and the trusted contents that would load before and do not now.
+        With ``dry_run`` the same is computed and nothing is written.
         """
         _check_reason(reason)
         keyid = self.resolve_keyid(keyid)
         at = _now()
-        with self._change() as change:
-            row = change.session.get(Key, keyid)
-            if row is None:
-                raise NotFoundError(f"no key {keyid} in the registry")
+        with self._change(dry_run=dry_run) as change:
+            row = _key_row(change.session, keyid)
             if row.revoked_at is not None:
-                return KeyInfo.of(row), False
+                return KeyChange(KeyInfo.of(row), False)
+            before, unrevoked = self._signed_by(change, keyid, at), KeyInfo.of(row)
             row.revoked_at, row.revoked_by, row.revoked_reason = at, self.actor, reason
-            signed = change.session.execute(
-                sa.select(Plugin.name, Plugin.version)
-                .join(PluginSigner, PluginSigner.plugin_id == Plugin.id)
-                .where(PluginSigner.keyid == keyid)
-            ).all()
-            details = {"signed": [f"{n}@{v}" for n, v in signed]}
+            unloadable = self._now_unloadable(change, keyid, before, at)
+            details = {
+                "signed": [p.label for p in before],
+                "unloadable": [p.label for p in unloadable],
+            }
             event = AuditEvent("key.revoke", "ok", keyids=(keyid,), reason=reason, details=details)
             change.log(event, at)
-            return KeyInfo.of(row), True
+            return KeyChange(unrevoked if dry_run else KeyInfo.of(row), True, unloadable)
+
+    def set_key(
+        self,
+        keyid: str,
+        *,
+        expires: datetime | None = None,
+        no_expiry: bool = False,
+        scopes: Sequence[str] | None = None,
+    ) -> KeyChange:
+        """Change a trusted key's expiry (``expires``, or none with ``no_expiry``) or scopes.
+
+        Returns the key, whether anything changed, and the trusted contents it
+        signed that would load before the change and do not after it.
+
+        Raises:
+            PolicyError: the key is revoked (revocation is final).
+            UsageError: nothing to change, an expiry in the past, an empty scope.
+        """
+        if expires is None and not no_expiry and scopes is None:
+            raise UsageError("give --expires, --no-expiry or --scope (what to change)")
+        if expires is not None and no_expiry:
+            raise UsageError("--expires and --no-expiry are alternatives")
+        keyid = self.resolve_keyid(keyid)
+        at = _now()
+        with self._change() as change:
+            row = _key_row(change.session, keyid)
+            if row.revoked_at is not None:
+                raise PolicyError(
+                    f"key {keyid[:16]} was revoked at {format_time(row.revoked_at)}; "
+                    "revocation is final, its terms cannot change",
+                    code="key-revoked",
+                )
+            old = KeyInfo.of(row)
+            new_scopes = list(scopes) if scopes is not None else list(old.scopes)
+            new_expiry = None if no_expiry else (expires or old.expires_at)
+            _check_key_terms(old.name, new_scopes, expires, at)
+            if new_scopes == list(old.scopes) and new_expiry == old.expires_at:
+                return KeyChange(old, False)
+            before = self._signed_by(change, keyid, at)
+            row.scopes, row.expires_at = json.dumps(new_scopes), new_expiry
+            unloadable = self._now_unloadable(change, keyid, before, at)
+            details = {
+                "scopes": new_scopes,
+                "expires_at": format_time(new_expiry) if new_expiry else None,
+                "previous": {"scopes": list(old.scopes), "expires_at": _time(old.expires_at)},
+                "unloadable": [p.label for p in unloadable],
+            }
+            change.log(AuditEvent("key.set", "ok", keyids=(keyid,), details=details), at)
+            return KeyChange(KeyInfo.of(row), True, unloadable)
+
+    def _signed_by(self, change: _Change, keyid: str, at: datetime) -> list[PluginInfo]:
+        """The unrevoked contents whose current envelope ``keyid`` signed, with their status."""
+        rows = change.session.execute(
+            sa.select(Plugin)
+            .join(PluginSigner, PluginSigner.plugin_id == Plugin.id)
+            .where(PluginSigner.keyid == keyid, Plugin.revoked_at.is_(None))
+            .order_by(Plugin.name, Plugin.trusted_at)
+        ).scalars()
+        return self._infos(change.session, list(rows), at)
+
+    def _now_unloadable(
+        self, change: _Change, keyid: str, before: list[PluginInfo], at: datetime
+    ) -> tuple[PluginInfo, ...]:
+        """Of ``before``, those that loaded then and do not after this transaction's change."""
+        change.session.flush()
+        was = {p.content_digest: p.status for p in before}
+        after = self._signed_by(change, keyid, at)
+        return tuple(
+            p for p in after if p.status != LOADABLE and was.get(p.content_digest) == LOADABLE
+        )
 
     # --- plugins ---
 
     def trust(
-        self, tree: PluginTree, *, threshold: int = 1, pin: bool = False, at: datetime | None = None
+        self,
+        tree: PluginTree,
+        *,
+        threshold: int = 1,
+        pin: bool = False,
+        replace: bool = False,
+        at: datetime | None = None,
     ) -> TrustResult:
         """Verify a plugin against the registry's keys and trust its exact content.
 
         The envelope is stored verbatim with the signer key ids. Trusting the
         same content again changes nothing unless ``pin``/``threshold`` rise or
-        the new envelope's trusted signers are a strict superset of the stored
-        ones (a co-signature), which then replaces the stored envelope.
+        the new envelope counts a signer the stored one does not (a co-signature,
+        or a re-signature after a key rotation): then the new envelope becomes
+        the current one, and the one before stays in the content's history.
+        Another content of a version already trusted (same name, version and
+        platform) is refused unless ``replace``: then the other content is no
+        longer trusted (see :meth:`untrust`).
 
         Raises:
-            VerificationError: not signed by ``threshold`` trusted keys, or the
-                content was revoked before. The refusal is audited.
+            VerificationError: not signed by ``threshold`` trusted keys (or by
+                fewer than the content was trusted with), the content was
+                revoked before, or its version is trusted with other content.
+                The refusal is audited.
         """
-        _check_threshold(threshold)
+
+        def judge(state: TrustState, at: datetime) -> tuple[_Accepted, VerifiedPlugin | None]:
+            verified = decide_trust(tree, state, at=at)
+            return _Accepted.of_verified(verified), verified
+
+        terms = _Terms(threshold, pin, replace)
+        return self._trust(tree.signature, judge, terms, tree.manifest, tree.root, at)
+
+    def trust_signature(
+        self,
+        envelope: bytes,
+        *,
+        path: str,
+        threshold: int = 1,
+        pin: bool = False,
+        replace: bool = False,
+        at: datetime | None = None,
+    ) -> TrustResult:
+        """:meth:`trust` of a plugin.sig alone (read from ``path``), without the files:
+        its statement pins every file's digest, which every load then checks.
+
+        Raises:
+            VerificationError: as :meth:`trust` (audited).
+            VtregError: the statement names no sha256 for some file.
+        """
+
+        def judge(state: TrustState, at: datetime) -> tuple[_Accepted, VerifiedPlugin | None]:
+            signed, digest = decide_trust_envelope(envelope, state, at=at)
+            return _Accepted.of_signed(signed, digest), None
+
+        terms = _Terms(threshold, pin, replace)
+        return self._trust(envelope, judge, terms, None, path, at)
+
+    def _trust(
+        self,
+        envelope: bytes | None,
+        judge: Callable[[TrustState, datetime], tuple[_Accepted, VerifiedPlugin | None]],
+        terms: _Terms,
+        manifest: bytes | None,
+        path: str,
+        at: datetime | None,
+    ) -> TrustResult:
+        _check_threshold(terms.threshold)
         refusal: VerificationError | None = None
         with self._change() as change:
             at = at or _now()  # once the lock is held: judged when decided, logged in order
-            state = read_state(change.cursor, tree.signature, threshold=threshold)
+            state = read_state(change.cursor, envelope, threshold=terms.threshold)
             try:
-                verified = decide_trust(tree, state, at=at)
+                accepted, verified = judge(state, at)
+                result = self._trust_row(change, accepted, verified, terms, at)
             except VerificationError as e:
                 refusal = e
-                change.log(
-                    _refusal_event("plugin.trust", e, manifest=tree.manifest, path=tree.root), at
-                )
+                change.log(_refusal_event("plugin.trust", e, manifest=manifest, path=path), at)
             else:
-                result = self._trust_row(change, verified, threshold, pin, at)
-                floor = state.floors.get((verified.name, verified.platform))
+                floor = state.floors.get((accepted.name, accepted.platform))
         if refusal is not None:
             raise refusal
-        older = floor is not None and SemVer.parse(verified.version) < SemVer.parse(floor)
-        return replace(result, newer=floor if older else None)
+        older = floor is not None and SemVer.parse(accepted.version) < SemVer.parse(floor)
+        return replace_fields(result, newer=floor if older else None)
 
     def _trust_row(
-        self, change: _Change, verified: VerifiedPlugin, threshold: int, pin: bool, at: datetime
+        self,
+        change: _Change,
+        verified: _Accepted,
+        plugin: VerifiedPlugin | None,
+        terms: _Terms,
+        at: datetime,
     ) -> TrustResult:
-        """Create the plugin row for ``verified``, or raise it to the new terms; audit a change."""
+        """Create the plugin row for ``verified``, or raise it to the new terms; audit a change.
+
+        Every refusal is raised before anything is written.
+        """
+        threshold, pin, replace = terms
         session = change.session
         row = session.execute(
             sa.select(Plugin).where(Plugin.content_digest == verified.content_digest)
         ).scalar_one_or_none()
         if row is not None and row.revoked_at is not None:  # decide_trust refused it already
             raise PolicyError(f"{verified.content_digest} was revoked", code="content-revoked")
-        created = row is None
+        replaced: list[Plugin] = []
+        previous: tuple[str, ...] | None = None
         if row is None:
+            replaced = _rivals(session, verified)
+            if replaced and not replace:
+                raise _version_conflict(verified, replaced)
+            for rival in replaced:
+                self._untrust_row(change, rival, f"replaced by {verified.content_digest}", at)
             row = _new_plugin_row(verified, threshold, pin, at, self.actor)
             session.add(row)
-        changed = created or _raise_terms(row, verified, threshold, pin)
+            created = changed = True
+        else:
+            _check_trusted_threshold(row, verified)
+            created, changed = False, _raise_terms(row, threshold, pin)
+            stored = tuple(sorted(s.keyid for s in row.signers))
+            if not set(verified.signers) <= set(stored):
+                previous = stored
+                _take_envelope(row, verified)
+                changed = True
+        session.flush()
+        if created or previous is not None:
+            session.add(_history_row(row, verified, at, self.actor))
         if changed:
             event = _plugin_event("plugin.trust", "ok", verified)
-            details = {
+            details: dict[str, object] = {
                 **event.details,
                 "pinned": row.pinned,
                 "threshold": row.threshold,
                 "created": created,
                 "signers": sorted(s.keyid for s in row.signers),
             }
-            change.log(replace(event, details=details), at)
+            if previous is not None:
+                details["previous_signers"] = list(previous)
+            if replaced:
+                details["replaced"] = [r.content_digest for r in replaced]
+            change.log(replace_fields(event, details=details), at)
         session.flush()
-        return TrustResult(PluginInfo.of(row), verified, created, changed, None)
+        [info] = self._infos(session, [row], at)
+        return TrustResult(
+            info,
+            plugin,
+            created,
+            changed,
+            None,
+            tuple(r.content_digest for r in replaced),
+            previous,
+        )
+
+    def _untrust_row(self, change: _Change, row: Plugin, reason: str, at: datetime) -> None:
+        """Forget a trusted content (its history too) and audit it; the log keeps the record."""
+        change.log(_content_event("plugin.untrust", row, reason, row.content_digest), at)
+        change.session.execute(sa.delete(PluginEnvelope).where(PluginEnvelope.plugin_id == row.id))
+        change.session.delete(row)
+
+    def matching(
+        self, *, name: str | None = None, version: str | None = None, digest: str | None = None
+    ) -> list[PluginInfo]:
+        """Every content (trusted or revoked) that NAME, NAME@VERSION or a digest names.
+
+        ``digest`` may be a full content digest or a prefix of it of at least
+        8 hex digits (``sha256:0123abcd``), as tables print it.
+
+        Raises:
+            UsageError: not exactly one of a name or a digest, or a prefix that
+                names several contents.
+        """
+        with self._read() as session:
+            rows = _targets(session, name, version, digest)
+            return self._infos(session, rows, _now())
 
     def revoke(
         self,
@@ -472,31 +763,62 @@ class Registry:
         digest: str | None = None,
         reason: str,
     ) -> list[PluginInfo]:
-        """Revoke trusted plugins by name, name and version, or content digest.
+        """Revoke trusted plugins by name, name and version, or content digest (or prefix).
+
+        Returns what this call revoked: nothing when everything that matches
+        was revoked already.
 
         Raises:
-            NotFoundError: nothing trusted (and not yet revoked) matches.
+            NotFoundError: nothing was ever trusted that matches.
         """
         _check_reason(reason)
-        if (digest is None) == (name is None):
-            raise UsageError("revoke NAME, NAME@VERSION or --digest DIGEST (one of them)")
-        target = digest or (f"{name}@{version}" if version else str(name))
+        target = _target_text(name, version, digest)
         at = _now()
         with self._change() as change:
-            stmt = sa.select(Plugin).where(Plugin.revoked_at.is_(None))
-            if digest is not None:
-                stmt = stmt.where(Plugin.content_digest == digest)
-            else:
-                stmt = stmt.where(Plugin.name == name)
-                if version is not None:
-                    stmt = stmt.where(Plugin.version == version)
-            rows = change.session.execute(stmt).scalars().all()
+            rows = _targets(change.session, name, version, digest)
+            if not rows:
+                raise NotFoundError(f"nothing trusted matches {target} (it was never trusted)")
+            fresh = [r for r in rows if r.revoked_at is None]
+            for row in fresh:
+                row.revoked_at, row.revoked_by, row.revoked_reason = at, self.actor, reason
+                change.log(_content_event("plugin.revoke", row, reason, target), at)
+            change.session.flush()
+            return self._infos(change.session, fresh, at)
+
+    def untrust(
+        self,
+        *,
+        name: str | None = None,
+        version: str | None = None,
+        digest: str | None = None,
+        reason: str,
+    ) -> list[PluginInfo]:
+        """Stop trusting contents without banning them: ``vtreg trust`` may trust them again.
+
+        Revoked contents stay revoked (revocation is final); the records of the
+        untrusted ones stay in the audit log.
+
+        Raises:
+            NotFoundError: nothing trusted matches.
+            PolicyError: what matches is revoked (untrusting would lift the ban).
+        """
+        _check_reason(reason)
+        target = _target_text(name, version, digest)
+        at = _now()
+        with self._change() as change:
+            rows = _targets(change.session, name, version, digest)
             if not rows:
                 raise NotFoundError(f"nothing trusted matches {target}")
-            for row in rows:
-                row.revoked_at, row.revoked_by, row.revoked_reason = at, self.actor, reason
-                change.log(_revocation_event(row, reason, target), at)
-            return [PluginInfo.of(r) for r in rows]
+            fresh = [r for r in rows if r.revoked_at is None]
+            if not fresh:
+                raise PolicyError(
+                    f"{target} is revoked; revocation is final and untrust does not lift it",
+                    code="content-revoked",
+                )
+            infos = self._infos(change.session, fresh, at)
+            for row in fresh:
+                self._untrust_row(change, row, reason, at)
+            return infos
 
     def plugins(
         self,
@@ -505,55 +827,147 @@ class Registry:
         signed_by: str | None = None,
         revoked: bool | None = None,
     ) -> list[PluginInfo]:
-        """Trusted plugin versions, filtered; ``revoked=None`` means both kinds."""
-        stmt = sa.select(Plugin).order_by(Plugin.name, Plugin.trusted_at)
+        """Trusted plugin versions with their effective status, filtered;
+        ``revoked=None`` means both kinds.
+
+        ``signed_by`` matches every content an envelope signed by that key was
+        ever accepted for, the current one or one it replaced.
+        """
+        with self.plugin_stream(name=name, signed_by=signed_by, revoked=revoked) as found:
+            return list(found)
+
+    @contextlib.contextmanager
+    def plugin_stream(
+        self,
+        *,
+        name: str | None = None,
+        signed_by: str | None = None,
+        revoked: bool | None = None,
+    ) -> Iterator[Iterator[PluginInfo]]:
+        """:meth:`plugins`, read and judged in batches: memory stays bounded however
+        many there are (one snapshot throughout)."""
+        stmt = sa.select(Plugin).order_by(Plugin.name, Plugin.trusted_at, Plugin.id)
         if name is not None:
             stmt = stmt.where(Plugin.name == name)
         if signed_by is not None:
             stmt = stmt.where(
-                Plugin.id.in_(
-                    sa.select(PluginSigner.plugin_id).where(PluginSigner.keyid == signed_by)
+                sa.or_(
+                    Plugin.id.in_(
+                        sa.select(PluginSigner.plugin_id).where(PluginSigner.keyid == signed_by)
+                    ),
+                    Plugin.id.in_(
+                        sa.select(PluginEnvelope.plugin_id).where(
+                            PluginEnvelope.signers.contains(signed_by, autoescape=True)
+                        )
+                    ),
                 )
             )
         if revoked is True:
             stmt = stmt.where(Plugin.revoked_at.is_not(None))
         elif revoked is False:
             stmt = stmt.where(Plugin.revoked_at.is_(None))
-        with self._read() as session:
-            return [PluginInfo.of(r) for r in session.execute(stmt.options(_NO_ENVELOPE)).scalars()]
+        with self._read(snapshot=True) as session:
+            at = _now()
+
+            def judged() -> Generator[PluginInfo]:
+                # A server-side cursor on PostgreSQL: closed with the stream.
+                with session.execute(stmt, execution_options={"yield_per": _BATCH}) as result:
+                    for rows in result.scalars().partitions():
+                        # The session's identity map holds rows weakly: a judged batch goes.
+                        yield from self._infos(session, rows, at)
+
+            stream = judged()
+            try:
+                yield stream
+            finally:
+                stream.close()
 
     def lookup(self, digest: str) -> PluginInfo | None:
         """The trust record for one content digest, or None."""
-        with self._read() as session:
+        with self._read(snapshot=True) as session:
             stmt = sa.select(Plugin).where(Plugin.content_digest == digest)
-            row = session.execute(stmt.options(_NO_ENVELOPE)).scalar_one_or_none()
-            return PluginInfo.of(row) if row is not None else None
+            row = session.execute(stmt).scalar_one_or_none()
+            return self._infos(session, [row], _now())[0] if row is not None else None
+
+    def _infos(self, session: Session, rows: Sequence[Plugin], at: datetime) -> list[PluginInfo]:
+        """The records of ``rows``, each with the status a load of its current envelope
+        would meet at ``at`` (the decision core's, on this transaction's state)."""
+        if not rows:
+            return []
+        cursor = self._sql.within(session.connection())
+        state = state_for_contents(cursor, (_trusted_content(r) for r in rows))
+        former = _former_signers(session, [r.id for r in rows])
+        return [
+            PluginInfo.of(
+                r,
+                _status(r.envelope, state, at),
+                tuple(sorted(former.get(r.id, set()) - {s.keyid for s in r.signers})),
+            )
+            for r in rows
+        ]
 
     # --- audit ---
 
-    def audit_events(
-        self,
-        *,
-        plugin: str | None = None,
-        keyid: str | None = None,
-        action: str | None = None,
-        outcome: str | None = None,
-        since: datetime | None = None,
-        until: datetime | None = None,
-        limit: int = 100,
-    ) -> list[audit.AuditRecord]:
-        """Audit events matching every given filter, newest first, at most ``limit``."""
+    def audit_events(self, **filters: Unpack[audit.QueryFilters]) -> list[audit.AuditRecord]:
+        """Audit events matching every given filter, newest first, at most ``limit`` (100)."""
         with self._read() as session:
-            return audit.query(
-                session,
-                plugin=plugin,
-                keyid=keyid,
-                action=action,
-                outcome=outcome,
-                since=since,
-                until=until,
-                limit=limit,
-            )
+            return audit.query(session, **filters)
+
+    @contextlib.contextmanager
+    def audit_stream(
+        self, **filters: Unpack[audit.QueryFilters]
+    ) -> Iterator[tuple[Iterator[audit.AuditRecord], Callable[[int], int]]]:
+        """Every event matching the filters, newest first, read in batches (constant memory).
+
+        Yields the events and ``remaining(seq)``: how many more match below event ``seq``
+        (for "N more" after a page), both in the same snapshot.
+        """
+        with self._read(snapshot=True) as session:
+
+            def remaining(seq: int) -> int:
+                below: audit.QueryFilters = {**filters, "after": seq}
+                return audit.count(session, **below)
+
+            events = audit.stream(session, **filters)
+            try:
+                yield events, remaining
+            finally:
+                events.close()
+
+    def info(self) -> dict[str, Any]:
+        """Which registry this is and what it holds: schema revision, counts, the chain head
+        (one snapshot; JSON-ready)."""
+        from .db import head_revision, safe_url
+        from .models import AuditEvent as AuditRow
+        from .models import ChainHead
+
+        def counts(table: type[Key] | type[Plugin]) -> dict[str, int]:
+            total, revoked = session.execute(
+                sa.select(sa.func.count(), sa.func.count(table.revoked_at))
+            ).one()
+            return {"trusted": int(total) - int(revoked), "revoked": int(revoked)}
+
+        with self._read(snapshot=True) as session:
+            revision = session.execute(sa.text("SELECT version_num FROM alembic_version")).scalar()
+            keys, plugins = counts(Key), counts(Plugin)
+            head = session.execute(sa.select(ChainHead.seq, ChainHead.hash)).one()
+            last_at = session.execute(
+                sa.select(AuditRow.at).where(AuditRow.seq == head.seq)
+            ).scalar()
+        return {
+            "url": safe_url(self.url),
+            "engine": self.engine.dialect.name,
+            "revision": revision,
+            "head_revision": head_revision(),
+            "keys": keys,
+            "plugins": plugins,
+            "audit": {
+                "events": int(head.seq),
+                "head": head.hash if head.seq else None,
+                "last_at": _time(last_at),
+            },
+            "actor": self.actor,
+        }
 
     def verify_audit(self, *, anchor: tuple[int, str] | None = None) -> audit.ChainReport:
         """Verify the audit chain in one snapshot; see :func:`audit.verify_chain`."""
@@ -587,14 +1001,20 @@ def _existing_key(row: Key, name: str | None, scopes: Sequence[str]) -> KeyInfo:
     if not existing.same_terms(name, scopes):
         raise UsageError(
             f"key {row.keyid[:16]} is already trusted as {existing.terms()}; "
-            "a key's terms are fixed when it is added (revoke it and trust a new "
-            "key to change them)"
+            "adding it again does not change them (`vtreg key set` does)"
         )
     return existing
 
 
+def _key_row(session: Session, keyid: str) -> Key:
+    row = session.get(Key, keyid)
+    if row is None:
+        raise NotFoundError(f"no key {keyid} in the registry")
+    return row
+
+
 def _new_plugin_row(
-    verified: VerifiedPlugin, threshold: int, pin: bool, at: datetime, actor: str
+    verified: _Accepted, threshold: int, pin: bool, at: datetime, actor: str
 ) -> Plugin:
     return Plugin(
         name=verified.name,
@@ -612,25 +1032,76 @@ def _new_plugin_row(
     )
 
 
-def _raise_terms(row: Plugin, verified: VerifiedPlugin, threshold: int, pin: bool) -> bool:
-    """Raise a trusted row's pin and threshold, and take a co-signed envelope; say if it changed."""
-    changed = False
+def _history_row(row: Plugin, verified: _Accepted, at: datetime, actor: str) -> PluginEnvelope:
+    return PluginEnvelope(
+        plugin_id=row.id,
+        envelope=verified.envelope,
+        signers=" ".join(sorted(verified.signers)),
+        accepted_at=at,
+        accepted_by=actor,
+    )
+
+
+def _rivals(session: Session, verified: _Accepted) -> list[Plugin]:
+    """Trusted, unrevoked contents of the same name, version and platform as ``verified``."""
+    return list(
+        session.execute(
+            sa.select(Plugin).where(
+                Plugin.name == verified.name,
+                Plugin.version == verified.version,
+                Plugin.platform == verified.platform,
+                Plugin.revoked_at.is_(None),
+                Plugin.content_digest != verified.content_digest,
+            )
+        ).scalars()
+    )
+
+
+def _version_conflict(verified: _Accepted, rivals: Sequence[Plugin]) -> PolicyError:
+    others = ", ".join(short_digest(r.content_digest) for r in rivals)
+    return PolicyError(
+        f"{verified.name} {verified.version} ({verified.platform}) is already trusted with "
+        f"other content ({others}); this is {short_digest(verified.content_digest)}: "
+        "trust it with --replace to stop trusting the other",
+        code="version-conflict",
+        keyids=verified.signature_keyids,
+        subject=verified.subject,
+    )
+
+
+def _check_trusted_threshold(row: Plugin, verified: _Accepted) -> None:
+    """An envelope for a trusted content must meet the threshold it was trusted with."""
+    if len(verified.signers) < row.threshold:
+        raise SignatureError(
+            f"signed by {len(verified.signers)}/{row.threshold} trusted keys required "
+            f"when {verified.name} {verified.version} was trusted",
+            code="threshold",
+            keyids=verified.signature_keyids,
+            subject=verified.subject,
+        )
+
+
+def _raise_terms(row: Plugin, threshold: int, pin: bool) -> bool:
+    """Raise a trusted row's pin and threshold; say whether they changed."""
     if (pin and not row.pinned) or threshold > row.threshold:
         row.pinned = row.pinned or pin
         row.threshold = max(row.threshold, threshold)
-        changed = True
-    stored = {s.keyid for s in row.signers}
-    if stored < set(verified.signers):
-        # A co-signed envelope: keep the one with more trusted signatures.
-        row.envelope = verified.envelope
-        row.signers.extend(PluginSigner(keyid=k) for k in verified.signers if k not in stored)
-        changed = True
-    return changed
+        return True
+    return False
 
 
-def _revocation_event(row: Plugin, reason: str, target: str) -> AuditEvent:
+def _take_envelope(row: Plugin, verified: _Accepted) -> None:
+    """Make ``verified``'s envelope the row's current one, its counted signers the row's."""
+    row.envelope = verified.envelope
+    wanted = set(verified.signers)
+    row.signers = [s for s in row.signers if s.keyid in wanted]
+    kept = {s.keyid for s in row.signers}
+    row.signers.extend(PluginSigner(keyid=k) for k in sorted(wanted - kept))
+
+
+def _content_event(action: str, row: Plugin, reason: str, target: str) -> AuditEvent:
     return AuditEvent(
-        "plugin.revoke",
+        action,
         "ok",
         plugin=row.name,
         version=row.version,
@@ -639,3 +1110,65 @@ def _revocation_event(row: Plugin, reason: str, target: str) -> AuditEvent:
         reason=reason,
         details={"target": target},
     )
+
+
+def _target_text(name: str | None, version: str | None, digest: str | None) -> str:
+    if (digest is None) == (name is None):
+        raise UsageError("give NAME, NAME@VERSION or --digest DIGEST (exactly one)")
+    return digest or (f"{name}@{version}" if version else str(name))
+
+
+def _targets(
+    session: Session, name: str | None, version: str | None, digest: str | None
+) -> list[Plugin]:
+    """The contents NAME, NAME@VERSION or a digest (or its prefix) names, revoked ones too."""
+    target = _target_text(name, version, digest)
+    stmt = sa.select(Plugin).order_by(Plugin.name, Plugin.trusted_at)
+    if digest is not None:
+        stmt = stmt.where(digest_condition(Plugin.content_digest, digest))
+    else:
+        stmt = stmt.where(Plugin.name == name)
+        if version is not None:
+            stmt = stmt.where(Plugin.version == version)
+    rows = list(session.execute(stmt).scalars())
+    if digest is not None and len(rows) > 1:
+        raise UsageError(f"digest prefix {target} matches several contents; give more digits")
+    return rows
+
+
+def _trusted_content(row: Plugin) -> TrustedContent:
+    return TrustedContent(
+        name=row.name,
+        version=row.version,
+        platform=row.platform,
+        content_digest=row.content_digest,
+        threshold=row.threshold,
+        pinned=row.pinned,
+        revoked=(row.revoked_reason or "") if row.revoked_at is not None else None,
+        revoked_at=row.revoked_at,
+    )
+
+
+def _former_signers(session: Session, plugin_ids: Sequence[int]) -> dict[int, set[str]]:
+    """Every key that signed an envelope accepted for each of ``plugin_ids``."""
+    found: dict[int, set[str]] = {}
+    for low in range(0, len(plugin_ids), 500):  # bounded IN lists on every engine
+        chunk = plugin_ids[low : low + 500]
+        for plugin_id, signers in session.execute(
+            sa.select(PluginEnvelope.plugin_id, PluginEnvelope.signers).where(
+                PluginEnvelope.plugin_id.in_(chunk)
+            )
+        ):
+            found.setdefault(plugin_id, set()).update(signers.split())
+    return found
+
+
+def _status(envelope: bytes, state: TrustState, at: datetime) -> str:
+    """What a load of the content ``envelope`` signs would meet now: LOADABLE, or a code."""
+    try:
+        decide_envelope(bytes(envelope), state, at=at)
+    except VerificationError as e:
+        return e.code
+    except VtregError:
+        return "undecided"
+    return LOADABLE

@@ -12,6 +12,7 @@ handed to the pure decision core (:mod:`vtreg.verifier.decision`) as a
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from datetime import datetime
 from typing import NamedTuple
 
@@ -23,7 +24,7 @@ from vtreg.verifier.trust import TrustedContent, TrustedKey, TrustState
 
 from .statements import Cursor, Statements
 
-__all__ = ["read_state"]
+__all__ = ["read_keys", "read_state", "state_for_contents"]
 
 
 class _KeyRow(NamedTuple):
@@ -107,6 +108,24 @@ def _claim(envelope: bytes | None) -> _Claim | None:
     return _Claim(predicate.name, predicate.version, predicate.platform, digest)
 
 
+def read_keys(cursor: Cursor) -> list[TrustedKey]:
+    """Every key the registry knows, revoked and expired ones included."""
+    return [_KeyRow(*row).trusted() for row in cursor.rows(cursor.sql.keys)]
+
+
+def state_for_contents(cursor: Cursor, contents: Iterable[TrustedContent]) -> TrustState:
+    """The state every decision about the envelopes of ``contents`` needs: every key,
+    these contents and the rollback floor of each of their names and platforms."""
+    contents = list(contents)
+    floors: dict[tuple[str, str], str] = {}
+    for where in {(c.name, c.platform) for c in contents}:
+        floor = cursor.rows(cursor.sql.floor, where)
+        if floor:
+            floors[where] = floor[0][0]
+    names = {c.name for c in contents}
+    return TrustState.build(read_keys(cursor), contents, names=names, floors=floors)
+
+
 def read_state(cursor: Cursor, envelope: bytes | None, *, threshold: int = 1) -> TrustState:
     """Every key, and what the trust records say of the plugin ``envelope`` is about.
 
@@ -128,7 +147,7 @@ def read_state(cursor: Cursor, envelope: bytes | None, *, threshold: int = 1) ->
         (the decision refuses such a plugin before it needs one).
     """
     sql = cursor.sql
-    keys = [_KeyRow(*row).trusted() for row in cursor.rows(sql.keys)]
+    keys = read_keys(cursor)
     claim = _claim(envelope)
     if claim is None:
         return TrustState.build(keys, [], names=(), floors={}, threshold=threshold)

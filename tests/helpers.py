@@ -40,10 +40,15 @@ class Compiler:
         *,
         defines: dict[str, str] | None = None,
         flags: tuple[str, ...] = (),
+        cwd: Path | None = None,
     ) -> Path:
+        """``source`` built as a shared object; ``flags`` go after it (libraries to link),
+        relative paths in them from ``cwd``."""
         defines = defines or {}
-        args = [f"-D{k}={v}" for k, v in sorted(defines.items())] + list(flags)
-        key = hashlib.sha256(source.read_bytes() + repr(args).encode()).hexdigest()[:20]
+        args = [f"-D{k}={v}" for k, v in sorted(defines.items())]
+        key = hashlib.sha256(
+            source.read_bytes() + repr((args, flags, str(cwd))).encode()
+        ).hexdigest()[:20]
         out = self.cache_dir / f"{source.stem}-{key}.so"
         if not out.exists():
             tmp = out.with_suffix(".tmp")
@@ -60,9 +65,11 @@ class Compiler:
                     "-o",
                     str(tmp),
                     str(source),
+                    *flags,
                 ],
                 check=True,
                 capture_output=True,
+                cwd=cwd,
             )
             tmp.rename(out)
         return out

@@ -62,3 +62,16 @@ def sign_with_sha512_and_urlsafe_alphabet(plugin: Path, key: SigningKey, now: da
             return
         (plugin / f"notes{'x' * n}~").unlink()
     raise AssertionError("no payload had a + or / in 64 tries")
+
+
+def signed_message(plugin: Path) -> bytes:
+    """What every signature in plugin.sig signs: PAE of its payload type and payload."""
+    envelope = json.loads((plugin / "plugin.sig").read_bytes())
+    return pae(envelope["payloadType"], base64.b64decode(envelope["payload"]))
+
+
+def add_signature(plugin: Path, sig: bytes, keyid: str = "") -> None:
+    """Append a signature entry to plugin.sig, as another signer (or an attacker) would."""
+    envelope = json.loads((plugin / "plugin.sig").read_bytes())
+    envelope["signatures"].append({"keyid": keyid, "sig": base64.b64encode(sig).decode()})
+    (plugin / "plugin.sig").write_text(json.dumps(envelope))

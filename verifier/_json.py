@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 import pydantic
 
 from .errors import FormatError
+from .text import printable
 
 __all__ = ["first_error", "load_json_object", "load_model", "no_constants", "no_duplicates"]
 
@@ -80,7 +81,9 @@ def load_model(
 def first_error(error: pydantic.ValidationError) -> str:
     """One line for the first problem pydantic found: ``field.path: message``."""
     detail = error.errors(include_url=False)[0]
-    where = ".".join(str(part) for part in detail["loc"])
+    # A location may name a key from the document (a digest algorithm, a field the
+    # predicate does not define): text from outside, shown inert.
+    where = printable(".".join(str(part) for part in detail["loc"]))
     message = str(detail["msg"]).removeprefix("Value error, ")
     if detail["type"] == "extra_forbidden":
         message = "unexpected field"

@@ -22,15 +22,42 @@ A load (or ``vtreg verify``) is allowed when, in this order:
 from __future__ import annotations
 
 from datetime import datetime
+from typing import NamedTuple
 
 from .envelope import format_time
 from .errors import PolicyError, SignatureError, VtregError
 from .manifest import SemVer
-from .signatures import SignedStatement, VerifiedPlugin, verify_envelope
+from .signatures import SignedStatement, VerifiedPlugin, content_digest, verify_envelope
 from .tree import PluginTree
 from .trust import TrustedContent, TrustState
 
-__all__ = ["authenticate", "decide", "decide_trust"]
+__all__ = ["authenticate", "decide", "decide_envelope", "decide_trust", "decide_trust_envelope"]
+
+
+class _Signed(NamedTuple):
+    """What the content checks read of an authenticated plugin."""
+
+    name: str
+    version: str
+    platform: str
+    content_digest: str
+    signers: tuple[str, ...]
+    keyids: tuple[str, ...]
+
+    @classmethod
+    def of(cls, verified: VerifiedPlugin) -> _Signed:
+        return cls(
+            verified.name,
+            verified.version,
+            verified.platform,
+            verified.content_digest,
+            verified.signers,
+            verified.signature_keyids,
+        )
+
+    @property
+    def subject(self) -> tuple[str, str, str]:
+        return self.name, self.version, self.content_digest
 
 
 def authenticate(envelope: bytes | None, state: TrustState, *, at: datetime) -> SignedStatement:
@@ -69,12 +96,83 @@ def decide(
     if signed is None or signed.envelope != tree.signature:
         signed = authenticate(tree.signature, state, at=at)
     verified = signed.match(tree)
-    if state.contents is None:
-        return verified
-    content = _trusted_content(verified, state)
-    _check_signers(verified, content)
-    _check_rollback(verified, content, state)
+    if state.contents is not None:
+        _check_content(_Signed.of(verified), state)
     return verified
+
+
+def decide_envelope(envelope: bytes, state: TrustState, *, at: datetime) -> SignedStatement:
+    """Decide whether the content an envelope signs would load now, without its directory.
+
+    This is how the registry reports a trusted content's effective status
+    from the envelope it last accepted for it: every check of :func:`decide`
+    except those of the directory itself (its files and plugin.json), which
+    only a capture can make. The content digest is the statement's own, over
+    the sha256 digests it signs.
+
+    Raises:
+        VerificationError: the refusal a load of that content would meet now.
+        VtregError: the statement names no sha256 for some file (could not decide).
+    """
+    signed = authenticate(envelope, state, at=at)
+    if state.contents is not None:
+        _check_content(_signed_facts(signed), state)
+    return signed
+
+
+def decide_trust_envelope(
+    envelope: bytes, state: TrustState, *, at: datetime
+) -> tuple[SignedStatement, str]:
+    """Decide whether the content a plugin.sig alone signs may be trusted (``vtreg trust
+    plugin.sig``): the statement pins every file's digest, so the content digest is
+    known without the files, which every load then checks against it.
+
+    As :func:`decide_trust` without the directory's own checks. Returns the
+    authenticated statement and its content digest.
+
+    Raises:
+        VerificationError: too few fit signers, expired, or the content was revoked.
+        VtregError: the statement names no sha256 for some file, or ``state`` does
+            not hold its name (could not decide).
+    """
+    signed = authenticate(envelope, state, at=at)
+    facts = _signed_facts(signed)
+    if state.contents is None or not state.covers(facts.name):
+        raise VtregError(f"cannot decide: the trust state does not hold {facts.name}")
+    content = state.contents.get(facts.content_digest)
+    if content is not None and content.revoked is not None:
+        raise PolicyError(
+            f"{_label(facts)} ({facts.content_digest}) was {_revoked(content)}; "
+            "revocation is final",
+            code="content-revoked",
+            keyids=facts.keyids,
+            subject=facts.subject,
+        )
+    return signed, facts.content_digest
+
+
+def _signed_facts(signed: SignedStatement) -> _Signed:
+    """What the content checks read of an authenticated statement, its digest computed
+    from the sha256 digests it signs (as a capture's, once the files match)."""
+    predicate, subjects = signed.predicate, signed.statement.subject
+    files = {s.name: s.digest.get("sha256") for s in subjects}
+    sha256 = {path: digest for path, digest in files.items() if digest is not None}
+    if len(sha256) != len(files):
+        raise VtregError("cannot decide: the statement names no sha256 digest for some file")
+    return _Signed(
+        predicate.name,
+        predicate.version,
+        predicate.platform,
+        content_digest(predicate.name, predicate.version, sha256),
+        signed.signers,
+        signed.signature_keyids,
+    )
+
+
+def _check_content(signed: _Signed, state: TrustState) -> None:
+    content = _trusted_content(signed, state)
+    _check_signers(signed, content)
+    _check_rollback(signed, content, state)
 
 
 def decide_trust(tree: PluginTree, state: TrustState, *, at: datetime) -> VerifiedPlugin:
@@ -105,7 +203,7 @@ def decide_trust(tree: PluginTree, state: TrustState, *, at: datetime) -> Verifi
     return verified
 
 
-def _label(verified: VerifiedPlugin) -> str:
+def _label(verified: VerifiedPlugin | _Signed) -> str:
     return f"{verified.name} {verified.version}"
 
 
@@ -114,7 +212,7 @@ def _revoked(content: TrustedContent) -> str:
     return f"revoked{when} ({content.revoked})"
 
 
-def _trusted_content(verified: VerifiedPlugin, state: TrustState) -> TrustedContent:
+def _trusted_content(verified: _Signed, state: TrustState) -> TrustedContent:
     if not state.covers(verified.name):
         raise VtregError(f"cannot decide: the trust state does not hold {verified.name}")
     assert state.contents is not None  # noqa: S101 - decide() checked
@@ -124,31 +222,31 @@ def _trusted_content(verified: VerifiedPlugin, state: TrustState) -> TrustedCont
             f"{_label(verified)} ({verified.content_digest}) is signed but not trusted: "
             "run `vtreg trust` to trust it",
             code="content-not-trusted",
-            keyids=verified.signature_keyids,
+            keyids=verified.keyids,
             subject=verified.subject,
         )
     if content.revoked is not None:
         raise PolicyError(
             f"{_label(verified)} was {_revoked(content)}",
             code="content-revoked",
-            keyids=verified.signature_keyids,
+            keyids=verified.keyids,
             subject=verified.subject,
         )
     return content
 
 
-def _check_signers(verified: VerifiedPlugin, content: TrustedContent) -> None:
+def _check_signers(verified: _Signed, content: TrustedContent) -> None:
     if len(verified.signers) < content.threshold:
         raise SignatureError(
             f"signed by {len(verified.signers)}/{content.threshold} trusted keys required "
             f"when {_label(verified)} was trusted",
             code="threshold",
-            keyids=verified.signature_keyids,
+            keyids=verified.keyids,
             subject=verified.subject,
         )
 
 
-def _check_rollback(verified: VerifiedPlugin, content: TrustedContent, state: TrustState) -> None:
+def _check_rollback(verified: _Signed, content: TrustedContent, state: TrustState) -> None:
     floor = state.floors.get((verified.name, verified.platform))
     if floor is None or content.pinned:
         return
@@ -157,6 +255,6 @@ def _check_rollback(verified: VerifiedPlugin, content: TrustedContent, state: Tr
             f"rollback: {_label(verified)} is older than the trusted {verified.name} {floor} "
             "(trust it with --pin to allow this version)",
             code="rollback",
-            keyids=verified.signature_keyids,
+            keyids=verified.keyids,
             subject=verified.subject,
         )

@@ -5,7 +5,11 @@ encoding of the *raw payload bytes*; nothing is ever re-serialised before
 verifying. The statement is parsed only from payload bytes whose signature
 has been checked (see :mod:`verifier.signatures`).
 
-These are our own formats, so the models forbid unknown fields.
+DSSE and in-toto v1 say consumers MUST ignore fields they do not know, so the
+envelope, its signature entries, the Statement and its subjects (in-toto
+ResourceDescriptors, with ``uri``, ``mediaType``, ``annotations``...) ignore
+them. The predicate is ours and versioned by its URI: it forbids them.
+Duplicate keys are refused everywhere (:mod:`vtreg.verifier._json`).
 """
 
 from __future__ import annotations
@@ -23,7 +27,6 @@ from pydantic import (
     ConfigDict,
     Field,
     PlainSerializer,
-    StrictInt,
     StrictStr,
     model_validator,
 )
@@ -32,7 +35,7 @@ from ._base64 import decode_canonical
 from ._json import load_model
 from .errors import FormatError
 from .layout import MAX_SIGNATURE_BYTES, SIGNATURE_FILE, TRUSTED_ALGORITHMS
-from .manifest import PluginName, SemVerStr
+from .manifest import IntegralNumber, PluginName, SemVerStr
 
 __all__ = [
     "MAX_SIGNATURES",
@@ -161,6 +164,7 @@ def _check_platform(platform: str) -> str:
 
 
 _FROZEN_CLOSED = ConfigDict(extra="forbid", frozen=True, strict=True)
+_FROZEN_OPEN = ConfigDict(extra="ignore", frozen=True, strict=True)
 
 
 def _check_b64(text: str) -> str:
@@ -171,29 +175,28 @@ def _check_b64(text: str) -> str:
     return text
 
 
-def _check_ed25519_sig(text: str) -> str:
-    if len(b64decode(_check_b64(text), "signature")) != 64:
-        raise ValueError("an ed25519 signature is 64 bytes")
-    return text
-
-
 class EnvelopeSignature(BaseModel):
-    """One DSSE signature: an optional key id hint and a base64 ed25519 signature."""
+    """One DSSE signature: an optional key id hint and a base64 signature.
 
-    model_config = _FROZEN_CLOSED
+    The signature's algorithm is the key's (ed25519, ECDSA...): one that no
+    trusted key can check simply does not count, so its length is not
+    checked here, only its encoding.
+    """
+
+    model_config = _FROZEN_OPEN
 
     keyid: Annotated[StrictStr, Field(max_length=256)] = ""
-    sig: Annotated[StrictStr, Field(max_length=1024), AfterValidator(_check_ed25519_sig)]
+    sig: Annotated[StrictStr, Field(max_length=1024), AfterValidator(_check_b64)]
 
     def signature_bytes(self) -> bytes:
-        """The decoded 64 signature bytes."""
+        """The decoded signature bytes."""
         return b64decode(self.sig, "signature")
 
 
 class Envelope(BaseModel):
     """A DSSE envelope as it appears in plugin.sig."""
 
-    model_config = _FROZEN_CLOSED
+    model_config = _FROZEN_OPEN
 
     payloadType: StrictStr
     payload: Annotated[StrictStr, AfterValidator(_check_b64)]
@@ -205,22 +208,32 @@ class Envelope(BaseModel):
 
 
 class Subject(BaseModel):
-    """One signed file: its path inside the plugin directory and its digest set."""
+    """One signed file: its path inside the plugin directory and its digest set.
 
-    model_config = _FROZEN_CLOSED
+    An in-toto ResourceDescriptor; of its fields only these two are read.
+    """
+
+    model_config = _FROZEN_OPEN
 
     name: Annotated[StrictStr, AfterValidator(_check_subject_path)]
     digest: Annotated[dict[StrictStr, StrictStr], AfterValidator(_check_digest_set)]
 
 
+_FileLength = Annotated[IntegralNumber, Field(ge=0, le=MAX_FILE_LENGTH)]
+
+
 class PluginPredicate(BaseModel):
-    """What the signer states about the plugin, beyond the files' digests."""
+    """What the signer states about the plugin, beyond the files' digests.
+
+    Its numbers are integers, which a signer writing through protobuf's Struct
+    (in-toto-attestation's bindings) spells ``1.0``: read as ``1``.
+    """
 
     model_config = _FROZEN_CLOSED
 
     name: PluginName
     version: SemVerStr
-    abi_version: Annotated[StrictInt, Field(ge=1)]
+    abi_version: Annotated[IntegralNumber, Field(ge=1)]
     platform: Annotated[StrictStr, AfterValidator(_check_platform)]
     library: StrictStr
     signed_at: UtcTime
@@ -228,13 +241,13 @@ class PluginPredicate(BaseModel):
     # Each signed file's length in bytes, as TUF records a target's length: a
     # verifier reads no file further than this, and copies no more of it aside.
     # Required from v2 on; absent in v1 statements.
-    lengths: dict[StrictStr, Annotated[StrictInt, Field(ge=0, le=MAX_FILE_LENGTH)]] | None = None
+    lengths: dict[StrictStr, _FileLength] | None = None
 
 
 class Statement(BaseModel):
     """An in-toto Statement v1 whose predicate is a :class:`PluginPredicate`."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, populate_by_name=True)
+    model_config = ConfigDict(extra="ignore", frozen=True, strict=True, populate_by_name=True)
 
     type: Literal["https://in-toto.io/Statement/v1"] = Field(alias="_type")
     subject: Annotated[list[Subject], Field(min_length=1)]

@@ -64,6 +64,8 @@ REFUSAL_CODES: dict[str, str] = {
     "rollback": "an older version than the newest trusted one, and not pinned",
     "wrong-platform": "the plugin is built for another platform than this host",
     "abi-mismatch": "the library does not implement VT Code ABI v1 as signed",
+    "dependency-untrusted": "a library the plugin needs is neither signed with it nor the system's",
+    "version-conflict": "another content of the same name, version and platform is trusted",
 }
 
 

@@ -86,7 +86,12 @@ def read_fd_bounded(
     chunks: list[bytes] = []
     total = 0
     try:
-        while chunk := os.read(fd, min(1 << 20, limit + 1 - total)):
+        # Ask for what the file holds (and one byte more, to see the end), not a fixed
+        # MiB: a large request is allocated with mmap and, shrunk to a small result,
+        # stays a mapping of its own for as long as the bytes live.
+        want = max(os.fstat(fd).st_size, 4096) + 1
+        while chunk := os.read(fd, min(want, limit + 1 - total)):
+            want = 64 << 10
             chunks.append(chunk)
             total += len(chunk)
             if total > limit:

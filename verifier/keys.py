@@ -1,4 +1,7 @@
-"""ed25519 keys: key ids, public key files, passphrase-protected private keys.
+"""Keys: key ids, public key files, passphrase-protected private keys.
+
+Signing keys are ed25519. A trusted public key may also be ECDSA P-256 or
+P-384 (what KMS and HSM signers produce), so that such signatures count.
 
 Private keys are PKCS#8 PEM (or OpenSSH's own format, read and kept as
 such). Encrypted PKCS#8 keys use PBES2 with scrypt (N=2^14, r=8, p=8) and
@@ -24,13 +27,16 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
-from cryptography.hazmat.primitives import padding, serialization
+from cryptography.hazmat.primitives import hashes, padding, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import (
     Ed25519PrivateKey,
     Ed25519PublicKey,
 )
+from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
@@ -40,6 +46,7 @@ from .files import read_bounded
 __all__ = [
     "MAX_KEY_FILE_BYTES",
     "SCRYPT_N",
+    "KeyType",
     "PublicKey",
     "SigningKey",
     "is_openssh_private_key",
@@ -59,44 +66,79 @@ _SCRYPT_P = 8
 Passphrase = bytes | Callable[[], bytes] | None
 
 
+KeyType = Literal["ed25519", "ecdsa-p256", "ecdsa-p384"]
+
+# The ECDSA curves a trusted key may use, and the hash each signs with: SHA-256 on
+# P-256, SHA-384 on P-384, as securesystemslib's ecdsa-sha2-nistp256/384 schemes and
+# sigstore do.
+_ECDSA_CURVES: dict[str, tuple[KeyType, type[hashes.HashAlgorithm]]] = {
+    "secp256r1": ("ecdsa-p256", hashes.SHA256),
+    "secp384r1": ("ecdsa-p384", hashes.SHA384),
+}
+
+
 def keyid_of(raw_public_key: bytes) -> str:
-    """Key id: lowercase hex SHA-256 of the raw 32-byte ed25519 public key."""
+    """Key id: lowercase hex SHA-256 of the key's raw bytes (see :attr:`PublicKey.raw`)."""
     return hashlib.sha256(raw_public_key).hexdigest()
 
 
 @dataclass(frozen=True)
 class PublicKey:
-    """An ed25519 public key with its key id and an optional human name."""
+    """A public key with its key id and an optional human name.
+
+    ``raw`` is what the key id hashes and the registry stores: an ed25519
+    key's 32 bytes, or an ECDSA P-256/P-384 key's DER SubjectPublicKeyInfo with
+    its point uncompressed (one encoding per key, so one key has one id).
+    ``key_type`` follows from it.
+    """
 
     raw: bytes
     name: str | None = None
     keyid: str = field(init=False)
+    key_type: KeyType = field(init=False)
+    _ecdsa: ec.EllipticCurvePublicKey | None = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        if len(self.raw) != 32:
-            raise KeyFileError(f"an ed25519 public key is 32 bytes, found {len(self.raw)}")
-        problem = _weak_point(self.raw)
-        if problem is not None:
-            raise KeyFileError(f"not a usable ed25519 public key: {problem}")
+        ecdsa = None
+        if len(self.raw) == 32:
+            key_type: KeyType = "ed25519"
+            problem = _weak_point(self.raw)
+            if problem is not None:
+                raise KeyFileError(f"not a usable ed25519 public key: {problem}")
+        else:
+            ecdsa, key_type = _ecdsa_key(self.raw)
         object.__setattr__(self, "keyid", keyid_of(self.raw))
+        object.__setattr__(self, "key_type", key_type)
+        object.__setattr__(self, "_ecdsa", ecdsa)
 
     def verify(self, signature: bytes, message: bytes) -> bool:
-        """True if ``signature`` is this key's ed25519 signature over ``message``."""
+        """True if ``signature`` is this key's signature over ``message``.
+
+        An ed25519 signature is its 64 bytes; an ECDSA one is DER-encoded
+        (r, s) over SHA-256 (P-256) or SHA-384 (P-384). Anything else is False.
+        """
         try:
-            Ed25519PublicKey.from_public_bytes(self.raw).verify(signature, message)
+            if self._ecdsa is not None:
+                _, digest = _ECDSA_CURVES[self._ecdsa.curve.name]
+                self._ecdsa.verify(signature, message, ec.ECDSA(digest()))
+            elif len(signature) == 64:
+                Ed25519PublicKey.from_public_bytes(self.raw).verify(signature, message)
+            else:
+                return False
         except InvalidSignature:
             return False
         return True
 
     def to_pem(self) -> bytes:
         """The key as a SubjectPublicKeyInfo PEM block."""
-        return Ed25519PublicKey.from_public_bytes(self.raw).public_bytes(
+        key = self._ecdsa or Ed25519PublicKey.from_public_bytes(self.raw)
+        return key.public_bytes(
             serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
         )
 
     def to_file_bytes(self) -> bytes:
         """The public key file: comments carrying key id and name, then the PEM block."""
-        lines = ["# vtreg public key (ed25519)", f"# keyid: {self.keyid}"]
+        lines = [f"# vtreg public key ({self.key_type})", f"# keyid: {self.keyid}"]
         if self.name:
             lines.append(f"# name: {self.name}")
         return ("\n".join(lines) + "\n").encode() + self.to_pem()
@@ -109,6 +151,36 @@ class PublicKey:
     def label(self) -> str:
         """``keyid-prefix (name)`` for messages."""
         return f"{self.short_id}({self.name})" if self.name else self.short_id
+
+
+def _ecdsa_key(der: bytes) -> tuple[ec.EllipticCurvePublicKey, KeyType]:
+    """The ECDSA key whose canonical DER SubjectPublicKeyInfo is ``der``."""
+    try:
+        key = serialization.load_der_public_key(der)
+    except (ValueError, UnsupportedAlgorithm) as e:
+        raise KeyFileError(
+            f"not a usable public key: neither 32 ed25519 bytes nor a DER SubjectPublicKeyInfo "
+            f"({len(der)} bytes)"
+        ) from e
+    raw = _raw_public_key(key, "public key")
+    if not isinstance(key, ec.EllipticCurvePublicKey) or raw != der:
+        # A compressed point, or an ed25519 key spelled as DER, would give one key a second id.
+        raise KeyFileError("not a usable public key: not its canonical encoding")
+    return key, _ECDSA_CURVES[key.curve.name][0]
+
+
+def _raw_public_key(key: PublicKeyTypes, what: str) -> bytes:
+    """``key``'s :attr:`PublicKey.raw` bytes, if it is a type that vtreg verifies."""
+    if isinstance(key, Ed25519PublicKey):
+        return key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    if isinstance(key, ec.EllipticCurvePublicKey) and key.curve.name in _ECDSA_CURVES:
+        return key.public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    found = f"ECDSA {key.curve.name}" if isinstance(key, ec.EllipticCurvePublicKey) else None
+    raise KeyFileError(
+        f"{what}: expected an ed25519 or ECDSA P-256/P-384 key, found {found or type(key).__name__}"
+    )
 
 
 # --- refusing weak public keys ---
@@ -294,8 +366,8 @@ def load_public_key(data: bytes, what: str = "public key") -> PublicKey:
     """Parse a public key file (or a bare SubjectPublicKeyInfo PEM, or an OpenSSH line).
 
     Raises:
-        KeyFileError: not exactly one ed25519 ``PUBLIC KEY`` block, or the
-            ``# keyid:`` comment does not match the key.
+        KeyFileError: not exactly one ed25519 or ECDSA P-256/P-384 ``PUBLIC KEY``
+            block, or the ``# keyid:`` comment does not match the key.
     """
     ssh_line = _openssh_line(data)
     if ssh_line is not None:
@@ -309,13 +381,8 @@ def load_public_key(data: bytes, what: str = "public key") -> PublicKey:
         key = serialization.load_pem_public_key(block)
     except (ValueError, UnsupportedAlgorithm) as e:
         raise KeyFileError(f"{what}: not a readable public key") from e
-    if not isinstance(key, Ed25519PublicKey):
-        raise KeyFileError(f"{what}: expected an ed25519 key, found {type(key).__name__}")
     comments = _comments(data)
-    public = PublicKey(
-        key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw),
-        comments.get("name"),
-    )
+    public = PublicKey(_raw_public_key(key, what), comments.get("name"))
     claimed = comments.get("keyid")
     if claimed is not None and claimed != public.keyid:
         raise KeyFileError(

@@ -16,7 +16,7 @@ import re
 from dataclasses import dataclass
 from typing import Annotated
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, StrictBool, StrictInt
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, StrictBool, StrictInt
 
 from ._json import load_model
 from .errors import FormatError
@@ -24,6 +24,7 @@ from .layout import MANIFEST_FILE, MAX_MANIFEST_BYTES
 
 __all__ = [
     "PLUGIN_ABI_VERSION",
+    "IntegralNumber",
     "PluginManifest",
     "PluginName",
     "SemVer",
@@ -191,8 +192,21 @@ def _why_not(text: str) -> str:
     return f" ({reason}), like 1.2.3, 1.2 or 1.2.3-rc.1"
 
 
+# Below 2**53 a double holds every integer exactly; from there on, 2**53 + 1 reads as 2**53.
+_EXACT_FLOAT_LIMIT = 2**53
+
+
+def _integral(value: object) -> object:
+    if isinstance(value, float) and value.is_integer() and abs(value) < _EXACT_FLOAT_LIMIT:
+        return int(value)
+    return value  # StrictInt refuses the rest: 1.5, true, "1"
+
+
 PluginName = Annotated[str, AfterValidator(check_plugin_name)]
 SemVerStr = Annotated[str, AfterValidator(_check_semver)]
+# An integer, also when written as a JSON number with a zero fraction (1.0): protobuf's
+# Struct writes every number as a double, and so in-toto-attestation's bindings do.
+IntegralNumber = Annotated[StrictInt, BeforeValidator(_integral)]
 
 
 class PluginManifest(BaseModel):
@@ -206,7 +220,7 @@ class PluginManifest(BaseModel):
     description: str | None = None
     version: SemVerStr
     author: str | None = None
-    abi_version: StrictInt = PLUGIN_ABI_VERSION
+    abi_version: IntegralNumber = PLUGIN_ABI_VERSION
     when_to_use: str | None = None
     when_not_to_use: str | None = None
     allowed_tools: tuple[str, ...] | None = None

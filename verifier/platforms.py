@@ -11,10 +11,13 @@ import platform as _platform
 import struct
 
 __all__ = [
+    "LIBRARY_FAMILIES",
     "UNKNOWN_PLATFORM",
     "detect_library_platform",
     "host_platform",
+    "library_candidates",
     "library_filename",
+    "library_names",
 ]
 
 UNKNOWN_PLATFORM = "unknown"
@@ -33,7 +36,15 @@ _ELF_MACHINES = {
 _MACHO_CPUS = {0x01000007: "x86_64", 0x0100000C: "arm64", 7: "i686"}
 _PE_MACHINES = {0x8664: "x86_64", 0xAA64: "aarch64", 0x14C: "i686"}
 
-_LIBRARY_PATTERNS = {"linux": "lib{}.so", "macos": "lib{}.dylib", "windows": "{}.dll"}
+# The names VT Code's loader tries, in its order: library_filename, then the same
+# without (or with) the "lib" prefix. (Its further guesses, such as lib<name>.so.so,
+# come from appending a suffix twice and are not followed.)
+_LIBRARY_PATTERNS = {
+    "linux": ("lib{}.so", "{}.so"),
+    "macos": ("lib{}.dylib", "{}.dylib"),
+    "windows": ("{}.dll", "lib{}.dll"),
+}
+LIBRARY_FAMILIES = tuple(_LIBRARY_PATTERNS)
 
 
 def detect_library_platform(header: bytes) -> str:
@@ -77,12 +88,20 @@ def host_platform() -> str:
     return f"{os_name}-{cpu}"
 
 
-def library_filename(name: str, platform: str | None = None) -> str:
-    """The library file VT Code looks for: ``lib<name>.so`` / ``.dylib`` / ``<name>.dll``."""
+def library_names(name: str, platform: str | None = None) -> tuple[str, ...]:
+    """The library files VT Code looks for on ``platform`` (this host's by default), in its
+    order: ``lib<name>.so`` then ``<name>.so``; ``.dylib`` alike; ``<name>.dll`` then
+    ``lib<name>.dll``."""
     os_name = (platform or host_platform()).split("-", 1)[0]
-    return _LIBRARY_PATTERNS.get(os_name, "lib{}.so").format(name)
+    patterns = _LIBRARY_PATTERNS.get(os_name, _LIBRARY_PATTERNS["linux"])
+    return tuple(p.format(name) for p in patterns)
+
+
+def library_filename(name: str, platform: str | None = None) -> str:
+    """The library file VT Code looks for first: ``lib<name>.so`` / ``.dylib`` / ``<name>.dll``."""
+    return library_names(name, platform)[0]
 
 
 def library_candidates(name: str) -> tuple[str, ...]:
     """Every file name a library of plugin ``name`` may have, on any platform."""
-    return tuple(pattern.format(name) for pattern in _LIBRARY_PATTERNS.values())
+    return tuple(p.format(name) for patterns in _LIBRARY_PATTERNS.values() for p in patterns)

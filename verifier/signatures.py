@@ -6,8 +6,9 @@ nothing unauthenticated is trusted:
 
 1. parse the envelope and check ``payloadType``;
 2. check every signature over ``PAE(payloadType, payload)`` against the
-   trusted keys (the envelope's keyid is only a hint), count each key once,
-   and only then parse the payload as a statement;
+   trusted keys (the envelope's keyid is only a hint of which to try first;
+   a signature no trusted key can check does not count), count each key
+   once, and only then parse the payload as a statement;
 3. drop signers whose key is revoked, expired or out of scope for the
    plugin's name, and require ``threshold`` distinct keys;
 4. check expiry, then that the directory holds exactly the signed files
@@ -50,7 +51,7 @@ from .errors import (
 from .keys import PublicKey
 from .layout import MANIFEST_FILE, SIGNATURE_FILE
 from .manifest import PluginManifest, parse_manifest
-from .platforms import detect_library_platform, library_filename
+from .platforms import detect_library_platform, library_names
 from .tree import PluginTree, capture, file_set_error, read_signature, size_error
 from .trust import TrustedKey, TrustState
 
@@ -322,18 +323,16 @@ def _match_signatures(
     results: list[_Match] = []
     for entry in envelope.signatures:
         signature = entry.signature_bytes()
-        # The keyid is an unauthenticated hint: try the key it names first, then
-        # every other trusted key, and let only the cryptography decide.
+        # DSSE: the keyid "MUST NOT be used for security decisions". It only says
+        # which key to try first; then every other trusted key is tried, and only
+        # the cryptography decides (each key still counts once: see _tally). A
+        # signature that no trusted key can check (another algorithm, say) does
+        # not count, and refuses nothing.
         hinted = trusted.get(entry.keyid)
         candidates = [hinted] if hinted else []
         candidates += [k for k in trusted.values() if k is not hinted]
         key = next((k for k in candidates if k.key.verify(signature, message)), None)
-        if key is not None and entry.keyid and entry.keyid != key.keyid:
-            # A hint that names another key is not trusted for anything, but an
-            # envelope contradicting itself is refused rather than half-believed.
-            status = f"keyid does not match the key that signed ({key.keyid[:16]})"
-            results.append((entry.keyid, None, status, "bad-signature"))
-        elif key is not None:
+        if key is not None:
             results.append((entry.keyid, key, "valid", None))
         elif hinted is not None:
             results.append((entry.keyid, None, "bad signature", "bad-signature"))
@@ -411,10 +410,11 @@ def _check_consistent(
             raise FormatError(
                 f"the signature says {field_name} {signed!r} but {MANIFEST_FILE} says {found!r}"
             )
-    expected = library_filename(predicate.name, predicate.platform)
-    if predicate.library != expected:
+    expected = library_names(predicate.name, predicate.platform)
+    if predicate.library not in expected:
         raise FormatError(
-            f"signed library is {predicate.library!r}; {predicate.platform} expects {expected!r}"
+            f"signed library is {predicate.library!r}; {predicate.platform} expects "
+            + " or ".join(map(repr, expected))
         )
     library = tree.files.get(predicate.library)
     if library is None:

@@ -32,10 +32,11 @@ from .keyrefs import Signer
 from .layout import MANIFEST_FILE, MAX_SIGNATURE_BYTES, SIGNATURE_FILE
 from .manifest import PluginManifest, parse_manifest
 from .platforms import (
+    LIBRARY_FAMILIES,
     UNKNOWN_PLATFORM,
     detect_library_platform,
     library_candidates,
-    library_filename,
+    library_names,
 )
 from .signatures import check_tree, content_digest
 from .tree import PluginTree
@@ -56,22 +57,35 @@ class SignResult:
 
 
 def _find_library(tree: PluginTree, name: str) -> tuple[str, str]:
-    found = [c for c in library_candidates(name) if c in tree.files]
+    """The library VT Code would load (the first of its names present), and its platform."""
+    found = {
+        family: next(n for n in names if n in tree.files)
+        for family, names in _names_by_family(name).items()
+        if any(n in tree.files for n in names)
+    }
     if len(found) != 1:
         expected = " or ".join(library_candidates(name))
-        raise FormatError(
-            f"expected exactly one library named {expected} in {tree.root}, found {len(found)}"
-        )
-    library = found[0]
+        if found:
+            raise FormatError(
+                f"libraries for several platforms ({', '.join(found.values())}) in {tree.root}: "
+                "sign one plugin directory per platform"
+            )
+        raise FormatError(f"expected a library named {expected} in {tree.root}, found none")
+    [library] = found.values()
     platform = detect_library_platform(tree.files[library].head)
     if platform == UNKNOWN_PLATFORM:
         raise FormatError(f"{library} is not a shared library for a known platform")
-    if library != library_filename(name, platform):
+    if library not in library_names(name, platform):
         raise FormatError(
             f"{library} is a {platform} library; that platform expects "
-            f"{library_filename(name, platform)}"
+            f"{' or '.join(library_names(name, platform))}"
         )
     return library, platform
+
+
+def _names_by_family(name: str) -> dict[str, tuple[str, ...]]:
+    """Each OS family's library names for plugin ``name``, in VT Code's order."""
+    return {os_name: library_names(name, f"{os_name}-any") for os_name in LIBRARY_FAMILIES}
 
 
 def sign(

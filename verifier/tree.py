@@ -53,6 +53,7 @@ __all__ = [
     "Sink",
     "capture",
     "claimed_lengths",
+    "copy_signed",
     "file_set_error",
     "read_signature",
     "size_error",
@@ -606,6 +607,45 @@ def capture(
         algorithms=frozenset(algorithms),
         expected=dict(expect) if expect is not None else None,
     )
+
+
+def copy_signed(
+    dir_fd: int, rel: str, *, length: int, digests: Mapping[str, str], sink: Sink
+) -> None:
+    """Copy the signed file ``rel`` (under the directory open at ``dir_fd``) into ``sink``,
+    hashing exactly the bytes copied: afterwards the sink holds the signed bytes, or this
+    raised. For a file the capture hashed but did not keep (a library's dependency, once
+    the library says it needs it); each path component is opened without following
+    symlinks, and no more than ``length`` bytes are read.
+
+    Raises:
+        ContentError: the file's length or bytes are no longer what was signed.
+        UnsafeFileError: a component is not a plain directory or file (any more).
+    """
+    *parents, name = rel.split("/")
+    opened: list[int] = []
+    try:
+        at = dir_fd
+        for part in parents:
+            at = os.open(part, _DIR_FLAGS | os.O_NOFOLLOW, dir_fd=at)
+            opened.append(at)
+        fd = os.open(name, _FILE_FLAGS, dir_fd=at)
+        opened.append(fd)
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise _refuse_special(rel, info.st_mode)
+        if info.st_size != length:
+            raise size_error(rel, info.st_size, length)
+        hashing = _Hashing(tuple(digests), sink, keep_head=False)
+        _hash_simple(fd, hashing, length)
+        _check_no_more(fd, hashing, rel)
+    except OSError as e:
+        raise UnsafeFileError(f"{rel} changed after it was verified ({e.strerror})") from e
+    finally:
+        for fd in reversed(opened):
+            os.close(fd)
+    if hashing.size != length or hashing.digests() != dict(digests):
+        raise ContentError(f"{rel} changed after it was verified")
 
 
 class PendingCapture:

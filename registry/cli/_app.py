@@ -16,7 +16,7 @@ import functools
 import json
 import sys
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec
 
@@ -44,6 +44,10 @@ EXIT_OK = 0
 EXIT_REFUSED = 1
 EXIT_USAGE = 2
 EXIT_UNDECIDED = 3
+
+JSON_SCHEMA = 1
+"""The version of the ``--json`` documents (docs/json.md): raised when a field changes meaning
+or goes away; new fields may appear within a version."""
 
 P = ParamSpec("P")
 
@@ -77,6 +81,8 @@ class Report:
     text: str
     exit_code: int = EXIT_OK
     warnings: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # status lines for people, on stderr
+    printed: bool = False  # the command wrote its JSON itself (streamed): only warnings left
 
 
 def exit_code_for(error: BaseException) -> int:
@@ -95,12 +101,46 @@ def _emit_json(document: dict[str, Any]) -> None:
     click.echo(json.dumps(document, indent=2, sort_keys=False))
 
 
+def json_head(ok: bool) -> dict[str, Any]:
+    """The fields every ``--json`` document starts with."""
+    return {"ok": ok, "schema": JSON_SCHEMA}
+
+
+def stream_json(
+    key: str, items: Iterable[dict[str, Any]], tail: Callable[[], dict[str, Any]]
+) -> None:
+    """One JSON document on stdout, ``key``'s list written an item at a time (constant
+    memory), then the fields ``tail()`` returns once the list is done."""
+    out = sys.stdout
+    head = json.dumps(json_head(True), indent=2)[:-2]  # without its closing "\n}"
+    out.write(f"{head},\n  {json.dumps(key)}: [")
+    for count, item in enumerate(items):
+        out.write(("," if count else "") + "\n    " + json.dumps(item))
+    rest = tail()
+    out.write("\n  ]" + ("," + json.dumps(rest, indent=2)[1:-2] if rest else "") + "\n}\n")
+    out.flush()
+
+
+def _error_type(error: BaseException) -> str:
+    """A stable name for the kind of error: vtreg's own class, never a click class."""
+    if isinstance(error, click.UsageError | click.BadParameter):
+        return "UsageError"
+    if isinstance(error, VtregError):
+        return type(error).__name__
+    return "VtregError"
+
+
 def emit_report(report: Report, settings: Settings) -> None:
-    """Print a command's warnings on stderr and its report on stdout (JSON with --json)."""
+    """Print a command's notes and warnings on stderr and its report on stdout (JSON with
+    --json), so that stdout holds only the result."""
+    for note in report.notes:
+        click.echo(f"vtreg: {printable(note)}", err=True)
     for warning in report.warnings:
         click.echo(f"vtreg: warning: {printable(warning)}", err=True)
+    if report.printed:
+        return
     if settings.json:
-        _emit_json({"ok": report.exit_code == EXIT_OK, **report.data})
+        _emit_json({**json_head(report.exit_code == EXIT_OK), **report.data})
     elif report.text:
         click.echo(report.text)
 
@@ -112,19 +152,37 @@ def emit_error(error: BaseException, code: int, settings: Settings) -> None:
     category = _CATEGORY.get(code, "undecided")
     if settings.verbose:
         traceback.print_exception(error, file=sys.stderr)
+    label = {"refused": "refused", "usage": "usage error"}.get(category, "error")
+    # The line first: it still reaches a person when nobody reads stdout any more.
+    click.echo(f"vtreg: {label}: {message}", err=True)
     if settings.json:
-        detail = {"category": category, "type": type(error).__name__, "message": message}
+        detail = {"category": category, "type": _error_type(error), "message": message}
         if isinstance(error, VerificationError):
             detail["code"] = error.code  # stable and machine-readable: docs/codes.md
-        _emit_json({"ok": False, "error": detail, "exit_code": code})
-    label = {"refused": "refused", "usage": "usage error"}.get(category, "error")
-    click.echo(f"vtreg: {label}: {message}", err=True)
+        _emit_json({**json_head(False), "error": detail, "exit_code": code})
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+_ENVIRONMENT = """\b
+Environment:
+  VTREG_HOME           where the default SQLite registry lives (registry.db)
+  VTREG_DATABASE_URL   the registry's database URL or SQLite path (as --db)
+  VTREG_PASSPHRASE     the passphrase of a private key (else --passphrase-file or a prompt)
+  VTREG_ACTOR          who is acting, as the audit log records it (default: user@host)
+  VTREG_LOCK_TIMEOUT   seconds to wait for a registry lock (default 60)
+"""
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]}, epilog=_ENVIRONMENT)
 @click.option("--json", "as_json", is_flag=True, help="Print exactly one JSON document on stdout.")
 @click.option("--verbose", is_flag=True, help="Show a traceback with any error.")
-@click.version_option(package_name="vtreg", prog_name="vtreg")
+@click.option(
+    "--version",
+    is_flag=True,
+    expose_value=False,
+    is_eager=True,
+    callback=lambda ctx, _param, value: _print_version(ctx) if value else None,
+    help="Show the version and exit.",
+)
 @click.pass_obj
 def cli(settings: Settings, as_json: bool, verbose: bool) -> None:
     """vtreg: sign, trust and verify VT Code native plugins.
@@ -133,6 +191,19 @@ def cli(settings: Settings, as_json: bool, verbose: bool) -> None:
     """
     settings.json |= as_json
     settings.verbose |= verbose
+
+
+def _print_version(ctx: click.Context) -> None:
+    """``vtreg --version`` (with --json: a document with the version and the JSON schema)."""
+    from importlib.metadata import version
+
+    settings = ctx.ensure_object(Settings)
+    number = version("vtreg")
+    if settings.json:
+        _emit_json({**json_head(True), "version": number})
+    else:
+        click.echo(f"vtreg, version {number}")
+    ctx.exit(EXIT_OK)
 
 
 def vtreg_command(

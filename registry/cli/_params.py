@@ -19,6 +19,7 @@ __all__ = [
     "NAME",
     "NEW_PASSPHRASE_ENV",
     "PAST_TIME",
+    "STDIN_NAMES",
     "TIME",
     "TIME_OR_DURATION",
     "PassphraseSource",
@@ -31,7 +32,7 @@ __all__ = [
 PASSPHRASE_ENV = "VTREG_PASSPHRASE"  # noqa: S105 - the variable's name, not a secret
 NEW_PASSPHRASE_ENV = "VTREG_NEW_PASSPHRASE"  # noqa: S105 - likewise
 _MAX_PASSPHRASE_FILE = 4096
-_STDIN = ("-", "/dev/stdin")
+STDIN_NAMES = ("-", "/dev/stdin")  # --passphrase-file names for standard input
 _DURATION = re.compile(r"(\d+)([smhdwy])")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400, "y": 365 * 86400}
 _NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,63}")
@@ -174,8 +175,8 @@ class PassphraseSource:
 
     @staticmethod
     def _from_file(path: str) -> bytes:
-        what = "passphrase on standard input" if path in _STDIN else f"passphrase file {path}"
-        if path in _STDIN:
+        what = "passphrase on standard input" if path in STDIN_NAMES else f"passphrase file {path}"
+        if path in STDIN_NAMES:
             data = sys.stdin.buffer.read(_MAX_PASSPHRASE_FILE + 1)
             if len(data) > _MAX_PASSPHRASE_FILE:
                 raise PassphraseError(f"{what}: more than {_MAX_PASSPHRASE_FILE:,} bytes")

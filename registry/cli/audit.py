@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import csv
-import io
 import json
 import re
+import sys
+from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Unpack
 
 import click
 
-from ._app import EXIT_REFUSED, Report, Settings, cli, emit_report, vtreg_command
+from ._app import EXIT_REFUSED, Report, Settings, cli, emit_report, stream_json, vtreg_command
 from ._params import PAST_TIME
 from .trust import _table, _when, db_option, open_registry
 
@@ -19,19 +20,43 @@ if TYPE_CHECKING:
 
 __all__ = ["audit_group"]
 
-ACTIONS = ("key.add", "key.revoke", "plugin.trust", "plugin.revoke", "plugin.verify", "plugin.load")
+ACTIONS = (
+    "key.add",
+    "key.set",
+    "key.revoke",
+    "plugin.trust",
+    "plugin.untrust",
+    "plugin.revoke",
+    "plugin.verify",
+    "plugin.load",
+)
 OUTCOMES = ("ok", "allowed", "refused", "error")
-_HEADERS = ["SEQ", "AT", "ACTION", "OUTCOME", "PLUGIN", "KEYS", "ACTOR", "REASON"]
+PAGE = 50  # events shown on a terminal without --limit
+_HEADERS = ["SEQ", "AT", "ACTION", "OUTCOME", "PLUGIN", "DIGEST", "KEYS", "ACTOR", "REASON"]
 
 
 @cli.group("audit", invoke_without_command=True)
-@click.option("--plugin", metavar="NAME", help="Events about this plugin name.")
-@click.option("--key", "key", metavar="KEYID", help="Events involving this key (id or prefix).")
+@click.option(
+    "--plugin", metavar="NAME", help="Events about this plugin name (or glob: 'hello-*')."
+)
+@click.option("--key", "key", metavar="KEYID", help="Events involving this key (id, prefix, name).")
 @click.option("--action", type=click.Choice(ACTIONS), help="Only this action.")
 @click.option("--outcome", type=click.Choice(OUTCOMES), help="Only this outcome.")
+@click.option("--actor", metavar="WHO", help="Only events recorded by this actor ($VTREG_ACTOR).")
+@click.option("--digest", metavar="DIGEST", help="Events about this content (digest or prefix).")
 @click.option("--since", type=PAST_TIME, help="From this time on (date/time, or 24h, 7d ago).")
 @click.option("--until", type=PAST_TIME, help="Before this time (date/time, or 24h, 7d ago).")
-@click.option("--limit", type=click.IntRange(1, 100_000), default=50, show_default=True)
+@click.option(
+    "--after",
+    type=click.IntRange(min=1),
+    metavar="SEQ",
+    help="Continue after event SEQ (older ones only): the `next` of a truncated answer.",
+)
+@click.option(
+    "--limit",
+    type=click.IntRange(min=1),
+    help=f"At most this many events (default: all; {PAGE} on a terminal).",
+)
 @click.option("--csv", "as_csv", is_flag=True, help="Print CSV instead of a table.")
 @click.option("--json", "as_json", is_flag=True, help="Print exactly one JSON document on stdout.")
 @click.option("--verbose", is_flag=True, help="Show a traceback with any error.")
@@ -46,7 +71,13 @@ def audit_group(
     db_url: str | None,
     **filters: Unpack[QueryFilters],
 ) -> None:
-    """Show audit events, newest first (filters combine). See also `vtreg audit verify`."""
+    """Show audit events, newest first (filters combine). See also `vtreg audit verify`.
+
+    With --json, --csv or output that is not a terminal, every matching event
+    is printed unless --limit is given; on a terminal, a page of 50, and
+    stderr says how many more there are. A truncated answer names the event
+    to continue --after (`next` in JSON).
+    """
     settings = ctx.ensure_object(Settings)
     settings.json |= as_json
     settings.verbose |= verbose
@@ -57,13 +88,47 @@ def audit_group(
 
     if as_csv and settings.json:
         raise UsageError("--csv and --json are alternatives")
+    paged = filters.get("limit") is None and not (as_csv or settings.json) and _on_terminal()
+    limit = PAGE if paged else filters.get("limit")
     with open_registry(db_url) as registry:
         filters["keyid"] = registry.resolve_keyid(key) if key else None
-        events = registry.audit_events(**filters)
-    if as_csv:
-        click.echo(_csv(events), nl=False)
-        return
-    emit_report(_report(events), settings)
+        unlimited: QueryFilters = {**filters, "limit": None}
+        with registry.audit_stream(**unlimited) as (events, remaining):
+            page = _Page(events, limit)
+            if as_csv:
+                _write_csv(page)
+            elif settings.json:
+                _write_json(page)
+            else:
+                emit_report(_report(list(page)), settings)
+            more = remaining(page.last) if page.truncated and page.last is not None else 0
+    if page.truncated and not settings.json:
+        click.echo(
+            f"vtreg: {more} more event{'s' if more != 1 else ''}: continue with "
+            f"--after {page.last}, or give --limit",
+            err=True,
+        )
+
+
+def _on_terminal() -> bool:
+    return sys.stdout.isatty()
+
+
+class _Page:
+    """At most ``limit`` events of a stream (None: all), and whether more were left."""
+
+    def __init__(self, events: Iterator[AuditRecord], limit: int | None) -> None:
+        self._events, self._limit = events, limit
+        self.truncated = False
+        self.last: int | None = None
+
+    def __iter__(self) -> Iterator[AuditRecord]:
+        for count, event in enumerate(self._events):
+            if self._limit is not None and count == self._limit:
+                self.truncated = True
+                return
+            self.last = event.seq
+            yield event
 
 
 # A cell a spreadsheet would read as a formula (OWASP, "CSV injection").
@@ -77,10 +142,11 @@ def _cell(value: object) -> object:
     return value
 
 
-def _csv(events: list[AuditRecord]) -> str:
+def _write_csv(events: Iterable[AuditRecord]) -> None:
+    """The events as CSV on stdout, one row at a time."""
     from vtreg.verifier.audit_event import JSON_FIELDS
 
-    out = io.StringIO()
+    out = sys.stdout
     # CRLF, as RFC 4180 says: a CR inside a cell is then quoted, never a row break.
     writer = csv.DictWriter(out, fieldnames=JSON_FIELDS, lineterminator="\r\n")
     writer.writeheader()
@@ -89,10 +155,22 @@ def _csv(events: list[AuditRecord]) -> str:
         row["keyids"] = " ".join(row["keyids"])
         row["details"] = json.dumps(row["details"], sort_keys=True)
         writer.writerow({name: _cell(value) for name, value in row.items()})
-    return out.getvalue()
+    out.flush()
+
+
+def _write_json(page: _Page) -> None:
+    """One JSON document on stdout, written an event at a time (the same document
+    :func:`emit_report` would print, with ``truncated`` and ``next``)."""
+    stream_json(
+        "events",
+        (event.to_json() for event in page),
+        lambda: {"truncated": page.truncated, "next": page.last if page.truncated else None},
+    )
 
 
 def _report(events: list[AuditRecord]) -> Report:
+    from vtreg.registry.records import short_digest
+
     rows = [
         [
             str(e.seq),
@@ -100,6 +178,7 @@ def _report(events: list[AuditRecord]) -> Report:
             e.action,
             e.outcome,
             f"{e.plugin}@{e.version}" if e.plugin and e.version else (e.plugin or "-"),
+            short_digest(e.digest) if e.digest else "-",
             ",".join(k[:12] for k in e.keyids) or "-",
             e.actor,
             (e.reason or "")[:100],
@@ -107,8 +186,7 @@ def _report(events: list[AuditRecord]) -> Report:
         for e in events
     ]
     return Report(
-        data={"events": [e.to_json() for e in events]},
-        text=_table(_HEADERS, rows) or "no events",
+        data={"events": [e.to_json() for e in events]}, text=_table(_HEADERS, rows) or "no events"
     )
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -52,7 +52,11 @@ class ByteSize(click.ParamType[int, object]):
 @vtreg_command(cli, "run")
 @click.argument("directory")
 @click.option(
-    "--input", "input_json", default="{}", metavar="JSON", help="The context's input object."
+    "--input",
+    "input_json",
+    default="{}",
+    metavar="JSON|@FILE|-",
+    help="The context's input object: JSON, @FILE to read it from FILE, - from stdin.",
 )
 @click.option("--workspace-root", metavar="PATH", help="The context's workspace_root.")
 @click.option(
@@ -123,12 +127,36 @@ def run(
     return _report(plugin, result, isolation)
 
 
+_MAX_INPUT = 16 << 20
+
+
+def _input_text(spec: str) -> str:
+    """--input's JSON: the text itself, ``@FILE``'s content, or stdin's for ``-``."""
+    import sys
+
+    from vtreg.verifier.errors import UsageError
+    from vtreg.verifier.files import read_bounded
+
+    if spec == "-":
+        text = sys.stdin.read(_MAX_INPUT + 1)
+        if len(text) > _MAX_INPUT:
+            raise UsageError(f"--input - is larger than {_MAX_INPUT >> 20} MiB")
+        return text
+    if spec.startswith("@"):
+        data = read_bounded(spec[1:], _MAX_INPUT, f"--input file {spec[1:]}", too_large=UsageError)
+        try:
+            return data.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise UsageError(f"--input file {spec[1:]} is not UTF-8") from e
+    return spec
+
+
 def _context(input_json: str, workspace_root: str | None) -> PluginContext:
     from vtreg.loader import PluginContext
     from vtreg.verifier.errors import UsageError
 
     try:
-        payload = json.loads(input_json)
+        payload = json.loads(_input_text(input_json))
     except ValueError as e:
         raise UsageError(f"--input is not valid JSON: {e}") from e
     if not isinstance(payload, dict):
@@ -138,7 +166,7 @@ def _context(input_json: str, workspace_root: str | None) -> PluginContext:
 
 def _report(plugin: NativePlugin, result: PluginResult, isolation: str) -> Report:
     verified = plugin.verified
-    data = {
+    data: dict[str, Any] = {
         "plugin": {
             "name": verified.name,
             "version": verified.version,
@@ -152,12 +180,13 @@ def _report(plugin: NativePlugin, result: PluginResult, isolation: str) -> Repor
         f"{verified.name} {verified.version}: verified, loaded "
         f"{'in a child process' if plugin.isolated else 'in this process'}, executed"
     )
-    text = f"{header}\n{json.dumps(data['result'], indent=2)}"
+    text = json.dumps(data["result"], indent=2)  # stdout holds the result alone
     if result.success:
-        return Report(data=data, text=text)
+        return Report(data=data, text=text, notes=[header])
+    reason = result.error or "no reason given"
+    failure = f"{verified.name} {verified.version}: the plugin reported failure: {reason}"
+    data["error"] = {"category": "undecided", "type": "PluginCallError", "message": failure}
+    data["exit_code"] = EXIT_UNDECIDED
     return Report(
-        data=data,
-        text=text,
-        exit_code=EXIT_UNDECIDED,
-        warnings=[f"the plugin reported failure: {result.error or 'no reason given'}"],
+        data=data, text=text, exit_code=EXIT_UNDECIDED, notes=[header], warnings=[failure]
     )

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
@@ -14,6 +14,7 @@ from ._app import Report, Settings, cli, vtreg_command
 from ._params import (
     NAME,
     NEW_PASSPHRASE_ENV,
+    STDIN_NAMES,
     TIME_OR_DURATION,
     PassphraseSource,
     ask_pin,
@@ -23,8 +24,11 @@ from ._params import (
 from .trust import key_group
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from vtreg.registry.service import Registry
     from vtreg.verifier.keyrefs import Signer
-    from vtreg.verifier.keys import SigningKey
+    from vtreg.verifier.keys import PublicKey, SigningKey
     from vtreg.verifier.signatures import VerifiedPlugin
     from vtreg.verifier.tree import PendingCapture
 
@@ -107,7 +111,7 @@ def keygen(
 
 
 @vtreg_command(cli)
-@click.argument("directory", type=click.Path())
+@click.argument("directories", nargs=-1, required=True, type=click.Path(), metavar="DIR...")
 @click.option("--key", "key_ref", required=True, metavar="KEYREF", help=_KEYREF_HELP)
 @click.option(
     "--expires",
@@ -122,16 +126,43 @@ def keygen(
 @_passphrase_file
 def sign(
     settings: Settings,
-    directory: str,
+    directories: tuple[str, ...],
     key_ref: str,
     expires: datetime | None,
     fresh: bool,
     passphrase_file: str | None,
 ) -> Report:
-    """Sign a plugin directory, writing (or co-signing) DIRECTORY/plugin.sig."""
+    """Sign plugin directories, writing (or co-signing) DIR/plugin.sig in each.
+
+    Several directories are signed in one process with one passphrase; `-`
+    reads their paths from stdin, one a line.
+    """
+    from ._batch import STDIN, batch, single
+    from ._batch import directories as named
+
+    if STDIN in directories and passphrase_file in STDIN_NAMES:
+        from vtreg.verifier.errors import UsageError
+
+        raise UsageError("stdin can give the directories or the passphrase, not both")
+    names = named(directories)
+
+    def read_key() -> Signer:
+        return _open_signer(key_ref, passphrase_file)
+
+    if single(directories, names):
+        return _sign_one(names[0], read_key, expires, fresh)
+    key = read_key()
+    return batch(names, lambda d: _sign_one(d, lambda: key, expires, fresh), done="signed")
+
+
+def _sign_one(
+    directory: str, read_key: Callable[[], Signer], expires: datetime | None, fresh: bool
+) -> Report:
+    from vtreg.verifier.envelope import parse_envelope, parse_statement
     from vtreg.verifier.files import atomic_write, remove_stale_temporaries
     from vtreg.verifier.layout import SIGNATURE_FILE
     from vtreg.verifier.signing import sign as sign_tree
+    from vtreg.verifier.text import path_text, printable
     from vtreg.verifier.tree import capture
 
     sig_path = Path(directory) / SIGNATURE_FILE
@@ -139,18 +170,31 @@ def sign(
     # (when its parent was not writable) would otherwise be signed as content.
     remove_stale_temporaries(sig_path)
     tree = capture(directory)
-    key = _open_signer(key_ref, passphrase_file)
+    key = read_key()  # after the capture: a bad directory fails before any prompt
     result = sign_tree(tree, key, at=utc_now(), expires=expires, fresh=fresh)
     if not result.already_signed:
         atomic_write(sig_path, result.envelope, 0o644)
     if result.already_signed:
-        what = f"already signed by {key.public_key.short_id}…; {sig_path} unchanged"
+        what = f"already signed by {key.public_key.short_id}; {sig_path} unchanged"
     elif result.cosigned:
         what = f"added a signature to {sig_path} ({result.signatures} signatures)"
+    elif result.replaced and fresh:
+        what = f"signed a fresh statement: replaced {sig_path} (earlier signatures dropped)"
     elif result.replaced:
         what = f"content changed since the last signature: replaced {sig_path}"
     else:
         what = f"wrote {sig_path}"
+    predicate = parse_statement(parse_envelope(result.envelope).payload_bytes()).predicate
+    files = sorted(tree.files)
+    warnings = [
+        f"{path_text(name)} looks like a source or build leftover, and is signed as part "
+        "of the plugin (remove it before signing if it should not ship)"
+        for name in files
+        if _looks_like_leftover(name)
+    ]
+    if result.replaced and not fresh:
+        warnings.append("earlier signatures were dropped because the content changed")
+    signed = f"{predicate.name} {predicate.version} ({predicate.platform})"
     return Report(
         data={
             "signature_file": str(sig_path),
@@ -160,18 +204,31 @@ def sign(
             "cosigned": result.cosigned,
             "replaced": result.replaced,
             "already_signed": result.already_signed,
+            "name": predicate.name,
+            "version": predicate.version,
+            "platform": predicate.platform,
+            "files": [path_text(name) for name in files],
         },
-        text=f"{what}\ncontent {result.content_digest}\nkeyid   {key.keyid}",
-        warnings=(
-            ["earlier signatures were dropped because the content changed"]
-            if result.replaced
-            else []
-        ),
+        text=f"{what}\nsigned  {printable(signed)}: {len(files)} files "
+        f"({printable(', '.join(map(path_text, files)))})"
+        f"\ncontent {result.content_digest}\nkeyid   {key.keyid}",
+        warnings=warnings,
     )
 
 
+# What a build leaves beside the library: sources, objects, editor swap and backup files.
+_LEFTOVERS = ("*.c", "*.h", "*.cc", "*.cpp", "*.o", "*.a", "Makefile", "*.swp", "*~", ".#*")
+
+
+def _looks_like_leftover(path: str) -> bool:
+    import fnmatch
+
+    name = path.rsplit("/", 1)[-1]
+    return any(fnmatch.fnmatchcase(name, pattern) for pattern in _LEFTOVERS)
+
+
 @vtreg_command(cli)
-@click.argument("directory", type=click.Path())
+@click.argument("directories", nargs=-1, required=True, type=click.Path(), metavar="DIR...")
 @click.option(
     "--key",
     "key_files",
@@ -196,40 +253,61 @@ def sign(
 )
 def verify(
     settings: Settings,
-    directory: str,
+    directories: tuple[str, ...],
     key_files: tuple[str, ...],
     threshold: int,
     db_url: str | None,
 ) -> Report:
-    """Verify a plugin directory: offline with --key, else against the registry.
+    """Verify plugin directories: offline with --key, else against the registry.
 
     Against the registry the plugin must be signed by enough trusted, unexpired,
     unrevoked keys whose scope covers it, its content must be trusted and not
     revoked, and it must not be older than the newest trusted version (unless
     pinned). The decision is recorded in the audit log.
+
+    Several directories are verified in one process; `-` reads their paths from
+    stdin, one a line. Then each gets one line (with --json: a result each) and
+    a summary, and the exit code is the worst of theirs.
     """
-    # Hashing started before the imports (registry.cli.main) or starts now,
-    # so that reading a large library overlaps the imports below.
-    pending = settings.take_capture(directory)
-    try:
-        if key_files and db_url:
-            from vtreg.verifier.errors import UsageError
+    from ._batch import batch, single
+    from ._batch import directories as named
 
-            raise UsageError("--key verifies offline; --db verifies against a registry: pick one")
-        if not key_files:
-            return _verify_with_registry(db_url, threshold, directory, pending)
-        return _verify_with_keys(key_files, threshold, directory, pending)
-    finally:
-        pending.cancel()  # a no-op once the result is in
+    names = named(directories)
+    if key_files and db_url:
+        from vtreg.verifier.errors import UsageError
+
+        raise UsageError("--key verifies offline; --db verifies against a registry: pick one")
+    with contextlib.ExitStack() as stack:
+        if key_files:
+            keys = _trusted_keys(key_files, threshold)
+
+            def check(directory: str, pending: PendingCapture | None) -> Report:
+                return _verify_with_keys(keys, threshold, directory, pending)
+        else:
+            from vtreg.registry.service import Registry
+
+            registry = stack.enter_context(Registry.open(db_url, create=False))
+
+            def check(directory: str, pending: PendingCapture | None) -> Report:
+                return _verify_with_registry(registry, threshold, directory, pending)
+
+        if single(directories, names):
+            # Hashing started before the imports (registry.cli.main) or starts now,
+            # so that reading a large library overlaps the imports and the key reads.
+            pending = settings.take_capture(names[0])
+            try:
+                return check(names[0], pending)
+            finally:
+                pending.cancel()  # a no-op once the result is in
+        # Many directories: each is captured when its turn comes (an early capture is a
+        # process of its own, which costs more than it saves on a small plugin).
+        settings.take_capture(names[0]).cancel()
+        return batch(names, lambda directory: check(directory, None), done="verified")
 
 
-def _verify_with_keys(
-    key_files: tuple[str, ...], threshold: int, directory: str, pending: PendingCapture
-) -> Report:
+def _trusted_keys(key_files: tuple[str, ...], threshold: int) -> list[PublicKey]:
     from vtreg.verifier.errors import UsageError
     from vtreg.verifier.keyrefs import read_public_key_ref
-    from vtreg.verifier.signatures import verify, verify_envelope
-    from vtreg.verifier.tree import capture, read_signature
 
     keys = [read_public_key_ref(ref) for ref in key_files]
     distinct = len({k.keyid for k in keys})
@@ -237,30 +315,36 @@ def _verify_with_keys(
         raise UsageError(
             f"threshold {threshold} can never be met with {distinct} distinct --key file(s)"
         )
+    return keys
+
+
+def _verify_with_keys(
+    keys: list[PublicKey], threshold: int, directory: str, pending: PendingCapture | None
+) -> Report:
+    from vtreg.verifier.signatures import verify, verify_envelope
+    from vtreg.verifier.tree import capture, read_signature
+
     at = utc_now()
     # plugin.sig is checked first; the early capture counts only if it read what was signed.
     signature = read_signature(directory)
     signed = verify_envelope(signature, keys, at=at, threshold=threshold)
-    tree = pending.result(signature, signed.expected) or capture(
-        directory, expect=signed.expected, algorithms=signed.algorithms
-    )
+    early = pending.result(signature, signed.expected) if pending is not None else None
+    tree = early or capture(directory, expect=signed.expected, algorithms=signed.algorithms)
     result = verify(tree, keys, at=at, threshold=threshold)
     return _verified_report(result, threshold)
 
 
 def _verify_with_registry(
-    db_url: str | None, threshold: int, directory: str, pending: PendingCapture
+    registry: Registry, threshold: int, directory: str, pending: PendingCapture | None
 ) -> Report:
-    from vtreg.registry.service import Registry
     from vtreg.verifier.envelope import format_time
 
-    with Registry.open(db_url) as registry:
-        at = utc_now()
-        tree = registry.capture_signed(
-            "plugin.verify", directory, at=at, threshold=threshold, pending=pending
-        )
-        result = registry.verify_plugin(tree, at=at, threshold=threshold)
-        record = registry.lookup(result.content_digest)
+    at = utc_now()
+    tree = registry.capture_signed(
+        "plugin.verify", directory, at=at, threshold=threshold, pending=pending
+    )
+    result = registry.verify_plugin(tree, at=at, threshold=threshold)
+    record = registry.lookup(result.content_digest)
     report = _verified_report(result, threshold)
     if record is not None:
         report.text += (

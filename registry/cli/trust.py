@@ -10,14 +10,14 @@ import click
 
 from vtreg.verifier.text import printable
 
-from ._app import Report, Settings, cli, vtreg_command
+from ._app import Report, Settings, cli, stream_json, vtreg_command
 from ._params import NAME, TIME_OR_DURATION, utc_now
 
 if TYPE_CHECKING:
-    from vtreg.registry.records import PluginInfo
+    from vtreg.registry.records import KeyChange, PluginInfo
     from vtreg.registry.service import Registry
 
-__all__ = ["db_option", "open_registry"]
+__all__ = ["confirm", "db_option", "open_registry"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -32,11 +32,39 @@ def db_option(fn: F) -> F:
     )(fn)
 
 
-def open_registry(url: str | None, *, upgrade: bool = False) -> Registry:
-    """The registry at ``url`` (default: the environment's), importing SQLAlchemy only now."""
+def open_registry(url: str | None, *, upgrade: bool = False, create: bool = False) -> Registry:
+    """The registry at ``url`` (default: the environment's), importing SQLAlchemy only now.
+
+    Only commands that write trust (``key add``, ``trust``, ``db upgrade``)
+    pass ``create``: any other command run against a mistyped URL says there is
+    no registry there instead of showing a new, empty one.
+    """
     from vtreg.registry.service import Registry
 
-    return Registry.open(url, upgrade=upgrade)
+    return Registry.open(url, upgrade=upgrade, create=create)
+
+
+def confirm(settings: Settings, yes: bool, question: str) -> None:
+    """Ask ``question`` on a terminal unless ``--yes``; elsewhere (a script) go ahead.
+
+    Raises:
+        VtregError: the answer was no (nothing was done).
+    """
+    import sys
+
+    from vtreg.verifier.errors import VtregError
+
+    if yes or not sys.stdin.isatty():
+        return
+    if not click.confirm(printable(question), default=False, err=True):
+        raise VtregError("not confirmed: nothing was changed")
+
+
+def _yes_and_dry_run(fn: F) -> F:
+    fn = click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")(fn)
+    return click.option("--dry-run", is_flag=True, help="Show what would change; change nothing.")(
+        fn
+    )
 
 
 def _short(keyid: str) -> str:
@@ -64,7 +92,7 @@ def _when(value: datetime | None) -> str:
 
 @cli.group("key")
 def key_group() -> None:
-    """Trust, list and revoke publisher keys."""
+    """Trust, list, change and revoke publisher keys."""
 
 
 @vtreg_command(key_group, "add")
@@ -91,14 +119,14 @@ def key_add(
     from vtreg.verifier.keys import read_public_key_file
 
     public = read_public_key_file(pubfile)
-    with open_registry(db_url) as registry:
+    with open_registry(db_url, create=True) as registry:
         info, added = registry.add_key(public, name=name, scopes=scopes, expires=expires)
     verb = "trusted" if added else "already trusted:"
     warnings = []
     if not added and expires is not None and expires != info.expires_at:
         warnings.append(
             f"key {_short(info.keyid)} keeps its expiry ({info.expires_text}): adding it again "
-            "does not change it"
+            "does not change it (`vtreg key set --expires` does)"
         )
     return Report(
         data={"added": added, "key": info.to_json(utc_now())},
@@ -133,24 +161,93 @@ def key_list(settings: Settings, db_url: str | None) -> Report:
 @vtreg_command(key_group, "revoke")
 @click.argument("keyid")
 @click.option("--reason", required=True, help="Why (recorded in the audit log).")
+@_yes_and_dry_run
 @db_option
-def key_revoke(settings: Settings, keyid: str, reason: str, db_url: str | None) -> Report:
-    """Revoke a key: its signatures stop counting, for every plugin, from now on."""
+def key_revoke(
+    settings: Settings, keyid: str, reason: str, yes: bool, dry_run: bool, db_url: str | None
+) -> Report:
+    """Revoke a key: its signatures stop counting, for every plugin, from now on (final).
+
+    KEYID is a key id, a unique prefix of 8 or more hex digits, or a key's name.
+    """
     with open_registry(db_url) as registry:
-        info, revoked = registry.revoke_key(keyid, reason)
-        signed = registry.plugins(signed_by=info.keyid, revoked=False)
-    affected = ", ".join(f"{p.name}@{p.version}" for p in signed) or "none"
-    text = (
-        f"revoked key {_short(info.keyid)} ({info.name}): {reason}\n"
-        f"trusted plugins it signed (now valid only with enough other signers): {affected}"
-        if revoked
-        else f"key {_short(info.keyid)} was already revoked at {_when(info.revoked_at)}"
-    )
+        keyid = registry.resolve_keyid(keyid)
+        if not dry_run:
+            preview = registry.revoke_key(keyid, reason, dry_run=True)
+            if preview.changed:
+                confirm(
+                    settings,
+                    yes,
+                    f"Revoke key {_short(keyid)} ({preview.key.name}) for good? "
+                    f"{_count(preview.unloadable, 'trusted plugin')} would stop loading",
+                )
+        change = registry.revoke_key(keyid, reason, dry_run=dry_run)
+        signed = registry.plugins(signed_by=change.key.keyid, revoked=False)
+    info = change.key
     return Report(
         data={
-            "revoked": revoked,
+            "revoked": change.changed and not dry_run,
+            "dry_run": dry_run,
             "key": info.to_json(utc_now()),
             "signed": [p.to_json() for p in signed],
+            "unloadable": [p.to_json() for p in change.unloadable],
+        },
+        text=_key_revoke_text(change, signed, reason, dry_run),
+    )
+
+
+def _key_revoke_text(
+    change: KeyChange, signed: list[PluginInfo], reason: str, dry_run: bool
+) -> str:
+    info = change.key
+    if not change.changed:
+        return f"key {_short(info.keyid)} was already revoked at {_when(info.revoked_at)}"
+    verb = "would revoke" if dry_run else "revoked"
+    return (
+        f"{verb} key {_short(info.keyid)} ({info.name}): {reason}\n"
+        f"trusted plugins it signed: {_labels(signed)}\n"
+        f"{'would stop' if dry_run else 'stopped'} loading (too few other signers): "
+        f"{_labels(change.unloadable)}"
+    )
+
+
+@vtreg_command(key_group, "set")
+@click.argument("keyid")
+@click.option("--expires", type=TIME_OR_DURATION, help="New end of trust in the key (date or 1y).")
+@click.option("--no-expiry", is_flag=True, help="Trust the key with no end date.")
+@click.option(
+    "--scope",
+    "scopes",
+    multiple=True,
+    metavar="GLOB",
+    help="Plugin names the key may sign, replacing its scope (repeatable); '*' for any.",
+)
+@db_option
+def key_set(
+    settings: Settings,
+    keyid: str,
+    expires: datetime | None,
+    no_expiry: bool,
+    scopes: tuple[str, ...],
+    db_url: str | None,
+) -> Report:
+    """Change a trusted key's expiry or scope (audited). A revoked key stays revoked."""
+    new_scopes = None if not scopes else [] if scopes == ("*",) else list(scopes)
+    with open_registry(db_url) as registry:
+        change = registry.set_key(keyid, expires=expires, no_expiry=no_expiry, scopes=new_scopes)
+    info = change.key
+    what = "changed" if change.changed else "unchanged:"
+    text = (
+        f"{what} key {_short(info.keyid)} ({info.name}); may sign {info.may_sign}; "
+        f"expires {info.expires_text}"
+    )
+    if change.unloadable:
+        text += f"\nstopped loading: {_labels(change.unloadable)}"
+    return Report(
+        data={
+            "changed": change.changed,
+            "key": info.to_json(utc_now()),
+            "unloadable": [p.to_json() for p in change.unloadable],
         },
         text=text,
     )
@@ -160,7 +257,7 @@ def key_revoke(settings: Settings, keyid: str, reason: str, db_url: str | None) 
 
 
 @vtreg_command(cli, "trust")
-@click.argument("directory")
+@click.argument("directories", nargs=-1, required=True, metavar="DIR...")
 @click.option(
     "--threshold",
     type=click.IntRange(min=1),
@@ -171,17 +268,62 @@ def key_revoke(settings: Settings, keyid: str, reason: str, db_url: str | None) 
 @click.option(
     "--pin", is_flag=True, help="Allow this version even when a newer one is trusted (no rollback)."
 )
+@click.option(
+    "--replace",
+    is_flag=True,
+    help="Stop trusting another content of this same version (audited).",
+)
 @db_option
 def trust(
-    settings: Settings, directory: str, threshold: int, pin: bool, db_url: str | None
+    settings: Settings,
+    directories: tuple[str, ...],
+    threshold: int,
+    pin: bool,
+    replace: bool,
+    db_url: str | None,
 ) -> Report:
-    """Verify DIRECTORY against the registry's keys and trust its exact content."""
-    with open_registry(db_url) as registry:
+    """Verify each plugin DIR against the registry's keys and trust its exact content.
+
+    A DIR may also be a plugin.sig file alone: its signed statement pins every
+    file's digest, so the plugin's files are not needed to trust it (each load
+    checks them). Several directories are trusted in one process; `-` reads their paths from stdin,
+    one a line. Then each gets one line (with --json: a result each) and a summary.
+    """
+    from ._batch import batch, single
+    from ._batch import directories as named
+
+    names = named(directories)
+    with open_registry(db_url, create=True) as registry:
+
+        def one(directory: str) -> Report:
+            return _trust_one(registry, directory, threshold, pin, replace)
+
+        if single(directories, names):
+            return one(names[0])
+        return batch(names, one, done="trusted")
+
+
+def _trust_one(
+    registry: Registry, directory: str, threshold: int, pin: bool, replace: bool
+) -> Report:
+    from pathlib import Path
+
+    if Path(directory).is_file():  # a plugin.sig alone: its statement pins every file
+        from vtreg.verifier.files import read_bounded
+        from vtreg.verifier.layout import MAX_SIGNATURE_BYTES
+
+        envelope = read_bounded(directory, MAX_SIGNATURE_BYTES, f"signature file {directory}")
+        result = registry.trust_signature(
+            envelope, path=directory, threshold=threshold, pin=pin, replace=replace
+        )
+    else:
         tree = registry.capture_signed("plugin.trust", directory, at=utc_now(), threshold=threshold)
-        result = registry.trust(tree, threshold=threshold, pin=pin)
+        result = registry.trust(tree, threshold=threshold, pin=pin, replace=replace)
     info = result.plugin
     if result.created:
         what = f"trusted {info.name} {info.version}"
+    elif result.previous_signers is not None:
+        what = f"trusted {info.name} {info.version} with a newly signed envelope"
     elif result.changed:
         what = f"updated trust in {info.name} {info.version}"
     else:
@@ -192,23 +334,30 @@ def trust(
             f"{info.name} {result.newer} is also trusted: {info.version} will be refused as a "
             "rollback unless pinned (vtreg trust --pin)"
         )
-    signers = ", ".join(_short(k) for k in info.signers)
+    lines = [
+        what,
+        f"  content    {info.content_digest}",
+        f"  signed by  {', '.join(_short(k) for k in info.signers)}",
+    ]
+    if result.previous_signers is not None:
+        lines.append(f"  before     {', '.join(_short(k) for k in result.previous_signers)}")
+    lines += [f"  replaced   {d} (no longer trusted)" for d in result.replaced]
+    lines.append(f"  status     {info.status}")
     return Report(
-        data={"created": result.created, "changed": result.changed, "plugin": info.to_json()},
-        text=f"{what}\n  content    {info.content_digest}\n  signed by  {signers}",
+        data={
+            "created": result.created,
+            "changed": result.changed,
+            "plugin": info.to_json(),
+            "previous_signers": list(result.previous_signers or ()),
+            "replaced": list(result.replaced),
+        },
+        text="\n".join(lines),
         warnings=warnings,
     )
 
 
-@vtreg_command(cli, "revoke")
-@click.argument("target", required=False, metavar="NAME[@VERSION]")
-@click.option("--digest", help="Revoke one exact content digest (sha256:...).")
-@click.option("--reason", required=True, help="Why (recorded in the audit log).")
-@db_option
-def revoke(
-    settings: Settings, target: str | None, digest: str | None, reason: str, db_url: str | None
-) -> Report:
-    """Revoke trusted plugins: every version of NAME, NAME@VERSION, or --digest."""
+def _target(target: str | None, digest: str | None) -> tuple[str | None, str | None]:
+    """NAME[@VERSION] as (name, version); exactly one of it and --digest."""
     from vtreg.verifier.errors import UsageError
 
     if (target is None) == (digest is None):
@@ -217,22 +366,129 @@ def revoke(
     if target is not None and (not name or (at and not version) or "@" in version):
         # "@1.0" must never widen to "every plugin at version 1.0"
         raise UsageError(f"{target!r} is not NAME or NAME@VERSION")
+    return name or None, version or None
+
+
+_target_argument = click.argument("target", required=False, metavar="NAME[@VERSION]")
+_digest_option = click.option(
+    "--digest", help="One exact content digest (sha256:..., or a prefix of 8+ hex digits)."
+)
+
+
+@vtreg_command(cli, "revoke")
+@_target_argument
+@_digest_option
+@click.option("--reason", required=True, help="Why (recorded in the audit log).")
+@_yes_and_dry_run
+@db_option
+def revoke(
+    settings: Settings,
+    target: str | None,
+    digest: str | None,
+    reason: str,
+    yes: bool,
+    dry_run: bool,
+    db_url: str | None,
+) -> Report:
+    """Revoke trusted plugins for good: every version of NAME, NAME@VERSION, or --digest.
+
+    A revoked content can never be trusted again; to stop trusting one without
+    that ban, use `vtreg untrust`. Revoking what is revoked already succeeds.
+    """
+    from vtreg.verifier.errors import NotFoundError
+
+    name, version = _target(target, digest)
     with open_registry(db_url) as registry:
-        revoked = registry.revoke(
-            name=name or None, version=version or None, digest=digest, reason=reason
+        matches = registry.matching(name=name, version=version, digest=digest)
+        if not matches:
+            raise NotFoundError(
+                f"nothing trusted matches {target or digest} (it was never trusted)"
+            )
+        pending = [p for p in matches if p.revoked_at is None]
+        if pending and not dry_run:
+            confirm(settings, yes, f"Revoke for good: {_labels(pending)}?")
+        done = (
+            registry.revoke(name=name, version=version, digest=digest, reason=reason)
+            if pending and not dry_run
+            else []
         )
-    lines = [f"revoked {p.name} {p.version} ({p.content_digest}): {reason}" for p in revoked]
-    return Report(data={"revoked": [p.to_json() for p in revoked]}, text="\n".join(lines))
+    already = [p for p in matches if p.revoked_at is not None]
+    if dry_run:
+        lines = [f"would revoke {p.label}" for p in pending]
+    else:
+        lines = [f"revoked {p.label}: {reason}" for p in done]
+    lines += [f"already revoked: {p.label} at {_when(p.revoked_at)}" for p in already]
+    return Report(
+        data={
+            "dry_run": dry_run,
+            "revoked": [p.to_json() for p in done],
+            "would_revoke": [p.to_json() for p in pending] if dry_run else [],
+            "already_revoked": [p.to_json() for p in already],
+        },
+        text="\n".join(lines),
+    )
+
+
+@vtreg_command(cli, "untrust")
+@_target_argument
+@_digest_option
+@click.option("--reason", required=True, help="Why (recorded in the audit log).")
+@_yes_and_dry_run
+@db_option
+def untrust(
+    settings: Settings,
+    target: str | None,
+    digest: str | None,
+    reason: str,
+    yes: bool,
+    dry_run: bool,
+    db_url: str | None,
+) -> Report:
+    """Stop trusting plugins (NAME, NAME@VERSION or --digest) without banning them.
+
+    Unlike `vtreg revoke`, `vtreg trust` may trust the same content again later.
+    Revoked contents stay revoked.
+    """
+    from vtreg.verifier.errors import NotFoundError
+
+    name, version = _target(target, digest)
+    with open_registry(db_url) as registry:
+        matches = registry.matching(name=name, version=version, digest=digest)
+        pending = [p for p in matches if p.revoked_at is None]
+        if dry_run and not matches:
+            raise NotFoundError(f"nothing trusted matches {target or digest}")
+        if pending and not dry_run:
+            confirm(settings, yes, f"Stop trusting {_labels(pending)}?")
+        done = (
+            pending
+            if dry_run
+            else registry.untrust(name=name, version=version, digest=digest, reason=reason)
+        )
+    verb = "would untrust" if dry_run else "untrusted"
+    return Report(
+        data={"dry_run": dry_run, "untrusted": [p.to_json() for p in done]},
+        text="\n".join(f"{verb} {p.label}: {reason}" for p in done),
+    )
+
+
+def _count(items: tuple[object, ...] | list[PluginInfo], what: str) -> str:
+    return f"{len(items)} {what}" + ("" if len(items) == 1 else "s")
+
+
+def _labels(plugins: tuple[PluginInfo, ...] | list[PluginInfo]) -> str:
+    return ", ".join(p.label for p in plugins) or "none"
 
 
 def _plugin_rows(plugins: list[PluginInfo]) -> list[list[str]]:
+    from vtreg.registry.records import short_digest
+
     return [
         [
             p.name,
             p.version,
-            "revoked" if p.revoked_at else ("pinned" if p.pinned else "trusted"),
-            ",".join(_short(k) for k in p.signers),
-            p.content_digest[:23] + "…",
+            p.status + (" (pinned)" if p.pinned else ""),
+            ",".join(_short(k) for k in p.signers) or "-",
+            short_digest(p.content_digest),
             _when(p.trusted_at),
         ]
         for p in plugins
@@ -243,17 +499,34 @@ _PLUGIN_HEADERS = ["NAME", "VERSION", "STATUS", "SIGNERS", "DIGEST", "TRUSTED"]
 
 
 @vtreg_command(cli, "list")
-@click.option("--signed-by", metavar="KEYID", help="Only plugins this key (id or prefix) signed.")
+@click.option(
+    "--signed-by",
+    metavar="KEYID",
+    help="Only plugins this key (id, prefix or name) signed, now or in an envelope replaced since.",
+)
 @click.option("--revoked", is_flag=True, help="Only revoked plugins.")
 @db_option
 def list_plugins(
     settings: Settings, signed_by: str | None, revoked: bool, db_url: str | None
 ) -> Report:
-    """List trusted plugin versions."""
+    """List trusted plugin versions and whether each would load now.
+
+    STATUS is `loadable`, or the refusal code a load would meet now (for
+    example `key-revoked`, `rollback`, `content-revoked`: docs/codes.md),
+    judged from the envelope last trusted for that content.
+    """
     with open_registry(db_url) as registry:
         keyid = registry.resolve_keyid(signed_by) if signed_by else None
-        plugins = registry.plugins(signed_by=keyid, revoked=True if revoked else None)
+        with registry.plugin_stream(signed_by=keyid, revoked=True if revoked else None) as found:
+            if settings.json:  # read, judged and written in batches: constant memory
+                stream_json("plugins", (p.to_json() for p in found), dict)
+                return Report(data={}, text="", printed=True)
+            plugins = list(found)
     text = _table(_PLUGIN_HEADERS, _plugin_rows(plugins)) or "no plugins"
+    if keyid is not None:
+        former = [p for p in plugins if keyid in p.former_signers]
+        if former:
+            text += f"\nsigned by {_short(keyid)} before a newer envelope: {_labels(former)}"
     return Report(data={"plugins": [p.to_json() for p in plugins]}, text=text)
 
 
@@ -261,7 +534,7 @@ def list_plugins(
 @click.argument("name", type=NAME)
 @db_option
 def show(settings: Settings, name: str, db_url: str | None) -> Report:
-    """Show every trusted version of plugin NAME."""
+    """Show every trusted version of plugin NAME, and whether each would load now."""
     from vtreg.verifier.errors import NotFoundError
 
     with open_registry(db_url) as registry:
@@ -269,19 +542,23 @@ def show(settings: Settings, name: str, db_url: str | None) -> Report:
         names = {k.keyid: k.name for k in registry.list_keys()}
     if not plugins:
         raise NotFoundError(f"no plugin named {name} in the registry")
+
+    def keys(keyids: tuple[str, ...]) -> str:
+        return ", ".join(f"{_short(k)} ({names[k]})" if k in names else _short(k) for k in keyids)
+
     blocks = []
     for p in plugins:
-        signers = ", ".join(
-            f"{_short(k)} ({names[k]})" if k in names else _short(k) for k in p.signers
-        )
         lines = [
             f"{p.name} {p.version}" + (" [revoked]" if p.revoked_at else ""),
+            f"  status     {p.status}",
             f"  content    {p.content_digest}",
             f"  platform   {p.platform}",
-            f"  signed by  {signers} (threshold {p.threshold})",
+            f"  signed by  {keys(p.signers) or '-'} (threshold {p.threshold})",
             f"  trusted    {_when(p.trusted_at)} by {p.trusted_by}"
             + (" (pinned)" if p.pinned else ""),
         ]
+        if p.former_signers:
+            lines.append(f"  earlier    {keys(p.former_signers)}")
         if p.revoked_at:
             lines.append(f"  revoked    {_when(p.revoked_at)}: {p.revoked_reason}")
         blocks.append("\n".join(lines))
@@ -314,3 +591,25 @@ def db_upgrade(settings: Settings, db_url: str | None) -> Report:
         else f"registry {safe_url(url)} upgraded from {found or 'nothing'} to revision {now}"
     )
     return Report(data={"url": safe_url(url), "from": found, "to": now}, text=text)
+
+
+@vtreg_command(db_group, "info")
+@db_option
+def db_info(settings: Settings, db_url: str | None) -> Report:
+    """Which registry this is, its schema revision, what it holds, where the audit log stands."""
+    with open_registry(db_url) as registry:
+        info = registry.info()
+    head = info["audit"]
+    text = "\n".join(
+        [
+            f"registry   {info['url']} ({info['engine']})",
+            f"schema     revision {info['revision']} (this vtreg: {info['head_revision']})",
+            f"keys       {info['keys']['trusted']} trusted, {info['keys']['revoked']} revoked",
+            f"plugins    {info['plugins']['trusted']} trusted, "
+            f"{info['plugins']['revoked']} revoked",
+            f"audit log  {head['events']} events, head {head['head'] or '-'}, "
+            f"last at {head['last_at'] or '-'}",
+            f"actor      {info['actor']}",
+        ]
+    )
+    return Report(data=info, text=text)

@@ -261,3 +261,9 @@ def test_key_passphrase_can_remove_it(tmp_path: Path, passfile: Path) -> None:
         raise AssertionError("asked for a passphrase")
 
     assert read_private_key_file(key, ask).keyid == read_public_key_file(f"{key}.pub").keyid
+
+
+def test_stdin_cannot_give_both_directories_and_passphrase(tmp_path: Path) -> None:
+    key = ssh_keygen(tmp_path, "id_ed25519", "ed25519", "pw")
+    result = invoke_cli("sign", "-", "--key", key, "--passphrase-file", "-")
+    one_line_error(result, 2, "stdin can give the directories or the passphrase, not both")

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import importlib.util
 import os
+import re
 import shutil
 import sqlite3
 from collections.abc import Callable
@@ -53,7 +53,11 @@ def test_compromised_key_investigation(
     ok(invoke_cli("verify", b, env=home))  # bob's signature still stands
     history = ok(invoke_cli("audit", "--key", alice[:12], "--json", env=home)).json()["events"]
 
-    assert "alpha@1.0.0, beta@1.0.0" in revoked.stdout
+    assert re.search(
+        r"trusted plugins it signed: alpha@1.0.0 \(sha256:[0-9a-f]{16}\), beta@1.0.0 "
+        r"\(sha256:[0-9a-f]{16}\)\nstopped loading \(too few other signers\): alpha@1.0.0 ",
+        revoked.stdout,
+    ), revoked.stdout
     assert [p["name"] for p in signed["plugins"]] == ["alpha", "beta"]
     assert [(e["action"], e["outcome"], e["plugin"]) for e in history] == [
         ("plugin.verify", "allowed", "beta"),
@@ -165,6 +169,7 @@ def test_read_only_database_file(tmp_path: Path, keys: Path, plugin_factory: Plu
     [
         pytest.param(["key", "revoke", "deadbeefdeadbeef", "--reason", "x"], 3, "no key deadbeefdeadbeef", id="unknown-keyid"),
         pytest.param(["key", "revoke", "xyz", "--reason", "x"], 2, "is not a key id", id="not-a-keyid"),
+        pytest.param(["key", "revoke", "nosuchname", "--reason", "x"], 3, "no key nosuchname", id="unknown-key-name"),
         pytest.param(["key", "add", "/nonexistent.pub"], 3, "does not exist", id="missing-pubfile"),
         pytest.param(["revoke", "ghost", "--reason", "x"], 3, "nothing trusted matches ghost", id="revoke-nothing"),
         pytest.param(["revoke", "--reason", "x"], 2, "exactly one", id="revoke-no-target"),
@@ -173,6 +178,7 @@ def test_read_only_database_file(tmp_path: Path, keys: Path, plugin_factory: Plu
     ],
 )  # fmt: skip
 def test_bad_operator_input(home: dict[str, str], args: list[str], code: int, pattern: str) -> None:
+    ok(invoke_cli("db", "upgrade", env=home))
     one_line_error(invoke_cli(*args, env=home), code, pattern)
 
 
@@ -185,7 +191,8 @@ def test_failed_commands_write_nothing(home: dict[str, str], keys: Path) -> None
     one_line_error(
         invoke_cli("key", "add", keys / "alice.pub", "--scope", "tool", env=home),
         2,
-        "already trusted as alice, may sign any plugin, expires never; a key's terms are fixed",
+        "already trusted as alice, may sign any plugin, expires never; adding it again does "
+        r"not change them \(`vtreg key set` does\)",
     )
     again = ok(invoke_cli("key", "add", keys / "alice.pub", "--expires", "90d", env=home))
     assert again.stdout.startswith("already trusted: key")
@@ -240,7 +247,8 @@ def test_secrets_in_a_database_url_never_appear(url: str, code: int) -> None:
 @pytest.mark.parametrize(
     ("args", "pattern"),
     [
-        pytest.param(["list", "--db", "mysql://u@127.0.0.1/x"], "its driver is not installed", id="driver-not-installed"),
+        pytest.param(["list", "--db", "mysql://u@127.0.0.1/x"], "unsupported database 'mysql' .* SQLite or PostgreSQL", id="unsupported-engine"),
+        pytest.param(["list", "--db", "oracle+cx_oracle://u@127.0.0.1/x"], "unsupported database 'oracle'", id="unsupported-with-driver"),
         pytest.param(["list", "--db", "postgresql+nosuchdriver://u@127.0.0.1/x"], "invalid database URL", id="no-such-driver"),
         pytest.param(["list", "--db", "postgresql://u@127.0.0.1:5432x/x"], "invalid database URL", id="port-not-a-number"),
         pytest.param(["audit", "--since", "99999-01-01"], "is neither a date/time", id="year-99999"),
@@ -251,8 +259,6 @@ def test_secrets_in_a_database_url_never_appear(url: str, code: int) -> None:
     ],
 )  # fmt: skip
 def test_bad_values_are_usage_errors(home: dict[str, str], args: list[str], pattern: str) -> None:
-    if "mysql://u@127.0.0.1/x" in args and importlib.util.find_spec("MySQLdb") is not None:
-        pytest.skip("MySQLdb is installed here")
     one_line_error(invoke_cli(*args, env=home), 2, pattern)
     one_line_error(invoke_cli(*args, "--json", env=home), 2, pattern)
 
@@ -269,6 +275,7 @@ def test_bad_values_are_usage_errors(home: dict[str, str], args: list[str], patt
 def test_an_actor_the_registry_cannot_record_is_a_usage_error(
     database_url: str, keys: Path, actor: str, pattern: str
 ) -> None:
+    ok(invoke_cli("db", "upgrade", "--db", database_url))
     refused = invoke_cli(
         "key", "add", keys / "alice.pub", "--db", database_url, env={"VTREG_ACTOR": actor}
     )

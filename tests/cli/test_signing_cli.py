@@ -170,8 +170,8 @@ def test_json_errors_are_one_document(plugin_factory: PluginFactory, keys: Path)
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        pytest.param(["--json", "key"], "vtreg key needs a command: add, list, passphrase, pub, revoke", id="group-alone"),
-        pytest.param(["--json", "db"], "vtreg db needs a command: upgrade", id="other-group"),
+        pytest.param(["--json", "key"], "vtreg key needs a command: add, list, passphrase, pub, revoke, set", id="group-alone"),
+        pytest.param(["--json", "db"], "vtreg db needs a command: info, upgrade", id="other-group"),
         pytest.param(["--json", "frobnicate"], "No such command 'frobnicate'.", id="unknown-command"),
     ],
 )  # fmt: skip

@@ -1,10 +1,13 @@
-"""Loader fixtures: a trusted directory, real C plugins built from tests/plugins/variants.c."""
+"""Loader fixtures: a trusted directory, real C plugins built from tests/plugins/variants.c
+and tests/plugins/compat.c."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -89,3 +92,55 @@ def audit_log() -> RecordingAudit:
 @pytest.fixture
 def plugin_loader(trusted: Path, key: SigningKey, audit_log: RecordingAudit) -> PluginLoader:
     return PluginLoader(KeyPolicy([key.public_key]), audit_log, [trusted])
+
+
+Compat = Callable[..., Path]
+
+
+@pytest.fixture
+def compat(trusted: Path, compiler: Compiler, key: SigningKey, now: datetime) -> Compat:
+    """Build, lay out and sign a plugin from compat.c.
+
+    compat(name, version, metadata={...}, result="...", barrier_ms=n, unresolved=True,
+           manifest={...}, drop=("description",), parent=Path)
+    """
+
+    def factory(
+        name: str = "cx",
+        version: str = "1.0.0",
+        *,
+        metadata: dict[str, Any] | None = None,
+        result: str | None = None,
+        barrier_ms: int | None = None,
+        unresolved: bool = False,
+        manifest: dict[str, Any] | None = None,
+        drop: tuple[str, ...] = (),
+        parent: Path | None = None,
+    ) -> Path:
+        defines: dict[str, str] = {}
+        if metadata is not None:
+            defines["METADATA"] = c_string(json.dumps(metadata))
+        if result is not None:
+            defines["RESULT"] = c_string(result)
+        if barrier_ms is not None:
+            defines["BARRIER_WAIT_MS"] = str(barrier_ms)
+        if unresolved:
+            defines["UNRESOLVED"] = "1"
+        plugin = make_plugin(
+            parent or trusted,
+            compiler,
+            name,
+            version,
+            source="compat.c",
+            manifest=manifest,
+            defines=defines,
+        )
+        fields = json.loads((plugin / "plugin.json").read_text())
+        for field in drop:
+            del fields[field]
+        (plugin / "plugin.json").write_text(json.dumps(fields))
+        plugin.chmod(0o755)
+        (plugin / "plugin.sig").write_bytes(sign(capture(plugin), key, at=now).envelope)
+        return plugin
+
+    return factory

@@ -7,11 +7,14 @@ import os
 import shutil
 import subprocess
 import sys
+from datetime import datetime
 from pathlib import Path
 
 from tests.loader.conftest import Build
 from vtreg.loader import KeyPolicy, PluginLoader
 from vtreg.verifier.keys import SigningKey
+from vtreg.verifier.signing import sign
+from vtreg.verifier.tree import capture
 
 # Loads every copy in this process under a small RLIMIT_NOFILE, then discovers
 # them all again; prints what each load gave and what the audit sink was told.
@@ -44,12 +47,16 @@ print(json.dumps({"loads": loads, "audit": Audit.outcomes, "discovered": discove
 
 
 def test_a_host_out_of_descriptors_fails_loads_clearly(
-    build: Build, trusted: Path, key: SigningKey, tmp_path: Path
+    build: Build, trusted: Path, key: SigningKey, tmp_path: Path, now: datetime
 ) -> None:
     original = build("vx")
     for i in range(100):  # more than 128 - 64 - 16 descriptor numbers
-        shutil.copytree(original, trusted / f"copy-{i:03}")
-        (trusted / f"copy-{i:03}").chmod(0o755)
+        copy = trusted / f"copy-{i:03}"
+        shutil.copytree(original, copy)
+        copy.chmod(0o755)
+        # Contents of their own: the same content would share one loaded instance.
+        (copy / "serial.txt").write_text(f"{i}\n")
+        (copy / "plugin.sig").write_bytes(sign(capture(copy), key, at=now).envelope)
     (tmp_path / "key.pub").write_bytes(key.public_key.to_pem())
 
     proc = subprocess.run(

@@ -6,18 +6,15 @@ purpose, docs/vtcode-compatibility.md says so and the test shows that too.
 
 from __future__ import annotations
 
-import json
 import os
 import threading
-from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.helpers import Compiler, c_string, make_plugin
-from tests.loader.conftest import RecordingAudit
+from tests.loader.conftest import Compat, RecordingAudit
 from vtreg.loader import (
     AbiError,
     KeyPolicy,
@@ -26,61 +23,12 @@ from vtreg.loader import (
     PluginContext,
     PluginLoader,
 )
+from vtreg.verifier.errors import FormatError
 from vtreg.verifier.keys import SigningKey
 from vtreg.verifier.signing import sign
 from vtreg.verifier.tree import capture
 
 ISOLATIONS = pytest.mark.parametrize("isolation", ["none", "process"])
-Compat = Callable[..., Path]
-
-
-@pytest.fixture
-def compat(trusted: Path, compiler: Compiler, key: SigningKey, now: datetime) -> Compat:
-    """Build, lay out and sign a plugin from compat.c.
-
-    compat(name, version, metadata={...}, result="...", barrier_ms=n, unresolved=True,
-           manifest={...}, drop=("description",), parent=Path)
-    """
-
-    def factory(
-        name: str = "cx",
-        version: str = "1.0.0",
-        *,
-        metadata: dict[str, Any] | None = None,
-        result: str | None = None,
-        barrier_ms: int | None = None,
-        unresolved: bool = False,
-        manifest: dict[str, Any] | None = None,
-        drop: tuple[str, ...] = (),
-        parent: Path | None = None,
-    ) -> Path:
-        defines: dict[str, str] = {}
-        if metadata is not None:
-            defines["METADATA"] = c_string(json.dumps(metadata))
-        if result is not None:
-            defines["RESULT"] = c_string(result)
-        if barrier_ms is not None:
-            defines["BARRIER_WAIT_MS"] = str(barrier_ms)
-        if unresolved:
-            defines["UNRESOLVED"] = "1"
-        plugin = make_plugin(
-            parent or trusted,
-            compiler,
-            name,
-            version,
-            source="compat.c",
-            manifest=manifest,
-            defines=defines,
-        )
-        fields = json.loads((plugin / "plugin.json").read_text())
-        for field in drop:
-            del fields[field]
-        (plugin / "plugin.json").write_text(json.dumps(fields))
-        plugin.chmod(0o755)
-        (plugin / "plugin.sig").write_bytes(sign(capture(plugin), key, at=now).envelope)
-        return plugin
-
-    return factory
 
 
 def _loader(key: SigningKey, trusted: Path, isolation: str, audit: RecordingAudit) -> PluginLoader:
@@ -322,6 +270,40 @@ def test_a_plugin_json_without_description_loads(
     plugin.close()
     assert plugin.verified.manifest.description is None
     assert plugin.metadata.description == "compat"  # the library's metadata still needs one
+
+
+@ISOLATIONS
+def test_a_library_without_the_lib_prefix_signs_verifies_and_loads(
+    compat: Compat, key: SigningKey, trusted: Path, audit_log: RecordingAudit, now: datetime,
+    isolation: str,
+) -> None:  # fmt: skip
+    # VT Code tries lib<name>.so, then <name>.so.
+    plugin_dir = compat("noprefix", metadata=_metadata("noprefix"))
+    (plugin_dir / "libnoprefix.so").rename(plugin_dir / "noprefix.so")
+    (plugin_dir / "plugin.sig").write_bytes(sign(capture(plugin_dir), key, at=now).envelope)
+    with _loader(key, trusted, isolation, audit_log).load_plugin(plugin_dir) as plugin:
+        assert plugin.verified.library == "noprefix.so"
+        assert plugin.execute().success
+
+
+def test_with_both_names_the_prefixed_library_is_the_one_signed_and_loaded(
+    compat: Compat, key: SigningKey, trusted: Path, audit_log: RecordingAudit, now: datetime
+) -> None:
+    plugin_dir = compat("bothnames", metadata=_metadata("bothnames"))
+    (plugin_dir / "bothnames.so").write_bytes(b"not the library VT Code would load")
+    (plugin_dir / "plugin.sig").write_bytes(sign(capture(plugin_dir), key, at=now).envelope)
+    with _loader(key, trusted, "none", audit_log).load_plugin(plugin_dir) as plugin:
+        assert plugin.verified.library == "libbothnames.so"
+        assert plugin.execute().success
+
+
+def test_libraries_for_several_platforms_are_refused_at_signing_with_the_reason(
+    compat: Compat, key: SigningKey, now: datetime
+) -> None:
+    plugin_dir = compat("twoplatforms", metadata=_metadata("twoplatforms"))
+    (plugin_dir / "libtwoplatforms.dylib").write_bytes(b"\xcf\xfa\xed\xfe" + bytes(60))
+    with pytest.raises(FormatError, match="libraries for several platforms"):
+        sign(capture(plugin_dir), key, at=now)
 
 
 # --- results, parsed as serde_json parses them ---

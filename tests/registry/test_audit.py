@@ -404,7 +404,7 @@ def test_audit_cli_outputs(busy_registry: Registry, database_url: str, key: Sign
 
     assert table.code == 0, table.stderr
     assert table.stdout.splitlines()[0].split() == [
-        "SEQ", "AT", "ACTION", "OUTCOME", "PLUGIN", "KEYS", "ACTOR", "REASON"
+        "SEQ", "AT", "ACTION", "OUTCOME", "PLUGIN", "DIGEST", "KEYS", "ACTOR", "REASON"
     ]  # fmt: skip
     assert [e["seq"] for e in as_json["events"]] == [9, 5, 3, 1]
     rows = list(csv.DictReader(io.StringIO(as_csv.stdout)))

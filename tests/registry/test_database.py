@@ -75,7 +75,7 @@ def test_a_new_registry_is_private_whatever_the_umask(tmp_path: Path) -> None:
     home = tmp_path / "home"
     previous = os.umask(0)
     try:
-        ok(invoke_cli("key", "list", env={"VTREG_HOME": str(home)}))
+        ok(invoke_cli("db", "upgrade", env={"VTREG_HOME": str(home)}))  # a command that creates it
         with Registry.open(f"sqlite:///{home / 'registry.db'}") as registry:
             registry.list_keys()  # while it is open, the -wal and -shm exist
             modes = {p.name: p.stat().st_mode & 0o777 for p in home.iterdir()}
@@ -131,7 +131,7 @@ def test_a_file_that_is_not_a_registry_is_refused_never_recreated(
 
 def test_a_missing_file_is_created_complete(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'registry.db'}"
-    ok(invoke_cli("audit", "verify", "--db", url))
+    ok(invoke_cli("db", "upgrade", "--db", url))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["registry.db"]  # no scratch file left
     with contextlib.closing(sqlite3.connect(tmp_path / "registry.db")) as connection:
         assert connection.execute("PRAGMA journal_mode").fetchone() == ("wal",)

@@ -295,10 +295,10 @@ def test_key_lifecycle(registry: Registry, key: SigningKey) -> None:
     assert registry.resolve_keyid(key.keyid[:10]) == key.keyid
     assert [k.keyid for k in registry.list_keys()] == [key.keyid]
 
-    revoked, did = registry.revoke_key(key.keyid, "rotated")
-    assert did
-    assert revoked.revoked_reason == "rotated"
-    assert registry.revoke_key(key.keyid, "again")[1] is False
+    revocation = registry.revoke_key(key.keyid, "rotated")
+    assert revocation.changed
+    assert revocation.key.revoked_reason == "rotated"
+    assert registry.revoke_key(key.keyid, "again").changed is False
     with pytest.raises(PolicyError, match="cannot be trusted again"):
         registry.add_key(key.public_key, scopes=["a-*"], expires=expires)
 
@@ -308,7 +308,8 @@ def test_key_lifecycle(registry: Registry, key: SigningKey) -> None:
     [
         pytest.param("0" * 64, NotFoundError, id="unknown"),
         pytest.param("abc", UsageError, id="too-short"),
-        pytest.param("zzzzzzzzzz", UsageError, id="not-hex"),
+        pytest.param("zzz", UsageError, id="not-hex"),
+        pytest.param("zzzzzzzzzz", NotFoundError, id="no-such-name"),
     ],
 )
 def test_resolving_bad_key_ids(registry: Registry, text: str, error: type[Exception]) -> None:

@@ -85,7 +85,7 @@ class Many:
 def many(registry: Registry, signed_plugin: SignedPlugin, key: SigningKey) -> Many:
     registry.add_key(key.public_key)
     plugin = signed_plugin("hello", "0.5.0", key)
-    platform = registry.trust(capture(plugin)).verified.platform
+    platform = registry.trust(capture(plugin)).plugin.platform
     rng = random.Random(27)  # noqa: S311 - picks test data, nothing secret
     versions = _distinct_versions(rng, MANY)
     newest = sorted(versions, key=SemVer.parse)[-40:]

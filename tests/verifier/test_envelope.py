@@ -101,7 +101,11 @@ def test_statement_payload_is_an_in_toto_statement_v1() -> None:
             "predicateType",
             id="other-predicate",
         ),
-        pytest.param(lambda s: s.update(extra=1), "extra: unexpected field", id="extra-field"),
+        pytest.param(
+            lambda s: s["predicate"].update(extra=1),
+            r"predicate\.extra: unexpected field",
+            id="extra-predicate-field",
+        ),
         pytest.param(
             lambda s: s["predicate"].update(signed_at="2026-11-24T08:00:00+01:00"),
             "ending in 'Z'",
@@ -132,6 +136,25 @@ def test_statement_payload_is_an_in_toto_statement_v1() -> None:
             id="bad-platform",
         ),
         pytest.param(lambda s: s["predicate"].update(abi_version=0), "abi_version", id="abi-zero"),
+        *[
+            pytest.param(
+                lambda s, v=v: s["predicate"].update(abi_version=v),
+                "abi_version: Input should be a valid integer",
+                id=i,
+            )
+            for v, i in [
+                (1.5, "abi-fraction"),
+                (True, "abi-true"),
+                ("1", "abi-string"),
+                (1e300, "abi-huge-float"),
+                (2.0**53, "abi-inexact-float"),
+            ]
+        ],
+        pytest.param(
+            lambda s: s["predicate"]["lengths"].update({"libhello.so": 4096.5}),
+            "lengths.libhello.so: Input should be a valid integer",
+            id="length-fraction",
+        ),
         pytest.param(
             lambda s: s["subject"][0].update(name="../etc/passwd"),
             "not a relative path",
@@ -166,6 +189,87 @@ def test_malformed_statements_are_refused(edit: object, message: str) -> None:
     edit(obj)  # type: ignore[operator]
     with pytest.raises(FormatError, match=message):
         parse_statement(json.dumps(obj).encode())
+
+
+def test_integers_written_as_doubles_are_read_as_integers() -> None:
+    # protobuf's Struct (in-toto-attestation's bindings) writes every number as a double.
+    statement = json.loads(_statement().to_payload())
+    statement["predicate"].update(abi_version=1.0, lengths={"libhello.so": 4096.0})
+
+    parsed = parse_statement(json.dumps(statement).encode())
+
+    assert parsed == _statement()
+    assert type(parsed.predicate.abi_version) is int
+    assert parsed.lengths is not None
+    assert type(parsed.lengths["libhello.so"]) is int
+
+
+ESCAPE = "\x1b[2J\x1b[32mverified\u202e"  # clears a terminal, paints it green, reverses text
+
+
+def test_unknown_fields_are_ignored_where_dsse_and_in_toto_say_so() -> None:
+    statement = json.loads(_statement().to_payload())
+    statement[ESCAPE] = {"anything": [1, 2]}
+    statement["subject"][0].update(
+        uri="https://example.com/libhello.so",
+        mediaType="application/x-sharedlib",
+        annotations={"note": "ok"},
+        downloadLocation="https://example.com/dl",
+        content="aGVsbG8=",
+        **{ESCAPE: 1},
+    )
+    payload = json.dumps(statement).encode()
+    envelope = json.dumps(
+        {
+            "payloadType": PAYLOAD_TYPE,
+            "payload": b64encode(payload),
+            "signatures": [
+                {"keyid": "k", "sig": b64encode(bytes(64)), "extension": {"kind": "x"}, ESCAPE: 0}
+            ],
+            ESCAPE: True,
+        }
+    ).encode()
+
+    parsed = parse_envelope(envelope)
+
+    assert parsed.signatures[0].signature_bytes() == bytes(64)
+    assert parse_statement(parsed.payload_bytes()) == _statement()
+
+
+@pytest.mark.parametrize(
+    "where",
+    [
+        pytest.param(lambda e, s: e, id="envelope"),
+        pytest.param(lambda e, s: e["signatures"][0], id="signature-entry"),
+        pytest.param(lambda e, s: s, id="statement"),
+        pytest.param(lambda e, s: s["subject"][0], id="subject"),
+        pytest.param(lambda e, s: s["predicate"], id="predicate"),
+    ],
+)
+def test_a_duplicate_key_is_refused_wherever_unknown_fields_are_ignored(where: object) -> None:
+    statement = json.loads(_statement().to_payload())
+    envelope = {"payloadType": PAYLOAD_TYPE, "payload": "", "signatures": [{"sig": ""}]}
+    target = where(envelope, statement)  # type: ignore[operator]
+    target["__dup__"] = 1
+    envelope["payload"] = b64encode(
+        json.dumps(statement).encode().replace(b'"__dup__": 1', b'"x": 1, "x": 2')
+    )
+    data = json.dumps(envelope).encode().replace(b'"__dup__": 1', b'"x": 1, "x": 2')
+
+    with pytest.raises(FormatError, match="duplicate key 'x'"):
+        parse_statement(parse_envelope(data).payload_bytes())
+
+
+def test_an_unknown_predicate_field_is_shown_inert() -> None:
+    statement = json.loads(_statement().to_payload())
+    statement["predicate"][ESCAPE] = 1
+
+    with pytest.raises(FormatError) as refused:
+        parse_statement(json.dumps(statement).encode())
+
+    assert "unexpected field" in str(refused.value)
+    assert not any(c in str(refused.value) for c in "\x1b\u202e")
+    assert "\\x1b[2J" in str(refused.value)
 
 
 def test_rfc3339_lowercase_t_and_z_and_fine_fractions_are_read() -> None:

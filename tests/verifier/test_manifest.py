@@ -1,13 +1,9 @@
-"""plugin.json model, semantic versions and validate_plugin_structure."""
+"""plugin.json model and semantic versions."""
 
 from __future__ import annotations
 
 import itertools
 import json
-import os
-import socket
-from collections.abc import Callable
-from pathlib import Path
 
 import pytest
 from hypothesis import assume, given
@@ -15,9 +11,6 @@ from hypothesis import strategies as st
 
 from vtreg.verifier.errors import FormatError
 from vtreg.verifier.manifest import PluginManifest, SemVer, check_plugin_name, parse_manifest
-from vtreg.verifier.structure import validate_plugin_structure
-
-PluginFactory = Callable[..., Path]
 
 GOOD = {"name": "hello", "description": "says hello", "version": "1.0.0"}
 
@@ -94,6 +87,12 @@ def test_safe_names_are_accepted(name: str) -> None:
             {"abi_version": "1"}, "abi_version: Input should be a valid integer", id="abi-string"
         ),
         pytest.param(
+            {"abi_version": 1.5}, "abi_version: Input should be a valid integer", id="abi-fraction"
+        ),
+        pytest.param(
+            {"abi_version": True}, "abi_version: Input should be a valid integer", id="abi-true"
+        ),
+        pytest.param(
             {"thread_safe": "yes"}, "thread_safe: Input should be a valid boolean", id="bool-string"
         ),
         pytest.param(
@@ -104,6 +103,14 @@ def test_safe_names_are_accepted(name: str) -> None:
 def test_invalid_fields_are_refused(fields: dict[str, object], message: str) -> None:
     with pytest.raises(FormatError, match=message):
         parse_manifest(manifest_bytes(**fields))
+
+
+def test_an_abi_version_written_as_a_double_is_that_integer() -> None:
+    # The predicate reads abi_version so (protobuf's Struct writes 1.0), and the two must agree.
+    for written in (b"1.0", b"1e0", b"1"):
+        data = b'{"name": "hello", "version": "1.0.0", "abi_version": %b}' % written
+        assert parse_manifest(data).abi_version == 1
+        assert type(parse_manifest(data).abi_version) is int
 
 
 def test_description_is_optional_as_in_vt_code() -> None:
@@ -261,71 +268,3 @@ def test_sort_key_orders_the_spec_examples() -> None:
 def test_sort_key_is_defined_beyond_what_parse_accepts(lower: SemVer, higher: SemVer) -> None:
     assert lower < higher
     assert lower.sort_key() < higher.sort_key()
-
-
-# --- validate_plugin_structure (VT Code's meaning: a list of problems) ---
-
-
-def test_a_good_plugin_has_no_problems(plugin_factory: PluginFactory) -> None:
-    assert validate_plugin_structure(plugin_factory()) == []
-
-
-def test_missing_plugin_json_and_library(tmp_path: Path) -> None:
-    problems = validate_plugin_structure(tmp_path)
-    assert problems == ["No dynamic library found (.dylib, .so, or .dll)", "Missing plugin.json"]
-
-
-def test_missing_required_fields_are_listed(plugin_factory: PluginFactory) -> None:
-    plugin = plugin_factory()
-    (plugin / "plugin.json").write_text('{"name": "basic"}')
-    assert validate_plugin_structure(plugin) == [
-        "plugin.json missing required 'description' field",
-        "plugin.json missing required 'version' field",
-    ]
-
-
-def test_invalid_json_is_reported(plugin_factory: PluginFactory) -> None:
-    plugin = plugin_factory()
-    (plugin / "plugin.json").write_text("{")
-    [problem] = validate_plugin_structure(plugin)
-    assert problem.startswith("Invalid JSON in plugin.json")
-
-
-def test_library_must_be_named_for_the_plugin(plugin_factory: PluginFactory) -> None:
-    plugin = plugin_factory()
-    (plugin / "libbasic.so").rename(plugin / "libother.so")
-    assert validate_plugin_structure(plugin) == [
-        "No library for plugin 'basic' (expected libbasic.so or libbasic.dylib or basic.dll)"
-    ]
-
-
-def test_library_must_be_a_shared_library(plugin_factory: PluginFactory) -> None:
-    plugin = plugin_factory()
-    (plugin / "libbasic.so").write_text("#!/bin/sh\n")
-    assert validate_plugin_structure(plugin) == [
-        "libbasic.so is not a shared library for a known platform"
-    ]
-
-
-def test_special_files_are_reported_without_blocking(
-    plugin_factory: PluginFactory, tmp_path: Path
-) -> None:
-    plugin = plugin_factory()
-    os.mkfifo(plugin / "pipe")
-    [problem] = validate_plugin_structure(plugin)
-    assert "pipe is a FIFO" in problem
-
-    (plugin / "pipe").unlink()
-    sock = socket.socket(socket.AF_UNIX)
-    try:
-        sock.bind(str(plugin / "sock"))
-        [problem] = validate_plugin_structure(plugin)
-        assert "sock is a socket" in problem
-    finally:
-        sock.close()
-
-
-def test_missing_directory(tmp_path: Path) -> None:
-    assert validate_plugin_structure(tmp_path / "nope") == [
-        f"plugin directory {tmp_path / 'nope'} does not exist"
-    ]

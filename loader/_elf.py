@@ -1,0 +1,142 @@
+"""The dynamic section of an ELF shared object: its name, what it needs, where it looks.
+
+A small reader of exactly what dependency resolution needs (the ELF header, the
+program headers, ``PT_DYNAMIC`` and the strings it points at), reading with
+``pread`` from a descriptor, every offset and size checked against the file.
+32- and 64-bit, either byte order. ``tests/loader/test_elf.py`` checks it
+against pyelftools, an independent implementation.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+from dataclasses import dataclass
+
+__all__ = ["DynamicInfo", "ElfError", "read_dynamic"]
+
+_PT_LOAD, _PT_DYNAMIC = 1, 2
+_DT_NULL, _DT_NEEDED, _DT_STRTAB, _DT_STRSZ = 0, 1, 5, 10
+_DT_SONAME, _DT_RPATH, _DT_RUNPATH = 14, 15, 29
+_MAX_PROGRAM_HEADERS = 4096
+_MAX_DYNAMIC_BYTES = 1 << 20  # glibc's own objects have a few hundred bytes of it
+_MAX_NAME_BYTES = 4096
+
+
+class ElfError(ValueError):
+    """Not an ELF shared object whose dynamic section can be read."""
+
+
+@dataclass(frozen=True)
+class DynamicInfo:
+    """What the dynamic loader reads of an object to find its dependencies.
+
+    ``kind`` is (class, byte order, machine): objects of different kinds cannot
+    be loaded together. ``rpath`` and ``runpath`` are the colon-separated
+    entries of ``DT_RPATH`` and ``DT_RUNPATH``, unexpanded.
+    """
+
+    kind: tuple[int, int, int]
+    soname: str | None
+    needed: tuple[str, ...]
+    rpath: tuple[str, ...]
+    runpath: tuple[str, ...]
+
+
+def read_dynamic(fd: int) -> DynamicInfo:
+    """The dynamic section of the ELF object open at ``fd`` (read with pread, offset kept).
+
+    Raises:
+        ElfError: not ELF, no dynamic section, or a header or string outside the file.
+        OSError: the descriptor cannot be read.
+    """
+    size = os.fstat(fd).st_size
+
+    def read(offset: int, length: int) -> bytes:
+        if offset < 0 or length < 0 or offset + length > size:
+            raise ElfError(f"a header points outside the file ({offset}+{length} > {size})")
+        data = os.pread(fd, length, offset)
+        if len(data) != length:  # pragma: no cover - the file shrank under a sealed copy
+            raise ElfError("the file is shorter than its headers say")
+        return data
+
+    ident = read(0, 16)
+    if ident[:4] != b"\x7fELF" or ident[4] not in (1, 2) or ident[5] not in (1, 2):
+        raise ElfError("not an ELF file")
+    wide, order = ident[4] == 2, "<" if ident[5] == 1 else ">"
+    if wide:
+        machine, phoff, phentsize, phnum = struct.unpack_from(order + "18xH12xQ14xHH", read(0, 64))
+        header = order + "qQ"  # d_tag, d_val
+    else:
+        machine, phoff, phentsize, phnum = struct.unpack_from(order + "18xH8xI10xHH", read(0, 52))
+        header = order + "iI"
+    kind = (ident[4], ident[5], machine)
+    if phentsize != struct.calcsize(_program_header(wide, order)) or phnum > _MAX_PROGRAM_HEADERS:
+        raise ElfError(f"odd program headers ({phnum} of {phentsize} bytes)")
+    loads: list[tuple[int, int, int]] = []  # (vaddr, offset, filesz)
+    dynamic: tuple[int, int] | None = None
+    table = read(phoff, phentsize * phnum)
+    for i in range(phnum):
+        p_type, p_offset, p_vaddr, p_filesz = _segment(wide, order, table, i * phentsize)
+        if p_type == _PT_LOAD:
+            loads.append((p_vaddr, p_offset, p_filesz))
+        elif p_type == _PT_DYNAMIC:
+            dynamic = (p_offset, p_filesz)
+    if dynamic is None:
+        raise ElfError("no dynamic section (not a shared object)")
+    offset, length = dynamic
+    if length > _MAX_DYNAMIC_BYTES:
+        raise ElfError(f"a dynamic section of {length} bytes")
+    step = struct.calcsize(header)
+    entries: list[tuple[int, int]] = []
+    data = read(offset, length - length % step)
+    for tag, value in struct.iter_unpack(header, data):
+        if tag == _DT_NULL:
+            break
+        entries.append((tag, value))
+    strtab = next((v for t, v in entries if t == _DT_STRTAB), None)
+    strsz = next((v for t, v in entries if t == _DT_STRSZ), 0)
+    names = [(t, v) for t, v in entries if t in (_DT_NEEDED, _DT_SONAME, _DT_RPATH, _DT_RUNPATH)]
+    if names and strtab is None:
+        raise ElfError("dynamic entries name strings but there is no string table")
+    strings = read(_file_offset(loads, strtab), strsz) if names and strtab is not None else b""
+
+    def string(at: int) -> str:
+        end = strings.find(b"\0", at, at + _MAX_NAME_BYTES)
+        if at >= len(strings) or end < 0:
+            raise ElfError(f"a dynamic string at {at} lies outside the string table")
+        return os.fsdecode(strings[at:end])
+
+    def every(tag: int) -> list[str]:
+        return [string(v) for t, v in names if t == tag]
+
+    sonames = every(_DT_SONAME)
+    return DynamicInfo(
+        kind=kind,
+        soname=sonames[0] if sonames else None,
+        needed=tuple(every(_DT_NEEDED)),
+        rpath=tuple(p for value in every(_DT_RPATH) for p in value.split(":")),
+        runpath=tuple(p for value in every(_DT_RUNPATH) for p in value.split(":")),
+    )
+
+
+def _program_header(wide: bool, order: str) -> str:
+    # 64-bit: type, flags, offset, vaddr, paddr, filesz, memsz, align.
+    # 32-bit: type, offset, vaddr, paddr, filesz, memsz, flags, align.
+    return order + ("IIQQQQQQ" if wide else "IIIIIIII")
+
+
+def _segment(wide: bool, order: str, table: bytes, at: int) -> tuple[int, int, int, int]:
+    """(p_type, p_offset, p_vaddr, p_filesz) of the program header at ``at``."""
+    fields = struct.unpack_from(_program_header(wide, order), table, at)
+    if wide:
+        return fields[0], fields[2], fields[3], fields[5]
+    return fields[0], fields[1], fields[2], fields[4]
+
+
+def _file_offset(loads: list[tuple[int, int, int]], address: int) -> int:
+    """Where the byte loaded at virtual ``address`` lies in the file."""
+    for vaddr, offset, filesz in loads:
+        if vaddr <= address < vaddr + filesz:
+            return offset + (address - vaddr)
+    raise ElfError(f"the string table's address {address:#x} is in no loaded segment")
