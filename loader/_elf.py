@@ -9,15 +9,18 @@ against pyelftools, an independent implementation.
 
 from __future__ import annotations
 
+import ctypes
 import os
 import struct
+import sys
 from dataclasses import dataclass
 
-__all__ = ["DynamicInfo", "ElfError", "read_dynamic"]
+__all__ = ["DynamicInfo", "ElfError", "loaded_sonames", "read_dynamic"]
 
 _PT_LOAD, _PT_DYNAMIC = 1, 2
 _DT_NULL, _DT_NEEDED, _DT_STRTAB, _DT_STRSZ = 0, 1, 5, 10
 _DT_SONAME, _DT_RPATH, _DT_RUNPATH = 14, 15, 29
+_DT_AUXILIARY, _DT_FILTER = 0x7FFFFFFD, 0x7FFFFFFF
 _MAX_PROGRAM_HEADERS = 4096
 _MAX_DYNAMIC_BYTES = 1 << 20  # glibc's own objects have a few hundred bytes of it
 _MAX_NAME_BYTES = 4096
@@ -33,7 +36,9 @@ class DynamicInfo:
 
     ``kind`` is (class, byte order, machine): objects of different kinds cannot
     be loaded together. ``rpath`` and ``runpath`` are the colon-separated
-    entries of ``DT_RPATH`` and ``DT_RUNPATH``, unexpanded.
+    entries of ``DT_RPATH`` and ``DT_RUNPATH``, unexpanded. ``filters`` are the
+    objects named by ``DT_AUXILIARY`` and ``DT_FILTER``, which the dynamic loader
+    loads (searching for them) as it does what ``DT_NEEDED`` names.
     """
 
     kind: tuple[int, int, int]
@@ -41,6 +46,7 @@ class DynamicInfo:
     needed: tuple[str, ...]
     rpath: tuple[str, ...]
     runpath: tuple[str, ...]
+    filters: tuple[str, ...] = ()
 
 
 def read_dynamic(fd: int) -> DynamicInfo:
@@ -96,7 +102,8 @@ def read_dynamic(fd: int) -> DynamicInfo:
         entries.append((tag, value))
     strtab = next((v for t, v in entries if t == _DT_STRTAB), None)
     strsz = next((v for t, v in entries if t == _DT_STRSZ), 0)
-    names = [(t, v) for t, v in entries if t in (_DT_NEEDED, _DT_SONAME, _DT_RPATH, _DT_RUNPATH)]
+    named = (_DT_NEEDED, _DT_SONAME, _DT_RPATH, _DT_RUNPATH, _DT_AUXILIARY, _DT_FILTER)
+    names = [(t, v) for t, v in entries if t in named]
     if names and strtab is None:
         raise ElfError("dynamic entries name strings but there is no string table")
     strings = read(_file_offset(loads, strtab), strsz) if names and strtab is not None else b""
@@ -117,6 +124,7 @@ def read_dynamic(fd: int) -> DynamicInfo:
         needed=tuple(every(_DT_NEEDED)),
         rpath=tuple(p for value in every(_DT_RPATH) for p in value.split(":")),
         runpath=tuple(p for value in every(_DT_RUNPATH) for p in value.split(":")),
+        filters=tuple(every(_DT_AUXILIARY) + every(_DT_FILTER)),
     )
 
 
@@ -140,3 +148,96 @@ def _file_offset(loads: list[tuple[int, int, int]], address: int) -> int:
         if vaddr <= address < vaddr + filesz:
             return offset + (address - vaddr)
     raise ElfError(f"the string table's address {address:#x} is in no loaded segment")
+
+
+class _PhdrInfo(ctypes.Structure):
+    # struct dl_phdr_info up to dlpi_subs, as dl_iterate_phdr(3) documents it.
+    _fields_ = [
+        ("addr", ctypes.c_size_t),
+        ("name", ctypes.c_char_p),
+        ("phdr", ctypes.c_void_p),
+        ("phnum", ctypes.c_uint16),
+        ("adds", ctypes.c_ulonglong),
+        ("subs", ctypes.c_ulonglong),
+    ]
+
+
+_EACH_OBJECT = ctypes.CFUNCTYPE(
+    ctypes.c_int, ctypes.POINTER(_PhdrInfo), ctypes.c_size_t, ctypes.c_void_p
+)
+_dl_iterate_phdr = ctypes.CDLL(None).dl_iterate_phdr
+# (base address, program headers) of each object seen -> its DT_SONAME; emptied
+# whenever an object has been unloaded since, as another may now lie there.
+_seen: dict[tuple[int, int], str | None] = {}
+_unloads = [-1]
+
+
+def loaded_sonames() -> frozenset[str]:
+    """The ``DT_SONAME`` of every object loaded in this process, read from memory.
+
+    ``dlopen(name, RTLD_NOLOAD)`` would answer too, but for a name it does not
+    hold it searches the path (``LD_LIBRARY_PATH`` included) and opens what it
+    finds there: a FIFO planted under that name blocks it for good, and a link
+    to a loaded library makes it answer "held" and give that library the name.
+    ``dl_iterate_phdr`` reads only what is mapped already.
+    """
+    names: set[str] = set()
+
+    def each(info: ctypes._Pointer[_PhdrInfo], size: int, data: int | None) -> int:
+        del data
+        this = info.contents
+        if size >= ctypes.sizeof(_PhdrInfo) and this.subs != _unloads[0]:
+            _seen.clear()
+            _unloads[0] = this.subs
+        key = (this.addr, this.phdr or 0)
+        if key not in _seen:
+            _seen[key] = _soname_of(this)
+        if (soname := _seen[key]) is not None:
+            names.add(soname)
+        return 0
+
+    _dl_iterate_phdr(_EACH_OBJECT(each), None)
+    return frozenset(names)
+
+
+def _soname_of(this: _PhdrInfo) -> str | None:
+    wide = ctypes.sizeof(ctypes.c_void_p) == 8
+    order = "<" if sys.byteorder == "little" else ">"
+    phsize = struct.calcsize(_program_header(wide, order))
+    table = ctypes.string_at(this.phdr, phsize * this.phnum)
+    segments = [_segment(wide, order, table, i * phsize) for i in range(this.phnum)]
+    loads = [(this.addr + v, this.addr + v + n) for t, _, v, n in segments if t == _PT_LOAD]
+    start, length = next(
+        ((this.addr + v, n) for t, _, v, n in segments if t == _PT_DYNAMIC), (0, 0)
+    )
+    end = next((hi for lo, hi in loads if lo <= start < hi), None)  # read only what is mapped
+    if end is None or length <= 0:
+        return None
+    dynamic = ctypes.string_at(start, min(length, end - start, _MAX_DYNAMIC_BYTES))
+    return _soname_in_memory(dynamic, order + ("qQ" if wide else "iI"), this.addr, loads)
+
+
+def _soname_in_memory(
+    dynamic: bytes, entry: str, base: int, loads: list[tuple[int, int]]
+) -> str | None:
+    """DT_SONAME of an object mapped at ``base``, from its dynamic section's bytes.
+
+    The dynamic loader may have relocated DT_STRTAB in place (glibc does where
+    the section is writable) or not: whichever of the two addresses lies in the
+    object's loaded segments is the string table.
+    """
+    step = struct.calcsize(entry)
+    tags: dict[int, int] = {}
+    for tag, value in struct.iter_unpack(entry, dynamic[: len(dynamic) - len(dynamic) % step]):
+        if tag == _DT_NULL:
+            break
+        tags.setdefault(tag, value)
+    if _DT_SONAME not in tags or _DT_STRTAB not in tags:
+        return None
+    for strtab in (tags[_DT_STRTAB], base + tags[_DT_STRTAB]):
+        at = strtab + tags[_DT_SONAME]
+        end = next((hi for lo, hi in loads if lo <= strtab < hi and lo <= at < hi), None)
+        if end is not None:
+            raw = ctypes.string_at(at, min(end - at, _MAX_NAME_BYTES))
+            return os.fsdecode(raw.split(b"\0", 1)[0]) if b"\0" in raw else None
+    return None

@@ -13,6 +13,7 @@ from __future__ import annotations
 import ctypes
 import os
 
+from vtreg.loader._elf import loaded_sonames
 from vtreg.verifier.errors import VerificationError, VtregError
 
 __all__ = [
@@ -124,13 +125,17 @@ _dlclose.argtypes = [ctypes.c_void_p]
 
 
 def held_by_process(name: str) -> bool:
-    """Whether the dynamic loader already holds an object known as ``name`` (a path, a
-    file name or a ``DT_SONAME``). Nothing is mapped or run to find out.
+    """Whether the dynamic loader already holds an object known as ``name`` (a path, or a
+    ``DT_SONAME``). Nothing is mapped or run to find out, and a name without a slash is
+    looked for only among the loaded objects (:func:`loader._elf.loaded_sonames`): never
+    on the search path.
 
-    dlopen matches a name against the names of loaded objects before opening
+    dlopen matches a path against the names of loaded objects before opening
     anything, so "/proc/self/fd/N" names whatever was loaded through fd N
     earlier, even if N has since been closed and now refers to another file.
     """
+    if "/" not in name:
+        return name in loaded_sonames()
     # The load's own flags: glibc finds a lazily loaded library with RTLD_NOW too,
     # but the probe should not depend on how a loader treats a binding upgrade.
     handle = _dlopen(os.fsencode(name), DLOPEN_MODE | os.RTLD_NOLOAD)

@@ -18,7 +18,9 @@ of:
   by absolute path, its own dependencies resolved the same way.
 
 Anything else (a relative path, a run path outside the plugin, a directory
-another user can write, a name found nowhere) is refused with the code
+another user can write, a name found nowhere) is refused, and so is what glibc
+would search its path for even then: filter libraries (``DT_FILTER``,
+``DT_AUXILIARY``) and libraries that need each other (a cycle). All with the code
 ``dependency-untrusted`` before the decision is recorded and before any code
 runs. The resulting :class:`Plan` lists what to open, dependencies first; the
 isolation worker follows the same plan.
@@ -68,9 +70,11 @@ Step = Bundled | SystemLibrary
 
 @dataclass(frozen=True)
 class Plan:
-    """What to open before the plugin's library, in order (dependencies first)."""
+    """What to open before the plugin's library, in order (dependencies first), and the
+    library's own ``DT_SONAME``."""
 
     steps: tuple[Step, ...]
+    soname: str | None = None
 
     @property
     def bundled(self) -> tuple[Bundled, ...]:
@@ -104,8 +108,9 @@ def plan_dependencies(
         VerificationError: a bundled file is no longer what was signed (``open_signed``).
     """
     resolver = _Resolver(open_signed, signed_files, loaded)
-    resolver.bundled(library, _dynamic(open_signed(library), library), inherited=())
-    return Plan(tuple(resolver.steps))
+    info = _dynamic(open_signed(library), library)
+    resolver.bundled(library, info, inherited=())
+    return Plan(tuple(resolver.steps), info.soname)
 
 
 class _Resolver:
@@ -119,7 +124,9 @@ class _Resolver:
         self.signed_files = signed_files
         self.loaded = loaded
         self.steps: list[Step] = []
-        self.done: set[str] = set()  # names resolved (or being resolved: cycles end here)
+        self.done: set[str] = set()  # names resolved, or being resolved (pending)
+        self.pending: set[str] = set()  # names whose own needs are being resolved
+        self.opening: set[str] = set()  # the plugin's files whose needs are being resolved
         self.kind: tuple[int, int, int] | None = None
 
     def bundled(self, rel: str, info: DynamicInfo, *, inherited: tuple[str, ...]) -> None:
@@ -127,6 +134,8 @@ class _Resolver:
         adds ``rel`` itself)."""
         if self.kind is None:
             self.kind = info.kind
+        _check_no_filters(info, rel)
+        self.opening.add(rel)
         # glibc: DT_RUNPATH alone if there is one; otherwise DT_RPATH, then the
         # DT_RPATH of whatever loaded this object.
         here = posixpath.dirname(rel)
@@ -137,12 +146,12 @@ class _Resolver:
         )
         passed = () if info.runpath else search
         for name in info.needed:
-            if name in self.done:
+            if not self._first_need(name, info, rel):
                 continue
-            self.done.add(name)
-            self._count()
             found = next((p for d in search if (p := _join(d, name)) in self.signed_files), None)
             if "/" not in name and found is not None:
+                if found in self.opening:
+                    raise _cycle(rel, name)
                 dep = _dynamic(self.open_signed(found), found)
                 self._check_kind(dep, found)
                 if dep.soname != name:
@@ -151,15 +160,18 @@ class _Resolver:
                         f"{dep.soname or 'nothing'} (DT_SONAME): only a file called {name} "
                         f"can stand in for it; link it with -Wl,-soname,{name}"
                     )
+                self.pending.add(name)
                 self.bundled(found, dep, inherited=passed)
+                self.pending.discard(name)
                 self.steps.append(Bundled(found, name))
             elif "/" not in name and self.loaded(name):
                 continue  # the host's own: glibc matches it by name, as it would anywhere
             else:
                 self.system(name, needed_by=rel, bundled_nearby=name in _basenames(self))
+        self.opening.discard(rel)
 
     def system(self, name: str, *, needed_by: str, bundled_nearby: bool = False) -> None:
-        path = _find_system(name) if "/" not in name else _trusted_path(name)
+        path = _find_system(name, self.kind) if "/" not in name else _trusted_path(name)
         if path is None:
             where = ", ".join(system_library_dirs())
             hint = (
@@ -183,17 +195,35 @@ class _Resolver:
         finally:
             os.close(fd)
         self._check_kind(info, path)
+        _check_no_filters(info, path)
         if "/" not in name and info.soname != name:  # pragma: no cover - _find_system checks
             raise _refusal(f"{needed_by} needs {name}; {path} is called {info.soname}")
+        self.pending.add(name)
         for dep in info.needed:
-            if dep in self.done:
+            if not self._first_need(dep, info, path):
                 continue
-            self.done.add(dep)
-            self._count()
             if "/" not in dep and self.loaded(dep):
                 continue
             self.system(dep, needed_by=path)
+        self.pending.discard(name)
         self.steps.append(SystemLibrary(path, info.soname or name))
+
+    def _first_need(self, name: str, info: DynamicInfo, needed_by: str) -> bool:
+        """Whether ``name``, needed by ``needed_by``, is still to be resolved.
+
+        An object's need of its own name is met by the object itself. A need of a
+        library that is still being resolved is a cycle: whichever of the two is
+        opened first, the dynamic loader would search for the other.
+        """
+        if name == info.soname:
+            return False
+        if name in self.pending:
+            raise _cycle(needed_by, name)
+        if name in self.done:
+            return False
+        self.done.add(name)
+        self._count()
+        return True
 
     def _check_kind(self, info: DynamicInfo, what: str) -> None:
         if self.kind is not None and info.kind != self.kind:
@@ -206,6 +236,21 @@ class _Resolver:
 
 def _refusal(message: str) -> PolicyError:
     return PolicyError(message, code="dependency-untrusted")
+
+
+def _cycle(needed_by: str, name: str) -> PolicyError:
+    return _refusal(
+        f"{needed_by} needs {name}, which needs {needed_by} in turn: whichever of them is "
+        "opened first, the dynamic loader would search its path for the other"
+    )
+
+
+def _check_no_filters(info: DynamicInfo, what: str) -> None:
+    if info.filters:
+        raise _refusal(
+            f"{what} names filter libraries ({', '.join(info.filters)}: DT_FILTER or "
+            "DT_AUXILIARY), which the dynamic loader searches its path for and loads"
+        )
 
 
 def _join(directory: str, name: str) -> str:
@@ -244,8 +289,7 @@ def system_library_dirs() -> tuple[str, ...]:
     ``/etc/ld.so.conf`` (with its ``include`` globs) first, as ``ldconfig``
     builds the cache from it, then glibc's defaults for this machine.
     """
-    dirs: list[Path] = []
-    _read_ld_so_conf(Path(_LD_SO_CONF), dirs, depth=0)
+    dirs = _ld_so_conf_dirs(Path(_LD_SO_CONF))
     multiarch = sysconfig.get_config_var("MULTIARCH")
     defaults = [f"/lib/{multiarch}", f"/usr/lib/{multiarch}"] if multiarch else []
     dirs += map(Path, [*defaults, "/lib64", "/usr/lib64", "/lib", "/usr/lib"])
@@ -256,22 +300,35 @@ def system_library_dirs() -> tuple[str, ...]:
     return tuple(found)
 
 
-def _read_ld_so_conf(path: Path, dirs: list[Path], *, depth: int) -> None:
-    if depth > 8:
-        return
-    try:
-        lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
-    except OSError:
-        return
-    for line in lines:
-        line = line.split("#", 1)[0].strip()
-        if line.startswith("include "):
-            pattern = line[len("include ") :].strip()
-            base = Path(pattern).parent if Path(pattern).is_absolute() else path.parent
-            for included in sorted(base.glob(Path(pattern).name)):
-                _read_ld_so_conf(included, dirs, depth=depth + 1)
-        elif line:
-            dirs.append(Path(line.split("=", 1)[0].strip()))  # "dir=TYPE" in old files
+def _ld_so_conf_dirs(path: Path) -> list[Path]:
+    """The directories ``path`` (an ``ld.so.conf``) lists, its ``include`` globs followed
+    as ``ldconfig`` follows them: a relative pattern from the including file's directory,
+    each file once (a file that includes itself, or a glob matching its includer, is not a
+    loop)."""
+    dirs: list[Path] = []
+    seen: set[Path] = set()
+
+    def read(conf: Path) -> None:
+        if (real := Path(os.path.realpath(conf))) in seen:
+            return
+        seen.add(real)
+        try:
+            lines = conf.read_text(encoding="utf-8", errors="replace").splitlines()
+        except OSError:
+            return
+        for line in lines:
+            line = line.split("#", 1)[0].strip()
+            keyword, _, pattern = line.partition(" ") if " " in line else line.partition("\t")
+            if keyword == "include" and pattern.strip():
+                pattern = pattern.strip()
+                base = Path("/") if pattern.startswith("/") else conf.parent
+                for included in sorted(base.glob(pattern.lstrip("/"))):
+                    read(included)
+            elif line:
+                dirs.append(Path(line.split("=", 1)[0].strip()))  # "dir=TYPE" in old files
+
+    read(path)
+    return dirs
 
 
 def _root_only(path: Path) -> bool:
@@ -290,31 +347,35 @@ def _trusted_path(path: str) -> str | None:
     """An absolute dependency path, if it lies (resolved) in a system library directory."""
     if not Path(path).is_absolute():
         return None
-    real = Path(path).resolve()
     trusted = {Path(d).resolve() for d in system_library_dirs()}
-    if real.parent in trusted and real.is_file() and _root_only(real):
-        return str(real)
+    try:
+        real = Path(path).resolve()
+        if real.parent in trusted and real.is_file() and _root_only(real):
+            return str(real)
+    except OSError:  # a name too long for a file, say: nothing is there
+        pass
     return None
 
 
-def _find_system(name: str) -> str | None:
-    """The first file ``name`` in the system directories that root alone can change and
-    that calls itself ``name``."""
+def _find_system(name: str, kind: tuple[int, int, int] | None) -> str | None:
+    """The first file ``name`` in the system directories that root alone can change, that
+    calls itself ``name`` and is built for ``kind`` (glibc skips the others: a multiarch
+    host lists /lib/i386-linux-gnu before /lib/x86_64-linux-gnu)."""
     for directory in system_library_dirs():
         candidate = Path(directory) / name
-        real = candidate.resolve()
-        if not (real.is_file() and _root_only(real) and _root_only(Path(directory))):
-            continue
         try:
+            real = candidate.resolve()
+            if not (real.is_file() and _root_only(real) and _root_only(Path(directory))):
+                continue
             fd = os.open(real, os.O_RDONLY | os.O_CLOEXEC)
-        except OSError:
+        except OSError:  # a name too long for a file, say: not here
             continue
         try:
-            soname = read_dynamic(fd).soname
+            info = read_dynamic(fd)
         except (ElfError, OSError):
             continue
         finally:
             os.close(fd)
-        if soname == name:
+        if info.soname == name and info.kind == (kind or info.kind):
             return str(candidate)
     return None

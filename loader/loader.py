@@ -231,8 +231,9 @@ def _check_loadable(signed: SignedStatement) -> None:
         )
 
 
-# DT_SONAME -> signed sha256 of each plugin-bundled library this process has loaded
-# from a sealed copy: the dynamic loader matches later plugins' needs against them.
+# DT_SONAME -> signed sha256 of each plugin library (bundled, or a plugin's own) this
+# process has loaded from a sealed copy: the dynamic loader matches later plugins'
+# needs against them, and none of them is the host's own.
 _bundled_here: dict[str, str] = {}
 
 
@@ -726,6 +727,10 @@ class PluginLoader:
                 backend = _InProcess()
                 _open_dependencies(backend, plan, images, verified, label)
                 handle = backend.open(_unique_path(image, label), label, "it")
+                if plan.soname is not None:
+                    _bundled_here.setdefault(
+                        plan.soname, verified.files[verified.library]["sha256"]
+                    )
                 backend.raw = RawLibrary(handle, label)
                 version, metadata_bytes = backend.raw.version(), backend.raw.metadata_bytes()
             metadata = _check_identity(version, metadata_bytes, verified)

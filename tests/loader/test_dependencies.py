@@ -27,6 +27,7 @@ import pytest
 from tests.helpers import PLUGIN_SOURCES, ROOT, Compiler, c_string, write_manifest
 from tests.loader.conftest import RecordingAudit
 from vtreg.loader import AbiError, KeyPolicy, LoadError, PluginLoader
+from vtreg.loader.dependencies import _ld_so_conf_dirs, system_library_dirs
 from vtreg.verifier.errors import ContentError, PolicyError, UnsafeFileError
 from vtreg.verifier.keys import SigningKey
 from vtreg.verifier.signing import sign
@@ -285,14 +286,14 @@ _CHILD = textwrap.dedent(
 
 
 def _run_child(
-    plugin: Path, trusted: Path, pub: Path, isolation: str, cwd: Path
+    plugin: Path, trusted: Path, pub: Path, isolation: str, cwd: Path, timeout: float = 120
 ) -> dict[str, object]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("LD_")}
     env["LD_LIBRARY_PATH"] = ":/nonexistent"  # the empty element: the working directory
     env["PYTHONPATH"] = str(ROOT)
     done = subprocess.run(
         [sys.executable, "-c", _CHILD, str(plugin), str(trusted), str(pub), isolation],
-        cwd=cwd, env=env, capture_output=True, text=True, timeout=120, check=True,
+        cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout, check=True,
     )  # fmt: skip
     answer: dict[str, object] = json.loads(done.stdout.strip().splitlines()[-1])
     return answer
@@ -377,3 +378,275 @@ def test_copy_signed_refuses_a_file_changed_after_the_capture(tmp_path: Path) ->
             copy_signed(fd, "lib/libx.so", length=signed.size, digests=signed.digests, sink=Sink())
     finally:
         os.close(fd)
+
+
+# --- what glibc would still search for: cycles, filters; and probes that must not search ---
+
+
+def _world_writable(directory: Path) -> Path:
+    directory.mkdir(mode=0o777)
+    directory.chmod(0o777)  # anyone may put a library here
+    return directory
+
+
+def _plant(compiler: Compiler, soname: str, marker: Path, *where: Path) -> None:
+    """A library called ``soname`` whose constructor creates ``marker``, in each of ``where``."""
+    evil = compiler.build(
+        PLUGIN_SOURCES / "dependency.c",
+        defines={"DEP_VALUE": "666", "MARKER": c_string(str(marker))},
+        flags=(f"-Wl,-soname,{soname}",),
+    )
+    for directory in where:
+        shutil.copyfile(evil, directory / soname)
+
+
+def _sign_plugin(plugin: Path, name: str, key: SigningKey, now: datetime) -> None:
+    write_manifest(plugin, name=name, description="test plugin", version="1.0.0")
+    (plugin / "plugin.sig").write_bytes(sign(capture(plugin), key, at=now).envelope)
+
+
+@pytest.mark.parametrize("isolation", ["none", "process"])
+def test_a_dependency_cycle_is_refused_before_either_runs(
+    trusted: Path, compiler: Compiler, key: SigningKey, now: datetime, tmp_path: Path,
+    isolation: str,
+) -> None:  # fmt: skip
+    # libA needs libB, libB needs libA. Whichever is opened first, glibc searches for the
+    # other (LD_LIBRARY_PATH, then libB's run path): a planted libA would run.
+    serial = next(_serial)
+    liba, libb = f"libcyca{os.getpid()}x{serial}.so", f"libcycb{os.getpid()}x{serial}.so"
+    writable = _world_writable(tmp_path / "writable")
+    links = tmp_path / f"links{serial}"
+    links.mkdir()
+    first = compiler.build(
+        PLUGIN_SOURCES / "dependency.c", defines={"INNER": "1"}, flags=(f"-Wl,-soname,{liba}",)
+    )
+    shutil.copyfile(first, links / liba)
+    inner = compiler.build(
+        PLUGIN_SOURCES / "inner.c",
+        flags=(
+            f"-Wl,-soname,{libb}",
+            "-Wl,--no-as-needed",
+            f"-L{links}",
+            f"-l:{liba}",
+            f"-Wl,-rpath,$ORIGIN:{writable}",
+        ),
+    )
+    shutil.copyfile(inner, links / libb)
+    dep = compiler.build(
+        PLUGIN_SOURCES / "dependency.c",
+        defines={"INNER": "1"},
+        flags=(f"-Wl,-soname,{liba}", f"-L{links}", f"-l:{libb}", "-Wl,-rpath,$ORIGIN"),
+    )
+    shutil.copyfile(dep, links / liba)
+    name = f"cycle{serial}"
+    main = compiler.build(
+        PLUGIN_SOURCES / "needs_dependency.c",
+        defines={"PLUGIN_NAME": c_string(name), "PLUGIN_VERSION": c_string("1.0.0")},
+        flags=(f"-L{links}", f"-l:{liba}", "-Wl,-rpath,$ORIGIN"),
+    )
+    plugin = trusted / name
+    plugin.mkdir(mode=0o755)
+    for built, target in ((main, f"lib{name}.so"), (dep, liba), (inner, libb)):
+        shutil.copyfile(built, plugin / target)
+    _sign_plugin(plugin, name, key, now)
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    marker = tmp_path / "planted-ran"
+    _plant(compiler, liba, marker, cwd, writable)
+    pub = tmp_path / "key.pub"
+    pub.write_bytes(key.public_key.to_file_bytes())
+    answer = _run_child(plugin, trusted, pub, isolation, cwd)
+    assert not marker.exists()
+    assert answer == {"refused": "dependency-untrusted"}
+
+
+@pytest.mark.parametrize("isolation", ["none", "process"])
+def test_a_library_that_needs_itself_loads(
+    bundle: MakeBundle, trusted: Path, compiler: Compiler, key: SigningKey, now: datetime,
+    tmp_path: Path, audit_log: RecordingAudit, isolation: str,
+) -> None:  # fmt: skip
+    # glibc finds an object's need of its own DT_SONAME in the object itself.
+    made = bundle(value=5)
+    name = made.plugin.name
+    library = made.plugin / f"lib{name}.so"
+    links = tmp_path / "self"
+    links.mkdir()
+    shutil.copyfile(made.dependency, links / made.soname)
+    main = compiler.build(
+        PLUGIN_SOURCES / "needs_dependency.c",
+        defines={"PLUGIN_NAME": c_string(name), "PLUGIN_VERSION": c_string("1.0.0")},
+        flags=(
+            f"-Wl,-soname,lib{name}.so",
+            f"-L{links}",
+            f"-l:{made.soname}",
+            "-Wl,-rpath,$ORIGIN",
+        ),
+    )
+    shutil.copyfile(main, links / f"lib{name}.so")
+    itself = compiler.build(
+        PLUGIN_SOURCES / "needs_dependency.c",
+        defines={"PLUGIN_NAME": c_string(name), "PLUGIN_VERSION": c_string("1.0.0")},
+        flags=(
+            f"-Wl,-soname,lib{name}.so", "-Wl,--no-as-needed", f"-L{links}", f"-l:{made.soname}",
+            f"-l:lib{name}.so",
+            "-Wl,-rpath,$ORIGIN",
+        ),
+    )  # fmt: skip
+    shutil.copyfile(itself, library)
+    _sign_plugin(made.plugin, name, key, now)
+    plugin = _loader(key, trusted, isolation, audit_log).load_plugin(made.plugin)
+    try:
+        assert plugin.execute().output == {"dep": 5}
+    finally:
+        plugin.close()
+    assert audit_log.events[-1].details["dependencies"] == [made.soname]
+
+
+@pytest.mark.parametrize("isolation", ["none", "process"])
+@pytest.mark.parametrize("kind", ["auxiliary", "filter"])
+def test_a_filter_library_is_refused_unrun(
+    trusted: Path, compiler: Compiler, key: SigningKey, now: datetime, tmp_path: Path,
+    kind: str, isolation: str,
+) -> None:  # fmt: skip
+    # DT_AUXILIARY and DT_FILTER name objects that glibc loads, searching for them, as it
+    # does for DT_NEEDED: a filter's planted "filtee" would run.
+    serial = next(_serial)
+    filtee = f"libfiltee{os.getpid()}x{serial}.so"
+    writable = _world_writable(tmp_path / "writable")
+    name = f"filter{serial}"
+    main = compiler.build(
+        PLUGIN_SOURCES / "basic.c",
+        defines={"PLUGIN_NAME": c_string(name), "PLUGIN_VERSION": c_string("1.0.0")},
+        flags=(f"-Wl,{'-f' if kind == 'auxiliary' else '-F'},{filtee}", f"-Wl,-rpath,{writable}"),
+    )
+    plugin = trusted / name
+    plugin.mkdir(mode=0o755)
+    shutil.copyfile(main, plugin / f"lib{name}.so")
+    _sign_plugin(plugin, name, key, now)
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    marker = tmp_path / "planted-ran"
+    _plant(compiler, filtee, marker, cwd, writable)
+    pub = tmp_path / "key.pub"
+    pub.write_bytes(key.public_key.to_file_bytes())
+    answer = _run_child(plugin, trusted, pub, isolation, cwd)
+    assert not marker.exists()
+    assert answer == {"refused": "dependency-untrusted"}
+
+
+def test_a_need_whose_name_is_too_long_for_a_file_is_refused(
+    trusted: Path, compiler: Compiler, key: SigningKey, now: datetime, audit_log: RecordingAudit,
+    tmp_path: Path,
+) -> None:  # fmt: skip
+    # A DT_NEEDED longer than a file name may be: looking for it in the system
+    # directories fails with ENAMETOOLONG, which must be a refusal, not an OSError.
+    soname = "lib" + "x" * 300 + ".so"
+    links = tmp_path / "long"
+    links.mkdir()
+    shutil.copyfile(
+        compiler.build(PLUGIN_SOURCES / "dependency.c", flags=(f"-Wl,-soname,{soname}",)),
+        links / "liblong.so",
+    )
+    main = compiler.build(
+        PLUGIN_SOURCES / "needs_dependency.c",
+        defines={"PLUGIN_NAME": c_string("long"), "PLUGIN_VERSION": c_string("1.0.0")},
+        flags=(f"-L{links}", "-l:liblong.so"),
+    )
+    plugin = trusted / "long"
+    plugin.mkdir(mode=0o755)
+    shutil.copyfile(main, plugin / "liblong.so")
+    _sign_plugin(plugin, "long", key, now)
+    loader = _loader(key, trusted, "none", audit_log)
+    _refused(lambda: loader.load_plugin(plugin), audit_log, "neither a signed file")
+
+
+# --- asking whether the process holds a name must not search the path for it ---
+
+
+@pytest.mark.parametrize("bundled", [True, False])
+def test_a_fifo_named_like_a_dependency_does_not_hang_the_load(
+    bundle: MakeBundle, key: SigningKey, trusted: Path, tmp_path: Path, bundled: bool
+) -> None:
+    # dlopen(name, RTLD_NOLOAD) searches LD_LIBRARY_PATH for a name it does not hold,
+    # and opening a FIFO found there waits for a writer forever.
+    made = bundle(value=7, at="" if bundled else None)
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    os.mkfifo(cwd / made.soname)
+    pub = tmp_path / "key.pub"
+    pub.write_bytes(key.public_key.to_file_bytes())
+    answer = _run_child(made.plugin, trusted, pub, "none", cwd, timeout=60)
+    assert answer == ({"dep": 7} if bundled else {"refused": "dependency-untrusted"})
+
+
+def test_a_planted_link_to_a_loaded_library_does_not_stand_in_for_a_dependency(
+    bundle: MakeBundle, key: SigningKey, trusted: Path, tmp_path: Path
+) -> None:
+    # A symlink named like the dependency, found on the search path, to a library the
+    # host holds (libc): the RTLD_NOLOAD probe answered "held" and gave libc that name,
+    # so the plugin was bound to libc, and its first call ended the host
+    # ("symbol lookup error").
+    made = bundle(value=7)
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    libc = next(
+        Path(d) / "libc.so.6" for d in system_library_dirs() if (Path(d) / "libc.so.6").exists()
+    )
+    (cwd / made.soname).symlink_to(libc.resolve())
+    pub = tmp_path / "key.pub"
+    pub.write_bytes(key.public_key.to_file_bytes())
+    assert _run_child(made.plugin, trusted, pub, "none", cwd) == {"dep": 7}
+
+
+def test_ld_so_conf_includes_are_read_as_ldconfig_reads_them(tmp_path: Path) -> None:
+    # A relative include is relative to the including file's directory (Fedora's
+    # ld.so.conf says "include ld.so.conf.d/*.conf"); read from the file's parent it
+    # matched ld.so.conf itself and every sibling *.conf, each including the rest again.
+    conf = tmp_path / "ld.so.conf"
+    conf.write_text("include conf.d/*.conf\n/opt/top\n")
+    (tmp_path / "other.conf").write_text("/opt/not-a-library-directory\n")
+    (tmp_path / "conf.d").mkdir()
+    (tmp_path / "conf.d" / "a.conf").write_text("/opt/a\ninclude ../ld.so.conf\ninclude\t*.conf\n")
+    (tmp_path / "conf.d" / "b.conf").write_text("/opt/b  # a comment\n")
+    assert _ld_so_conf_dirs(conf) == [Path("/opt/a"), Path("/opt/b"), Path("/opt/top")]
+
+
+def test_another_plugins_library_is_not_the_hosts_own(
+    trusted: Path, compiler: Compiler, key: SigningKey, now: datetime, tmp_path: Path,
+    audit_log: RecordingAudit,
+) -> None:  # fmt: skip
+    # Plugin A's own library is called libshared...so (DT_SONAME); plugin B needs a
+    # libshared...so and carries none. Loaded in one process after A, B's need was taken
+    # for the host's own, and B was bound to A's code.
+    serial = next(_serial)
+    soname = f"libshared{os.getpid()}x{serial}.so"
+    holder = trusted / f"holder{serial}"
+    holder.mkdir(mode=0o755)
+    shutil.copyfile(
+        compiler.build(
+            PLUGIN_SOURCES / "dependency.c",
+            defines={"DEP_VALUE": "3"},
+            flags=(f"-Wl,-soname,{soname}",),
+        ),
+        tmp_path / soname,
+    )
+    own = compiler.build(
+        PLUGIN_SOURCES / "basic.c",
+        defines={"PLUGIN_NAME": c_string(holder.name), "PLUGIN_VERSION": c_string("1.0.0")},
+        flags=(f"-Wl,-soname,{soname}",),
+    )
+    shutil.copyfile(own, holder / f"lib{holder.name}.so")
+    _sign_plugin(holder, holder.name, key, now)
+    needy = trusted / f"needy{serial}"
+    needy.mkdir(mode=0o755)
+    main = compiler.build(
+        PLUGIN_SOURCES / "needs_dependency.c",
+        defines={"PLUGIN_NAME": c_string(needy.name), "PLUGIN_VERSION": c_string("1.0.0")},
+        flags=(f"-L{tmp_path}", f"-l:{soname}"),
+    )
+    shutil.copyfile(main, needy / f"lib{needy.name}.so")
+    _sign_plugin(needy, needy.name, key, now)
+    loader = _loader(key, trusted, "none", audit_log)
+    loader.load_plugin(holder)
+    audit_log.events.clear()
+    _refused(lambda: loader.load_plugin(needy), audit_log, "neither a signed file")

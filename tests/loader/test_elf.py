@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 from pathlib import Path
 
@@ -13,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.helpers import PLUGIN_SOURCES, Compiler
-from vtreg.loader._elf import DynamicInfo, ElfError, read_dynamic
+from vtreg.loader._elf import DynamicInfo, ElfError, loaded_sonames, read_dynamic
 from vtreg.loader.dependencies import system_library_dirs
 
 
@@ -110,3 +111,21 @@ def test_mangled_headers_give_elf_errors_only(
     path.write_bytes(bytes(whole[:cut]))
     with contextlib.suppress(ElfError):
         _ours(path)
+
+
+def test_filters_are_read(compiler: Compiler) -> None:
+    info = _ours(compiler.build(
+        PLUGIN_SOURCES / "dependency.c", flags=("-Wl,-f,libaux.so.1", "-Wl,-F,libfilter.so.2")
+    ))  # fmt: skip
+    assert info.filters == ("libaux.so.1", "libfilter.so.2")
+    assert _ours(compiler.build(PLUGIN_SOURCES / "dependency.c")).filters == ()
+
+
+def test_loaded_sonames_are_read_from_memory(compiler: Compiler) -> None:
+    soname = f"libloaded{os.getpid()}.so"
+    built = compiler.build(PLUGIN_SOURCES / "dependency.c", flags=(f"-Wl,-soname,{soname}",))
+    before = loaded_sonames()
+    assert "libc.so.6" in before
+    assert soname not in before
+    ctypes.CDLL(str(built))
+    assert loaded_sonames() == before | {soname}
