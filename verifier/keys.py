@@ -3,12 +3,14 @@
 Signing keys are ed25519. A trusted public key may also be ECDSA P-256 or
 P-384 (what KMS and HSM signers produce), so that such signatures count.
 
-Private keys are PKCS#8 PEM. Encrypted ones use PBES2 with scrypt
-(N=2^17, r=8, p=1) and AES-256-CBC rather than the library default of
-PBKDF2 with 2,048 iterations, because a stolen key file should cost an
-attacker real memory and time per guess. The result is a standard
-``ENCRYPTED PRIVATE KEY`` (RFC 8018 + RFC 7914) that any PKCS#8 reader with
-scrypt support decrypts.
+Private keys are PKCS#8 PEM (or OpenSSH's own format, read and kept as
+such). Encrypted PKCS#8 keys use PBES2 with scrypt (N=2^14, r=8, p=8) and
+AES-256-CBC rather than the library default of PBKDF2 with 2,048
+iterations, because a stolen key file should cost an attacker real memory
+and time per guess. N·r sets the memory (16 MiB, within OpenSSL's default
+32 MiB cap, so ``openssl pkey`` decrypts it); p=8 keeps the work per guess
+that N=2^17, p=1 had. The result is a standard ``ENCRYPTED PRIVATE KEY``
+(RFC 8018 + RFC 7914) that any PKCS#8 reader with scrypt support decrypts.
 
 A public key file is a PEM ``PUBLIC KEY`` block with ``# keyid:`` and
 ``# name:`` comment lines above it; the key id is recomputed on load and a
@@ -47,6 +49,7 @@ __all__ = [
     "KeyType",
     "PublicKey",
     "SigningKey",
+    "is_openssh_private_key",
     "keyid_of",
     "load_private_key",
     "load_public_key",
@@ -55,9 +58,10 @@ __all__ = [
 ]
 
 MAX_KEY_FILE_BYTES = 16 * 1024
-SCRYPT_N = 2**17
+_OPENSSH_LABEL = "OPENSSH PRIVATE KEY"
+SCRYPT_N = 2**14
 _SCRYPT_R = 8
-_SCRYPT_P = 1
+_SCRYPT_P = 8
 
 Passphrase = bytes | Callable[[], bytes] | None
 
@@ -268,6 +272,19 @@ class SigningKey:
             raise PassphraseError("refusing to encrypt a key with an empty passphrase")
         return _pem("ENCRYPTED PRIVATE KEY", _encrypt_pkcs8(plain, passphrase, scrypt_n))
 
+    def to_openssh(self, passphrase: bytes | None) -> bytes:
+        """The OpenSSH private key format (``ssh-keygen``'s), bcrypt-encrypted with a passphrase."""
+        if passphrase is not None and not passphrase:
+            raise PassphraseError("refusing to encrypt a key with an empty passphrase")
+        encryption: serialization.KeySerializationEncryption = (
+            serialization.BestAvailableEncryption(passphrase)
+            if passphrase
+            else serialization.NoEncryption()
+        )
+        return self._key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH, encryption
+        )
+
 
 def _pem(label: str, der: bytes) -> bytes:
     body = base64.encodebytes(der).decode("ascii")
@@ -346,12 +363,17 @@ def _single_pem_block(data: bytes, what: str) -> tuple[str, bytes]:
 
 
 def load_public_key(data: bytes, what: str = "public key") -> PublicKey:
-    """Parse a public key file (or a bare SubjectPublicKeyInfo PEM).
+    """Parse a public key file (or a bare SubjectPublicKeyInfo PEM, or an OpenSSH line).
 
     Raises:
         KeyFileError: not exactly one ed25519 or ECDSA P-256/P-384 ``PUBLIC KEY``
             block, or the ``# keyid:`` comment does not match the key.
     """
+    ssh_line = _openssh_line(data)
+    if ssh_line is not None:
+        from .ssh import parse_public_line
+
+        return parse_public_line(ssh_line, what)
     label, block = _single_pem_block(data, what)
     if label != "PUBLIC KEY":
         raise KeyFileError(f"{what}: expected a PUBLIC KEY block, found {label}")
@@ -367,6 +389,16 @@ def load_public_key(data: bytes, what: str = "public key") -> PublicKey:
             f"{what}: its keyid line says {claimed[:16]}… but the key's id is {public.short_id}…"
         )
     return public
+
+
+def _openssh_line(data: bytes) -> str | None:
+    """The one line of ``data`` that is not a comment, if it holds no PEM block and has
+    a space: an OpenSSH ``TYPE BASE64 [comment]`` line, or what is meant as one."""
+    if b"-----BEGIN " in data:
+        return None
+    text = data.decode("ascii", errors="replace")
+    lines = [line for line in text.splitlines() if line.strip() and not line.startswith("#")]
+    return lines[0] if len(lines) == 1 and " " in lines[0].strip() else None
 
 
 def _comments(data: bytes) -> dict[str, str]:
@@ -391,6 +423,8 @@ def load_private_key(
         PassphraseError: the key is encrypted and the passphrase is missing or wrong.
     """
     label, block = _single_pem_block(data, what)
+    if label == _OPENSSH_LABEL:
+        return _load_openssh_private_key(block, passphrase, what, name)
     if label not in ("PRIVATE KEY", "ENCRYPTED PRIVATE KEY"):
         raise KeyFileError(f"{what}: expected a PKCS#8 PRIVATE KEY block, found {label}")
     secret: bytes | None = None
@@ -411,6 +445,46 @@ def load_private_key(
     if not isinstance(key, Ed25519PrivateKey):
         raise KeyFileError(f"{what}: expected an ed25519 key, found {type(key).__name__}")
     return SigningKey(key, name)
+
+
+def is_openssh_private_key(data: bytes) -> bool:
+    """True if ``data`` is an OpenSSH-format private key (``ssh-keygen``'s default)."""
+    return data.lstrip().startswith(b"-----BEGIN " + _OPENSSH_LABEL.encode())
+
+
+def _load_openssh_private_key(
+    block: bytes, passphrase: Passphrase, what: str, name: str | None
+) -> SigningKey:
+    secret: bytes | None = None
+    if _openssh_is_encrypted(block, what):
+        secret = passphrase() if callable(passphrase) else passphrase
+        if not secret:
+            raise PassphraseError(f"{what} is encrypted and no passphrase was given")
+    try:
+        key = serialization.load_ssh_private_key(block, secret)
+    except ValueError as e:
+        if secret is not None:
+            raise PassphraseError(f"wrong passphrase for {what} (or the key is damaged)") from e
+        raise KeyFileError(f"{what}: not a readable OpenSSH private key") from e
+    except UnsupportedAlgorithm as e:
+        raise KeyFileError(f"{what}: uses an unsupported key or cipher") from e
+    if not isinstance(key, Ed25519PrivateKey):
+        raise KeyFileError(f"{what}: expected an ed25519 key, found {type(key).__name__}")
+    return SigningKey(key, name)
+
+
+def _openssh_is_encrypted(block: bytes, what: str) -> bool:
+    """Whether the key's cipher is not "none" (the format's header says so in clear)."""
+    body = b"".join(line for line in block.splitlines() if not line.startswith(b"-----"))
+    try:
+        raw = base64.b64decode(body, validate=True)
+    except ValueError as e:
+        raise KeyFileError(f"{what}: not a readable OpenSSH private key") from e
+    magic = b"openssh-key-v1\0"
+    if not raw.startswith(magic) or len(raw) < len(magic) + 4:
+        raise KeyFileError(f"{what}: not a readable OpenSSH private key")
+    length = int.from_bytes(raw[len(magic) : len(magic) + 4], "big")
+    return raw[len(magic) + 4 : len(magic) + 4 + length] != b"none"
 
 
 def read_public_key_file(path: str | os.PathLike[str]) -> PublicKey:

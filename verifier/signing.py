@@ -28,7 +28,7 @@ from .envelope import (
     parse_statement,
 )
 from .errors import FormatError, UsageError, VtregError
-from .keys import SigningKey
+from .keyrefs import Signer
 from .layout import MANIFEST_FILE, MAX_SIGNATURE_BYTES, SIGNATURE_FILE
 from .manifest import PluginManifest, parse_manifest
 from .platforms import (
@@ -90,7 +90,7 @@ def _names_by_family(name: str) -> dict[str, tuple[str, ...]]:
 
 def sign(
     tree: PluginTree,
-    key: SigningKey,
+    key: Signer,
     *,
     at: datetime,
     expires: datetime | None = None,
@@ -173,7 +173,7 @@ def _readable(tree: PluginTree, envelope: bytes) -> bytes:
 
 def _cosign(
     tree: PluginTree,
-    key: SigningKey,
+    key: Signer,
     existing: tuple[Envelope, bytes, Statement],
     expires: datetime | None,
     digest: str,

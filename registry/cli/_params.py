@@ -13,20 +13,27 @@ import click
 
 from vtreg.verifier.errors import PassphraseError
 from vtreg.verifier.files import read_bounded
+from vtreg.verifier.text import printable
 
 __all__ = [
     "DURATION",
     "NAME",
+    "NEW_PASSPHRASE_ENV",
     "PAST_TIME",
+    "STDIN_NAMES",
     "TIME",
     "TIME_OR_DURATION",
+    "PassphraseSource",
+    "ask_pin",
     "parse_time",
     "passphrase_reader",
     "utc_now",
 ]
 
 PASSPHRASE_ENV = "VTREG_PASSPHRASE"  # noqa: S105 - the variable's name, not a secret
+NEW_PASSPHRASE_ENV = "VTREG_NEW_PASSPHRASE"  # noqa: S105 - likewise
 _MAX_PASSPHRASE_FILE = 4096
+STDIN_NAMES = ("-", "/dev/stdin")  # --passphrase-file names for standard input
 _DURATION = re.compile(r"(\d+)([smhdwy])")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400, "y": 365 * 86400}
 _NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,63}")
@@ -146,38 +153,80 @@ TIME = Time()
 NAME = Name()
 
 
-def passphrase_reader(path: str | None, *, confirm: bool = False) -> Callable[[], bytes]:
+class PassphraseSource:
     """Where a passphrase comes from: --passphrase-file, $VTREG_PASSPHRASE, or a prompt.
 
     Never from a plain command-line argument (it would show in ``ps`` and in
-    shell history). Called only when a passphrase is actually needed.
+    shell history). Called only when a passphrase is actually needed; a file
+    (``-`` or ``/dev/stdin``: standard input) gives its first line. The prompt
+    names the key; ``prompted`` says whether the last call asked at a terminal,
+    where a mistyped passphrase may be asked again.
     """
 
-    def read() -> bytes:
-        if path is not None:
-            data = read_bounded(path, _MAX_PASSPHRASE_FILE, f"passphrase file {path}")
-            try:
-                secret = data.decode("utf-8").removesuffix("\n").removesuffix("\r")
-            except UnicodeDecodeError as e:
-                raise PassphraseError(f"passphrase file {path} is not UTF-8 text") from e
-            if not secret:
-                raise PassphraseError(f"passphrase file {path} is empty")
-            return secret.encode("utf-8")
-        env = os.environ.get(PASSPHRASE_ENV)
+    def __init__(
+        self, path: str | None, *, confirm: bool, what: str, env: str = PASSPHRASE_ENV
+    ) -> None:
+        self.path, self.confirm, self.what, self.env = path, confirm, what, env
+        self.prompted = False
+
+    def __call__(self) -> bytes:
+        """The passphrase, or :class:`PassphraseError` saying why there is none."""
+        self.prompted = False
+        if self.path is not None:
+            return self._from_file(self.path)
+        env = os.environ.get(self.env)
         if env is not None:
             if not env:
-                raise PassphraseError(f"{PASSPHRASE_ENV} is set but empty")
+                raise PassphraseError(f"{self.env} is set but empty")
             return env.encode("utf-8")
         if not sys.stdin.isatty():
             raise PassphraseError(
-                f"a passphrase is needed: set {PASSPHRASE_ENV}, use --passphrase-file, "
+                f"a passphrase is needed: set {self.env}, use --passphrase-file, "
                 "or run in a terminal"
             )
-        secret = getpass.getpass("Passphrase: ")
+        self.prompted = True
+        secret = getpass.getpass(f"Passphrase for {printable(self.what)}: ")
         if not secret:
             raise PassphraseError("empty passphrase")
-        if confirm and getpass.getpass("Passphrase (again): ") != secret:
+        if self.confirm and getpass.getpass("Passphrase (again): ") != secret:
             raise PassphraseError("the two passphrases differ")
         return secret.encode("utf-8")
 
-    return read
+    @staticmethod
+    def _from_file(path: str) -> bytes:
+        what = "passphrase on standard input" if path in STDIN_NAMES else f"passphrase file {path}"
+        if path in STDIN_NAMES:
+            data = sys.stdin.buffer.read(_MAX_PASSPHRASE_FILE + 1)
+            if len(data) > _MAX_PASSPHRASE_FILE:
+                raise PassphraseError(f"{what}: more than {_MAX_PASSPHRASE_FILE:,} bytes")
+        else:
+            data = read_bounded(path, _MAX_PASSPHRASE_FILE, what)
+        try:
+            secret = data.decode("utf-8").split("\n", 1)[0].removesuffix("\r")
+        except UnicodeDecodeError as e:
+            raise PassphraseError(f"{what} is not UTF-8 text") from e
+        if not secret:
+            shown = f"{what}: its first line is empty" if data.strip() else f"{what} is empty"
+            raise PassphraseError(shown)
+        return secret.encode("utf-8")
+
+
+def passphrase_reader(
+    path: str | None, *, confirm: bool = False, what: str = "the key", env: str = PASSPHRASE_ENV
+) -> PassphraseSource:
+    """The passphrase source for ``--passphrase-file PATH`` (see :class:`PassphraseSource`)."""
+    return PassphraseSource(path, confirm=confirm, what=what, env=env)
+
+
+def ask_pin() -> Callable[[str], bytes] | None:
+    """A PIN prompt at a terminal, or None where there is none to ask (a script, CI)."""
+    if not sys.stdin.isatty():
+        return None
+
+    def ask(prompt: str) -> bytes:
+        secret = getpass.getpass(printable(prompt))
+        if not secret:
+            raise PassphraseError("empty PIN")
+        return secret.encode("utf-8")
+
+    return ask

@@ -1,27 +1,46 @@
-"""Publisher-side and offline commands: ``keygen``, ``sign``, ``verify``."""
+"""Publisher-side and offline commands: ``keygen``, ``sign``, ``verify``, ``key pub``,
+``key passphrase``."""
 
 from __future__ import annotations
 
 import contextlib
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 import click
 
 from ._app import Report, Settings, cli, vtreg_command
-from ._params import NAME, TIME_OR_DURATION, passphrase_reader, utc_now
+from ._params import (
+    NAME,
+    NEW_PASSPHRASE_ENV,
+    STDIN_NAMES,
+    TIME_OR_DURATION,
+    PassphraseSource,
+    ask_pin,
+    passphrase_reader,
+    utc_now,
+)
 from .fleet import fleet_option, grace_option, verify_with_fleet
+from .trust import key_group
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
     from vtreg.registry.service import Registry
+    from vtreg.verifier.keyrefs import Signer
     from vtreg.verifier.keys import PublicKey, SigningKey
     from vtreg.verifier.signatures import VerifiedPlugin
     from vtreg.verifier.tree import PendingCapture
 
-__all__ = ["keygen", "sign", "verify"]
+__all__ = ["key_passphrase", "key_pub", "keygen", "sign", "verify"]
+
+T = TypeVar("T")
+_TRIES = 3  # passphrase prompts at a terminal before giving up, as ssh-keygen does
+_KEYREF_HELP = (
+    "Signing key: a private key file (vtreg or OpenSSH), ssh-agent:PUBFILE, "
+    "ssh-agent:SHA256:FINGERPRINT, or a pkcs11: URI."
+)
 
 _passphrase_file = click.option(
     "--passphrase-file",
@@ -61,7 +80,11 @@ def keygen(
     pub_path, key_path = out / f"{name}.pub", out / f"{name}.key"
     remove_half_made([pub_path, key_path])
     refuse_existing([pub_path, key_path])  # before asking for a passphrase
-    passphrase = None if unencrypted else passphrase_reader(passphrase_file, confirm=True)()
+    passphrase = (
+        None
+        if unencrypted
+        else passphrase_reader(passphrase_file, confirm=True, what=f"{key_path} (new)")()
+    )
     key = SigningKey.generate(name)
     create_files_exclusive(
         [
@@ -90,7 +113,7 @@ def keygen(
 
 @vtreg_command(cli)
 @click.argument("directories", nargs=-1, required=True, type=click.Path(), metavar="DIR...")
-@click.option("--key", "key_file", required=True, type=click.Path(), help="Private key file.")
+@click.option("--key", "key_ref", required=True, metavar="KEYREF", help=_KEYREF_HELP)
 @click.option(
     "--expires",
     type=TIME_OR_DURATION,
@@ -105,7 +128,7 @@ def keygen(
 def sign(
     settings: Settings,
     directories: tuple[str, ...],
-    key_file: str,
+    key_ref: str,
     expires: datetime | None,
     fresh: bool,
     passphrase_file: str | None,
@@ -115,15 +138,17 @@ def sign(
     Several directories are signed in one process with one passphrase; `-`
     reads their paths from stdin, one a line.
     """
-    from vtreg.verifier.keys import read_private_key_file
-
-    from ._batch import batch, single
+    from ._batch import STDIN, batch, single
     from ._batch import directories as named
 
+    if STDIN in directories and passphrase_file in STDIN_NAMES:
+        from vtreg.verifier.errors import UsageError
+
+        raise UsageError("stdin can give the directories or the passphrase, not both")
     names = named(directories)
 
-    def read_key() -> SigningKey:
-        return read_private_key_file(key_file, passphrase_reader(passphrase_file))
+    def read_key() -> Signer:
+        return _open_signer(key_ref, passphrase_file)
 
     if single(directories, names):
         return _sign_one(names[0], read_key, expires, fresh)
@@ -132,7 +157,7 @@ def sign(
 
 
 def _sign_one(
-    directory: str, read_key: Callable[[], SigningKey], expires: datetime | None, fresh: bool
+    directory: str, read_key: Callable[[], Signer], expires: datetime | None, fresh: bool
 ) -> Report:
     from vtreg.verifier.envelope import parse_envelope, parse_statement
     from vtreg.verifier.files import atomic_write, remove_stale_temporaries
@@ -210,7 +235,8 @@ def _looks_like_leftover(path: str) -> bool:
     "key_files",
     multiple=True,
     type=click.Path(),
-    help="Trusted public key file (repeatable): verify offline, without the registry.",
+    help="Trusted public key (repeatable): a file, or an ssh-ed25519 line; verify offline, "
+    "without the registry.",
 )
 @click.option(
     "--threshold",
@@ -299,9 +325,9 @@ def verify(
 
 def _trusted_keys(key_files: tuple[str, ...], threshold: int) -> list[PublicKey]:
     from vtreg.verifier.errors import UsageError
-    from vtreg.verifier.keys import read_public_key_file
+    from vtreg.verifier.keyrefs import read_public_key_ref
 
-    keys = [read_public_key_file(path) for path in key_files]
+    keys = [read_public_key_ref(ref) for ref in key_files]
     distinct = len({k.keyid for k in keys})
     if threshold > distinct:
         raise UsageError(
@@ -373,3 +399,106 @@ def _verified_report(result: VerifiedPlugin, threshold: int) -> Report:
         ]
     )
     return Report(data={"verified": True, "plugin": result.summary()}, text=text)
+
+
+def _open_signer(ref: str, passphrase_file: str | None) -> Signer:
+    """The signing key ``ref`` names; a passphrase mistyped at a terminal is asked again."""
+    from vtreg.verifier.keyrefs import open_signer
+
+    return _with_retries(ref, passphrase_file, lambda source: open_signer(ref, source, ask_pin()))
+
+
+def _open_key_file(path: str, passphrase_file: str | None) -> SigningKey:
+    from vtreg.verifier.keyrefs import read_private_key_ref
+
+    return _with_retries(path, passphrase_file, lambda source: read_private_key_ref(path, source))
+
+
+def _with_retries(
+    ref: str, passphrase_file: str | None, open_key: Callable[[PassphraseSource], T]
+) -> T:
+    from vtreg.verifier.errors import PassphraseError
+    from vtreg.verifier.text import printable
+
+    source = passphrase_reader(passphrase_file, what=ref)
+    for _ in range(_TRIES - 1):
+        try:
+            return open_key(source)
+        except PassphraseError as e:
+            if not source.prompted:
+                raise
+            click.echo(f"vtreg: {printable(str(e))}; try again", err=True)
+    return open_key(source)  # the last try: its error is the answer
+
+
+@vtreg_command(key_group, "pub")
+@click.argument("keyref")
+@click.option("--openssh", is_flag=True, help="An OpenSSH line (ssh-ed25519 AAAA... name).")
+@click.option(
+    "--out", "out_file", type=click.Path(), help="Write it to this new file instead of stdout."
+)
+@_passphrase_file
+def key_pub(
+    settings: Settings,
+    keyref: str,
+    openssh: bool,
+    out_file: str | None,
+    passphrase_file: str | None,
+) -> Report:
+    """Print or write the public key of KEYREF (a key file, ssh-agent:... or pkcs11:...)."""
+    from vtreg.verifier.files import create_files_exclusive
+    from vtreg.verifier.ssh import fingerprint, public_blob, public_line
+
+    public = _open_signer(keyref, passphrase_file).public_key
+    text = public_line(public) + "\n" if openssh else public.to_file_bytes().decode("ascii")
+    if out_file is not None:
+        create_files_exclusive([(out_file, text.encode("ascii"), 0o644)])
+    data = {
+        "keyid": public.keyid,
+        "fingerprint": fingerprint(public_blob(public)),
+        "openssh": public_line(public),
+        "pem": public.to_pem().decode("ascii"),
+        "public_key": out_file,
+    }
+    shown = f"wrote {out_file}\nkeyid {public.keyid}" if out_file else text.rstrip("\n")
+    return Report(data=data, text=shown)
+
+
+@vtreg_command(key_group, "passphrase")
+@click.argument("keyfile", type=click.Path())
+@_passphrase_file
+@click.option(
+    "--new-passphrase-file",
+    type=click.Path(),
+    help=f"Read the new passphrase from the first line of this file (else ${NEW_PASSPHRASE_ENV}, "
+    "else a prompt, asked twice).",
+)
+@click.option("--unencrypted", is_flag=True, help="Remove the passphrase (not advised).")
+def key_passphrase(
+    settings: Settings,
+    keyfile: str,
+    passphrase_file: str | None,
+    new_passphrase_file: str | None,
+    unencrypted: bool,
+) -> Report:
+    """Change the passphrase of a private key file in place, keeping its format."""
+    from vtreg.verifier.files import atomic_write
+    from vtreg.verifier.keys import is_openssh_private_key
+
+    key = _open_key_file(keyfile, passphrase_file)
+    new = None
+    if not unencrypted:
+        new = passphrase_reader(
+            new_passphrase_file, confirm=True, what=f"{keyfile} (new)", env=NEW_PASSPHRASE_ENV
+        )()
+    with open(keyfile, "rb") as f:  # already read once: this only tells its format
+        openssh = is_openssh_private_key(f.read(64))
+    atomic_write(keyfile, key.to_openssh(new) if openssh else key.to_pem(new), 0o600)
+    state = "unencrypted" if unencrypted else "encrypted with the new passphrase"
+    return Report(
+        data={"private_key": keyfile, "keyid": key.keyid, "encrypted": not unencrypted},
+        text=f"{keyfile} is now {state}\nkeyid {key.keyid}",
+        warnings=[f"{keyfile} is not encrypted: anyone who can read it can sign as you"]
+        if unencrypted
+        else [],
+    )

@@ -170,7 +170,7 @@ def test_json_errors_are_one_document(plugin_factory: PluginFactory, keys: Path)
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        pytest.param(["--json", "key"], "vtreg key needs a command: add, list, revoke, set", id="group-alone"),
+        pytest.param(["--json", "key"], "vtreg key needs a command: add, list, passphrase, pub, revoke, set", id="group-alone"),
         pytest.param(["--json", "db"], "vtreg db needs a command: info, upgrade", id="other-group"),
         pytest.param(["--json", "frobnicate"], "No such command 'frobnicate'.", id="unknown-command"),
     ],
@@ -336,16 +336,19 @@ def test_missing_directory(keys: Path, tmp_path: Path) -> None:
     )
 
 
+def _junk_key(directory: Path) -> Path:
+    path = directory / "junk.key"
+    path.write_bytes(b"junk")
+    path.chmod(0o600)  # a key file open to others is refused before it is read
+    return path
+
+
 @pytest.mark.parametrize(
     ("make", "message"),
     [
         pytest.param(lambda d: d / "missing.key", "does not exist", id="missing"),
         pytest.param(lambda d: d, "is not a regular file", id="directory"),
-        pytest.param(
-            lambda d: (d / "junk.key").write_bytes(b"junk") and d / "junk.key",
-            "expected exactly one PEM block",
-            id="garbage",
-        ),
+        pytest.param(_junk_key, "expected exactly one PEM block", id="garbage"),
     ],
 )
 def test_unreadable_keys(

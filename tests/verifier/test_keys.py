@@ -105,10 +105,37 @@ def test_encrypted_key_structure_is_standard_pkcs8(key: SigningKey, tmp_path: Pa
     assert ":aes-256-cbc" in dump
 
 
-def test_default_kdf_cost_is_what_we_claim(key: SigningKey) -> None:
-    pem = key.to_pem(b"pw")  # the real cost: about a third of a second
-    assert load_private_key(pem, b"pw").keyid == key.keyid
-    assert SCRYPT_N == 2**17
+def test_default_kdf_cost_is_what_we_claim(key: SigningKey, tmp_path: Path) -> None:
+    path = tmp_path / "k.pem"
+    path.write_bytes(key.to_pem(b"pw"))  # the real cost: about half a second
+    dump = subprocess.run(
+        ["openssl", "asn1parse", "-in", str(path)], capture_output=True, text=True, check=True
+    ).stdout
+    ints = [int(line.split(":")[-1], 16) for line in dump.splitlines() if "INTEGER" in line]
+
+    assert ints[:3] == [2**14, 8, 8]  # N, r, p: 16 MiB per guess, the work of N=2^17 p=1
+    assert SCRYPT_N == 2**14
+    assert load_private_key(path.read_bytes(), b"pw").keyid == key.keyid
+
+
+def test_openssl_decrypts_the_default_encrypted_key(key: SigningKey, tmp_path: Path) -> None:
+    # N=2^17, r=8 needed 128 MiB, past OpenSSL's 32 MiB scrypt cap: `openssl pkey` refused it.
+    path, secret = tmp_path / "k.pem", tmp_path / "pass"
+    path.write_bytes(key.to_pem(b"correct horse"))
+    secret.write_text("correct horse\n")
+    public = subprocess.run(
+        ["openssl", "pkey", "-in", str(path), "-passin", f"file:{secret}", "-pubout"],
+        capture_output=True,
+        check=True,
+    ).stdout
+
+    assert load_public_key(public).keyid == key.keyid
+    wrong = subprocess.run(
+        ["openssl", "pkey", "-in", str(path), "-passin", "pass:wrong", "-noout"],
+        capture_output=True,
+        check=False,
+    )
+    assert wrong.returncode != 0
 
 
 def test_wrong_passphrase(key: SigningKey) -> None:
