@@ -570,45 +570,32 @@ class PluginLoader:
             # constructors run inside dlopen): a decision that cannot be recorded
             # raises here, and nothing is loaded. An ABI refusal after dlopen is
             # recorded as a second event, by load_plugin.
-            details: dict[str, object] = {"path": path_text(directory), "isolation": self.isolation}
-            if plan.bundled:
-                details["dependencies"] = [step.rel for step in plan.bundled]
-            self.audit.record(
-                AuditEvent(
-                    "plugin.load",
-                    "allowed",
-                    plugin=verified.name,
-                    version=verified.version,
-                    digest=verified.content_digest,
-                    keyids=verified.signature_keyids,
-                    details=details,
-                )
-            )
+            extra = {"dependencies": [step.rel for step in plan.bundled]} if plan.bundled else {}
+            self._record_allowed(verified, directory, **extra)
             return self._open(images, directory, verified, plan)
         finally:
             os.close(fd)
             for image in images.values():
                 image.close()  # a loaded library keeps its mapping, not the file
 
+    def _record_allowed(self, verified: VerifiedPlugin, directory: Path, **extra: object) -> None:
+        """Put the allowed decision on record (raises if it cannot be recorded)."""
+        self.audit.record(
+            AuditEvent(
+                "plugin.load",
+                "allowed",
+                plugin=verified.name,
+                version=verified.version,
+                digest=verified.content_digest,
+                keyids=verified.signature_keyids,
+                details={"path": path_text(directory), "isolation": self.isolation, **extra},
+            )
+        )
+
     def _record_shared(self, plugin: NativePlugin, directory: Path) -> NativePlugin:
         """Record an allowed load of content already loaded; no code runs for it."""
-        verified = plugin.verified
         try:
-            self.audit.record(
-                AuditEvent(
-                    "plugin.load",
-                    "allowed",
-                    plugin=verified.name,
-                    version=verified.version,
-                    digest=verified.content_digest,
-                    keyids=verified.signature_keyids,
-                    details={
-                        "path": path_text(directory),
-                        "isolation": self.isolation,
-                        "shared": True,
-                    },
-                )
-            )
+            self._record_allowed(plugin.verified, directory, shared=True)
         except BaseException:
             plugin.close()
             raise
