@@ -129,6 +129,13 @@ class PublicKey:
             return False
         return True
 
+    @property
+    def ecdsa_hash(self) -> hashes.HashAlgorithm | None:
+        """The hash an ECDSA signature by this key is over; None for an ed25519 key."""
+        if self._ecdsa is None:
+            return None
+        return _ECDSA_CURVES[self._ecdsa.curve.name][1]()
+
     def to_pem(self) -> bytes:
         """The key as a SubjectPublicKeyInfo PEM block."""
         key = self._ecdsa or Ed25519PublicKey.from_public_bytes(self.raw)
