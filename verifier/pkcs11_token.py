@@ -7,8 +7,9 @@ key (``object`` = CKA_LABEL, ``id`` = CKA_ID, ``type=private``). The module is
 first line of the file ``pin-source`` names, ``$VTREG_PKCS11_PIN``, or the
 caller's prompt, in that order. The key never leaves the token: an ed25519
 key signs with CKM_EDDSA, an ECDSA P-256 or P-384 key with CKM_ECDSA over the
-SHA-256 or SHA-384 of the message (computed here, as few tokens hash with
-ECDSA themselves), its raw ``r || s`` written DER-encoded as vtreg verifies it.
+SHA-256 or SHA-384 of the message (computed here: not every token hashes for
+ECDSA, SoftHSM2 2.6 does not), its raw ``r || s`` written DER-encoded as vtreg
+verifies it.
 """
 
 from __future__ import annotations
@@ -18,6 +19,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, cast
 from urllib.parse import unquote_to_bytes
+
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
 from .errors import KeyFileError, NotFoundError, PassphraseError
 from .files import read_bounded
@@ -234,8 +240,6 @@ def _object(
 def _signature(key: pkcs11.SignMixin, public: PublicKey, message: bytes) -> bytes:
     """The token's signature of ``message``, as vtreg writes it for ``public``'s type."""
     import pkcs11
-    from cryptography.hazmat.primitives import hashes
-    from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
     algorithm = public.ecdsa_hash
     if algorithm is None:
@@ -249,9 +253,6 @@ def _signature(key: pkcs11.SignMixin, public: PublicKey, message: bytes) -> byte
 
 def _ecdsa_public_key(key: pkcs11.PublicKey, what: str) -> PublicKey:
     """The key from CKA_EC_PARAMS and CKA_EC_POINT, refused unless on P-256 or P-384."""
-    from cryptography.exceptions import UnsupportedAlgorithm
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
     from pkcs11.util.ec import encode_ec_public_key
 
     try:
