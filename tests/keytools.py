@@ -88,11 +88,14 @@ class Token:
 
     def keypair(self, label: str, key_type: str, key_id: str) -> None:
         """Generate a key pair on the token with OpenSC's pkcs11-tool (e.g. EC:edwards25519)."""
+        self.tool("--keypairgen", "--key-type", key_type, "--label", label, "--id", key_id)
+
+    def tool(self, *args: str) -> None:
+        """Run OpenSC's pkcs11-tool, logged in to the token, with ``args``."""
         subprocess.run(
             [
                 "pkcs11-tool", "--module", self.module, "--token-label", self.label,
-                "--login", "--pin", USER_PIN, "--keypairgen", "--key-type", key_type,
-                "--label", label, "--id", key_id,
+                "--login", "--pin", USER_PIN, *args,
             ],
             env={**os.environ, **self.env},
             check=True,

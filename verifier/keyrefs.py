@@ -44,7 +44,7 @@ Pin = Callable[[str], bytes]  # asked with the token's name, only when no other 
 
 
 class Signer(Protocol):
-    """What signing needs of a key: its public half and ed25519 signatures.
+    """What signing needs of a key: its public half and signatures that it verifies.
 
     A :class:`~vtreg.verifier.keys.SigningKey` is one; so is a key held by
     ssh-agent or a PKCS#11 token (:class:`DelegatedKey`).
@@ -59,7 +59,7 @@ class Signer(Protocol):
         """The key id of the public half."""
 
     def sign(self, message: bytes) -> bytes:
-        """The 64-byte ed25519 signature of ``message``."""
+        """The signature of ``message`` (ed25519's 64 bytes, or DER-encoded ECDSA)."""
 
 
 @dataclass(frozen=True)
@@ -81,7 +81,7 @@ class DelegatedKey:
         return self.public_key.keyid
 
     def sign(self, message: bytes) -> bytes:
-        """The ed25519 signature of ``message``, made by the agent or token."""
+        """The signature of ``message``, made by the agent or token."""
         signature = self._sign(message)
         if not self.public_key.verify(signature, message):
             raise KeyFileError(f"{self.where} returned a signature that its key does not verify")
@@ -97,7 +97,7 @@ def open_signer(ref: str, passphrase: Passphrase, pin: Pin | None = None) -> Sig
 
     Raises:
         KeyFileError: the file, agent key or token key is missing, unusable or
-            not ed25519, or a private key file is readable by others.
+            of a type vtreg does not sign with, or a private key file is readable by others.
         PassphraseError: a passphrase or PIN is missing or wrong.
     """
     if ref.startswith(AGENT_PREFIX):

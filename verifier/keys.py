@@ -1,7 +1,8 @@
 """Keys: key ids, public key files, passphrase-protected private keys.
 
-Signing keys are ed25519. A trusted public key may also be ECDSA P-256 or
-P-384 (what KMS and HSM signers produce), so that such signatures count.
+Signing key files are ed25519 (a key on a PKCS#11 token may also be ECDSA). A
+trusted public key may also be ECDSA P-256 or P-384 (what KMS and HSM signers
+produce), so that such signatures count.
 
 Private keys are PKCS#8 PEM (or OpenSSH's own format, read and kept as
 such). Encrypted PKCS#8 keys use PBES2 with scrypt (N=2^14, r=8, p=8) and
@@ -128,6 +129,13 @@ class PublicKey:
         except InvalidSignature:
             return False
         return True
+
+    @property
+    def ecdsa_hash(self) -> hashes.HashAlgorithm | None:
+        """The hash an ECDSA signature by this key is over; None for an ed25519 key."""
+        if self._ecdsa is None:
+            return None
+        return _ECDSA_CURVES[self._ecdsa.curve.name][1]()
 
     def to_pem(self) -> bytes:
         """The key as a SubjectPublicKeyInfo PEM block."""

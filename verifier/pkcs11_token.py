@@ -1,12 +1,15 @@
-"""Sign with an ed25519 key on a PKCS#11 token, named by an RFC 7512 ``pkcs11:`` URI.
+"""Sign with a key on a PKCS#11 token, named by an RFC 7512 ``pkcs11:`` URI.
 
 ``pkcs11:token=vtreg;object=release?module-path=/usr/lib/softhsm/libsofthsm2.so``
 names the token (``token``, ``serial``, ``manufacturer``, ``model``) and the
 key (``object`` = CKA_LABEL, ``id`` = CKA_ID, ``type=private``). The module is
 ``module-path`` or ``$VTREG_PKCS11_MODULE``; the PIN is ``pin-value``, the
 first line of the file ``pin-source`` names, ``$VTREG_PKCS11_PIN``, or the
-caller's prompt, in that order. The token signs with CKM_EDDSA; the key never
-leaves it.
+caller's prompt, in that order. The key never leaves the token: an ed25519
+key signs with CKM_EDDSA, an ECDSA P-256 or P-384 key with CKM_ECDSA over the
+SHA-256 or SHA-384 of the message (computed here: not every token hashes for
+ECDSA, SoftHSM2 2.6 does not), its raw ``r || s`` written DER-encoded as vtreg
+verifies it.
 """
 
 from __future__ import annotations
@@ -14,8 +17,13 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 from urllib.parse import unquote_to_bytes
+
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
 from .errors import KeyFileError, NotFoundError, PassphraseError
 from .files import read_bounded
@@ -86,10 +94,10 @@ def _attributes(part: str, separator: str, known: set[str], uri: str) -> dict[st
 
 
 def token_key(uri: str, prompt: Callable[[str], bytes] | None) -> DelegatedKey:
-    """The ed25519 key the URI names, signing on its token.
+    """The ed25519 or ECDSA P-256/P-384 key the URI names, signing on its token.
 
     Raises:
-        KeyFileError: no module, no such token or key, or a key that is not ed25519.
+        KeyFileError: no module, no such token or key, or a key of another type or curve.
         PassphraseError: no PIN, or a wrong one.
     """
     parsed = parse_uri(uri)
@@ -102,19 +110,24 @@ def token_key(uri: str, prompt: Callable[[str], bytes] | None) -> DelegatedKey:
     pin = _pin(parsed, where, prompt)
     with _Session(token, pin, where) as session:
         private = _object(session, parsed, pkcs11.ObjectClass.PRIVATE_KEY, where)
-        if private.key_type != pkcs11.KeyType.EC_EDWARDS:
+        if private.key_type not in (pkcs11.KeyType.EC_EDWARDS, pkcs11.KeyType.EC):
             raise KeyFileError(
                 f"{where}: key {_key_name(parsed)} is {private.key_type.name}; "
-                "vtreg signs with ed25519 (EC_EDWARDS) keys"
+                "vtreg signs with ed25519 (EC_EDWARDS) or ECDSA P-256/P-384 (EC) keys"
             )
-        public = _public_key(_object(session, parsed, pkcs11.ObjectClass.PUBLIC_KEY, where), where)
+        found = _object(session, parsed, pkcs11.ObjectClass.PUBLIC_KEY, where)
+        if private.key_type == pkcs11.KeyType.EC_EDWARDS:
+            public = _eddsa_public_key(found, where)
+        else:
+            found_public = cast("pkcs11.PublicKey", found)  # _object found a PUBLIC_KEY
+            public = _ecdsa_public_key(found_public, f"{where}: key {_key_name(parsed)}")
 
     def sign(message: bytes) -> bytes:
         with _Session(token, pin, where) as session:
             key = _object(session, parsed, pkcs11.ObjectClass.PRIVATE_KEY, where)
             if not isinstance(key, pkcs11.SignMixin):
                 raise KeyFileError(f"{where}: key {_key_name(parsed)} cannot sign")
-            return bytes(key.sign(message, mechanism=pkcs11.Mechanism.EDDSA))
+            return _signature(key, public, message)
 
     return DelegatedKey(public, sign, f"{where} key {_key_name(parsed)}")
 
@@ -224,7 +237,44 @@ def _object(
         raise KeyFileError(f"{where}: cannot find key {_key_name(parsed)}") from e
 
 
-def _public_key(key: pkcs11.Key, where: str) -> PublicKey:
+def _signature(key: pkcs11.SignMixin, public: PublicKey, message: bytes) -> bytes:
+    """The token's signature of ``message``, as vtreg writes it for ``public``'s type."""
+    import pkcs11
+
+    algorithm = public.ecdsa_hash
+    if algorithm is None:
+        return bytes(key.sign(message, mechanism=pkcs11.Mechanism.EDDSA))
+    digest = hashes.Hash(algorithm)
+    digest.update(message)
+    raw = bytes(key.sign(digest.finalize(), mechanism=pkcs11.Mechanism.ECDSA))
+    half = len(raw) // 2  # r and s, each as long as the curve's order
+    return encode_dss_signature(int.from_bytes(raw[:half]), int.from_bytes(raw[half:]))
+
+
+def _ecdsa_public_key(key: pkcs11.PublicKey, what: str) -> PublicKey:
+    """The key from CKA_EC_PARAMS and CKA_EC_POINT, refused unless on P-256 or P-384."""
+    from pkcs11.util.ec import encode_ec_public_key
+
+    try:
+        loaded = serialization.load_der_public_key(encode_ec_public_key(key))
+    except (ValueError, TypeError, UnsupportedAlgorithm) as e:
+        raise KeyFileError(f"{what}: its public key is not a readable EC key") from e
+    if not isinstance(loaded, ec.EllipticCurvePublicKey):
+        raise KeyFileError(f"{what}: its public key is not an EC key")
+    try:
+        return PublicKey(
+            loaded.public_bytes(
+                serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+            )
+        )
+    except KeyFileError as e:
+        raise KeyFileError(
+            f"{what} is ECDSA {printable(loaded.curve.name)}; "
+            "vtreg signs with ed25519 or ECDSA P-256/P-384 keys"
+        ) from e
+
+
+def _eddsa_public_key(key: pkcs11.Key, where: str) -> PublicKey:
     """The raw ed25519 key from CKA_EC_POINT: a DER OCTET STRING, or (some tokens) bare."""
     import pkcs11
 

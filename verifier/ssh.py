@@ -15,6 +15,8 @@ import hashlib
 import re
 import struct
 
+from cryptography.hazmat.primitives import serialization
+
 from .errors import KeyFileError
 from .keys import PublicKey
 from .text import printable
@@ -58,8 +60,17 @@ def read_string(data: bytes, offset: int, what: str) -> tuple[bytes, int]:
 
 
 def public_blob(key: PublicKey) -> bytes:
-    """The key's OpenSSH wire blob (what agents and ``.pub`` lines carry)."""
-    return ssh_string(ED25519.encode()) + ssh_string(key.raw)
+    """The key's OpenSSH wire blob (what agents and ``.pub`` lines carry).
+
+    An ECDSA key's is RFC 5656's ``ecdsa-sha2-nistp256`` (or ``-nistp384``) blob,
+    so that its line and fingerprint are the ones ``ssh-keygen`` shows for it.
+    """
+    if key.key_type == "ed25519":
+        return ssh_string(ED25519.encode()) + ssh_string(key.raw)
+    line = serialization.load_der_public_key(key.raw).public_bytes(
+        serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH
+    )
+    return base64.b64decode(line.split()[1])
 
 
 def fingerprint(blob: bytes) -> str:
@@ -70,7 +81,8 @@ def fingerprint(blob: bytes) -> str:
 
 def public_line(key: PublicKey) -> str:
     """The key as an OpenSSH public key line, its name as the comment."""
-    line = f"{ED25519} {base64.b64encode(public_blob(key)).decode('ascii')}"
+    blob = public_blob(key)
+    line = f"{blob_type(blob)} {base64.b64encode(blob).decode('ascii')}"
     return f"{line} {key.name}" if key.name else line
 
 
