@@ -59,7 +59,7 @@ def _distinct_plugins(
     source: Path, where: Path, count: int, key: SigningKey, registry: Registry
 ) -> list[Path]:
     """Signed, trusted (and pinned) plugin directories, each a version and content of its
-    own: the example library built as 1.0.N."""
+    own: the example library built as 1.1.N."""
     where.mkdir(mode=0o755)
     now = datetime.now(UTC)
     code = (source / "hello.c").read_text()
@@ -68,7 +68,7 @@ def _distinct_plugins(
     for i in range(count):
         plugin = where / f"hello{i}"
         plugin.mkdir(mode=0o755)
-        version = f"1.0.{i}"
+        version = f"1.1.{i}"  # beside the big plugin's 1.0.0
         (plugin / "hello.c").write_text(code.replace('"1.0.0"', f'"{version}"'))
         subprocess.run(
             ["cc", "-O2", "-shared", "-fPIC", "-fvisibility=hidden",
@@ -191,8 +191,7 @@ def _measure(work: Path, args: argparse.Namespace, key: SigningKey) -> _Figures:
     url = f"sqlite:///{work / 'registry.db'}"
     with Registry.open(url) as registry:
         registry.add_key(key.public_key)
-        registry.trust(capture(small))
-        registry.trust(capture(big))
+        registry.trust(capture(big), pin=True)  # older than the 1.1.N copies
 
         trusted = work / "plugins"
         small_dirs = _distinct_plugins(

@@ -15,7 +15,7 @@ import struct
 import sys
 from dataclasses import dataclass
 
-__all__ = ["DynamicInfo", "ElfError", "loaded_sonames", "read_dynamic"]
+__all__ = ["DynamicInfo", "ElfError", "loaded_sonames", "read_dynamic", "soname_loaded"]
 
 _PT_LOAD, _PT_DYNAMIC = 1, 2
 _DT_NULL, _DT_NEEDED, _DT_STRTAB, _DT_STRSZ = 0, 1, 5, 10
@@ -170,6 +170,9 @@ _dl_iterate_phdr = ctypes.CDLL(None).dl_iterate_phdr
 # whenever an object has been unloaded since, as another may now lie there.
 _seen: dict[tuple[int, int], str | None] = {}
 _unloads = [-1]
+# The loader's (loads, unloads) counters when the last answer was read, and that answer.
+_counted: list[tuple[int, int] | None] = [None]
+_answer: list[frozenset[str]] = [frozenset()]
 
 
 def loaded_sonames() -> frozenset[str]:
@@ -182,13 +185,22 @@ def loaded_sonames() -> frozenset[str]:
     ``dl_iterate_phdr`` reads only what is mapped already.
     """
     names: set[str] = set()
+    unchanged = [False]
+    first = [True]
+    counters: list[tuple[int, int] | None] = [None]
 
     def each(info: ctypes._Pointer[_PhdrInfo], size: int, data: int | None) -> int:
         del data
         this = info.contents
-        if size >= ctypes.sizeof(_PhdrInfo) and this.subs != _unloads[0]:
-            _seen.clear()
-            _unloads[0] = this.subs
+        if first[0] and size >= ctypes.sizeof(_PhdrInfo):
+            first[0] = False  # every object reports the same counters: read them once
+            if (this.adds, this.subs) == _counted[0]:
+                unchanged[0] = True  # nothing loaded or unloaded since the last answer
+                return 1
+            if this.subs != _unloads[0]:
+                _seen.clear()
+                _unloads[0] = this.subs
+            counters[0] = (this.adds, this.subs)
         key = (this.addr, this.phdr or 0)
         if key not in _seen:
             _seen[key] = _soname_of(this)
@@ -197,7 +209,10 @@ def loaded_sonames() -> frozenset[str]:
         return 0
 
     _dl_iterate_phdr(_EACH_OBJECT(each), None)
-    return frozenset(names)
+    if unchanged[0]:
+        return _answer[0]
+    _answer[0], _counted[0] = frozenset(names), counters[0]
+    return _answer[0]
 
 
 def _soname_of(this: _PhdrInfo) -> str | None:
@@ -241,3 +256,24 @@ def _soname_in_memory(
             raw = ctypes.string_at(at, min(end - at, _MAX_NAME_BYTES))
             return os.fsdecode(raw.split(b"\0", 1)[0]) if b"\0" in raw else None
     return None
+
+
+def soname_loaded(name: str) -> bool:
+    """Whether an object with ``DT_SONAME`` ``name`` is loaded (:func:`loaded_sonames`).
+
+    Loading only adds objects: while nothing has been unloaded since the last
+    full answer, a name in it is still loaded, and only a name missing from it
+    needs the objects read again.
+    """
+    counters: list[tuple[int, int] | None] = [None]
+
+    def first(info: ctypes._Pointer[_PhdrInfo], size: int, data: int | None) -> int:
+        del data
+        if size >= ctypes.sizeof(_PhdrInfo):
+            counters[0] = (info.contents.adds, info.contents.subs)
+        return 1  # the counters are the same in every object's record
+
+    _dl_iterate_phdr(_EACH_OBJECT(first), None)
+    now, known = counters[0], _counted[0]
+    unchanged = now is not None and known is not None and now[1] == known[1]
+    return (unchanged and name in _answer[0]) or name in loaded_sonames()

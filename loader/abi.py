@@ -13,7 +13,7 @@ from __future__ import annotations
 import ctypes
 import os
 
-from vtreg.loader._elf import loaded_sonames
+from vtreg.loader._elf import soname_loaded
 from vtreg.verifier.errors import VerificationError, VtregError
 
 __all__ = [
@@ -135,7 +135,7 @@ def held_by_process(name: str) -> bool:
     earlier, even if N has since been closed and now refers to another file.
     """
     if "/" not in name:
-        return name in loaded_sonames()
+        return soname_loaded(name)
     # The load's own flags: glibc finds a lazily loaded library with RTLD_NOW too,
     # but the probe should not depend on how a loader treats a binding upgrade.
     handle = _dlopen(os.fsencode(name), DLOPEN_MODE | os.RTLD_NOLOAD)
