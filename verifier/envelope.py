@@ -15,6 +15,7 @@ Duplicate keys are refused everywhere (:mod:`vtreg.verifier._json`).
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import re
 from datetime import UTC, datetime
@@ -285,6 +286,9 @@ def trusted_algorithms(subject: Subject) -> list[str]:
     return [a for a in TRUSTED_ALGORITHMS if a in subject.digest]
 
 
+# The same plugin.sig is parsed to pick the registry's rows and again to authenticate
+# it: the models are frozen, so the second parse of the same bytes is the first's.
+@functools.lru_cache(maxsize=16)
 def parse_envelope(data: bytes) -> Envelope:
     """Parse plugin.sig bytes into an envelope (signatures not yet checked).
 
@@ -295,6 +299,7 @@ def parse_envelope(data: bytes) -> Envelope:
     return load_model(Envelope, data, SIGNATURE_FILE, invalid=invalid, limit=MAX_SIGNATURE_BYTES)
 
 
+@functools.lru_cache(maxsize=16)
 def parse_statement(payload: bytes) -> Statement:
     """Parse verified payload bytes as our in-toto Statement.
 
