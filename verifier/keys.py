@@ -43,6 +43,7 @@ from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
 from .errors import KeyFileError, NotFoundError, PassphraseError
 from .files import read_bounded
+from .text import printable
 
 __all__ = [
     "MAX_KEY_FILE_BYTES",
@@ -382,6 +383,9 @@ def load_public_key(data: bytes, what: str = "public key") -> PublicKey:
         from .ssh import parse_public_line
 
         return parse_public_line(ssh_line, what)
+    minisign = _minisign_key(data, what)
+    if minisign is not None:
+        return minisign
     label, block = _single_pem_block(data, what)
     if label != "PUBLIC KEY":
         raise KeyFileError(f"{what}: expected a PUBLIC KEY block, found {label}")
@@ -397,6 +401,31 @@ def load_public_key(data: bytes, what: str = "public key") -> PublicKey:
             f"{what}: its keyid line says {claimed[:16]}… but the key's id is {public.short_id}…"
         )
     return public
+
+
+_MINISIGN_COMMENT = "untrusted comment:"
+
+
+def _minisign_key(data: bytes, what: str) -> PublicKey | None:
+    """A minisign public key file (``untrusted comment: ...`` then base64 of ``Ed``, an
+    8-byte key id and the 32-byte ed25519 key), or None if ``data`` is not one.
+
+    minisign's own key id is not vtreg's: the key id stays the SHA-256 of the raw key.
+    """
+    lines = data.decode("ascii", errors="replace").splitlines()
+    lines = [line.strip() for line in lines if line.strip()]
+    if len(lines) != 2 or not lines[0].startswith(_MINISIGN_COMMENT):
+        return None
+    try:
+        blob = base64.b64decode(lines[1], validate=True)
+    except ValueError as e:
+        raise KeyFileError(f"{what}: a minisign public key whose key line is not base64") from e
+    if len(blob) != 42 or blob[:2] != b"Ed":
+        raise KeyFileError(
+            f"{what}: not a minisign ed25519 public key ({len(blob)} bytes, "
+            f"algorithm {printable(blob[:2].decode('ascii', errors='replace'))})"
+        )
+    return PublicKey(blob[10:])
 
 
 def _openssh_line(data: bytes) -> str | None:
