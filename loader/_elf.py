@@ -169,10 +169,23 @@ _dl_iterate_phdr = ctypes.CDLL(None).dl_iterate_phdr
 # (base address, program headers) of each object seen -> its DT_SONAME; emptied
 # whenever an object has been unloaded since, as another may now lie there.
 _seen: dict[tuple[int, int], str | None] = {}
-_unloads = [-1]
 # The loader's (loads, unloads) counters when the last answer was read, and that answer.
 _counted: list[tuple[int, int] | None] = [None]
 _answer: list[frozenset[str]] = [frozenset()]
+
+
+def _counters() -> tuple[int, int] | None:
+    """The dynamic loader's (loads, unloads) counters, or None if it keeps none."""
+    counters: list[tuple[int, int] | None] = [None]
+
+    def first(info: ctypes._Pointer[_PhdrInfo], size: int, data: int | None) -> int:
+        del data
+        if size >= ctypes.sizeof(_PhdrInfo):
+            counters[0] = (info.contents.adds, info.contents.subs)
+        return 1  # the counters are the same in every object's record
+
+    _dl_iterate_phdr(_EACH_OBJECT(first), None)
+    return counters[0]
 
 
 def loaded_sonames() -> frozenset[str]:
@@ -184,23 +197,21 @@ def loaded_sonames() -> frozenset[str]:
     to a loaded library makes it answer "held" and give that library the name.
     ``dl_iterate_phdr`` reads only what is mapped already.
     """
+    return _sonames(_counters())
+
+
+def _sonames(now: tuple[int, int] | None) -> frozenset[str]:
+    """:func:`loaded_sonames`, given the loader's counters as they are now."""
+    known = _counted[0]
+    if now is not None and now == known:
+        return _answer[0]  # nothing loaded or unloaded since the last answer
+    if now is None or known is None or now[1] != known[1]:
+        _seen.clear()
     names: set[str] = set()
-    unchanged = [False]
-    first = [True]
-    counters: list[tuple[int, int] | None] = [None]
 
     def each(info: ctypes._Pointer[_PhdrInfo], size: int, data: int | None) -> int:
-        del data
+        del size, data
         this = info.contents
-        if first[0] and size >= ctypes.sizeof(_PhdrInfo):
-            first[0] = False  # every object reports the same counters: read them once
-            if (this.adds, this.subs) == _counted[0]:
-                unchanged[0] = True  # nothing loaded or unloaded since the last answer
-                return 1
-            if this.subs != _unloads[0]:
-                _seen.clear()
-                _unloads[0] = this.subs
-            counters[0] = (this.adds, this.subs)
         key = (this.addr, this.phdr or 0)
         if key not in _seen:
             _seen[key] = _soname_of(this)
@@ -209,9 +220,7 @@ def loaded_sonames() -> frozenset[str]:
         return 0
 
     _dl_iterate_phdr(_EACH_OBJECT(each), None)
-    if unchanged[0]:
-        return _answer[0]
-    _answer[0], _counted[0] = frozenset(names), counters[0]
+    _answer[0], _counted[0] = frozenset(names), now
     return _answer[0]
 
 
@@ -265,15 +274,7 @@ def soname_loaded(name: str) -> bool:
     full answer, a name in it is still loaded, and only a name missing from it
     needs the objects read again.
     """
-    counters: list[tuple[int, int] | None] = [None]
-
-    def first(info: ctypes._Pointer[_PhdrInfo], size: int, data: int | None) -> int:
-        del data
-        if size >= ctypes.sizeof(_PhdrInfo):
-            counters[0] = (info.contents.adds, info.contents.subs)
-        return 1  # the counters are the same in every object's record
-
-    _dl_iterate_phdr(_EACH_OBJECT(first), None)
-    now, known = counters[0], _counted[0]
-    unchanged = now is not None and known is not None and now[1] == known[1]
-    return (unchanged and name in _answer[0]) or name in loaded_sonames()
+    now, known = _counters(), _counted[0]
+    if now is not None and known is not None and now[1] == known[1] and name in _answer[0]:
+        return True
+    return name in _sonames(now)

@@ -1,7 +1,8 @@
 """Private, immutable copies of the bytes that were verified.
 
-While the plugin directory is hashed, each top-level library file is also
-written, byte for byte as hashed, into a :class:`SealedFile`: an anonymous
+While the plugin directory is hashed, the signed library is also written, byte
+for byte as hashed, into a :class:`SealedFile` (and each signed library it needs,
+re-hashed as it is copied, into one of its own): an anonymous
 memfd (Linux), sealed against any further change once complete, or elsewhere a
 0500 copy in a fresh 0700 directory. The dynamic loader then opens that copy
 (``/proc/self/fd/N``), never the original path, which may change after the

@@ -171,8 +171,8 @@ class _Resolver:
         self.opening.discard(rel)
 
     def system(self, name: str, *, needed_by: str, bundled_nearby: bool = False) -> None:
-        path = _find_system(name, self.kind) if "/" not in name else _trusted_path(name)
-        if path is None:
+        found = _find_system(name, self.kind) if "/" not in name else _trusted_path(name)
+        if found is None:
             where = ", ".join(system_library_dirs())
             hint = (
                 f" (the plugin signs a file {name}, but {needed_by} has no run path "
@@ -189,11 +189,7 @@ class _Resolver:
                 )
             )
             raise _refusal(f"{needed_by} needs {name}: {what}{hint}")
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-        try:
-            info = _dynamic(fd, path)
-        finally:
-            os.close(fd)
+        path, info = found
         self._check_kind(info, path)
         _check_no_filters(info, path)
         if "/" not in name and info.soname != name:  # pragma: no cover - _find_system checks
@@ -343,39 +339,49 @@ def _root_only(path: Path) -> bool:
     return True
 
 
-def _trusted_path(path: str) -> str | None:
-    """An absolute dependency path, if it lies (resolved) in a system library directory."""
+def _dynamic_of(path: Path) -> DynamicInfo:
+    """The dynamic section of the file at ``path`` (ElfError, OSError as they come)."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        return read_dynamic(fd)
+    finally:
+        os.close(fd)
+
+
+def _trusted_path(path: str) -> tuple[str, DynamicInfo] | None:
+    """An absolute dependency path, if it lies (resolved) in a system library directory,
+    and its dynamic section.
+
+    Raises:
+        AbiError: it does, but is not an ELF shared object the loader can read.
+    """
     if not Path(path).is_absolute():
         return None
     trusted = {Path(d).resolve() for d in system_library_dirs()}
     try:
         real = Path(path).resolve()
-        if real.parent in trusted and real.is_file() and _root_only(real):
-            return str(real)
+        if not (real.parent in trusted and real.is_file() and _root_only(real)):
+            return None
+        return str(real), _dynamic_of(real)
+    except ElfError as e:
+        raise AbiError(f"{path} is not an ELF shared object the loader can read: {e}") from e
     except OSError:  # a name too long for a file, say: nothing is there
-        pass
-    return None
+        return None
 
 
-def _find_system(name: str, kind: tuple[int, int, int] | None) -> str | None:
+def _find_system(name: str, kind: tuple[int, int, int] | None) -> tuple[str, DynamicInfo] | None:
     """The first file ``name`` in the system directories that root alone can change, that
     calls itself ``name`` and is built for ``kind`` (glibc skips the others: a multiarch
-    host lists /lib/i386-linux-gnu before /lib/x86_64-linux-gnu)."""
+    host lists /lib/i386-linux-gnu before /lib/x86_64-linux-gnu), and its dynamic section."""
     for directory in system_library_dirs():
         candidate = Path(directory) / name
         try:
             real = candidate.resolve()
             if not (real.is_file() and _root_only(real) and _root_only(Path(directory))):
                 continue
-            fd = os.open(real, os.O_RDONLY | os.O_CLOEXEC)
-        except OSError:  # a name too long for a file, say: not here
+            info = _dynamic_of(real)
+        except (ElfError, OSError):  # a name too long for a file, say: not here
             continue
-        try:
-            info = read_dynamic(fd)
-        except (ElfError, OSError):
-            continue
-        finally:
-            os.close(fd)
         if info.soname == name and info.kind == (kind or info.kind):
-            return str(candidate)
+            return str(candidate), info
     return None
