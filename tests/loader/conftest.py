@@ -144,3 +144,16 @@ def compat(trusted: Path, compiler: Compiler, key: SigningKey, now: datetime) ->
         return plugin
 
     return factory
+
+
+def key_loader(
+    key: SigningKey, trusted: Path, isolation: str, audit: RecordingAudit
+) -> PluginLoader:
+    """A loader trusting ``key`` for plugins in ``trusted``, isolated if ``isolation`` is
+    ``"process"``."""
+    return PluginLoader(
+        KeyPolicy([key.public_key]),
+        audit,
+        [trusted],
+        isolation="process" if isolation == "process" else "none",
+    )

@@ -25,8 +25,8 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import PLUGIN_SOURCES, ROOT, Compiler, c_string, write_manifest
-from tests.loader.conftest import RecordingAudit
-from vtreg.loader import AbiError, KeyPolicy, LoadError, PluginLoader
+from tests.loader.conftest import RecordingAudit, key_loader
+from vtreg.loader import AbiError, LoadError
 from vtreg.loader.dependencies import _ld_so_conf_dirs, system_library_dirs
 from vtreg.verifier.errors import ContentError, PolicyError, UnsafeFileError
 from vtreg.verifier.keys import SigningKey
@@ -99,15 +99,6 @@ def bundle(
     return factory
 
 
-def _loader(key: SigningKey, trusted: Path, isolation: str, audit: RecordingAudit) -> PluginLoader:
-    return PluginLoader(
-        KeyPolicy([key.public_key]),
-        audit,
-        [trusted],
-        isolation="process" if isolation == "process" else "none",
-    )
-
-
 # --- plugins with libraries of their own load, from the verified bytes ---
 
 
@@ -116,7 +107,7 @@ def test_a_bundled_origin_dependency_loads_from_its_sealed_copy(
     bundle: MakeBundle, key: SigningKey, trusted: Path, audit_log: RecordingAudit, isolation: str
 ) -> None:
     made = bundle(value=7)
-    plugin = _loader(key, trusted, isolation, audit_log).load_plugin(made.plugin)
+    plugin = key_loader(key, trusted, isolation, audit_log).load_plugin(made.plugin)
     try:
         assert plugin.execute().output == {"dep": 7}
     finally:
@@ -131,7 +122,7 @@ def test_a_dependency_in_a_subdirectory_of_the_plugin_loads(
     bundle: MakeBundle, key: SigningKey, trusted: Path, audit_log: RecordingAudit, isolation: str
 ) -> None:
     made = bundle(rpath="$ORIGIN/lib", at="lib", value=9)
-    plugin = _loader(key, trusted, isolation, audit_log).load_plugin(made.plugin)
+    plugin = key_loader(key, trusted, isolation, audit_log).load_plugin(made.plugin)
     try:
         assert plugin.execute().output == {"dep": 9}
     finally:
@@ -156,7 +147,7 @@ def test_a_dependency_found_nowhere_trusted_is_refused(
     bundle: MakeBundle, key: SigningKey, trusted: Path, audit_log: RecordingAudit, isolation: str
 ) -> None:
     made = bundle(at=None)  # linked against it, but the plugin does not carry it
-    loader = _loader(key, trusted, isolation, audit_log)
+    loader = key_loader(key, trusted, isolation, audit_log)
     error = _refused(lambda: loader.load_plugin(made.plugin), audit_log, "neither a signed file")
     assert error.subject is not None
     assert error.subject[0] == made.plugin.name
@@ -173,7 +164,7 @@ def test_a_run_path_outside_the_plugin_is_not_searched(
     marker = tmp_path / "ran"
     made = bundle(rpath=str(elsewhere), at=None, marker=marker)
     shutil.copyfile(made.dependency, elsewhere / made.soname)
-    loader = _loader(key, trusted, isolation, audit_log)
+    loader = key_loader(key, trusted, isolation, audit_log)
     _refused(lambda: loader.load_plugin(made.plugin), audit_log, "neither a signed file")
     assert not marker.exists()
 
@@ -182,7 +173,7 @@ def test_a_signed_file_that_the_library_cannot_reach_is_named_in_the_refusal(
     bundle: MakeBundle, key: SigningKey, trusted: Path, audit_log: RecordingAudit
 ) -> None:
     made = bundle(rpath=None)  # carries libdep, but no $ORIGIN run path leads to it
-    loader = _loader(key, trusted, "none", audit_log)
+    loader = key_loader(key, trusted, "none", audit_log)
     _refused(lambda: loader.load_plugin(made.plugin), audit_log, r"-rpath,'\$ORIGIN'")
 
 
@@ -193,7 +184,7 @@ def test_a_bundled_library_without_its_soname_is_refused(
     # and would search the path for it instead.
     marker = tmp_path / "ran"
     made = bundle(soname=False, marker=marker)
-    loader = _loader(key, trusted, "none", audit_log)
+    loader = key_loader(key, trusted, "none", audit_log)
     _refused(lambda: loader.load_plugin(made.plugin), audit_log, "-Wl,-soname")
     assert not marker.exists()
 
@@ -204,7 +195,7 @@ def test_a_dependency_named_by_a_relative_path_is_refused(
     # Linked by path without a DT_SONAME, the need is "lib/libdep.so": glibc would
     # open it relative to the working directory, whatever that holds.
     made = bundle(soname=False, link_by_path=True, at="lib")
-    loader = _loader(key, trusted, "none", audit_log)
+    loader = key_loader(key, trusted, "none", audit_log)
     _refused(lambda: loader.load_plugin(made.plugin), audit_log, "open as given")
 
 
@@ -218,7 +209,7 @@ def test_a_library_whose_headers_cannot_be_read_is_an_abi_refusal(
     write_manifest(plugin, name="notelf", description="x", version="1.0.0")
     (plugin / "plugin.sig").write_bytes(sign(capture(plugin), key, at=now).envelope)
     with pytest.raises(AbiError, match="not an ELF shared object the loader can read") as caught:
-        _loader(key, trusted, "none", audit_log).load_plugin(plugin)
+        key_loader(key, trusted, "none", audit_log).load_plugin(plugin)
     assert caught.value.subject is not None
     assert caught.value.subject[0] == "notelf"
     assert [e.outcome for e in audit_log.events] == ["refused"]
@@ -243,13 +234,13 @@ def test_two_plugins_with_different_libraries_of_one_name_share_no_process(
     # Same name and version as the first: rename it to keep identities apart is not
     # needed, KeyPolicy trusts whatever the key signed.
     (second / "plugin.sig").write_bytes(sign(capture(second), key, at=now).envelope)
-    loader = _loader(key, trusted, "none", audit_log)
+    loader = key_loader(key, trusted, "none", audit_log)
     loaded = loader.load_plugin(first.plugin)
     assert loaded.execute().output == {"dep": 1}
     with pytest.raises(LoadError, match="another plugin already loaded a different"):
         loader.load_plugin(second)
     assert audit_log.events[-1].outcome == "error"
-    isolated = _loader(key, trusted, "process", audit_log).load_plugin(second)
+    isolated = key_loader(key, trusted, "process", audit_log).load_plugin(second)
     try:
         assert isolated.execute().output == {"dep": 2}
     finally:
@@ -494,7 +485,7 @@ def test_a_library_that_needs_itself_loads(
     )  # fmt: skip
     shutil.copyfile(itself, library)
     _sign_plugin(made.plugin, name, key, now)
-    plugin = _loader(key, trusted, isolation, audit_log).load_plugin(made.plugin)
+    plugin = key_loader(key, trusted, isolation, audit_log).load_plugin(made.plugin)
     try:
         assert plugin.execute().output == {"dep": 5}
     finally:
@@ -556,7 +547,7 @@ def test_a_need_whose_name_is_too_long_for_a_file_is_refused(
     plugin.mkdir(mode=0o755)
     shutil.copyfile(main, plugin / "liblong.so")
     _sign_plugin(plugin, "long", key, now)
-    loader = _loader(key, trusted, "none", audit_log)
+    loader = key_loader(key, trusted, "none", audit_log)
     _refused(lambda: loader.load_plugin(plugin), audit_log, "neither a signed file")
 
 
@@ -646,7 +637,7 @@ def test_another_plugins_library_is_not_the_hosts_own(
     )
     shutil.copyfile(main, needy / f"lib{needy.name}.so")
     _sign_plugin(needy, needy.name, key, now)
-    loader = _loader(key, trusted, "none", audit_log)
+    loader = key_loader(key, trusted, "none", audit_log)
     loader.load_plugin(holder)
     audit_log.events.clear()
     _refused(lambda: loader.load_plugin(needy), audit_log, "neither a signed file")

@@ -14,14 +14,12 @@ from typing import Any
 
 import pytest
 
-from tests.loader.conftest import Compat, RecordingAudit
+from tests.loader.conftest import Compat, RecordingAudit, key_loader
 from vtreg.loader import (
     AbiError,
-    KeyPolicy,
     NativePlugin,
     PluginCallError,
     PluginContext,
-    PluginLoader,
 )
 from vtreg.verifier.errors import FormatError
 from vtreg.verifier.keys import SigningKey
@@ -29,15 +27,6 @@ from vtreg.verifier.signing import sign
 from vtreg.verifier.tree import capture
 
 ISOLATIONS = pytest.mark.parametrize("isolation", ["none", "process"])
-
-
-def _loader(key: SigningKey, trusted: Path, isolation: str, audit: RecordingAudit) -> PluginLoader:
-    return PluginLoader(
-        KeyPolicy([key.public_key]),
-        audit,
-        [trusted],
-        isolation="process" if isolation == "process" else "none",
-    )
 
 
 def _metadata(name: str = "cx", version: str = "1.0.0", **fields: Any) -> dict[str, Any]:
@@ -75,7 +64,7 @@ def test_thread_safe_in_metadata_runs_four_calls_at_once(
     # The C barrier opens only once all four calls are inside execute() together;
     # its bound (10 s) only keeps a broken host from hanging the test.
     plugin_dir = compat(metadata=_metadata(thread_safe=True), barrier_ms=10_000)
-    plugin = _loader(key, trusted, "none", audit_log).load_plugin(plugin_dir)
+    plugin = key_loader(key, trusted, "none", audit_log).load_plugin(plugin_dir)
 
     outputs = _four_calls_at_once(plugin)
 
@@ -90,7 +79,7 @@ def test_an_isolated_thread_safe_plugin_still_takes_one_call_at_a_time(
     # A deliberate difference: one worker process serves one call at a time
     # (docs/vtcode-compatibility.md). The flag is read the same way.
     plugin_dir = compat(metadata=_metadata(thread_safe=True), barrier_ms=100)
-    plugin = _loader(key, trusted, "process", audit_log).load_plugin(plugin_dir)
+    plugin = key_loader(key, trusted, "process", audit_log).load_plugin(plugin_dir)
     try:
         outputs = _four_calls_at_once(plugin)
     finally:
@@ -123,7 +112,7 @@ def test_calls_are_serialised_unless_the_metadata_says_thread_safe(
     # lock the four would overlap, and the plugin's atomic counter would say so.
     fields = {} if metadata_flag is None else {"thread_safe": metadata_flag}
     plugin_dir = compat(metadata=_metadata() | fields, manifest=manifest, barrier_ms=100)
-    plugin = _loader(key, trusted, isolation, audit_log).load_plugin(plugin_dir)
+    plugin = key_loader(key, trusted, isolation, audit_log).load_plugin(plugin_dir)
     try:
         outputs = _four_calls_at_once(plugin)
     finally:
@@ -164,7 +153,7 @@ def test_metadata_vt_code_cannot_parse_is_refused(
     isolation: str,
 ) -> None:
     plugin_dir = compat(metadata=metadata)
-    loader = _loader(key, trusted, isolation, audit_log)
+    loader = key_loader(key, trusted, isolation, audit_log)
 
     with pytest.raises(AbiError, match=message) as refused:
         loader.load_plugin(plugin_dir)
@@ -178,7 +167,7 @@ def test_unknown_metadata_fields_are_ignored(
     compat: Compat, key: SigningKey, trusted: Path, audit_log: RecordingAudit, isolation: str
 ) -> None:
     plugin_dir = compat(metadata=_metadata(homepage="https://example.org", abi_version=1))
-    plugin = _loader(key, trusted, isolation, audit_log).load_plugin(plugin_dir)
+    plugin = key_loader(key, trusted, isolation, audit_log).load_plugin(plugin_dir)
     plugin.close()
     assert plugin.metadata.abi_version == 1
 
@@ -190,7 +179,7 @@ def test_unknown_metadata_fields_are_ignored(
 def test_an_unresolved_function_on_a_path_never_taken_loads(
     compat: Compat, key: SigningKey, trusted: Path, audit_log: RecordingAudit, isolation: str
 ) -> None:
-    plugin = _loader(key, trusted, isolation, audit_log).load_plugin(compat(unresolved=True))
+    plugin = key_loader(key, trusted, isolation, audit_log).load_plugin(compat(unresolved=True))
     try:
         result = plugin.execute(PluginContext(input={"call_missing": False}))
     finally:
@@ -202,7 +191,7 @@ def test_calling_an_unresolved_function_ends_the_isolated_worker(
     compat: Compat, key: SigningKey, trusted: Path, audit_log: RecordingAudit
 ) -> None:
     # In VT Code (and in-process here) the dynamic linker ends the host itself.
-    plugin = _loader(key, trusted, "process", audit_log).load_plugin(compat(unresolved=True))
+    plugin = key_loader(key, trusted, "process", audit_log).load_plugin(compat(unresolved=True))
     try:
         with pytest.raises(PluginCallError, match="plugin process exited"):
             plugin.execute(PluginContext(input={"call_missing": True}))
@@ -219,7 +208,7 @@ def test_the_context_names_the_verified_directory(
 ) -> None:
     plugin_dir = compat()
     (trusted / "alias").symlink_to(plugin_dir)  # inside the trusted directory: followed
-    plugin = _loader(key, trusted, isolation, audit_log).load_plugin(trusted / "alias")
+    plugin = key_loader(key, trusted, isolation, audit_log).load_plugin(trusted / "alias")
     try:
         output = plugin.execute(PluginContext(input={"x": 1}, workspace_root="/work")).output
     finally:
@@ -241,7 +230,7 @@ def test_a_plugin_json_at_the_trusted_root_loads(
     compat: Compat, key: SigningKey, tmp_path: Path, audit_log: RecordingAudit, isolation: str
 ) -> None:
     root = compat(parent=tmp_path / "elsewhere")
-    plugin = _loader(key, root, isolation, audit_log).load_plugin(root)
+    plugin = key_loader(key, root, isolation, audit_log).load_plugin(root)
     try:
         output = plugin.execute().output
     finally:
@@ -257,7 +246,7 @@ def test_a_version_without_patch_signs_verifies_and_loads(
     compat: Compat, key: SigningKey, trusted: Path, audit_log: RecordingAudit, isolation: str
 ) -> None:
     plugin_dir = compat(version="1.0", metadata=_metadata(version="1.0"))
-    plugin = _loader(key, trusted, isolation, audit_log).load_plugin(plugin_dir)
+    plugin = key_loader(key, trusted, isolation, audit_log).load_plugin(plugin_dir)
     plugin.close()
     assert (plugin.verified.version, plugin.metadata.version) == ("1.0", "1.0")  # as signed
 
@@ -266,7 +255,9 @@ def test_a_version_without_patch_signs_verifies_and_loads(
 def test_a_plugin_json_without_description_loads(
     compat: Compat, key: SigningKey, trusted: Path, audit_log: RecordingAudit, isolation: str
 ) -> None:
-    plugin = _loader(key, trusted, isolation, audit_log).load_plugin(compat(drop=("description",)))
+    plugin = key_loader(key, trusted, isolation, audit_log).load_plugin(
+        compat(drop=("description",))
+    )
     plugin.close()
     assert plugin.verified.manifest.description is None
     assert plugin.metadata.description == "compat"  # the library's metadata still needs one
@@ -281,7 +272,7 @@ def test_a_library_without_the_lib_prefix_signs_verifies_and_loads(
     plugin_dir = compat("noprefix", metadata=_metadata("noprefix"))
     (plugin_dir / "libnoprefix.so").rename(plugin_dir / "noprefix.so")
     (plugin_dir / "plugin.sig").write_bytes(sign(capture(plugin_dir), key, at=now).envelope)
-    with _loader(key, trusted, isolation, audit_log).load_plugin(plugin_dir) as plugin:
+    with key_loader(key, trusted, isolation, audit_log).load_plugin(plugin_dir) as plugin:
         assert plugin.verified.library == "noprefix.so"
         assert plugin.execute().success
 
@@ -292,7 +283,7 @@ def test_with_both_names_the_prefixed_library_is_the_one_signed_and_loaded(
     plugin_dir = compat("bothnames", metadata=_metadata("bothnames"))
     (plugin_dir / "bothnames.so").write_bytes(b"not the library VT Code would load")
     (plugin_dir / "plugin.sig").write_bytes(sign(capture(plugin_dir), key, at=now).envelope)
-    with _loader(key, trusted, "none", audit_log).load_plugin(plugin_dir) as plugin:
+    with key_loader(key, trusted, "none", audit_log).load_plugin(plugin_dir) as plugin:
         assert plugin.verified.library == "libbothnames.so"
         assert plugin.execute().success
 
@@ -352,7 +343,7 @@ def test_results_vt_code_refuses_are_errors(
     message: str,
     isolation: str,
 ) -> None:
-    plugin = _loader(key, trusted, isolation, audit_log).load_plugin(compat(result=result))
+    plugin = key_loader(key, trusted, isolation, audit_log).load_plugin(compat(result=result))
     try:
         with pytest.raises(PluginCallError, match=message):
             plugin.execute()
