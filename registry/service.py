@@ -74,7 +74,7 @@ from .records import (
     short_digest,
 )
 from .state import read_full_state, read_state, state_for_contents
-from .statements import Cursor, Statements
+from .statements import Cursor, HotPath, Statements
 
 __all__ = ["Registry", "default_actor"]
 
@@ -243,6 +243,7 @@ class Registry:
         self.url = url
         self.actor = actor or default_actor()
         self._sql = Statements.of(engine)
+        self._hot = HotPath(engine)
 
     @classmethod
     def open(
@@ -269,6 +270,7 @@ class Registry:
 
     def close(self) -> None:
         """Release the registry's database connections."""
+        self._hot.close()
         self.engine.dispose()
 
     def __enter__(self) -> Registry:
@@ -314,7 +316,7 @@ class Registry:
         """A transaction on a pooled DBAPI connection: the per-load hot path."""
         with (
             self._errors(),
-            self._sql.transaction(self.engine, write=write, decision_record=write) as cursor,
+            self._hot.transaction(write=write, decision_record=write) as cursor,
         ):
             yield cursor
 

@@ -11,10 +11,11 @@ handed to the pure decision core (:mod:`vtreg.verifier.decision`) as a
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Iterable
 from datetime import datetime
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from vtreg.verifier.envelope import parse_envelope, parse_statement
 from vtreg.verifier.errors import FormatError
@@ -110,7 +111,14 @@ def _claim(envelope: bytes | None) -> _Claim | None:
 
 def read_keys(cursor: Cursor) -> list[TrustedKey]:
     """Every key the registry knows, revoked and expired ones included."""
-    return [_KeyRow(*row).trusted() for row in cursor.rows(cursor.sql.keys)]
+    return [_trusted_key(tuple(row)) for row in cursor.rows(cursor.sql.keys)]
+
+
+@functools.lru_cache(maxsize=4096)
+def _trusted_key(row: tuple[Any, ...]) -> TrustedKey:
+    # Every decision reads every key: a row read before is the same frozen key, so
+    # it is not decoded again (a changed row, such as a revocation, is another entry).
+    return _KeyRow(*row).trusted()
 
 
 def state_for_contents(cursor: Cursor, contents: Iterable[TrustedContent]) -> TrustState:
@@ -169,6 +177,6 @@ def read_full_state(cursor: Cursor) -> TrustState:
     every name, read through one transaction.
     """
     sql = cursor.sql
-    keys = [_KeyRow(*row).trusted() for row in cursor.rows(sql.keys)]
+    keys = read_keys(cursor)
     contents = [_ContentRow(*row).trusted() for row in cursor.rows(sql.all_contents)]
     return TrustState.build(keys, contents)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import threading
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -28,7 +29,7 @@ from vtreg.verifier.audit_event import COLUMNS
 
 from .db import begin_sqlite
 
-__all__ = ["Cursor", "Statements"]
+__all__ = ["Cursor", "HotPath", "Statements"]
 
 
 _PG_SNAPSHOT = "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY"
@@ -107,35 +108,71 @@ class Statements:
             return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed
         return value.astimezone(UTC)
 
-    @contextlib.contextmanager
-    def transaction(
-        self, engine: Engine, *, write: bool, decision_record: bool = False
-    ) -> Iterator[Cursor]:
-        """A transaction on a pooled DBAPI connection, outside SQLAlchemy's machinery.
+    def within(self, connection: Connection) -> Cursor:
+        """A cursor in ``connection``'s current SQLAlchemy transaction (for ORM writes)."""
+        return Cursor(connection.connection.cursor(), self)
 
-        A read-only one sees one snapshot throughout on either engine (SQLite's
-        transactions always do; PostgreSQL's default READ COMMITTED would let the
-        keys and the contents of one decision come from two different states).
-        """
-        raw = engine.raw_connection()
+
+class HotPath:
+    """The per-load transactions, on DBAPI connections outside SQLAlchemy's machinery.
+
+    On SQLite each thread keeps one connection for them, out of the pool: a pool
+    checkout and its reset on return cost more than the statements themselves.
+    On PostgreSQL every transaction takes a connection from the pool, which
+    pings it first, so a restarted server costs no load its connection.
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.sql = Statements.of(engine)
+        self._local = threading.local()
+        self._kept: list[Any] = []  # every thread's connection, closed by close()
+        self._lock = threading.Lock()
+
+    def _connection(self) -> tuple[Any, dict[Any, Any], bool]:
+        """A DBAPI connection, its info dict, and whether it goes back to the pool after."""
+        if not self.sql.sqlite:
+            fairy = self.engine.raw_connection()
+            return fairy, fairy.info, True
+        kept = getattr(self._local, "kept", None)
+        if kept is None:
+            fairy = self.engine.raw_connection()
+            info = dict(fairy.info)
+            fairy.detach()  # ours from now on, closed by close()
+            kept = self._local.kept = (fairy.dbapi_connection, info)
+            with self._lock:
+                self._kept.append(kept[0])
+        return kept[0], kept[1], False
+
+    @contextlib.contextmanager
+    def transaction(self, *, write: bool, decision_record: bool = False) -> Iterator[Cursor]:
+        """A transaction; a read-only one sees one snapshot throughout on either engine
+        (SQLite's transactions always do; PostgreSQL's default READ COMMITTED would let
+        the keys and the contents of one decision come from two different states)."""
+        raw, info, pooled = self._connection()
         cursor = raw.cursor()
         try:
-            if self.sqlite:
-                begin_sqlite(cursor.execute, raw.info, write=write, decision_record=decision_record)
+            if self.sql.sqlite:
+                begin_sqlite(cursor.execute, info, write=write, decision_record=decision_record)
             elif not write:
                 cursor.execute(_PG_SNAPSHOT)
-            yield Cursor(cursor, self)
+            yield Cursor(cursor, self.sql)
             raw.commit()
         except BaseException:
             raw.rollback()
             raise
         finally:
             cursor.close()
-            raw.close()  # back to the pool
+            if pooled:
+                raw.close()  # back to the pool
 
-    def within(self, connection: Connection) -> Cursor:
-        """A cursor in ``connection``'s current SQLAlchemy transaction (for ORM writes)."""
-        return Cursor(connection.connection.cursor(), self)
+    def close(self) -> None:
+        """Close the connections kept for threads (a later transaction opens a new one)."""
+        with self._lock:
+            kept, self._kept = self._kept, []
+            self._local = threading.local()
+        for connection in kept:
+            connection.close()
 
 
 class Cursor:

@@ -20,7 +20,7 @@ from tests.signing import sign_custom_statement
 from vtreg.registry.models import Plugin
 from vtreg.registry.service import Registry
 from vtreg.registry.state import read_state
-from vtreg.registry.statements import Cursor, Statements
+from vtreg.registry.statements import Cursor, HotPath, Statements
 from vtreg.verifier.errors import ContentError, PolicyError
 from vtreg.verifier.keys import SigningKey
 from vtreg.verifier.manifest import SemVer
@@ -104,7 +104,10 @@ def many(registry: Registry, signed_plugin: SignedPlugin, key: SigningKey) -> Ma
 
 @contextlib.contextmanager
 def _cursor(registry: Registry) -> Iterator[Cursor]:
-    with Statements.of(registry.engine).transaction(registry.engine, write=False) as cursor:
+    with (
+        contextlib.closing(HotPath(registry.engine)) as hot,
+        hot.transaction(write=False) as cursor,
+    ):
         yield cursor
 
 
