@@ -3,8 +3,9 @@
 Loading a plugin reads the keys, the trust record of one content and the
 rollback floor of one name and platform, then appends one audit event.
 Through SQLAlchemy's statement and transaction machinery that costs about a
-millisecond; on a DBAPI connection from the same pool it costs a tenth of
-that, which is most of what a verified load adds to a bare ``dlopen``. Only
+millisecond; on a DBAPI connection of the same engine it costs a tenth of
+that (:class:`HotPath`: on SQLite one kept connection per thread, so not even
+a pool checkout is paid per load). Only
 these statements, whose tables and columns are fixed by migrations/, are
 written out here (tests/registry/test_statements.py checks them against the
 models); everything else goes through SQLAlchemy.
