@@ -12,8 +12,19 @@ from typing import TYPE_CHECKING, Unpack
 
 import click
 
-from ._app import EXIT_REFUSED, Report, Settings, cli, emit_report, stream_json, vtreg_command
-from ._params import PAST_TIME
+from vtreg.verifier.text import printable
+
+from ._app import (
+    EXIT_REFUSED,
+    Report,
+    Settings,
+    cli,
+    emit_report,
+    error_detail,
+    stream_json,
+    vtreg_command,
+)
+from ._params import DIGEST, KEY_ID, PAST_TIME
 from .checkpoint import checkpoint_options, checkpoint_report
 from .trust import _table, _when, db_option, open_registry
 
@@ -41,11 +52,11 @@ _HEADERS = ["SEQ", "AT", "ACTION", "OUTCOME", "PLUGIN", "DIGEST", "KEYS", "ACTOR
 @click.option(
     "--plugin", metavar="NAME", help="Events about this plugin name (or glob: 'hello-*')."
 )
-@click.option("--key", "key", metavar="KEYID", help="Events involving this key (id, prefix, name).")
+@click.option("--key", "key", type=KEY_ID, help="Events involving this key (id, prefix, name).")
 @click.option("--action", type=click.Choice(ACTIONS), help="Only this action.")
 @click.option("--outcome", type=click.Choice(OUTCOMES), help="Only this outcome.")
 @click.option("--actor", metavar="WHO", help="Only events recorded by this actor ($VTREG_ACTOR).")
-@click.option("--digest", metavar="DIGEST", help="Events about this content (digest or prefix).")
+@click.option("--digest", type=DIGEST, help="Events about this content (digest or prefix).")
 @click.option("--since", type=PAST_TIME, help="From this time on (date/time, or 24h, 7d ago).")
 @click.option("--until", type=PAST_TIME, help="Before this time (date/time, or 24h, 7d ago).")
 @click.option(
@@ -244,24 +255,28 @@ def audit_verify(
     url = db_url or settings.db
     with open_registry(url) as registry:
         report = registry.verify_audit(anchor=anchor)
+        current = f"{report.events}:{report.head}" if report.ok and report.events else None
+        data = {
+            "intact": report.ok,
+            "events": report.events,
+            "head": report.head,
+            "anchor": current,
+            "broken_at": report.broken_at,
+            "problem": report.problem,
+        }
         if report.ok and checkpoint_file is not None:
             policy = (policy_file, log_vkeys, verifier_state)
-            return checkpoint_report(registry, checkpoint_file, *policy, events=report.events)
-    current = f"{report.events}:{report.head}" if report.ok and report.events else None
-    data = {
-        "intact": report.ok,
-        "events": report.events,
-        "head": report.head,
-        "anchor": current,
-        "broken_at": report.broken_at,
-        "problem": report.problem,
-    }
+            return checkpoint_report(registry, checkpoint_file, *policy, chain=data)
     if report.ok:
         checked = f" (still holds anchor {anchor[0]})" if anchor else ""
         text = f"audit log intact: {report.events} events{checked}"
         if current:
             text += f"\nanchor {current}"
         return Report(data=data, text=text)
+    from vtreg.verifier.errors import LogError
+
+    broken = f"audit log broken at event {report.broken_at}: {report.problem}"
+    data["error"] = error_detail(LogError(broken), EXIT_REFUSED, printable(broken))
     return Report(
         data=data,
         text=f"audit log BROKEN at event {report.broken_at}: {report.problem}\n"
