@@ -35,6 +35,7 @@ __all__ = [
     "EXIT_USAGE",
     "Report",
     "Settings",
+    "chain_digest",
     "cli",
     "error_detail",
     "run",
@@ -105,6 +106,11 @@ def _emit_json(document: dict[str, Any]) -> None:
 def json_head(ok: bool) -> dict[str, Any]:
     """The fields every ``--json`` document starts with."""
     return {"ok": ok, "schema": JSON_SCHEMA}
+
+
+def chain_digest(hex_digest: str | None) -> str | None:
+    """An audit chain hash (64 hex digits of SHA-256) as every digest in --json is written."""
+    return None if hex_digest is None else f"sha256:{hex_digest}"
 
 
 def stream_json(

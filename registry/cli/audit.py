@@ -8,7 +8,7 @@ import re
 import sys
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Unpack
+from typing import TYPE_CHECKING, Any, Unpack
 
 import click
 
@@ -18,6 +18,7 @@ from ._app import (
     EXIT_REFUSED,
     Report,
     Settings,
+    chain_digest,
     cli,
     emit_report,
     error_detail,
@@ -164,7 +165,7 @@ def _write_csv(events: Iterable[AuditRecord]) -> None:
     writer = csv.DictWriter(out, fieldnames=JSON_FIELDS, lineterminator="\r\n")
     writer.writeheader()
     for event in events:
-        row = event.to_json()
+        row = _event_json(event)
         row["keyids"] = " ".join(row["keyids"])
         row["details"] = json.dumps(row["details"], sort_keys=True)
         writer.writerow({name: _cell(value) for name, value in row.items()})
@@ -176,9 +177,16 @@ def _write_json(page: _Page) -> None:
     :func:`emit_report` would print, with ``truncated`` and ``next``)."""
     stream_json(
         "events",
-        (event.to_json() for event in page),
+        (_event_json(event) for event in page),
         lambda: {"truncated": page.truncated, "next": page.last if page.truncated else None},
     )
+
+
+def _event_json(event: AuditRecord) -> dict[str, Any]:
+    """An event in the --json vocabulary: its chain ``hash`` written ``sha256:HEX``."""
+    doc = event.to_json()
+    doc["hash"] = chain_digest(event.hash)
+    return doc
 
 
 def _report(events: list[AuditRecord]) -> Report:
@@ -199,7 +207,8 @@ def _report(events: list[AuditRecord]) -> Report:
         for e in events
     ]
     return Report(
-        data={"events": [e.to_json() for e in events]}, text=_table(_HEADERS, rows) or "no events"
+        data={"events": [_event_json(e) for e in events]},
+        text=_table(_HEADERS, rows) or "no events",
     )
 
 
@@ -215,6 +224,7 @@ class Anchor(click.ParamType[tuple[int, str], object]):
         if isinstance(value, tuple):
             return value  # already converted
         seq, _, digest = str(value).strip().partition(":")
+        digest = digest.removeprefix("sha256:")  # the head as --json writes it
         if not (
             re.fullmatch(r"[0-9]+", seq) and int(seq) >= 1 and re.fullmatch(r"[0-9a-f]{64}", digest)
         ):
@@ -256,12 +266,12 @@ def audit_verify(
     with open_registry(url) as registry:
         report = registry.verify_audit(anchor=anchor)
         current = f"{report.events}:{report.head}" if report.ok and report.events else None
-        data = {
+        data: dict[str, Any] = {
             "intact": report.ok,
             "events": report.events,
-            "head": report.head,
+            "head": chain_digest(report.head),
             "anchor": current,
-            "broken_at": report.broken_at,
+            "broken_seq": report.broken_at,
             "problem": report.problem,
         }
         if report.ok and checkpoint_file is not None:

@@ -280,14 +280,15 @@ def witness_serve(
     except OSError as e:
         raise VtregError(f"cannot serve on {listen}: {e.strerror}") from e
     bound = server.server_address[1]
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):  # before saying so: a stop may follow at once
+        signal.signal(signum, lambda *_: stop.set())
     # With --json, stdout holds the one document printed at the end: this line goes to stderr.
     click.echo(
         printable(f"witness {witness.vkey} listening on http://{host}:{bound}"), err=settings.json
     )
     sys.stdout.flush()
-    stop = threading.Event()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, lambda *_: stop.set())
+    sys.stderr.flush()
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     stop.wait()

@@ -10,7 +10,7 @@ import click
 
 from vtreg.verifier.text import printable
 
-from ._app import Report, Settings, cli, stream_json, vtreg_command
+from ._app import Report, Settings, chain_digest, cli, stream_json, vtreg_command
 from ._params import DIGEST, KEY_ID, NAME, TIME_OR_DURATION, utc_now
 
 if TYPE_CHECKING:
@@ -610,6 +610,7 @@ def db_info(settings: Settings, db_url: str | None) -> Report:
     with open_registry(db_url) as registry:
         info = registry.info()
     head = info["audit"]
+    head["head"] = chain_digest(head["head"])
     text = "\n".join(
         [
             f"registry   {info['url']} ({info['engine']})",

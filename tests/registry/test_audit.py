@@ -394,7 +394,7 @@ def test_audit_verify_cli_exits_1_and_names_the_event(
     assert broken.code == 1
     doc = broken.json()
     assert doc["intact"] is False
-    assert doc["broken_at"] == 4
+    assert doc["broken_seq"] == 4
 
 
 def test_audit_cli_outputs(busy_registry: Registry, database_url: str, key: SigningKey) -> None:
