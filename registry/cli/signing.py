@@ -181,15 +181,6 @@ def _sign_one(
     content_changed = None if before is None else before != result.content_digest
     predicate = parse_statement(parse_envelope(result.envelope).payload_bytes()).predicate
     files = sorted(tree.files)
-    warnings = [
-        f"{path_text(name)} looks like a source or build leftover, and is signed as part "
-        "of the plugin (remove it before signing if it should not ship)"
-        for name in files
-        if _looks_like_leftover(name)
-    ]
-    if result.replaced and not fresh:
-        why = "the content changed" if content_changed else "it could not be co-signed"
-        warnings.append(f"earlier signatures were dropped because {why}")
     signed = f"{predicate.name} {predicate.version} ({predicate.platform})"
     return Report(
         data={
@@ -210,8 +201,24 @@ def _sign_one(
         f"signed  {printable(signed)}: {len(files)} files "
         f"({printable(', '.join(map(path_text, files)))})"
         f"\ncontent {result.content_digest}\nkeyid   {key.keyid}",
-        warnings=warnings,
+        warnings=_sign_warnings(files, result.replaced and not fresh, content_changed),
     )
+
+
+def _sign_warnings(files: list[str], dropped: bool, content_changed: bool | None) -> list[str]:
+    """Files that look like sources or build leftovers, and why signatures were dropped."""
+    from vtreg.verifier.text import path_text
+
+    warnings = [
+        f"{path_text(name)} looks like a source or build leftover, and is signed as part "
+        "of the plugin (remove it before signing if it should not ship)"
+        for name in files
+        if _looks_like_leftover(name)
+    ]
+    if dropped:
+        why = "the content changed" if content_changed else "it could not be co-signed"
+        warnings.append(f"earlier signatures were dropped because {why}")
+    return warnings
 
 
 def _what_sign_did(
