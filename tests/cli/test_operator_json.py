@@ -17,7 +17,7 @@ from tests.cli.json_shapes import (
     problems,
     vocabulary_problems,
 )
-from tests.helpers import invoke_cli, ok
+from tests.helpers import Compiler, invoke_cli, make_plugin, ok
 from vtreg.registry.cli import cli
 from vtreg.verifier.errors import ERROR_TYPES as RAISED_TYPES
 
@@ -160,3 +160,27 @@ def test_publisher_commands_output_their_documented_shapes(
 def test_a_usage_error_is_a_documented_error(args: list[str]) -> None:
     result = Checker()("error", *args, code=2)
     assert result["error"]["type"] == "UsageError"
+
+
+@pytest.mark.parametrize(
+    ("mode", "args"),
+    [
+        pytest.param(5, ["--isolate"], id="crash-isolated"),
+        pytest.param(11, [], id="reports-failure"),
+    ],
+)
+def test_a_failed_run_is_a_documented_error_naming_the_plugin(
+    home: dict[str, str], keys: Path, compiler: Compiler, tmp_path: Path, mode: int, args: list[str]
+) -> None:
+    plugin = make_plugin(
+        tmp_path / "plugins", compiler, "bad", source="variants.c", defines={"MODE": str(mode)}
+    )
+    ok(invoke_cli("sign", plugin, "--key", keys / "alice.key"))
+    ok(invoke_cli("key", "add", keys / "alice.pub", env=home))
+    ok(invoke_cli("trust", plugin, env=home))
+    shape = "error" if mode == 5 else "run"
+
+    failed = Checker(home)(shape, "run", plugin, *args, code=3)
+
+    assert failed["error"]["type"] == "PluginCallError"
+    assert failed["error"]["message"].startswith("bad 1.0.0")
