@@ -19,6 +19,7 @@ material.
 from __future__ import annotations
 
 __all__ = [
+    "ERROR_TYPES",
     "REFUSAL_CODES",
     "ContentError",
     "ExpiredError",
@@ -77,6 +78,31 @@ REFUSAL_CODES: dict[str, str] = {
     "metadata-mismatch": "a fleet metadata file is not the one its parent role names",
     "metadata-oversize": "a fleet metadata file is longer than allowed (endless data)",
 }
+
+
+# The names an error's ``type`` may take in --json output (docs/json.md): these classes
+# and the loader's three. Any other class reports the nearest of them it derives from,
+# so a new internal subclass never shows an undocumented name. Never renamed.
+ERROR_TYPES: tuple[str, ...] = (
+    "VtregError",
+    "VerificationError",
+    "FormatError",
+    "SignatureError",
+    "ContentError",
+    "UnsafeFileError",
+    "ExpiredError",
+    "PolicyError",
+    "LogError",
+    "NotFoundError",
+    "KeyFileError",
+    "PassphraseError",
+    "WriteError",
+    "RegistryError",
+    "UsageError",
+    "AbiError",
+    "LoadError",
+    "PluginCallError",
+)
 
 
 class VerificationError(VtregError):

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec
 
 import click
 
-from vtreg.verifier.errors import UsageError, VerificationError, VtregError
+from vtreg.verifier.errors import ERROR_TYPES, UsageError, VerificationError, VtregError
 from vtreg.verifier.text import printable
 
 if TYPE_CHECKING:
@@ -35,7 +35,9 @@ __all__ = [
     "EXIT_USAGE",
     "Report",
     "Settings",
+    "chain_digest",
     "cli",
+    "error_detail",
     "run",
     "vtreg_command",
 ]
@@ -106,6 +108,11 @@ def json_head(ok: bool) -> dict[str, Any]:
     return {"ok": ok, "schema": JSON_SCHEMA}
 
 
+def chain_digest(hex_digest: str | None) -> str | None:
+    """An audit chain hash (64 hex digits of SHA-256) as every digest in --json is written."""
+    return None if hex_digest is None else f"sha256:{hex_digest}"
+
+
 def stream_json(
     key: str, items: Iterable[dict[str, Any]], tail: Callable[[], dict[str, Any]]
 ) -> None:
@@ -122,12 +129,22 @@ def stream_json(
 
 
 def _error_type(error: BaseException) -> str:
-    """A stable name for the kind of error: vtreg's own class, never a click class."""
+    """A stable name for the kind of error (one of ERROR_TYPES): the nearest documented
+    vtreg class ``error`` is an instance of, never a click or other library class."""
     if isinstance(error, click.UsageError | click.BadParameter):
         return "UsageError"
     if isinstance(error, VtregError):
-        return type(error).__name__
+        return next(c.__name__ for c in type(error).__mro__ if c.__name__ in ERROR_TYPES)
     return "VtregError"
+
+
+def error_detail(error: BaseException, code: int, message: str) -> dict[str, Any]:
+    """The ``error`` object of a --json document (docs/json.md)."""
+    detail = {"category": _CATEGORY.get(code, "undecided"), "type": _error_type(error)}
+    detail["message"] = message
+    if isinstance(error, VerificationError):
+        detail["code"] = error.code  # stable and machine-readable: docs/codes.md
+    return detail
 
 
 def emit_report(report: Report, settings: Settings) -> None:
@@ -140,7 +157,10 @@ def emit_report(report: Report, settings: Settings) -> None:
     if report.printed:
         return
     if settings.json:
-        _emit_json({**json_head(report.exit_code == EXIT_OK), **report.data})
+        # The same warnings, for a script: present whenever there are any.
+        warned = {"warnings": [printable(w) for w in report.warnings]} if report.warnings else {}
+        failed = {"exit_code": report.exit_code} if report.exit_code != EXIT_OK else {}
+        _emit_json({**json_head(not failed), **report.data, **warned, **failed})
     elif report.text:
         click.echo(report.text)
 
@@ -156,9 +176,7 @@ def emit_error(error: BaseException, code: int, settings: Settings) -> None:
     # The line first: it still reaches a person when nobody reads stdout any more.
     click.echo(f"vtreg: {label}: {message}", err=True)
     if settings.json:
-        detail = {"category": category, "type": _error_type(error), "message": message}
-        if isinstance(error, VerificationError):
-            detail["code"] = error.code  # stable and machine-readable: docs/codes.md
+        detail = error_detail(error, code, message)
         _emit_json({**json_head(False), "error": detail, "exit_code": code})
 
 

@@ -16,7 +16,7 @@ from typing import Any
 from vtreg.verifier.errors import UsageError, VtregError
 from vtreg.verifier.text import path_text, printable
 
-from ._app import EXIT_OK, Report, exit_code_for
+from ._app import EXIT_OK, Report, error_detail, exit_code_for
 
 __all__ = ["STDIN", "batch", "directories", "single"]
 
@@ -70,26 +70,28 @@ def batch(
         except VtregError as e:
             code = exit_code_for(e)
             message = printable(" ".join(str(e).split())) or type(e).__name__
-            error: dict[str, Any] = {
-                "category": _CATEGORY.get(code, "undecided"),
-                "type": type(e).__name__,
-                "message": message,
-            }
-            if hasattr(e, "code"):
-                error["code"] = e.code
+            error = error_detail(e, code, message)
             results.append({"directory": name, "ok": False, "exit_code": code, "error": error})
             lines.append(f"{_CATEGORY.get(code, 'error')}  {_shown(name)}: {message}")
             worst = max(worst, code)
             continue
-        results.append({"directory": name, "ok": True, "exit_code": EXIT_OK, **report.data})
+        warned = {"warnings": [printable(w) for w in report.warnings]} if report.warnings else {}
+        results.append(
+            {"directory": name, "ok": True, "exit_code": EXIT_OK, **report.data, **warned}
+        )
         summary = report.text.splitlines()[0] if first_line and report.text else report.text
         lines.append(f"ok  {_shown(name)}: {summary}")
         warnings += [f"{_shown(name)}: {w}" for w in report.warnings]
     failed = sum(1 for r in results if not r["ok"])
     counts = {"directories": len(results), done: len(results) - failed, "failed": failed}
     lines.append(f"{counts[done]} of {len(results)} {done}, {failed} failed")
+    data: dict[str, Any] = {"results": results, "summary": counts}
+    if failed:  # the document's own error: the first of the worst, and how many failed
+        first = next(r for r in results if r["exit_code"] == worst)
+        message = f"{failed} of {len(results)} failed; {first['directory']}: "
+        data["error"] = {**first["error"], "message": message + first["error"]["message"]}
     return Report(
-        data={"results": results, "summary": counts},
+        data=data,
         text="\n".join(lines),
         exit_code=worst,
         warnings=warnings,

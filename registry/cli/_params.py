@@ -16,7 +16,9 @@ from vtreg.verifier.files import read_bounded
 from vtreg.verifier.text import printable
 
 __all__ = [
+    "DIGEST",
     "DURATION",
+    "KEY_ID",
     "NAME",
     "NEW_PASSPHRASE_ENV",
     "PAST_TIME",
@@ -146,6 +148,39 @@ class Name(click.ParamType[str, object]):
         return text
 
 
+# A key id or digest as vtreg shows it in a table or message, perhaps with the ellipsis
+# a message put after it (``f2380b46f9b39e76…``), which someone may copy along.
+_SHOWN_ID = re.compile(r"((?:sha256:)?[0-9a-fA-F]{8,64})(?:…|\.\.\.)?", re.ASCII)
+
+
+class ShownId(click.ParamType[str, object]):
+    """A key reference (id, prefix or name) or, with ``digest``, a content digest or prefix.
+
+    The short forms vtreg prints are taken as they are copied: a trailing ``…`` or ``...``
+    after hex digits is dropped, and a digest's bare hex digits mean ``sha256:`` ones.
+    What is left is for the registry to resolve (and refuse, saying why).
+    """
+
+    def __init__(self, *, digest: bool = False) -> None:
+        self.digest = digest
+        self.name = "DIGEST" if digest else "KEYID"
+
+    def convert(
+        self, value: object, param: click.Parameter | None, ctx: click.Context | None
+    ) -> str:
+        """``value`` with a copied ellipsis dropped (and ``sha256:`` added to a bare digest)."""
+        text = str(value).strip()
+        shown = _SHOWN_ID.fullmatch(text)
+        if shown is None:
+            return text
+        found = shown[1].lower() if self.digest else shown[1]
+        if self.digest and not found.startswith("sha256:"):
+            return f"sha256:{found}"
+        return found
+
+
+KEY_ID = ShownId()
+DIGEST = ShownId(digest=True)
 DURATION = Duration()
 TIME_OR_DURATION = TimeOrDuration()
 PAST_TIME = TimeOrDuration(ago=True)

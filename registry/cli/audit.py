@@ -8,12 +8,24 @@ import re
 import sys
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Unpack
+from typing import TYPE_CHECKING, Any, Unpack
 
 import click
 
-from ._app import EXIT_REFUSED, Report, Settings, cli, emit_report, stream_json, vtreg_command
-from ._params import PAST_TIME
+from vtreg.verifier.text import printable
+
+from ._app import (
+    EXIT_REFUSED,
+    Report,
+    Settings,
+    chain_digest,
+    cli,
+    emit_report,
+    error_detail,
+    stream_json,
+    vtreg_command,
+)
+from ._params import DIGEST, KEY_ID, PAST_TIME
 from .checkpoint import checkpoint_options, checkpoint_report
 from .trust import _table, _when, db_option, open_registry
 
@@ -41,11 +53,11 @@ _HEADERS = ["SEQ", "AT", "ACTION", "OUTCOME", "PLUGIN", "DIGEST", "KEYS", "ACTOR
 @click.option(
     "--plugin", metavar="NAME", help="Events about this plugin name (or glob: 'hello-*')."
 )
-@click.option("--key", "key", metavar="KEYID", help="Events involving this key (id, prefix, name).")
+@click.option("--key", "key", type=KEY_ID, help="Events involving this key (id, prefix, name).")
 @click.option("--action", type=click.Choice(ACTIONS), help="Only this action.")
 @click.option("--outcome", type=click.Choice(OUTCOMES), help="Only this outcome.")
 @click.option("--actor", metavar="WHO", help="Only events recorded by this actor ($VTREG_ACTOR).")
-@click.option("--digest", metavar="DIGEST", help="Events about this content (digest or prefix).")
+@click.option("--digest", type=DIGEST, help="Events about this content (digest or prefix).")
 @click.option("--since", type=PAST_TIME, help="From this time on (date/time, or 24h, 7d ago).")
 @click.option("--until", type=PAST_TIME, help="Before this time (date/time, or 24h, 7d ago).")
 @click.option(
@@ -153,7 +165,7 @@ def _write_csv(events: Iterable[AuditRecord]) -> None:
     writer = csv.DictWriter(out, fieldnames=JSON_FIELDS, lineterminator="\r\n")
     writer.writeheader()
     for event in events:
-        row = event.to_json()
+        row = _event_json(event)
         row["keyids"] = " ".join(row["keyids"])
         row["details"] = json.dumps(row["details"], sort_keys=True)
         writer.writerow({name: _cell(value) for name, value in row.items()})
@@ -165,9 +177,16 @@ def _write_json(page: _Page) -> None:
     :func:`emit_report` would print, with ``truncated`` and ``next``)."""
     stream_json(
         "events",
-        (event.to_json() for event in page),
+        (_event_json(event) for event in page),
         lambda: {"truncated": page.truncated, "next": page.last if page.truncated else None},
     )
+
+
+def _event_json(event: AuditRecord) -> dict[str, Any]:
+    """An event in the --json vocabulary: its chain ``hash`` written ``sha256:HEX``."""
+    doc = event.to_json()
+    doc["hash"] = chain_digest(event.hash)
+    return doc
 
 
 def _report(events: list[AuditRecord]) -> Report:
@@ -188,7 +207,8 @@ def _report(events: list[AuditRecord]) -> Report:
         for e in events
     ]
     return Report(
-        data={"events": [e.to_json() for e in events]}, text=_table(_HEADERS, rows) or "no events"
+        data={"events": [_event_json(e) for e in events]},
+        text=_table(_HEADERS, rows) or "no events",
     )
 
 
@@ -204,6 +224,7 @@ class Anchor(click.ParamType[tuple[int, str], object]):
         if isinstance(value, tuple):
             return value  # already converted
         seq, _, digest = str(value).strip().partition(":")
+        digest = digest.removeprefix("sha256:")  # the head as --json writes it
         if not (
             re.fullmatch(r"[0-9]+", seq) and int(seq) >= 1 and re.fullmatch(r"[0-9a-f]{64}", digest)
         ):
@@ -244,24 +265,28 @@ def audit_verify(
     url = db_url or settings.db
     with open_registry(url) as registry:
         report = registry.verify_audit(anchor=anchor)
+        current = f"{report.events}:{report.head}" if report.ok and report.events else None
+        data: dict[str, Any] = {
+            "intact": report.ok,
+            "events": report.events,
+            "head": chain_digest(report.head),
+            "anchor": current,
+            "broken_seq": report.broken_at,
+            "problem": report.problem,
+        }
         if report.ok and checkpoint_file is not None:
             policy = (policy_file, log_vkeys, verifier_state)
-            return checkpoint_report(registry, checkpoint_file, *policy, events=report.events)
-    current = f"{report.events}:{report.head}" if report.ok and report.events else None
-    data = {
-        "intact": report.ok,
-        "events": report.events,
-        "head": report.head,
-        "anchor": current,
-        "broken_at": report.broken_at,
-        "problem": report.problem,
-    }
+            return checkpoint_report(registry, checkpoint_file, *policy, chain=data)
     if report.ok:
         checked = f" (still holds anchor {anchor[0]})" if anchor else ""
         text = f"audit log intact: {report.events} events{checked}"
         if current:
             text += f"\nanchor {current}"
         return Report(data=data, text=text)
+    from vtreg.verifier.errors import LogError
+
+    broken = f"audit log broken at event {report.broken_at}: {report.problem}"
+    data["error"] = error_detail(LogError(broken), EXIT_REFUSED, printable(broken))
     return Report(
         data=data,
         text=f"audit log BROKEN at event {report.broken_at}: {report.problem}\n"

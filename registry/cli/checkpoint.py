@@ -10,7 +10,7 @@ import click
 
 from vtreg.verifier.text import printable
 
-from ._app import EXIT_REFUSED, Report
+from ._app import EXIT_REFUSED, Report, error_detail
 
 if TYPE_CHECKING:
     from vtreg.registry.service import Registry
@@ -80,9 +80,12 @@ def checkpoint_report(
     log_vkeys: tuple[str, ...],
     verifier_state: Path | None,
     *,
-    events: int,
+    chain: dict[str, Any],
 ) -> Report:
-    """Check the log (its chain of ``events`` intact) against a signed checkpoint."""
+    """Check the log (its hash chain intact, as ``chain`` reports) against a signed checkpoint.
+
+    The document is ``chain``'s (`vtreg audit verify`'s) with the checkpoint's fields added.
+    """
     from vtreg.registry.monitor import default_state_dir, verify_checkpoint
     from vtreg.verifier.files import read_bounded
     from vtreg.verifier.fork import ForkError
@@ -90,11 +93,14 @@ def checkpoint_report(
 
     policy = load_policy(policy_file, log_vkeys)
     data = read_bounded(checkpoint_file, MAX_NOTE_BYTES, f"checkpoint {checkpoint_file}")
+    events = chain["events"]
     try:
         found = verify_checkpoint(registry, data, policy, verifier_state or default_state_dir())
     except ForkError as e:
+        forked = {"fork": True, "problem": str(e), "evidence": e.evidence.to_json()}
+        forked["error"] = error_detail(e, EXIT_REFUSED, printable(str(e)))
         return Report(
-            data={"fork": True, "problem": str(e), "evidence": e.evidence.to_json()},
+            data={**chain, **forked},
             text=f"audit log FORKED: {e}\n\n{e.evidence.text()}",
             exit_code=EXIT_REFUSED,
         )
@@ -105,8 +111,7 @@ def checkpoint_report(
     )
     return Report(
         data={
-            "intact": True,
-            "events": events,
+            **chain,
             "fork": False,
             "origin": checkpoint.origin,
             "size": checkpoint.size,

@@ -289,9 +289,19 @@ def fleet_sync(
     result = sync(source, state_path, root=root, clock=utc_now(), names=names or None)
     verb = "updated" if result.changed else "unchanged"
     return Report(
-        data={"state": state_path, **result.to_json()},
+        data={"state": state_path, **result.to_json(), "roles": _roles_json(result.state)},
         text=f"{verb}: {_summary(result.state)}; {result.downloaded} bytes read",
     )
+
+
+def _roles_json(state: FleetState) -> dict[str, dict[str, object]]:
+    """Each trusted role's version and expiry, in the --json vocabulary (``expires_at``)."""
+    from vtreg.verifier.envelope import format_time
+
+    return {
+        name: {"version": info.version, "expires_at": format_time(info.expires)}
+        for name, info in sorted(state.roles.items())
+    }
 
 
 def _summary(state: FleetState) -> str:
@@ -319,9 +329,9 @@ def fleet_status(settings: Settings, state_path: str) -> Report:
         "state": state_path,
         "source": state.source,
         "synced_at": format_time(state.synced_at),
-        "expires": format_time(state.expires),
+        "expires_at": format_time(state.expires),
         "expired": expired,
-        "roles": {name: info.to_json() for name, info in sorted(state.roles.items())},
+        "roles": _roles_json(state),
         "keys": len(state.trust.keys),
         "contents": contents,
     }

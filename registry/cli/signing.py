@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from vtreg.verifier.keyrefs import Signer
     from vtreg.verifier.keys import PublicKey, SigningKey
     from vtreg.verifier.signatures import VerifiedPlugin
+    from vtreg.verifier.signing import SignResult
     from vtreg.verifier.tree import PendingCapture
 
 __all__ = ["key_passphrase", "key_pub", "keygen", "sign", "verify"]
@@ -175,26 +176,11 @@ def _sign_one(
     result = sign_tree(tree, key, at=utc_now(), expires=expires, fresh=fresh)
     if not result.already_signed:
         atomic_write(sig_path, result.envelope, 0o644)
-    if result.already_signed:
-        what = f"already signed by {key.public_key.short_id}; {sig_path} unchanged"
-    elif result.cosigned:
-        what = f"added a signature to {sig_path} ({result.signatures} signatures)"
-    elif result.replaced and fresh:
-        what = f"signed a fresh statement: replaced {sig_path} (earlier signatures dropped)"
-    elif result.replaced:
-        what = f"content changed since the last signature: replaced {sig_path}"
-    else:
-        what = f"wrote {sig_path}"
+    before = _signed_content(tree.signature)
+    # Only what was compared is claimed: None when there was no readable statement before.
+    content_changed = None if before is None else before != result.content_digest
     predicate = parse_statement(parse_envelope(result.envelope).payload_bytes()).predicate
     files = sorted(tree.files)
-    warnings = [
-        f"{path_text(name)} looks like a source or build leftover, and is signed as part "
-        "of the plugin (remove it before signing if it should not ship)"
-        for name in files
-        if _looks_like_leftover(name)
-    ]
-    if result.replaced and not fresh:
-        warnings.append("earlier signatures were dropped because the content changed")
     signed = f"{predicate.name} {predicate.version} ({predicate.platform})"
     return Report(
         data={
@@ -202,23 +188,81 @@ def _sign_one(
             "keyid": key.keyid,
             "content_digest": result.content_digest,
             "signatures": result.signatures,
-            "cosigned": result.cosigned,
+            "created": tree.signature is None,
+            "changed": not result.already_signed,
             "replaced": result.replaced,
-            "already_signed": result.already_signed,
+            "content_changed": content_changed,
             "name": predicate.name,
             "version": predicate.version,
             "platform": predicate.platform,
             "files": [path_text(name) for name in files],
         },
-        text=f"{what}\nsigned  {printable(signed)}: {len(files)} files "
+        text=f"{_what_sign_did(result, sig_path, key, fresh, content_changed)}\n"
+        f"signed  {printable(signed)}: {len(files)} files "
         f"({printable(', '.join(map(path_text, files)))})"
         f"\ncontent {result.content_digest}\nkeyid   {key.keyid}",
-        warnings=warnings,
+        warnings=_sign_warnings(files, result.replaced and not fresh, content_changed),
     )
 
 
+def _sign_warnings(files: list[str], dropped: bool, content_changed: bool | None) -> list[str]:
+    """Files that look like sources or build leftovers, and why signatures were dropped."""
+    from vtreg.verifier.text import path_text
+
+    warnings = [
+        f"{path_text(name)} looks like a source or build leftover, and is signed as part "
+        "of the plugin (remove it before signing if it should not ship)"
+        for name in files
+        if _looks_like_leftover(name)
+    ]
+    if dropped:
+        why = "the content changed" if content_changed else "it could not be co-signed"
+        warnings.append(f"earlier signatures were dropped because {why}")
+    return warnings
+
+
+def _what_sign_did(
+    result: SignResult, sig_path: Path, key: Signer, fresh: bool, content_changed: bool | None
+) -> str:
+    if result.already_signed:
+        return f"already signed by {key.public_key.short_id}; {sig_path} unchanged"
+    if result.cosigned:
+        return f"added a signature to {sig_path} ({result.signatures} signatures)"
+    if not result.replaced:
+        return f"wrote {sig_path}"
+    if fresh:
+        content = {True: "; the content changed", False: "; the content is unchanged"}
+        said = "" if content_changed is None else content[content_changed]
+        return f"signed a fresh statement: replaced {sig_path} (earlier signatures dropped{said})"
+    if content_changed:
+        return f"content changed since the last signature: replaced {sig_path}"
+    return f"replaced {sig_path}: its statement could not be co-signed (earlier signatures dropped)"
+
+
+def _signed_content(envelope: bytes | None) -> str | None:
+    """The content digest the statement in ``envelope`` signs, if it can be read at all."""
+    from vtreg.verifier.envelope import parse_envelope, parse_statement
+    from vtreg.verifier.errors import VtregError
+    from vtreg.verifier.signatures import content_digest
+
+    if envelope is None:
+        return None
+    try:
+        statement = parse_statement(parse_envelope(envelope).payload_bytes())
+    except VtregError:
+        return None
+    files = {s.name: s.digest.get("sha256") for s in statement.subject}
+    sha256 = {name: digest for name, digest in files.items() if digest is not None}
+    if len(sha256) != len(files):
+        return None
+    return content_digest(statement.predicate.name, statement.predicate.version, sha256)
+
+
 # What a build leaves beside the library: sources, objects, editor swap and backup files.
-_LEFTOVERS = ("*.c", "*.h", "*.cc", "*.cpp", "*.o", "*.a", "Makefile", "*.swp", "*~", ".#*")
+_LEFTOVERS = (
+    *("*.c", "*.h", "*.cc", "*.cpp", "*.o", "*.obj", "*.a", "Makefile", "CMakeLists.txt"),
+    *("*.swp", "*.swo", "*~", ".#*", "#*#", ".DS_Store"),
+)
 
 
 def _looks_like_leftover(path: str) -> bool:
@@ -398,7 +442,16 @@ def _verified_report(result: VerifiedPlugin, threshold: int) -> Report:
             f"  files      {len(result.files)}",
         ]
     )
-    return Report(data={"verified": True, "plugin": result.summary()}, text=text)
+    return Report(data={"verified": True, "plugin": _verified_json(result)}, text=text)
+
+
+def _verified_json(result: VerifiedPlugin) -> dict[str, object]:
+    """The verified plugin in the --json vocabulary (docs/json.md): ``expires_at``, and
+    every file's digest as ``sha256:HEX``."""
+    renamed = {"expires": "expires_at"}
+    summary = {renamed.get(k, k): v for k, v in result.summary().items()}
+    summary["files"] = {path: f"sha256:{d['sha256']}" for path, d in result.files.items()}
+    return summary
 
 
 def _open_signer(ref: str, passphrase_file: str | None) -> Signer:

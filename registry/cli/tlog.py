@@ -13,7 +13,7 @@ import click
 
 from vtreg.verifier.text import printable
 
-from ._app import EXIT_REFUSED, Report, Settings, cli, vtreg_command
+from ._app import EXIT_REFUSED, Report, Settings, cli, error_detail, vtreg_command
 from ._params import DURATION, passphrase_reader, utc_now
 from .audit import audit_group
 from .signing import _passphrase_file
@@ -140,20 +140,21 @@ def audit_checkpoint(
             registry, key, _signer_state(state_path), at=utc_now(), if_due=if_due
         )
         if note is None:
-            return Report(data={"signed": False, "checkpoint": None}, text="")
+            return Report(data={"created": False, "checkpoint": None}, text="")
         if policy is not None:
             note, problems = gather_cosignatures(registry, note, policy)
             size = int(note.text.split("\n")[1])
             registry.store_checkpoint(size, note.to_bytes().decode(), replace=True)
     text = note.to_bytes().decode()
-    data: dict[str, object] = {"signed": True, "checkpoint": text}
+    data: dict[str, object] = {"created": True, "checkpoint": text}
     if policy is not None:
         try:
             data["witnesses"] = list(policy.accept(note.to_bytes()).witnesses)
         except VerificationError as e:
             problems.append(str(e))
-            report = Report(data={**data, "quorum": False}, text=text.removesuffix("\n"))
-            return Report(report.data, report.text, exit_code=EXIT_REFUSED, warnings=problems)
+            data |= {"quorum": False, "error": error_detail(e, EXIT_REFUSED, printable(str(e)))}
+            shown = text.removesuffix("\n")
+            return Report(data, shown, exit_code=EXIT_REFUSED, warnings=problems)
     return Report(data=data, text=text.removesuffix("\n"), warnings=problems)
 
 
@@ -279,17 +280,24 @@ def witness_serve(
     except OSError as e:
         raise VtregError(f"cannot serve on {listen}: {e.strerror}") from e
     bound = server.server_address[1]
-    click.echo(printable(f"witness {witness.vkey} listening on http://{host}:{bound}"))
-    sys.stdout.flush()
     stop = threading.Event()
-    for signum in (signal.SIGINT, signal.SIGTERM):
+    for signum in (signal.SIGINT, signal.SIGTERM):  # before saying so: a stop may follow at once
         signal.signal(signum, lambda *_: stop.set())
+    # With --json, stdout holds the one document printed at the end: this line goes to stderr.
+    click.echo(
+        printable(f"witness {witness.vkey} listening on http://{host}:{bound}"), err=settings.json
+    )
+    sys.stdout.flush()
+    sys.stderr.flush()
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     stop.wait()
     server.shutdown()
     server.server_close()
-    return Report(data={"vkey": witness.vkey, "port": bound}, text="witness stopped")
+    return Report(
+        data={"vkey": witness.vkey, "url": f"http://{host}:{bound}", "port": bound},
+        text="witness stopped",
+    )
 
 
 @vtreg_command(audit_group, "verify-proof")
@@ -300,8 +308,6 @@ def audit_verify_proof(
     settings: Settings, proof_file: str, policy_file: str | None, log_vkeys: tuple[str, ...]
 ) -> Report:
     """Check a tlog-proof offline (no registry): the event its extra data holds is in the log."""
-    import json
-
     from vtreg.verifier.errors import FormatError
     from vtreg.verifier.files import read_bounded
     from vtreg.verifier.note import MAX_NOTE_BYTES
@@ -314,10 +320,7 @@ def audit_verify_proof(
     if proof.extra is None:
         raise FormatError("the proof carries no event (no extra line): nothing to check it against")
     accepted = proof.verify(proof.extra, policy)
-    try:
-        event = json.loads(proof.extra)
-    except ValueError as e:
-        raise FormatError("the proof's event is not a vtreg audit event") from e
+    event = _proven_event(proof.extra)
     checkpoint = accepted.checkpoint
     return Report(
         data={"seq": proof.index + 1, "event": event, "size": checkpoint.size},
@@ -326,3 +329,24 @@ def audit_verify_proof(
             f"cosigned by {', '.join(accepted.witnesses) or 'none'}):\n{proof.extra.decode()}"
         ),
     )
+
+
+def _proven_event(extra: bytes) -> dict[str, object]:
+    """The event a proof carries (its canonical bytes), as ``vtreg audit --json`` shows an
+    event, less the chain ``hash`` that the canonical bytes do not hold."""
+    import json
+
+    from vtreg.verifier.audit_event import HASHED_FIELDS
+    from vtreg.verifier.errors import FormatError
+
+    try:
+        tag, *values = json.loads(extra)
+        event = dict(zip(HASHED_FIELDS, values, strict=True))
+        event["at"] = str(event["at"]).replace("+00:00", "Z")
+        event["keyids"] = str(event["keyids"]).split()
+        event["details"] = json.loads(str(event["details"]))
+    except (ValueError, TypeError) as e:
+        raise FormatError("the proof's event is not a vtreg audit event") from e
+    if tag != "vtreg-audit-v1" or not isinstance(event["details"], dict):
+        raise FormatError("the proof's event is not a vtreg audit event")
+    return event

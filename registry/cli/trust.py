@@ -10,8 +10,8 @@ import click
 
 from vtreg.verifier.text import printable
 
-from ._app import Report, Settings, cli, stream_json, vtreg_command
-from ._params import NAME, TIME_OR_DURATION, utc_now
+from ._app import Report, Settings, chain_digest, cli, stream_json, vtreg_command
+from ._params import DIGEST, KEY_ID, NAME, TIME_OR_DURATION, utc_now
 
 if TYPE_CHECKING:
     from vtreg.registry.records import KeyChange, PluginInfo
@@ -129,7 +129,7 @@ def key_add(
             "does not change it (`vtreg key set --expires` does)"
         )
     return Report(
-        data={"added": added, "key": info.to_json(utc_now())},
+        data={"created": added, "changed": added, "key": info.to_json(utc_now())},
         text=f"{verb} key {_short(info.keyid)} ({info.name}); may sign {info.may_sign}; "
         f"expires {info.expires_text}",
         warnings=warnings,
@@ -159,7 +159,7 @@ def key_list(settings: Settings, db_url: str | None) -> Report:
 
 
 @vtreg_command(key_group, "revoke")
-@click.argument("keyid")
+@click.argument("keyid", type=KEY_ID)
 @click.option("--reason", required=True, help="Why (recorded in the audit log).")
 @_yes_and_dry_run
 @db_option
@@ -186,7 +186,7 @@ def key_revoke(
     info = change.key
     return Report(
         data={
-            "revoked": change.changed and not dry_run,
+            "changed": change.changed and not dry_run,
             "dry_run": dry_run,
             "key": info.to_json(utc_now()),
             "signed": [p.to_json() for p in signed],
@@ -212,7 +212,7 @@ def _key_revoke_text(
 
 
 @vtreg_command(key_group, "set")
-@click.argument("keyid")
+@click.argument("keyid", type=KEY_ID)
 @click.option("--expires", type=TIME_OR_DURATION, help="New end of trust in the key (date or 1y).")
 @click.option("--no-expiry", is_flag=True, help="Trust the key with no end date.")
 @click.option(
@@ -371,7 +371,9 @@ def _target(target: str | None, digest: str | None) -> tuple[str | None, str | N
 
 _target_argument = click.argument("target", required=False, metavar="NAME[@VERSION]")
 _digest_option = click.option(
-    "--digest", help="One exact content digest (sha256:..., or a prefix of 8+ hex digits)."
+    "--digest",
+    type=DIGEST,
+    help="One exact content digest (sha256:..., or a prefix of 8+ hex digits).",
 )
 
 
@@ -420,6 +422,7 @@ def revoke(
     lines += [f"already revoked: {p.label} at {_when(p.revoked_at)}" for p in already]
     return Report(
         data={
+            "changed": bool(done),
             "dry_run": dry_run,
             "revoked": [p.to_json() for p in done],
             "would_revoke": [p.to_json() for p in pending] if dry_run else [],
@@ -466,7 +469,11 @@ def untrust(
         )
     verb = "would untrust" if dry_run else "untrusted"
     return Report(
-        data={"dry_run": dry_run, "untrusted": [p.to_json() for p in done]},
+        data={
+            "changed": bool(done) and not dry_run,
+            "dry_run": dry_run,
+            "untrusted": [p.to_json() for p in done],
+        },
         text="\n".join(f"{verb} {p.label}: {reason}" for p in done),
     )
 
@@ -501,6 +508,7 @@ _PLUGIN_HEADERS = ["NAME", "VERSION", "STATUS", "SIGNERS", "DIGEST", "TRUSTED"]
 @vtreg_command(cli, "list")
 @click.option(
     "--signed-by",
+    type=KEY_ID,
     metavar="KEYID",
     help="Only plugins this key (id, prefix or name) signed, now or in an envelope replaced since.",
 )
@@ -590,7 +598,9 @@ def db_upgrade(settings: Settings, db_url: str | None) -> Report:
         if found == now
         else f"registry {safe_url(url)} upgraded from {found or 'nothing'} to revision {now}"
     )
-    return Report(data={"url": safe_url(url), "from": found, "to": now}, text=text)
+    data: dict[str, object] = {"created": found is None, "changed": found != now}
+    data |= {"url": safe_url(url), "from": found, "to": now}
+    return Report(data=data, text=text)
 
 
 @vtreg_command(db_group, "info")
@@ -600,6 +610,7 @@ def db_info(settings: Settings, db_url: str | None) -> Report:
     with open_registry(db_url) as registry:
         info = registry.info()
     head = info["audit"]
+    head["head"] = chain_digest(head["head"])
     text = "\n".join(
         [
             f"registry   {info['url']} ({info['engine']})",

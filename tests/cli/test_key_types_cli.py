@@ -49,7 +49,7 @@ def test_an_ecdsa_key_is_added_once_however_its_point_is_written(
     added = ok(invoke_cli("--json", "key", "add", pub, "--name", "kms", env=home)).json()
     again = ok(invoke_cli("key", "add", compressed, env=home))
 
-    assert added["added"] is True
+    assert added["created"] is True
     assert added["key"]["keyid"] == _openssl_keyid(pub)
     assert again.stdout.startswith("already trusted: key ")
     assert len(ok(invoke_cli("--json", "key", "list", env=home)).json()["keys"]) == 1

@@ -340,7 +340,7 @@ def test_revoke_dry_run_again_and_never(
     again = _json(db, "revoke", "hello", "--reason", "bad build")
 
     assert dry.stdout.startswith("would revoke hello@1.0.0 (sha256:")
-    assert (key_dry["revoked"], [p["name"] for p in key_dry["unloadable"]]) == (False, ["hello"])
+    assert (key_dry["changed"], [p["name"] for p in key_dry["unloadable"]]) == (False, ["hello"])
     assert unchanged == events  # nothing from the dry runs
     assert first.stdout.startswith("revoked hello@1.0.0 (sha256:")
     assert (again["revoked"], len(again["already_revoked"])) == ([], 1)

@@ -43,7 +43,7 @@ def test_sign_by_fingerprint_and_by_pub_file(
 
     assert by_fingerprint.json()["keyid"] == read_public_key_file(pub).keyid
     assert verified.json()["plugin"]["content_digest"] == by_fingerprint.json()["content_digest"]
-    assert again.json()["already_signed"] is True  # the same key, found by its public key
+    assert again.json()["changed"] is False  # already signed by the same key, found by its pub
 
 
 def test_an_agent_key_co_signs_beside_a_file_key(

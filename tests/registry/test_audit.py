@@ -360,13 +360,15 @@ def test_audit_verify_cli_prints_and_checks_an_anchor(
 ) -> None:
     first = run_cli("audit", "verify", "--db", database_url, "--json")
     anchor = first.json()["anchor"]
-    assert anchor == f"10:{first.json()['head']}"
+    assert first.json()["head"] == f"sha256:{anchor.removeprefix('10:')}"  # the head's hex
     assert f"anchor {anchor}" in run_cli("audit", "verify", "--db", database_url).stdout
 
     busy_registry.record(AuditEvent("plugin.load", "allowed", plugin="hello"))
     later = run_cli("audit", "verify", "--db", database_url, "--anchor", anchor)
     assert later.code == 0, later.stderr
     assert "audit log intact: 11 events (still holds anchor 10)" in later.stdout
+    as_json_writes_it = f"10:{first.json()['head']}"  # SEQ:sha256:HEX is taken too
+    assert run_cli("audit", "verify", "--db", database_url, "--anchor", as_json_writes_it).code == 0
 
     _sql(busy_registry, "UPDATE audit_events SET actor = 'x' WHERE seq = 10")
     _rewrite_chain_from(busy_registry, 10)
@@ -394,7 +396,7 @@ def test_audit_verify_cli_exits_1_and_names_the_event(
     assert broken.code == 1
     doc = broken.json()
     assert doc["intact"] is False
-    assert doc["broken_at"] == 4
+    assert doc["broken_seq"] == 4
 
 
 def test_audit_cli_outputs(busy_registry: Registry, database_url: str, key: SigningKey) -> None:

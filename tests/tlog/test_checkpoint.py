@@ -95,16 +95,16 @@ def test_the_cadence_signs_only_when_due(log: Log) -> None:
         )
     )
     first = ok(log.checkpoint("--if-due", "--json")).json()
-    assert first["signed"] is True  # nothing signed yet: due
+    assert first["created"] is True  # nothing signed yet: due
     log.record(2)
     assert ok(log.checkpoint("--if-due", "--json")).json() == {
         "schema": 1,
         "ok": True,
-        "signed": False,
+        "created": False,
         "checkpoint": None,
     }
     log.record(1)
-    assert ok(log.checkpoint("--if-due", "--json")).json()["signed"] is True
+    assert ok(log.checkpoint("--if-due", "--json")).json()["created"] is True
 
 
 def test_another_key_cannot_sign_for_the_log(log: Log) -> None:

@@ -50,7 +50,7 @@ def test_a_proof_shows_one_event_under_a_signed_checkpoint(log: Log) -> None:
     ok(log.cli("audit", "prove", "4", "--out", out))
     assert TlogProof.parse(out.read_bytes()) == proof
     checked = ok(log.cli("audit", "verify-proof", out, "--log", log.vkey, "--json", db=False))
-    assert (checked.json()["seq"], checked.json()["event"][4]) == (4, "plugin.load")
+    assert (checked.json()["seq"], checked.json()["event"]["action"]) == (4, "plugin.load")
     # The event in the proof changed: no longer the leaf the log holds.
     out.write_bytes(TlogProof(proof.index, proof.hashes, proof.checkpoint, event + b" ").to_bytes())
     one_line_error(
