@@ -29,6 +29,7 @@ constructors included, runs.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import logging
 import os
@@ -560,7 +561,6 @@ class PluginLoader:
             opened = os.fstat(fd)
             if (opened.st_dev, opened.st_ino) != (info.st_dev, info.st_ino):
                 raise UnsafeFileError(f"{directory} was replaced while it was being opened")
-            manifest[0] = _peek(fd, MANIFEST_FILE, MAX_MANIFEST_BYTES)
             verified, lengths = self._authenticate_and_capture(directory, fd, images, at)
             shared = self._share(directory, verified)
             if shared is not None:
@@ -573,6 +573,13 @@ class PluginLoader:
             extra = {"dependencies": [step.rel for step in plan.bundled]} if plan.bundled else {}
             self._record_allowed(verified, directory, **extra)
             return self._open(images, directory, verified, plan)
+        except VtregError as e:
+            # A refusal before the signatures checked out is labelled with plugin.json as
+            # found (read only then); a later one names the authenticated plugin.
+            if getattr(e, "subject", None) is None:
+                with contextlib.suppress(OSError):
+                    manifest[0] = _peek(fd, MANIFEST_FILE, MAX_MANIFEST_BYTES)
+            raise
         finally:
             os.close(fd)
             for image in images.values():
@@ -630,6 +637,7 @@ class PluginLoader:
             expect=signed.expected,
             algorithms=signed.algorithms,
             sink_for=sink_for,
+            signature=signature,  # the bytes just authenticated, not a second reading
         )
         return decide(tree, state, at=at, signed=signed), signed.expected
 

@@ -358,7 +358,9 @@ class Registry:
             signature = read_signature(path)
             signed = authenticate(signature, self.state_for(signature, threshold=threshold), at=at)
             tree = pending.result(signature, signed.expected) if pending is not None else None
-            return tree or capture(path, expect=signed.expected, algorithms=signed.algorithms)
+            return tree or capture(
+                path, expect=signed.expected, algorithms=signed.algorithms, signature=signature
+            )
         except VerificationError as e:
             self.record(_refusal_event(action, e, manifest=_peek_manifest(path), path=path))
             raise

@@ -556,6 +556,7 @@ def capture(
     algorithms: tuple[str, ...] = DEFAULT_ALGORITHMS,
     sink_for: Callable[[str], Sink | None] | None = None,
     dir_fd: int | None = None,
+    signature: bytes | None = None,
 ) -> PluginTree:
     """Walk and hash a plugin directory.
 
@@ -571,6 +572,9 @@ def capture(
             that file's bytes exactly as hashed.
         dir_fd: an open descriptor of ``root`` to walk instead of opening
             ``root`` again (the loader opens and checks it first).
+        signature: plugin.sig's bytes as the caller read (and authenticated)
+            them, kept as the tree's instead of reading the file again; the
+            walk still requires a plain plugin.sig in place.
 
     Returns:
         The captured tree.
@@ -585,7 +589,8 @@ def capture(
     root_str = os.fspath(root)
     root_fd = _open_root(root_str, dir_fd)
     try:
-        signature = _read_signature(root_fd)
+        if signature is None:
+            signature = _read_signature(root_fd)
         if expect is None:
             algorithms = _with_named(algorithms, claimed_lengths(signature)[0])
         walker = _Walker(root_str, algorithms, sink_for, expect)
