@@ -299,6 +299,36 @@ def _peek(dir_fd: int, name: str, limit: int) -> bytes | None:
     return read_regular_at(dir_fd, name, lambda fd: os.read(fd, limit) if limit else b"")
 
 
+def _canonical(given: Path) -> tuple[Path, os.stat_result | None]:
+    """``given`` with every symlink resolved, and its stat (None if it does not exist).
+
+    On Linux the kernel resolves it: one ``O_PATH`` open and a readlink of its
+    /proc/self/fd entry, in place of realpath's lstat of every component.
+    Elsewhere, or when that does not answer, realpath and a stat.
+    """
+    o_path = getattr(os, "O_PATH", None)
+    if o_path is not None:
+        try:
+            fd = os.open(given, o_path | os.O_CLOEXEC)
+        except OSError:
+            fd = -1
+        if fd >= 0:
+            try:
+                target, info = os.readlink(f"/proc/self/fd/{fd}"), os.fstat(fd)  # noqa: PTH115 - a str, as the kernel gives it
+            except OSError:
+                pass  # no /proc: realpath below
+            else:
+                if target.startswith("/") and not target.endswith(" (deleted)"):
+                    return Path(target), info
+            finally:
+                os.close(fd)
+    canonical = Path(os.path.realpath(given))
+    try:
+        return canonical, canonical.stat()
+    except OSError:
+        return canonical, None
+
+
 def _inside(path: Path, directory: Path) -> bool:
     """Component-wise containment: /trusted/x is inside /trusted; /trusted-evil is not.
 
@@ -466,8 +496,8 @@ class PluginLoader:
         return platform_library_filename(name)
 
     @staticmethod
-    def _check_writers(path: Path, what: str) -> os.stat_result:
-        info = path.stat()
+    def _check_writers(path: Path, what: str, info: os.stat_result | None = None) -> os.stat_result:
+        info = info or path.stat()
         if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
             raise UnsafeFileError(
                 f"{what} {path} is writable by group or others (mode "
@@ -487,7 +517,7 @@ class PluginLoader:
         The directory may be a trusted directory itself (plugin.json at the root).
         """
         given = expand_home(path)
-        canonical = Path(os.path.realpath(given))
+        canonical, info = _canonical(given)
         home = next((t for t in self._trusted if _inside(canonical, t)), None)
         if home is None:
             trusted = ", ".join(map(str, self._trusted)) or "none configured"
@@ -495,13 +525,13 @@ class PluginLoader:
                 f"plugin path {given} resolves to {canonical}, which is not inside a trusted "
                 f"directory ({trusted})"
             )
-        if not canonical.is_dir():
+        if info is None or not stat.S_ISDIR(info.st_mode):
             raise UnsafeFileError(f"{canonical} is not a plugin directory")
         self._check_writers(home, "trusted directory")
         # Every directory on the way down, too: whoever may write one could swap the rest.
         for depth in range(len(home.parts) + 1, len(canonical.parts)):
             self._check_writers(Path(*canonical.parts[:depth]), "directory")
-        return canonical, self._check_writers(canonical, "plugin directory")
+        return canonical, self._check_writers(canonical, "plugin directory", info)
 
     # --- loading ---
 
