@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import platform as _platform
 import struct
+from collections.abc import Iterable, Mapping
 
 __all__ = [
     "LIBRARY_FAMILIES",
@@ -17,7 +18,9 @@ __all__ = [
     "host_platform",
     "library_candidates",
     "library_filename",
+    "library_for",
     "library_names",
+    "platform_label",
 ]
 
 UNKNOWN_PLATFORM = "unknown"
@@ -105,3 +108,19 @@ def library_filename(name: str, platform: str | None = None) -> str:
 def library_candidates(name: str) -> tuple[str, ...]:
     """Every file name a library of plugin ``name`` may have, on any platform."""
     return tuple(p.format(name) for patterns in _LIBRARY_PATTERNS.values() for p in patterns)
+
+
+def library_for(libraries: Mapping[str, str], host: str) -> tuple[str, str] | None:
+    """The ``(platform, library)`` of ``libraries`` ({platform: file}) a ``host`` loads:
+    its own platform's, else on macOS a universal library; None if there is none."""
+    if host in libraries:
+        return host, libraries[host]
+    universal = "macos-universal"
+    if host.startswith("macos-") and universal in libraries:
+        return universal, libraries[universal]
+    return None
+
+
+def platform_label(platforms: Iterable[str]) -> str:
+    """Platforms as people read them: sorted and ``+``-joined (``linux-x86_64+macos-arm64``)."""
+    return "+".join(sorted(platforms))

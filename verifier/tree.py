@@ -35,6 +35,7 @@ from collections.abc import Callable, Iterable, Mapping
 
 from ._base64 import decode_canonical
 from .errors import ContentError, FormatError, NotFoundError, UnsafeFileError, VtregError
+from .exclude import is_excluded
 from .files import read_fd_bounded, read_regular_at
 from .layout import (
     MANIFEST_FILE,
@@ -52,6 +53,7 @@ __all__ = [
     "PluginTree",
     "Sink",
     "capture",
+    "claimed_exclude",
     "claimed_lengths",
     "copy_signed",
     "file_set_error",
@@ -123,16 +125,29 @@ class PluginTree(_Immutable):
     ``files`` excludes the root ``plugin.sig``; ``manifest`` and ``signature``
     are the exact bytes of ``plugin.json`` and ``plugin.sig`` (None if absent).
     ``expected`` is what guided the capture (each file's signed length), or
-    None for a capture of everything (signing).
+    None for a capture of everything (signing). ``exclude`` are the patterns
+    of paths the capture left out unread, and ``excluded`` those paths
+    (a directory's without what is below it).
     """
 
-    __slots__ = ("algorithms", "expected", "files", "manifest", "root", "signature")
+    __slots__ = (
+        "algorithms",
+        "exclude",
+        "excluded",
+        "expected",
+        "files",
+        "manifest",
+        "root",
+        "signature",
+    )
     root: str
     files: Mapping[str, CapturedFile]
     manifest: bytes | None
     signature: bytes | None
     algorithms: frozenset[str]
     expected: Mapping[str, int | None] | None
+    exclude: tuple[str, ...]
+    excluded: tuple[str, ...]
 
     def __init__(
         self,
@@ -142,6 +157,8 @@ class PluginTree(_Immutable):
         signature: bytes | None,
         algorithms: frozenset[str] = frozenset(),
         expected: Mapping[str, int | None] | None = None,
+        exclude: tuple[str, ...] = (),
+        excluded: tuple[str, ...] = (),
     ) -> None:
         for name, value in (
             ("root", root),
@@ -150,6 +167,8 @@ class PluginTree(_Immutable):
             ("signature", signature),
             ("algorithms", algorithms),
             ("expected", expected),
+            ("exclude", exclude),
+            ("excluded", excluded),
         ):
             object.__setattr__(self, name, value)
 
@@ -371,8 +390,11 @@ class _Walker:
         algorithms: tuple[str, ...],
         sink_for: Callable[[str], Sink | None] | None,
         expect: Mapping[str, int | None] | None,
+        exclude: tuple[str, ...] = (),
     ) -> None:
         self.root = root
+        self.exclude = exclude
+        self.excluded: list[str] = []
         self.algorithms = algorithms
         self.sink_for = sink_for
         self.expect = expect
@@ -398,6 +420,9 @@ class _Walker:
             name = entry.name
             rel = prefix + name
             _check_name(name, rel)
+            if is_excluded(rel, self.exclude):
+                self.excluded.append(rel)  # never opened, whatever it is
+                continue
             mode = entry.stat(follow_symlinks=False).st_mode
             if stat.S_ISDIR(mode):
                 self._enter(dir_fd, name, rel, depth)
@@ -521,6 +546,19 @@ def claimed_lengths(
     return _with_named(DEFAULT_ALGORITHMS, named), lengths
 
 
+def claimed_exclude(signature: bytes | None) -> tuple[str, ...]:
+    """The exclude patterns plugin.sig's statement *claims* (unauthenticated, as
+    :func:`claimed_lengths`); none if it cannot be read. A tree captured with them
+    is judged only if they are the authenticated statement's (``check_tree``)."""
+    try:
+        envelope = json.loads(signature or b"{}")
+        predicate = json.loads(decode_canonical(envelope["payload"]))["predicate"]
+        patterns = predicate.get("exclude") or []
+        return tuple(p for p in patterns if isinstance(p, str))
+    except (ValueError, TypeError, KeyError, AttributeError, RecursionError):
+        return ()
+
+
 def _open_root(root: str, dir_fd: int | None) -> int:
     try:
         return os.dup(dir_fd) if dir_fd is not None else os.open(root, _DIR_FLAGS)
@@ -556,6 +594,7 @@ def capture(
     algorithms: tuple[str, ...] = DEFAULT_ALGORITHMS,
     sink_for: Callable[[str], Sink | None] | None = None,
     dir_fd: int | None = None,
+    exclude: tuple[str, ...] = (),
 ) -> PluginTree:
     """Walk and hash a plugin directory.
 
@@ -571,6 +610,8 @@ def capture(
             that file's bytes exactly as hashed.
         dir_fd: an open descriptor of ``root`` to walk instead of opening
             ``root`` again (the loader opens and checks it first).
+        exclude: glob patterns of paths to leave out unopened
+            (:mod:`verifier.exclude`): the signed statement's, or the signer's.
 
     Returns:
         The captured tree.
@@ -588,7 +629,7 @@ def capture(
         signature = _read_signature(root_fd)
         if expect is None:
             algorithms = _with_named(algorithms, claimed_lengths(signature)[0])
-        walker = _Walker(root_str, algorithms, sink_for, expect)
+        walker = _Walker(root_str, algorithms, sink_for, expect, exclude)
         walker.signature = signature
         walker.walk(root_fd, "", 0)
     except VtregError:
@@ -606,6 +647,8 @@ def capture(
         signature=walker.signature,
         algorithms=frozenset(algorithms),
         expected=dict(expect) if expect is not None else None,
+        exclude=tuple(exclude),
+        excluded=tuple(walker.excluded),
     )
 
 
@@ -805,7 +848,8 @@ def _speculate(root: str) -> tuple[_Claim, PluginTree | VtregError]:
     if expect is None:  # an empty tree, which no authenticated statement will match
         return claim, PluginTree(root, {}, None, signature, frozenset(algorithms))
     try:
-        return claim, capture(root, expect=expect, algorithms=algorithms)
+        exclude = claimed_exclude(signature)
+        return claim, capture(root, expect=expect, algorithms=algorithms, exclude=exclude)
     except VtregError as e:
         return claim, e
 
@@ -817,9 +861,8 @@ def _encode_outcome(root: str) -> bytes:
         return marshal.dumps(("error", claim, error))
     tree = outcome
     files = [(f.path, f.size, dict(f.digests), f.head) for f in tree.files.values()]
-    return marshal.dumps(
-        ("tree", claim, (tree.root, files, tree.manifest, tree.signature, sorted(tree.algorithms)))
-    )
+    body = (tree.root, files, tree.manifest, tree.signature, sorted(tree.algorithms))
+    return marshal.dumps(("tree", claim, (*body, tree.exclude, tree.excluded)))
 
 
 def _decode_outcome(data: bytes) -> tuple[_Claim, PluginTree | None, VtregError | None]:
@@ -834,7 +877,7 @@ def _decode_outcome(data: bytes) -> tuple[_Claim, PluginTree | None, VtregError 
         if not (isinstance(kind, type) and issubclass(kind, VtregError)):
             kind = VtregError
         return claim, None, kind(message)
-    root, files, manifest, signature, algorithms = body
+    root, files, manifest, signature, algorithms, exclude, excluded = body
     expect = claim[1]
     tree = PluginTree(
         root=root,
@@ -843,5 +886,7 @@ def _decode_outcome(data: bytes) -> tuple[_Claim, PluginTree | None, VtregError 
         signature=signature,
         algorithms=frozenset(algorithms),
         expected=expect,
+        exclude=tuple(exclude),
+        excluded=tuple(excluded),
     )
     return claim, tree, None

@@ -370,5 +370,7 @@ def verify_with_fleet(
     at = utc_now()
     signed = authenticate(signature, state, at=at)
     early = pending.result(signature, signed.expected) if pending is not None else None
-    tree = early or capture(directory, expect=signed.expected, algorithms=signed.algorithms)
+    tree = early or capture(
+        directory, expect=signed.expected, algorithms=signed.algorithms, exclude=signed.exclude
+    )
     return decide(tree, state, at=at, signed=signed)

@@ -391,7 +391,9 @@ def _verify_with_keys(
     signature = read_signature(directory)
     signed = verify_envelope(signature, keys, at=at, threshold=threshold)
     early = pending.result(signature, signed.expected) if pending is not None else None
-    tree = early or capture(directory, expect=signed.expected, algorithms=signed.algorithms)
+    tree = early or capture(
+        directory, expect=signed.expected, algorithms=signed.algorithms, exclude=signed.exclude
+    )
     result = verify(tree, keys, at=at, threshold=threshold)
     return _verified_report(result, threshold)
 

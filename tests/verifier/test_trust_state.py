@@ -40,7 +40,9 @@ contents = st.builds(
     TrustedContent,
     name=NAMES,
     version=st.sampled_from(["1.0.0", "1.2.3", "2.0.0-rc.1"]),
-    platform=st.sampled_from(["linux-x86_64", "darwin-aarch64"]),
+    platforms=st.sampled_from(
+        [("linux-x86_64",), ("darwin-aarch64",), ("linux-x86_64", "macos-arm64")]
+    ),
     content_digest=st.text("0123456789abcdef", min_size=64, max_size=64).map("sha256:".__add__),
     threshold=st.integers(1, 5),
     pinned=st.booleans(),
