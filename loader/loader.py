@@ -221,7 +221,7 @@ def _check_loadable(signed: SignedStatement) -> tuple[str, str]:
     chosen = library_for(predicate.platform_libraries, here)
     if chosen is None:
         raise PolicyError(
-            f"{label} has no library for this host ({here}); it has libraries for "
+            f"{label} has no library for this host ({here}); its signed libraries are for "
             f"{', '.join(predicate.platforms)}",
             code="wrong-platform",
             keyids=signed.signature_keyids,

@@ -56,7 +56,7 @@ from vtreg.verifier.keys import PublicKey
 from vtreg.verifier.layout import MANIFEST_FILE, MAX_MANIFEST_BYTES
 from vtreg.verifier.manifest import SemVer, check_plugin_name
 from vtreg.verifier.note import NoteVerifier
-from vtreg.verifier.platforms import platform_label
+from vtreg.verifier.platforms import host_platform, platform_label
 from vtreg.verifier.signatures import SignedStatement, VerifiedPlugin
 from vtreg.verifier.text import path_text
 from vtreg.verifier.tree import PendingCapture, PluginTree, capture, read_signature
@@ -399,12 +399,14 @@ class Registry:
             return read_full_state(cursor)
 
     def authorize(self, tree: PluginTree, *, at: datetime, threshold: int = 1) -> VerifiedPlugin:
-        """Decide, without auditing, whether a captured plugin may be used.
+        """Decide, without auditing, whether a captured plugin may be used on this host
+        (the rollback rule judged for this host's platform, if the plugin has its library).
 
         Raises:
             VerificationError: the reason it may not, with its ``code``.
         """
-        return decide(tree, self.state_for(tree.signature, threshold=threshold), at=at)
+        state = self.state_for(tree.signature, threshold=threshold)
+        return decide(tree, state, at=at, platform=host_platform())
 
     def verify_plugin(
         self, tree: PluginTree, *, at: datetime | None = None, threshold: int = 1
@@ -417,7 +419,7 @@ class Registry:
             at = at or _now()  # once the lock is held: judged when decided, logged in order
             try:
                 state = read_state(cursor, tree.signature, threshold=threshold)
-                verified = decide(tree, state, at=at)
+                verified = decide(tree, state, at=at, platform=host_platform())
             except VerificationError as e:
                 refusal = e
                 event = _refusal_event("plugin.verify", e, manifest=tree.manifest, path=tree.root)

@@ -20,6 +20,7 @@ __all__ = [
     "library_filename",
     "library_for",
     "library_names",
+    "library_names_by_family",
     "platform_label",
 ]
 
@@ -103,6 +104,14 @@ def library_names(name: str, platform: str | None = None) -> tuple[str, ...]:
 def library_filename(name: str, platform: str | None = None) -> str:
     """The library file VT Code looks for first: ``lib<name>.so`` / ``.dylib`` / ``<name>.dll``."""
     return library_names(name, platform)[0]
+
+
+def library_names_by_family(name: str) -> dict[str, tuple[str, ...]]:
+    """Each OS family's library names for plugin ``name`` (linux, macos, windows), in
+    VT Code's order: in one directory, VT Code loads the first present of its family."""
+    return {
+        os_name: tuple(p.format(name) for p in pats) for os_name, pats in _LIBRARY_PATTERNS.items()
+    }
 
 
 def library_candidates(name: str) -> tuple[str, ...]:

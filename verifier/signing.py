@@ -33,11 +33,11 @@ from .keyrefs import Signer
 from .layout import MANIFEST_FILE, MAX_SIGNATURE_BYTES, SIGNATURE_FILE
 from .manifest import PluginManifest, parse_manifest
 from .platforms import (
-    LIBRARY_FAMILIES,
     UNKNOWN_PLATFORM,
     detect_library_platform,
     library_candidates,
     library_names,
+    library_names_by_family,
 )
 from .signatures import check_tree, content_digest
 from .tree import PluginTree
@@ -65,7 +65,7 @@ def find_libraries(tree: PluginTree, name: str) -> dict[str, str]:
         FormatError: no library at all, or one not built for a platform its name fits.
     """
     found: dict[str, str] = {}
-    for names in _names_by_family(name).values():
+    for names in library_names_by_family(name).values():
         library = next((n for n in names if n in tree.files), None)
         if library is None:
             continue
@@ -82,11 +82,6 @@ def find_libraries(tree: PluginTree, name: str) -> dict[str, str]:
         expected = " or ".join(library_candidates(name))
         raise FormatError(f"expected a library named {expected} in {tree.root}, found none")
     return dict(sorted(found.items()))
-
-
-def _names_by_family(name: str) -> dict[str, tuple[str, ...]]:
-    """Each OS family's library names for plugin ``name``, in VT Code's order."""
-    return {os_name: library_names(name, f"{os_name}-any") for os_name in LIBRARY_FAMILIES}
 
 
 def sign(
@@ -112,11 +107,12 @@ def sign(
     """
     if expires is not None and expires <= at:
         raise UsageError(f"expiry {format_time(expires)} is not in the future")
+    _check_exclusions(tree, (MANIFEST_FILE,))
     if tree.manifest is None:
         raise FormatError(f"{tree.root} has no {MANIFEST_FILE}")
     manifest = parse_manifest(tree.manifest)
+    _check_exclusions(tree, library_candidates(manifest.name))
     libraries = find_libraries(tree, manifest.name)
-    _check_exclusions(tree, manifest.name)
     digest = content_digest(
         manifest.name, manifest.version, {p: f.digests["sha256"] for p, f in tree.files.items()}
     )
@@ -166,9 +162,9 @@ def _new_statement(
         raise FormatError(f"cannot sign {tree.root}: {first_error(e)}") from e
 
 
-def _check_exclusions(tree: PluginTree, name: str) -> None:
-    """Refuse a capture whose exclusions leave out plugin.json, a library or a dependency."""
-    must_sign = (MANIFEST_FILE, *library_candidates(name))
+def _check_exclusions(tree: PluginTree, must_sign: tuple[str, ...]) -> None:
+    """Refuse a capture whose exclusions leave out one of ``must_sign`` (plugin.json, the
+    plugin's library names), or any file named like a shared library (a dependency)."""
     try:
         check_not_hiding(tree.exclude, must_sign, list(tree.excluded))
     except ValueError as e:

@@ -406,22 +406,12 @@ class _Walker:
     def walk(self, dir_fd: int, prefix: str, depth: int) -> None:
         if depth > MAX_DEPTH:
             raise FormatError(f"{prefix.rstrip('/')} is nested deeper than {MAX_DEPTH} levels")
-        entries = []
-        with os.scandir(dir_fd) as it:
-            for entry in it:  # counted before sorting: an endless listing stops here
-                self.entries += 1
-                if self.entries > MAX_ENTRIES:
-                    raise FormatError(
-                        f"the plugin directory holds more than {MAX_ENTRIES} files and directories"
-                    )
-                entries.append(entry)
-        entries.sort(key=lambda e: e.name)
-        for entry in entries:
+        for entry in self._listing(dir_fd):
             name = entry.name
             rel = prefix + name
             _check_name(name, rel)
             if is_excluded(rel, self.exclude):
-                self.excluded.append(rel)  # never opened, whatever it is
+                self._leave_out(dir_fd, entry, rel, depth)
                 continue
             mode = entry.stat(follow_symlinks=False).st_mode
             if stat.S_ISDIR(mode):
@@ -430,6 +420,38 @@ class _Walker:
                 raise _refuse_special(rel, mode)
             elif self._wanted(rel, top=not prefix):
                 self._file(dir_fd, name, rel, top=not prefix)
+
+    def _leave_out(self, dir_fd: int, entry: os.DirEntry[str], rel: str, depth: int) -> None:
+        """Record an excluded path; no file of it is ever opened. Signing (no ``expect``)
+        lists an excluded directory's names, so that it can refuse to leave a library out."""
+        if self.expect is not None or not entry.is_dir(follow_symlinks=False):
+            self.excluded.append(rel)
+            return
+        if depth >= MAX_DEPTH:
+            raise FormatError(f"{rel} is nested deeper than {MAX_DEPTH} levels")
+        try:
+            fd = os.open(entry.name, _DIR_FLAGS | os.O_NOFOLLOW, dir_fd=dir_fd)
+        except OSError as e:
+            raise UnsafeFileError(f"{rel} changed while it was read ({e.strerror})") from e
+        try:
+            for inner in self._listing(fd):
+                self._leave_out(fd, inner, f"{rel}/{inner.name}", depth + 1)
+        finally:
+            os.close(fd)
+
+    def _listing(self, dir_fd: int) -> list[os.DirEntry[str]]:
+        """A directory's entries, sorted; counted as they are read, so an endless
+        listing stops at MAX_ENTRIES."""
+        entries = []
+        with os.scandir(dir_fd) as it:
+            for entry in it:
+                self.entries += 1
+                if self.entries > MAX_ENTRIES:
+                    raise FormatError(
+                        f"the plugin directory holds more than {MAX_ENTRIES} files and directories"
+                    )
+                entries.append(entry)
+        return sorted(entries, key=lambda e: e.name)
 
     def _wanted(self, rel: str, *, top: bool) -> bool:
         """Whether to read ``rel``; a guided capture refuses a file it was not told of."""

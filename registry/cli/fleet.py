@@ -373,4 +373,6 @@ def verify_with_fleet(
     tree = early or capture(
         directory, expect=signed.expected, algorithms=signed.algorithms, exclude=signed.exclude
     )
-    return decide(tree, state, at=at, signed=signed)
+    from vtreg.verifier.platforms import host_platform
+
+    return decide(tree, state, at=at, signed=signed, platform=host_platform())
