@@ -3,20 +3,19 @@ isolated; none for this host, a swapped one, or excluded paths change nothing el
 
 from __future__ import annotations
 
-import base64
 import hashlib
-import json
 import os
 import shutil
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from tests.helpers import foreign_library
 from tests.loader.conftest import Build, RecordingAudit, key_loader
 from tests.loader.test_dependencies import MakeBundle, bundle  # noqa: F401 - a fixture
-from vtreg.verifier.envelope import PAYLOAD_TYPE, encode_envelope, pae
+from tests.signing import sign_edited_statement
 from vtreg.verifier.errors import ContentError, FormatError, PolicyError, VerificationError
 from vtreg.verifier.keys import SigningKey
 from vtreg.verifier.platforms import host_platform
@@ -111,21 +110,18 @@ def test_the_library_swapped_for_another_platforms_signed_one_is_refused(
     assert not marker.exists()
 
 
-def _resign(plugin: Path, key: SigningKey, edit: dict[str, object], dylib: bytes) -> None:
-    """Sign the statement edited by ``edit``, its macOS library's subject now ``dylib``."""
-    envelope = json.loads((plugin / "plugin.sig").read_bytes())
-    statement = json.loads(base64.b64decode(envelope["payload"]))
-    statement["predicate"].update(edit)
+def _misname(plugin: Path, key: SigningKey, edit: dict[str, object], dylib: bytes) -> None:
+    """Sign the statement with ``edit`` in its predicate, its macOS library now ``dylib``."""
     name = f"lib{plugin.name}.dylib"
-    statement["predicate"]["lengths"][name] = len(dylib)
-    for subject in statement["subject"]:
-        if subject["name"] == name:
-            subject["digest"] = {"sha256": hashlib.sha256(dylib).hexdigest()}
-    payload = json.dumps(statement).encode()
-    signature = key.sign(pae(PAYLOAD_TYPE, payload))
-    (plugin / "plugin.sig").write_bytes(
-        encode_envelope(PAYLOAD_TYPE, payload, [(key.keyid, signature)])
-    )
+
+    def change(statement: dict[str, Any]) -> None:
+        statement["predicate"].update(edit)
+        statement["predicate"]["lengths"][name] = len(dylib)
+        for subject in statement["subject"]:
+            if subject["name"] == name:
+                subject["digest"] = {"sha256": hashlib.sha256(dylib).hexdigest()}
+
+    sign_edited_statement(plugin, key, change)
 
 
 def test_a_signed_statement_naming_the_dylib_for_linux_is_refused(
@@ -137,7 +133,7 @@ def test_a_signed_statement_naming_the_dylib_for_linux_is_refused(
     elf = (plugin / "libnamed.so").read_bytes()
     (plugin / "libnamed.dylib").write_bytes(elf)
     libraries = {"linux-x86_64": "libnamed.dylib", "windows-x86_64": "named.dll"}
-    _resign(plugin, key, {"library": "libnamed.dylib", "libraries": libraries}, elf)
+    _misname(plugin, key, {"library": "libnamed.dylib", "libraries": libraries}, elf)
 
     with pytest.raises(FormatError, match=r"linux-x86_64 expects 'libnamed\.so'") as e:
         key_loader(key, trusted, "none", audit_log).load_plugin(plugin)
@@ -183,16 +179,13 @@ def test_a_bundled_dependency_left_out_by_a_hostile_statement_is_never_loaded(
 ) -> None:
     # Our signer refuses to leave a library out; a statement signed elsewhere can try.
     made = bundle(value=7)
-    envelope = json.loads((made.plugin / "plugin.sig").read_bytes())
-    statement = json.loads(base64.b64decode(envelope["payload"]))
-    statement["subject"] = [s for s in statement["subject"] if s["name"] != made.soname]
-    del statement["predicate"]["lengths"][made.soname]
-    statement["predicate"]["exclude"] = ["libdep*"]
-    payload = json.dumps(statement).encode()
-    signature = key.sign(pae(PAYLOAD_TYPE, payload))
-    (made.plugin / "plugin.sig").write_bytes(
-        encode_envelope(PAYLOAD_TYPE, payload, [(key.keyid, signature)])
-    )
+
+    def leave_out_the_dependency(statement: dict[str, Any]) -> None:
+        statement["subject"] = [s for s in statement["subject"] if s["name"] != made.soname]
+        del statement["predicate"]["lengths"][made.soname]
+        statement["predicate"]["exclude"] = ["libdep*"]
+
+    sign_edited_statement(made.plugin, key, leave_out_the_dependency)
 
     loader = key_loader(key, trusted, isolation, audit_log)
     with pytest.raises(PolicyError, match="neither a signed file") as e:

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import error_without_blocking
-from vtreg.verifier.envelope import PAYLOAD_TYPE, encode_envelope, pae
+from tests.signing import sign_edited_statement
 from vtreg.verifier.errors import ContentError, FormatError
 from vtreg.verifier.exclude import check_exclude_pattern, is_excluded
 from vtreg.verifier.keys import SigningKey
@@ -157,14 +157,7 @@ def test_a_signed_pattern_matching_a_signed_file_is_refused(
     # A foreign signer's statement whose exclusions cover one of its own subjects:
     # a verifier would not know whether the file is signed or may be anything.
     _sign(plugin, key, now, ())
-    envelope = json.loads((plugin / "plugin.sig").read_bytes())
-    statement = json.loads(base64.b64decode(envelope["payload"]))
-    statement["predicate"]["exclude"] = ["README*"]
-    payload = json.dumps(statement).encode()
-    signature = key.sign(pae(PAYLOAD_TYPE, payload))
-    (plugin / "plugin.sig").write_bytes(
-        encode_envelope(PAYLOAD_TYPE, payload, [(key.keyid, signature)])
-    )
+    sign_edited_statement(plugin, key, lambda s: s["predicate"].update(exclude=["README*"]))
 
     with pytest.raises(FormatError, match=r"exclude matches the signed file 'README\.md'") as e:
         verify_directory(str(plugin), [key.public_key], at=now)

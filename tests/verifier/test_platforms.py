@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 
 from tests.helpers import foreign_library
+from tests.signing import sign_edited_statement
 from vtreg.verifier.decision import decide
-from vtreg.verifier.envelope import PAYLOAD_TYPE, encode_envelope, pae
 from vtreg.verifier.errors import ContentError, FormatError, PolicyError, VerificationError
 from vtreg.verifier.keys import SigningKey
 from vtreg.verifier.signatures import verify, verify_directory
@@ -43,18 +43,6 @@ def _predicate(plugin: Path) -> dict[str, Any]:
 
 def _sign(plugin: Path, key: SigningKey, now: datetime) -> None:
     (plugin / "plugin.sig").write_bytes(sign(capture(plugin), key, at=now).envelope)
-
-
-def _resign(plugin: Path, key: SigningKey, edit: Callable[[dict[str, Any]], None]) -> None:
-    """Sign an edited statement, as a hostile or foreign signer would."""
-    envelope = json.loads((plugin / "plugin.sig").read_bytes())
-    statement = json.loads(base64.b64decode(envelope["payload"]))
-    edit(statement["predicate"])
-    payload = json.dumps(statement).encode()
-    signature = key.sign(pae(PAYLOAD_TYPE, payload))
-    (plugin / "plugin.sig").write_bytes(
-        encode_envelope(PAYLOAD_TYPE, payload, [(key.keyid, signature)])
-    )
 
 
 def test_every_platforms_library_is_signed_and_named(
@@ -127,7 +115,7 @@ def test_a_signed_statement_that_misnames_a_platforms_library_is_refused(
     message: str,
 ) -> None:
     _sign(multi, key, now)
-    _resign(multi, key, edit)
+    sign_edited_statement(multi, key, lambda statement: edit(statement["predicate"]))
 
     with pytest.raises(FormatError, match=message) as refused:
         verify(capture(multi), [key.public_key], at=now)
