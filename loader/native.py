@@ -97,15 +97,19 @@ def _finite(text: str) -> float:
     return value
 
 
+# Built once: json.loads builds a decoder for every call given hooks (one a call here).
+_DECODER = json.JSONDecoder(
+    object_pairs_hook=no_duplicates, parse_constant=no_constants, parse_float=_finite
+)
+
+
 def _json_document(data: bytes, label: str, what: str) -> object:
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as e:
         raise PluginCallError(f"{label}: {what} is not valid UTF-8 (byte {e.start})") from e
     try:
-        return json.loads(
-            text, object_pairs_hook=no_duplicates, parse_constant=no_constants, parse_float=_finite
-        )
+        return _DECODER.decode(text)
     except (ValueError, RecursionError) as e:
         raise PluginCallError(f"{label}: {what} is not valid JSON ({e})") from e
 

@@ -74,9 +74,8 @@ def lock_head(cursor: Cursor) -> ChainHeadState:
         from vtreg.verifier.errors import RegistryError
 
         raise RegistryError("the audit chain head is missing: the registry has been tampered with")
-    seq, digest = rows[0]
-    last = cursor.rows(cursor.sql.event_time, (seq,))
-    return ChainHeadState(int(seq), str(digest), cursor.sql.time_in(last[0][0]) if last else None)
+    seq, digest, at = rows[0]  # at: None before the first event
+    return ChainHeadState(int(seq), str(digest), cursor.sql.time_in(at))
 
 
 def append(

@@ -126,6 +126,8 @@ def _locked(path: Path) -> Iterator[None]:
     """One signer at a time per state file (a lock file beside it)."""
     try:
         fd = os.open(f"{path}.lock", os.O_CREAT | os.O_RDWR, 0o600)
+    except FileNotFoundError as e:
+        raise NotFoundError(f"no log signer state at {path}: run `vtreg audit init`") from e
     except OSError as e:
         raise VtregError(f"cannot lock {path}: {e.strerror}") from e
     try:
@@ -156,6 +158,10 @@ def init_log(
     if every < 1 or interval.total_seconds() <= 0:
         raise UsageError("a checkpoint cadence needs --every 1 or more and an --interval above 0")
     vkey = NoteVerifier(origin, ED25519, key.public_key).vkey
+    try:  # the state may live apart from the registry, in a directory not made yet
+        state_path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except OSError as e:
+        raise VtregError(f"cannot create {state_path.parent}: {e.strerror}") from e
     with _locked(state_path):
         try:
             state = SignerState.read(state_path)

@@ -291,11 +291,14 @@ def begin_sqlite(
     the fsync (``synchronous=NORMAL``); a change never does (``FULL``).
     ``info`` is the DBAPI connection's info dict, which remembers the setting.
     """
+    if not write:  # a reader commits nothing, so how a commit waits is no matter of its
+        execute("BEGIN")
+        return
     synchronous = "NORMAL" if decision_record else "FULL"
     if info.get("vtreg_synchronous") != synchronous:
         execute(f"PRAGMA synchronous = {synchronous}")
         info["vtreg_synchronous"] = synchronous
-    execute("BEGIN IMMEDIATE" if write else "BEGIN")
+    execute("BEGIN IMMEDIATE")
 
 
 def _sqlite_file(url: sa.URL) -> Path | None:

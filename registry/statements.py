@@ -71,10 +71,11 @@ class Statements:
             f"plugin_platforms WHERE plugin_id = plugins.id AND platform = {mark}) "
             "AND revoked_at IS NULL ORDER BY version_key DESC LIMIT 1"
         )
-        self.lock_head = "SELECT seq, hash FROM audit_chain_head WHERE id = 1" + (
-            "" if self.sqlite else " FOR UPDATE"
-        )
-        self.event_time = f"SELECT at FROM audit_events WHERE seq = {mark}"
+        # The head, and the time of the event it points at, in one statement.
+        self.lock_head = (
+            "SELECT h.seq, h.hash, e.at FROM audit_chain_head h "
+            "LEFT JOIN audit_events e ON e.seq = h.seq WHERE h.id = 1"
+        ) + ("" if self.sqlite else " FOR UPDATE OF h")
         # Every column, in the order append() gives the values (the event format's).
         self.insert_event = (
             f"INSERT INTO audit_events ({', '.join(COLUMNS)}) VALUES ({marks(len(COLUMNS))})"

@@ -35,6 +35,10 @@ def no_constants(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
+# One decoder for every document: json.loads builds a new one for each call given hooks.
+_DECODER = json.JSONDecoder(object_pairs_hook=no_duplicates, parse_constant=no_constants)
+
+
 def load_json_object(data: bytes, what: str) -> dict[str, Any]:
     """Decode ``data`` as one JSON object or raise :class:`FormatError` naming ``what``."""
     try:
@@ -44,7 +48,7 @@ def load_json_object(data: bytes, what: str) -> dict[str, Any]:
     if text.startswith("\ufeff"):
         raise FormatError(f"{what} starts with a byte-order mark; expected plain UTF-8 JSON")
     try:
-        obj = json.loads(text, object_pairs_hook=no_duplicates, parse_constant=no_constants)
+        obj = _DECODER.decode(text)
     except RecursionError as e:
         raise FormatError(f"{what} is nested too deeply") from e
     except ValueError as e:  # JSONDecodeError is a ValueError, as are our hooks' errors

@@ -55,8 +55,6 @@ def test_statements_name_only_real_columns() -> None:
         (Plugin, sql.content),
         (Plugin, sql.contents_of_version),
         (Plugin, sql.floor),
-        (ChainHead, sql.lock_head),
-        (AuditEvent, sql.event_time),
         (AuditEvent, sql.insert_event),
         (AuditEventKey, sql.insert_key),
         (ChainHead, sql.move_head),
@@ -69,5 +67,14 @@ def test_statements_name_only_real_columns() -> None:
         assert _columns(statement) - {"1"} <= columns, statement
         assert _subquery_columns(statement) <= {"plugin_id", "platform"}, statement
     assert {c.name for c in PluginPlatform.__table__.columns} == {"plugin_id", "platform"}
-    assert sql.lock_head.endswith("FOR UPDATE")
-    assert not Statements("sqlite", "qmark").lock_head.endswith("FOR UPDATE")
+    assert sql.lock_head.endswith("FOR UPDATE OF h")
+    assert "FOR UPDATE" not in Statements("sqlite", "qmark").lock_head
+
+
+def test_the_head_statement_names_only_real_columns() -> None:
+    # It joins the head (h) to the event it points at (e).
+    statement = Statements("postgresql", "pyformat").lock_head
+    for alias, table in (("h", ChainHead), ("e", AuditEvent)):
+        named = set(re.findall(rf"\b{alias}\.(\w+)", statement))
+        assert named
+        assert named <= {c.name for c in table.__table__.columns}, (alias, named)

@@ -41,6 +41,20 @@ def test_init_prints_the_vkey_and_is_idempotent(log: Log) -> None:
         assert registry.audit_events(action="log.init")[0].details["vkey"] == log.vkey
 
 
+def test_init_makes_the_state_directory_and_checkpoint_says_to_init(log: Log) -> None:
+    state = log.home / "signer" / "state.json"  # kept apart from the registry, not made yet
+    one_line_error(log.checkpoint("--state", state), 3, "run `vtreg audit init`")
+    assert not state.parent.exists()
+    ok(
+        log.cli(
+            "audit", "init", "--key", log.keys / "log.key", "--origin", ORIGIN, "--state", state
+        )
+    )
+    assert stat.S_IMODE(state.parent.stat().st_mode) == 0o700
+    assert stat.S_IMODE(state.stat().st_mode) == 0o600
+    ok(log.checkpoint("--state", state))
+
+
 def test_a_publisher_key_is_never_a_log_key_and_back(log: Log, tmp_path: Path) -> None:
     ok(log.cli("key", "add", log.keys / "alice.pub"))
     state = tmp_path / "other-signer.json"
