@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.cli.json_shapes import document_problems
-from tests.helpers import foreign_library, invoke_cli, ok, one_line_error, write_manifest
+from tests.helpers import foreign_library, invoke_cli, ok, one_line_error, run_cli, write_manifest
 from vtreg.registry.service import Registry
 
 BOTH = ("linux-x86_64", "macos-arm64")
@@ -144,3 +144,25 @@ def test_one_version_may_have_a_content_per_platform_but_not_two_for_one(
     refused = _trust(both, keys, db)
     assert refused["error"]["code"] == "version-conflict"  # type: ignore[index]
     assert "(linux-x86_64+macos-arm64) is already trusted" in refused["error"]["message"]  # type: ignore[index]
+
+
+def test_verify_in_its_own_process_leaves_out_what_was_signed_out(
+    plugin_factory: Callable[..., Path], keys: Path
+) -> None:
+    # `python -m vtreg verify` starts the capture before the envelope is checked, guided by
+    # what plugin.sig claims: its exclusions too, or the left-out files would be refused.
+    plugin = _multi(plugin_factory, extra_files={"hello.o": b"obj", "build/x.bin": b"x"})
+    ok(
+        invoke_cli(
+            "sign", plugin, "--key", keys / "alice.key", "--exclude", "*.o", "--exclude", "build"
+        )
+    )
+    (plugin / "late.o").write_bytes(b"built after signing")
+
+    verified = ok(run_cli("verify", plugin, "--key", keys / "alice.pub", "--json")).json()
+    assert verified["plugin"]["exclude"] == ["*.o", "build"]
+    assert sorted(verified["plugin"]["files"]) == ["libhello.dylib", "libhello.so", "plugin.json"]
+    (plugin / "late.c").write_bytes(b"not left out")
+    refused = run_cli("verify", plugin, "--key", keys / "alice.pub", "--json")
+    assert refused.code == 1
+    assert refused.json()["error"]["code"] == "file-added"
