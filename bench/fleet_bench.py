@@ -62,7 +62,7 @@ def _contents(count: int, versions: int, platform: str) -> list[TrustedContent]:
         TrustedContent(
             name=f"plugin-{i // versions}",
             version=f"1.{i % versions}.0",
-            platform=platform,
+            platforms=(platform,),
             content_digest="sha256:" + hashlib.sha256(str(i).encode()).hexdigest(),
         )
         for i in range(count)
@@ -104,7 +104,7 @@ def _run(work: Path, count: int, versions: int, runs: int) -> None:
 
     verified = verify(example, [publisher.public_key], at=now)
     base = _contents(count - 1, versions, verified.platform)
-    mine = TrustedContent("hello", verified.version, verified.platform, verified.content_digest)
+    mine = TrustedContent("hello", verified.version, verified.platforms, verified.content_digest)
     keys = [TrustedKey(publisher.public_key)]
 
     repo_dir = work / "repo"
@@ -116,7 +116,7 @@ def _run(work: Path, count: int, versions: int, runs: int) -> None:
                        snapshot_expires=7 * DAY, targets_expires=90 * DAY)  # fmt: skip
 
     full, _ = _timed(lambda: publish_state(TrustState.build(keys, [*base, mine])))
-    extra = TrustedContent("hello", "9.0.0", verified.platform, "sha256:" + "e" * 64)
+    extra = TrustedContent("hello", "9.0.0", verified.platforms, "sha256:" + "e" * 64)
     incremental, written = _timed(
         lambda: publish_state(TrustState.build(keys, [*base, mine, extra]))
     )

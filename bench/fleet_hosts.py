@@ -100,7 +100,7 @@ def _run(work: Path, hosts: int, workers: int, deadline: float) -> bool:
     plugin = build_example(work)
     (plugin / "plugin.sig").write_bytes(sign(capture(plugin), alice, at=now).envelope)
     verified = verify(capture(plugin), [alice.public_key], at=now)
-    content = TrustedContent("hello", verified.version, verified.platform, verified.content_digest)
+    content = TrustedContent("hello", verified.version, verified.platforms, verified.content_digest)
     repo_dir = work / "repo"
     init_repository(
         repo_dir, [SigningKey.generate("root")], 1, online, str(work / "online.key"),

@@ -46,7 +46,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import sqlalchemy as sa
 
 from bench._common import build_example, scratch_dir
-from vtreg.registry import audit
+from vtreg.registry import audit, models
 from vtreg.registry.models import (
     AuditEvent,
     AuditEventKey,
@@ -66,6 +66,9 @@ from vtreg.verifier.tree import PluginTree, capture
 NAMES = 10_000
 KEYS = 100
 CHUNK = 20_000
+
+# Before migration 0006 each row had one platform; since, plugin_platforms holds them.
+_PER_ROW_PLATFORM = "platform" in Plugin.__table__.c
 
 
 def _digest(i: int) -> str:
@@ -102,7 +105,8 @@ def _fill_plugins(registry: Registry, plugins: int, start: datetime, keyids: lis
                 sa.insert(Plugin),
                 [
                     {"id": i + 1, "name": f"plugin-{i % NAMES}", "version": f"1.{i // NAMES}.0",
-                     "content_digest": _digest(i), "platform": "linux-x86_64",
+                     "content_digest": _digest(i),
+                     **({"platform": "linux-x86_64"} if _PER_ROW_PLATFORM else {}),
                      "library": f"libplugin-{i % NAMES}.so", "envelope": envelope, "threshold": 1,
                      "pinned": False, "trusted_at": start, "trusted_by": "bench@host"}
                     for i in rows
@@ -112,6 +116,11 @@ def _fill_plugins(registry: Registry, plugins: int, start: datetime, keyids: lis
                 sa.insert(PluginSigner),
                 [{"plugin_id": i + 1, "keyid": keyids[i % KEYS]} for i in rows],
             )
+            if not _PER_ROW_PLATFORM:
+                connection.execute(
+                    sa.insert(models.PluginPlatform),
+                    [{"plugin_id": i + 1, "platform": "linux-x86_64"} for i in rows],
+                )
         print(f"\r  plugins {rows[-1] + 1:>9,}", end="", flush=True)
     print()
 
@@ -317,15 +326,23 @@ def _version_rows(registry: Registry, name: str, platform: str, count: int) -> N
     rows = []
     for i in range(count):
         version = f"1.{i // 100}.{i % 100}" + ("-rc.1" if i % 7 == 0 else "")
-        row = {"name": name, "version": version, "content_digest": _digest(10**9 + i),
-               "platform": platform, "library": f"lib{name}.so", "envelope": b"{}",
+        row = {"id": 10 + i, "name": name, "version": version,
+               "content_digest": _digest(10**9 + i), "library": f"lib{name}.so", "envelope": b"{}",
                "threshold": 1, "pinned": False, "trusted_at": at, "trusted_by": "bench@host",
                "revoked_at": at if rng.random() < 0.1 else None}  # fmt: skip
         if "version_key" in Plugin.__table__.c:  # absent before migration 0003
             row["version_key"] = SemVer.parse(version).sort_key()
+        if _PER_ROW_PLATFORM:
+            row["platform"] = platform
         rows.append(row)
     with registry.engine.begin() as connection:
         connection.execute(sa.insert(Plugin), rows)
+        if not _PER_ROW_PLATFORM:
+            connection.exec_driver_sql(
+                "INSERT INTO plugin_platforms (plugin_id, platform) SELECT id, ? FROM plugins "
+                "WHERE id >= 10",
+                (platform,),
+            )
 
 
 def _trust_and_verify(
@@ -353,6 +370,10 @@ def _bare_queries(db: Path, name: str, platform: str, runs: int) -> dict[str, li
     if "version_key" in Plugin.__table__.c:
         queries["the floor query"] = (
             "SELECT version FROM plugins WHERE name = ? AND platform = ? "
+            "AND revoked_at IS NULL ORDER BY version_key DESC LIMIT 1"
+            if _PER_ROW_PLATFORM
+            else "SELECT version FROM plugins WHERE name = ? AND EXISTS (SELECT 1 FROM "
+            "plugin_platforms WHERE plugin_id = plugins.id AND platform = ?) "
             "AND revoked_at IS NULL ORDER BY version_key DESC LIMIT 1"
         )
     times: dict[str, list[float]] = {}

@@ -37,6 +37,7 @@ import resource
 import stat
 import threading
 from collections.abc import Iterable, Mapping
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
@@ -57,7 +58,7 @@ from vtreg.verifier.files import read_regular_at
 from vtreg.verifier.keys import PublicKey
 from vtreg.verifier.layout import MANIFEST_FILE, MAX_MANIFEST_BYTES, SIGNATURE_FILE
 from vtreg.verifier.manifest import claimed_identity
-from vtreg.verifier.platforms import host_platform
+from vtreg.verifier.platforms import host_platform, library_for
 from vtreg.verifier.platforms import library_filename as platform_library_filename
 from vtreg.verifier.signatures import SignedStatement, VerifiedPlugin
 from vtreg.verifier.text import path_text, printable
@@ -209,15 +210,20 @@ class _InProcess:
             unload(self._handles.pop())
 
 
-def _check_loadable(signed: SignedStatement) -> None:
-    """Refuse, before reading the directory, what could not be loaded here anyway."""
+def _check_loadable(signed: SignedStatement) -> tuple[str, str]:
+    """Refuse, before reading the directory, what could not be loaded here anyway.
+
+    Returns the platform and library this host loads, of those signed.
+    """
     predicate = signed.predicate
     label = f"{predicate.name} {predicate.version}"
     subject = (predicate.name, predicate.version, None)
     here = host_platform()
-    if predicate.platform != here:
+    chosen = library_for(predicate.platform_libraries, here)
+    if chosen is None:
         raise PolicyError(
-            f"{label} is built for {predicate.platform}; this host is {here}",
+            f"{label} has no library for this host ({here}); its signed libraries are for "
+            f"{', '.join(predicate.platforms)}",
             code="wrong-platform",
             keyids=signed.signature_keyids,
             subject=subject,
@@ -230,6 +236,7 @@ def _check_loadable(signed: SignedStatement) -> None:
             keyids=signed.signature_keyids,
             subject=subject,
         )
+    return chosen
 
 
 # DT_SONAME -> signed sha256 of each plugin library (bundled, or a plugin's own) this
@@ -650,10 +657,10 @@ class PluginLoader:
             raise SignatureError(f"unsigned: there is no {SIGNATURE_FILE}", code="unsigned")
         state = self.trust.state_for(signature)
         signed = authenticate(signature, state, at=at)
-        _check_loadable(signed)
-        # Only the signed library is copied aside while hashing, bounded by its
-        # signed length: one sealed copy, never one per file an attacker adds.
-        library = signed.predicate.library
+        platform, library = _check_loadable(signed)
+        # Only this host's signed library is copied aside while hashing, bounded by
+        # its signed length: one sealed copy, never one per file an attacker adds.
+        # Other platforms' libraries are signed files like any other: hashed, never kept.
 
         def sink_for(rel: str) -> SealedFile | None:
             if rel != library:
@@ -668,8 +675,11 @@ class PluginLoader:
             algorithms=signed.algorithms,
             sink_for=sink_for,
             signature=signature,  # the bytes just authenticated, not a second reading
+            exclude=signed.exclude,
         )
-        return decide(tree, state, at=at, signed=signed), signed.expected
+        verified = decide(tree, state, at=at, signed=signed, platform=platform)
+        # From here on the plugin's platform and library are the ones this host loads.
+        return replace(verified, platform=platform, library=library), signed.expected
 
     def _plan_dependencies(
         self,

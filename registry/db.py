@@ -60,7 +60,7 @@ __all__ = [
 # The migrations this vtreg ships, oldest first. Knowing them here lets an
 # up-to-date registry be opened without importing Alembic (~100 ms);
 # tests/registry/test_schema.py checks this list against migrations/.
-REVISIONS = ("0001", "0002", "0003", "0004", "0005")
+REVISIONS = ("0001", "0002", "0003", "0004", "0005", "0006")
 SCHEMA_HEAD = REVISIONS[-1]
 
 ENV_DATABASE_URL = "VTREG_DATABASE_URL"

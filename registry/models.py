@@ -35,6 +35,7 @@ __all__ = [
     "Key",
     "Plugin",
     "PluginEnvelope",
+    "PluginPlatform",
     "PluginSigner",
     "UtcDateTime",
 ]
@@ -108,12 +109,12 @@ class Plugin(Base):
     __tablename__ = "plugins"
     __table_args__ = (
         Index("ix_plugins_name_version", "name", "version"),
-        # The rollback floor of (name, platform), its newest unrevoked version, is
-        # the last entry of this index's range: one probe however many versions.
+        # The rollback floor of (name, platform), its newest unrevoked version whose
+        # content covers the platform, is found walking this range from its end:
+        # one probe when the newest version covers it, as it usually does.
         Index(
             "ix_plugins_floor",
             "name",
-            "platform",
             "version_key",
             sqlite_where=text("revoked_at IS NULL"),
             postgresql_where=text("revoked_at IS NULL"),
@@ -127,7 +128,8 @@ class Plugin(Base):
     # on every engine, where text compares by the database's collation.
     version_key: Mapped[bytes] = mapped_column(LargeBinary)
     content_digest: Mapped[str] = mapped_column(String(71), unique=True)
-    platform: Mapped[str] = mapped_column(String(64))
+    # The statement's own platform/library (the first platform's, when it has several);
+    # every platform it covers is in plugin_platforms.
     library: Mapped[str] = mapped_column(String(255))
     envelope: Mapped[bytes] = mapped_column(LargeBinary)
     threshold: Mapped[int] = mapped_column(Integer, default=1)
@@ -141,6 +143,25 @@ class Plugin(Base):
     signers: Mapped[list[PluginSigner]] = relationship(
         back_populates="plugin", cascade="all, delete-orphan", lazy="selectin"
     )
+    platform_rows: Mapped[list[PluginPlatform]] = relationship(
+        back_populates="plugin", cascade="all, delete-orphan", lazy="selectin"
+    )
+
+    @property
+    def platforms(self) -> tuple[str, ...]:
+        """The platforms this content carries a library for, sorted."""
+        return tuple(sorted(p.platform for p in self.platform_rows))
+
+
+class PluginPlatform(Base):
+    """A platform a trusted content carries a library for (one row per platform)."""
+
+    __tablename__ = "plugin_platforms"
+
+    plugin_id: Mapped[int] = mapped_column(ForeignKey("plugins.id"), primary_key=True)
+    platform: Mapped[str] = mapped_column(String(64), primary_key=True)
+
+    plugin: Mapped[Plugin] = relationship(back_populates="platform_rows")
 
 
 class PluginSigner(Base):

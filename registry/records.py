@@ -148,7 +148,7 @@ class PluginInfo:
     name: str
     version: str
     content_digest: str
-    platform: str
+    platforms: tuple[str, ...]
     signers: tuple[str, ...]
     threshold: int
     pinned: bool
@@ -166,7 +166,7 @@ class PluginInfo:
             name=row.name,
             version=row.version,
             content_digest=row.content_digest,
-            platform=row.platform,
+            platforms=row.platforms,
             signers=tuple(sorted(s.keyid for s in row.signers)),
             threshold=row.threshold,
             pinned=row.pinned,
@@ -179,6 +179,11 @@ class PluginInfo:
         )
 
     @property
+    def platform(self) -> str:
+        """The platforms as people read them: ``linux-x86_64+macos-arm64``."""
+        return "+".join(self.platforms)
+
+    @property
     def label(self) -> str:
         """Name, version and short digest: two contents of one version never look alike."""
         return f"{self.name}@{self.version} ({short_digest(self.content_digest)})"
@@ -189,7 +194,7 @@ class PluginInfo:
             "name": self.name,
             "version": self.version,
             "content_digest": self.content_digest,
-            "platform": self.platform,
+            "platforms": list(self.platforms),
             "signers": list(self.signers),
             "former_signers": list(self.former_signers),
             "threshold": self.threshold,

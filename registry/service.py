@@ -56,6 +56,7 @@ from vtreg.verifier.keys import PublicKey
 from vtreg.verifier.layout import MANIFEST_FILE, MAX_MANIFEST_BYTES
 from vtreg.verifier.manifest import SemVer, check_plugin_name
 from vtreg.verifier.note import NoteVerifier
+from vtreg.verifier.platforms import host_platform, platform_label
 from vtreg.verifier.signatures import SignedStatement, VerifiedPlugin
 from vtreg.verifier.text import path_text
 from vtreg.verifier.tree import PendingCapture, PluginTree, capture, read_signature
@@ -63,7 +64,15 @@ from vtreg.verifier.trust import TrustedContent, TrustState
 
 from . import audit
 from .db import connect, database_errors, default_url, ensure_schema, normalize_url
-from .models import AuditCheckpoint, AuditLog, Key, Plugin, PluginEnvelope, PluginSigner
+from .models import (
+    AuditCheckpoint,
+    AuditLog,
+    Key,
+    Plugin,
+    PluginEnvelope,
+    PluginPlatform,
+    PluginSigner,
+)
 from .records import (
     LOADABLE,
     KeyChange,
@@ -162,7 +171,7 @@ class _Accepted:
 
     name: str
     version: str
-    platform: str
+    platforms: tuple[str, ...]
     library: str
     content_digest: str
     envelope: bytes
@@ -174,7 +183,7 @@ class _Accepted:
         return cls(
             verified.name,
             verified.version,
-            verified.platform,
+            verified.platforms,
             verified.library,
             verified.content_digest,
             verified.envelope,
@@ -188,7 +197,7 @@ class _Accepted:
         return cls(
             predicate.name,
             predicate.version,
-            predicate.platform,
+            predicate.platforms,
             predicate.library,
             digest,
             signed.envelope,
@@ -359,7 +368,11 @@ class Registry:
             signed = authenticate(signature, self.state_for(signature, threshold=threshold), at=at)
             tree = pending.result(signature, signed.expected) if pending is not None else None
             return tree or capture(
-                path, expect=signed.expected, algorithms=signed.algorithms, signature=signature
+                path,
+                expect=signed.expected,
+                algorithms=signed.algorithms,
+                exclude=signed.exclude,
+                signature=signature,
             )
         except VerificationError as e:
             self.record(_refusal_event(action, e, manifest=_peek_manifest(path), path=path))
@@ -387,12 +400,14 @@ class Registry:
             return read_full_state(cursor)
 
     def authorize(self, tree: PluginTree, *, at: datetime, threshold: int = 1) -> VerifiedPlugin:
-        """Decide, without auditing, whether a captured plugin may be used.
+        """Decide, without auditing, whether a captured plugin may be used on this host
+        (the rollback rule judged for this host's platform, if the plugin has its library).
 
         Raises:
             VerificationError: the reason it may not, with its ``code``.
         """
-        return decide(tree, self.state_for(tree.signature, threshold=threshold), at=at)
+        state = self.state_for(tree.signature, threshold=threshold)
+        return decide(tree, state, at=at, platform=host_platform())
 
     def verify_plugin(
         self, tree: PluginTree, *, at: datetime | None = None, threshold: int = 1
@@ -405,7 +420,7 @@ class Registry:
             at = at or _now()  # once the lock is held: judged when decided, logged in order
             try:
                 state = read_state(cursor, tree.signature, threshold=threshold)
-                verified = decide(tree, state, at=at)
+                verified = decide(tree, state, at=at, platform=host_platform())
             except VerificationError as e:
                 refusal = e
                 event = _refusal_event("plugin.verify", e, manifest=tree.manifest, path=tree.root)
@@ -677,11 +692,10 @@ class Registry:
                 refusal = e
                 change.log(_refusal_event("plugin.trust", e, manifest=manifest, path=path), at)
             else:
-                floor = state.floors.get((accepted.name, accepted.platform))
+                newer = _newer_floor(state, accepted)
         if refusal is not None:
             raise refusal
-        older = floor is not None and SemVer.parse(accepted.version) < SemVer.parse(floor)
-        return replace_fields(result, newer=floor if older else None)
+        return replace_fields(result, newer=newer)
 
     def _trust_row(
         self,
@@ -1097,7 +1111,7 @@ def _new_plugin_row(
         version=verified.version,
         version_key=SemVer.parse(verified.version).sort_key(),
         content_digest=verified.content_digest,
-        platform=verified.platform,
+        platform_rows=[PluginPlatform(platform=p) for p in verified.platforms],
         library=verified.library,
         envelope=verified.envelope,
         threshold=threshold,
@@ -1119,13 +1133,17 @@ def _history_row(row: Plugin, verified: _Accepted, at: datetime, actor: str) -> 
 
 
 def _rivals(session: Session, verified: _Accepted) -> list[Plugin]:
-    """Trusted, unrevoked contents of the same name, version and platform as ``verified``."""
+    """Trusted, unrevoked contents of the same name and version as ``verified`` that
+    cover one of its platforms."""
+    covers = sa.exists().where(
+        PluginPlatform.plugin_id == Plugin.id, PluginPlatform.platform.in_(verified.platforms)
+    )
     return list(
         session.execute(
             sa.select(Plugin).where(
                 Plugin.name == verified.name,
                 Plugin.version == verified.version,
-                Plugin.platform == verified.platform,
+                covers,
                 Plugin.revoked_at.is_(None),
                 Plugin.content_digest != verified.content_digest,
             )
@@ -1133,10 +1151,20 @@ def _rivals(session: Session, verified: _Accepted) -> list[Plugin]:
     )
 
 
+def _newer_floor(state: TrustState, accepted: _Accepted) -> str | None:
+    """The newest trusted version of the name, on a platform this content covers, if
+    this content is older (its loads there are refused unless pinned)."""
+    version = SemVer.parse(accepted.version)
+    floors = [state.floors.get((accepted.name, p)) for p in accepted.platforms]
+    newer = [SemVer.parse(f) for f in floors if f is not None and version < SemVer.parse(f)]
+    return str(max(newer)) if newer else None
+
+
 def _version_conflict(verified: _Accepted, rivals: Sequence[Plugin]) -> PolicyError:
     others = ", ".join(short_digest(r.content_digest) for r in rivals)
     return PolicyError(
-        f"{verified.name} {verified.version} ({verified.platform}) is already trusted with "
+        f"{verified.name} {verified.version} ({platform_label(verified.platforms)}) is already "
+        "trusted with "
         f"other content ({others}); this is {short_digest(verified.content_digest)}: "
         "trust it with --replace to stop trusting the other",
         code="version-conflict",
@@ -1216,7 +1244,7 @@ def _trusted_content(row: Plugin) -> TrustedContent:
     return TrustedContent(
         name=row.name,
         version=row.version,
-        platform=row.platform,
+        platforms=row.platforms,
         content_digest=row.content_digest,
         threshold=row.threshold,
         pinned=row.pinned,

@@ -52,7 +52,7 @@ class _ContentRow(NamedTuple):
 
     name: str
     version: str
-    platform: str
+    platforms: str | None  # space-separated
     content_digest: str
     threshold: int
     pinned: bool | int
@@ -64,7 +64,7 @@ class _ContentRow(NamedTuple):
         return TrustedContent(
             name=self.name,
             version=self.version,
-            platform=self.platform,
+            platforms=tuple(sorted((self.platforms or "").split())),
             content_digest=self.content_digest,
             threshold=int(self.threshold),
             pinned=bool(self.pinned),
@@ -78,7 +78,7 @@ class _Claim(NamedTuple):
 
     name: str
     version: str
-    platform: str
+    platforms: tuple[str, ...]
     # None when the statement names no sha256 for some file (it used another
     # algorithm): the content digest is over sha256 digests, which only the
     # capture then has.
@@ -106,7 +106,7 @@ def _claim(envelope: bytes | None) -> _Claim | None:
         if len(files) == len(sha256)
         else None
     )
-    return _Claim(predicate.name, predicate.version, predicate.platform, digest)
+    return _Claim(predicate.name, predicate.version, predicate.platforms, digest)
 
 
 def read_keys(cursor: Cursor) -> list[TrustedKey]:
@@ -126,7 +126,7 @@ def state_for_contents(cursor: Cursor, contents: Iterable[TrustedContent]) -> Tr
     these contents and the rollback floor of each of their names and platforms."""
     contents = list(contents)
     floors: dict[tuple[str, str], str] = {}
-    for where in {(c.name, c.platform) for c in contents}:
+    for where in {(c.name, p) for c in contents for p in c.platforms}:
         floor = cursor.rows(cursor.sql.floor, where)
         if floor:
             floors[where] = floor[0][0]
@@ -139,11 +139,11 @@ def read_state(cursor: Cursor, envelope: bytes | None, *, threshold: int = 1) ->
 
     That is the record of the content the envelope's statement claims, if it
     is trusted (or was, and is revoked), and the rollback floor of the claimed
-    name and platform. Every decision about that envelope asks for nothing
-    else: the decision computes the content digest from the captured
-    directory, which equals the statement's once the directory matches the
-    statement, and it refuses a directory that does not before it looks at
-    contents.
+    name on each platform the statement claims a library for. Every decision
+    about that envelope asks for nothing else: the decision computes the
+    content digest from the captured directory, which equals the statement's
+    once the directory matches the statement, and it refuses a directory that
+    does not before it looks at contents.
 
     Args:
         cursor: a cursor in the transaction the decision is made in.
@@ -164,9 +164,11 @@ def read_state(cursor: Cursor, envelope: bytes | None, *, threshold: int = 1) ->
     else:
         rows = cursor.rows(sql.contents_of_version, (claim.name, claim.version))
     contents = [_ContentRow(*row).trusted() for row in rows]
-    where = (claim.name, claim.platform)
-    floor = cursor.rows(sql.floor, where)  # no row, or the one newest
-    floors = {where: floor[0][0]} if floor else {}
+    floors = {}
+    for where in ((claim.name, p) for p in claim.platforms):
+        floor = cursor.rows(sql.floor, where)  # no row, or the one newest
+        if floor:
+            floors[where] = floor[0][0]
     return TrustState.build(keys, contents, names=(claim.name,), floors=floors, threshold=threshold)
 
 

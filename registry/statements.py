@@ -49,8 +49,11 @@ class Statements:
         self.keys = (
             "SELECT name, public_key, scopes, expires_at, revoked_at, revoked_reason FROM keys"
         )
+        # A content's platforms, space-separated (the reader sorts them).
+        aggregate = "group_concat(platform, ' ')" if self.sqlite else "string_agg(platform, ' ')"
+        platforms = f"(SELECT {aggregate} FROM plugin_platforms WHERE plugin_id = plugins.id)"
         contents = (
-            "SELECT name, version, platform, content_digest, threshold, pinned, revoked_at, "
+            f"SELECT name, version, {platforms}, content_digest, threshold, pinned, revoked_at, "
             "revoked_reason FROM plugins"
         )
         self.all_contents = contents  # a fleet publishes every one
@@ -59,11 +62,13 @@ class Statements:
         # For a statement that names no sha256 of some file: its content digest is
         # one of this version's (ix_plugins_name_version).
         self.contents_of_version = content + f"name = {mark} AND version = {mark}"
-        # The rollback floor: the last entry of one ix_plugins_floor range (a
+        # The rollback floor of (name, platform): ix_plugins_floor's range of the name
+        # walked from its newest end to the first content covering the platform (a
         # partial index of unrevoked rows; its condition is repeated word for word
         # so that SQLite's planner sees the query implies it).
         self.floor = (
-            f"SELECT version FROM plugins WHERE name = {mark} AND platform = {mark} "
+            f"SELECT version FROM plugins WHERE name = {mark} AND EXISTS (SELECT 1 FROM "
+            f"plugin_platforms WHERE plugin_id = plugins.id AND platform = {mark}) "
             "AND revoked_at IS NULL ORDER BY version_key DESC LIMIT 1"
         )
         # The head, and the time of the event it points at, in one statement.

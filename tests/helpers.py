@@ -306,3 +306,20 @@ def bytes_read() -> Iterator[list[int]]:
     before = rchar()
     yield counted
     counted[0] = rchar() - before
+
+
+def foreign_library(platform: str) -> bytes:
+    """A file whose header says it is a shared library for ``platform`` (a Mach-O, PE or
+    other-CPU ELF image: signed and hashed on this host, never loaded)."""
+    import struct
+
+    body = bytes(256)
+    if platform.startswith("macos-"):
+        cpu = {"macos-arm64": 0x0100000C, "macos-x86_64": 0x01000007}[platform]
+        return b"\xcf\xfa\xed\xfe" + struct.pack("<I", cpu) + body
+    if platform.startswith("windows-"):
+        machine = {"windows-x86_64": 0x8664, "windows-aarch64": 0xAA64}[platform]
+        header = b"MZ" + bytes(0x3A) + struct.pack("<I", 0x40)
+        return header + b"PE\0\0" + struct.pack("<H", machine) + body
+    machine = {"linux-aarch64": 183, "linux-riscv64": 243}[platform]
+    return b"\x7fELF" + bytes([2, 1, 1, 0]) + bytes(8) + struct.pack("<HH", 3, machine) + body

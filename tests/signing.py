@@ -8,6 +8,7 @@ import json
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from vtreg.verifier.envelope import PAYLOAD_TYPE, encode_envelope, pae
 from vtreg.verifier.keys import SigningKey
@@ -75,3 +76,17 @@ def add_signature(plugin: Path, sig: bytes, keyid: str = "") -> None:
     envelope = json.loads((plugin / "plugin.sig").read_bytes())
     envelope["signatures"].append({"keyid": keyid, "sig": base64.b64encode(sig).decode()})
     (plugin / "plugin.sig").write_text(json.dumps(envelope))
+
+
+def sign_edited_statement(
+    plugin: Path, key: SigningKey, edit: Callable[[dict[str, Any]], object]
+) -> None:
+    """Re-sign plugin.sig's statement after ``edit`` changed it (in place), as a foreign or
+    hostile signer would; only ``key``'s signature is kept."""
+    envelope = json.loads((plugin / "plugin.sig").read_bytes())
+    statement = json.loads(base64.b64decode(envelope["payload"]))
+    edit(statement)
+    payload = json.dumps(statement).encode()
+    (plugin / "plugin.sig").write_bytes(
+        encode_envelope(PAYLOAD_TYPE, payload, [(key.keyid, key.sign(pae(PAYLOAD_TYPE, payload)))])
+    )

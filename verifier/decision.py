@@ -39,7 +39,7 @@ class _Signed(NamedTuple):
 
     name: str
     version: str
-    platform: str
+    platforms: tuple[str, ...]
     content_digest: str
     signers: tuple[str, ...]
     keyids: tuple[str, ...]
@@ -49,7 +49,7 @@ class _Signed(NamedTuple):
         return cls(
             verified.name,
             verified.version,
-            verified.platform,
+            verified.platforms,
             verified.content_digest,
             verified.signers,
             verified.signature_keyids,
@@ -75,6 +75,7 @@ def decide(
     *,
     at: datetime,
     signed: SignedStatement | None = None,
+    platform: str | None = None,
 ) -> VerifiedPlugin:
     """Decide whether a captured plugin may be loaded (or pass ``vtreg verify``).
 
@@ -85,6 +86,9 @@ def decide(
         signed: what :func:`authenticate` returned for this same ``state`` and
             ``at`` before the capture (saving a second check); ignored unless it
             is the envelope the tree holds.
+        platform: the platform whose library will be used (the loader's host):
+            the rollback rule is judged for it. None, or one the plugin has no
+            library for: judged for every platform it covers.
 
     Returns:
         The verified plugin.
@@ -97,18 +101,20 @@ def decide(
         signed = authenticate(tree.signature, state, at=at)
     verified = signed.match(tree)
     if state.contents is not None:
-        _check_content(_Signed.of(verified), state)
+        _check_content(_Signed.of(verified), state, platform)
     return verified
 
 
-def decide_envelope(envelope: bytes, state: TrustState, *, at: datetime) -> SignedStatement:
+def decide_envelope(
+    envelope: bytes, state: TrustState, *, at: datetime, platform: str | None = None
+) -> SignedStatement:
     """Decide whether the content an envelope signs would load now, without its directory.
 
     This is how the registry reports a trusted content's effective status
     from the envelope it last accepted for it: every check of :func:`decide`
     except those of the directory itself (its files and plugin.json), which
     only a capture can make. The content digest is the statement's own, over
-    the sha256 digests it signs.
+    the sha256 digests it signs. ``platform`` as for :func:`decide`.
 
     Raises:
         VerificationError: the refusal a load of that content would meet now.
@@ -116,7 +122,7 @@ def decide_envelope(envelope: bytes, state: TrustState, *, at: datetime) -> Sign
     """
     signed = authenticate(envelope, state, at=at)
     if state.contents is not None:
-        _check_content(_signed_facts(signed), state)
+        _check_content(_signed_facts(signed), state, platform)
     return signed
 
 
@@ -162,17 +168,19 @@ def _signed_facts(signed: SignedStatement) -> _Signed:
     return _Signed(
         predicate.name,
         predicate.version,
-        predicate.platform,
+        predicate.platforms,
         content_digest(predicate.name, predicate.version, sha256),
         signed.signers,
         signed.signature_keyids,
     )
 
 
-def _check_content(signed: _Signed, state: TrustState) -> None:
+def _check_content(signed: _Signed, state: TrustState, platform: str | None) -> None:
     content = _trusted_content(signed, state)
     _check_signers(signed, content)
-    _check_rollback(signed, content, state)
+    judged = (platform,) if platform in signed.platforms else signed.platforms
+    for where in judged:
+        _check_rollback(signed, content, state, where)
 
 
 def decide_trust(tree: PluginTree, state: TrustState, *, at: datetime) -> VerifiedPlugin:
@@ -246,14 +254,17 @@ def _check_signers(verified: _Signed, content: TrustedContent) -> None:
         )
 
 
-def _check_rollback(verified: _Signed, content: TrustedContent, state: TrustState) -> None:
-    floor = state.floors.get((verified.name, verified.platform))
+def _check_rollback(
+    verified: _Signed, content: TrustedContent, state: TrustState, platform: str
+) -> None:
+    """Refuse a version below the newest trusted one of its name for ``platform``."""
+    floor = state.floors.get((verified.name, platform))
     if floor is None or content.pinned:
         return
     if SemVer.parse(verified.version) < SemVer.parse(floor):
         raise PolicyError(
             f"rollback: {_label(verified)} is older than the trusted {verified.name} {floor} "
-            "(trust it with --pin to allow this version)",
+            f"for {platform} (trust it with --pin to allow this version)",
             code="rollback",
             keyids=verified.keyids,
             subject=verified.subject,

@@ -35,6 +35,7 @@ from pydantic import (
 from ._base64 import decode_canonical
 from ._json import load_model
 from .errors import FormatError
+from .exclude import MAX_EXCLUDES, check_exclude_pattern, excluded_paths
 from .layout import MAX_SIGNATURE_BYTES, SIGNATURE_FILE, TRUSTED_ALGORITHMS
 from .manifest import IntegralNumber, PluginName, SemVerStr
 
@@ -164,6 +165,15 @@ def _check_platform(platform: str) -> str:
     return platform
 
 
+def _check_pattern(pattern: str) -> str:
+    check_exclude_pattern(pattern)
+    return pattern
+
+
+_Platform = Annotated[StrictStr, AfterValidator(_check_platform)]
+_Pattern = Annotated[StrictStr, AfterValidator(_check_pattern)]
+
+
 _FROZEN_CLOSED = ConfigDict(extra="forbid", frozen=True, strict=True)
 _FROZEN_OPEN = ConfigDict(extra="ignore", frozen=True, strict=True)
 
@@ -235,7 +245,7 @@ class PluginPredicate(BaseModel):
     name: PluginName
     version: SemVerStr
     abi_version: Annotated[IntegralNumber, Field(ge=1)]
-    platform: Annotated[StrictStr, AfterValidator(_check_platform)]
+    platform: _Platform
     library: StrictStr
     signed_at: UtcTime
     expires: UtcTime | None = None
@@ -243,6 +253,39 @@ class PluginPredicate(BaseModel):
     # verifier reads no file further than this, and copies no more of it aside.
     # Required from v2 on; absent in v1 statements.
     lengths: dict[StrictStr, _FileLength] | None = None
+    # Every platform's library when the directory carries several ({platform: file});
+    # absent for one, where platform/library say it all (and old verifiers still read it).
+    libraries: dict[_Platform, StrictStr] | None = None
+    # Glob patterns of paths the signature leaves out: they may exist and are never
+    # read, hashed or loaded (see verifier.exclude); absent when none.
+    exclude: Annotated[list[_Pattern], Field(min_length=1, max_length=MAX_EXCLUDES)] | None = None
+
+    @model_validator(mode="after")
+    def _primary_among_libraries(self) -> PluginPredicate:
+        if self.libraries is None:
+            return self
+        if len(self.libraries) < 2:
+            raise ValueError("libraries names several platforms; one is said by platform/library")
+        if self.libraries.get(self.platform) != self.library:
+            raise ValueError("platform/library must be one of libraries")
+        if len(set(self.libraries.values())) != len(self.libraries):
+            raise ValueError("libraries names one file for two platforms")
+        return self
+
+    @property
+    def platform_libraries(self) -> dict[str, str]:
+        """Each signed platform's library file, in platform order."""
+        return dict(sorted((self.libraries or {self.platform: self.library}).items()))
+
+    @property
+    def platforms(self) -> tuple[str, ...]:
+        """The platforms this plugin carries a library for, sorted."""
+        return tuple(self.platform_libraries)
+
+
+# Predicate fields written only when they say something, so that a plugin of one
+# platform and no exclusions is signed exactly as before they existed.
+_OMITTED_WHEN_NONE = ("libraries", "exclude")
 
 
 class Statement(BaseModel):
@@ -270,6 +313,14 @@ class Statement(BaseModel):
             raise ValueError("predicate.lengths must name exactly the subjects")
         return self
 
+    @model_validator(mode="after")
+    def _exclude_hides_nothing_signed(self) -> Statement:
+        patterns = self.predicate.exclude or []
+        hidden = excluded_paths(patterns, [s.name for s in self.subject])
+        if hidden:
+            raise ValueError(f"predicate.exclude matches the signed file {hidden[0]!r}")
+        return self
+
     @property
     def lengths(self) -> dict[str, int] | None:
         """Each signed file's length (None for a v1 statement, which records none)."""
@@ -278,6 +329,9 @@ class Statement(BaseModel):
     def to_payload(self) -> bytes:
         """Canonical JSON bytes (sorted keys, no spaces) to be signed."""
         obj = self.model_dump(mode="json", by_alias=True)
+        for optional in _OMITTED_WHEN_NONE:  # absent, as statements before them wrote
+            if obj["predicate"][optional] is None:
+                del obj["predicate"][optional]
         return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 

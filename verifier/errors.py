@@ -64,10 +64,12 @@ REFUSAL_CODES: dict[str, str] = {
     "content-not-trusted": "the signed content is not trusted in the registry",
     "content-revoked": "the signed content was revoked",
     "rollback": "an older version than the newest trusted one, and not pinned",
-    "wrong-platform": "the plugin is built for another platform than this host",
+    "wrong-platform": "the plugin carries no library for this host's platform",
     "abi-mismatch": "the library does not implement VT Code ABI v1 as signed",
     "dependency-untrusted": "a library the plugin needs is neither signed with it nor the system's",
     "version-conflict": "another content of the same name, version and platform is trusted",
+    "exclude-unsafe": "an exclude pattern would leave plugin.json, a library or a shared "
+    "library file out of the signature",
     "log-inconsistent": "an audit log proof does not verify, or a tree is not consistent "
     "with a checkpoint signed or seen before",
     "quorum": "a checkpoint lacks the witness cosignatures its policy requires",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import platform as _platform
 import struct
+from collections.abc import Iterable, Mapping
 
 __all__ = [
     "LIBRARY_FAMILIES",
@@ -17,7 +18,10 @@ __all__ = [
     "host_platform",
     "library_candidates",
     "library_filename",
+    "library_for",
     "library_names",
+    "library_names_by_family",
+    "platform_label",
 ]
 
 UNKNOWN_PLATFORM = "unknown"
@@ -102,6 +106,30 @@ def library_filename(name: str, platform: str | None = None) -> str:
     return library_names(name, platform)[0]
 
 
+def library_names_by_family(name: str) -> dict[str, tuple[str, ...]]:
+    """Each OS family's library names for plugin ``name`` (linux, macos, windows), in
+    VT Code's order: in one directory, VT Code loads the first present of its family."""
+    return {
+        os_name: tuple(p.format(name) for p in pats) for os_name, pats in _LIBRARY_PATTERNS.items()
+    }
+
+
 def library_candidates(name: str) -> tuple[str, ...]:
     """Every file name a library of plugin ``name`` may have, on any platform."""
     return tuple(p.format(name) for patterns in _LIBRARY_PATTERNS.values() for p in patterns)
+
+
+def library_for(libraries: Mapping[str, str], host: str) -> tuple[str, str] | None:
+    """The ``(platform, library)`` of ``libraries`` ({platform: file}) a ``host`` loads:
+    its own platform's, else on macOS a universal library; None if there is none."""
+    if host in libraries:
+        return host, libraries[host]
+    universal = "macos-universal"
+    if host.startswith("macos-") and universal in libraries:
+        return universal, libraries[universal]
+    return None
+
+
+def platform_label(platforms: Iterable[str]) -> str:
+    """Platforms as people read them: sorted and ``+``-joined (``linux-x86_64+macos-arm64``)."""
+    return "+".join(sorted(platforms))

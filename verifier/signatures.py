@@ -117,6 +117,11 @@ class SignedStatement:
         """The digest algorithms a capture must compute to check this statement."""
         return _required_algorithms(self.statement)
 
+    @property
+    def exclude(self) -> tuple[str, ...]:
+        """The signed exclude patterns: what a capture leaves out unread."""
+        return tuple(self.predicate.exclude or ())
+
     def match(self, tree: PluginTree) -> VerifiedPlugin:
         """Check the directory against the statement.
 
@@ -142,6 +147,8 @@ class SignedStatement:
             abi_version=predicate.abi_version,
             platform=predicate.platform,
             library=predicate.library,
+            libraries=predicate.platform_libraries,
+            exclude=tuple(predicate.exclude or ()),
             content_digest=content_digest(predicate.name, predicate.version, sha256),
             signers=self.signers,
             checks=self.checks,
@@ -172,6 +179,15 @@ class VerifiedPlugin:
     manifest: PluginManifest
     envelope: bytes = field(repr=False)
     payload: bytes = field(repr=False)
+    # Every signed platform's library ({platform: file}); platform/library is one of them
+    # (for a loaded plugin: the one this host loads).
+    libraries: Mapping[str, str] = field(default_factory=dict)
+    exclude: tuple[str, ...] = ()
+
+    @property
+    def platforms(self) -> tuple[str, ...]:
+        """The platforms the plugin carries a library for, sorted."""
+        return tuple(sorted(self.libraries or {self.platform: self.library}))
 
     @property
     def signature_keyids(self) -> tuple[str, ...]:
@@ -191,6 +207,9 @@ class VerifiedPlugin:
             "abi_version": self.abi_version,
             "platform": self.platform,
             "library": self.library,
+            "platforms": list(self.platforms),
+            "libraries": dict(sorted((self.libraries or {self.platform: self.library}).items())),
+            "exclude": list(self.exclude),
             "content_digest": self.content_digest,
             "signers": list(self.signers),
             "signed_at": format_time(self.signed_at),
@@ -365,6 +384,10 @@ def check_tree(statement: Statement, tree: PluginTree) -> PluginManifest:
     if not set(needed) <= tree.algorithms:
         missing = ", ".join(sorted(set(needed) - tree.algorithms))
         raise VtregError(f"cannot decide: the capture of {tree.root} has no {missing} digests")
+    if tuple(tree.exclude) != tuple(statement.predicate.exclude or ()):
+        raise VtregError(
+            f"cannot decide: {tree.root} was captured leaving out other paths than signed"
+        )
     subjects: dict[str, Subject] = {s.name: s for s in statement.subject}
     _check_file_set(subjects, tree)
     lengths = statement.lengths or {}
@@ -410,20 +433,24 @@ def _check_consistent(
             raise FormatError(
                 f"the signature says {field_name} {signed!r} but {MANIFEST_FILE} says {found!r}"
             )
-    expected = library_names(predicate.name, predicate.platform)
-    if predicate.library not in expected:
+    for platform, name in predicate.platform_libraries.items():
+        _check_library(predicate.name, platform, name, tree)
+
+
+def _check_library(plugin: str, platform: str, name: str, tree: PluginTree) -> None:
+    """The signed library of ``platform`` is named as that platform expects and built for it."""
+    expected = library_names(plugin, platform)
+    if name not in expected:
         raise FormatError(
-            f"signed library is {predicate.library!r}; {predicate.platform} expects "
-            + " or ".join(map(repr, expected))
+            f"signed library is {name!r}; {platform} expects " + " or ".join(map(repr, expected))
         )
-    library = tree.files.get(predicate.library)
+    library = tree.files.get(name)
     if library is None:
-        raise FormatError(f"signed library {predicate.library} is not among the signed files")
+        raise FormatError(f"signed library {name} is not among the signed files")
     built_for = detect_library_platform(library.head)
-    if built_for != predicate.platform:
+    if built_for != platform:
         raise FormatError(
-            f"the signature says platform {predicate.platform} but {predicate.library} "
-            f"is built for {built_for}"
+            f"the signature says platform {platform} but {name} is built for {built_for}"
         )
 
 
@@ -467,5 +494,7 @@ def verify_directory(
         NotFoundError: the directory cannot be read.
     """
     signed = verify_envelope(read_signature(path), keys, at=at, threshold=threshold)
-    tree = capture(path, expect=signed.expected, algorithms=signed.algorithms)
+    tree = capture(
+        path, expect=signed.expected, algorithms=signed.algorithms, exclude=signed.exclude
+    )
     return verify(tree, keys, at=at, threshold=threshold)

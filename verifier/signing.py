@@ -28,20 +28,21 @@ from .envelope import (
     parse_statement,
 )
 from .errors import FormatError, UsageError, VtregError
+from .exclude import check_not_hiding
 from .keyrefs import Signer
 from .layout import MANIFEST_FILE, MAX_SIGNATURE_BYTES, SIGNATURE_FILE
 from .manifest import PluginManifest, parse_manifest
 from .platforms import (
-    LIBRARY_FAMILIES,
     UNKNOWN_PLATFORM,
     detect_library_platform,
     library_candidates,
     library_names,
+    library_names_by_family,
 )
 from .signatures import check_tree, content_digest
 from .tree import PluginTree
 
-__all__ = ["SignResult", "sign"]
+__all__ = ["SignResult", "find_libraries", "sign"]
 
 
 @dataclass(frozen=True)
@@ -56,36 +57,31 @@ class SignResult:
     already_signed: bool
 
 
-def _find_library(tree: PluginTree, name: str) -> tuple[str, str]:
-    """The library VT Code would load (the first of its names present), and its platform."""
-    found = {
-        family: next(n for n in names if n in tree.files)
-        for family, names in _names_by_family(name).items()
-        if any(n in tree.files for n in names)
-    }
-    if len(found) != 1:
-        expected = " or ".join(library_candidates(name))
-        if found:
+def find_libraries(tree: PluginTree, name: str) -> dict[str, str]:
+    """Each platform's library in the directory ({platform: file}, sorted): per OS family
+    the first of VT Code's names present, checked to be built for a platform of it.
+
+    Raises:
+        FormatError: no library at all, or one not built for a platform its name fits.
+    """
+    found: dict[str, str] = {}
+    for names in library_names_by_family(name).values():
+        library = next((n for n in names if n in tree.files), None)
+        if library is None:
+            continue
+        platform = detect_library_platform(tree.files[library].head)
+        if platform == UNKNOWN_PLATFORM:
+            raise FormatError(f"{library} is not a shared library for a known platform")
+        if library not in library_names(name, platform):
             raise FormatError(
-                f"libraries for several platforms ({', '.join(found.values())}) in {tree.root}: "
-                "sign one plugin directory per platform"
+                f"{library} is a {platform} library; that platform expects "
+                f"{' or '.join(library_names(name, platform))}"
             )
+        found[platform] = library
+    if not found:
+        expected = " or ".join(library_candidates(name))
         raise FormatError(f"expected a library named {expected} in {tree.root}, found none")
-    [library] = found.values()
-    platform = detect_library_platform(tree.files[library].head)
-    if platform == UNKNOWN_PLATFORM:
-        raise FormatError(f"{library} is not a shared library for a known platform")
-    if library not in library_names(name, platform):
-        raise FormatError(
-            f"{library} is a {platform} library; that platform expects "
-            f"{' or '.join(library_names(name, platform))}"
-        )
-    return library, platform
-
-
-def _names_by_family(name: str) -> dict[str, tuple[str, ...]]:
-    """Each OS family's library names for plugin ``name``, in VT Code's order."""
-    return {os_name: library_names(name, f"{os_name}-any") for os_name in LIBRARY_FAMILIES}
+    return dict(sorted(found.items()))
 
 
 def sign(
@@ -111,10 +107,12 @@ def sign(
     """
     if expires is not None and expires <= at:
         raise UsageError(f"expiry {format_time(expires)} is not in the future")
+    _check_exclusions(tree, (MANIFEST_FILE,))
     if tree.manifest is None:
         raise FormatError(f"{tree.root} has no {MANIFEST_FILE}")
     manifest = parse_manifest(tree.manifest)
-    library, platform = _find_library(tree, manifest.name)
+    _check_exclusions(tree, library_candidates(manifest.name))
+    libraries = find_libraries(tree, manifest.name)
     digest = content_digest(
         manifest.name, manifest.version, {p: f.digests["sha256"] for p, f in tree.files.items()}
     )
@@ -122,7 +120,7 @@ def sign(
     existing = None if fresh else _cosignable(tree)
     if existing is not None:
         return _cosign(tree, key, existing, expires, digest)
-    statement = _new_statement(tree, manifest, library, platform, at, expires)
+    statement = _new_statement(tree, manifest, libraries, at, expires)
     payload = statement.to_payload()
     sig = key.sign(pae(PAYLOAD_TYPE, payload))
     envelope_bytes = _readable(tree, encode_envelope(PAYLOAD_TYPE, payload, [(key.keyid, sig)]))
@@ -132,11 +130,13 @@ def sign(
 def _new_statement(
     tree: PluginTree,
     manifest: PluginManifest,
-    library: str,
-    platform: str,
+    libraries: dict[str, str],
     at: datetime,
     expires: datetime | None,
 ) -> Statement:
+    # platform/library: the first platform's, in sorted order (what a single-platform
+    # directory says alone, and a reader that knows only these fields sees).
+    platform, library = next(iter(libraries.items()))
     try:
         return Statement(
             type=STATEMENT_TYPE,
@@ -154,10 +154,21 @@ def _new_statement(
                 signed_at=at,
                 expires=expires,
                 lengths={p: f.size for p, f in tree.files.items()},
+                libraries=libraries if len(libraries) > 1 else None,
+                exclude=list(tree.exclude) or None,
             ),
         )
     except pydantic.ValidationError as e:  # a path no statement may name, say
         raise FormatError(f"cannot sign {tree.root}: {first_error(e)}") from e
+
+
+def _check_exclusions(tree: PluginTree, must_sign: tuple[str, ...]) -> None:
+    """Refuse a capture whose exclusions leave out one of ``must_sign`` (plugin.json, the
+    plugin's library names), or any file named like a shared library (a dependency)."""
+    try:
+        check_not_hiding(tree.exclude, must_sign, list(tree.excluded))
+    except ValueError as e:
+        raise FormatError(str(e), code="exclude-unsafe") from e
 
 
 def _readable(tree: PluginTree, envelope: bytes) -> bytes:

@@ -19,7 +19,12 @@ from ._json import load_json_object, no_constants
 from .errors import VtregError
 from .layout import MANIFEST_FILE
 from .manifest import PluginManifest
-from .platforms import UNKNOWN_PLATFORM, detect_library_platform, library_candidates
+from .platforms import (
+    UNKNOWN_PLATFORM,
+    detect_library_platform,
+    library_candidates,
+    library_names_by_family,
+)
 from .tree import capture
 
 __all__ = ["StructureReport", "check_plugin_structure", "validate_plugin_structure"]
@@ -157,4 +162,17 @@ def _vtreg_findings(plugin_dir: str | os.PathLike[str]) -> list[str]:
         f"{library} is not a shared library for a known platform"
         for library in libraries
         if detect_library_platform(tree.files[library].head) == UNKNOWN_PLATFORM
-    ]
+    ] + _second_libraries(manifest.name, set(tree.files))
+
+
+def _second_libraries(name: str, files: set[str]) -> list[str]:
+    """A family's libraries after the first present: VT Code, and vtreg, never load them."""
+    findings = []
+    for family, names in library_names_by_family(name).items():
+        present = [n for n in names if n in files]
+        for other in present[1:]:
+            findings.append(
+                f"{present[0]} and {other} are both {family} libraries of {name}: VT Code and "
+                f"vtreg load {present[0]} ({other} is signed as an ordinary file)"
+            )
+    return findings

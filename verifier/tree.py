@@ -35,6 +35,7 @@ from collections.abc import Callable, Iterable, Mapping
 
 from ._base64 import decode_canonical
 from .errors import ContentError, FormatError, NotFoundError, UnsafeFileError, VtregError
+from .exclude import is_excluded
 from .files import read_fd_bounded, read_regular_at
 from .layout import (
     MANIFEST_FILE,
@@ -52,6 +53,7 @@ __all__ = [
     "PluginTree",
     "Sink",
     "capture",
+    "claimed_exclude",
     "claimed_lengths",
     "copy_signed",
     "file_set_error",
@@ -123,16 +125,29 @@ class PluginTree(_Immutable):
     ``files`` excludes the root ``plugin.sig``; ``manifest`` and ``signature``
     are the exact bytes of ``plugin.json`` and ``plugin.sig`` (None if absent).
     ``expected`` is what guided the capture (each file's signed length), or
-    None for a capture of everything (signing).
+    None for a capture of everything (signing). ``exclude`` are the patterns
+    of paths the capture left out unread, and ``excluded`` those paths
+    (a directory's without what is below it).
     """
 
-    __slots__ = ("algorithms", "expected", "files", "manifest", "root", "signature")
+    __slots__ = (
+        "algorithms",
+        "exclude",
+        "excluded",
+        "expected",
+        "files",
+        "manifest",
+        "root",
+        "signature",
+    )
     root: str
     files: Mapping[str, CapturedFile]
     manifest: bytes | None
     signature: bytes | None
     algorithms: frozenset[str]
     expected: Mapping[str, int | None] | None
+    exclude: tuple[str, ...]
+    excluded: tuple[str, ...]
 
     def __init__(
         self,
@@ -142,6 +157,8 @@ class PluginTree(_Immutable):
         signature: bytes | None,
         algorithms: frozenset[str] = frozenset(),
         expected: Mapping[str, int | None] | None = None,
+        exclude: tuple[str, ...] = (),
+        excluded: tuple[str, ...] = (),
     ) -> None:
         for name, value in (
             ("root", root),
@@ -150,6 +167,8 @@ class PluginTree(_Immutable):
             ("signature", signature),
             ("algorithms", algorithms),
             ("expected", expected),
+            ("exclude", exclude),
+            ("excluded", excluded),
         ):
             object.__setattr__(self, name, value)
 
@@ -371,8 +390,11 @@ class _Walker:
         algorithms: tuple[str, ...],
         sink_for: Callable[[str], Sink | None] | None,
         expect: Mapping[str, int | None] | None,
+        exclude: tuple[str, ...] = (),
     ) -> None:
         self.root = root
+        self.exclude = exclude
+        self.excluded: list[str] = []
         self.algorithms = algorithms
         self.sink_for = sink_for
         self.expect = expect
@@ -384,20 +406,13 @@ class _Walker:
     def walk(self, dir_fd: int, prefix: str, depth: int) -> None:
         if depth > MAX_DEPTH:
             raise FormatError(f"{prefix.rstrip('/')} is nested deeper than {MAX_DEPTH} levels")
-        entries = []
-        with os.scandir(dir_fd) as it:
-            for entry in it:  # counted before sorting: an endless listing stops here
-                self.entries += 1
-                if self.entries > MAX_ENTRIES:
-                    raise FormatError(
-                        f"the plugin directory holds more than {MAX_ENTRIES} files and directories"
-                    )
-                entries.append(entry)
-        entries.sort(key=lambda e: e.name)
-        for entry in entries:
+        for entry in self._listing(dir_fd):
             name = entry.name
             rel = prefix + name
             _check_name(name, rel)
+            if is_excluded(rel, self.exclude):
+                self._leave_out(dir_fd, entry, rel, depth)
+                continue
             mode = entry.stat(follow_symlinks=False).st_mode
             if stat.S_ISDIR(mode):
                 self._enter(dir_fd, name, rel, depth)
@@ -405,6 +420,38 @@ class _Walker:
                 raise _refuse_special(rel, mode)
             elif self._wanted(rel, top=not prefix):
                 self._file(dir_fd, name, rel, top=not prefix)
+
+    def _leave_out(self, dir_fd: int, entry: os.DirEntry[str], rel: str, depth: int) -> None:
+        """Record an excluded path; no file of it is ever opened. Signing (no ``expect``)
+        lists an excluded directory's names, so that it can refuse to leave a library out."""
+        if self.expect is not None or not entry.is_dir(follow_symlinks=False):
+            self.excluded.append(rel)
+            return
+        if depth >= MAX_DEPTH:
+            raise FormatError(f"{rel} is nested deeper than {MAX_DEPTH} levels")
+        try:
+            fd = os.open(entry.name, _DIR_FLAGS | os.O_NOFOLLOW, dir_fd=dir_fd)
+        except OSError as e:
+            raise UnsafeFileError(f"{rel} changed while it was read ({e.strerror})") from e
+        try:
+            for inner in self._listing(fd):
+                self._leave_out(fd, inner, f"{rel}/{inner.name}", depth + 1)
+        finally:
+            os.close(fd)
+
+    def _listing(self, dir_fd: int) -> list[os.DirEntry[str]]:
+        """A directory's entries, sorted; counted as they are read, so an endless
+        listing stops at MAX_ENTRIES."""
+        entries = []
+        with os.scandir(dir_fd) as it:
+            for entry in it:
+                self.entries += 1
+                if self.entries > MAX_ENTRIES:
+                    raise FormatError(
+                        f"the plugin directory holds more than {MAX_ENTRIES} files and directories"
+                    )
+                entries.append(entry)
+        return sorted(entries, key=lambda e: e.name)
 
     def _wanted(self, rel: str, *, top: bool) -> bool:
         """Whether to read ``rel``; a guided capture refuses a file it was not told of."""
@@ -521,6 +568,19 @@ def claimed_lengths(
     return _with_named(DEFAULT_ALGORITHMS, named), lengths
 
 
+def claimed_exclude(signature: bytes | None) -> tuple[str, ...]:
+    """The exclude patterns plugin.sig's statement *claims* (unauthenticated, as
+    :func:`claimed_lengths`); none if it cannot be read. A tree captured with them
+    is judged only if they are the authenticated statement's (``check_tree``)."""
+    try:
+        envelope = json.loads(signature or b"{}")
+        predicate = json.loads(decode_canonical(envelope["payload"]))["predicate"]
+        patterns = predicate.get("exclude") or []
+        return tuple(p for p in patterns if isinstance(p, str))
+    except (ValueError, TypeError, KeyError, AttributeError, RecursionError):
+        return ()
+
+
 def _open_root(root: str, dir_fd: int | None) -> int:
     try:
         return os.dup(dir_fd) if dir_fd is not None else os.open(root, _DIR_FLAGS)
@@ -557,6 +617,7 @@ def capture(
     sink_for: Callable[[str], Sink | None] | None = None,
     dir_fd: int | None = None,
     signature: bytes | None = None,
+    exclude: tuple[str, ...] = (),
 ) -> PluginTree:
     """Walk and hash a plugin directory.
 
@@ -575,6 +636,8 @@ def capture(
         signature: plugin.sig's bytes as the caller read (and authenticated)
             them, kept as the tree's instead of reading the file again; the
             walk still requires a plain plugin.sig in place.
+        exclude: glob patterns of paths to leave out unopened
+            (:mod:`verifier.exclude`): the signed statement's, or the signer's.
 
     Returns:
         The captured tree.
@@ -593,7 +656,7 @@ def capture(
             signature = _read_signature(root_fd)
         if expect is None:
             algorithms = _with_named(algorithms, claimed_lengths(signature)[0])
-        walker = _Walker(root_str, algorithms, sink_for, expect)
+        walker = _Walker(root_str, algorithms, sink_for, expect, exclude)
         walker.signature = signature
         walker.walk(root_fd, "", 0)
     except VtregError:
@@ -611,6 +674,8 @@ def capture(
         signature=walker.signature,
         algorithms=frozenset(algorithms),
         expected=dict(expect) if expect is not None else None,
+        exclude=tuple(exclude),
+        excluded=tuple(walker.excluded),
     )
 
 
@@ -810,7 +875,8 @@ def _speculate(root: str) -> tuple[_Claim, PluginTree | VtregError]:
     if expect is None:  # an empty tree, which no authenticated statement will match
         return claim, PluginTree(root, {}, None, signature, frozenset(algorithms))
     try:
-        return claim, capture(root, expect=expect, algorithms=algorithms)
+        exclude = claimed_exclude(signature)
+        return claim, capture(root, expect=expect, algorithms=algorithms, exclude=exclude)
     except VtregError as e:
         return claim, e
 
@@ -822,9 +888,8 @@ def _encode_outcome(root: str) -> bytes:
         return marshal.dumps(("error", claim, error))
     tree = outcome
     files = [(f.path, f.size, dict(f.digests), f.head) for f in tree.files.values()]
-    return marshal.dumps(
-        ("tree", claim, (tree.root, files, tree.manifest, tree.signature, sorted(tree.algorithms)))
-    )
+    body = (tree.root, files, tree.manifest, tree.signature, sorted(tree.algorithms))
+    return marshal.dumps(("tree", claim, (*body, tree.exclude, tree.excluded)))
 
 
 def _decode_outcome(data: bytes) -> tuple[_Claim, PluginTree | None, VtregError | None]:
@@ -839,7 +904,7 @@ def _decode_outcome(data: bytes) -> tuple[_Claim, PluginTree | None, VtregError 
         if not (isinstance(kind, type) and issubclass(kind, VtregError)):
             kind = VtregError
         return claim, None, kind(message)
-    root, files, manifest, signature, algorithms = body
+    root, files, manifest, signature, algorithms, exclude, excluded = body
     expect = claim[1]
     tree = PluginTree(
         root=root,
@@ -848,5 +913,7 @@ def _decode_outcome(data: bytes) -> tuple[_Claim, PluginTree | None, VtregError 
         signature=signature,
         algorithms=frozenset(algorithms),
         expected=expect,
+        exclude=tuple(exclude),
+        excluded=tuple(excluded),
     )
     return claim, tree, None

@@ -58,14 +58,15 @@ class TrustedKey:
 class TrustedContent:
     """One plugin content the operator trusted (or trusted and then revoked).
 
-    ``threshold`` is how many distinct trusted keys must have signed it at
-    every load; ``pinned`` lets this version load although a newer one of the
-    same name and platform is trusted.
+    ``platforms`` are those it carries a library for (sorted). ``threshold``
+    is how many distinct trusted keys must have signed it at every load;
+    ``pinned`` lets this version load although a newer one of the same name
+    is trusted for the platform loaded.
     """
 
     name: str
     version: str
-    platform: str
+    platforms: tuple[str, ...]
     content_digest: str
     threshold: int = 1
     pinned: bool = False
@@ -74,14 +75,16 @@ class TrustedContent:
 
 
 def _newest(contents: Iterable[TrustedContent]) -> dict[tuple[str, str], str]:
-    """The newest unrevoked version per (name, platform): the rollback floors."""
+    """The newest unrevoked version per (name, platform): the rollback floors. A content
+    raises the floor of each platform it covers, and no other."""
     newest: dict[tuple[str, str], SemVer] = {}
     for content in contents:
         if content.revoked is not None:
             continue
-        where, version = (content.name, content.platform), SemVer.parse(content.version)
-        if where not in newest or newest[where] < version:
-            newest[where] = version
+        version = SemVer.parse(content.version)
+        for where in ((content.name, p) for p in content.platforms):
+            if where not in newest or newest[where] < version:
+                newest[where] = version
     return {where: str(version) for where, version in newest.items()}
 
 

@@ -39,13 +39,15 @@ _KEY_FIELDS = {"keyid", "public_key", "name", "scopes", "expires", "revoked"}
 _CONTENT_FIELDS = {
     "name",
     "version",
-    "platform",
+    "platforms",
     "content_digest",
     "threshold",
     "pinned",
     "revoked",
     "revoked_at",
 }
+# Written before a content could cover several platforms: one "platform" string.
+_LEGACY_CONTENT_FIELDS = (_CONTENT_FIELDS - {"platforms"}) | {"platform"}
 _FLOOR_FIELDS = {"name", "platform", "version"}
 _STATE_FIELDS = {"keys", "contents", "floors", "names"}
 
@@ -78,7 +80,7 @@ def content_to_json(content: TrustedContent) -> dict[str, Any]:
     return {
         "name": content.name,
         "version": content.version,
-        "platform": content.platform,
+        "platforms": list(content.platforms),
         "content_digest": content.content_digest,
         "threshold": content.threshold,
         "pinned": content.pinned,
@@ -179,20 +181,30 @@ def content_from_json(obj: object) -> TrustedContent:
         FormatError: a field is missing, unknown or of the wrong type.
     """
     what = "trusted content"
-    entry = _fields(obj, _CONTENT_FIELDS, what)
+    legacy = isinstance(obj, dict) and "platform" in obj
+    entry = _fields(obj, _LEGACY_CONTENT_FIELDS if legacy else _CONTENT_FIELDS, what)
     threshold = _typed(entry, "threshold", int, what)
     if threshold < 1:
         raise FormatError(f"{what}: threshold must be at least 1, found {threshold}")
     return TrustedContent(
         name=_typed(entry, "name", str, what),
         version=_typed(entry, "version", str, what),
-        platform=_typed(entry, "platform", str, what),
+        platforms=(_typed(entry, "platform", str, what),) if legacy else _platforms(entry, what),
         content_digest=_typed(entry, "content_digest", str, what),
         threshold=threshold,
         pinned=_typed(entry, "pinned", bool, what),
         revoked=_opt_str(entry, "revoked", what),
         revoked_at=_opt_time(entry, "revoked_at", what),
     )
+
+
+def _platforms(entry: Mapping[str, Any], what: str) -> tuple[str, ...]:
+    platforms = _typed(entry, "platforms", list, what)
+    if not platforms or not all(isinstance(p, str) for p in platforms):
+        raise FormatError(f"{what}: platforms must be a non-empty list of strings")
+    if platforms != sorted(set(platforms)):
+        raise FormatError(f"{what}: platforms must be sorted, each once")
+    return tuple(platforms)
 
 
 def floor_from_json(obj: object) -> tuple[tuple[str, str], str]:

@@ -370,5 +370,9 @@ def verify_with_fleet(
     at = utc_now()
     signed = authenticate(signature, state, at=at)
     early = pending.result(signature, signed.expected) if pending is not None else None
-    tree = early or capture(directory, expect=signed.expected, algorithms=signed.algorithms)
-    return decide(tree, state, at=at, signed=signed)
+    tree = early or capture(
+        directory, expect=signed.expected, algorithms=signed.algorithms, exclude=signed.exclude
+    )
+    from vtreg.verifier.platforms import host_platform
+
+    return decide(tree, state, at=at, signed=signed, platform=host_platform())

@@ -6,7 +6,7 @@ from __future__ import annotations
 import contextlib
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, NamedTuple, TypeVar
 
 import click
 
@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from vtreg.verifier.keys import PublicKey, SigningKey
     from vtreg.verifier.signatures import VerifiedPlugin
     from vtreg.verifier.signing import SignResult
-    from vtreg.verifier.tree import PendingCapture
+    from vtreg.verifier.tree import PendingCapture, PluginTree
 
 __all__ = ["key_passphrase", "key_pub", "keygen", "sign", "verify"]
 
@@ -125,6 +125,15 @@ def keygen(
     is_flag=True,
     help="Sign a new statement, dropping the signatures already in plugin.sig.",
 )
+@click.option(
+    "--exclude",
+    "exclude",
+    multiple=True,
+    metavar="GLOB",
+    help="Leave paths matching GLOB out of the signature (repeatable; '*' also matches '/'; "
+    "a matching directory is left out whole). The patterns are signed. Without it, the "
+    "patterns of the plugin.sig there are kept unless --fresh.",
+)
 @_passphrase_file
 def sign(
     settings: Settings,
@@ -132,12 +141,15 @@ def sign(
     key_ref: str,
     expires: datetime | None,
     fresh: bool,
+    exclude: tuple[str, ...],
     passphrase_file: str | None,
 ) -> Report:
     """Sign plugin directories, writing (or co-signing) DIR/plugin.sig in each.
 
-    Several directories are signed in one process with one passphrase; `-`
-    reads their paths from stdin, one a line.
+    Every file is signed except those --exclude leaves out; each platform's
+    library (lib<name>.so, lib<name>.dylib, <name>.dll...) is signed and named
+    in the statement. Several directories are signed in one process with one
+    passphrase; `-` reads their paths from stdin, one a line.
     """
     from ._batch import STDIN, batch, single
     from ._batch import directories as named
@@ -147,41 +159,77 @@ def sign(
 
         raise UsageError("stdin can give the directories or the passphrase, not both")
     names = named(directories)
+    patterns = _exclude_patterns(exclude)
+    terms = _SignTerms(expires, fresh, patterns)
 
     def read_key() -> Signer:
         return _open_signer(key_ref, passphrase_file)
 
     if single(directories, names):
-        return _sign_one(names[0], read_key, expires, fresh)
+        return _sign_one(names[0], read_key, terms)
     key = read_key()
-    return batch(names, lambda d: _sign_one(d, lambda: key, expires, fresh), done="signed")
+    return batch(names, lambda d: _sign_one(d, lambda: key, terms), done="signed")
 
 
-def _sign_one(
-    directory: str, read_key: Callable[[], Signer], expires: datetime | None, fresh: bool
-) -> Report:
-    from vtreg.verifier.envelope import parse_envelope, parse_statement
+class _SignTerms(NamedTuple):
+    """What ``vtreg sign`` asks for besides the key: --expires, --fresh, --exclude."""
+
+    expires: datetime | None
+    fresh: bool
+    exclude: tuple[str, ...] | None  # None: keep the existing plugin.sig's (unless fresh)
+
+
+def _exclude_patterns(given: tuple[str, ...]) -> tuple[str, ...] | None:
+    """The --exclude patterns, checked and without a trailing ``/``; None if none given."""
+    from vtreg.verifier.errors import UsageError
+    from vtreg.verifier.exclude import MAX_EXCLUDES, check_exclude_pattern
+
+    if not given:
+        return None
+    if len(given) > MAX_EXCLUDES:
+        raise UsageError(f"at most {MAX_EXCLUDES} --exclude patterns, got {len(given)}")
+    try:
+        return tuple(dict.fromkeys(check_exclude_pattern(p.rstrip("/") or p) for p in given))
+    except ValueError as e:
+        raise UsageError(f"--exclude: {e}") from e
+
+
+def _sign_one(directory: str, read_key: Callable[[], Signer], terms: _SignTerms) -> Report:
     from vtreg.verifier.files import atomic_write, remove_stale_temporaries
     from vtreg.verifier.layout import SIGNATURE_FILE
     from vtreg.verifier.signing import sign as sign_tree
-    from vtreg.verifier.text import path_text, printable
-    from vtreg.verifier.tree import capture
+    from vtreg.verifier.tree import capture, claimed_exclude, read_signature
 
     sig_path = Path(directory) / SIGNATURE_FILE
     # Before the capture: a temporary a killed sign left inside the directory
     # (when its parent was not writable) would otherwise be signed as content.
     remove_stale_temporaries(sig_path)
-    tree = capture(directory)
+    exclude = terms.exclude
+    if exclude is None and not terms.fresh:
+        # A co-signer need not repeat them: the statement it signs is kept byte for byte.
+        exclude = claimed_exclude(read_signature(directory))
+    tree = capture(directory, exclude=exclude or ())
     key = read_key()  # after the capture: a bad directory fails before any prompt
-    result = sign_tree(tree, key, at=utc_now(), expires=expires, fresh=fresh)
+    result = sign_tree(tree, key, at=utc_now(), expires=terms.expires, fresh=terms.fresh)
     if not result.already_signed:
         atomic_write(sig_path, result.envelope, 0o644)
+    return _sign_report(tree, result, key, sig_path, terms.fresh)
+
+
+def _sign_report(
+    tree: PluginTree, result: SignResult, key: Signer, sig_path: Path, fresh: bool
+) -> Report:
+    """What ``vtreg sign`` did to one directory, for people and as JSON."""
+    from vtreg.verifier.envelope import parse_envelope, parse_statement
+    from vtreg.verifier.platforms import platform_label
+    from vtreg.verifier.text import path_text, printable
+
     before = _signed_content(tree.signature)
     # Only what was compared is claimed: None when there was no readable statement before.
     content_changed = None if before is None else before != result.content_digest
     predicate = parse_statement(parse_envelope(result.envelope).payload_bytes()).predicate
     files = sorted(tree.files)
-    signed = f"{predicate.name} {predicate.version} ({predicate.platform})"
+    signed = f"{predicate.name} {predicate.version} ({platform_label(predicate.platforms)})"
     return Report(
         data={
             "signature_file": str(sig_path),
@@ -195,14 +243,29 @@ def _sign_one(
             "name": predicate.name,
             "version": predicate.version,
             "platform": predicate.platform,
+            "platforms": list(predicate.platforms),
+            "libraries": predicate.platform_libraries,
             "files": [path_text(name) for name in files],
+            "exclude": list(predicate.exclude or ()),
+            "excluded": [path_text(name) for name in tree.excluded],
         },
         text=f"{_what_sign_did(result, sig_path, key, fresh, content_changed)}\n"
         f"signed  {printable(signed)}: {len(files)} files "
         f"({printable(', '.join(map(path_text, files)))})"
-        f"\ncontent {result.content_digest}\nkeyid   {key.keyid}",
+        + _left_out(tree.exclude, tree.excluded)
+        + f"\ncontent {result.content_digest}\nkeyid   {key.keyid}",
         warnings=_sign_warnings(files, result.replaced and not fresh, content_changed),
     )
+
+
+def _left_out(patterns: tuple[str, ...], excluded: tuple[str, ...]) -> str:
+    """The human line saying what --exclude left out of the signature, if anything."""
+    from vtreg.verifier.text import path_text, printable
+
+    if not patterns:
+        return ""
+    shown = ", ".join(map(path_text, excluded)) or "nothing here"
+    return f"\nleft out {printable(' '.join(patterns))}: {printable(shown)}"
 
 
 def _sign_warnings(files: list[str], dropped: bool, content_changed: bool | None) -> list[str]:
@@ -211,7 +274,7 @@ def _sign_warnings(files: list[str], dropped: bool, content_changed: bool | None
 
     warnings = [
         f"{path_text(name)} looks like a source or build leftover, and is signed as part "
-        "of the plugin (remove it before signing if it should not ship)"
+        "of the plugin (remove it, or leave it out with --exclude, if it should not ship)"
         for name in files
         if _looks_like_leftover(name)
     ]
@@ -391,7 +454,9 @@ def _verify_with_keys(
     signature = read_signature(directory)
     signed = verify_envelope(signature, keys, at=at, threshold=threshold)
     early = pending.result(signature, signed.expected) if pending is not None else None
-    tree = early or capture(directory, expect=signed.expected, algorithms=signed.algorithms)
+    tree = early or capture(
+        directory, expect=signed.expected, algorithms=signed.algorithms, exclude=signed.exclude
+    )
     result = verify(tree, keys, at=at, threshold=threshold)
     return _verified_report(result, threshold)
 
@@ -430,19 +495,32 @@ def _verify_with_registry(
 
 def _verified_report(result: VerifiedPlugin, threshold: int) -> Report:
     from vtreg.verifier.envelope import format_time
+    from vtreg.verifier.platforms import platform_label
+    from vtreg.verifier.text import printable
 
     signers = ", ".join(k[:16] for k in result.signers)
     expires = format_time(result.expires) if result.expires else "never"
     text = "\n".join(
         [
-            f"verified {result.name} {result.version} ({result.platform})",
+            f"verified {result.name} {result.version} ({platform_label(result.platforms)})",
             f"  content    {result.content_digest}",
+            f"  loads here {_host_library(result)}",
             f"  signed by  {signers} ({len(result.signers)}/{threshold} required)",
             f"  signed at  {format_time(result.signed_at)}, expires {expires}",
-            f"  files      {len(result.files)}",
+            f"  files      {len(result.files)}"
+            + (f" (left out: {printable(' '.join(result.exclude))})" if result.exclude else ""),
         ]
     )
     return Report(data={"verified": True, "plugin": _verified_json(result)}, text=text)
+
+
+def _host_library(result: VerifiedPlugin) -> str:
+    """The library this host would load, or that it has none (a load here is refused)."""
+    from vtreg.verifier.platforms import host_platform, library_for
+
+    here = host_platform()
+    chosen = library_for(result.libraries or {result.platform: result.library}, here)
+    return chosen[1] if chosen else f"nothing: no library for {here} (wrong-platform)"
 
 
 def _verified_json(result: VerifiedPlugin) -> dict[str, object]:

@@ -337,6 +337,7 @@ def _trust_one(
     lines = [
         what,
         f"  content    {info.content_digest}",
+        f"  platform   {info.platform}",
         f"  signed by  {', '.join(_short(k) for k in info.signers)}",
     ]
     if result.previous_signers is not None:
@@ -493,6 +494,7 @@ def _plugin_rows(plugins: list[PluginInfo]) -> list[list[str]]:
         [
             p.name,
             p.version,
+            p.platform,
             p.status + (" (pinned)" if p.pinned else ""),
             ",".join(_short(k) for k in p.signers) or "-",
             short_digest(p.content_digest),
@@ -502,7 +504,7 @@ def _plugin_rows(plugins: list[PluginInfo]) -> list[list[str]]:
     ]
 
 
-_PLUGIN_HEADERS = ["NAME", "VERSION", "STATUS", "SIGNERS", "DIGEST", "TRUSTED"]
+_PLUGIN_HEADERS = ["NAME", "VERSION", "PLATFORM", "STATUS", "SIGNERS", "DIGEST", "TRUSTED"]
 
 
 @vtreg_command(cli, "list")

@@ -70,7 +70,7 @@ def test_short_key_ids_and_digests_are_taken_as_vtreg_prints_them(
     keyid, digest = trusted["signers"][0], trusted["content_digest"]
     table = ok(invoke_cli("list", *db)).stdout
 
-    assert [keyid[:16], digest[:23]] == table.splitlines()[1].split()[3:5]  # as a table shows
+    assert [keyid[:16], digest[:23]] == table.splitlines()[1].split()[4:6]  # as a table shows
     for key in (keyid[:16], keyid[:16] + "…", keyid[:12] + "...", "alice"):
         listed = ok(invoke_cli("list", "--signed-by", key, *db, "--json")).json()["plugins"]
         assert [p["content_digest"] for p in listed] == [digest], key

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from tests.helpers import foreign_library
 from tests.loader.conftest import Compat, RecordingAudit, key_loader
 from vtreg.loader import (
     AbiError,
@@ -288,12 +289,25 @@ def test_with_both_names_the_prefixed_library_is_the_one_signed_and_loaded(
         assert plugin.execute().success
 
 
-def test_libraries_for_several_platforms_are_refused_at_signing_with_the_reason(
+def test_libraries_for_several_platforms_are_signed_and_this_hosts_is_loaded(
+    compat: Compat, key: SigningKey, trusted: Path, audit_log: RecordingAudit, now: datetime
+) -> None:
+    # VT Code loads the file named for its platform; the others ship beside it.
+    plugin_dir = compat("twoplatforms", metadata=_metadata("twoplatforms"))
+    (plugin_dir / "libtwoplatforms.dylib").write_bytes(foreign_library("macos-arm64"))
+    (plugin_dir / "plugin.sig").write_bytes(sign(capture(plugin_dir), key, at=now).envelope)
+    with key_loader(key, trusted, "none", audit_log).load_plugin(plugin_dir) as plugin:
+        assert plugin.verified.library == "libtwoplatforms.so"
+        assert plugin.verified.platforms == ("linux-x86_64", "macos-arm64")
+        assert plugin.execute().success
+
+
+def test_a_dylib_that_is_no_macos_library_is_refused_at_signing_with_the_reason(
     compat: Compat, key: SigningKey, now: datetime
 ) -> None:
-    plugin_dir = compat("twoplatforms", metadata=_metadata("twoplatforms"))
-    (plugin_dir / "libtwoplatforms.dylib").write_bytes(b"\xcf\xfa\xed\xfe" + bytes(60))
-    with pytest.raises(FormatError, match="libraries for several platforms"):
+    plugin_dir = compat("badmac", metadata=_metadata("badmac"))
+    (plugin_dir / "libbadmac.dylib").write_bytes(b"\xcf\xfa\xed\xfe" + bytes(60))
+    with pytest.raises(FormatError, match="not a shared library for a known platform"):
         sign(capture(plugin_dir), key, at=now)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 from datetime import UTC, datetime
 
 import pytest
@@ -158,7 +159,11 @@ def test_an_upgrade_gives_every_trusted_plugin_its_version_key(database_url: str
             for platform, newest in (("linux-x86_64", "1.10.0-rc.1"), ("darwin-arm64", "2.0.0")):
                 assert connection.exec_driver_sql(floor, ("hello", platform)).all() == [(newest,)]
         indexes = {i["name"]: i["column_names"] for i in sa.inspect(engine).get_indexes("plugins")}
-        assert indexes["ix_plugins_floor"] == ["name", "platform", "version_key"]
+        assert indexes["ix_plugins_floor"] == ["name", "version_key"]
+        # Each content's one platform, moved to plugin_platforms by migration 0006.
+        assert _table(
+            engine, "SELECT platform, count(*) FROM plugin_platforms GROUP BY platform ORDER BY 1"
+        ) == sorted(collections.Counter(p for _, p, _ in _OLD_PLUGINS).items())
         with pytest.raises(sa.exc.IntegrityError), engine.begin() as connection:
             connection.execute(sa.text("UPDATE plugins SET version_key = NULL WHERE id = 1"))
 

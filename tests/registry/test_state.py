@@ -17,7 +17,7 @@ import sqlalchemy as sa
 
 from tests.registry.conftest import SignedPlugin
 from tests.signing import sign_custom_statement
-from vtreg.registry.models import Plugin
+from vtreg.registry.models import Plugin, PluginPlatform
 from vtreg.registry.service import Registry
 from vtreg.registry.state import read_state
 from vtreg.registry.statements import Cursor, HotPath, Statements
@@ -95,10 +95,22 @@ def many(registry: Registry, signed_plugin: SignedPlugin, key: SigningKey) -> Ma
     # Newer versions elsewhere that must not count: another platform, another name.
     rows += [_row(MANY + 1, "hello", "999.0.0", OTHER_PLATFORM, False)]
     rows += [_row(MANY + 2, "hello-x", "999.0.0", platform, False)]
+    ids = range(10, 10 + len(rows))  # after the real plugin's row
     with registry.engine.begin() as connection:
-        connection.execute(sa.insert(Plugin), rows)
+        connection.execute(
+            sa.insert(Plugin),
+            [
+                {k: v for k, v in r.items() if k != "platform"} | {"id": i}
+                for i, r in zip(ids, rows, strict=True)
+            ],
+        )
+        connection.execute(
+            sa.insert(PluginPlatform),
+            [{"plugin_id": i, "platform": r["platform"]} for i, r in zip(ids, rows, strict=True)],
+        )
         if connection.dialect.name == "postgresql":
-            connection.exec_driver_sql("ANALYZE plugins")  # plan with the table as it is
+            connection.exec_driver_sql("ANALYZE plugins")  # plan with the tables as they are
+            connection.exec_driver_sql("ANALYZE plugin_platforms")
     return Many(registry, plugin, platform, rows)
 
 
@@ -122,13 +134,13 @@ def _scanned_floor(many: Many) -> str:
         TrustedContent(
             name=str(r["name"]),
             version=str(r["version"]),
-            platform=str(r["platform"]),
+            platforms=(str(r["platform"]),),
             content_digest=str(r["content_digest"]),
             revoked=None if r["revoked_at"] is None else "bad build",
         )
         for r in many.rows
     ]
-    contents.append(TrustedContent("hello", "0.5.0", many.platform, "sha256:the-real-one"))
+    contents.append(TrustedContent("hello", "0.5.0", (many.platform,), "sha256:the-real-one"))
     return TrustState.build([], contents).floors["hello", many.platform]
 
 
@@ -165,15 +177,20 @@ def test_the_floor_is_one_index_probe(many: Many) -> None:
     with engine.connect() as connection:
         rows = connection.exec_driver_sql(f"{explain} {sql.floor}", ("hello", many.platform))
         plan = [str(row[-1]) for row in rows]
-    # A search of the index's range for (name, platform), read from its end: no
-    # scan of the table, no sort, whatever the planner thinks of a LIMIT.
+    # The name's range of the index read from its end, each entry checked by one
+    # probe of plugin_platforms' primary key (the newest usually covers the
+    # platform): no scan of a table, no sort, whatever the planner thinks of a LIMIT.
     if sql.sqlite:
-        assert plan == ["SEARCH plugins USING INDEX ix_plugins_floor (name=? AND platform=?)"]
+        assert plan == [
+            "SEARCH plugins USING INDEX ix_plugins_floor (name=?)",
+            "CORRELATED SCALAR SUBQUERY 1",
+            "SEARCH plugin_platforms USING COVERING INDEX sqlite_autoindex_plugin_platforms_1 "
+            "(plugin_id=? AND platform=?)",
+        ]
     else:
         assert plan[0].startswith("Limit ")
-        assert (
-            plan[1].strip().startswith("->  Index Scan Backward using ix_plugins_floor on plugins")
-        )
+        assert any("Index Scan Backward using ix_plugins_floor on plugins" in p for p in plan)
+        assert any("Index Only Scan using pk_plugin_platforms" in p for p in plan), plan
         assert not any("Sort" in line or "Seq Scan" in line for line in plan), plan
 
 

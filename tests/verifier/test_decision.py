@@ -44,7 +44,7 @@ def signed(plugin_factory: PluginFactory, now: datetime) -> Signed:
 
 def _content(verified: VerifiedPlugin, **changes: object) -> TrustedContent:
     content = TrustedContent(
-        verified.name, verified.version, verified.platform, verified.content_digest
+        verified.name, verified.version, verified.platforms, verified.content_digest
     )
     return replace(content, **changes)  # type: ignore[arg-type]
 
@@ -243,7 +243,7 @@ def test_content_rules(
     "newer",
     [
         pytest.param({"pinned": True}, id="this-version-pinned"),
-        pytest.param({"platform": "darwin-arm64"}, id="newer-on-another-platform"),
+        pytest.param({"platforms": ("darwin-arm64",)}, id="newer-on-another-platform"),
         pytest.param({"revoked": "broken"}, id="newer-revoked"),
     ],
 )
@@ -257,7 +257,7 @@ def test_an_older_version_loads_when_the_floor_does_not_apply(
         verified,
         version="1.1.0",
         content_digest="sha256:" + "1" * 64,
-        platform=newer.get("platform", verified.platform),
+        platforms=newer.get("platforms", verified.platforms),
         revoked=newer.get("revoked"),
     )
     state = TrustState.build([key.public_key], [this, other], names=["hello"])
@@ -284,7 +284,10 @@ def test_floors_are_per_name_and_platform(signed: Signed, key: SigningKey, now: 
     tree = capture(signed(key))
     verified = _verified(tree, key, now)
     darwin = _content(
-        verified, version="9.0.0", platform="darwin-arm64", content_digest="sha256:" + "2" * 64
+        verified,
+        version="9.0.0",
+        platforms=("darwin-arm64",),
+        content_digest="sha256:" + "2" * 64,
     )
     state = TrustState.build([key.public_key], [_content(verified), darwin])
 

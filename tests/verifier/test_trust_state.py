@@ -40,7 +40,9 @@ contents = st.builds(
     TrustedContent,
     name=NAMES,
     version=st.sampled_from(["1.0.0", "1.2.3", "2.0.0-rc.1"]),
-    platform=st.sampled_from(["linux-x86_64", "darwin-aarch64"]),
+    platforms=st.sampled_from(
+        [("linux-x86_64",), ("darwin-aarch64",), ("linux-x86_64", "macos-arm64")]
+    ),
     content_digest=st.text("0123456789abcdef", min_size=64, max_size=64).map("sha256:".__add__),
     threshold=st.integers(1, 5),
     pinned=st.booleans(),
@@ -101,6 +103,10 @@ def test_a_bad_key_entry_is_refused(edit: Any, message: str) -> None:
         pytest.param("threshold", True, id="threshold-bool"),
         pytest.param("pinned", 1, id="pinned-int"),
         pytest.param("name", None, id="name-null"),
+        pytest.param("platforms", [], id="no-platforms"),
+        pytest.param("platforms", "linux-x86_64", id="platforms-a-string"),
+        pytest.param("platforms", ["macos-arm64", "linux-x86_64"], id="platforms-unsorted"),
+        pytest.param("platforms", ["linux-x86_64", "linux-x86_64"], id="platform-twice"),
     ],
 )
 def test_a_bad_content_entry_is_refused(field: str, value: object) -> None:
@@ -109,7 +115,7 @@ def test_a_bad_content_entry_is_refused(field: str, value: object) -> None:
             {
                 "name": "hello",
                 "version": "1.0.0",
-                "platform": "linux-x86_64",
+                "platforms": ["linux-x86_64"],
                 "content_digest": "sha256:" + "0" * 64,
                 "threshold": 1,
                 "pinned": False,
@@ -122,6 +128,23 @@ def test_a_bad_content_entry_is_refused(field: str, value: object) -> None:
     entry[field] = value
     with pytest.raises(FormatError):
         content_from_json(entry)
+
+
+def test_a_content_entry_of_one_platform_written_before_platforms_is_read() -> None:
+    # A host's stored state from before contents had several platforms survives the upgrade.
+    entry = {
+        "name": "hello",
+        "version": "1.0.0",
+        "platform": "linux-x86_64",
+        "content_digest": "sha256:" + "0" * 64,
+        "threshold": 1,
+        "pinned": False,
+        "revoked": None,
+        "revoked_at": None,
+    }
+    assert content_from_json(entry).platforms == ("linux-x86_64",)
+    with pytest.raises(FormatError, match="unknown fields"):
+        content_from_json({**entry, "platforms": ["linux-x86_64"]})
 
 
 def test_only_a_state_over_contents_is_written() -> None:
