@@ -14,8 +14,12 @@ from ._params import DURATION, passphrase_reader, utc_now
 from .trust import db_option, open_registry
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from vtreg.registry.fleet.repository import PublishResult
     from vtreg.registry.fleet.state import FleetState
+    from vtreg.registry.service import Registry
+    from vtreg.verifier.fork import ForkError
     from vtreg.verifier.signatures import VerifiedPlugin
     from vtreg.verifier.tree import PendingCapture
 
@@ -123,6 +127,20 @@ def fleet_init(
     )
 
 
+def log_checkpoint(registry: Registry, repo: Path) -> bytes | None:
+    """The audit log's latest signed checkpoint, its tiles exported to ``repo/log`` first
+    (None when the registry keeps no signed checkpoint)."""
+    from vtreg.registry.export import export_tiles
+    from vtreg.registry.fleet.repository import LOG_DIR
+
+    note = registry.checkpoint()
+    if note is None:
+        return None
+    with registry.snapshot() as connection:
+        export_tiles(connection, note.encode(), repo / LOG_DIR)
+    return note.encode()
+
+
 def _published(repo: str, result: PublishResult, what: str) -> Report:
     entries = f", {result.entries} entries" if result.entries is not None else ""
     return Report(
@@ -156,6 +174,7 @@ def fleet_publish(
     signer = repository.online_signer(passphrase_reader(passphrase_file))
     with open_registry(db_url) as registry:
         state = registry.full_state()
+        checkpoint = log_checkpoint(registry, repository.path)
     result = publish(
         repository,
         state,
@@ -164,6 +183,7 @@ def fleet_publish(
         timestamp_expires=timestamp_expires,
         snapshot_expires=snapshot_expires,
         targets_expires=targets_expires,
+        checkpoint=checkpoint,
     )
     return _published(repo, result, "published")
 
@@ -172,15 +192,38 @@ def fleet_publish(
 @click.argument("repo", type=click.Path(file_okay=False))
 @click.option("--timestamp-expires", type=DURATION, default="1d", show_default=True)
 @_passphrase_file
+@db_option
 def fleet_refresh(
-    settings: Settings, repo: str, timestamp_expires: timedelta, passphrase_file: str | None
+    settings: Settings,
+    repo: str,
+    timestamp_expires: timedelta,
+    passphrase_file: str | None,
+    db_url: str | None,
 ) -> Report:
-    """Re-sign REPO's timestamp only (a new expiry), e.g. from cron."""
+    """Re-sign REPO's timestamp only (a new expiry), e.g. from cron.
+
+    With --db (or $VTREG_DATABASE_URL) it carries the audit log's latest checkpoint;
+    without, the previous timestamp's.
+    """
+    import os
+
     from vtreg.registry.fleet.repository import Repository, refresh
 
     repository = Repository(repo)
     signer = repository.online_signer(passphrase_reader(passphrase_file))
-    result = refresh(repository, signer, at=utc_now(), timestamp_expires=timestamp_expires)
+    checkpoint = None
+    if db_url is not None or os.environ.get("VTREG_DATABASE_URL"):
+        # Only when a registry is named: a cron box that holds the online key alone still
+        # refreshes, carrying the previous timestamp's checkpoint forward.
+        with open_registry(db_url) as registry:
+            checkpoint = log_checkpoint(registry, repository.path)
+    result = refresh(
+        repository,
+        signer,
+        at=utc_now(),
+        timestamp_expires=timestamp_expires,
+        checkpoint=checkpoint,
+    )
     return _published(repo, result, "refreshed")
 
 
@@ -270,28 +313,59 @@ def fleet_rotate_root(
     help="A plugin name this host loads (repeatable): only their bins are downloaded, and "
     "only they can be decided (default: every name).",
 )
+@click.option(
+    "--log",
+    "log_vkey",
+    metavar="VKEY",
+    help="Witness the registry's audit log: the timestamp's checkpoint must be signed by this "
+    "log key and extend the last one accepted (kept in STATE, demanded from then on).",
+)
 def fleet_sync(
     settings: Settings,
     source: str,
     state_path: str,
     root_file: str | None,
     names: tuple[str, ...],
+    log_vkey: str | None,
 ) -> Report:
     """Sync the host's trust state from a fleet repository (URL or directory).
 
     Exit 0: updated or unchanged; 1: refused (the attack is named; the state
-    is unchanged); 3: the repository could not be reached or read.
+    is unchanged; on a log fork, the evidence is printed); 3: the repository
+    could not be reached or read.
     """
     from vtreg.registry.fleet.sync import sync
     from vtreg.verifier.files import read_bounded
+    from vtreg.verifier.fork import ForkError
 
     root = read_bounded(root_file, 1 << 20, f"root {root_file}") if root_file else None
-    result = sync(source, state_path, root=root, clock=utc_now(), names=names or None)
+    try:
+        result = sync(
+            source, state_path, root=root, clock=utc_now(), names=names or None, log=log_vkey
+        )
+    except ForkError as e:
+        return _forked(state_path, e)
     verb = "updated" if result.changed else "unchanged"
     return Report(
         data={"state": state_path, **result.to_json(), "roles": _roles_json(result.state)},
         text=f"{verb}: {_summary(result.state)}; {result.downloaded} bytes read",
     )
+
+
+def _forked(state_path: str, error: ForkError) -> Report:
+    """A refused sync whose log forked: the evidence, as `vtreg audit verify` prints it."""
+    from vtreg.verifier.text import printable
+
+    from ._app import EXIT_REFUSED, error_detail
+
+    data = {
+        "state": state_path,
+        "fork": True,
+        "evidence": error.evidence.to_json(),
+        "error": error_detail(error, EXIT_REFUSED, printable(str(error))),
+    }
+    text = f"refused: audit log FORKED: {printable(str(error))}\n\n{error.evidence.text()}"
+    return Report(data=data, text=text, exit_code=EXIT_REFUSED)
 
 
 def _roles_json(state: FleetState) -> dict[str, dict[str, object]]:

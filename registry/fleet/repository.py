@@ -11,7 +11,11 @@ python-tuf's Metadata API and served as static files:
   that name's contents and rollback floors in its ``custom`` field.
 * ``N.snapshot.json``: version, length and hash of targets and every bin.
 * ``timestamp.json``: the one file rewritten in place (atomically), naming
-  the snapshot; short expiry, re-signed by :func:`refresh` on a timer.
+  the snapshot; short expiry, re-signed by :func:`refresh` on a timer. When
+  the registry keeps a transparency log, it also carries the log's latest
+  signed checkpoint (``x-vtreg-checkpoint``, a field TUF lets clients
+  ignore), and ``log/`` holds that tree's tiles, so each syncing host can
+  check the checkpoint extends the last one it accepted.
 
 A trust entry's target file is its canonical JSON (length and sha256 in the
 target, the entry itself in ``custom``), so the metadata alone carries the
@@ -57,8 +61,10 @@ from ._signer import VtregSigner, tuf_key
 
 __all__ = [
     "BIN_PREFIX",
+    "CHECKPOINT_FIELD",
     "CONFIG_FILE",
     "KEY_PATH",
+    "LOG_DIR",
     "NAME_PATH",
     "PublishResult",
     "Repository",
@@ -74,6 +80,8 @@ CONFIG_FILE = ".vtreg-fleet.json"
 BIN_PREFIX = "bins"
 KEY_PATH = "keys/"
 NAME_PATH = "names/"
+CHECKPOINT_FIELD = "x-vtreg-checkpoint"
+LOG_DIR = "log"
 _MAX_METADATA = 64 << 20
 _SERIALIZER = JSONSerializer(compact=True)
 _ROOT_FILE = re.compile(r"([1-9][0-9]*)\.root\.json")
@@ -368,12 +376,15 @@ def publish(
     timestamp_expires: timedelta,
     snapshot_expires: timedelta,
     targets_expires: timedelta,
+    checkpoint: bytes | None = None,
 ) -> PublishResult:
     """Publish ``state``: rewrite the bins and targets that changed, then snapshot and timestamp.
 
     A role is also written anew when it is signed by another key than the
     online key (after an online-key rotation) or would expire before the new
     snapshot does. Files are written before the timestamp that names them.
+    ``checkpoint`` (the audit log's latest signed checkpoint) goes into the
+    timestamp; without one, the previous timestamp's is kept.
 
     Returns:
         The versions now published and the files written.
@@ -394,7 +405,7 @@ def publish(
         old_targets = None
     targets_md = run.role(Targets.type, old_targets, keys, expires, horizon, delegations)
     snapshot = _snapshot(run, previous, at, snapshot_expires)
-    timestamp = _timestamp(repo, signer, snapshot, previous, at, timestamp_expires)
+    timestamp = _timestamp(repo, signer, snapshot, previous, at, timestamp_expires, checkpoint)
     run.written.append("timestamp.json")
     return PublishResult(
         timestamp=timestamp.signed.version,
@@ -426,14 +437,22 @@ def _timestamp(
     previous: _Current | None,
     at: datetime,
     expires_in: timedelta,
+    checkpoint: bytes | None,
 ) -> Metadata[Timestamp]:
     data = (repo.path / f"{snapshot.signed.version}.snapshot.json").read_bytes()
     version = previous.timestamp.signed.version + 1 if previous else 1
+    fields: dict[str, Any] = {}
+    if checkpoint is not None:
+        fields[CHECKPOINT_FIELD] = checkpoint.decode("utf-8")
+    elif previous is not None and CHECKPOINT_FIELD in previous.timestamp.signed.unrecognized_fields:
+        # No newer checkpoint given: keep the last one, so that hosts that demand it still sync.
+        fields[CHECKPOINT_FIELD] = previous.timestamp.signed.unrecognized_fields[CHECKPOINT_FIELD]
     md = Metadata(
         Timestamp(
             version=version,
             expires=at + expires_in,
             snapshot_meta=meta_file(snapshot.signed.version, data),
+            unrecognized_fields=fields,
         )
     )
     md.sign(signer)
@@ -442,9 +461,15 @@ def _timestamp(
 
 
 def refresh(
-    repo: Repository, signer: VtregSigner, *, at: datetime, timestamp_expires: timedelta
+    repo: Repository,
+    signer: VtregSigner,
+    *,
+    at: datetime,
+    timestamp_expires: timedelta,
+    checkpoint: bytes | None = None,
 ) -> PublishResult:
-    """Re-sign the timestamp alone (a new version, a new expiry), for a timer.
+    """Re-sign the timestamp alone (a new version, a new expiry, the latest
+    ``checkpoint`` if given), for a timer.
 
     Raises:
         NotFoundError: nothing was published yet.
@@ -452,7 +477,9 @@ def refresh(
     previous = repo.current()
     if previous is None:
         raise NotFoundError(f"{repo.path} has nothing published yet: run `vtreg fleet publish`")
-    timestamp = _timestamp(repo, signer, previous.snapshot, previous, at, timestamp_expires)
+    timestamp = _timestamp(
+        repo, signer, previous.snapshot, previous, at, timestamp_expires, checkpoint
+    )
     return PublishResult(
         timestamp=timestamp.signed.version,
         snapshot=previous.snapshot.signed.version,

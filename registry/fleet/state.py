@@ -53,6 +53,8 @@ class FleetState:
     roles: Mapping[str, RoleInfo]
     trust: TrustState
     metadata: Mapping[str, str]  # role name -> the verified file's text, as downloaded
+    log: str | None = None  # the vkey of the log this host witnesses
+    checkpoint: str | None = None  # the latest checkpoint of that log it accepted
 
     @property
     def expires(self) -> datetime:
@@ -72,6 +74,8 @@ class FleetState:
             "roles": {name: info.to_json() for name, info in sorted(self.roles.items())},
             "trust": state_to_json(self.trust),
             "metadata": dict(sorted(self.metadata.items())),
+            "log": self.log,
+            "checkpoint": self.checkpoint,
         }
         return json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
@@ -108,15 +112,19 @@ def parse_fleet_state(data: bytes, what: str) -> FleetState:
         raise FormatError(f"{what} lacks its roles or metadata")
     if not all(isinstance(v, str) for v in metadata.values()):
         raise FormatError(f"{what}: metadata must be text")
-    source = doc.get("source")
+    source, log, checkpoint = doc.get("source"), doc.get("log"), doc.get("checkpoint")
     if not isinstance(source, str):
         raise FormatError(f"{what}: source must be text")
+    if not all(isinstance(v, str | None) for v in (log, checkpoint)):
+        raise FormatError(f"{what}: the log and its checkpoint must be text")
     return FleetState(
         source=source,
         synced_at=_time(doc.get("synced_at"), "synced_at"),
         roles={name: _role(value, name) for name, value in roles.items()},
         trust=state_from_json(doc.get("trust")),
         metadata=metadata,
+        log=log,
+        checkpoint=checkpoint,
     )
 
 

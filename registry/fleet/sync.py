@@ -8,10 +8,16 @@ file, atomically. Any refusal leaves the state file as it was.
 
 ngclient works in a private temporary directory seeded from the state file:
 it is the only thing python-tuf writes to.
+
+With a log key (``log``, kept in the state once given), the host also
+witnesses the registry's transparency log: the checkpoint the verified
+timestamp carries must extend the one it accepted before (see
+:mod:`.witnessing`), or nothing is written.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import os
 import stat
@@ -28,6 +34,7 @@ from tuf.api.metadata import Metadata, Root, Snapshot, SuccinctRoles, Targets, T
 from tuf.ngclient import FetcherInterface, Updater, UpdaterConfig
 
 from vtreg.verifier.errors import FormatError, NotFoundError, UsageError, VerificationError
+from vtreg.verifier.note import NoteVerifier
 from vtreg.verifier.trust import TrustedContent, TrustedKey, TrustState
 from vtreg.verifier.trust_state import (
     canonical,
@@ -37,8 +44,9 @@ from vtreg.verifier.trust_state import (
     state_to_json,
 )
 
-from .repository import BIN_PREFIX, KEY_PATH, NAME_PATH
+from .repository import BIN_PREFIX, CHECKPOINT_FIELD, KEY_PATH, LOG_DIR, NAME_PATH
 from .state import FleetState, RoleInfo, read_fleet_state, write_fleet_state
+from .witnessing import checkpoint_size, witness_checkpoint
 
 __all__ = ["LocalFetcher", "SyncError", "SyncRefused", "SyncResult", "sync"]
 
@@ -100,9 +108,11 @@ class SyncResult:
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready description."""
+        checkpoint = self.state.checkpoint
         return {
             "changed": self.changed,
             "downloaded_bytes": self.downloaded,
+            "checkpoint": checkpoint_size(checkpoint) if checkpoint is not None else None,
             "roles": {name: info.to_json() for name, info in sorted(self.state.roles.items())},
         }
 
@@ -277,6 +287,41 @@ def _update(
         updater.get_targetinfo(probe)  # loads (and verifies) the bin the path falls in
 
 
+def _log_key(log: str | None, previous: FleetState | None) -> str | None:
+    """The vkey this host witnesses: the one given, else the one its state keeps."""
+    kept = previous.log if previous is not None else None
+    if log is not None and kept is not None and log != kept:
+        raise UsageError(f"this host witnesses the log {kept}, not {log}")
+    if log is not None:
+        NoteVerifier.parse(log)  # a malformed vkey is a usage error, before any download
+    return log or kept
+
+
+def _witness(
+    workdir: str,
+    url: str,
+    fetcher: FetcherInterface,
+    vkey: str,
+    previous: FleetState | None,
+) -> str:
+    """The checkpoint the verified timestamp carries, once checked against the last one."""
+    timestamp = Metadata[Timestamp].from_bytes(Path(workdir, "timestamp.json").read_bytes())
+    carried = timestamp.signed.unrecognized_fields.get(CHECKPOINT_FIELD)
+    note = carried.encode("utf-8") if isinstance(carried, str) else None
+    before = previous.checkpoint if previous is not None else None
+
+    def fetch(path: str, length: int) -> bytes:
+        try:
+            return fetcher.download_bytes(f"{url}{LOG_DIR}/{path}", length)
+        except exceptions.DownloadError as e:
+            raise SyncError(f"could not read tile {path} of the published log: {e}") from e
+
+    accepted = witness_checkpoint(
+        note, before.encode("utf-8") if before else None, NoteVerifier.parse(vkey), fetch
+    )
+    return accepted.decode("utf-8")
+
+
 def sync(
     source: str,
     state_path: str,
@@ -284,6 +329,7 @@ def sync(
     root: bytes | None,
     clock: datetime,
     names: Iterable[str] | None = None,
+    log: str | None = None,
 ) -> SyncResult:
     """Update the host's state from a fleet repository (a URL, or a directory).
 
@@ -296,6 +342,9 @@ def sync(
         names: the plugin names this host loads: only their bins are
             downloaded, and the state can decide about them alone (``None``:
             every bin, every name).
+        log: the vkey of the registry's transparency log: the timestamp's
+            checkpoint must be signed by it and extend the one accepted
+            before (kept in the state, and demanded from then on).
 
     Returns:
         The new state, whether the trust state changed, and the bytes read.
@@ -303,11 +352,14 @@ def sync(
     Raises:
         SyncRefused: the repository served metadata TUF refuses (the attack
             is named, with its code); the state file is unchanged.
+        LogError: the timestamp's checkpoint is refused (``log-*`` codes; a
+            fork is a ForkError with evidence); the state file is unchanged.
         SyncError: the repository could not be reached or read.
         UsageError: no state yet and no root.
     """
     wanted = frozenset(names) if names is not None else None
     previous = read_fleet_state(state_path) if os.path.lexists(state_path) else None
+    vkey = _log_key(log, previous)
     url, fetcher = _source(source)
     counting = _Counting(fetcher)
     with tempfile.TemporaryDirectory(prefix="vtreg-sync-") as workdir:
@@ -323,6 +375,9 @@ def sync(
             raise SyncError(f"could not sync from {source}: {e.strerror or e}") from e
         synced_at = clock if previous is None else previous.reference_time(clock)
         state = _collect(workdir, source, synced_at, wanted)
+        if vkey is not None:
+            checkpoint = _witness(workdir, url, counting, vkey, previous)
+            state = dataclasses.replace(state, log=vkey, checkpoint=checkpoint)
     changed = previous is None or state_to_json(previous.trust) != state_to_json(state.trust)
     write_fleet_state(state_path, state)
     return SyncResult(state, changed, counting.total)

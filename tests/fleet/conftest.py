@@ -81,6 +81,7 @@ class Fleet:
         at: datetime | None = None,
         timestamp: timedelta = timedelta(days=1),
         snapshot: timedelta = timedelta(days=7),
+        checkpoint: bytes | None = None,
     ) -> PublishResult:
         return publish(
             self.repo,
@@ -90,12 +91,14 @@ class Fleet:
             timestamp_expires=timestamp,
             snapshot_expires=snapshot,
             targets_expires=timedelta(days=90),
+            checkpoint=checkpoint,
         )
 
     def sync(self, source: str | Path | None = None, **kwargs: Any) -> SyncResult:
         root = (self.repo.path / "1.root.json").read_bytes()
         clock = kwargs.pop("clock", utc_now())
-        return sync(str(source or self.repo.path), str(self.state), root=root, clock=clock)
+        state = str(kwargs.pop("state", self.state))
+        return sync(str(source or self.repo.path), state, root=root, clock=clock, **kwargs)
 
     def trust(self, plugin: Path, key: SigningKey, **kwargs: Any) -> None:
         (plugin / "plugin.sig").write_bytes(sign(capture(plugin), key, at=utc_now()).envelope)
