@@ -10,7 +10,7 @@ import click
 from vtreg.verifier.text import path_text
 
 from ._app import Report, Settings, cli, vtreg_command
-from ._params import DURATION, passphrase_reader, utc_now
+from ._params import DURATION, utc_now
 from .trust import db_option, open_registry
 
 if TYPE_CHECKING:
@@ -67,8 +67,9 @@ def fleet_group() -> None:
     "root_keys",
     multiple=True,
     required=True,
-    type=click.Path(dir_okay=False),
-    help="Offline root private key file (repeatable; each signs root v1).",
+    metavar="KEYREF",
+    help="Offline root key (repeatable; each signs root v1): a key file, ssh-agent:..., "
+    "or a pkcs11: URI.",
 )
 @click.option(
     "--root-threshold",
@@ -80,8 +81,9 @@ def fleet_group() -> None:
 @click.option(
     "--online-key",
     required=True,
-    type=click.Path(dir_okay=False),
-    help="Private key file of the timestamp, snapshot, targets and bin roles.",
+    metavar="KEYREF",
+    help="Key of the timestamp, snapshot, targets and bin roles (a KEYREF; kept in the "
+    "repository's settings and opened at each publish).",
 )
 @click.option("--root-expires", type=DURATION, default="365d", show_default=True)
 @click.option(
@@ -106,11 +108,11 @@ def fleet_init(
     from pathlib import Path
 
     from vtreg.registry.fleet.repository import init_repository
-    from vtreg.verifier.keys import read_private_key_file
 
-    passphrase = passphrase_reader(passphrase_file)
-    roots = [read_private_key_file(path, passphrase) for path in root_keys]
-    online = read_private_key_file(online_key, passphrase)
+    from .signing import open_keyref
+
+    roots = [open_keyref(ref, passphrase_file) for ref in root_keys]
+    online = open_keyref(online_key, passphrase_file)
     root = init_repository(
         Path(repo),
         roots,
@@ -170,8 +172,10 @@ def fleet_publish(
     """Publish the registry's trust state to REPO (only what changed is rewritten)."""
     from vtreg.registry.fleet.repository import Repository, publish
 
+    from .signing import open_keyref
+
     repository = Repository(repo)
-    signer = repository.online_signer(passphrase_reader(passphrase_file))
+    signer = repository.online_signer(lambda ref: open_keyref(ref, passphrase_file))
     with open_registry(db_url) as registry:
         state = registry.full_state()
         checkpoint = log_checkpoint(registry, repository.path)
@@ -209,8 +213,10 @@ def fleet_refresh(
 
     from vtreg.registry.fleet.repository import Repository, refresh
 
+    from .signing import open_keyref
+
     repository = Repository(repo)
-    signer = repository.online_signer(passphrase_reader(passphrase_file))
+    signer = repository.online_signer(lambda ref: open_keyref(ref, passphrase_file))
     checkpoint = None
     if db_url is not None or os.environ.get("VTREG_DATABASE_URL"):
         # Only when a registry is named: a cron box that holds the online key alone still
@@ -234,21 +240,21 @@ def fleet_refresh(
     "old_keys",
     multiple=True,
     required=True,
-    type=click.Path(dir_okay=False),
-    help="Private key file of the current root (repeatable; a threshold of them must sign).",
+    metavar="KEYREF",
+    help="A key of the current root (repeatable; a threshold of them must sign).",
 )
 @click.option(
     "--root-key",
     "root_keys",
     multiple=True,
     required=True,
-    type=click.Path(dir_okay=False),
-    help="Private key file of the new root (repeatable; each signs; may repeat old keys).",
+    metavar="KEYREF",
+    help="A key of the new root (repeatable; each signs; may repeat old keys).",
 )
 @click.option("--root-threshold", type=click.IntRange(min=1), default=1, show_default=True)
 @click.option(
     "--online-key",
-    type=click.Path(dir_okay=False),
+    metavar="KEYREF",
     help="A new online key (rotates timestamp, snapshot, targets and bins at the next publish).",
 )
 @click.option("--root-expires", type=DURATION, default="365d", show_default=True)
@@ -265,13 +271,13 @@ def fleet_rotate_root(
 ) -> Report:
     """Write the next root version, signed by a threshold of the old and of the new root keys."""
     from vtreg.registry.fleet.repository import Repository, rotate_root
-    from vtreg.verifier.keys import read_private_key_file
 
-    passphrase = passphrase_reader(passphrase_file)
+    from .signing import open_keyref
+
     repository = Repository(repo)
-    old = [read_private_key_file(path, passphrase) for path in old_keys]
-    new = [read_private_key_file(path, passphrase) for path in root_keys]
-    online = read_private_key_file(online_key, passphrase) if online_key else None
+    old = [open_keyref(ref, passphrase_file) for ref in old_keys]
+    new = [open_keyref(ref, passphrase_file) for ref in root_keys]
+    online = open_keyref(online_key, passphrase_file) if online_key else None
     root = rotate_root(
         repository,
         old,

@@ -53,7 +53,8 @@ from tuf.api.serialization.json import JSONSerializer
 
 from vtreg.verifier.errors import NotFoundError, UsageError, VtregError
 from vtreg.verifier.files import atomic_write, read_bounded
-from vtreg.verifier.keys import PublicKey, SigningKey
+from vtreg.verifier.keyrefs import Signer
+from vtreg.verifier.keys import PublicKey
 from vtreg.verifier.trust import TrustState
 from vtreg.verifier.trust_state import canonical, content_to_json, floor_to_json, key_to_json
 
@@ -156,6 +157,20 @@ class _Config:
         return json.dumps(doc, indent=2).encode() + b"\n"
 
 
+def _lasting_ref(ref: str) -> str:
+    """A key reference that still names the same key from another directory."""
+    from vtreg.verifier.keyrefs import AGENT_PREFIX, PKCS11_PREFIX
+
+    if ref.startswith(PKCS11_PREFIX):
+        return ref
+    if ref.startswith(AGENT_PREFIX):
+        selector = ref.removeprefix(AGENT_PREFIX)
+        if selector.startswith("SHA256:"):
+            return ref
+        return AGENT_PREFIX + str(Path(selector).absolute())
+    return str(Path(ref).absolute())
+
+
 def _check_new(repo: Path) -> None:
     if repo.exists() and (not repo.is_dir() or any(repo.iterdir())):
         raise UsageError(f"{repo} exists and is not an empty directory")
@@ -163,9 +178,9 @@ def _check_new(repo: Path) -> None:
 
 def init_repository(
     repo: Path,
-    root_keys: Sequence[SigningKey],
+    root_keys: Sequence[Signer],
     threshold: int,
-    online: SigningKey,
+    online: Signer,
     online_key_file: str,
     *,
     expires: datetime,
@@ -178,7 +193,8 @@ def init_repository(
         root_keys: the offline root keys (each signs root version 1).
         threshold: how many of them must sign a root.
         online: the key of the timestamp, snapshot, targets and bin roles.
-        online_key_file: where ``online`` is read from at each publish.
+        online_key_file: the key reference ``online`` is opened from at each
+            publish (a file, ``ssh-agent:...``, ``pkcs11:...``).
         expires: root's expiry.
         bin_bits: the names are spread over 2**bin_bits bins.
 
@@ -204,7 +220,7 @@ def init_repository(
     for key in {k.keyid: k for k in root_keys}.values():
         md.sign(VtregSigner(key), append=True)
     repo.mkdir(parents=True, exist_ok=True)
-    config = _Config(str(Path(online_key_file).absolute()), bin_bits)
+    config = _Config(_lasting_ref(online_key_file), bin_bits)
     atomic_write(repo / CONFIG_FILE, config.to_bytes(), 0o644)
     atomic_write(repo / "1.root.json", md.to_bytes(_SERIALIZER))
     return root
@@ -262,11 +278,10 @@ class Repository:
         atomic_write(self.path / name, md.to_bytes(_SERIALIZER))
         return name
 
-    def online_signer(self, passphrase: Callable[[], bytes]) -> VtregSigner:
-        """The online key's signer, checked against the newest root."""
-        from vtreg.verifier.keys import read_private_key_file
-
-        key = read_private_key_file(self.config.online_key, passphrase)
+    def online_signer(self, open_key: Callable[[str], Signer]) -> VtregSigner:
+        """The online key's signer (``open_key`` opens its key reference), checked
+        against the newest root."""
+        key = open_key(self.config.online_key)
         self.check_online(key.public_key)
         return VtregSigner(key)
 
@@ -491,12 +506,12 @@ def refresh(
 
 def rotate_root(
     repo: Repository,
-    old_keys: Sequence[SigningKey],
-    new_keys: Sequence[SigningKey],
+    old_keys: Sequence[Signer],
+    new_keys: Sequence[Signer],
     threshold: int,
     *,
     expires: datetime,
-    online: SigningKey | None = None,
+    online: Signer | None = None,
     online_key_file: str | None = None,
 ) -> Root:
     """Write root version N+1: new root keys (and optionally a new online key).
@@ -538,7 +553,7 @@ def rotate_root(
         md.sign(VtregSigner(key), append=True)
     repo.write(f"{root.version}.root.json", md)
     if online is not None and online_key_file is not None:
-        config = _Config(str(Path(online_key_file).absolute()), repo.config.bin_bits)
+        config = _Config(_lasting_ref(online_key_file), repo.config.bin_bits)
         atomic_write(repo.path / CONFIG_FILE, config.to_bytes(), 0o644)
         repo.config = config
     return root

@@ -113,6 +113,7 @@ def fleet(tmp_path: Path, key: SigningKey) -> Iterator[Fleet]:
     repo_dir = tmp_path / "repo"
     online_file = tmp_path / "online.key"
     online_file.write_bytes(online.to_pem(None))
+    online_file.chmod(0o600)
     init_repository(
         repo_dir, root_keys, 2, online, str(online_file), expires=utc_now() + timedelta(days=365)
     )
