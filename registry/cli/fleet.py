@@ -404,7 +404,7 @@ def fleet_status(settings: Settings, state_path: str) -> Report:
     state = read_fleet_state(state_path)
     now = utc_now()
     expired = state.reference_time(now) >= state.expires
-    contents = len(state.trust.contents or {})
+    contents = state.contents
     data = {
         "state": state_path,
         "source": state.source,
@@ -412,7 +412,7 @@ def fleet_status(settings: Settings, state_path: str) -> Report:
         "expires_at": format_time(state.expires),
         "expired": expired,
         "roles": _roles_json(state),
-        "keys": len(state.trust.keys),
+        "keys": state.keys,
         "contents": contents,
     }
     text = "\n".join(
@@ -420,7 +420,7 @@ def fleet_status(settings: Settings, state_path: str) -> Report:
             f"fleet state {path_text(state_path)} from {path_text(state.source)}",
             f"  {_summary(state)}{' (EXPIRED)' if expired else ''}",
             f"  last sync  {format_time(state.synced_at)}",
-            f"  entries    {len(state.trust.keys)} keys, {contents} contents",
+            f"  entries    {state.keys} keys, {contents} contents",
         ]
     )
     return Report(data=data, text=text)
