@@ -132,6 +132,28 @@ def read_state(cursor: Cursor, envelope: bytes | None, *, threshold: int = 1) ->
     return TrustState.build(keys, contents, names=(claim.name,), floors=floors, threshold=threshold)
 
 
+def read_trust_changes(cursor: Cursor, since: int) -> frozenset[str]:
+    """The plugin names whose trust records changed after audit event ``since``.
+
+    Every write that changes a trust record logs an event naming the plugin
+    in its own transaction (see :mod:`.audit`), so the events name exactly the
+    entries a fleet must publish again (keys are few: they are always read).
+    """
+    rows = cursor.rows(cursor.sql.trust_changes, (since,))
+    return frozenset(plugin for action, plugin in rows if plugin and action.startswith("plugin."))
+
+
+def read_names_state(cursor: Cursor, names: Iterable[str]) -> TrustState:
+    """Every key, and every trust record of ``names`` (complete for them alone)."""
+    wanted = sorted(set(names))
+    rows: list[Any] = []
+    for i in range(0, len(wanted), 500):  # under any driver's parameter limit
+        chunk = wanted[i : i + 500]
+        rows += cursor.rows(cursor.sql.contents_of_names(len(chunk)), tuple(chunk))
+    contents = [_ContentRow(*row).trusted() for row in rows]
+    return TrustState.build(read_keys(cursor), contents, names=wanted)
+
+
 def read_full_state(cursor: Cursor) -> TrustState:
     """Every key and every trust record, with the rollback floors they imply.
 

@@ -145,6 +145,8 @@ def log_checkpoint(registry: Registry, repo: Path) -> bytes | None:
 
 def _published(repo: str, result: PublishResult, what: str) -> Report:
     entries = f", {result.entries} entries" if result.entries is not None else ""
+    if result.touched is not None:
+        entries = f", {result.touched} name(s) changed"
     return Report(
         data={"repository": repo, **result.to_json()},
         text=f"{what} {path_text(repo)}: timestamp v{result.timestamp}, snapshot "
@@ -158,6 +160,12 @@ def _published(repo: str, result: PublishResult, what: str) -> Report:
 @click.option("--timestamp-expires", type=DURATION, default="1d", show_default=True)
 @click.option("--snapshot-expires", type=DURATION, default="7d", show_default=True)
 @click.option("--targets-expires", type=DURATION, default="90d", show_default=True)
+@click.option(
+    "--full",
+    is_flag=True,
+    help="Read every trust record and compare every bin (default: only the names the audit "
+    "log says changed since the last publish).",
+)
 @_passphrase_file
 @db_option
 def fleet_publish(
@@ -166,6 +174,7 @@ def fleet_publish(
     timestamp_expires: timedelta,
     snapshot_expires: timedelta,
     targets_expires: timedelta,
+    full: bool,
     passphrase_file: str | None,
     db_url: str | None,
 ) -> Report:
@@ -176,18 +185,26 @@ def fleet_publish(
 
     repository = Repository(repo)
     signer = repository.online_signer(lambda ref: open_keyref(ref, passphrase_file))
+    at = utc_now()
+    since = (
+        None
+        if full
+        else repository.incremental_since(signer, at=at, snapshot_expires=snapshot_expires)
+    )
     with open_registry(db_url) as registry:
-        state = registry.full_state()
+        seq, state, touched = registry.publish_view(since)
         checkpoint = log_checkpoint(registry, repository.path)
     result = publish(
         repository,
         state,
         signer,
-        at=utc_now(),
+        at=at,
         timestamp_expires=timestamp_expires,
         snapshot_expires=snapshot_expires,
         targets_expires=targets_expires,
         checkpoint=checkpoint,
+        touched=touched,
+        seq=seq,
     )
     return _published(repo, result, "published")
 

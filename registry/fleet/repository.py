@@ -67,6 +67,7 @@ __all__ = [
     "KEY_PATH",
     "LOG_DIR",
     "NAME_PATH",
+    "PUBLISHED_FILE",
     "PublishResult",
     "Repository",
     "entry_target",
@@ -78,6 +79,7 @@ __all__ = [
 ]
 
 CONFIG_FILE = ".vtreg-fleet.json"
+PUBLISHED_FILE = ".vtreg-fleet-published.json"
 BIN_PREFIX = "bins"
 KEY_PATH = "keys/"
 NAME_PATH = "names/"
@@ -134,7 +136,8 @@ class PublishResult:
     snapshot: int
     targets: int
     written: tuple[str, ...]
-    entries: int | None  # None: not counted (a refresh)
+    entries: int | None  # None: not counted (a refresh, an incremental publish)
+    touched: int | None = None  # names published again incrementally (None: in full)
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready description."""
@@ -144,6 +147,7 @@ class PublishResult:
             "targets_version": self.targets,
             "written": list(self.written),
             "entries": self.entries,
+            "touched": self.touched,
         }
 
 
@@ -154,6 +158,21 @@ class _Config:
 
     def to_bytes(self) -> bytes:
         doc = {"format": "vtreg-fleet-publisher-v1", **self.__dict__}
+        return json.dumps(doc, indent=2).encode() + b"\n"
+
+
+@dataclass(frozen=True)
+class _Published:
+    """What the last publish covered: the audit seq read up to, its signer, when its
+    earliest bin expires (an incremental publish leaves the other bins as they are)."""
+
+    seq: int
+    signer: str
+    bins_expire: datetime
+
+    def to_bytes(self) -> bytes:
+        doc = {"format": "vtreg-fleet-published-v1", "seq": self.seq, "signer": self.signer}
+        doc["bins_expire"] = self.bins_expire.isoformat()
         return json.dumps(doc, indent=2).encode() + b"\n"
 
 
@@ -285,6 +304,32 @@ class Repository:
         self.check_online(key.public_key)
         return VtregSigner(key)
 
+    def published(self) -> _Published | None:
+        """What the last publish recorded (None: none, or unreadable: publish in full)."""
+        try:
+            doc = self._json(PUBLISHED_FILE)
+            return _Published(
+                int(doc["seq"]), str(doc["signer"]), datetime.fromisoformat(doc["bins_expire"])
+            )
+        except (VtregError, KeyError, TypeError, ValueError):
+            return None
+
+    def incremental_since(
+        self, signer: VtregSigner, *, at: datetime, snapshot_expires: timedelta
+    ) -> int | None:
+        """The audit seq an incremental publish may start after, or None (publish in full).
+
+        In full when nothing was published yet, the signer changed (an online-key
+        rotation: every role is signed again), or a bin left alone would expire
+        before the new snapshot does.
+        """
+        marker, current = self.published(), self.current()
+        if marker is None or current is None or marker.signer != signer.public_key.keyid:
+            return None
+        if marker.bins_expire <= at + snapshot_expires:
+            return None
+        return marker.seq if _signed_by(current.targets, marker.signer) else None
+
     def check_online(self, public: PublicKey) -> None:
         """Refuse a key that root does not name for the online roles."""
         root = self.root().signed
@@ -382,6 +427,30 @@ def _previous_bin(
     return repo.load(f"{info.version}.{name}.json", Targets) if info is not None else None
 
 
+def _touched_bins(
+    repo: Repository,
+    meta: Mapping[str, MetaFile],
+    names: Mapping[str, TargetFile],
+    touched: frozenset[str],
+    roles: SuccinctRoles,
+) -> dict[str, tuple[Metadata[Targets] | None, dict[str, TargetFile]]]:
+    """The bins ``touched`` names fall in: each as published, and its targets with those
+    names' entries replaced (or removed: a name with no content left)."""
+    bins: dict[str, tuple[Metadata[Targets] | None, dict[str, TargetFile]]] = {}
+    for name in sorted(touched):
+        path = f"{NAME_PATH}{name}"
+        role = roles.get_role_for_target(path)
+        if role not in bins:
+            old = _previous_bin(repo, meta, role)
+            bins[role] = (old, dict(old.signed.targets) if old is not None else {})
+        targets = bins[role][1]
+        if path in names:
+            targets[path] = names[path]
+        else:
+            targets.pop(path, None)
+    return bins
+
+
 def publish(
     repo: Repository,
     state: TrustState,
@@ -392,6 +461,8 @@ def publish(
     snapshot_expires: timedelta,
     targets_expires: timedelta,
     checkpoint: bytes | None = None,
+    touched: frozenset[str] | None = None,
+    seq: int | None = None,
 ) -> PublishResult:
     """Publish ``state``: rewrite the bins and targets that changed, then snapshot and timestamp.
 
@@ -401,19 +472,33 @@ def publish(
     ``checkpoint`` (the audit log's latest signed checkpoint) goes into the
     timestamp; without one, the previous timestamp's is kept.
 
+    With ``touched`` (see :meth:`Repository.incremental_since`), ``state``
+    holds the keys and the records of those names only, and only their bins
+    are read and written: the cost follows the change, not the state. ``seq``
+    (the audit head ``state`` was read at) is recorded for the next one.
+
     Returns:
         The versions now published and the files written.
     """
     keys, names = _entries(state)
     previous = repo.current()
+    marker = repo.published()
+    if touched is not None and (previous is None or marker is None):
+        raise UsageError("an incremental publish needs a previous one: publish in full")
     run = _Publish(repo, signer, previous)
-    horizon = at + snapshot_expires
-    expires = at + targets_expires
+    horizon, expires = at + snapshot_expires, at + targets_expires
     keyid = signer.public_key.keyid
     roles = SuccinctRoles([keyid], 1, repo.config.bin_bits, BIN_PREFIX)
-    for name, targets in _bins_of(names, roles).items():
-        old = _previous_bin(repo, run.meta, name) if previous else None
-        run.role(name, old, targets, expires, horizon)
+    if touched is None:
+        bins = {
+            name: (_previous_bin(repo, run.meta, name) if previous else None, targets)
+            for name, targets in _bins_of(names, roles).items()
+        }
+    else:
+        bins = _touched_bins(repo, run.meta, names, touched, roles)
+    earliest = [marker.bins_expire] if touched is not None and marker is not None else []
+    for name, (old, targets) in bins.items():
+        earliest.append(run.role(name, old, targets, expires, horizon).signed.expires)
     delegations = Delegations({keyid: signer.public_key}, succinct_roles=roles)
     old_targets = previous.targets if previous else None
     if old_targets is not None and old_targets.signed.delegations != delegations:
@@ -422,12 +507,18 @@ def publish(
     snapshot = _snapshot(run, previous, at, snapshot_expires)
     timestamp = _timestamp(repo, signer, snapshot, previous, at, timestamp_expires, checkpoint)
     run.written.append("timestamp.json")
+    if seq is not None:
+        atomic_write(
+            repo.path / PUBLISHED_FILE,
+            _Published(seq, keyid, min(earliest, default=expires)).to_bytes(),
+        )
     return PublishResult(
         timestamp=timestamp.signed.version,
         snapshot=snapshot.signed.version,
         targets=targets_md.signed.version,
         written=tuple(run.written),
-        entries=len(keys) + len(state.contents or {}),
+        entries=len(keys) + len(state.contents or {}) if touched is None else None,
+        touched=len(touched) if touched is not None else None,
     )
 
 
