@@ -101,8 +101,13 @@ class Fleet:
         return sync(str(source or self.repo.path), state, root=root, clock=clock, **kwargs)
 
     def trust(self, plugin: Path, key: SigningKey, **kwargs: Any) -> None:
-        (plugin / "plugin.sig").write_bytes(sign(capture(plugin), key, at=utc_now()).envelope)
-        self.registry.trust(capture(plugin), **kwargs)
+        self.registry.trust(capture(sign_plugin(plugin, key)), **kwargs)
+
+
+def sign_plugin(plugin: Path, key: SigningKey) -> Path:
+    """``plugin`` with a plugin.sig by ``key``."""
+    (plugin / "plugin.sig").write_bytes(sign(capture(plugin), key, at=utc_now()).envelope)
+    return plugin
 
 
 @pytest.fixture

@@ -18,8 +18,10 @@ from tests.fleet.conftest import Fleet, utc_now
 from vtreg.loader import PluginLoader
 from vtreg.registry.fleet import FleetTrust
 from vtreg.registry.fleet.repository import BIN_PREFIX, PublishResult, entry_target, publish
+from vtreg.registry.service import Registry
 from vtreg.verifier.errors import PolicyError, VtregError
 from vtreg.verifier.keys import SigningKey
+from vtreg.verifier.tree import capture
 from vtreg.verifier.trust_state import content_to_json, floor_to_json
 
 Factory = Callable[..., Path]
@@ -130,3 +132,28 @@ def test_an_incremental_publish_needs_a_previous_one(fleet: Fleet) -> None:
             snapshot_expires=timedelta(days=7), targets_expires=timedelta(days=90),
             touched=frozenset(), seq=seq,
         )  # fmt: skip
+
+
+def test_the_registry_names_what_changed_since_a_seq_on_both_engines(
+    registry: Registry, plugin_factory: Factory, key: SigningKey, tmp_path: Path
+) -> None:
+    from tests.fleet.conftest import sign_plugin
+
+    registry.add_key(key.public_key)
+    hello = sign_plugin(plugin_factory("hello"), key)
+    registry.trust(capture(hello))
+    seq, full, touched = registry.publish_view(None)
+    assert touched is None
+    assert {c.name for c in (full.contents or {}).values()} == {"hello"}
+    many = [sign_plugin(plugin_factory(f"p{i}", parent=tmp_path / f"d{i}"), key) for i in range(3)]
+    for plugin in many:
+        registry.trust(capture(plugin))
+    registry.revoke(name="hello", reason="recalled")
+    after, state, changed = registry.publish_view(seq)
+    assert after > seq
+    assert changed == frozenset({"hello", "p0", "p1", "p2"})
+    assert state.names == changed
+    assert {c.name for c in (state.contents or {}).values()} == changed
+    assert registry.publish_view(after)[2] == frozenset()
+    # a log shorter than the seq recorded (a restored backup): everything, in full
+    assert registry.publish_view(after + 1000)[2] is None
