@@ -87,6 +87,7 @@ def main() -> None:
     parser.add_argument("--versions", type=int, default=4)
     parser.add_argument("--runs", type=int, default=51)
     parser.add_argument("--names", type=int, default=100)
+    parser.add_argument("--bin-bits", type=int, default=8, help="2^N hash bins.")
     parser.add_argument(
         "--names-only",
         action="store_true",
@@ -95,12 +96,13 @@ def main() -> None:
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="vtreg-fleet-bench-"))
     try:
-        _run(work, args.contents, args.versions, args.runs, args.names, args.names_only)
+        _run(work, args, args.contents)
     finally:
         shutil.rmtree(work)
 
 
-def _run(work: Path, count: int, versions: int, runs: int, names: int, names_only: bool) -> None:
+def _run(work: Path, args: argparse.Namespace, count: int) -> None:
+    versions, runs, names = args.versions, args.runs, args.names
     now = datetime.now(UTC)
     publisher = SigningKey.generate("alice")
     online = SigningKey.generate("online")
@@ -114,7 +116,7 @@ def _run(work: Path, count: int, versions: int, runs: int, names: int, names_onl
     repo_dir = work / "repo"
     init_repository(
         repo_dir, [SigningKey.generate("root")], 1, online, str(work / "online.key"),
-        expires=now + 365 * DAY,
+        expires=now + 365 * DAY, bin_bits=args.bin_bits,
     )  # fmt: skip
     repo, signer = Repository(repo_dir), VtregSigner(online)
 
@@ -142,9 +144,10 @@ def _run(work: Path, count: int, versions: int, runs: int, names: int, names_onl
         ("repository size", f"{size / 2**20:.1f} MiB"),
         *_few(work, repo, signer, names),
     ]  # fmt: skip
-    if not names_only:
+    if not args.names_only:
         rows += _host(work, repo, signer, hello, publisher, runs)
-    print(f"Fleet trust: {count:,} trusted contents ({versions} versions per name), 256 bins")
+    bins = 2**args.bin_bits
+    print(f"Fleet trust: {count:,} trusted contents ({versions} versions per name), {bins} bins")
     print(f"{'operation':<60}{'figure':>14}")
     for name, figure in rows:
         print(f"{name:<60}{figure:>14}")

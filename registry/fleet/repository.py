@@ -414,7 +414,8 @@ class _Publish:
         )
         md.sign(self.signer)
         data = md.to_bytes(_SERIALIZER)
-        atomic_write(self.repo.path / f"{version}.{role}.json", data)
+        # A new file name each version (never rewritten): no stale temporaries to look for.
+        atomic_write(self.repo.path / f"{version}.{role}.json", data, clean=False)
         self.meta[f"{role}.json"] = meta_file(version, data)
         self.written.append(f"{version}.{role}.json")
         return md
