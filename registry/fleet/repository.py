@@ -492,7 +492,7 @@ def publish(
     roles = SuccinctRoles([keyid], 1, repo.config.bin_bits, BIN_PREFIX)
     if touched is None:
         bins = {
-            name: (_previous_bin(repo, run.meta, name) if previous else None, targets)
+            name: (_previous_bin(repo, run.meta, name), targets)
             for name, targets in _bins_of(names, roles).items()
         }
     else:
