@@ -1,13 +1,15 @@
 """Benchmark fleet trust: publish, sync, and loads deciding from the host's state.
 
-    python bench/fleet_bench.py [--contents 100000] [--versions 4] [--runs 51]
+    python bench/fleet_bench.py [--contents 100000] [--versions 4] [--runs 51] [--names 100]
 
 * a full publish of a state with --contents trusted contents (--versions per
-  name), then an incremental publish after one more trust, then a refresh;
+  name), then an incremental publish after one more trust (the state of the one
+  name touched, as ``Registry.publish_view`` reads it), then a refresh;
 * a host's first sync (a directory, every bin) and a sync with nothing new
   (bytes read);
+* a host's first sync of --names names only (``sync --name``), bytes read;
 * ``vtreg verify --fleet`` of the example plugin (whole process, median of 11)
-  beside a process that only reads the state file;
+  beside ``vtreg verify --key`` of the same plugin (no state at all);
 * ``PluginLoader.load_plugin`` with ``FleetTrust`` vs a bare ``ctypes.CDLL``,
   in-process, warm (median of --runs distinct copies).
 """
@@ -41,7 +43,7 @@ from vtreg.registry.fleet.repository import (
     publish,
     refresh,
 )
-from vtreg.registry.fleet.sync import sync
+from vtreg.registry.fleet.sync import SyncResult, sync
 from vtreg.verifier.keys import SigningKey
 from vtreg.verifier.signing import sign
 from vtreg.verifier.tree import capture
@@ -84,66 +86,134 @@ def main() -> None:
     parser.add_argument("--contents", type=int, default=100_000)
     parser.add_argument("--versions", type=int, default=4)
     parser.add_argument("--runs", type=int, default=51)
+    parser.add_argument("--names", type=int, default=100)
+    parser.add_argument("--bin-bits", type=int, default=8, help="2^N hash bins.")
+    parser.add_argument(
+        "--names-only",
+        action="store_true",
+        help="Skip the host syncing every bin and the loads (for 1,000,000 contents).",
+    )
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="vtreg-fleet-bench-"))
     try:
-        _run(work, args.contents, args.versions, args.runs)
+        _run(work, args, args.contents)
     finally:
         shutil.rmtree(work)
 
 
-def _run(work: Path, count: int, versions: int, runs: int) -> None:
+def _run(work: Path, args: argparse.Namespace, count: int) -> None:
+    versions, runs, names = args.versions, args.runs, args.names
     now = datetime.now(UTC)
     publisher = SigningKey.generate("alice")
     online = SigningKey.generate("online")
-    roots = [SigningKey.generate("root")]
     hello = build_example(work)
     (hello / "plugin.sig").write_bytes(sign(capture(hello), publisher, at=now).envelope)
-    example = capture(hello)
     from vtreg.verifier.signatures import verify
 
-    verified = verify(example, [publisher.public_key], at=now)
-    base = _contents(count - 1, versions, verified.platform)
+    verified = verify(capture(hello), [publisher.public_key], at=now)
     mine = TrustedContent("hello", verified.version, verified.platforms, verified.content_digest)
     keys = [TrustedKey(publisher.public_key)]
-
     repo_dir = work / "repo"
-    init_repository(repo_dir, roots, 1, online, str(work / "online.key"), expires=now + 365 * DAY)
+    init_repository(
+        repo_dir, [SigningKey.generate("root")], 1, online, str(work / "online.key"),
+        expires=now + 365 * DAY, bin_bits=args.bin_bits,
+    )  # fmt: skip
     repo, signer = Repository(repo_dir), VtregSigner(online)
 
-    def publish_state(state: TrustState) -> PublishResult:
+    def publish_state(state: TrustState, touched: frozenset[str] | None = None) -> PublishResult:
         return publish(repo, state, signer, at=datetime.now(UTC), timestamp_expires=DAY,
-                       snapshot_expires=7 * DAY, targets_expires=90 * DAY)  # fmt: skip
+                       snapshot_expires=7 * DAY, targets_expires=90 * DAY, touched=touched,
+                       seq=1)  # fmt: skip
 
-    full, _ = _timed(lambda: publish_state(TrustState.build(keys, [*base, mine])))
+    everything = TrustState.build(keys, [*_contents(count - 1, versions, verified.platform), mine])
+    full, _ = _timed(lambda: publish_state(everything))
     extra = TrustedContent("hello", "9.0.0", verified.platforms, "sha256:" + "e" * 64)
-    incremental, written = _timed(
-        lambda: publish_state(TrustState.build(keys, [*base, mine, extra]))
-    )
+    touched = TrustState.build(keys, [mine, extra], names=["hello"])
+    incremental, written = _timed(lambda: publish_state(touched, frozenset({"hello"})))
     refreshed, _ = _timed(
         lambda: refresh(repo, signer, at=datetime.now(UTC), timestamp_expires=DAY)
     )
-    size = sum(p.stat().st_size for p in repo_dir.iterdir())
-
-    state = work / "host.state"
-    root = (repo_dir / "1.root.json").read_bytes()
-    first, first_result = _timed(
-        lambda: sync(str(repo_dir), str(state), root=root, clock=datetime.now(UTC))
-    )
-    refresh(repo, signer, at=datetime.now(UTC), timestamp_expires=DAY)
-    again, again_result = _timed(
-        lambda: sync(str(repo_dir), str(state), root=None, clock=datetime.now(UTC))
-    )
-
     # The example must decide as trusted: drop the extra, newer version's floor.
-    publish_state(TrustState.build(keys, [*base, mine]))
-    sync(str(repo_dir), str(state), root=None, clock=datetime.now(UTC))
-    verify_ms = _process_ms([*vtreg_command(), "verify", str(hello), "--fleet", str(state)])
-    read_ms = _process_ms([sys.executable, "-c", f"open({str(state)!r}, 'rb').read()"])
+    publish_state(TrustState.build(keys, [mine], names=["hello"]), frozenset({"hello"}))
+    size = sum(p.stat().st_size for p in repo_dir.iterdir() if p.is_file())
+    rows = [
+        ("full publish (every bin, targets, snapshot, timestamp)", f"{full:.2f} s"),
+        (f"incremental publish after one trust ({len(written.written)} files)",
+         f"{incremental:.2f} s"),
+        ("refresh (timestamp only)", f"{refreshed * 1000:.1f} ms"),
+        ("repository size", f"{size / 2**20:.1f} MiB"),
+        *_few(work, repo, signer, names),
+    ]  # fmt: skip
+    if not args.names_only:
+        rows += _host(work, repo, signer, hello, publisher, runs)
+    bins = 2**args.bin_bits
+    print(f"Fleet trust: {count:,} trusted contents ({versions} versions per name), {bins} bins")
+    print(f"{'operation':<60}{'figure':>14}")
+    for name, figure in rows:
+        print(f"{name:<60}{figure:>14}")
 
+
+def _sync(repo: Repository, state: Path, **kwargs: object) -> tuple[float, SyncResult]:
+    root = (repo.path / "1.root.json").read_bytes()
+    return _timed(
+        lambda: sync(str(repo.path), str(state), root=root, clock=datetime.now(UTC), **kwargs)  # type: ignore[arg-type]
+    )
+
+
+def _few(work: Path, repo: Repository, signer: VtregSigner, names: int) -> list[tuple[str, str]]:
+    """A host that loads ``names`` plugins: its first sync, and one with nothing new."""
+    state = work / "few.state"
+    few = [f"plugin-{i}" for i in range(names - 1)] + ["hello"]
+    first, result = _sync(repo, state, names=few)
+    refresh(repo, signer, at=datetime.now(UTC), timestamp_expires=DAY)
+    again, unchanged = _sync(repo, state, names=few)
+    return [
+        (f"first sync of {names} names only (sync --name), bytes read",
+         f"{result.downloaded / 2**20:.2f} MiB"),
+        (f"first sync of {names} names only, time", f"{first:.2f} s"),
+        (f"sync of {names} names with nothing new, bytes read", f"{unchanged.downloaded} B"),
+        (f"sync of {names} names with nothing new, time", f"{again:.2f} s"),
+    ]  # fmt: skip
+
+
+def _host(
+    work: Path,
+    repo: Repository,
+    signer: VtregSigner,
+    hello: Path,
+    publisher: SigningKey,
+    runs: int,
+) -> list[tuple[str, str]]:
+    """A host that syncs every bin, then its loads."""
+    state = work / "host.state"
+    first, first_result = _sync(repo, state)
+    refresh(repo, signer, at=datetime.now(UTC), timestamp_expires=DAY)
+    again, again_result = _sync(repo, state)
+    verify_ms = _process_ms([*vtreg_command(), "verify", str(hello), "--fleet", str(state)])
+    key_file = work / "alice.pub"
+    key_file.write_bytes(publisher.public_key.to_pem())
+    key_ms = _process_ms([*vtreg_command(), "verify", str(hello), "--key", str(key_file)])
+    bare, loads, decide = _loads(work, hello, state, runs)
+    return [
+        ("host's first sync (every bin), bytes read", f"{first_result.downloaded / 2**20:.1f} MiB"),
+        ("host's first sync, time", f"{first:.2f} s"),
+        ("sync with nothing new, bytes read", f"{again_result.downloaded} B"),
+        ("sync with nothing new, time", f"{again:.2f} s"),
+        ("state file size", f"{state.stat().st_size / 2**20:.1f} MiB"),
+        ("vtreg verify --fleet, example (process, median of 11)", f"{verify_ms:.0f} ms"),
+        ("vtreg verify --key, example (process, median of 11)", f"{key_ms:.0f} ms"),
+        (f"FleetTrust.state_for, warm ({runs})", f"{decide * 1000:.3f} ms"),
+        (f"bare ctypes.CDLL, example library ({runs})", f"{bare * 1000:.3f} ms"),
+        (f"load_plugin with FleetTrust, warm ({runs})", f"{loads * 1000:.3f} ms"),
+        ("  added over bare CDLL", f"{(loads - bare) * 1000:.3f} ms"),
+    ]
+
+
+def _loads(work: Path, hello: Path, state: Path, runs: int) -> tuple[float, float, float]:
+    """Medians: a bare CDLL of a fresh copy, a load deciding from ``state``, the trust read."""
     copies = work / "copies"
     copies.mkdir()
-    bare, loads = [], []
+    bare, loads, decide = [], [], []
     library = next(hello.glob("lib*.so"))
     for i in range(runs):
         copy = copies / f"lib{i}.so"
@@ -152,7 +222,8 @@ def _run(work: Path, count: int, versions: int, runs: int) -> None:
         ctypes.CDLL(str(copy))
         bare.append(time.perf_counter() - start)
     trust = FleetTrust(state)
-    trust.fleet_state()  # parsed once, as a host process keeps it
+    trust.fleet_state()  # opened once, as a host process keeps it
+    envelope = (hello / "plugin.sig").read_bytes()
     for i in range(runs):
         plugin = work / "plugins" / f"p{i}" / "hello"
         shutil.copytree(hello, plugin)
@@ -161,36 +232,10 @@ def _run(work: Path, count: int, versions: int, runs: int) -> None:
         start = time.perf_counter()
         loader.load_plugin(plugin)
         loads.append(time.perf_counter() - start)
-
-    print(f"Fleet trust: {count:,} trusted contents ({versions} versions per name), 256 bins")
-    print(f"{'operation':<60}{'figure':>14}")
-    rows = [
-        ("full publish (every bin, targets, snapshot, timestamp)", f"{full:.2f} s"),
-        (
-            f"incremental publish after one trust ({len(written.written)} files)",
-            f"{incremental:.2f} s",
-        ),
-        ("refresh (timestamp only)", f"{refreshed * 1000:.1f} ms"),
-        ("repository size", f"{size / 2**20:.1f} MiB"),
-        ("host's first sync (every bin), bytes read", f"{first_result.downloaded / 2**20:.1f} MiB"),
-        ("host's first sync, time", f"{first:.2f} s"),
-        ("sync with nothing new, bytes read", f"{again_result.downloaded} B"),
-        ("sync with nothing new, time", f"{again:.2f} s"),
-        ("state file size", f"{state.stat().st_size / 2**20:.1f} MiB"),
-        ("vtreg verify --fleet, example (process, median of 11)", f"{verify_ms:.0f} ms"),
-        ("python reading the state file (process, median of 11)", f"{read_ms:.0f} ms"),
-        (f"bare ctypes.CDLL, example library ({runs})", f"{statistics.median(bare) * 1000:.3f} ms"),
-        (
-            f"load_plugin with FleetTrust, warm ({runs})",
-            f"{statistics.median(loads) * 1000:.3f} ms",
-        ),
-        (
-            "  added over bare CDLL",
-            f"{(statistics.median(loads) - statistics.median(bare)) * 1000:.3f} ms",
-        ),
-    ]
-    for name, figure in rows:
-        print(f"{name:<60}{figure:>14}")
+        start = time.perf_counter()
+        trust.state_for(envelope)
+        decide.append(time.perf_counter() - start)
+    return statistics.median(bare), statistics.median(loads), statistics.median(decide)
 
 
 if __name__ == "__main__":

@@ -59,9 +59,10 @@ class _Quiet(http.server.SimpleHTTPRequestHandler):
 
 
 def _decision(state: Path, plugin: Path) -> str:
-    trusted = FleetTrust(state).state_for(None)
+    tree = capture(plugin)
+    trusted = FleetTrust(state).state_for(tree.signature)  # the row of the name it claims
     try:
-        decide(capture(plugin), trusted, at=datetime.now(UTC))
+        decide(tree, trusted, at=datetime.now(UTC))
     except VerificationError as e:
         return e.code
     return "allowed"

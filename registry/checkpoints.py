@@ -31,7 +31,7 @@ from sqlalchemy.engine import Connection
 
 from vtreg.verifier.errors import LogError, NotFoundError, UsageError, VtregError
 from vtreg.verifier.files import atomic_write, read_bounded
-from vtreg.verifier.keys import SigningKey
+from vtreg.verifier.keyrefs import Signer
 from vtreg.verifier.merkle import CompactRange
 from vtreg.verifier.note import (
     ED25519,
@@ -139,7 +139,7 @@ def _locked(path: Path) -> Iterator[None]:
 
 def init_log(
     registry: Registry,
-    key: SigningKey,
+    key: Signer,
     origin: str,
     state_path: Path,
     *,
@@ -175,7 +175,7 @@ def init_log(
 
 
 def sign_checkpoint(
-    registry: Registry, key: SigningKey, state_path: Path, *, at: datetime, if_due: bool = False
+    registry: Registry, key: Signer, state_path: Path, *, at: datetime, if_due: bool = False
 ) -> Note | None:
     """Sign a checkpoint of the whole log, if it is consistent with the last one signed.
 

@@ -24,7 +24,7 @@ from vtreg.verifier.tiles import bundle, tile_path, tiles_of_size
 
 from .tlog import TreeReader, event_bytes
 
-__all__ = ["export_log"]
+__all__ = ["export_log", "export_tiles"]
 
 
 def export_log(connection: Connection, note: bytes, directory: Path) -> int:
@@ -75,3 +75,34 @@ def _write(path: Path, data: bytes) -> None:
     except OSError as e:
         raise WriteError(f"cannot create {path.parent}: {e.strerror}") from e
     atomic_write(path, data, 0o644)
+
+
+def export_tiles(connection: Connection, note: bytes, directory: Path) -> int:
+    """Write ``note`` as ``directory/checkpoint`` and the hash tiles of its tree not there yet.
+
+    Every tile path names its width, so a tile once written never changes:
+    an export after an append writes only the new tiles (O(new events / 256
+    + log n)), which is what a fleet publish needs to stay fast. The tree's
+    root is checked against the checkpoint before anything is written; entry
+    bundles are not written (a host checks consistency from the hashes alone).
+
+    Raises:
+        LogError: the log does not hold what the checkpoint signed.
+        WriteError: the directory cannot be written.
+    """
+    checkpoint = Checkpoint.parse(parse_note(note).text)
+    size, tree = checkpoint.size, TreeReader(connection)
+    if tree.size() < size or (size and tree.root(size) != checkpoint.root):
+        raise LogError(f"the audit log does not hold the {size} events its checkpoint signed")
+    written = 0
+    for level, n, width in tiles_of_size(size):
+        path = directory / tile_path(level, n, width)
+        if path.exists():
+            continue
+        data = tree.tile(level, n)[: width * HASH_SIZE]
+        if len(data) != width * HASH_SIZE:
+            raise LogError(f"the audit log's Merkle tile {level}/{n} is short (edited?)")
+        _write(path, data)
+        written += 1
+    _write(directory / "checkpoint", note)
+    return written + 1

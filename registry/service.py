@@ -82,7 +82,13 @@ from .records import (
     digest_condition,
     short_digest,
 )
-from .state import read_full_state, read_state, state_for_contents
+from .state import (
+    read_full_state,
+    read_names_state,
+    read_state,
+    read_trust_changes,
+    state_for_contents,
+)
 from .statements import Cursor, HotPath, Statements
 
 __all__ = ["Registry", "default_actor"]
@@ -398,6 +404,21 @@ class Registry:
         """
         with self._decision(write=False) as cursor:
             return read_full_state(cursor)
+
+    def publish_view(self, since: int | None) -> tuple[int, TrustState, frozenset[str] | None]:
+        """What a fleet publish needs, read in one snapshot: the audit head, and either
+        every record (``since`` None, or a log shorter than ``since``: full) or the keys
+        and the records of the names changed after event ``since`` (their names).
+
+        Raises:
+            RegistryError: the registry cannot be read.
+        """
+        with self._decision(write=False) as cursor:
+            head = int(cursor.rows(cursor.sql.head_seq)[0][0])
+            if since is not None and head >= since:
+                names = read_trust_changes(cursor, since)
+                return head, read_names_state(cursor, names), names
+            return head, read_full_state(cursor), None
 
     def authorize(self, tree: PluginTree, *, at: datetime, threshold: int = 1) -> VerifiedPlugin:
         """Decide, without auditing, whether a captured plugin may be used on this host

@@ -17,10 +17,8 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any, NamedTuple
 
-from vtreg.verifier.envelope import parse_envelope, parse_statement
-from vtreg.verifier.errors import FormatError
+from vtreg.verifier.claim import claim_of
 from vtreg.verifier.keys import PublicKey
-from vtreg.verifier.signatures import content_digest
 from vtreg.verifier.trust import TrustedContent, TrustedKey, TrustState
 
 from .statements import Cursor, Statements
@@ -73,42 +71,6 @@ class _ContentRow(NamedTuple):
         )
 
 
-class _Claim(NamedTuple):
-    """What a plugin's envelope claims about it, before any signature is checked."""
-
-    name: str
-    version: str
-    platforms: tuple[str, ...]
-    # None when the statement names no sha256 for some file (it used another
-    # algorithm): the content digest is over sha256 digests, which only the
-    # capture then has.
-    content_digest: str | None
-
-
-def _claim(envelope: bytes | None) -> _Claim | None:
-    """``envelope``'s claimed name, version, platform and content digest; None if unreadable.
-
-    Nothing here is trusted: it only picks which rows to read. The decision
-    authenticates these same bytes, so a claim that is a lie is refused there,
-    and one that is true picked exactly the rows the decision asks for.
-    """
-    if envelope is None:
-        return None
-    try:
-        statement = parse_statement(parse_envelope(envelope).payload_bytes())
-    except FormatError:
-        return None
-    predicate = statement.predicate
-    sha256 = {s.name: s.digest.get("sha256") for s in statement.subject}
-    files = {path: digest for path, digest in sha256.items() if digest is not None}
-    digest = (
-        content_digest(predicate.name, predicate.version, files)
-        if len(files) == len(sha256)
-        else None
-    )
-    return _Claim(predicate.name, predicate.version, predicate.platforms, digest)
-
-
 def read_keys(cursor: Cursor) -> list[TrustedKey]:
     """Every key the registry knows, revoked and expired ones included."""
     return [_trusted_key(tuple(row)) for row in cursor.rows(cursor.sql.keys)]
@@ -156,7 +118,7 @@ def read_state(cursor: Cursor, envelope: bytes | None, *, threshold: int = 1) ->
     """
     sql = cursor.sql
     keys = read_keys(cursor)
-    claim = _claim(envelope)
+    claim = claim_of(envelope)
     if claim is None:
         return TrustState.build(keys, [], names=(), floors={}, threshold=threshold)
     if claim.content_digest is not None:
@@ -170,6 +132,28 @@ def read_state(cursor: Cursor, envelope: bytes | None, *, threshold: int = 1) ->
         if floor:
             floors[where] = floor[0][0]
     return TrustState.build(keys, contents, names=(claim.name,), floors=floors, threshold=threshold)
+
+
+def read_trust_changes(cursor: Cursor, since: int) -> frozenset[str]:
+    """The plugin names whose trust records changed after audit event ``since``.
+
+    Every write that changes a trust record logs an event naming the plugin
+    in its own transaction (see :mod:`.audit`), so the events name exactly the
+    entries a fleet must publish again (keys are few: they are always read).
+    """
+    rows = cursor.rows(cursor.sql.trust_changes, (since,))
+    return frozenset(plugin for action, plugin in rows if plugin and action.startswith("plugin."))
+
+
+def read_names_state(cursor: Cursor, names: Iterable[str]) -> TrustState:
+    """Every key, and every trust record of ``names`` (complete for them alone)."""
+    wanted = sorted(set(names))
+    rows: list[Any] = []
+    for i in range(0, len(wanted), 500):  # under any driver's parameter limit
+        chunk = wanted[i : i + 500]
+        rows += cursor.rows(cursor.sql.contents_of_names(len(chunk)), tuple(chunk))
+    contents = [_ContentRow(*row).trusted() for row in rows]
+    return TrustState.build(read_keys(cursor), contents, names=wanted)
 
 
 def read_full_state(cursor: Cursor) -> TrustState:

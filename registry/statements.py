@@ -57,6 +57,14 @@ class Statements:
             "revoked_reason FROM plugins"
         )
         self.all_contents = contents  # a fleet publishes every one
+        self._contents, self._mark = contents, mark
+        # What changed the trust since a fleet publish: the events every such write logs.
+        self.trust_changes = (
+            f"SELECT action, plugin FROM audit_events WHERE seq > {mark} AND outcome = 'ok' "
+            "AND action IN ('plugin.trust', 'plugin.untrust', 'plugin.revoke', 'key.add', "
+            "'key.revoke', 'key.set')"
+        )
+        self.head_seq = "SELECT seq FROM audit_chain_head WHERE id = 1"
         content = contents + " WHERE "
         self.content = content + f"content_digest = {mark}"
         # For a statement that names no sha256 of some file: its content digest is
@@ -93,6 +101,10 @@ class Statements:
         self.extend_tile = extend + "length(hashes)"
         self.fill_tile = extend + "hashes"
         self.tile = f"SELECT hashes FROM audit_tiles WHERE level = {mark} AND idx = {mark}"
+
+    def contents_of_names(self, count: int) -> str:
+        """Every content of ``count`` names (the parameters), for an incremental publish."""
+        return f"{self._contents} WHERE name IN ({', '.join([self._mark] * count)})"
 
     @classmethod
     def of(cls, engine: Engine) -> Statements:

@@ -31,7 +31,7 @@ from pathlib import Path
 
 from vtreg.verifier.errors import LogError, NotFoundError, VerificationError, VtregError
 from vtreg.verifier.files import atomic_write, read_bounded
-from vtreg.verifier.keys import SigningKey
+from vtreg.verifier.keyrefs import Signer
 from vtreg.verifier.merkle import EMPTY_ROOT, verify_consistency
 from vtreg.verifier.note import (
     COSIGNATURE,
@@ -65,7 +65,7 @@ class Witness:
 
     def __init__(
         self,
-        key: SigningKey,
+        key: Signer,
         name: str,
         logs: Sequence[NoteVerifier],
         state_dir: Path,

@@ -72,6 +72,10 @@ REFUSAL_CODES: dict[str, str] = {
     "library file out of the signature",
     "log-inconsistent": "an audit log proof does not verify, or a tree is not consistent "
     "with a checkpoint signed or seen before",
+    "log-fork": "the fleet timestamp's checkpoint contradicts the one the host accepted before",
+    "log-rollback": "the fleet timestamp's checkpoint is of a smaller tree than one seen before",
+    "log-signature": "the fleet timestamp's checkpoint is not signed by the host's log key",
+    "log-checkpoint-missing": "the fleet timestamp carries no checkpoint; the host requires one",
     "quorum": "a checkpoint lacks the witness cosignatures its policy requires",
     "trust-expired": "the fleet host's trust state has expired (no sync since), and no grace",
     "metadata-unsigned": "fleet metadata is unsigned, wrongly signed or below its threshold",

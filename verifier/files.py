@@ -266,14 +266,22 @@ def _replace(path: str, data: bytes, mode: int) -> None:
         os.close(dir_fd)
 
 
-def atomic_write(path: str | os.PathLike[str], data: bytes, mode: int = 0o644) -> None:
+def atomic_write(
+    path: str | os.PathLike[str], data: bytes, mode: int = 0o644, *, clean: bool = True
+) -> None:
     """Replace ``path`` with ``data`` so that readers see the old or the new file, never half.
+
+    ``clean=False`` skips looking for temporaries killed writers of ``path``
+    left (a scan of the directory): for a new, never-rewritten file among
+    many, such as a fleet repository's versioned metadata, where a scan per
+    file would make writing n files cost n².
 
     Raises:
         WriteError: the directory is missing or not writable, or the disk is full.
     """
     target = os.fspath(path)
-    remove_stale_temporaries(target)
+    if clean:
+        remove_stale_temporaries(target)
     try:
         _replace(target, data, mode)
     except OSError as e:

@@ -81,6 +81,6 @@ class ForkEvidence:
 class ForkError(LogError):
     """The log forked: ``evidence`` shows it to anyone."""
 
-    def __init__(self, message: str, evidence: ForkEvidence) -> None:
-        super().__init__(message)
+    def __init__(self, message: str, evidence: ForkEvidence, *, code: str | None = None) -> None:
+        super().__init__(message, code=code)
         self.evidence = evidence

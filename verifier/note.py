@@ -25,10 +25,14 @@ import hashlib
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from ._base64 import decode_canonical
 from .errors import FormatError, SignatureError
-from .keys import PublicKey, SigningKey
+from .keys import PublicKey
+
+if TYPE_CHECKING:
+    from .keyrefs import Signer  # a key file's key, or one in ssh-agent or on a token
 
 __all__ = [
     "COSIGNATURE",
@@ -92,6 +96,8 @@ class NoteVerifier:
         _check_name(self.name)
         if self.kind not in (ED25519, COSIGNATURE):
             raise FormatError(f"signature type {self.kind:#04x} is not ed25519 (0x01) or 0x04")
+        if self.key.key_type != "ed25519":
+            raise FormatError(f"a note key is ed25519; {self.key.short_id} is {self.key.key_type}")
 
     @property
     def key_id(self) -> bytes:
@@ -248,13 +254,13 @@ def open_note(
     return note, tuple(verified)
 
 
-def sign_note(text: str, key: SigningKey, name: str) -> NoteSignature:
+def sign_note(text: str, key: Signer, name: str) -> NoteSignature:
     """The ed25519 (type 0x01) signature line of ``key``, named ``name``, over ``text``."""
     _check_name(name)
     return NoteSignature(name, _key_id(name, ED25519, key.public_key.raw), key.sign(text.encode()))
 
 
-def cosign(text: str, key: SigningKey, name: str, *, timestamp: int) -> NoteSignature:
+def cosign(text: str, key: Signer, name: str, *, timestamp: int) -> NoteSignature:
     """The cosignature/v1 (type 0x04) line of witness ``key`` over checkpoint ``text``."""
     _check_name(name)
     if not 0 <= timestamp <= _MAX_TIMESTAMP:

@@ -10,12 +10,16 @@ import click
 from vtreg.verifier.text import path_text
 
 from ._app import Report, Settings, cli, vtreg_command
-from ._params import DURATION, passphrase_reader, utc_now
+from ._params import DURATION, utc_now
 from .trust import db_option, open_registry
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from vtreg.registry.fleet.repository import PublishResult
     from vtreg.registry.fleet.state import FleetState
+    from vtreg.registry.service import Registry
+    from vtreg.verifier.fork import ForkError
     from vtreg.verifier.signatures import VerifiedPlugin
     from vtreg.verifier.tree import PendingCapture
 
@@ -63,8 +67,9 @@ def fleet_group() -> None:
     "root_keys",
     multiple=True,
     required=True,
-    type=click.Path(dir_okay=False),
-    help="Offline root private key file (repeatable; each signs root v1).",
+    metavar="KEYREF",
+    help="Offline root key (repeatable; each signs root v1): a key file, ssh-agent:..., "
+    "or a pkcs11: URI.",
 )
 @click.option(
     "--root-threshold",
@@ -76,8 +81,9 @@ def fleet_group() -> None:
 @click.option(
     "--online-key",
     required=True,
-    type=click.Path(dir_okay=False),
-    help="Private key file of the timestamp, snapshot, targets and bin roles.",
+    metavar="KEYREF",
+    help="Key of the timestamp, snapshot, targets and bin roles (a KEYREF; kept in the "
+    "repository's settings and opened at each publish).",
 )
 @click.option("--root-expires", type=DURATION, default="365d", show_default=True)
 @click.option(
@@ -102,11 +108,11 @@ def fleet_init(
     from pathlib import Path
 
     from vtreg.registry.fleet.repository import init_repository
-    from vtreg.verifier.keys import read_private_key_file
 
-    passphrase = passphrase_reader(passphrase_file)
-    roots = [read_private_key_file(path, passphrase) for path in root_keys]
-    online = read_private_key_file(online_key, passphrase)
+    from .signing import open_keyref
+
+    roots = [open_keyref(ref, passphrase_file) for ref in root_keys]
+    online = open_keyref(online_key, passphrase_file)
     root = init_repository(
         Path(repo),
         roots,
@@ -123,8 +129,24 @@ def fleet_init(
     )
 
 
+def log_checkpoint(registry: Registry, repo: Path) -> bytes | None:
+    """The audit log's latest signed checkpoint, its tiles exported to ``repo/log`` first
+    (None when the registry keeps no signed checkpoint)."""
+    from vtreg.registry.export import export_tiles
+    from vtreg.registry.fleet.repository import LOG_DIR
+
+    note = registry.checkpoint()
+    if note is None:
+        return None
+    with registry.snapshot() as connection:
+        export_tiles(connection, note.encode(), repo / LOG_DIR)
+    return note.encode()
+
+
 def _published(repo: str, result: PublishResult, what: str) -> Report:
     entries = f", {result.entries} entries" if result.entries is not None else ""
+    if result.touched is not None:
+        entries = f", {result.touched} name(s) changed"
     return Report(
         data={"repository": repo, **result.to_json()},
         text=f"{what} {path_text(repo)}: timestamp v{result.timestamp}, snapshot "
@@ -138,6 +160,12 @@ def _published(repo: str, result: PublishResult, what: str) -> Report:
 @click.option("--timestamp-expires", type=DURATION, default="1d", show_default=True)
 @click.option("--snapshot-expires", type=DURATION, default="7d", show_default=True)
 @click.option("--targets-expires", type=DURATION, default="90d", show_default=True)
+@click.option(
+    "--full",
+    is_flag=True,
+    help="Read every trust record and compare every bin (default: only the names the audit "
+    "log says changed since the last publish).",
+)
 @_passphrase_file
 @db_option
 def fleet_publish(
@@ -146,24 +174,37 @@ def fleet_publish(
     timestamp_expires: timedelta,
     snapshot_expires: timedelta,
     targets_expires: timedelta,
+    full: bool,
     passphrase_file: str | None,
     db_url: str | None,
 ) -> Report:
     """Publish the registry's trust state to REPO (only what changed is rewritten)."""
     from vtreg.registry.fleet.repository import Repository, publish
 
+    from .signing import open_keyref
+
     repository = Repository(repo)
-    signer = repository.online_signer(passphrase_reader(passphrase_file))
+    signer = repository.online_signer(lambda ref: open_keyref(ref, passphrase_file))
+    at = utc_now()
+    since = (
+        None
+        if full
+        else repository.incremental_since(signer, at=at, snapshot_expires=snapshot_expires)
+    )
     with open_registry(db_url) as registry:
-        state = registry.full_state()
+        seq, state, touched = registry.publish_view(since)
+        checkpoint = log_checkpoint(registry, repository.path)
     result = publish(
         repository,
         state,
         signer,
-        at=utc_now(),
+        at=at,
         timestamp_expires=timestamp_expires,
         snapshot_expires=snapshot_expires,
         targets_expires=targets_expires,
+        checkpoint=checkpoint,
+        touched=touched,
+        seq=seq,
     )
     return _published(repo, result, "published")
 
@@ -172,15 +213,40 @@ def fleet_publish(
 @click.argument("repo", type=click.Path(file_okay=False))
 @click.option("--timestamp-expires", type=DURATION, default="1d", show_default=True)
 @_passphrase_file
+@db_option
 def fleet_refresh(
-    settings: Settings, repo: str, timestamp_expires: timedelta, passphrase_file: str | None
+    settings: Settings,
+    repo: str,
+    timestamp_expires: timedelta,
+    passphrase_file: str | None,
+    db_url: str | None,
 ) -> Report:
-    """Re-sign REPO's timestamp only (a new expiry), e.g. from cron."""
+    """Re-sign REPO's timestamp only (a new expiry), e.g. from cron.
+
+    With --db (or $VTREG_DATABASE_URL) it carries the audit log's latest checkpoint;
+    without, the previous timestamp's.
+    """
+    import os
+
     from vtreg.registry.fleet.repository import Repository, refresh
 
+    from .signing import open_keyref
+
     repository = Repository(repo)
-    signer = repository.online_signer(passphrase_reader(passphrase_file))
-    result = refresh(repository, signer, at=utc_now(), timestamp_expires=timestamp_expires)
+    signer = repository.online_signer(lambda ref: open_keyref(ref, passphrase_file))
+    checkpoint = None
+    if db_url is not None or os.environ.get("VTREG_DATABASE_URL"):
+        # Only when a registry is named: a cron box that holds the online key alone still
+        # refreshes, carrying the previous timestamp's checkpoint forward.
+        with open_registry(db_url) as registry:
+            checkpoint = log_checkpoint(registry, repository.path)
+    result = refresh(
+        repository,
+        signer,
+        at=utc_now(),
+        timestamp_expires=timestamp_expires,
+        checkpoint=checkpoint,
+    )
     return _published(repo, result, "refreshed")
 
 
@@ -191,21 +257,21 @@ def fleet_refresh(
     "old_keys",
     multiple=True,
     required=True,
-    type=click.Path(dir_okay=False),
-    help="Private key file of the current root (repeatable; a threshold of them must sign).",
+    metavar="KEYREF",
+    help="A key of the current root (repeatable; a threshold of them must sign).",
 )
 @click.option(
     "--root-key",
     "root_keys",
     multiple=True,
     required=True,
-    type=click.Path(dir_okay=False),
-    help="Private key file of the new root (repeatable; each signs; may repeat old keys).",
+    metavar="KEYREF",
+    help="A key of the new root (repeatable; each signs; may repeat old keys).",
 )
 @click.option("--root-threshold", type=click.IntRange(min=1), default=1, show_default=True)
 @click.option(
     "--online-key",
-    type=click.Path(dir_okay=False),
+    metavar="KEYREF",
     help="A new online key (rotates timestamp, snapshot, targets and bins at the next publish).",
 )
 @click.option("--root-expires", type=DURATION, default="365d", show_default=True)
@@ -222,13 +288,13 @@ def fleet_rotate_root(
 ) -> Report:
     """Write the next root version, signed by a threshold of the old and of the new root keys."""
     from vtreg.registry.fleet.repository import Repository, rotate_root
-    from vtreg.verifier.keys import read_private_key_file
 
-    passphrase = passphrase_reader(passphrase_file)
+    from .signing import open_keyref
+
     repository = Repository(repo)
-    old = [read_private_key_file(path, passphrase) for path in old_keys]
-    new = [read_private_key_file(path, passphrase) for path in root_keys]
-    online = read_private_key_file(online_key, passphrase) if online_key else None
+    old = [open_keyref(ref, passphrase_file) for ref in old_keys]
+    new = [open_keyref(ref, passphrase_file) for ref in root_keys]
+    online = open_keyref(online_key, passphrase_file) if online_key else None
     root = rotate_root(
         repository,
         old,
@@ -270,28 +336,59 @@ def fleet_rotate_root(
     help="A plugin name this host loads (repeatable): only their bins are downloaded, and "
     "only they can be decided (default: every name).",
 )
+@click.option(
+    "--log",
+    "log_vkey",
+    metavar="VKEY",
+    help="Witness the registry's audit log: the timestamp's checkpoint must be signed by this "
+    "log key and extend the last one accepted (kept in STATE, demanded from then on).",
+)
 def fleet_sync(
     settings: Settings,
     source: str,
     state_path: str,
     root_file: str | None,
     names: tuple[str, ...],
+    log_vkey: str | None,
 ) -> Report:
     """Sync the host's trust state from a fleet repository (URL or directory).
 
     Exit 0: updated or unchanged; 1: refused (the attack is named; the state
-    is unchanged); 3: the repository could not be reached or read.
+    is unchanged; on a log fork, the evidence is printed); 3: the repository
+    could not be reached or read.
     """
     from vtreg.registry.fleet.sync import sync
     from vtreg.verifier.files import read_bounded
+    from vtreg.verifier.fork import ForkError
 
     root = read_bounded(root_file, 1 << 20, f"root {root_file}") if root_file else None
-    result = sync(source, state_path, root=root, clock=utc_now(), names=names or None)
+    try:
+        result = sync(
+            source, state_path, root=root, clock=utc_now(), names=names or None, log=log_vkey
+        )
+    except ForkError as e:
+        return _forked(state_path, e)
     verb = "updated" if result.changed else "unchanged"
     return Report(
         data={"state": state_path, **result.to_json(), "roles": _roles_json(result.state)},
         text=f"{verb}: {_summary(result.state)}; {result.downloaded} bytes read",
     )
+
+
+def _forked(state_path: str, error: ForkError) -> Report:
+    """A refused sync whose log forked: the evidence, as `vtreg audit verify` prints it."""
+    from vtreg.verifier.text import printable
+
+    from ._app import EXIT_REFUSED, error_detail
+
+    data = {
+        "state": state_path,
+        "fork": True,
+        "evidence": error.evidence.to_json(),
+        "error": error_detail(error, EXIT_REFUSED, printable(str(error))),
+    }
+    text = f"refused: audit log FORKED: {printable(str(error))}\n\n{error.evidence.text()}"
+    return Report(data=data, text=text, exit_code=EXIT_REFUSED)
 
 
 def _roles_json(state: FleetState) -> dict[str, dict[str, object]]:
@@ -324,7 +421,7 @@ def fleet_status(settings: Settings, state_path: str) -> Report:
     state = read_fleet_state(state_path)
     now = utc_now()
     expired = state.reference_time(now) >= state.expires
-    contents = len(state.trust.contents or {})
+    contents = state.contents
     data = {
         "state": state_path,
         "source": state.source,
@@ -332,7 +429,7 @@ def fleet_status(settings: Settings, state_path: str) -> Report:
         "expires_at": format_time(state.expires),
         "expired": expired,
         "roles": _roles_json(state),
-        "keys": len(state.trust.keys),
+        "keys": state.keys,
         "contents": contents,
     }
     text = "\n".join(
@@ -340,7 +437,7 @@ def fleet_status(settings: Settings, state_path: str) -> Report:
             f"fleet state {path_text(state_path)} from {path_text(state.source)}",
             f"  {_summary(state)}{' (EXPIRED)' if expired else ''}",
             f"  last sync  {format_time(state.synced_at)}",
-            f"  entries    {len(state.trust.keys)} keys, {contents} contents",
+            f"  entries    {state.keys} keys, {contents} contents",
         ]
     )
     return Report(data=data, text=text)

@@ -34,11 +34,11 @@ if TYPE_CHECKING:
     from vtreg.verifier.signing import SignResult
     from vtreg.verifier.tree import PendingCapture, PluginTree
 
-__all__ = ["key_passphrase", "key_pub", "keygen", "sign", "verify"]
+__all__ = ["KEYREF_HELP", "key_passphrase", "key_pub", "keygen", "open_keyref", "sign", "verify"]
 
 T = TypeVar("T")
 _TRIES = 3  # passphrase prompts at a terminal before giving up, as ssh-keygen does
-_KEYREF_HELP = (
+KEYREF_HELP = (
     "Signing key: a private key file (vtreg or OpenSSH), ssh-agent:PUBFILE, "
     "ssh-agent:SHA256:FINGERPRINT, or a pkcs11: URI."
 )
@@ -114,7 +114,7 @@ def keygen(
 
 @vtreg_command(cli)
 @click.argument("directories", nargs=-1, required=True, type=click.Path(), metavar="DIR...")
-@click.option("--key", "key_ref", required=True, metavar="KEYREF", help=_KEYREF_HELP)
+@click.option("--key", "key_ref", required=True, metavar="KEYREF", help=KEYREF_HELP)
 @click.option(
     "--expires",
     type=TIME_OR_DURATION,
@@ -163,7 +163,7 @@ def sign(
     terms = _SignTerms(expires, fresh, patterns)
 
     def read_key() -> Signer:
-        return _open_signer(key_ref, passphrase_file)
+        return open_keyref(key_ref, passphrase_file)
 
     if single(directories, names):
         return _sign_one(names[0], read_key, terms)
@@ -532,8 +532,9 @@ def _verified_json(result: VerifiedPlugin) -> dict[str, object]:
     return summary
 
 
-def _open_signer(ref: str, passphrase_file: str | None) -> Signer:
-    """The signing key ``ref`` names; a passphrase mistyped at a terminal is asked again."""
+def open_keyref(ref: str, passphrase_file: str | None) -> Signer:
+    """The signing key ``ref`` names (a KEYREF: a key file, ``ssh-agent:...``, ``pkcs11:...``);
+    a passphrase mistyped at a terminal is asked again."""
     from vtreg.verifier.keyrefs import open_signer
 
     return _with_retries(ref, passphrase_file, lambda source: open_signer(ref, source, ask_pin()))
@@ -580,7 +581,7 @@ def key_pub(
     from vtreg.verifier.files import create_files_exclusive
     from vtreg.verifier.ssh import fingerprint, public_blob, public_line
 
-    public = _open_signer(keyref, passphrase_file).public_key
+    public = open_keyref(keyref, passphrase_file).public_key
     text = public_line(public) + "\n" if openssh else public.to_file_bytes().decode("ascii")
     if out_file is not None:
         create_files_exclusive([(out_file, text.encode("ascii"), 0o644)])

@@ -14,9 +14,9 @@ import click
 from vtreg.verifier.text import printable
 
 from ._app import EXIT_REFUSED, Report, Settings, cli, error_detail, vtreg_command
-from ._params import DURATION, passphrase_reader, utc_now
+from ._params import DURATION, utc_now
 from .audit import audit_group
-from .signing import _passphrase_file
+from .signing import _passphrase_file, open_keyref
 from .trust import db_option, open_registry
 
 if TYPE_CHECKING:
@@ -39,7 +39,11 @@ _state_option = click.option(
     "(default: $VTREG_HOME/log-signer.json).",
 )
 _key_option = click.option(
-    "--key", "key_file", required=True, type=click.Path(), help="The log's private key file."
+    "--key",
+    "key_file",
+    required=True,
+    metavar="KEYREF",
+    help="The log key: a key file, ssh-agent:PUBFILE|SHA256:FP, or a pkcs11: URI.",
 )
 
 
@@ -85,9 +89,8 @@ def audit_init(
     is refused.
     """
     from vtreg.registry.checkpoints import init_log
-    from vtreg.verifier.keys import read_private_key_file
 
-    key = read_private_key_file(key_file, passphrase_reader(passphrase_file))
+    key = open_keyref(key_file, passphrase_file)
     state = _signer_state(state_path)
     with open_registry(db_url or settings.db, create=True) as registry:
         vkey, created = init_log(registry, key, origin, state, every=every, interval=interval)
@@ -128,11 +131,10 @@ def audit_checkpoint(
     """
     from vtreg.registry.checkpoints import gather_cosignatures, sign_checkpoint
     from vtreg.verifier.errors import VerificationError
-    from vtreg.verifier.keys import read_private_key_file
 
     from .checkpoint import load_policy
 
-    key = read_private_key_file(key_file, passphrase_reader(passphrase_file))
+    key = open_keyref(key_file, passphrase_file)
     policy = load_policy(policy_file, ()) if policy_file else None
     problems: list[str] = []
     with open_registry(db_url or settings.db) as registry:
@@ -236,7 +238,13 @@ def witness_group() -> None:
 
 
 @vtreg_command(witness_group, "serve")
-@click.option("--key", "key_file", required=True, type=click.Path(), help="The witness key file.")
+@click.option(
+    "--key",
+    "key_file",
+    required=True,
+    metavar="KEYREF",
+    help="The witness key: a key file, ssh-agent:..., or a pkcs11: URI.",
+)
 @click.option("--name", required=True, help="The witness's name, e.g. witness.example.com/w1.")
 @click.option(
     "--log", "log_vkeys", multiple=True, required=True, metavar="VKEY", help="A log to witness."
@@ -265,13 +273,12 @@ def witness_serve(
 
     from vtreg.registry.witness import Witness, serve
     from vtreg.verifier.errors import UsageError, VtregError
-    from vtreg.verifier.keys import read_private_key_file
     from vtreg.verifier.note import NoteVerifier
 
     host, _, port = listen.rpartition(":")
     if not host or not port.isdigit() or int(port) > 65535:
         raise UsageError(f"--listen {listen!r} is not HOST:PORT")
-    key = read_private_key_file(key_file, passphrase_reader(passphrase_file))
+    key = open_keyref(key_file, passphrase_file)
     logs = [NoteVerifier.parse(v) for v in log_vkeys]
     try:
         state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)

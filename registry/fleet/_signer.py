@@ -1,15 +1,19 @@
 """vtreg's own keys as securesystemslib signers, for TUF metadata.
 
-TUF metadata is signed with the same ed25519 key files ``vtreg sign`` reads.
-The TUF key id of a vtreg key is its vtreg key id (SHA-256 of the raw public
-key), so a key has one id in the registry, in plugin.sig and in root.json.
+TUF metadata is signed with the same keys ``vtreg sign`` signs with: a key
+file, a key in ssh-agent or on a PKCS#11 token (any key reference,
+:func:`vtreg.verifier.keyrefs.open_signer`), ed25519 only. The TUF key id of
+a vtreg key is its vtreg key id (SHA-256 of the raw public key), so a key has
+one id in the registry, in plugin.sig and in root.json.
 """
 
 from __future__ import annotations
 
 from securesystemslib.signer import Key, SecretsHandler, Signature, Signer, SSlibKey
 
-from vtreg.verifier.keys import PublicKey, SigningKey, read_private_key_file
+from vtreg.verifier.errors import UsageError
+from vtreg.verifier.keyrefs import Signer as KeySigner
+from vtreg.verifier.keys import PublicKey, read_private_key_file
 
 __all__ = ["URI_SCHEME", "VtregSigner", "tuf_key"]
 
@@ -17,14 +21,20 @@ URI_SCHEME = "vtreg-file"
 
 
 def tuf_key(public: PublicKey) -> SSlibKey:
-    """``public`` as a TUF ed25519 key."""
+    """``public`` as a TUF ed25519 key.
+
+    Raises:
+        UsageError: ``public`` is not an ed25519 key (an ECDSA token key, say).
+    """
+    if public.key_type != "ed25519":
+        raise UsageError(f"fleet metadata is signed with ed25519 keys; {public.short_id} is not")
     return SSlibKey(public.keyid, "ed25519", "ed25519", {"public": public.raw.hex()})
 
 
 class VtregSigner(Signer):
-    """Signs TUF metadata with a :class:`~vtreg.verifier.keys.SigningKey`."""
+    """Signs TUF metadata with a vtreg signer (a key file's key, ssh-agent's, a token's)."""
 
-    def __init__(self, key: SigningKey) -> None:
+    def __init__(self, key: KeySigner) -> None:
         self._key = key
         self._public = tuf_key(key.public_key)
 

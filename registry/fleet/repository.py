@@ -11,7 +11,11 @@ python-tuf's Metadata API and served as static files:
   that name's contents and rollback floors in its ``custom`` field.
 * ``N.snapshot.json``: version, length and hash of targets and every bin.
 * ``timestamp.json``: the one file rewritten in place (atomically), naming
-  the snapshot; short expiry, re-signed by :func:`refresh` on a timer.
+  the snapshot; short expiry, re-signed by :func:`refresh` on a timer. When
+  the registry keeps a transparency log, it also carries the log's latest
+  signed checkpoint (``x-vtreg-checkpoint``, a field TUF lets clients
+  ignore), and ``log/`` holds that tree's tiles, so each syncing host can
+  check the checkpoint extends the last one it accepted.
 
 A trust entry's target file is its canonical JSON (length and sha256 in the
 target, the entry itself in ``custom``), so the metadata alone carries the
@@ -49,7 +53,8 @@ from tuf.api.serialization.json import JSONSerializer
 
 from vtreg.verifier.errors import NotFoundError, UsageError, VtregError
 from vtreg.verifier.files import atomic_write, read_bounded
-from vtreg.verifier.keys import PublicKey, SigningKey
+from vtreg.verifier.keyrefs import Signer
+from vtreg.verifier.keys import PublicKey
 from vtreg.verifier.trust import TrustState
 from vtreg.verifier.trust_state import canonical, content_to_json, floor_to_json, key_to_json
 
@@ -57,9 +62,12 @@ from ._signer import VtregSigner, tuf_key
 
 __all__ = [
     "BIN_PREFIX",
+    "CHECKPOINT_FIELD",
     "CONFIG_FILE",
     "KEY_PATH",
+    "LOG_DIR",
     "NAME_PATH",
+    "PUBLISHED_FILE",
     "PublishResult",
     "Repository",
     "entry_target",
@@ -71,9 +79,12 @@ __all__ = [
 ]
 
 CONFIG_FILE = ".vtreg-fleet.json"
+PUBLISHED_FILE = ".vtreg-fleet-published.json"
 BIN_PREFIX = "bins"
 KEY_PATH = "keys/"
 NAME_PATH = "names/"
+CHECKPOINT_FIELD = "x-vtreg-checkpoint"
+LOG_DIR = "log"
 _MAX_METADATA = 64 << 20
 _SERIALIZER = JSONSerializer(compact=True)
 _ROOT_FILE = re.compile(r"([1-9][0-9]*)\.root\.json")
@@ -125,7 +136,8 @@ class PublishResult:
     snapshot: int
     targets: int
     written: tuple[str, ...]
-    entries: int | None  # None: not counted (a refresh)
+    entries: int | None  # None: not counted (a refresh, an incremental publish)
+    touched: int | None = None  # names published again incrementally (None: in full)
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready description."""
@@ -135,6 +147,7 @@ class PublishResult:
             "targets_version": self.targets,
             "written": list(self.written),
             "entries": self.entries,
+            "touched": self.touched,
         }
 
 
@@ -148,6 +161,35 @@ class _Config:
         return json.dumps(doc, indent=2).encode() + b"\n"
 
 
+@dataclass(frozen=True)
+class _Published:
+    """What the last publish covered: the audit seq read up to, its signer, when its
+    earliest bin expires (an incremental publish leaves the other bins as they are)."""
+
+    seq: int
+    signer: str
+    bins_expire: datetime
+
+    def to_bytes(self) -> bytes:
+        doc = {"format": "vtreg-fleet-published-v1", "seq": self.seq, "signer": self.signer}
+        doc["bins_expire"] = self.bins_expire.isoformat()
+        return json.dumps(doc, indent=2).encode() + b"\n"
+
+
+def _lasting_ref(ref: str) -> str:
+    """A key reference that still names the same key from another directory."""
+    from vtreg.verifier.keyrefs import AGENT_PREFIX, PKCS11_PREFIX
+
+    if ref.startswith(PKCS11_PREFIX):
+        return ref
+    if ref.startswith(AGENT_PREFIX):
+        selector = ref.removeprefix(AGENT_PREFIX)
+        if selector.startswith("SHA256:"):
+            return ref
+        return AGENT_PREFIX + str(Path(selector).absolute())
+    return str(Path(ref).absolute())
+
+
 def _check_new(repo: Path) -> None:
     if repo.exists() and (not repo.is_dir() or any(repo.iterdir())):
         raise UsageError(f"{repo} exists and is not an empty directory")
@@ -155,9 +197,9 @@ def _check_new(repo: Path) -> None:
 
 def init_repository(
     repo: Path,
-    root_keys: Sequence[SigningKey],
+    root_keys: Sequence[Signer],
     threshold: int,
-    online: SigningKey,
+    online: Signer,
     online_key_file: str,
     *,
     expires: datetime,
@@ -170,7 +212,8 @@ def init_repository(
         root_keys: the offline root keys (each signs root version 1).
         threshold: how many of them must sign a root.
         online: the key of the timestamp, snapshot, targets and bin roles.
-        online_key_file: where ``online`` is read from at each publish.
+        online_key_file: the key reference ``online`` is opened from at each
+            publish (a file, ``ssh-agent:...``, ``pkcs11:...``).
         expires: root's expiry.
         bin_bits: the names are spread over 2**bin_bits bins.
 
@@ -196,7 +239,7 @@ def init_repository(
     for key in {k.keyid: k for k in root_keys}.values():
         md.sign(VtregSigner(key), append=True)
     repo.mkdir(parents=True, exist_ok=True)
-    config = _Config(str(Path(online_key_file).absolute()), bin_bits)
+    config = _Config(_lasting_ref(online_key_file), bin_bits)
     atomic_write(repo / CONFIG_FILE, config.to_bytes(), 0o644)
     atomic_write(repo / "1.root.json", md.to_bytes(_SERIALIZER))
     return root
@@ -254,13 +297,38 @@ class Repository:
         atomic_write(self.path / name, md.to_bytes(_SERIALIZER))
         return name
 
-    def online_signer(self, passphrase: Callable[[], bytes]) -> VtregSigner:
-        """The online key's signer, checked against the newest root."""
-        from vtreg.verifier.keys import read_private_key_file
-
-        key = read_private_key_file(self.config.online_key, passphrase)
+    def online_signer(self, open_key: Callable[[str], Signer]) -> VtregSigner:
+        """The online key's signer (``open_key`` opens its key reference), checked
+        against the newest root."""
+        key = open_key(self.config.online_key)
         self.check_online(key.public_key)
         return VtregSigner(key)
+
+    def published(self) -> _Published | None:
+        """What the last publish recorded (None: none, or unreadable: publish in full)."""
+        try:
+            doc = self._json(PUBLISHED_FILE)
+            return _Published(
+                int(doc["seq"]), str(doc["signer"]), datetime.fromisoformat(doc["bins_expire"])
+            )
+        except (VtregError, KeyError, TypeError, ValueError):
+            return None
+
+    def incremental_since(
+        self, signer: VtregSigner, *, at: datetime, snapshot_expires: timedelta
+    ) -> int | None:
+        """The audit seq an incremental publish may start after, or None (publish in full).
+
+        In full when nothing was published yet, the signer changed (an online-key
+        rotation: every role is signed again), or a bin left alone would expire
+        before the new snapshot does.
+        """
+        marker, current = self.published(), self.current()
+        if marker is None or current is None or marker.signer != signer.public_key.keyid:
+            return None
+        if marker.bins_expire <= at + snapshot_expires:
+            return None
+        return marker.seq if _signed_by(current.targets, marker.signer) else None
 
     def check_online(self, public: PublicKey) -> None:
         """Refuse a key that root does not name for the online roles."""
@@ -346,7 +414,8 @@ class _Publish:
         )
         md.sign(self.signer)
         data = md.to_bytes(_SERIALIZER)
-        atomic_write(self.repo.path / f"{version}.{role}.json", data)
+        # A new file name each version (never rewritten): no stale temporaries to look for.
+        atomic_write(self.repo.path / f"{version}.{role}.json", data, clean=False)
         self.meta[f"{role}.json"] = meta_file(version, data)
         self.written.append(f"{version}.{role}.json")
         return md
@@ -359,6 +428,30 @@ def _previous_bin(
     return repo.load(f"{info.version}.{name}.json", Targets) if info is not None else None
 
 
+def _touched_bins(
+    repo: Repository,
+    meta: Mapping[str, MetaFile],
+    names: Mapping[str, TargetFile],
+    touched: frozenset[str],
+    roles: SuccinctRoles,
+) -> dict[str, tuple[Metadata[Targets] | None, dict[str, TargetFile]]]:
+    """The bins ``touched`` names fall in: each as published, and its targets with those
+    names' entries replaced (or removed: a name with no content left)."""
+    bins: dict[str, tuple[Metadata[Targets] | None, dict[str, TargetFile]]] = {}
+    for name in sorted(touched):
+        path = f"{NAME_PATH}{name}"
+        role = roles.get_role_for_target(path)
+        if role not in bins:
+            old = _previous_bin(repo, meta, role)
+            bins[role] = (old, dict(old.signed.targets) if old is not None else {})
+        targets = bins[role][1]
+        if path in names:
+            targets[path] = names[path]
+        else:
+            targets.pop(path, None)
+    return bins
+
+
 def publish(
     repo: Repository,
     state: TrustState,
@@ -368,40 +461,65 @@ def publish(
     timestamp_expires: timedelta,
     snapshot_expires: timedelta,
     targets_expires: timedelta,
+    checkpoint: bytes | None = None,
+    touched: frozenset[str] | None = None,
+    seq: int | None = None,
 ) -> PublishResult:
     """Publish ``state``: rewrite the bins and targets that changed, then snapshot and timestamp.
 
     A role is also written anew when it is signed by another key than the
     online key (after an online-key rotation) or would expire before the new
     snapshot does. Files are written before the timestamp that names them.
+    ``checkpoint`` (the audit log's latest signed checkpoint) goes into the
+    timestamp; without one, the previous timestamp's is kept.
+
+    With ``touched`` (see :meth:`Repository.incremental_since`), ``state``
+    holds the keys and the records of those names only, and only their bins
+    are read and written: the cost follows the change, not the state. ``seq``
+    (the audit head ``state`` was read at) is recorded for the next one.
 
     Returns:
         The versions now published and the files written.
     """
     keys, names = _entries(state)
     previous = repo.current()
+    marker = repo.published()
+    if touched is not None and (previous is None or marker is None):
+        raise UsageError("an incremental publish needs a previous one: publish in full")
     run = _Publish(repo, signer, previous)
-    horizon = at + snapshot_expires
-    expires = at + targets_expires
+    horizon, expires = at + snapshot_expires, at + targets_expires
     keyid = signer.public_key.keyid
     roles = SuccinctRoles([keyid], 1, repo.config.bin_bits, BIN_PREFIX)
-    for name, targets in _bins_of(names, roles).items():
-        old = _previous_bin(repo, run.meta, name) if previous else None
-        run.role(name, old, targets, expires, horizon)
+    if touched is None:
+        bins = {
+            name: (_previous_bin(repo, run.meta, name), targets)
+            for name, targets in _bins_of(names, roles).items()
+        }
+    else:
+        bins = _touched_bins(repo, run.meta, names, touched, roles)
+    earliest = [marker.bins_expire] if touched is not None and marker is not None else []
+    for name, (old, targets) in bins.items():
+        earliest.append(run.role(name, old, targets, expires, horizon).signed.expires)
     delegations = Delegations({keyid: signer.public_key}, succinct_roles=roles)
     old_targets = previous.targets if previous else None
     if old_targets is not None and old_targets.signed.delegations != delegations:
         old_targets = None
     targets_md = run.role(Targets.type, old_targets, keys, expires, horizon, delegations)
     snapshot = _snapshot(run, previous, at, snapshot_expires)
-    timestamp = _timestamp(repo, signer, snapshot, previous, at, timestamp_expires)
+    timestamp = _timestamp(repo, signer, snapshot, previous, at, timestamp_expires, checkpoint)
     run.written.append("timestamp.json")
+    if seq is not None:
+        atomic_write(
+            repo.path / PUBLISHED_FILE,
+            _Published(seq, keyid, min(earliest, default=expires)).to_bytes(),
+        )
     return PublishResult(
         timestamp=timestamp.signed.version,
         snapshot=snapshot.signed.version,
         targets=targets_md.signed.version,
         written=tuple(run.written),
-        entries=len(keys) + len(state.contents or {}),
+        entries=len(keys) + len(state.contents or {}) if touched is None else None,
+        touched=len(touched) if touched is not None else None,
     )
 
 
@@ -426,14 +544,22 @@ def _timestamp(
     previous: _Current | None,
     at: datetime,
     expires_in: timedelta,
+    checkpoint: bytes | None,
 ) -> Metadata[Timestamp]:
     data = (repo.path / f"{snapshot.signed.version}.snapshot.json").read_bytes()
     version = previous.timestamp.signed.version + 1 if previous else 1
+    fields: dict[str, Any] = {}
+    if checkpoint is not None:
+        fields[CHECKPOINT_FIELD] = checkpoint.decode("utf-8")
+    elif previous is not None and CHECKPOINT_FIELD in previous.timestamp.signed.unrecognized_fields:
+        # No newer checkpoint given: keep the last one, so that hosts that demand it still sync.
+        fields[CHECKPOINT_FIELD] = previous.timestamp.signed.unrecognized_fields[CHECKPOINT_FIELD]
     md = Metadata(
         Timestamp(
             version=version,
             expires=at + expires_in,
             snapshot_meta=meta_file(snapshot.signed.version, data),
+            unrecognized_fields=fields,
         )
     )
     md.sign(signer)
@@ -442,9 +568,15 @@ def _timestamp(
 
 
 def refresh(
-    repo: Repository, signer: VtregSigner, *, at: datetime, timestamp_expires: timedelta
+    repo: Repository,
+    signer: VtregSigner,
+    *,
+    at: datetime,
+    timestamp_expires: timedelta,
+    checkpoint: bytes | None = None,
 ) -> PublishResult:
-    """Re-sign the timestamp alone (a new version, a new expiry), for a timer.
+    """Re-sign the timestamp alone (a new version, a new expiry, the latest
+    ``checkpoint`` if given), for a timer.
 
     Raises:
         NotFoundError: nothing was published yet.
@@ -452,7 +584,9 @@ def refresh(
     previous = repo.current()
     if previous is None:
         raise NotFoundError(f"{repo.path} has nothing published yet: run `vtreg fleet publish`")
-    timestamp = _timestamp(repo, signer, previous.snapshot, previous, at, timestamp_expires)
+    timestamp = _timestamp(
+        repo, signer, previous.snapshot, previous, at, timestamp_expires, checkpoint
+    )
     return PublishResult(
         timestamp=timestamp.signed.version,
         snapshot=previous.snapshot.signed.version,
@@ -464,12 +598,12 @@ def refresh(
 
 def rotate_root(
     repo: Repository,
-    old_keys: Sequence[SigningKey],
-    new_keys: Sequence[SigningKey],
+    old_keys: Sequence[Signer],
+    new_keys: Sequence[Signer],
     threshold: int,
     *,
     expires: datetime,
-    online: SigningKey | None = None,
+    online: Signer | None = None,
     online_key_file: str | None = None,
 ) -> Root:
     """Write root version N+1: new root keys (and optionally a new online key).
@@ -511,7 +645,7 @@ def rotate_root(
         md.sign(VtregSigner(key), append=True)
     repo.write(f"{root.version}.root.json", md)
     if online is not None and online_key_file is not None:
-        config = _Config(str(Path(online_key_file).absolute()), repo.config.bin_bits)
+        config = _Config(_lasting_ref(online_key_file), repo.config.bin_bits)
         atomic_write(repo.path / CONFIG_FILE, config.to_bytes(), 0o644)
         repo.config = config
     return root

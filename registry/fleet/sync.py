@@ -8,15 +8,21 @@ file, atomically. Any refusal leaves the state file as it was.
 
 ngclient works in a private temporary directory seeded from the state file:
 it is the only thing python-tuf writes to.
+
+With a log key (``log``, kept in the state once given), the host also
+witnesses the registry's transparency log: the checkpoint the verified
+timestamp carries must extend the one it accepted before (see
+:mod:`.witnessing`), or nothing is written.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import os
 import stat
 import tempfile
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -27,18 +33,14 @@ from tuf.api import exceptions
 from tuf.api.metadata import Metadata, Root, Snapshot, SuccinctRoles, Targets, Timestamp
 from tuf.ngclient import FetcherInterface, Updater, UpdaterConfig
 
-from vtreg.verifier.errors import FormatError, NotFoundError, UsageError, VerificationError
-from vtreg.verifier.trust import TrustedContent, TrustedKey, TrustState
-from vtreg.verifier.trust_state import (
-    canonical,
-    content_from_json,
-    floor_from_json,
-    key_from_json,
-    state_to_json,
-)
+from vtreg.verifier.errors import UsageError
+from vtreg.verifier.note import NoteVerifier
 
-from .repository import BIN_PREFIX, KEY_PATH, NAME_PATH
-from .state import FleetState, RoleInfo, read_fleet_state, write_fleet_state
+from ._collect import TOP_ROLES, collect, read_role, role_info, succinct
+from .errors import SyncError, SyncRefused
+from .repository import CHECKPOINT_FIELD, LOG_DIR, NAME_PATH
+from .state import FleetState, StateFile, update_fleet_state, write_fleet_state
+from .witnessing import checkpoint_size, witness_checkpoint
 
 __all__ = ["LocalFetcher", "SyncError", "SyncRefused", "SyncResult", "sync"]
 
@@ -53,14 +55,6 @@ _ATTACKS: tuple[tuple[type[Exception], str, str], ...] = (
     (exceptions.LengthOrHashMismatchError, "metadata-mismatch", "mix-and-match"),
     (exceptions.RepositoryError, "malformed", "malformed metadata"),
 )
-
-
-class SyncRefused(VerificationError):
-    """The repository served metadata the host refuses; nothing was changed."""
-
-
-class SyncError(NotFoundError):
-    """The repository could not be reached or read; nothing was changed."""
 
 
 class LocalFetcher(FetcherInterface):
@@ -100,9 +94,11 @@ class SyncResult:
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready description."""
+        checkpoint = self.state.checkpoint
         return {
             "changed": self.changed,
             "downloaded_bytes": self.downloaded,
+            "checkpoint": checkpoint_size(checkpoint) if checkpoint is not None else None,
             "roles": {name: info.to_json() for name, info in sorted(self.state.roles.items())},
         }
 
@@ -133,16 +129,26 @@ def _source(source: str) -> tuple[str, FetcherInterface]:
     return directory.as_uri() + "/", LocalFetcher()
 
 
-def _seed(workdir: str, previous: FleetState | None, root: bytes | None) -> bytes:
-    """Write the previously trusted metadata for ngclient; return the root to start from."""
+def _seed(workdir: str, previous: StateFile | None, root: bytes | None) -> bytes:
+    """Write the previously trusted top-level metadata for ngclient; the root to start from.
+
+    The bins are written only if the snapshot changed (:func:`_seed_bins`).
+    """
     if previous is None:
         if root is None:
             raise UsageError("the first sync needs a trusted root: --root ROOT.json")
         return root
-    for role, text in previous.metadata.items():
+    texts = previous.metadata(TOP_ROLES)
+    for role, text in texts.items():
         if role != Root.type:
             Path(workdir, f"{role}.json").write_text(text, encoding="utf-8")
-    return previous.metadata[Root.type].encode("utf-8")
+    return texts[Root.type].encode("utf-8")
+
+
+def _seed_bins(workdir: str, previous: StateFile) -> None:
+    for role, text in previous.metadata().items():
+        if role not in TOP_ROLES:
+            Path(workdir, f"{role}.json").write_text(text, encoding="utf-8")
 
 
 def _probes(roles: SuccinctRoles) -> dict[str, str]:
@@ -157,99 +163,6 @@ def _probes(roles: SuccinctRoles) -> dict[str, str]:
     raise AssertionError("unreachable")  # pragma: no cover
 
 
-def _read(workdir: str, role: str) -> str:
-    return Path(workdir, f"{role}.json").read_text(encoding="utf-8")
-
-
-def _entries(targets: Targets, where: str) -> Iterator[tuple[str, dict[str, Any]]]:
-    for path, target in targets.targets.items():
-        custom = target.custom
-        if not isinstance(custom, dict):
-            raise FormatError(f"target {path} in {where} carries no trust entry")
-        try:
-            target.verify_length_and_hashes(canonical(custom))
-        except exceptions.LengthOrHashMismatchError as e:
-            raise SyncRefused(
-                f"target {path} in {where}: its entry is not the one its hash names",
-                code="metadata-mismatch",
-            ) from e
-        yield path, custom
-
-
-def _keys(targets: Targets) -> list[TrustedKey]:
-    keys = []
-    for path, custom in _entries(targets, "targets"):
-        key = key_from_json(custom.get("key"))
-        if path != f"{KEY_PATH}{key.keyid}":
-            raise FormatError(f"target {path} carries the entry of key {key.keyid}")
-        keys.append(key)
-    return keys
-
-
-def _names(
-    bins: Mapping[str, Targets], roles: SuccinctRoles, wanted: frozenset[str] | None
-) -> tuple[list[TrustedContent], dict[tuple[str, str], str]]:
-    contents: list[TrustedContent] = []
-    floors: dict[tuple[str, str], str] = {}
-    for name, role in bins.items():
-        for path, custom in _entries(role, name):
-            if wanted is not None and path.removeprefix(NAME_PATH) not in wanted:
-                continue
-            if roles.get_role_for_target(path) != name:
-                raise FormatError(f"target {path} is in {name}, not in its own bin")
-            entry = [content_from_json(c) for c in custom.get("contents", [])]
-            entry_floors = [floor_from_json(f) for f in custom.get("floors", [])]
-            named = {c.name for c in entry} | {where[0] for where, _ in entry_floors}
-            if named - {path.removeprefix(NAME_PATH)}:
-                raise FormatError(f"target {path} carries entries of other names")
-            contents += entry
-            floors.update(entry_floors)
-    return contents, floors
-
-
-def _role_info(signed: Root | Timestamp | Snapshot | Targets) -> RoleInfo:
-    return RoleInfo(signed.version, signed.expires)
-
-
-def _collect(
-    workdir: str, source: str, synced_at: datetime, names: frozenset[str] | None
-) -> FleetState:
-    """The verified state ngclient left in ``workdir`` (of ``names``' bins, if given)."""
-    texts = {role: _read(workdir, role) for role in ("root", "timestamp", "snapshot", "targets")}
-    root = Metadata[Root].from_bytes(texts["root"].encode()).signed
-    timestamp = Metadata[Timestamp].from_bytes(texts["timestamp"].encode()).signed
-    snapshot = Metadata[Snapshot].from_bytes(texts["snapshot"].encode()).signed
-    targets = Metadata[Targets].from_bytes(texts["targets"].encode()).signed
-    roles = _succinct(targets)
-    bins: dict[str, Targets] = {}
-    loaded = roles.get_roles() if names is None else sorted(_bins_of(roles, names))
-    for name in loaded:
-        texts[name] = _read(workdir, name)
-        bins[name] = Metadata[Targets].from_bytes(texts[name].encode()).signed
-    contents, floors = _names(bins, roles, names)
-    info = {
-        name: _role_info(signed)
-        for name, signed in (
-            ("root", root),
-            ("timestamp", timestamp),
-            ("snapshot", snapshot),
-            ("targets", targets),
-        )
-    }
-    if bins:
-        earliest = min(bins.values(), key=lambda b: b.expires)
-        info[BIN_PREFIX] = RoleInfo(max(b.version for b in bins.values()), earliest.expires)
-    trust = TrustState.build(_keys(targets), contents, names=names, floors=floors)
-    return FleetState(source, synced_at, info, trust, texts)
-
-
-def _succinct(targets: Targets) -> SuccinctRoles:
-    delegations = targets.delegations
-    if delegations is None or delegations.succinct_roles is None:
-        raise FormatError("targets delegates to no hash bins: not a vtreg fleet repository")
-    return delegations.succinct_roles
-
-
 def _refused(error: Exception) -> SyncRefused | None:
     for kind, code, attack in _ATTACKS:
         if isinstance(error, kind):
@@ -257,8 +170,15 @@ def _refused(error: Exception) -> SyncRefused | None:
     return None
 
 
-def _bins_of(roles: SuccinctRoles, names: frozenset[str]) -> set[str]:
-    return {roles.get_role_for_target(f"{NAME_PATH}{name}") for name in names}
+def _unchanged(workdir: str, previous: FleetState, names: frozenset[str] | None) -> bool:
+    """Whether the snapshot and targets ngclient now trusts are the ones the state holds."""
+    snapshot = Metadata[Snapshot].from_bytes(Path(workdir, "snapshot.json").read_bytes()).signed
+    targets_v = snapshot.meta["targets.json"].version
+    return (
+        snapshot.version == previous.roles["snapshot"].version
+        and targets_v == previous.roles["targets"].version
+        and names == previous.names
+    )
 
 
 def _update(
@@ -267,14 +187,56 @@ def _update(
     fetcher: FetcherInterface,
     bootstrap: bytes,
     names: frozenset[str] | None,
-) -> None:
+    previous: StateFile | None,
+) -> bool:
+    """ngclient's refresh, then every wanted bin unless nothing changed; whether it walked them."""
     updater = Updater(workdir, url, fetcher=fetcher, config=UpdaterConfig(), bootstrap=bootstrap)
     updater.refresh()
+    if previous is not None and _unchanged(workdir, previous.header, names):
+        return False  # the same snapshot: the bins the state holds are the ones it names
+    if previous is not None:
+        _seed_bins(workdir, previous)  # ngclient verifies each again against the new snapshot
     targets = Metadata[Targets].from_bytes(Path(workdir, "targets.json").read_bytes()).signed
-    roles = _succinct(targets)
+    roles = succinct(targets)
     probes = _probes(roles).values() if names is None else [f"{NAME_PATH}{n}" for n in names]
     for probe in probes:
         updater.get_targetinfo(probe)  # loads (and verifies) the bin the path falls in
+    return True
+
+
+def _log_key(log: str | None, previous: FleetState | None) -> str | None:
+    """The vkey this host witnesses: the one given, else the one its state keeps."""
+    kept = previous.log if previous is not None else None
+    if log is not None and kept is not None and log != kept:
+        raise UsageError(f"this host witnesses the log {kept}, not {log}")
+    if log is not None:
+        NoteVerifier.parse(log)  # a malformed vkey is a usage error, before any download
+    return log or kept
+
+
+def _witness(
+    workdir: str,
+    url: str,
+    fetcher: FetcherInterface,
+    vkey: str,
+    previous: FleetState | None,
+) -> str:
+    """The checkpoint the verified timestamp carries, once checked against the last one."""
+    timestamp = Metadata[Timestamp].from_bytes(Path(workdir, "timestamp.json").read_bytes())
+    carried = timestamp.signed.unrecognized_fields.get(CHECKPOINT_FIELD)
+    note = carried.encode("utf-8") if isinstance(carried, str) else None
+    before = previous.checkpoint if previous is not None else None
+
+    def fetch(path: str, length: int) -> bytes:
+        try:
+            return fetcher.download_bytes(f"{url}{LOG_DIR}/{path}", length)
+        except exceptions.DownloadError as e:
+            raise SyncError(f"could not read tile {path} of the published log: {e}") from e
+
+    accepted = witness_checkpoint(
+        note, before.encode("utf-8") if before else None, NoteVerifier.parse(vkey), fetch
+    )
+    return accepted.decode("utf-8")
 
 
 def sync(
@@ -284,6 +246,7 @@ def sync(
     root: bytes | None,
     clock: datetime,
     names: Iterable[str] | None = None,
+    log: str | None = None,
 ) -> SyncResult:
     """Update the host's state from a fleet repository (a URL, or a directory).
 
@@ -296,6 +259,9 @@ def sync(
         names: the plugin names this host loads: only their bins are
             downloaded, and the state can decide about them alone (``None``:
             every bin, every name).
+        log: the vkey of the registry's transparency log: the timestamp's
+            checkpoint must be signed by it and extend the one accepted
+            before (kept in the state, and demanded from then on).
 
     Returns:
         The new state, whether the trust state changed, and the bytes read.
@@ -303,26 +269,78 @@ def sync(
     Raises:
         SyncRefused: the repository served metadata TUF refuses (the attack
             is named, with its code); the state file is unchanged.
+        LogError: the timestamp's checkpoint is refused (``log-*`` codes; a
+            fork is a ForkError with evidence); the state file is unchanged.
         SyncError: the repository could not be reached or read.
         UsageError: no state yet and no root.
     """
     wanted = frozenset(names) if names is not None else None
-    previous = read_fleet_state(state_path) if os.path.lexists(state_path) else None
-    url, fetcher = _source(source)
-    counting = _Counting(fetcher)
-    with tempfile.TemporaryDirectory(prefix="vtreg-sync-") as workdir:
-        bootstrap = _seed(workdir, previous, root)
-        try:
-            _update(workdir, url, counting, bootstrap, wanted)
-        except (exceptions.RepositoryError, exceptions.DownloadError) as e:
-            refusal = _refused(e)
-            if refusal is not None:
-                raise refusal from e
-            raise SyncError(f"could not read the repository at {source}: {e}") from e
-        except OSError as e:
-            raise SyncError(f"could not sync from {source}: {e.strerror or e}") from e
-        synced_at = clock if previous is None else previous.reference_time(clock)
-        state = _collect(workdir, source, synced_at, wanted)
-    changed = previous is None or state_to_json(previous.trust) != state_to_json(state.trust)
-    write_fleet_state(state_path, state)
-    return SyncResult(state, changed, counting.total)
+    previous = StateFile(state_path) if os.path.lexists(state_path) else None
+    try:
+        vkey = _log_key(log, previous.header if previous else None)
+        url, fetcher = _source(source)
+        counting = _Counting(fetcher)
+        with tempfile.TemporaryDirectory(prefix="vtreg-sync-") as workdir:
+            bootstrap = _seed(workdir, previous, root)
+            walked = _refresh(workdir, url, counting, bootstrap, wanted, previous, source)
+            header = previous.header if previous is not None else None
+            synced_at = clock if header is None else header.reference_time(clock)
+            checkpoint = (
+                _witness(workdir, url, counting, vkey, header) if vkey is not None else None
+            )
+            if not walked:
+                assert previous is not None  # noqa: S101 - only a previous state is unchanged
+                state = _touch(workdir, state_path, previous.header, synced_at, checkpoint)
+                return SyncResult(state, False, counting.total)
+            synced = collect(workdir, source, synced_at, wanted)
+    finally:
+        if previous is not None:
+            previous.close()
+    if vkey is not None:
+        header = dataclasses.replace(synced.header, log=vkey, checkpoint=checkpoint)
+        synced = dataclasses.replace(synced, header=header)
+    changed = previous is None or previous.header.trust_digest != synced.header.trust_digest
+    write_fleet_state(state_path, synced)
+    return SyncResult(synced.header, changed, counting.total)
+
+
+def _refresh(
+    workdir: str,
+    url: str,
+    fetcher: FetcherInterface,
+    bootstrap: bytes,
+    names: frozenset[str] | None,
+    previous: StateFile | None,
+    source: str,
+) -> bool:
+    """:func:`_update`, its errors named as refusals (an attack) or failures (unreachable)."""
+    try:
+        return _update(workdir, url, fetcher, bootstrap, names, previous)
+    except (exceptions.RepositoryError, exceptions.DownloadError) as e:
+        refusal = _refused(e)
+        if refusal is not None:
+            raise refusal from e
+        raise SyncError(f"could not read the repository at {source}: {e}") from e
+    except OSError as e:
+        raise SyncError(f"could not sync from {source}: {e.strerror or e}") from e
+
+
+def _touch(
+    workdir: str,
+    state_path: str,
+    previous: FleetState,
+    synced_at: datetime,
+    checkpoint: str | None,
+) -> FleetState:
+    """Nothing new: record the new timestamp (and root) and checkpoint, the rows as they are."""
+    texts = {role: read_role(workdir, role) for role in ("root", "timestamp")}
+    roles = dict(previous.roles)
+    roles["root"] = role_info(Metadata[Root].from_bytes(texts["root"].encode()).signed)
+    roles["timestamp"] = role_info(
+        Metadata[Timestamp].from_bytes(texts["timestamp"].encode()).signed
+    )
+    header = dataclasses.replace(
+        previous, synced_at=synced_at, roles=roles, checkpoint=checkpoint or previous.checkpoint
+    )
+    update_fleet_state(state_path, header, texts)
+    return header

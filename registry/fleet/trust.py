@@ -24,7 +24,7 @@ from vtreg.verifier.errors import NotFoundError, PolicyError, UsageError
 from vtreg.verifier.text import path_text
 from vtreg.verifier.trust import TrustState
 
-from .state import FleetState, read_fleet_state
+from .state import FleetState, StateFile
 
 if TYPE_CHECKING:
     from vtreg.registry.service import Registry
@@ -72,10 +72,10 @@ class FleetTrust:
         self.grace = grace
         self.audit = audit
         self.clock = clock
-        self._cached: tuple[tuple[int, int, int, int], FleetState] | None = None
+        self._cached: tuple[tuple[int, int, int, int], StateFile] | None = None
 
-    def fleet_state(self) -> FleetState:
-        """The state file as it is now (read again only when it was replaced).
+    def _file(self) -> StateFile:
+        """The state file as it is now (opened again only when it was replaced or updated).
 
         Raises:
             NotFoundError: there is no state file: run ``vtreg fleet sync`` first.
@@ -88,8 +88,18 @@ class FleetTrust:
             ) from e
         identity = (info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns)
         if self._cached is None or self._cached[0] != identity:
-            self._cached = (identity, read_fleet_state(self.path))
+            if self._cached is not None:
+                self._cached[1].close()
+            self._cached = (identity, StateFile(self.path))
         return self._cached[1]
+
+    def fleet_state(self) -> FleetState:
+        """The state file's header: versions, expiry, last sync.
+
+        Raises:
+            NotFoundError: there is no state file: run ``vtreg fleet sync`` first.
+        """
+        return self._file().header
 
     def state_for(self, envelope: bytes | None) -> TrustState:
         """The synced trust state, unless it has expired (and no grace covers that).
@@ -98,11 +108,11 @@ class FleetTrust:
             PolicyError: ``trust-expired``.
             NotFoundError: no state file.
         """
-        del envelope  # the whole state is local: nothing to pick
-        fleet = self.fleet_state()
+        state = self._file()
+        fleet = state.header
         now = fleet.reference_time(self.clock())
         if now < fleet.expires:
-            return fleet.trust
+            return state.trust_for(envelope)
         if self.grace is None or now >= fleet.expires + self.grace:
             allowed = f" and the {self.grace} grace is over" if self.grace is not None else ""
             raise PolicyError(
@@ -126,7 +136,7 @@ class FleetTrust:
                 },
             )
         )
-        return fleet.trust
+        return state.trust_for(envelope)
 
 
 def host_audit() -> Registry:

@@ -81,6 +81,7 @@ class Fleet:
         at: datetime | None = None,
         timestamp: timedelta = timedelta(days=1),
         snapshot: timedelta = timedelta(days=7),
+        checkpoint: bytes | None = None,
     ) -> PublishResult:
         return publish(
             self.repo,
@@ -90,16 +91,23 @@ class Fleet:
             timestamp_expires=timestamp,
             snapshot_expires=snapshot,
             targets_expires=timedelta(days=90),
+            checkpoint=checkpoint,
         )
 
     def sync(self, source: str | Path | None = None, **kwargs: Any) -> SyncResult:
         root = (self.repo.path / "1.root.json").read_bytes()
         clock = kwargs.pop("clock", utc_now())
-        return sync(str(source or self.repo.path), str(self.state), root=root, clock=clock)
+        state = str(kwargs.pop("state", self.state))
+        return sync(str(source or self.repo.path), state, root=root, clock=clock, **kwargs)
 
     def trust(self, plugin: Path, key: SigningKey, **kwargs: Any) -> None:
-        (plugin / "plugin.sig").write_bytes(sign(capture(plugin), key, at=utc_now()).envelope)
-        self.registry.trust(capture(plugin), **kwargs)
+        self.registry.trust(capture(sign_plugin(plugin, key)), **kwargs)
+
+
+def sign_plugin(plugin: Path, key: SigningKey) -> Path:
+    """``plugin`` with a plugin.sig by ``key``."""
+    (plugin / "plugin.sig").write_bytes(sign(capture(plugin), key, at=utc_now()).envelope)
+    return plugin
 
 
 @pytest.fixture
@@ -110,6 +118,7 @@ def fleet(tmp_path: Path, key: SigningKey) -> Iterator[Fleet]:
     repo_dir = tmp_path / "repo"
     online_file = tmp_path / "online.key"
     online_file.write_bytes(online.to_pem(None))
+    online_file.chmod(0o600)
     init_repository(
         repo_dir, root_keys, 2, online, str(online_file), expires=utc_now() + timedelta(days=365)
     )

@@ -11,7 +11,8 @@ from tests.fleet.conftest import Fleet
 from tests.helpers import foreign_library
 from tests.loader.conftest import RecordingAudit
 from vtreg.loader import PluginLoader
-from vtreg.registry.fleet import FleetTrust, read_fleet_state
+from vtreg.registry.fleet import FleetTrust
+from vtreg.registry.fleet.state import StateFile
 from vtreg.verifier.errors import PolicyError
 from vtreg.verifier.keys import SigningKey
 
@@ -29,7 +30,7 @@ def test_a_fleet_host_keeps_the_platforms_and_their_floors(
     fleet.publish()
     fleet.sync()
 
-    synced = read_fleet_state(str(fleet.state)).trust
+    synced = StateFile(str(fleet.state)).full_trust()
     assert synced == fleet.registry.full_state()
     assert sorted(c.platforms for c in (synced.contents or {}).values()) == [
         ("linux-x86_64",),

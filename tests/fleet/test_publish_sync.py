@@ -14,8 +14,9 @@ from tests.fleet.conftest import Fleet, Server, utc_now
 from tests.loader.conftest import RecordingAudit
 from vtreg.loader import PluginLoader
 from vtreg.registry.fleet import GRACE_ACTION, FleetTrust, read_fleet_state
+from vtreg.registry.fleet.state import StateFile
 from vtreg.registry.fleet.sync import SyncError
-from vtreg.verifier.errors import PolicyError, UsageError, VerificationError
+from vtreg.verifier.errors import PolicyError, UsageError, VerificationError, VtregError
 from vtreg.verifier.keys import SigningKey
 
 Factory = Callable[..., Path]
@@ -55,7 +56,7 @@ def test_the_state_carries_keys_contents_thresholds_pins_and_floors(
     fleet.publish()
     fleet.sync()
 
-    synced = read_fleet_state(str(fleet.state)).trust
+    synced = StateFile(str(fleet.state)).full_trust()
     assert synced == fleet.registry.full_state()
     assert synced.floors == {("tool", next(iter(synced.floors))[1]): "2.0.0"}
     assert sorted(c.pinned for c in (synced.contents or {}).values()) == [False, True]
@@ -199,9 +200,10 @@ def test_a_clock_set_back_does_not_revive_an_expired_state(
     state = read_fleet_state(str(fleet.state))
     from dataclasses import replace
 
-    from vtreg.registry.fleet.state import write_fleet_state
+    from vtreg.registry.fleet.state import update_fleet_state
 
-    write_fleet_state(str(fleet.state), replace(state, synced_at=state.expires + timedelta(1)))
+    later = replace(state, synced_at=state.expires + timedelta(1))
+    update_fleet_state(str(fleet.state), later, {})
     # ...so a clock that now reads before the expiry is not believed.
     loader = PluginLoader(FleetTrust(fleet.state, clock=utc_now), None, [plugin.parent])
     with pytest.raises(PolicyError) as refused:
@@ -228,10 +230,11 @@ def test_a_host_of_a_few_names_downloads_only_their_bins(
     root = (fleet.repo.path / "1.root.json").read_bytes()
     everything = sync(server.url, str(fleet.state) + ".all", root=root, clock=utc_now())
     few = sync(server.url, str(fleet.state), root=root, clock=utc_now(), names=["hello"])
-    assert [role for role in few.state.metadata if role.startswith("bins-")] == [
+    few_roles = StateFile(str(fleet.state)).metadata()
+    assert [role for role in few_roles if role.startswith("bins-")] == [
         SuccinctRoles([], 1, 8, "bins").get_role_for_target("names/hello")
     ]
-    assert len(everything.state.metadata) == 4 + 256
+    assert len(StateFile(str(fleet.state) + ".all").metadata()) == 4 + 256
     assert few.downloaded < everything.downloaded / 2
 
     loader = PluginLoader(FleetTrust(fleet.state), None, [hello.parent])
@@ -239,3 +242,51 @@ def test_a_host_of_a_few_names_downloads_only_their_bins(
     with pytest.raises(VtregError, match="does not hold other") as undecided:
         loader.load_plugin(other)
     assert not isinstance(undecided.value, VerificationError)  # could not decide, not "no"
+
+
+def test_a_sync_with_nothing_new_updates_the_header_in_place_and_keeps_the_rows(
+    fleet: Fleet, plugin_factory: Factory, key: SigningKey
+) -> None:
+    from vtreg.registry.fleet.repository import refresh
+
+    fleet.trust(plugin_factory("hello"), key)
+    fleet.publish()
+    fleet.sync()
+    before = StateFile(str(fleet.state))
+    rows = before.full_trust()
+    identity = fleet.state.stat().st_ino
+    refresh(fleet.repo, fleet.signer, at=utc_now(), timestamp_expires=timedelta(days=2))
+    fleet.sync()
+    after = StateFile(str(fleet.state))
+    assert fleet.state.stat().st_ino == identity  # not rewritten: one transaction in place
+    assert after.header.roles["timestamp"].version == before.header.roles["timestamp"].version + 1
+    assert after.header.expires > before.header.expires
+    assert after.full_trust() == rows
+    assert (
+        after.metadata(["timestamp"])["timestamp"]
+        == (fleet.repo.path / "timestamp.json").read_text()
+    )
+    fleet.trust(plugin_factory("other"), key)
+    fleet.publish()
+    assert fleet.sync().changed  # a new snapshot: a new file, renamed over the old one
+    assert fleet.state.stat().st_ino != identity
+
+
+def test_a_load_reads_only_the_row_of_the_name_it_claims(
+    fleet: Fleet, plugin_factory: Factory, key: SigningKey
+) -> None:
+    """Another name's row, damaged, does not matter to this load: it is never read."""
+    import sqlite3
+
+    hello, other = plugin_factory("hello"), plugin_factory("other")
+    fleet.trust(hello, key)
+    fleet.trust(other, key)
+    fleet.publish()
+    fleet.sync()
+    with sqlite3.connect(fleet.state) as db:
+        db.execute("UPDATE names SET entry = 'not json' WHERE name = 'other'")
+    db.close()
+    loader = PluginLoader(FleetTrust(fleet.state), None, [hello.parent])
+    assert loader.load_plugin(hello).execute().success
+    with pytest.raises(VtregError, match="malformed entry"):
+        PluginLoader(FleetTrust(fleet.state), None, [other.parent]).load_plugin(other)
