@@ -37,6 +37,8 @@ from sqlalchemy.engine import Connection, Engine
 from vtreg.verifier.errors import RegistryError, UsageError
 from vtreg.verifier.text import printable
 
+from .revisions import REVISIONS, SCHEMA_HEAD
+
 if TYPE_CHECKING:
     from alembic.config import Config
 
@@ -57,11 +59,6 @@ __all__ = [
     "vtreg_home",
 ]
 
-# The migrations this vtreg ships, oldest first. Knowing them here lets an
-# up-to-date registry be opened without importing Alembic (~100 ms);
-# tests/registry/test_schema.py checks this list against migrations/.
-REVISIONS = ("0001", "0002", "0003", "0004", "0005")
-SCHEMA_HEAD = REVISIONS[-1]
 
 ENV_DATABASE_URL = "VTREG_DATABASE_URL"
 ENV_HOME = "VTREG_HOME"

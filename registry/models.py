@@ -118,6 +118,8 @@ class Plugin(Base):
             sqlite_where=text("revoked_at IS NULL"),
             postgresql_where=text("revoked_at IS NULL"),
         ),
+        # `vtreg list`'s order, walked by its stream and its --after cursor.
+        Index("ix_plugins_list", "name", "trusted_at", "id"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -130,6 +132,9 @@ class Plugin(Base):
     platform: Mapped[str] = mapped_column(String(64))
     library: Mapped[str] = mapped_column(String(255))
     envelope: Mapped[bytes] = mapped_column(LargeBinary)
+    # The `expires` of the statement `envelope` signs (None: never), so that the
+    # effective status needs no envelope parsed (vtreg.verifier.status).
+    signature_expires: Mapped[datetime | None] = mapped_column(UtcDateTime)
     threshold: Mapped[int] = mapped_column(Integer, default=1)
     pinned: Mapped[bool] = mapped_column(Boolean, default=False)
     trusted_at: Mapped[datetime] = mapped_column(UtcDateTime)

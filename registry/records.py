@@ -6,16 +6,21 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import sqlalchemy as sa
-import sqlalchemy.orm
-
-from vtreg.verifier.envelope import format_time
 from vtreg.verifier.errors import UsageError
-from vtreg.verifier.signatures import VerifiedPlugin
+from vtreg.verifier.status import LOADABLE
+from vtreg.verifier.times import format_time
 
-from .models import Key, Plugin
+# Only types from these: the records are built by the read paths too, which
+# import neither SQLAlchemy's ORM nor the pydantic models (registry.reader).
+if TYPE_CHECKING:
+    import sqlalchemy as sa
+    import sqlalchemy.orm
+
+    from vtreg.verifier.signatures import VerifiedPlugin
+
+    from .models import Key, Plugin
 
 __all__ = [
     "LOADABLE",
@@ -26,9 +31,6 @@ __all__ = [
     "digest_condition",
     "short_digest",
 ]
-
-LOADABLE = "loadable"
-"""The effective status of a content that would load now; any other status is a refusal code."""
 
 _SHORT_DIGEST = len("sha256:") + 16
 _MIN_DIGEST_PREFIX = 8  # hex digits after "sha256:", as for key ids

@@ -168,6 +168,7 @@ class _Accepted:
     envelope: bytes
     signers: tuple[str, ...]
     signature_keyids: tuple[str, ...]
+    expires: datetime | None  # the statement's: plugins.signature_expires
 
     @classmethod
     def of_verified(cls, verified: VerifiedPlugin) -> _Accepted:
@@ -180,6 +181,7 @@ class _Accepted:
             verified.envelope,
             verified.signers,
             verified.signature_keyids,
+            verified.expires,
         )
 
     @classmethod
@@ -194,6 +196,7 @@ class _Accepted:
             signed.envelope,
             signed.signers,
             signed.signature_keyids,
+            predicate.expires,
         )
 
     @property
@@ -1098,6 +1101,7 @@ def _new_plugin_row(
         platform=verified.platform,
         library=verified.library,
         envelope=verified.envelope,
+        signature_expires=verified.expires,
         threshold=threshold,
         pinned=pin,
         trusted_at=at,
@@ -1167,6 +1171,7 @@ def _raise_terms(row: Plugin, threshold: int, pin: bool) -> bool:
 def _take_envelope(row: Plugin, verified: _Accepted) -> None:
     """Make ``verified``'s envelope the row's current one, its counted signers the row's."""
     row.envelope = verified.envelope
+    row.signature_expires = verified.expires
     wanted = set(verified.signers)
     row.signers = [s for s in row.signers if s.keyid in wanted]
     kept = {s.keyid for s in row.signers}
