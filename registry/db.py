@@ -46,6 +46,8 @@ __all__ = [
     "ENV_DATABASE_URL",
     "ENV_HOME",
     "ENV_LOCK_TIMEOUT",
+    "REVISIONS",
+    "SCHEMA_HEAD",
     "alembic_config",
     "begin_sqlite",
     "connect",
