@@ -1,4 +1,5 @@
-"""The registry's settings from the environment: where it lives, how long to wait for a lock.
+"""The registry's settings from the environment: where it lives, how long to wait for a
+lock, who is acting.
 
 Stdlib only, so that the read paths (:mod:`vtreg.registry.reader`) find the
 registry without importing SQLAlchemy; :mod:`vtreg.registry.db` re-exports
@@ -7,24 +8,32 @@ every name.
 
 from __future__ import annotations
 
+import getpass
 import math
 import os
+import socket
 import sys
+import unicodedata
 from pathlib import Path
 
 from vtreg.verifier.errors import RegistryError, UsageError
 
 __all__ = [
+    "ENV_ACTOR",
     "ENV_DATABASE_URL",
     "ENV_HOME",
     "ENV_LOCK_TIMEOUT",
     "SUPPORTED_BACKENDS",
+    "checked_actor",
+    "default_actor",
     "default_url",
     "lock_timeout",
     "normalize_url",
     "vtreg_home",
 ]
 
+ENV_ACTOR = "VTREG_ACTOR"
+_MAX_ACTOR = 255  # models.AuditRow.actor, Key.added_by, ...: String(255)
 ENV_DATABASE_URL = "VTREG_DATABASE_URL"
 ENV_HOME = "VTREG_HOME"
 ENV_LOCK_TIMEOUT = "VTREG_LOCK_TIMEOUT"
@@ -106,3 +115,25 @@ def lock_timeout() -> float:
             f"{_MAX_LOCK_TIMEOUT_S:g}, got {text!r}"
         )
     return value
+
+
+def default_actor() -> str:
+    """Who is acting: ``$VTREG_ACTOR``, else ``user@host``."""
+    configured = os.environ.get(ENV_ACTOR)
+    if configured:
+        return configured
+    try:
+        user = getpass.getuser()
+    except OSError:
+        user = str(os.getuid()) if hasattr(os, "getuid") else "unknown"
+    return f"{user}@{socket.gethostname()}"
+
+
+def checked_actor(actor: str) -> str:
+    """``actor`` if every engine can store it: at most 255 characters (the column),
+    none of them control or format characters (it is shown on terminals and in CSV)."""
+    if len(actor) > _MAX_ACTOR:
+        raise UsageError(f"{ENV_ACTOR} is {len(actor)} characters long; at most {_MAX_ACTOR}")
+    if any(unicodedata.category(c)[0] == "C" or c in "\u2028\u2029" for c in actor):
+        raise UsageError(f"{ENV_ACTOR} {actor!r} holds control characters")
+    return actor

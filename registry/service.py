@@ -19,11 +19,8 @@ the same transaction as its audit event.
 from __future__ import annotations
 
 import contextlib
-import getpass
 import json
 import os
-import socket
-import unicodedata
 from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass
 from dataclasses import replace as replace_fields
@@ -62,6 +59,8 @@ from vtreg.verifier.tree import PendingCapture, PluginTree, capture, read_signat
 from vtreg.verifier.trust import TrustedContent, TrustState
 
 from . import audit
+from .config import checked_actor as _checked_actor
+from .config import default_actor
 from .db import connect, database_errors, default_url, ensure_schema, normalize_url
 from .models import AuditCheckpoint, AuditLog, Key, Plugin, PluginEnvelope, PluginSigner
 from .records import (
@@ -78,37 +77,12 @@ from .statements import Cursor, HotPath, Statements
 
 __all__ = ["Registry", "default_actor"]
 
-ENV_ACTOR = "VTREG_ACTOR"
-_MAX_ACTOR = 255  # models.AuditRow.actor, Key.added_by, ...: String(255)
-
 
 _BATCH = 500  # rows read, and judged, at a time by a listing
 
 
 class _DryRun(Exception):
     """Raised at the end of a dry run's transaction, so that it rolls back."""
-
-
-def default_actor() -> str:
-    """Who is acting: ``$VTREG_ACTOR``, else ``user@host``."""
-    configured = os.environ.get(ENV_ACTOR)
-    if configured:
-        return configured
-    try:
-        user = getpass.getuser()
-    except OSError:
-        user = str(os.getuid()) if hasattr(os, "getuid") else "unknown"
-    return f"{user}@{socket.gethostname()}"
-
-
-def _checked_actor(actor: str) -> str:
-    """``actor`` if every engine can store it: at most 255 characters (the column),
-    none of them control or format characters (it is shown on terminals and in CSV)."""
-    if len(actor) > _MAX_ACTOR:
-        raise UsageError(f"{ENV_ACTOR} is {len(actor)} characters long; at most {_MAX_ACTOR}")
-    if any(unicodedata.category(c)[0] == "C" or c in "\u2028\u2029" for c in actor):
-        raise UsageError(f"{ENV_ACTOR} {actor!r} holds control characters")
-    return actor
 
 
 def _now() -> datetime:

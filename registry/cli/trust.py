@@ -82,7 +82,7 @@ def _table(headers: list[str], rows: list[list[str]]) -> str:
 
 
 def _when(value: datetime | None) -> str:
-    from vtreg.verifier.envelope import format_time
+    from vtreg.verifier.times import format_time  # not envelope's: that imports pydantic
 
     return format_time(value) if value else "-"
 
@@ -140,9 +140,12 @@ def key_add(
 @db_option
 def key_list(settings: Settings, db_url: str | None) -> Report:
     """List the registry's keys (revoked and expired ones included)."""
+    from vtreg.registry.listing import key_infos
+    from vtreg.registry.reader import read_registry
+
     now = utc_now()
-    with open_registry(db_url) as registry:
-        keys = registry.list_keys()
+    with read_registry(db_url) as reader:
+        keys = key_infos(reader)
     rows = [
         [
             _short(k.keyid),
@@ -523,13 +526,18 @@ def list_plugins(
     example `key-revoked`, `rollback`, `content-revoked`: docs/codes.md),
     judged from the envelope last trusted for that content.
     """
-    with open_registry(db_url) as registry:
-        keyid = registry.resolve_keyid(signed_by) if signed_by else None
-        with registry.plugin_stream(signed_by=keyid, revoked=True if revoked else None) as found:
-            if settings.json:  # read, judged and written in batches: constant memory
-                stream_json("plugins", (p.to_json() for p in found), dict)
-                return Report(data={}, text="", printed=True)
-            plugins = list(found)
+    from vtreg.registry.listing import PluginQuery, plugin_infos, resolve_keyid
+    from vtreg.registry.reader import read_registry
+
+    with read_registry(db_url) as reader:
+        keyid = resolve_keyid(reader, signed_by) if signed_by else None
+        found = plugin_infos(
+            reader, PluginQuery(signed_by=keyid, revoked=True if revoked else None)
+        )
+        if settings.json:  # read, judged and written a row at a time: constant memory
+            stream_json("plugins", (p.to_json() for p in found), dict)
+            return Report(data={}, text="", printed=True)
+        plugins = list(found)
     text = _table(_PLUGIN_HEADERS, _plugin_rows(plugins)) or "no plugins"
     if keyid is not None:
         former = [p for p in plugins if keyid in p.former_signers]
@@ -543,11 +551,13 @@ def list_plugins(
 @db_option
 def show(settings: Settings, name: str, db_url: str | None) -> Report:
     """Show every trusted version of plugin NAME, and whether each would load now."""
+    from vtreg.registry.listing import PluginQuery, key_infos, plugin_infos
+    from vtreg.registry.reader import read_registry
     from vtreg.verifier.errors import NotFoundError
 
-    with open_registry(db_url) as registry:
-        plugins = registry.plugins(name=name)
-        names = {k.keyid: k.name for k in registry.list_keys()}
+    with read_registry(db_url) as reader:
+        plugins = list(plugin_infos(reader, PluginQuery(name=name)))
+        names = {k.keyid: k.name for k in key_infos(reader)}
     if not plugins:
         raise NotFoundError(f"no plugin named {name} in the registry")
 
@@ -607,8 +617,11 @@ def db_upgrade(settings: Settings, db_url: str | None) -> Report:
 @db_option
 def db_info(settings: Settings, db_url: str | None) -> Report:
     """Which registry this is, its schema revision, what it holds, where the audit log stands."""
-    with open_registry(db_url) as registry:
-        info = registry.info()
+    from vtreg.registry.listing import registry_info
+    from vtreg.registry.reader import read_registry
+
+    with read_registry(db_url) as reader:
+        info = registry_info(reader)
     head = info["audit"]
     head["head"] = chain_digest(head["head"])
     text = "\n".join(

@@ -1,0 +1,232 @@
+"""What the registry holds, read for people: trusted contents with their effective status,
+and keys (``vtreg list``, ``show``, ``key list``), through a :class:`~.reader.Reader`.
+
+Each content's status is judged as a load would judge it now
+(:func:`vtreg.verifier.status.content_status`) from columns alone: its
+signers, its signature's expiry, its record, and whether its version is below
+its name's rollback floor, which the same SELECT finds with one probe of
+``ix_plugins_floor``. So a million contents stream in constant memory, in
+``ix_plugins_list``'s order, without one envelope parsed.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from vtreg.verifier.errors import NotFoundError, UsageError
+from vtreg.verifier.status import ContentRecord, KeyTerms, content_status
+from vtreg.verifier.times import format_time
+
+from .reader import Reader, time_in
+from .records import KeyInfo, PluginInfo
+from .revisions import SCHEMA_HEAD
+
+__all__ = [
+    "PluginQuery",
+    "key_infos",
+    "plugin_infos",
+    "registry_info",
+    "resolve_keyid",
+]
+
+_KEYS = (
+    "SELECT keyid, name, scopes, expires_at, added_at, added_by, revoked_at, revoked_reason "
+    "FROM keys ORDER BY added_at, keyid"
+)
+# Columns of a content row, in PluginRow's order. The last three: its signers, every key
+# that signed an envelope accepted for it, and whether a newer unrevoked version of its
+# name and platform is trusted (the floor: the last entry of one ix_plugins_floor range).
+_PLUGIN_COLUMNS = (
+    "p.name, p.version, p.content_digest, p.platform, p.threshold, p.pinned, p.trusted_at, "
+    "p.trusted_by, p.revoked_at, p.revoked_reason, p.signature_expires"
+)
+_FLOOR = (
+    "(SELECT f.version_key FROM plugins f WHERE f.name = p.name AND f.platform = p.platform "
+    "AND f.revoked_at IS NULL ORDER BY f.version_key DESC LIMIT 1)"
+)
+
+
+@dataclass(frozen=True)
+class PluginQuery:
+    """Which contents to list: every filter given, in list order, after a cursor."""
+
+    name: str | None = None
+    signed_by: str | None = None  # a full key id
+    revoked: bool | None = None  # None: both kinds
+    after: str | None = None  # a content digest: continue after it
+
+
+def _plugin_select(reader: Reader, query: PluginQuery) -> tuple[str, list[Any]]:
+    mark = reader.mark
+    signers = f"(SELECT {reader.agg('s.keyid')} FROM plugin_signers s WHERE s.plugin_id = p.id)"
+    former = f"(SELECT {reader.agg('e.signers')} FROM plugin_envelopes e WHERE e.plugin_id = p.id)"
+    older = f"CASE WHEN p.version_key < {_FLOOR} THEN 1 ELSE 0 END"
+    where: list[str] = []
+    params: list[Any] = []
+    if query.name is not None:
+        where.append(f"p.name = {mark}")
+        params.append(query.name)
+    if query.signed_by is not None:
+        where.append(
+            f"(p.id IN (SELECT plugin_id FROM plugin_signers WHERE keyid = {mark}) OR p.id IN "
+            f"(SELECT plugin_id FROM plugin_envelopes WHERE signers LIKE {mark}))"
+        )
+        params += [query.signed_by, f"%{query.signed_by}%"]  # a key id is hex: no wildcard
+    if query.revoked is not None:
+        where.append(f"p.revoked_at IS {'NOT ' if query.revoked else ''}NULL")
+    if query.after is not None:
+        where.append(
+            "(p.name, p.trusted_at, p.id) > (SELECT c.name, c.trusted_at, c.id FROM plugins c "
+            f"WHERE c.content_digest = {mark})"
+        )
+        params.append(query.after)
+    statement = f"SELECT {_PLUGIN_COLUMNS}, {signers}, {former}, {older} FROM plugins p"
+    if where:
+        statement += " WHERE " + " AND ".join(where)
+    return statement + " ORDER BY p.name, p.trusted_at, p.id", params
+
+
+def _key_terms(reader: Reader) -> dict[str, KeyTerms]:
+    """What the status reads of every key (revoked and expired ones included)."""
+    return {
+        keyid: KeyTerms(
+            revoked_reason if revoked_at is not None else None,
+            time_in(expires_at),
+            tuple(json.loads(scopes)),
+        )
+        for keyid, scopes, expires_at, revoked_at, revoked_reason in reader.rows(
+            "SELECT keyid, scopes, expires_at, revoked_at, revoked_reason FROM keys"
+        )
+    }
+
+
+def plugin_infos(
+    reader: Reader, query: PluginQuery, *, at: datetime | None = None
+) -> Iterator[PluginInfo]:
+    """The contents ``query`` asks for, in list order, each with its effective status at
+    ``at`` (default: now).
+
+    Raises:
+        UsageError: ``query.after`` names no trusted content.
+    """
+    if query.after is not None:
+        found = reader.rows(
+            f"SELECT 1 FROM plugins WHERE content_digest = {reader.mark}", (query.after,)
+        )
+        if not found:
+            raise UsageError(f"--after {query.after}: no such content in the registry")
+    keys = _key_terms(reader)
+    at = at or datetime.now(UTC)
+    statement, params = _plugin_select(reader, query)
+    for row in reader.stream(statement, params):
+        yield _info(row, keys, at)
+
+
+def _info(row: tuple[Any, ...], keys: dict[str, KeyTerms], at: datetime) -> PluginInfo:
+    (name, version, digest, platform, threshold, pinned, trusted_at, trusted_by) = row[:8]
+    revoked_at, revoked_reason, expires, signed, former, older = row[8:]
+    signers = tuple(sorted(signed.split())) if signed else ()
+    record = ContentRecord(
+        name,
+        signers,
+        time_in(expires),
+        int(threshold),
+        bool(pinned),
+        revoked_at is not None,
+        bool(older),
+    )
+    return PluginInfo(
+        name=name,
+        version=version,
+        content_digest=digest,
+        platform=platform,
+        signers=signers,
+        threshold=int(threshold),
+        pinned=bool(pinned),
+        trusted_at=time_in(trusted_at),  # type: ignore[arg-type] # NOT NULL
+        trusted_by=trusted_by,
+        revoked_at=time_in(revoked_at),
+        revoked_reason=revoked_reason,
+        status=content_status(record, keys, at),
+        former_signers=tuple(sorted(set(former.split()) - set(signers))) if former else (),
+    )
+
+
+def key_infos(reader: Reader) -> list[KeyInfo]:
+    """Every key, revoked ones included, oldest first."""
+    return [
+        KeyInfo(
+            keyid=keyid,
+            name=name,
+            scopes=tuple(json.loads(scopes)),
+            expires_at=time_in(expires_at),
+            added_at=time_in(added_at),  # type: ignore[arg-type] # NOT NULL
+            added_by=added_by,
+            revoked_at=time_in(revoked_at),
+            revoked_reason=revoked_reason,
+        )
+        for keyid, name, scopes, expires_at, added_at, added_by, revoked_at, revoked_reason in (
+            reader.rows(_KEYS)
+        )
+    ]
+
+
+def resolve_keyid(reader: Reader, text: str) -> str:
+    """A full key id from a full id, a unique prefix of at least 8 hex digits, or a key name
+    (as :meth:`vtreg.registry.service.Registry.resolve_keyid`).
+
+    Raises:
+        NotFoundError: no key matches.
+        UsageError: too short a prefix, or it matches several keys.
+    """
+    text = text.strip()
+    hex_id = text.lower()
+    is_hex = len(hex_id) >= 8 and all(c in "0123456789abcdef" for c in hex_id)
+    mark = reader.mark
+    by_id = reader.rows(f"SELECT keyid FROM keys WHERE keyid LIKE {mark} LIMIT 2", (hex_id + "%",))
+    by_name = reader.rows(f"SELECT keyid FROM keys WHERE name = {mark}", (text,))
+    found = [str(k) for (k,) in (by_id if is_hex else []) or by_name]
+    if not found:
+        if not is_hex and len(text) < 8 and not by_name:
+            raise UsageError(
+                f"{text!r} is not a key id (64 hex digits, or a prefix of 8 or more) "
+                "nor the name of a key"
+            )
+        raise NotFoundError(f"no key {text} in the registry")
+    if len(found) > 1:
+        what = "key id prefix" if is_hex and by_id else "key name"
+        raise UsageError(f"{what} {text} matches several keys; give more digits of its id")
+    return found[0]
+
+
+def registry_info(reader: Reader) -> dict[str, Any]:
+    """Which registry this is and what it holds: schema revision, counts, the chain head
+    (as :meth:`vtreg.registry.service.Registry.info`; JSON-ready)."""
+
+    def counts(table: str) -> dict[str, int]:
+        ((total, revoked),) = reader.rows(f"SELECT count(*), count(revoked_at) FROM {table}")
+        return {"trusted": int(total) - int(revoked), "revoked": int(revoked)}
+
+    ((revision,),) = reader.rows("SELECT version_num FROM alembic_version")
+    keys, plugins = counts("keys"), counts("plugins")
+    ((seq, head),) = reader.rows("SELECT seq, hash FROM audit_chain_head")
+    last = reader.rows(f"SELECT at FROM audit_events WHERE seq = {reader.mark}", (seq,))
+    last_at = time_in(last[0][0]) if last else None
+    return {
+        "url": reader.url,
+        "engine": reader.engine,
+        "revision": revision,
+        "head_revision": SCHEMA_HEAD,
+        "keys": keys,
+        "plugins": plugins,
+        "audit": {
+            "events": int(seq),
+            "head": head if seq else None,
+            "last_at": format_time(last_at) if last_at else None,
+        },
+        "actor": reader.actor,
+    }
