@@ -78,7 +78,7 @@ def test_status_from_columns_is_the_decision_cores(
     with Registry.open(database_url) as registry:
         _fill(registry, signed_plugin)
         with registry.snapshot() as connection:
-            envelopes = dict(
+            envelopes: dict[str, bytes] = dict(
                 connection.execute(sa.text("SELECT content_digest, envelope FROM plugins")).all()
             )
         expected = {d: _core_status(bytes(e), registry, at) for d, e in envelopes.items()}
