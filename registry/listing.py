@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -27,6 +27,7 @@ from .revisions import SCHEMA_HEAD
 
 __all__ = [
     "PluginQuery",
+    "count_plugins",
     "key_infos",
     "plugin_infos",
     "registry_info",
@@ -44,6 +45,8 @@ _PLUGIN_COLUMNS = (
     "p.name, p.version, p.content_digest, p.platform, p.threshold, p.pinned, p.trusted_at, "
     "p.trusted_by, p.revoked_at, p.revoked_reason, p.signature_expires"
 )
+_HEX = frozenset("0123456789abcdef")
+_MIN_DIGEST_PREFIX = 8  # hex digits after "sha256:", as everywhere digests are taken
 _FLOOR = (
     "(SELECT f.version_key FROM plugins f WHERE f.name = p.name AND f.platform = p.platform "
     "AND f.revoked_at IS NULL ORDER BY f.version_key DESC LIMIT 1)"
@@ -60,11 +63,9 @@ class PluginQuery:
     after: str | None = None  # a content digest: continue after it
 
 
-def _plugin_select(reader: Reader, query: PluginQuery) -> tuple[str, list[Any]]:
+def _plugin_where(reader: Reader, query: PluginQuery) -> tuple[str, list[Any]]:
+    """The WHERE clause (empty, or starting with a space) of ``query``, and its parameters."""
     mark = reader.mark
-    signers = f"(SELECT {reader.agg('s.keyid')} FROM plugin_signers s WHERE s.plugin_id = p.id)"
-    former = f"(SELECT {reader.agg('e.signers')} FROM plugin_envelopes e WHERE e.plugin_id = p.id)"
-    older = f"CASE WHEN p.version_key < {_FLOOR} THEN 1 ELSE 0 END"
     where: list[str] = []
     params: list[Any] = []
     if query.name is not None:
@@ -84,10 +85,23 @@ def _plugin_select(reader: Reader, query: PluginQuery) -> tuple[str, list[Any]]:
             f"WHERE c.content_digest = {mark})"
         )
         params.append(query.after)
-    statement = f"SELECT {_PLUGIN_COLUMNS}, {signers}, {former}, {older} FROM plugins p"
-    if where:
-        statement += " WHERE " + " AND ".join(where)
+    return (" WHERE " + " AND ".join(where) if where else ""), params
+
+
+def _plugin_select(reader: Reader, query: PluginQuery) -> tuple[str, list[Any]]:
+    signers = f"(SELECT {reader.agg('s.keyid')} FROM plugin_signers s WHERE s.plugin_id = p.id)"
+    former = f"(SELECT {reader.agg('e.signers')} FROM plugin_envelopes e WHERE e.plugin_id = p.id)"
+    older = f"CASE WHEN p.version_key < {_FLOOR} THEN 1 ELSE 0 END"
+    where, params = _plugin_where(reader, query)
+    statement = f"SELECT {_PLUGIN_COLUMNS}, {signers}, {former}, {older} FROM plugins p{where}"
     return statement + " ORDER BY p.name, p.trusted_at, p.id", params
+
+
+def count_plugins(reader: Reader, query: PluginQuery) -> int:
+    """How many contents ``query`` asks for (for "N more" after a page)."""
+    where, params = _plugin_where(reader, query)
+    ((count,),) = reader.rows(f"SELECT count(*) FROM plugins p{where}", params)
+    return int(count)
 
 
 def _key_terms(reader: Reader) -> dict[str, KeyTerms]:
@@ -114,11 +128,7 @@ def plugin_infos(
         UsageError: ``query.after`` names no trusted content.
     """
     if query.after is not None:
-        found = reader.rows(
-            f"SELECT 1 FROM plugins WHERE content_digest = {reader.mark}", (query.after,)
-        )
-        if not found:
-            raise UsageError(f"--after {query.after}: no such content in the registry")
+        query = replace(query, after=_content_named(reader, query.after))
     keys = _key_terms(reader)
     at = at or datetime.now(UTC)
     statement, params = _plugin_select(reader, query)
@@ -154,6 +164,31 @@ def _info(row: tuple[Any, ...], keys: dict[str, KeyTerms], at: datetime) -> Plug
         status=content_status(record, keys, at),
         former_signers=tuple(sorted(set(former.split()) - set(signers))) if former else (),
     )
+
+
+def _content_named(reader: Reader, digest: str) -> str:
+    """The one content digest ``digest`` names: itself, or a prefix as tables print it.
+
+    Raises:
+        UsageError: no content, or several, or not a digest.
+    """
+    text = digest.strip().lower()
+    algorithm, _, hex_part = text.partition(":")
+    if algorithm != "sha256" or len(hex_part) < _MIN_DIGEST_PREFIX or set(hex_part) - _HEX:
+        raise UsageError(f"--after {digest}: not a content digest (sha256: and hex digits)")
+    # A whole digest is one probe of its unique index; a prefix (hex and a colon: no
+    # wildcard) a scan, as LIKE uses no index on either engine here.
+    whole = len(hex_part) == 64
+    found = reader.rows(
+        "SELECT content_digest FROM plugins WHERE content_digest "
+        + (f"= {reader.mark}" if whole else f"LIKE {reader.mark} LIMIT 2"),
+        (text if whole else text + "%",),
+    )
+    if not found:
+        raise UsageError(f"--after {digest}: no such content in the registry")
+    if len(found) > 1:
+        raise UsageError(f"--after {digest}: the prefix matches several contents; give more")
+    return str(found[0][0])
 
 
 def key_infos(reader: Reader) -> list[KeyInfo]:

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import re
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -75,6 +75,7 @@ class Reader:
         self.actor = actor
         self._on_close = on_close
         self._streams = 0
+        self._open: list[Generator[Any]] = []
 
     def agg(self, column: str) -> str:
         """SQL joining ``column``'s values of a group with spaces (any order)."""
@@ -91,7 +92,13 @@ class Reader:
 
     def stream(self, statement: str, params: Sequence[Any] = ()) -> Iterator[Any]:
         """The rows of ``statement``, fetched a batch at a time (a server-side cursor on
-        PostgreSQL), so that memory stays bounded however many there are."""
+        PostgreSQL), so that memory stays bounded however many there are. A stream left
+        unfinished (a page) is closed with the reader."""
+        rows = self._stream(statement, params)
+        self._open.append(rows)
+        return rows
+
+    def _stream(self, statement: str, params: Sequence[Any]) -> Generator[Any]:
         if self.sqlite:
             cursor = self._connection.cursor()
         else:
@@ -108,6 +115,8 @@ class Reader:
     def close(self) -> None:
         """End the transaction (it wrote nothing) and close the connection."""
         try:
+            for rows in self._open:
+                rows.close()  # its cursor, before the connection
             self._connection.rollback()
         finally:
             self._connection.close()
