@@ -22,14 +22,14 @@ from vtreg.verifier.status import ContentRecord, KeyTerms, content_status
 from vtreg.verifier.times import format_time
 
 from .reader import Reader, time_in
-from .records import KeyInfo, PluginInfo
+from .records import KeyInfo
 from .revisions import SCHEMA_HEAD
 
 __all__ = [
     "PluginQuery",
     "count_plugins",
     "key_infos",
-    "plugin_infos",
+    "plugin_documents",
     "registry_info",
     "resolve_keyid",
 ]
@@ -118,11 +118,12 @@ def _key_terms(reader: Reader) -> dict[str, KeyTerms]:
     }
 
 
-def plugin_infos(
+def plugin_documents(
     reader: Reader, query: PluginQuery, *, at: datetime | None = None
-) -> Iterator[PluginInfo]:
+) -> Iterator[dict[str, Any]]:
     """The contents ``query`` asks for, in list order, each with its effective status at
-    ``at`` (default: now).
+    ``at`` (default: now), as :meth:`~vtreg.registry.records.PluginInfo.to_json` writes
+    them (built straight from the row: at a million rows, every microsecond shows).
 
     Raises:
         UsageError: ``query.after`` names no trusted content.
@@ -133,37 +134,42 @@ def plugin_infos(
     at = at or datetime.now(UTC)
     statement, params = _plugin_select(reader, query)
     for row in reader.stream(statement, params):
-        yield _info(row, keys, at)
+        yield _document(row, keys, at)
 
 
-def _info(row: tuple[Any, ...], keys: dict[str, KeyTerms], at: datetime) -> PluginInfo:
+def _time_text(value: datetime | str | None) -> str | None:
+    """A stored time as --json writes it (format_time); SQLite's text (SQLAlchemy's
+    ``YYYY-MM-DD HH:MM:SS.ffffff``, naive UTC) is cut to it without a datetime."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return f"{value[:10]}T{value[11:19]}Z"
+    return format_time(value)
+
+
+def _document(row: tuple[Any, ...], keys: dict[str, KeyTerms], at: datetime) -> dict[str, Any]:
     (name, version, digest, platform, threshold, pinned, trusted_at, trusted_by) = row[:8]
     revoked_at, revoked_reason, expires, signed, former, older = row[8:]
-    signers = tuple(sorted(signed.split())) if signed else ()
+    signers = sorted(signed.split()) if signed else []
+    threshold, pinned = int(threshold), bool(pinned)
     record = ContentRecord(
-        name,
-        signers,
-        time_in(expires),
-        int(threshold),
-        bool(pinned),
-        revoked_at is not None,
-        bool(older),
+        name, signers, time_in(expires), threshold, pinned, revoked_at is not None, bool(older)
     )
-    return PluginInfo(
-        name=name,
-        version=version,
-        content_digest=digest,
-        platform=platform,
-        signers=signers,
-        threshold=int(threshold),
-        pinned=bool(pinned),
-        trusted_at=time_in(trusted_at),  # type: ignore[arg-type] # NOT NULL
-        trusted_by=trusted_by,
-        revoked_at=time_in(revoked_at),
-        revoked_reason=revoked_reason,
-        status=content_status(record, keys, at),
-        former_signers=tuple(sorted(set(former.split()) - set(signers))) if former else (),
-    )
+    return {
+        "name": name,
+        "version": version,
+        "content_digest": digest,
+        "platform": platform,
+        "signers": signers,
+        "former_signers": sorted(set(former.split()) - set(signers)) if former else [],
+        "threshold": threshold,
+        "pinned": pinned,
+        "trusted_at": _time_text(trusted_at),
+        "trusted_by": trusted_by,
+        "revoked_at": _time_text(revoked_at),
+        "revoked_reason": revoked_reason,
+        "status": content_status(record, keys, at),
+    }
 
 
 def _content_named(reader: Reader, digest: str) -> str:

@@ -166,6 +166,8 @@ class PluginEnvelope(Base):
     """
 
     __tablename__ = "plugin_envelopes"
+    # Covers what `vtreg list` reads of each content's history: who signed (not the bytes).
+    __table_args__ = (Index("ix_plugin_envelopes_signers", "plugin_id", "signers"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     plugin_id: Mapped[int] = mapped_column(ForeignKey("plugins.id"), index=True)

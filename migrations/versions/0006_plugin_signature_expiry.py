@@ -6,7 +6,9 @@ effective status reads besides the signers ``plugin_signers`` already holds
 (vtreg.verifier.status). Existing rows get it from their envelope.
 ``ix_plugins_list`` is the order ``vtreg list`` prints in (name, time trusted),
 so the listing and its ``--after`` cursor walk an index instead of sorting
-every row first.
+every row first; ``ix_plugin_envelopes_signers`` covers the signers of every
+envelope accepted for a content, which the listing reads (``former_signers``)
+without touching the envelopes themselves.
 
 Revision ID: 0006
 Revises: 0005
@@ -37,6 +39,9 @@ def upgrade() -> None:
         "plugins", sa.Column("signature_expires", sa.DateTime(timezone=True), nullable=True)
     )
     op.create_index("ix_plugins_list", "plugins", ["name", "trusted_at", "id"], unique=False)
+    op.create_index(
+        "ix_plugin_envelopes_signers", "plugin_envelopes", ["plugin_id", "signers"], unique=False
+    )
     bind = op.get_bind()
     plugins = sa.table("plugins", sa.column("id"), sa.column("signature_expires", UtcDateTime()))
     rows = bind.execute(sa.text("SELECT id, envelope FROM plugins ORDER BY id"))
@@ -65,6 +70,7 @@ def _expires(envelope: bytes) -> datetime | None:
 
 
 def downgrade() -> None:
+    op.drop_index("ix_plugin_envelopes_signers", table_name="plugin_envelopes")
     op.drop_index("ix_plugins_list", table_name="plugins")
     # In place on both engines (SQLite 3.35 and later): a batch copy of plugins would
     # have to drop a table that plugin_signers and plugin_envelopes refer to.

@@ -486,17 +486,25 @@ def _labels(plugins: tuple[PluginInfo, ...] | list[PluginInfo]) -> str:
     return ", ".join(p.label for p in plugins) or "none"
 
 
-def _plugin_row(p: PluginInfo) -> list[str]:
+def _plugin_row(p: dict[str, Any]) -> list[str]:
+    """A --json plugin document as a row of the table (its times are format_time's)."""
     from vtreg.registry.records import short_digest
 
     return [
-        p.name,
-        p.version,
-        p.status + (" (pinned)" if p.pinned else ""),
-        ",".join(_short(k) for k in p.signers) or "-",
-        short_digest(p.content_digest),
-        _when(p.trusted_at),
+        p["name"],
+        p["version"],
+        p["status"] + (" (pinned)" if p["pinned"] else ""),
+        ",".join(_short(k) for k in p["signers"]) or "-",
+        short_digest(p["content_digest"]),
+        p["trusted_at"],
     ]
+
+
+def _document_label(p: dict[str, Any]) -> str:
+    """:attr:`PluginInfo.label` of a --json plugin document."""
+    from vtreg.registry.records import short_digest
+
+    return f"{p['name']}@{p['version']} ({short_digest(p['content_digest'])})"
 
 
 _PLUGIN_HEADERS = ["NAME", "VERSION", "STATUS", "SIGNERS", "DIGEST", "TRUSTED"]
@@ -541,7 +549,7 @@ def list_plugins(
     many more there are. A truncated answer names the content to continue
     --after (`next` in JSON).
     """
-    from vtreg.registry.listing import PluginQuery, count_plugins, plugin_infos, resolve_keyid
+    from vtreg.registry.listing import PluginQuery, count_plugins, plugin_documents, resolve_keyid
     from vtreg.registry.reader import read_registry
 
     if limit is None and not settings.json and on_terminal():
@@ -549,9 +557,9 @@ def list_plugins(
     with read_registry(db_url) as reader:
         keyid = resolve_keyid(reader, signed_by) if signed_by else None
         query = PluginQuery(signed_by=keyid, revoked=True if revoked else None, after=after)
-        page = Page(plugin_infos(reader, query), limit, lambda p: p.content_digest)
+        page = Page(plugin_documents(reader, query), limit, lambda p: str(p["content_digest"]))
         if settings.json:  # read, judged and written a row at a time: constant memory
-            stream_json("plugins", (p.to_json() for p in page), lambda: _list_tail(page))
+            stream_json("plugins", page, lambda: _list_tail(page))
         else:
             _print_plugins(page, keyid)
         more = count_plugins(reader, replace(query, after=page.last)) if page.truncated else 0
@@ -564,19 +572,19 @@ def list_plugins(
     return Report(data={}, text="", printed=True)
 
 
-def _list_tail(page: Page[PluginInfo, str]) -> dict[str, Any]:
+def _list_tail(page: Page[dict[str, Any], str]) -> dict[str, Any]:
     return {"truncated": page.truncated, "next": page.last if page.truncated else None}
 
 
-def _print_plugins(plugins: Iterable[PluginInfo], keyid: str | None) -> None:
+def _print_plugins(plugins: Iterable[dict[str, Any]], keyid: str | None) -> None:
     """The table of ``plugins`` on stdout, streamed; then, for --signed-by, those the key
     signed only in an envelope replaced since."""
-    former: list[PluginInfo] = []
+    former: list[str] = []
 
     def rows() -> Iterator[list[str]]:
         for p in plugins:
-            if keyid is not None and keyid in p.former_signers:
-                former.append(p)
+            if keyid is not None and keyid in p["former_signers"]:
+                former.append(_document_label(p))
             yield _plugin_row(p)
 
     out = sys.stdout  # a line at a time: click.echo's checks cost more than the line
@@ -587,7 +595,7 @@ def _print_plugins(plugins: Iterable[PluginInfo], keyid: str | None) -> None:
     if not shown:
         out.write("no plugins\n")
     if former:
-        out.write(f"signed by {_short(keyid or '')} before a newer envelope: {_labels(former)}\n")
+        out.write(f"signed by {_short(keyid or '')} before a newer envelope: {', '.join(former)}\n")
     out.flush()
 
 
@@ -596,36 +604,36 @@ def _print_plugins(plugins: Iterable[PluginInfo], keyid: str | None) -> None:
 @db_option
 def show(settings: Settings, name: str, db_url: str | None) -> Report:
     """Show every trusted version of plugin NAME, and whether each would load now."""
-    from vtreg.registry.listing import PluginQuery, key_infos, plugin_infos
+    from vtreg.registry.listing import PluginQuery, key_infos, plugin_documents
     from vtreg.registry.reader import read_registry
     from vtreg.verifier.errors import NotFoundError
 
     with read_registry(db_url) as reader:
-        plugins = list(plugin_infos(reader, PluginQuery(name=name)))
+        plugins = list(plugin_documents(reader, PluginQuery(name=name)))
         names = {k.keyid: k.name for k in key_infos(reader)}
     if not plugins:
         raise NotFoundError(f"no plugin named {name} in the registry")
 
-    def keys(keyids: tuple[str, ...]) -> str:
+    def keys(keyids: list[str]) -> str:
         return ", ".join(f"{_short(k)} ({names[k]})" if k in names else _short(k) for k in keyids)
 
     blocks = []
     for p in plugins:
         lines = [
-            f"{p.name} {p.version}" + (" [revoked]" if p.revoked_at else ""),
-            f"  status     {p.status}",
-            f"  content    {p.content_digest}",
-            f"  platform   {p.platform}",
-            f"  signed by  {keys(p.signers) or '-'} (threshold {p.threshold})",
-            f"  trusted    {_when(p.trusted_at)} by {p.trusted_by}"
-            + (" (pinned)" if p.pinned else ""),
+            f"{p['name']} {p['version']}" + (" [revoked]" if p["revoked_at"] else ""),
+            f"  status     {p['status']}",
+            f"  content    {p['content_digest']}",
+            f"  platform   {p['platform']}",
+            f"  signed by  {keys(p['signers']) or '-'} (threshold {p['threshold']})",
+            f"  trusted    {p['trusted_at']} by {p['trusted_by']}"
+            + (" (pinned)" if p["pinned"] else ""),
         ]
-        if p.former_signers:
-            lines.append(f"  earlier    {keys(p.former_signers)}")
-        if p.revoked_at:
-            lines.append(f"  revoked    {_when(p.revoked_at)}: {p.revoked_reason}")
+        if p["former_signers"]:
+            lines.append(f"  earlier    {keys(p['former_signers'])}")
+        if p["revoked_at"]:
+            lines.append(f"  revoked    {p['revoked_at']}: {p['revoked_reason']}")
         blocks.append("\n".join(lines))
-    return Report(data={"plugins": [p.to_json() for p in plugins]}, text="\n\n".join(blocks))
+    return Report(data={"plugins": plugins}, text="\n\n".join(blocks))
 
 
 # --- database ---

@@ -16,7 +16,7 @@ import pytest
 import sqlalchemy as sa
 
 from tests.registry.conftest import SignedPlugin
-from vtreg.registry.listing import PluginQuery, key_infos, plugin_infos, registry_info
+from vtreg.registry.listing import PluginQuery, key_infos, plugin_documents, registry_info
 from vtreg.registry.reader import open_reader, read_registry
 from vtreg.registry.service import Registry
 from vtreg.verifier.decision import decide_envelope
@@ -84,7 +84,9 @@ def test_status_from_columns_is_the_decision_cores(
         expected = {d: _core_status(bytes(e), registry, at) for d, e in envelopes.items()}
 
     with read_registry(database_url) as reader:
-        listed = {p.content_digest: p.status for p in plugin_infos(reader, PluginQuery(), at=at)}
+        listed = {
+            p["content_digest"]: p["status"] for p in plugin_documents(reader, PluginQuery(), at=at)
+        }
 
     assert listed == expected
     codes = set(listed.values())
@@ -97,32 +99,32 @@ def test_status_from_columns_is_the_decision_cores(
 def test_the_listing_is_the_registrys(database_url: str, signed_plugin: SignedPlugin) -> None:
     with Registry.open(database_url) as registry:
         _fill(registry, signed_plugin)
-        expected_plugins = registry.plugins()
+        expected_plugins = [p.to_json() for p in registry.plugins()]
         expected_keys = registry.list_keys()
         expected_info = registry.info()
 
     reader = open_reader(database_url)
     assert reader is not None  # the common case is the read path's own
     with reader:
-        assert list(plugin_infos(reader, PluginQuery())) == expected_plugins
+        assert list(plugin_documents(reader, PluginQuery())) == expected_plugins
         assert key_infos(reader) == expected_keys
         assert registry_info(reader) == expected_info
-        revoked = list(plugin_infos(reader, PluginQuery(revoked=True)))
-        assert [p.name for p in revoked] == ["cut"]
-        rolled = list(plugin_infos(reader, PluginQuery(name="roll")))
-        assert [p.version for p in rolled] == ["1.0.0", "2.0.0"]
+        revoked = list(plugin_documents(reader, PluginQuery(revoked=True)))
+        assert [p["name"] for p in revoked] == ["cut"]
+        rolled = list(plugin_documents(reader, PluginQuery(name="roll")))
+        assert [p["version"] for p in rolled] == ["1.0.0", "2.0.0"]
 
 
 def test_after_continues_in_list_order(database_url: str, signed_plugin: SignedPlugin) -> None:
     with Registry.open(database_url) as registry:
         _fill(registry, signed_plugin)
     with read_registry(database_url) as reader:
-        every = [p.content_digest for p in plugin_infos(reader, PluginQuery())]
+        every = [p["content_digest"] for p in plugin_documents(reader, PluginQuery())]
         for index, digest in enumerate(every):
-            rest = plugin_infos(reader, PluginQuery(after=digest))
-            assert [p.content_digest for p in rest] == every[index + 1 :]
+            rest = plugin_documents(reader, PluginQuery(after=digest))
+            assert [p["content_digest"] for p in rest] == every[index + 1 :]
         with pytest.raises(UsageError, match="no such content"):
-            list(plugin_infos(reader, PluginQuery(after="sha256:" + "0" * 64)))
+            list(plugin_documents(reader, PluginQuery(after="sha256:" + "0" * 64)))
 
 
 def test_an_older_schema_is_left_to_the_registry_which_refuses_it(database_url: str) -> None:
