@@ -80,10 +80,10 @@ def main() -> None:
         }
         print(f"median of {args.runs}" + (", one core" if args.one_core else ""))
         print(f"{'command':<32} {'wall ms':>8} {'cpu ms':>8}  {'cpu vs python3 -c pass':>22}")
-        base = None
+        base = 0.0
         for label, cmd in floors.items():
             wall, cpu = _median(pinned(cmd, args.one_core), env, args.runs)
-            base = base or cpu
+            base = base or cpu  # python3 -c pass
             print(f"{label:<32} {wall * 1000:>8.1f} {cpu * 1000:>8.1f}  {cpu / base:>21.1f}x")
         for command in _COMMANDS:
             argv = [part.format(plugin=plugin) for part in command]

@@ -22,7 +22,7 @@ from vtreg.verifier.status import ContentRecord, KeyTerms, content_status
 from vtreg.verifier.times import format_time
 
 from .reader import Reader, time_in
-from .records import KeyInfo
+from .records import KeyInfo, checked_digest
 from .revisions import SCHEMA_HEAD
 
 __all__ = [
@@ -45,8 +45,6 @@ _PLUGIN_COLUMNS = (
     "p.name, p.version, p.content_digest, p.platform, p.threshold, p.pinned, p.trusted_at, "
     "p.trusted_by, p.revoked_at, p.revoked_reason, p.signature_expires"
 )
-_HEX = frozenset("0123456789abcdef")
-_MIN_DIGEST_PREFIX = 8  # hex digits after "sha256:", as everywhere digests are taken
 _FLOOR = (
     "(SELECT f.version_key FROM plugins f WHERE f.name = p.name AND f.platform = p.platform "
     "AND f.revoked_at IS NULL ORDER BY f.version_key DESC LIMIT 1)"
@@ -178,13 +176,10 @@ def _content_named(reader: Reader, digest: str) -> str:
     Raises:
         UsageError: no content, or several, or not a digest.
     """
-    text = digest.strip().lower()
-    algorithm, _, hex_part = text.partition(":")
-    if algorithm != "sha256" or len(hex_part) < _MIN_DIGEST_PREFIX or set(hex_part) - _HEX:
-        raise UsageError(f"--after {digest}: not a content digest (sha256: and hex digits)")
+    text = checked_digest(digest)
     # A whole digest is one probe of its unique index; a prefix (hex and a colon: no
     # wildcard) a scan, as LIKE uses no index on either engine here.
-    whole = len(hex_part) == 64
+    whole = len(text) == len("sha256:") + 64
     found = reader.rows(
         "SELECT content_digest FROM plugins WHERE content_digest "
         + (f"= {reader.mark}" if whole else f"LIKE {reader.mark} LIMIT 2"),

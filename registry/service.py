@@ -446,34 +446,13 @@ class Registry:
             NotFoundError: no key matches.
             UsageError: too short a prefix, or it matches several keys.
         """
-        text = text.strip()
-        hex_id = text.lower()
-        is_hex = len(hex_id) >= 8 and all(c in "0123456789abcdef" for c in hex_id)
+        from .listing import resolve_keyid
+        from .reader import Reader
+
         with self._read() as session:
-            by_id = (
-                list(
-                    session.execute(
-                        sa.select(Key.keyid)
-                        .where(Key.keyid.startswith(hex_id, autoescape=True))
-                        .limit(2)
-                    ).scalars()
-                )
-                if is_hex
-                else []
-            )
-            by_name = list(session.execute(sa.select(Key.keyid).where(Key.name == text)).scalars())
-        found = by_id or by_name
-        if not found:
-            if not is_hex and len(text) < 8 and not by_name:
-                raise UsageError(
-                    f"{text!r} is not a key id (64 hex digits, or a prefix of 8 or more) "
-                    "nor the name of a key"
-                )
-            raise NotFoundError(f"no key {text} in the registry")
-        if len(found) > 1:
-            what = "key id prefix" if by_id else "key name"
-            raise UsageError(f"{what} {text} matches several keys; give more digits of its id")
-        return found[0]
+            raw = session.connection().connection  # the DBAPI connection, in this transaction
+            sqlite = self.engine.dialect.name == "sqlite"
+            return resolve_keyid(Reader(raw, self.url, sqlite=sqlite, driver_error=Exception), text)
 
     def revoke_key(self, keyid: str, reason: str, *, dry_run: bool = False) -> KeyChange:
         """Revoke a key: its signatures stop counting everywhere, now and later.

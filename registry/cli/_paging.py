@@ -11,7 +11,6 @@ million of them cost disk, not memory.
 from __future__ import annotations
 
 import sys
-import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from typing import Generic, TypeVar
 
@@ -51,6 +50,8 @@ class Page(Generic[T, C]):
 def table_lines(headers: list[str], rows: Iterable[list[str]]) -> Iterator[str]:
     """The lines of a table of ``rows`` under ``headers``, columns padded to their widest
     cell (each escaped: names and reasons come from outside); nothing if there are none."""
+    import tempfile  # only a table needs it
+
     widths = [len(h) for h in headers]
     with tempfile.TemporaryFile("w+", encoding="utf-8") as spool:
         for row in rows:

@@ -104,18 +104,22 @@ def audit_group(
         raise UsageError("--csv and --json are alternatives")
     paged = filters.get("limit") is None and not (as_csv or settings.json) and on_terminal()
     limit = PAGE if paged else filters.get("limit")
-    with open_registry(db_url) as registry:
-        filters["keyid"] = registry.resolve_keyid(key) if key else None
+    from vtreg.registry.audit_read import count_events, event_stream
+    from vtreg.registry.listing import resolve_keyid
+    from vtreg.registry.reader import read_registry
+
+    with read_registry(db_url) as reader:
+        filters["keyid"] = resolve_keyid(reader, key) if key else None
         unlimited: QueryFilters = {**filters, "limit": None}
-        with registry.audit_stream(**unlimited) as (events, remaining):
-            page = Page(events, limit, lambda event: event.seq)
-            if as_csv:
-                _write_csv(page)
-            elif settings.json:
-                _write_json(page)
-            else:
-                emit_report(_report(list(page)), settings)
-            more = remaining(page.last) if page.truncated and page.last is not None else 0
+        page = Page(event_stream(reader, **unlimited), limit, lambda event: event.seq)
+        if as_csv:
+            _write_csv(page)
+        elif settings.json:
+            _write_json(page)
+        else:
+            emit_report(_report(list(page)), settings)
+        below: QueryFilters = {**unlimited, "after": page.last}
+        more = count_events(reader, **below) if page.truncated and page.last is not None else 0
     if page.truncated and not settings.json:
         click.echo(
             f"vtreg: {more} more event{'s' if more != 1 else ''}: continue with "

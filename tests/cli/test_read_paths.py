@@ -1,4 +1,4 @@
-"""The read commands (list, show, key list, db info) through the real CLI on SQLite and
+"""The read commands (list, show, key list, db info, audit) through the real CLI on SQLite and
 PostgreSQL: what they import, and how `list` pages (issue: operator workflows, 13 and 14)."""
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+import click
 import pytest
 
 from tests.helpers import CliResult, invoke_cli, ok, one_line_error
@@ -58,10 +59,10 @@ def _imports(db: str, *args: str) -> tuple[int, str, list[str]]:
         stderr=subprocess.PIPE,
         pass_fds=(write,),
         env=env,
-        text=True,
     ) as child:
         os.close(write)
-        out, err = child.communicate(timeout=120)
+        raw_out, raw_err = child.communicate(timeout=120)
+        out, err = raw_out.decode(), raw_err.decode()  # CSV's CRLF kept as written
         with os.fdopen(read) as probe:
             heavy = probe.read().split()
     assert "Traceback" not in err, err
@@ -79,6 +80,9 @@ def _imports(db: str, *args: str) -> tuple[int, str, list[str]]:
         ("key", "list", "--json"),
         ("db", "info"),
         ("db", "info", "--json"),
+        ("audit",),
+        ("audit", "--json", "--limit", "2"),
+        ("audit", "--csv", "--plugin", "hel*"),
     ],
     ids=" ".join,
 )
@@ -142,3 +146,30 @@ def test_a_listing_streams_as_one_json_document(
     assert (code, heavy) == (0, [])
     document = json.loads(out)
     assert list(document) == ["ok", "schema", "plugins", "truncated", "next"]
+
+
+_SUBCOMMANDS = """
+import sys
+import click
+from vtreg.registry.cli._app import cli, register_commands
+register_commands(sys.argv[1:])
+command = cli.commands.get(sys.argv[1])
+names = sorted(command.commands) if isinstance(command, click.Group) else []
+print(" ".join(["found" if command else "missing", *names]))
+"""
+
+
+def test_each_command_is_registered_by_its_own_modules() -> None:
+    """A command line imports only the modules of the command it names (start-up): each
+    top-level command, with every subcommand, is there all the same."""
+    from vtreg.registry.cli import cli
+
+    for name, command in sorted(cli.commands.items()):
+        subcommands = sorted(command.commands) if isinstance(command, click.Group) else []
+        child = subprocess.run(
+            [sys.executable, "-c", _SUBCOMMANDS, name],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        assert child.stdout.split() == ["found", *subcommands], name

@@ -16,6 +16,7 @@ import pytest
 import sqlalchemy as sa
 
 from tests.registry.conftest import SignedPlugin
+from vtreg.registry.audit_read import count_events, event_stream
 from vtreg.registry.listing import PluginQuery, key_infos, plugin_documents, registry_info
 from vtreg.registry.reader import open_reader, read_registry
 from vtreg.registry.service import Registry
@@ -145,3 +146,42 @@ def test_a_missing_registry_is_not_created(tmp_path: Path) -> None:
     with pytest.raises(RegistryError, match="no registry at"):
         read_registry(url).__enter__()
     assert not (tmp_path / "typo.db").exists()
+
+
+def test_audit_filters_are_the_registrys(database_url: str, signed_plugin: SignedPlugin) -> None:
+    with Registry.open(database_url) as registry:
+        _fill(registry, signed_plugin)
+        events = registry.audit_events(limit=None)
+        some_key = events[-1].keyids[0]  # the first key added
+        digest = next(e.digest for e in events if e.digest)
+        middle = events[len(events) // 2]
+        cases: list[dict[str, object]] = [
+            {},
+            {"plugin": "roll"},
+            {"plugin": "scoped-*"},
+            {"plugin": "r?ll"},
+            {"keyid": some_key},
+            {"keyid": some_key, "after": middle.seq},
+            {"action": "plugin.trust"},
+            {"outcome": "ok", "action": "key.add"},
+            {"actor": events[0].actor},
+            {"actor": "nobody"},
+            {"digest": digest},
+            {"digest": digest[: len("sha256:") + 8]},
+            {"since": middle.at},
+            {"until": middle.at},
+            {"after": middle.seq},
+        ]
+        expected = [registry.audit_events(**case, limit=None) for case in cases]  # type: ignore[arg-type]
+
+    with read_registry(database_url) as reader:
+        for case, wanted in zip(cases, expected, strict=True):
+            found = list(event_stream(reader, **case))  # type: ignore[arg-type]
+            assert found == wanted, case
+            assert count_events(reader, **case) == len(wanted), case  # type: ignore[arg-type]
+        with pytest.raises(UsageError, match="a name glob may use"):
+            event_stream(reader, plugin="h[ab]")
+        with pytest.raises(UsageError, match="not a content digest"):
+            event_stream(reader, digest="sha256:12")
+    assert all(expected[1:3])  # the cases do select something
+    assert not expected[9]
