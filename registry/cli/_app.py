@@ -259,10 +259,10 @@ def vtreg_command(
 # The modules that register each command (and its subcommands). `vtreg list` then imports
 # one module, not all six; tests/cli/test_read_paths.py checks this table against the CLI.
 _COMMAND_MODULES = {
-    "audit": ("audit", "tlog"),
+    "audit": ("audit",),
     "db": ("trust",),
     "fleet": ("fleet",),
-    "key": ("trust", "signing"),
+    "key": ("trust",),
     "keygen": ("signing",),
     "list": ("trust",),
     "revoke": ("trust",),
@@ -275,6 +275,14 @@ _COMMAND_MODULES = {
     "witness": ("tlog",),
 }
 _EVERY_MODULE = ("audit", "fleet", "runner", "signing", "tlog", "trust")
+# Subcommands registered by another module than their group's, imported only when one of
+# them is on the command line, or --help, or (for a group that cannot run alone) no
+# subcommand at all: those list every subcommand.
+_SUBCOMMAND_MODULES = {
+    "audit": ("tlog", {"init", "checkpoint", "export", "prove", "verify-proof"}, False),
+    "key": ("signing", {"pub", "passphrase"}, True),
+}
+_HELP = {"--help", "-h"}
 
 
 def register_commands(args: list[str]) -> None:
@@ -283,7 +291,13 @@ def register_commands(args: list[str]) -> None:
     import importlib
 
     name = next((a for a in args if not a.startswith("-")), None)
-    for module in _COMMAND_MODULES.get(name or "", _EVERY_MODULE):
+    modules = list(_COMMAND_MODULES.get(name or "", _EVERY_MODULE))
+    extra, names, lists_when_alone = _SUBCOMMAND_MODULES.get(name or "", ("", set(), False))
+    rest = args[args.index(name) + 1 :] if name is not None else []
+    alone = lists_when_alone and all(a.startswith("-") for a in rest)
+    if extra and (alone or not (names | _HELP).isdisjoint(args)):  # "export" as a value: harmless
+        modules.append(extra)
+    for module in modules:
         importlib.import_module(f"{__package__}.{module}")
 
 

@@ -154,22 +154,31 @@ import click
 from vtreg.registry.cli._app import cli, register_commands
 register_commands(sys.argv[1:])
 command = cli.commands.get(sys.argv[1])
+if command is not None and len(sys.argv) > 2 and not sys.argv[2].startswith("-"):
+    command = command.commands.get(sys.argv[2])
 names = sorted(command.commands) if isinstance(command, click.Group) else []
 print(" ".join(["found" if command else "missing", *names]))
 """
 
 
+def _registered(*args: str) -> list[str]:
+    child = subprocess.run(
+        [sys.executable, "-c", _SUBCOMMANDS, *args], capture_output=True, text=True, check=True
+    )
+    return child.stdout.split()
+
+
 def test_each_command_is_registered_by_its_own_modules() -> None:
     """A command line imports only the modules of the command it names (start-up): each
-    top-level command, with every subcommand, is there all the same."""
+    command and subcommand is there all the same, and `--help` lists every subcommand."""
     from vtreg.registry.cli import cli
 
     for name, command in sorted(cli.commands.items()):
-        subcommands = sorted(command.commands) if isinstance(command, click.Group) else []
-        child = subprocess.run(
-            [sys.executable, "-c", _SUBCOMMANDS, name],
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-        assert child.stdout.split() == ["found", *subcommands], name
+        if not isinstance(command, click.Group):
+            assert _registered(name) == ["found"], name
+            continue
+        assert _registered(name, "--help")[1:] == sorted(command.commands), name
+        if not command.invoke_without_command:  # alone it lists them: "needs a command: ..."
+            assert _registered(name)[1:] == sorted(command.commands), name
+        for sub in command.commands:
+            assert _registered(name, sub)[0] == "found", (name, sub)
