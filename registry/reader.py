@@ -1,12 +1,13 @@
 """The read paths' way into the registry: the driver's own connection, one snapshot.
 
-``vtreg list``, ``show``, ``key list`` and ``db info`` only read. Through
+``vtreg list``, ``show``, ``key list``, ``db info`` and ``audit`` only read. Through
 :class:`~vtreg.registry.service.Registry` each would first import SQLAlchemy's
 ORM and the pydantic models (~400 ms, 40 times the work of a small registry);
 here they open the SQLite file with :mod:`sqlite3`, or PostgreSQL with
 psycopg, and run a few SELECTs whose text is built from fixed parts only
-(tests/registry/test_reader.py checks them against the models, and that no
-such command imports SQLAlchemy or pydantic).
+(tests/registry/test_listing.py checks their answers against the registry's
+own, and tests/cli/test_read_paths.py that no such command imports SQLAlchemy
+or pydantic).
 
 :func:`open_reader` takes the common case: a registry at this vtreg's schema
 revision, named by a plain URL. Anything else (no registry there, an older or

@@ -10,7 +10,8 @@ first step (the keys whose signatures counted when its envelope was accepted:
 the remaining questions, in the decision's order and with the same code for
 each answer, of those columns: so ``vtreg list`` judges a million contents
 without parsing or verifying a million envelopes, and without importing the
-models. tests/verifier/test_status.py checks it against the decision core.
+models. tests/registry/test_listing.py checks it against the decision core, on
+real registries.
 
 One difference is deliberate (docs/decisions.md): a key added after an
 envelope was accepted does not count for it here, although a load would let
