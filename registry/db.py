@@ -302,6 +302,9 @@ def _sqlite_engine(parsed: sa.URL, timeout: float, *, check: bool = True) -> Eng
 
 
 def _postgresql_engine(parsed: sa.URL, timeout: float) -> Engine:
+    from .models import postgresql_options
+
+    postgresql_options()
     # A session holding the chain head (or the schema lock) must not make every
     # other writer wait forever: lock_timeout ends the wait with SQLSTATE 55P03.
     # Options in the URL itself come after, so they win.

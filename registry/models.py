@@ -102,6 +102,9 @@ class Key(Base):
     revoked_reason: Mapped[str | None] = mapped_column(Text)
 
 
+UNREVOKED = "revoked_at IS NULL"  # the condition of ix_plugins_floor, a partial index
+
+
 class Plugin(Base):
     """A trusted plugin version: its content digest and the envelope it was trusted with."""
 
@@ -115,8 +118,10 @@ class Plugin(Base):
             "name",
             "platform",
             "version_key",
-            sqlite_where=text("revoked_at IS NULL"),
-            postgresql_where=text("revoked_at IS NULL"),
+            # PostgreSQL's postgresql_where is the same condition, added by
+            # postgresql_options() when a PostgreSQL engine is made: naming it here would
+            # import the PostgreSQL dialect (and asyncio) into every SQLite process.
+            sqlite_where=text(UNREVOKED),
         ),
         # `vtreg list`'s order, walked by its stream and its --after cursor.
         Index("ix_plugins_list", "name", "trusted_at", "id"),
@@ -265,3 +270,13 @@ class AuditCheckpoint(Base):
     size: Mapped[int] = mapped_column(_BigInt, primary_key=True, autoincrement=False)
     note: Mapped[str] = mapped_column(Text)
     signed_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+def postgresql_options() -> None:
+    """Give the models the options only PostgreSQL reads (``ix_plugins_floor``'s
+    ``postgresql_where``), once a PostgreSQL engine is about to be used: DDL and
+    ``alembic check`` against PostgreSQL then see the partial index the migrations make."""
+    floor = next(i for i in Base.metadata.tables["plugins"].indexes if i.name == "ix_plugins_floor")
+    options = floor.dialect_options["postgresql"]
+    if options["where"] is None:
+        options["where"] = text(UNREVOKED)
