@@ -80,6 +80,23 @@ def time_once(cmd: Sequence[str], *, env: dict[str, str] | None = None) -> float
     return elapsed
 
 
+def cpu_once(cmd: Sequence[str], *, env: dict[str, str] | None = None) -> tuple[float, float]:
+    """Wall-clock and CPU (user + system) seconds of one run, its children included.
+
+    On a busy machine the CPU time is the steadier figure: waiting for a core
+    counts in the wall time only.
+    """
+    with tempfile.TemporaryFile() as err:
+        start = time.perf_counter()
+        pid = _spawn(cmd, env, err.fileno())
+        _, status, usage = os.wait4(pid, 0)
+        elapsed = time.perf_counter() - start
+        if os.waitstatus_to_exitcode(status) != 0:
+            err.seek(0)
+            raise SystemExit(f"{' '.join(cmd)} failed: {err.read().decode(errors='replace')}")
+    return elapsed, usage.ru_utime + usage.ru_stime
+
+
 def peak_memory_kib(cmd: Sequence[str], *, env: dict[str, str] | None = None) -> int:
     """Peak memory of one run, counting every process the command starts.
 

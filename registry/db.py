@@ -19,12 +19,9 @@
 from __future__ import annotations
 
 import contextlib
-import math
 import os
 import re
 import secrets
-import stat
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -37,6 +34,20 @@ from sqlalchemy.engine import Connection, Engine
 from vtreg.verifier.errors import RegistryError, UsageError
 from vtreg.verifier.text import printable
 
+from .config import (
+    ENV_DATABASE_URL,
+    ENV_HOME,
+    ENV_LOCK_TIMEOUT,
+    SUPPORTED_BACKENDS,
+    default_url,
+    lock_timeout,
+    normalize_url,
+    vtreg_home,
+)
+from .revisions import REVISIONS, SCHEMA_HEAD
+from .sqlite_file import check_sqlite_file
+from .sqlite_file import writable as _writable
+
 if TYPE_CHECKING:
     from alembic.config import Config
 
@@ -44,6 +55,8 @@ __all__ = [
     "ENV_DATABASE_URL",
     "ENV_HOME",
     "ENV_LOCK_TIMEOUT",
+    "REVISIONS",
+    "SCHEMA_HEAD",
     "alembic_config",
     "begin_sqlite",
     "connect",
@@ -57,78 +70,12 @@ __all__ = [
     "vtreg_home",
 ]
 
-# The migrations this vtreg ships, oldest first. Knowing them here lets an
-# up-to-date registry be opened without importing Alembic (~100 ms);
-# tests/registry/test_schema.py checks this list against migrations/.
-REVISIONS = ("0001", "0002", "0003", "0004", "0005", "0006")
-SCHEMA_HEAD = REVISIONS[-1]
 
-ENV_DATABASE_URL = "VTREG_DATABASE_URL"
-ENV_HOME = "VTREG_HOME"
-ENV_LOCK_TIMEOUT = "VTREG_LOCK_TIMEOUT"
-_DEFAULT_LOCK_TIMEOUT_S = 60.0
-_MAX_LOCK_TIMEOUT_S = 24 * 3600.0
-_SQLITE_MAGIC = b"SQLite format 3\x00"
 _SQLITE_BUSY = 5
 _PG_CONNECT_TIMEOUT_S = 10
 # Any constant shared by every vtreg process: the key of PostgreSQL's advisory
 # lock that serialises schema creation and upgrades.
 _PG_SCHEMA_LOCK = 0x76747265675F6462  # "vtreg_db"
-
-
-def vtreg_home() -> Path:
-    """``$VTREG_HOME``, else the per-user data directory for vtreg."""
-    configured = os.environ.get(ENV_HOME)
-    if configured:
-        return Path(configured).expanduser()
-    if sys.platform == "darwin":
-        return Path.home() / "Library" / "Application Support" / "vtreg"
-    if sys.platform == "win32":
-        return Path(os.environ.get("LOCALAPPDATA", Path.home() / "AppData" / "Local")) / "vtreg"
-    return Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share") / "vtreg"
-
-
-def default_url(*, create: bool = True) -> str:
-    """``$VTREG_DATABASE_URL``, else SQLite in :func:`vtreg_home` (created 0700 if missing,
-    unless ``create`` is False)."""
-    configured = os.environ.get(ENV_DATABASE_URL)
-    if configured:
-        return configured
-    home = vtreg_home()
-    if not create:
-        return f"sqlite:///{home / 'registry.db'}"
-    try:
-        home.mkdir(mode=0o700, parents=True, exist_ok=True)
-    except OSError as e:
-        raise RegistryError(f"cannot create {home}: {e.strerror}") from e
-    return f"sqlite:///{home / 'registry.db'}"
-
-
-SUPPORTED_BACKENDS = ("sqlite", "postgresql")
-_PATH_SUFFIXES = (".db", ".sqlite", ".sqlite3")
-
-
-def _plain_path(text: str) -> bool:
-    """Whether ``text`` names a SQLite file by its path rather than by a URL.
-
-    A path has no scheme and no ``key=value`` (a libpq connection string, never
-    a path to take apart in messages), and it says it is one: a directory part,
-    a database file suffix, or a file that exists.
-    """
-    if "://" in text or text.startswith("sqlite:") or "=" in text or not text.strip():
-        return False
-    return os.sep in text or text.endswith(_PATH_SUFFIXES) or Path(text).is_file()
-
-
-def normalize_url(url: str) -> str:
-    """A URL with the drivers we ship: ``postgresql://`` means psycopg 3, not psycopg2,
-    and a plain path (``./registry.db``) means that SQLite file."""
-    for prefix in ("postgresql://", "postgres://"):
-        if url.startswith(prefix):
-            return "postgresql+psycopg://" + url[len(prefix) :]
-    if _plain_path(url):
-        return f"sqlite:///{Path(url).expanduser().absolute()}"
-    return url
 
 
 # libpq parameters that are secrets (or say where one is kept), in a URL's query string.
@@ -229,27 +176,6 @@ def database_errors(url: str, driver_error: type[Exception] | None = None) -> It
         raise
 
 
-def lock_timeout() -> float:
-    """How long to wait for a lock, in seconds: ``$VTREG_LOCK_TIMEOUT``, else 60.
-
-    Raises:
-        UsageError: not a number of seconds above 0 (and at most a day).
-    """
-    text = os.environ.get(ENV_LOCK_TIMEOUT, "").strip()
-    if not text:
-        return _DEFAULT_LOCK_TIMEOUT_S
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not 0 < value <= _MAX_LOCK_TIMEOUT_S:
-        raise UsageError(
-            f"{ENV_LOCK_TIMEOUT} must be a number of seconds above 0 and at most "
-            f"{_MAX_LOCK_TIMEOUT_S:g}, got {text!r}"
-        )
-    return value
-
-
 def _sqlite_setup(engine: Engine, *, busy_timeout_ms: int, read_only: bool) -> None:
     @event.listens_for(engine, "connect")
     def on_connect(dbapi_connection: object, _record: object) -> None:
@@ -314,69 +240,6 @@ def _sqlite_file(url: sa.URL) -> Path | None:
     return Path(database)
 
 
-def _writable(path: Path) -> bool:
-    """Whether this process may write ``path`` (a file, or a directory to create files in).
-
-    False on a read-only mount or for an immutable file, for root too.
-    """
-    return os.access(path, os.W_OK)
-
-
-def _check_safe(path: Path, what: str) -> os.stat_result | None:
-    """Refuse a registry ``path`` someone else could swap: owned by another user, or
-    group/world-writable. Returns its status (None if it does not exist)."""
-    try:
-        status = path.stat()
-    except FileNotFoundError:
-        return None
-    except OSError as e:
-        raise RegistryError(f"cannot inspect the registry {what} {path}: {e.strerror}") from e
-    if os.name != "posix":
-        return status
-    uid = os.geteuid()
-    if status.st_uid not in (uid, 0):
-        raise RegistryError(
-            f"the registry {what} {path} belongs to uid {status.st_uid}, not to this user "
-            f"({uid}) or root: anyone who owns it can swap the trust store"
-        )
-    if status.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
-        raise RegistryError(
-            f"the registry {what} {path} is group- or world-writable "
-            f"({stat.S_IMODE(status.st_mode):04o}): anyone who can write it can swap the "
-            "trust store"
-        )
-    return status
-
-
-def _check_sqlite_file(path: Path) -> bool:
-    """Check a SQLite registry before SQLite touches it; say whether to open it read-only.
-
-    An existing file must at least look like a SQLite database: SQLite would
-    take an empty or truncated one for a new, empty database.
-    """
-    _check_safe(path.parent, "directory")
-    status = _check_safe(path, "file")
-    for suffix in ("-wal", "-shm"):
-        _check_safe(path.with_name(path.name + suffix), "file")
-    if status is None:
-        if not path.parent.is_dir():
-            raise RegistryError(f"no directory {path.parent} for the registry {path}")
-        return False
-    if not stat.S_ISREG(status.st_mode):
-        raise RegistryError(f"the registry {path} is not a regular file")
-    try:
-        with path.open("rb") as file:
-            header = file.read(len(_SQLITE_MAGIC))
-    except OSError as e:
-        raise RegistryError(f"cannot read the registry {path}: {e.strerror}") from e
-    if header != _SQLITE_MAGIC:
-        raise RegistryError(
-            f"the registry {path} is not a vtreg registry: file is not a database "
-            f"({status.st_size} bytes, no SQLite header); refusing to open or re-create it"
-        )
-    return not (_writable(path) and _writable(path.parent))
-
-
 def _read_only_url(path: Path) -> sa.URL:
     """A URL opening ``path`` read-only; ``immutable`` where SQLite could not make a -shm.
 
@@ -433,7 +296,7 @@ def connect(url: str, *, create: bool = True) -> Engine:
 
 def _sqlite_engine(parsed: sa.URL, timeout: float, *, check: bool = True) -> Engine:
     path = _sqlite_file(parsed) if check else None
-    read_only = path is not None and _check_sqlite_file(path)
+    read_only = path is not None and check_sqlite_file(path)
     if path is not None and read_only and not (parsed.database or "").startswith("file:"):
         parsed = _read_only_url(path)
     engine = sa.create_engine(parsed, connect_args={"timeout": timeout})
@@ -442,6 +305,9 @@ def _sqlite_engine(parsed: sa.URL, timeout: float, *, check: bool = True) -> Eng
 
 
 def _postgresql_engine(parsed: sa.URL, timeout: float) -> Engine:
+    from .models import postgresql_options
+
+    postgresql_options()
     # A session holding the chain head (or the schema lock) must not make every
     # other writer wait forever: lock_timeout ends the wait with SQLSTATE 55P03.
     # Options in the URL itself come after, so they win.

@@ -103,6 +103,9 @@ class Key(Base):
     revoked_reason: Mapped[str | None] = mapped_column(Text)
 
 
+UNREVOKED = "revoked_at IS NULL"  # the condition of ix_plugins_floor, a partial index
+
+
 class Plugin(Base):
     """A trusted plugin version: its content digest and the envelope it was trusted with."""
 
@@ -116,9 +119,13 @@ class Plugin(Base):
             "ix_plugins_floor",
             "name",
             "version_key",
-            sqlite_where=text("revoked_at IS NULL"),
-            postgresql_where=text("revoked_at IS NULL"),
+            # PostgreSQL's postgresql_where is the same condition, added by
+            # postgresql_options() when a PostgreSQL engine is made: naming it here would
+            # import the PostgreSQL dialect (and asyncio) into every SQLite process.
+            sqlite_where=text(UNREVOKED),
         ),
+        # `vtreg list`'s order, walked by its stream and its --after cursor.
+        Index("ix_plugins_list", "name", "trusted_at", "id"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -132,6 +139,9 @@ class Plugin(Base):
     # every platform it covers is in plugin_platforms.
     library: Mapped[str] = mapped_column(String(255))
     envelope: Mapped[bytes] = mapped_column(LargeBinary)
+    # The `expires` of the statement `envelope` signs (None: never), so that the
+    # effective status needs no envelope parsed (vtreg.verifier.status).
+    signature_expires: Mapped[datetime | None] = mapped_column(UtcDateTime)
     threshold: Mapped[int] = mapped_column(Integer, default=1)
     pinned: Mapped[bool] = mapped_column(Boolean, default=False)
     trusted_at: Mapped[datetime] = mapped_column(UtcDateTime)
@@ -182,6 +192,8 @@ class PluginEnvelope(Base):
     """
 
     __tablename__ = "plugin_envelopes"
+    # Covers what `vtreg list` reads of each content's history: who signed (not the bytes).
+    __table_args__ = (Index("ix_plugin_envelopes_signers", "plugin_id", "signers"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     plugin_id: Mapped[int] = mapped_column(ForeignKey("plugins.id"), index=True)
@@ -279,3 +291,13 @@ class AuditCheckpoint(Base):
     size: Mapped[int] = mapped_column(_BigInt, primary_key=True, autoincrement=False)
     note: Mapped[str] = mapped_column(Text)
     signed_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+def postgresql_options() -> None:
+    """Give the models the options only PostgreSQL reads (``ix_plugins_floor``'s
+    ``postgresql_where``), once a PostgreSQL engine is about to be used: DDL and
+    ``alembic check`` against PostgreSQL then see the partial index the migrations make."""
+    floor = next(i for i in Base.metadata.tables["plugins"].indexes if i.name == "ix_plugins_floor")
+    options = floor.dialect_options["postgresql"]
+    if options["where"] is None:
+        options["where"] = text(UNREVOKED)

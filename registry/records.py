@@ -6,16 +6,21 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import sqlalchemy as sa
-import sqlalchemy.orm
-
-from vtreg.verifier.envelope import format_time
 from vtreg.verifier.errors import UsageError
-from vtreg.verifier.signatures import VerifiedPlugin
+from vtreg.verifier.status import LOADABLE
+from vtreg.verifier.times import format_time
 
-from .models import Key, Plugin
+# Only types from these: the records are built by the read paths too, which
+# import neither SQLAlchemy's ORM nor the pydantic models (registry.reader).
+if TYPE_CHECKING:
+    import sqlalchemy as sa
+    import sqlalchemy.orm
+
+    from vtreg.verifier.signatures import VerifiedPlugin
+
+    from .models import Key, Plugin
 
 __all__ = [
     "LOADABLE",
@@ -23,16 +28,15 @@ __all__ = [
     "KeyInfo",
     "PluginInfo",
     "TrustResult",
+    "checked_digest",
     "digest_condition",
     "short_digest",
 ]
 
-LOADABLE = "loadable"
-"""The effective status of a content that would load now; any other status is a refusal code."""
-
 _SHORT_DIGEST = len("sha256:") + 16
 _MIN_DIGEST_PREFIX = 8  # hex digits after "sha256:", as for key ids
 _HEX = frozenset("0123456789abcdef")
+_WHOLE_DIGEST = len("sha256:") + 64
 
 
 def _time(value: datetime | None) -> str | None:
@@ -54,6 +58,19 @@ def digest_condition(
     Raises:
         UsageError: ``digest`` is neither.
     """
+    text = checked_digest(digest)
+    if len(text) == _WHOLE_DIGEST:
+        return column == text
+    return column.startswith(text, autoescape=True)
+
+
+def checked_digest(digest: str) -> str:
+    """``digest`` as stored (lowercase), once it is a content digest or a prefix of at
+    least 8 hex digits after ``sha256:`` (such as :func:`short_digest` prints).
+
+    Raises:
+        UsageError: it is neither.
+    """
     text = digest.strip().lower()
     algorithm, _, hex_part = text.partition(":")
     well_formed = _MIN_DIGEST_PREFIX <= len(hex_part) <= 64 and not set(hex_part) - _HEX
@@ -62,9 +79,7 @@ def digest_condition(
             f"{digest!r} is not a content digest (sha256: and 64 hex digits, or a prefix "
             f"of {_MIN_DIGEST_PREFIX} or more)"
         )
-    if len(hex_part) == 64:
-        return column == text
-    return column.startswith(text, autoescape=True)
+    return text
 
 
 @dataclass(frozen=True)

@@ -19,11 +19,8 @@ the same transaction as its audit event.
 from __future__ import annotations
 
 import contextlib
-import getpass
 import json
 import os
-import socket
-import unicodedata
 from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass
 from dataclasses import replace as replace_fields
@@ -63,6 +60,8 @@ from vtreg.verifier.tree import PendingCapture, PluginTree, capture, read_signat
 from vtreg.verifier.trust import TrustedContent, TrustState
 
 from . import audit
+from .config import checked_actor as _checked_actor
+from .config import default_actor
 from .db import connect, database_errors, default_url, ensure_schema, normalize_url
 from .models import (
     AuditCheckpoint,
@@ -93,37 +92,12 @@ from .statements import Cursor, HotPath, Statements
 
 __all__ = ["Registry", "default_actor"]
 
-ENV_ACTOR = "VTREG_ACTOR"
-_MAX_ACTOR = 255  # models.AuditRow.actor, Key.added_by, ...: String(255)
-
 
 _BATCH = 500  # rows read, and judged, at a time by a listing
 
 
 class _DryRun(Exception):
     """Raised at the end of a dry run's transaction, so that it rolls back."""
-
-
-def default_actor() -> str:
-    """Who is acting: ``$VTREG_ACTOR``, else ``user@host``."""
-    configured = os.environ.get(ENV_ACTOR)
-    if configured:
-        return configured
-    try:
-        user = getpass.getuser()
-    except OSError:
-        user = str(os.getuid()) if hasattr(os, "getuid") else "unknown"
-    return f"{user}@{socket.gethostname()}"
-
-
-def _checked_actor(actor: str) -> str:
-    """``actor`` if every engine can store it: at most 255 characters (the column),
-    none of them control or format characters (it is shown on terminals and in CSV)."""
-    if len(actor) > _MAX_ACTOR:
-        raise UsageError(f"{ENV_ACTOR} is {len(actor)} characters long; at most {_MAX_ACTOR}")
-    if any(unicodedata.category(c)[0] == "C" or c in "\u2028\u2029" for c in actor):
-        raise UsageError(f"{ENV_ACTOR} {actor!r} holds control characters")
-    return actor
 
 
 def _now() -> datetime:
@@ -183,6 +157,7 @@ class _Accepted:
     envelope: bytes
     signers: tuple[str, ...]
     signature_keyids: tuple[str, ...]
+    expires: datetime | None  # the statement's: plugins.signature_expires
 
     @classmethod
     def of_verified(cls, verified: VerifiedPlugin) -> _Accepted:
@@ -195,6 +170,7 @@ class _Accepted:
             verified.envelope,
             verified.signers,
             verified.signature_keyids,
+            verified.expires,
         )
 
     @classmethod
@@ -209,6 +185,7 @@ class _Accepted:
             signed.envelope,
             signed.signers,
             signed.signature_keyids,
+            predicate.expires,
         )
 
     @property
@@ -507,34 +484,13 @@ class Registry:
             NotFoundError: no key matches.
             UsageError: too short a prefix, or it matches several keys.
         """
-        text = text.strip()
-        hex_id = text.lower()
-        is_hex = len(hex_id) >= 8 and all(c in "0123456789abcdef" for c in hex_id)
+        from .listing import resolve_keyid
+        from .reader import Reader
+
         with self._read() as session:
-            by_id = (
-                list(
-                    session.execute(
-                        sa.select(Key.keyid)
-                        .where(Key.keyid.startswith(hex_id, autoescape=True))
-                        .limit(2)
-                    ).scalars()
-                )
-                if is_hex
-                else []
-            )
-            by_name = list(session.execute(sa.select(Key.keyid).where(Key.name == text)).scalars())
-        found = by_id or by_name
-        if not found:
-            if not is_hex and len(text) < 8 and not by_name:
-                raise UsageError(
-                    f"{text!r} is not a key id (64 hex digits, or a prefix of 8 or more) "
-                    "nor the name of a key"
-                )
-            raise NotFoundError(f"no key {text} in the registry")
-        if len(found) > 1:
-            what = "key id prefix" if by_id else "key name"
-            raise UsageError(f"{what} {text} matches several keys; give more digits of its id")
-        return found[0]
+            raw = session.connection().connection  # the DBAPI connection, in this transaction
+            sqlite = self.engine.dialect.name == "sqlite"
+            return resolve_keyid(Reader(raw, self.url, sqlite=sqlite, driver_error=Exception), text)
 
     def revoke_key(self, keyid: str, reason: str, *, dry_run: bool = False) -> KeyChange:
         """Revoke a key: its signatures stop counting everywhere, now and later.
@@ -1135,6 +1091,7 @@ def _new_plugin_row(
         platform_rows=[PluginPlatform(platform=p) for p in verified.platforms],
         library=verified.library,
         envelope=verified.envelope,
+        signature_expires=verified.expires,
         threshold=threshold,
         pinned=pin,
         trusted_at=at,
@@ -1218,6 +1175,7 @@ def _raise_terms(row: Plugin, threshold: int, pin: bool) -> bool:
 def _take_envelope(row: Plugin, verified: _Accepted) -> None:
     """Make ``verified``'s envelope the row's current one, its counted signers the row's."""
     row.envelope = verified.envelope
+    row.signature_expires = verified.expires
     wanted = set(verified.signers)
     row.signers = [s for s in row.signers if s.keyid in wanted]
     kept = {s.keyid for s in row.signers}

@@ -29,6 +29,7 @@ from sqlalchemy.engine import Connection, Engine
 from vtreg.verifier.audit_event import COLUMNS
 
 from .db import begin_sqlite
+from .reader import time_in
 
 __all__ = ["Cursor", "HotPath", "Statements"]
 
@@ -117,15 +118,7 @@ class Statements:
             return value
         return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
 
-    @staticmethod
-    def time_in(value: datetime | str | None) -> datetime | None:
-        """A time as read back (SQLite's text, or a datetime), as an aware UTC datetime."""
-        if value is None:
-            return None
-        if isinstance(value, str):
-            parsed = datetime.fromisoformat(value)
-            return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed
-        return value.astimezone(UTC)
+    time_in = staticmethod(time_in)  # a time as read back, as an aware UTC datetime
 
     def within(self, connection: Connection) -> Cursor:
         """A cursor in ``connection``'s current SQLAlchemy transaction (for ORM writes)."""

@@ -18,7 +18,7 @@ import base64
 import functools
 import json
 import re
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated, Any, Final, Literal
 
 from pydantic import (
@@ -38,6 +38,7 @@ from .errors import FormatError
 from .exclude import MAX_EXCLUDES, check_exclude_pattern, excluded_paths
 from .layout import MAX_SIGNATURE_BYTES, SIGNATURE_FILE, TRUSTED_ALGORITHMS
 from .manifest import IntegralNumber, PluginName, SemVerStr
+from .times import format_time
 
 __all__ = [
     "MAX_SIGNATURES",
@@ -100,11 +101,6 @@ def b64decode(text: str, what: str) -> bytes:
         return decode_canonical(text)
     except ValueError as e:
         raise FormatError(f"{what} is {e}") from e
-
-
-def format_time(moment: datetime) -> str:
-    """RFC 3339 UTC with a ``Z``, whole seconds."""
-    return moment.astimezone(UTC).replace(microsecond=0).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 # RFC 3339 date-time in UTC: "T" (or "t") between date and time, seconds, an

@@ -52,6 +52,7 @@ from .keys import PublicKey
 from .layout import MANIFEST_FILE, SIGNATURE_FILE
 from .manifest import PluginManifest, parse_manifest
 from .platforms import detect_library_platform, library_names
+from .status import KEY_PROBLEM_CODES
 from .tree import PluginTree, capture, file_set_error, read_signature, size_error
 from .trust import TrustedKey, TrustState
 
@@ -310,7 +311,7 @@ def _tally(
 
 
 # Which refusal a shortfall is reported as, when several signatures fell short.
-_CODE_ORDER = ("key-revoked", "key-expired", "out-of-scope", "bad-signature", "unknown-key")
+_CODE_ORDER = (*KEY_PROBLEM_CODES, "bad-signature", "unknown-key")
 
 
 def _threshold_error(

@@ -11,14 +11,13 @@ local snapshot. All of them get the same rules and the same tests.
 
 from __future__ import annotations
 
-import fnmatch
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from .envelope import format_time
 from .keys import PublicKey
 from .manifest import SemVer
+from .status import key_problem
 
 __all__ = ["TrustState", "TrustedContent", "TrustedKey"]
 
@@ -44,14 +43,7 @@ class TrustedKey:
 
     def problem(self, plugin_name: str, at: datetime) -> tuple[str, str] | None:
         """Why this key may not vouch for ``plugin_name`` at ``at``: (code, text), or None."""
-        if self.revoked is not None:
-            return "key-revoked", f"key revoked ({self.revoked})"
-        if self.expires is not None and at >= self.expires:
-            return "key-expired", f"key expired at {format_time(self.expires)}"
-        if self.scopes and not any(fnmatch.fnmatchcase(plugin_name, p) for p in self.scopes):
-            scope = ", ".join(self.scopes)
-            return "out-of-scope", f"key may not sign {plugin_name!r} (scope: {scope})"
-        return None
+        return key_problem(self.revoked, self.expires, self.scopes, plugin_name, at)
 
 
 @dataclass(frozen=True)

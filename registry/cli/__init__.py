@@ -86,8 +86,9 @@ def main() -> None:
 
 def __getattr__(name: str) -> Any:
     if name == "cli":
-        from ._app import cli
+        from ._app import cli, register_commands
 
+        register_commands([])  # every command, as a caller that walks the CLI expects
         return cli
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 

@@ -38,6 +38,7 @@ __all__ = [
     "chain_digest",
     "cli",
     "error_detail",
+    "register_commands",
     "run",
     "vtreg_command",
 ]
@@ -255,14 +256,58 @@ def vtreg_command(
     return decorate
 
 
+# The modules that register each command (and its subcommands). `vtreg list` then imports
+# one module, not all six; tests/cli/test_read_paths.py checks this table against the CLI.
+_COMMAND_MODULES = {
+    "audit": ("audit",),
+    "db": ("trust",),
+    "fleet": ("fleet",),
+    "key": ("trust",),
+    "keygen": ("signing",),
+    "list": ("trust",),
+    "revoke": ("trust",),
+    "run": ("runner",),
+    "show": ("trust",),
+    "sign": ("signing",),
+    "trust": ("trust",),
+    "untrust": ("trust",),
+    "verify": ("signing",),
+    "witness": ("tlog",),
+}
+_EVERY_MODULE = ("audit", "fleet", "runner", "signing", "tlog", "trust")
+# Subcommands registered by another module than their group's, imported only when one of
+# them is on the command line, or --help, or (for a group that cannot run alone) no
+# subcommand at all: those list every subcommand.
+_SUBCOMMAND_MODULES = {
+    "audit": ("tlog", {"init", "checkpoint", "export", "prove", "verify-proof"}, False),
+    "key": ("signing", {"pub", "passphrase"}, True),
+}
+_HELP = {"--help", "-h"}
+
+
+def register_commands(args: list[str]) -> None:
+    """Import the modules whose commands ``args`` may run (importing registers them): the
+    named command's, or every one (no command, an unknown one: help and errors list all)."""
+    import importlib
+
+    name = next((a for a in args if not a.startswith("-")), None)
+    modules = list(_COMMAND_MODULES.get(name or "", _EVERY_MODULE))
+    extra, names, lists_when_alone = _SUBCOMMAND_MODULES.get(name or "", ("", set(), False))
+    rest = args[args.index(name) + 1 :] if name is not None else []
+    alone = lists_when_alone and all(a.startswith("-") for a in rest)
+    if extra and (alone or not (names | _HELP).isdisjoint(args)):  # "export" as a value: harmless
+        modules.append(extra)
+    for module in modules:
+        importlib.import_module(f"{__package__}.{module}")
+
+
 def run(argv: list[str] | None = None, prefetch: PendingCapture | None = None) -> int:
     """Run the CLI and return its exit code (for tests and :func:`registry.cli.main`)."""
     args = list(sys.argv[1:] if argv is None else argv)
     # Usage errors can happen before click has parsed --json, so look for it first.
     settings = Settings(json="--json" in args, verbose="--verbose" in args, prefetch=prefetch)
     try:
-        from . import audit, fleet, runner, signing, tlog, trust  # noqa: F401 - importing registers commands
-
+        register_commands(args)
         result = cli.main(args=args, prog_name="vtreg", standalone_mode=False, obj=settings)
     except click.exceptions.NoArgsIsHelpError as e:
         if settings.json:  # still exactly one JSON document on stdout

@@ -6,7 +6,7 @@ import csv
 import json
 import re
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Unpack
 
@@ -25,6 +25,7 @@ from ._app import (
     stream_json,
     vtreg_command,
 )
+from ._paging import PAGE, Page, on_terminal
 from ._params import DIGEST, KEY_ID, PAST_TIME
 from .checkpoint import checkpoint_options, checkpoint_report
 from .trust import _table, _when, db_option, open_registry
@@ -45,7 +46,6 @@ ACTIONS = (
     "plugin.load",
 )
 OUTCOMES = ("ok", "allowed", "refused", "error")
-PAGE = 50  # events shown on a terminal without --limit
 _HEADERS = ["SEQ", "AT", "ACTION", "OUTCOME", "PLUGIN", "DIGEST", "KEYS", "ACTOR", "REASON"]
 
 
@@ -102,47 +102,30 @@ def audit_group(
 
     if as_csv and settings.json:
         raise UsageError("--csv and --json are alternatives")
-    paged = filters.get("limit") is None and not (as_csv or settings.json) and _on_terminal()
+    paged = filters.get("limit") is None and not (as_csv or settings.json) and on_terminal()
     limit = PAGE if paged else filters.get("limit")
-    with open_registry(db_url) as registry:
-        filters["keyid"] = registry.resolve_keyid(key) if key else None
+    from vtreg.registry.audit_read import count_events, event_stream
+    from vtreg.registry.listing import resolve_keyid
+    from vtreg.registry.reader import read_registry
+
+    with read_registry(db_url) as reader:
+        filters["keyid"] = resolve_keyid(reader, key) if key else None
         unlimited: QueryFilters = {**filters, "limit": None}
-        with registry.audit_stream(**unlimited) as (events, remaining):
-            page = _Page(events, limit)
-            if as_csv:
-                _write_csv(page)
-            elif settings.json:
-                _write_json(page)
-            else:
-                emit_report(_report(list(page)), settings)
-            more = remaining(page.last) if page.truncated and page.last is not None else 0
+        page = Page(event_stream(reader, **unlimited), limit, lambda event: event.seq)
+        if as_csv:
+            _write_csv(page)
+        elif settings.json:
+            _write_json(page)
+        else:
+            emit_report(_report(list(page)), settings)
+        below: QueryFilters = {**unlimited, "after": page.last}
+        more = count_events(reader, **below) if page.truncated and page.last is not None else 0
     if page.truncated and not settings.json:
         click.echo(
             f"vtreg: {more} more event{'s' if more != 1 else ''}: continue with "
             f"--after {page.last}, or give --limit",
             err=True,
         )
-
-
-def _on_terminal() -> bool:
-    return sys.stdout.isatty()
-
-
-class _Page:
-    """At most ``limit`` events of a stream (None: all), and whether more were left."""
-
-    def __init__(self, events: Iterator[AuditRecord], limit: int | None) -> None:
-        self._events, self._limit = events, limit
-        self.truncated = False
-        self.last: int | None = None
-
-    def __iter__(self) -> Iterator[AuditRecord]:
-        for count, event in enumerate(self._events):
-            if self._limit is not None and count == self._limit:
-                self.truncated = True
-                return
-            self.last = event.seq
-            yield event
 
 
 # A cell a spreadsheet would read as a formula (OWASP, "CSV injection").
@@ -172,7 +155,7 @@ def _write_csv(events: Iterable[AuditRecord]) -> None:
     out.flush()
 
 
-def _write_json(page: _Page) -> None:
+def _write_json(page: Page[AuditRecord, int]) -> None:
     """One JSON document on stdout, written an event at a time (the same document
     :func:`emit_report` would print, with ``truncated`` and ``next``)."""
     stream_json(

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import sys
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -11,6 +13,7 @@ import click
 from vtreg.verifier.text import printable
 
 from ._app import Report, Settings, chain_digest, cli, stream_json, vtreg_command
+from ._paging import PAGE, Page, on_terminal, table_lines
 from ._params import DIGEST, KEY_ID, NAME, TIME_OR_DURATION, utc_now
 
 if TYPE_CHECKING:
@@ -72,17 +75,11 @@ def _short(keyid: str) -> str:
 
 
 def _table(headers: list[str], rows: list[list[str]]) -> str:
-    if not rows:
-        return ""
-    rows = [[printable(cell) for cell in row] for row in rows]  # names, reasons: from outside
-    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
-    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip()]
-    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
-    return "\n".join(lines)
+    return "\n".join(table_lines(headers, rows))
 
 
 def _when(value: datetime | None) -> str:
-    from vtreg.verifier.envelope import format_time
+    from vtreg.verifier.times import format_time  # not envelope's: that imports pydantic
 
     return format_time(value) if value else "-"
 
@@ -140,9 +137,12 @@ def key_add(
 @db_option
 def key_list(settings: Settings, db_url: str | None) -> Report:
     """List the registry's keys (revoked and expired ones included)."""
+    from vtreg.registry.listing import key_infos
+    from vtreg.registry.reader import read_registry
+
     now = utc_now()
-    with open_registry(db_url) as registry:
-        keys = registry.list_keys()
+    with read_registry(db_url) as reader:
+        keys = key_infos(reader)
     rows = [
         [
             _short(k.keyid),
@@ -487,21 +487,26 @@ def _labels(plugins: tuple[PluginInfo, ...] | list[PluginInfo]) -> str:
     return ", ".join(p.label for p in plugins) or "none"
 
 
-def _plugin_rows(plugins: list[PluginInfo]) -> list[list[str]]:
+def _plugin_row(p: dict[str, Any]) -> list[str]:
+    """A --json plugin document as a row of the table (its times are format_time's)."""
     from vtreg.registry.records import short_digest
 
     return [
-        [
-            p.name,
-            p.version,
-            p.platform,
-            p.status + (" (pinned)" if p.pinned else ""),
-            ",".join(_short(k) for k in p.signers) or "-",
-            short_digest(p.content_digest),
-            _when(p.trusted_at),
-        ]
-        for p in plugins
+        p["name"],
+        p["version"],
+        "+".join(p["platforms"]),
+        p["status"] + (" (pinned)" if p["pinned"] else ""),
+        ",".join(_short(k) for k in p["signers"]) or "-",
+        short_digest(p["content_digest"]),
+        p["trusted_at"],
     ]
+
+
+def _document_label(p: dict[str, Any]) -> str:
+    """:attr:`PluginInfo.label` of a --json plugin document."""
+    from vtreg.registry.records import short_digest
+
+    return f"{p['name']}@{p['version']} ({short_digest(p['content_digest'])})"
 
 
 _PLUGIN_HEADERS = ["NAME", "VERSION", "PLATFORM", "STATUS", "SIGNERS", "DIGEST", "TRUSTED"]
@@ -515,29 +520,85 @@ _PLUGIN_HEADERS = ["NAME", "VERSION", "PLATFORM", "STATUS", "SIGNERS", "DIGEST",
     help="Only plugins this key (id, prefix or name) signed, now or in an envelope replaced since.",
 )
 @click.option("--revoked", is_flag=True, help="Only revoked plugins.")
+@click.option(
+    "--after",
+    type=DIGEST,
+    metavar="DIGEST",
+    help="Continue after this content (in list order): the `next` of a truncated answer.",
+)
+@click.option(
+    "--limit",
+    type=click.IntRange(min=1),
+    help=f"At most this many plugins (default: all; {PAGE} on a terminal).",
+)
 @db_option
 def list_plugins(
-    settings: Settings, signed_by: str | None, revoked: bool, db_url: str | None
+    settings: Settings,
+    signed_by: str | None,
+    revoked: bool,
+    after: str | None,
+    limit: int | None,
+    db_url: str | None,
 ) -> Report:
     """List trusted plugin versions and whether each would load now.
 
     STATUS is `loadable`, or the refusal code a load would meet now (for
     example `key-revoked`, `rollback`, `content-revoked`: docs/codes.md),
     judged from the envelope last trusted for that content.
+
+    With --json or output that is not a terminal, every match is printed
+    unless --limit is given; on a terminal, a page of 50, and stderr says how
+    many more there are. A truncated answer names the content to continue
+    --after (`next` in JSON).
     """
-    with open_registry(db_url) as registry:
-        keyid = registry.resolve_keyid(signed_by) if signed_by else None
-        with registry.plugin_stream(signed_by=keyid, revoked=True if revoked else None) as found:
-            if settings.json:  # read, judged and written in batches: constant memory
-                stream_json("plugins", (p.to_json() for p in found), dict)
-                return Report(data={}, text="", printed=True)
-            plugins = list(found)
-    text = _table(_PLUGIN_HEADERS, _plugin_rows(plugins)) or "no plugins"
-    if keyid is not None:
-        former = [p for p in plugins if keyid in p.former_signers]
-        if former:
-            text += f"\nsigned by {_short(keyid)} before a newer envelope: {_labels(former)}"
-    return Report(data={"plugins": [p.to_json() for p in plugins]}, text=text)
+    from vtreg.registry.listing import PluginQuery, count_plugins, plugin_documents, resolve_keyid
+    from vtreg.registry.reader import read_registry
+
+    if limit is None and not settings.json and on_terminal():
+        limit = PAGE
+    with read_registry(db_url) as reader:
+        keyid = resolve_keyid(reader, signed_by) if signed_by else None
+        query = PluginQuery(signed_by=keyid, revoked=True if revoked else None, after=after)
+        page = Page(plugin_documents(reader, query), limit, lambda p: str(p["content_digest"]))
+        if settings.json:  # read, judged and written a row at a time: constant memory
+            stream_json("plugins", page, lambda: _list_tail(page))
+        else:
+            _print_plugins(page, keyid)
+        more = count_plugins(reader, replace(query, after=page.last)) if page.truncated else 0
+    if page.truncated and not settings.json:
+        click.echo(
+            f"vtreg: {more} more plugin{'s' if more != 1 else ''}: continue with "
+            f"--after {page.last}, or give --limit",
+            err=True,
+        )
+    return Report(data={}, text="", printed=True)
+
+
+def _list_tail(page: Page[dict[str, Any], str]) -> dict[str, Any]:
+    return {"truncated": page.truncated, "next": page.last if page.truncated else None}
+
+
+def _print_plugins(plugins: Iterable[dict[str, Any]], keyid: str | None) -> None:
+    """The table of ``plugins`` on stdout, streamed; then, for --signed-by, those the key
+    signed only in an envelope replaced since."""
+    former: list[str] = []
+
+    def rows() -> Iterator[list[str]]:
+        for p in plugins:
+            if keyid is not None and keyid in p["former_signers"]:
+                former.append(_document_label(p))
+            yield _plugin_row(p)
+
+    out = sys.stdout  # a line at a time: click.echo's checks cost more than the line
+    shown = False
+    for line in table_lines(_PLUGIN_HEADERS, rows()):
+        out.write(line + "\n")
+        shown = True
+    if not shown:
+        out.write("no plugins\n")
+    if former:
+        out.write(f"signed by {_short(keyid or '')} before a newer envelope: {', '.join(former)}\n")
+    out.flush()
 
 
 @vtreg_command(cli, "show")
@@ -545,34 +606,36 @@ def list_plugins(
 @db_option
 def show(settings: Settings, name: str, db_url: str | None) -> Report:
     """Show every trusted version of plugin NAME, and whether each would load now."""
+    from vtreg.registry.listing import PluginQuery, key_infos, plugin_documents
+    from vtreg.registry.reader import read_registry
     from vtreg.verifier.errors import NotFoundError
 
-    with open_registry(db_url) as registry:
-        plugins = registry.plugins(name=name)
-        names = {k.keyid: k.name for k in registry.list_keys()}
+    with read_registry(db_url) as reader:
+        plugins = list(plugin_documents(reader, PluginQuery(name=name)))
+        names = {k.keyid: k.name for k in key_infos(reader)}
     if not plugins:
         raise NotFoundError(f"no plugin named {name} in the registry")
 
-    def keys(keyids: tuple[str, ...]) -> str:
+    def keys(keyids: list[str]) -> str:
         return ", ".join(f"{_short(k)} ({names[k]})" if k in names else _short(k) for k in keyids)
 
     blocks = []
     for p in plugins:
         lines = [
-            f"{p.name} {p.version}" + (" [revoked]" if p.revoked_at else ""),
-            f"  status     {p.status}",
-            f"  content    {p.content_digest}",
-            f"  platform   {p.platform}",
-            f"  signed by  {keys(p.signers) or '-'} (threshold {p.threshold})",
-            f"  trusted    {_when(p.trusted_at)} by {p.trusted_by}"
-            + (" (pinned)" if p.pinned else ""),
+            f"{p['name']} {p['version']}" + (" [revoked]" if p["revoked_at"] else ""),
+            f"  status     {p['status']}",
+            f"  content    {p['content_digest']}",
+            f"  platform   {'+'.join(p['platforms'])}",
+            f"  signed by  {keys(p['signers']) or '-'} (threshold {p['threshold']})",
+            f"  trusted    {p['trusted_at']} by {p['trusted_by']}"
+            + (" (pinned)" if p["pinned"] else ""),
         ]
-        if p.former_signers:
-            lines.append(f"  earlier    {keys(p.former_signers)}")
-        if p.revoked_at:
-            lines.append(f"  revoked    {_when(p.revoked_at)}: {p.revoked_reason}")
+        if p["former_signers"]:
+            lines.append(f"  earlier    {keys(p['former_signers'])}")
+        if p["revoked_at"]:
+            lines.append(f"  revoked    {p['revoked_at']}: {p['revoked_reason']}")
         blocks.append("\n".join(lines))
-    return Report(data={"plugins": [p.to_json() for p in plugins]}, text="\n\n".join(blocks))
+    return Report(data={"plugins": plugins}, text="\n\n".join(blocks))
 
 
 # --- database ---
@@ -609,8 +672,11 @@ def db_upgrade(settings: Settings, db_url: str | None) -> Report:
 @db_option
 def db_info(settings: Settings, db_url: str | None) -> Report:
     """Which registry this is, its schema revision, what it holds, where the audit log stands."""
-    with open_registry(db_url) as registry:
-        info = registry.info()
+    from vtreg.registry.listing import registry_info
+    from vtreg.registry.reader import read_registry
+
+    with read_registry(db_url) as reader:
+        info = registry_info(reader)
     head = info["audit"]
     head["head"] = chain_digest(head["head"])
     text = "\n".join(

@@ -15,7 +15,7 @@ import sqlalchemy as sa
 
 from tests.helpers import invoke_cli, ok, one_line_error, run_cli
 from tests.registry.conftest import SignedPlugin
-from vtreg.registry import db
+from vtreg.registry import sqlite_file
 from vtreg.registry.service import Registry
 from vtreg.verifier.errors import RegistryError
 from vtreg.verifier.keys import SigningKey
@@ -220,7 +220,7 @@ def test_a_read_only_registry_can_still_be_read(
     if frozen == "detected":
         path.chmod(0o400)
         path.parent.chmod(0o500)
-        monkeypatch.setattr(db, "_writable", lambda _: False, raising=False)
+        monkeypatch.setattr(sqlite_file, "writable", lambda _: False)
     target = path if frozen == "file" else path.parent
     if frozen != "detected" and not _chattr("+i", target):
         pytest.skip("chattr +i is not available here")

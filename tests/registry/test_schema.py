@@ -10,13 +10,18 @@ import sqlalchemy as sa
 from alembic import command
 
 from tests.helpers import run_cli
+from tests.registry.conftest import SignedPlugin
 from vtreg.loader.protocols import AuditEvent
 from vtreg.registry import audit
 from vtreg.registry.db import alembic_config, connect, ensure_schema, head_revision
+from vtreg.registry.models import Plugin
 from vtreg.registry.service import Registry
 from vtreg.registry.statements import Statements
 from vtreg.verifier.errors import RegistryError
+from vtreg.verifier.keys import SigningKey
 from vtreg.verifier.manifest import SemVer
+from vtreg.verifier.signing import sign
+from vtreg.verifier.tree import capture
 
 
 def test_the_revision_list_matches_the_shipped_migrations() -> None:
@@ -197,3 +202,46 @@ def test_a_newer_schema_is_refused(database_url: str) -> None:
     _execute(database_url, "UPDATE alembic_version SET version_num = '9999'")
     with pytest.raises(RegistryError, match="newer than this vtreg knows"):
         Registry.open(database_url)
+
+
+def test_an_upgrade_gives_every_trusted_plugin_its_signature_expiry(
+    database_url: str, signed_plugin: SignedPlugin
+) -> None:
+    """Migration 0007 reads each stored envelope's `expires` into plugins.signature_expires
+    (what `vtreg list` judges by), NULL for one that never expires or does not parse."""
+    key = SigningKey.generate("alice")
+    expires = datetime(2027, 3, 1, 12, 0, tzinfo=UTC)
+    now = datetime.now(UTC)
+    envelopes = []
+    for version, until in (("1.0.0", expires), ("2.0.0", None)):
+        plugin = signed_plugin("hello", version)
+        envelopes.append(sign(capture(plugin), key, at=now, expires=until).envelope)
+    envelopes.append(b"not an envelope")
+    engine = connect(database_url)
+    try:
+        with engine.begin() as connection:
+            command.upgrade(alembic_config(connection), "0005")
+        sql = Statements.of(engine)
+        with engine.begin() as connection:
+            for n, envelope in enumerate(envelopes, start=1):
+                connection.execute(
+                    sa.text(
+                        "INSERT INTO plugins (id, name, version, version_key, content_digest,"
+                        " platform, library, envelope, threshold, pinned, trusted_at, trusted_by)"
+                        " VALUES (:id, 'hello', :version, :key, :digest, 'linux-x86_64',"
+                        " 'libhello.so', :envelope, 1, :pinned, :at, 'old@host')"
+                    ),
+                    {"id": n, "version": f"{n}.0.0", "key": SemVer.parse(f"{n}.0.0").sort_key(),
+                     "digest": f"sha256:{n:064x}", "envelope": envelope, "pinned": False,
+                     "at": sql.time_out(now)},
+                )  # fmt: skip
+
+        assert ensure_schema(engine, upgrade=True) == ("0005", head_revision())
+
+        with engine.connect() as connection:
+            found = connection.execute(
+                sa.select(Plugin.id, Plugin.signature_expires).order_by(Plugin.id)
+            ).all()
+        assert [tuple(row) for row in found] == [(1, expires), (2, None), (3, None)]
+    finally:
+        engine.dispose()
