@@ -309,31 +309,38 @@ def _peek(dir_fd: int, name: str, limit: int) -> bytes | None:
 def _canonical(given: Path) -> tuple[Path, os.stat_result | None]:
     """``given`` with every symlink resolved, and its stat (None if it does not exist).
 
-    On Linux the kernel resolves it: one ``O_PATH`` open and a readlink of its
-    /proc/self/fd entry, in place of realpath's lstat of every component.
-    Elsewhere, or when that does not answer, realpath and a stat.
+    On Linux the kernel resolves it (:func:`_kernel_resolved`); elsewhere, or when
+    that does not answer, realpath and a stat.
     """
-    o_path = getattr(os, "O_PATH", None)
-    if o_path is not None:
-        try:
-            fd = os.open(given, o_path | os.O_CLOEXEC)
-        except OSError:
-            fd = -1
-        if fd >= 0:
-            try:
-                target, info = os.readlink(f"/proc/self/fd/{fd}"), os.fstat(fd)  # noqa: PTH115 - a str, as the kernel gives it
-            except OSError:
-                pass  # no /proc: realpath below
-            else:
-                if target.startswith("/") and not target.endswith(" (deleted)"):
-                    return Path(target), info
-            finally:
-                os.close(fd)
+    resolved = _kernel_resolved(given)
+    if resolved is not None:
+        return resolved
     canonical = Path(os.path.realpath(given))
     try:
         return canonical, canonical.stat()
     except OSError:
         return canonical, None
+
+
+def _kernel_resolved(given: Path) -> tuple[Path, os.stat_result] | None:
+    """One ``O_PATH`` open and a readlink of its /proc/self/fd entry, in place of
+    realpath's lstat of every component; None where there is no O_PATH or /proc."""
+    o_path = getattr(os, "O_PATH", None)
+    if o_path is None:
+        return None
+    try:
+        fd = os.open(given, o_path | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        target, info = os.readlink(f"/proc/self/fd/{fd}"), os.fstat(fd)  # noqa: PTH115 - a str, as the kernel gives it
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    if not target.startswith("/") or target.endswith(" (deleted)"):
+        return None
+    return Path(target), info
 
 
 def _inside(path: Path, directory: Path) -> bool:
@@ -504,7 +511,8 @@ class PluginLoader:
 
     @staticmethod
     def _check_writers(path: Path, what: str, info: os.stat_result | None = None) -> os.stat_result:
-        info = info or path.stat()
+        if info is None:
+            info = path.stat()
         if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
             raise UnsafeFileError(
                 f"{what} {path} is writable by group or others (mode "
