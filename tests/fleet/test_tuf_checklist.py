@@ -1,0 +1,323 @@
+"""The scenarios of python-tuf's tests/test_updater_top_level_update.py that need more than one
+mirror's change: an expiry that passes between two syncs, a chain of roots, a recovery.
+
+Each test syncs a host from a repository vtreg wrote, over HTTP on 127.0.0.1, through
+:func:`vtreg.registry.fleet.sync.sync` (what ``vtreg fleet sync`` calls; the tampered
+``--root`` case runs the command itself). A refusal must carry its code and leave the
+state file byte for byte as it was. ngclient judges expiry by the real clock, so the
+expiries that must pass are a few seconds long and the test sleeps past them; vtreg's own
+reference time is a parameter and needs no sleep. docs/fleet.md maps every scenario.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from tuf.api.metadata import Metadata, Snapshot, SuccinctRoles, Timestamp
+
+from tests.fleet.conftest import Fleet, Server, mirror, resign, utc_now
+from tests.helpers import invoke_cli, one_line_error
+from vtreg.registry.fleet._signer import VtregSigner
+from vtreg.registry.fleet.repository import meta_file, rotate_root
+from vtreg.registry.fleet.state import StateFile, read_fleet_state
+from vtreg.registry.fleet.sync import SyncRefused
+from vtreg.verifier.keys import SigningKey
+
+Factory = Callable[..., Path]
+
+# Long enough for a publish and a sync on a loaded machine, short enough to wait out.
+SHORT = timedelta(seconds=4)
+YEAR = timedelta(days=365)
+
+
+def _versions(fleet: Fleet) -> dict[str, int]:
+    return {name: info.version for name, info in read_fleet_state(str(fleet.state)).roles.items()}
+
+
+def _metadata(fleet: Fleet) -> dict[str, str]:
+    state = StateFile(str(fleet.state))
+    try:
+        return state.metadata()
+    finally:
+        state.close()
+
+
+def _wait_until_expired(fleet: Fleet) -> None:
+    """Sleep until the first role the host's state trusts has expired (by the real clock)."""
+    expires = read_fleet_state(str(fleet.state)).expires
+    time.sleep(max(0.0, (expires - datetime.now(UTC)).total_seconds()) + 0.5)
+    assert datetime.now(UTC) > expires
+
+
+def _refused(fleet: Fleet, source: str, code: str, **kwargs: Any) -> None:
+    """The sync from ``source`` is refused with ``code`` and the state file is untouched."""
+    before = fleet.state.read_bytes()
+    with pytest.raises(SyncRefused) as refused:
+        fleet.sync(source, **kwargs)
+    assert refused.value.code == code, refused.value
+    assert fleet.state.read_bytes() == before
+
+
+def _bin_of(name: str) -> str:
+    return SuccinctRoles([], 1, 8, "bins").get_role_for_target(f"names/{name}")
+
+
+# --- expiry between two syncs ---
+
+
+def test_expired_metadata_a_host_whose_timestamp_and_snapshot_expired_syncs_again(
+    fleet: Fleet, serve: Callable[[Path], Server], plugin_factory: Factory, key: SigningKey
+) -> None:
+    server = serve(fleet.repo.path)
+    fleet.publish(timestamp=SHORT, snapshot=SHORT)
+    fleet.sync(server.url)
+    _wait_until_expired(fleet)  # the local timestamp and snapshot are now expired
+    fleet.trust(plugin_factory("hello"), key)
+    fleet.publish()
+
+    assert fleet.sync(server.url).changed
+    assert _versions(fleet)["timestamp"] == _versions(fleet)["snapshot"] == 2
+    assert read_fleet_state(str(fleet.state)).expires > utc_now()
+    assert StateFile(str(fleet.state)).full_trust() == fleet.registry.full_state()
+
+
+def _replay_the_older_timestamp(fleet: Fleet, attack: Path, older: bytes) -> None:
+    (attack / "timestamp.json").write_bytes(older)  # v1, signed, not expired
+
+
+def _name_the_older_snapshot(fleet: Fleet, attack: Path, older: bytes) -> None:
+    del older
+
+    def edit(signed: Timestamp) -> None:  # a fresh timestamp v3 (online key) naming snapshot v1
+        signed.version += 1
+        signed.expires = utc_now() + timedelta(days=1)
+        signed.snapshot_meta = meta_file(1, (attack / "1.snapshot.json").read_bytes())
+
+    resign(attack / "timestamp.json", [fleet.online], edit)
+
+
+@pytest.mark.parametrize(
+    "rollback",
+    [
+        pytest.param(_replay_the_older_timestamp, id="expired_timestamp_version_rollback"),
+        pytest.param(_name_the_older_snapshot, id="expired_timestamp_snapshot_rollback"),
+    ],
+)
+def test_an_expired_local_timestamp_still_guards_against_rollback(
+    fleet: Fleet,
+    serve: Callable[[Path], Server],
+    plugin_factory: Factory,
+    key: SigningKey,
+    tmp_path: Path,
+    rollback: Callable[[Fleet, Path, bytes], None],
+) -> None:
+    fleet.publish()
+    older = (fleet.repo.path / "timestamp.json").read_bytes()
+    fleet.trust(plugin_factory("hello"), key)
+    fleet.publish(timestamp=SHORT)  # timestamp v2, soon expired, naming snapshot v2
+    honest = serve(fleet.repo.path)
+    fleet.sync(honest.url)
+    _wait_until_expired(fleet)
+    attack = mirror(fleet, tmp_path)
+    rollback(fleet, attack, older)
+
+    _refused(fleet, serve(attack).url, "metadata-rollback")
+    fleet.publish()
+    fleet.sync(honest.url)  # the honest repository's next timestamp is taken
+    assert _versions(fleet)["timestamp"] == 3
+
+
+def test_timestamp_eq_versions_check_a_changed_timestamp_of_the_same_version_is_discarded(
+    fleet: Fleet, serve: Callable[[Path], Server], tmp_path: Path
+) -> None:
+    fleet.publish()
+    fleet.sync(serve(fleet.repo.path).url)
+    kept = _metadata(fleet)
+    attack = mirror(fleet, tmp_path)
+
+    def edit(signed: Timestamp) -> None:  # signed by the online key, version unchanged
+        signed.snapshot_meta.version = 100
+
+    resign(attack / "timestamp.json", [fleet.online], edit)
+
+    result = fleet.sync(serve(attack).url)  # not an attack to python-tuf: the old one is kept
+    assert not result.changed
+    assert _metadata(fleet) == kept
+    assert _versions(fleet)["snapshot"] == 1
+
+
+# --- the trusted root ---
+
+
+def _strip_signatures(path: Path) -> bytes:
+    md: Metadata[Any] = Metadata.from_bytes(path.read_bytes())
+    md.signatures.clear()
+    return md.to_bytes()
+
+
+def test_trusted_root_unsigned_a_root_file_without_its_signatures_is_refused(
+    fleet: Fleet, serve: Callable[[Path], Server], tmp_path: Path
+) -> None:
+    fleet.publish()
+    root = tmp_path / "vtreg-root.json"
+    root.write_bytes(_strip_signatures(fleet.repo.path / "1.root.json"))
+    home = {"VTREG_HOME": str(tmp_path / "host")}
+
+    synced = invoke_cli(
+        "fleet", "sync", serve(fleet.repo.path).url, "--state", fleet.state, "--root", root,
+        env=home,
+    )  # fmt: skip
+
+    one_line_error(synced, 1, r"refused: arbitrary metadata: .*root")
+    assert not fleet.state.exists()
+
+
+def test_trusted_root_unsigned_the_states_root_without_its_signatures_is_refused(
+    fleet: Fleet, serve: Callable[[Path], Server]
+) -> None:
+    fleet.publish()
+    server = serve(fleet.repo.path)
+    fleet.sync(server.url)
+    unsigned = _strip_signatures(fleet.repo.path / "1.root.json").decode("utf-8")
+    db = sqlite3.connect(fleet.state)  # the host's own file, edited behind vtreg's back
+    with db:
+        db.execute("UPDATE metadata SET text = ? WHERE role = 'root'", (unsigned,))
+    db.close()
+
+    _refused(fleet, server.url, "metadata-unsigned")
+
+
+def test_trusted_root_expired_is_refused_then_recovers_when_a_newer_root_appears(
+    fleet: Fleet, serve: Callable[[Path], Server]
+) -> None:
+    keys = fleet.root_keys[:2]
+    rotate_root(fleet.repo, keys, keys, 2, expires=utc_now() + SHORT)
+    fleet.publish()
+    server = serve(fleet.repo.path)
+    fleet.sync(server.url)
+    assert _versions(fleet)["root"] == 2
+    _wait_until_expired(fleet)  # the root the state trusts is now expired
+
+    _refused(fleet, server.url, "metadata-expired")  # no newer root yet
+    rotate_root(fleet.repo, keys, keys, 2, expires=utc_now() + YEAR)
+    fleet.publish()
+    fleet.sync(server.url)
+    assert _versions(fleet)["root"] == 3
+
+
+def test_intermediate_root_incorrectly_signed_stops_the_chain_before_a_good_final_root(
+    fleet: Fleet, serve: Callable[[Path], Server], tmp_path: Path
+) -> None:
+    fleet.publish()
+    honest = serve(fleet.repo.path)
+    fleet.sync(honest.url)
+    keys = fleet.root_keys[:2]
+    rotate_root(fleet.repo, keys, keys, 2, expires=utc_now() + YEAR)
+    rotate_root(fleet.repo, keys, keys, 2, expires=utc_now() + YEAR)
+    fleet.publish()
+    attack = mirror(fleet, tmp_path)
+    resign(attack / "2.root.json", [])  # v2 unsigned; v3 stays signed by v2's keys
+
+    _refused(fleet, serve(attack).url, "metadata-unsigned")
+    assert _versions(fleet)["root"] == 1
+    fleet.sync(honest.url)  # the same v3 through an honest v2 is accepted
+    assert _versions(fleet)["root"] == 3
+
+
+# --- rollback checked against a local snapshot the new timestamp no longer names ---
+
+
+def test_snapshot_rollback_with_local_snapshot_hash_mismatch(
+    fleet: Fleet, serve: Callable[[Path], Server], tmp_path: Path, other_key: SigningKey
+) -> None:
+    fleet.publish()
+    fleet.registry.add_key(other_key.public_key)
+    fleet.publish()  # targets v2 in snapshot v2
+    fleet.sync(serve(fleet.repo.path).url)
+    attack = mirror(fleet, tmp_path)
+
+    def older_targets(signed: Snapshot) -> None:  # online key: snapshot v3 naming targets v1
+        signed.version = 3
+        signed.meta["targets.json"] = meta_file(1, (attack / "1.targets.json").read_bytes())
+
+    snapshot = resign(
+        attack / "2.snapshot.json", [fleet.online], older_targets, to=attack / "3.snapshot.json"
+    )
+
+    def stamp(signed: Timestamp) -> None:
+        signed.version += 1
+        signed.snapshot_meta = meta_file(3, snapshot)
+
+    resign(attack / "timestamp.json", [fleet.online], stamp)
+    served = Metadata[Timestamp].from_bytes((attack / "timestamp.json").read_bytes())
+    local = meta_file(2, _metadata(fleet)["snapshot"].encode("utf-8"))
+    assert served.signed.snapshot_meta.hashes != local.hashes  # the local one no longer matches
+
+    _refused(fleet, serve(attack).url, "metadata-rollback")
+
+
+# --- fast-forward recovery of targets and the bins ---
+
+
+def test_new_targets_fast_forward_recovery_of_targets_and_a_bin(
+    fleet: Fleet,
+    serve: Callable[[Path], Server],
+    plugin_factory: Factory,
+    key: SigningKey,
+    other_key: SigningKey,
+    tmp_path: Path,
+) -> None:
+    fleet.trust(plugin_factory("hello"), key)
+    fleet.publish()
+    honest = serve(fleet.repo.path)
+    fleet.sync(honest.url)
+    # Someone holding the online key pushes targets and hello's bin far ahead.
+    attack, role = mirror(fleet, tmp_path), _bin_of("hello")
+
+    def ahead(signed: Any) -> None:
+        signed.version = 5000
+
+    for name in ("targets", role):
+        resign(attack / f"1.{name}.json", [fleet.online], ahead, to=attack / f"5000.{name}.json")
+
+    def snapshot_ahead(signed: Snapshot) -> None:
+        signed.version = 2
+        for name in ("targets", role):
+            data = (attack / f"5000.{name}.json").read_bytes()
+            signed.meta[f"{name}.json"] = meta_file(5000, data)
+
+    snapshot = resign(
+        attack / "1.snapshot.json", [fleet.online], snapshot_ahead, to=attack / "2.snapshot.json"
+    )
+
+    def stamp(signed: Timestamp) -> None:
+        signed.version = 2
+        signed.snapshot_meta = meta_file(2, snapshot)
+
+    resign(attack / "timestamp.json", [fleet.online], stamp)
+    fleet.sync(serve(attack).url)  # signed by the online key: the host cannot tell
+    assert _versions(fleet)["targets"] == 5000
+
+    fleet.registry.add_key(other_key.public_key)
+    fleet.publish()
+    fleet.trust(plugin_factory("other"), key)
+    fleet.publish()  # timestamp and snapshot v3, targets v2: a rollback to this host
+    _refused(fleet, honest.url, "metadata-rollback")
+
+    new_online = SigningKey.generate("online-2")
+    keys = fleet.root_keys[:2]
+    rotate_root(fleet.repo, keys, fleet.root_keys, 2, expires=utc_now() + YEAR, online=new_online)
+    fleet.signer = VtregSigner(new_online)
+    fleet.publish()  # every role signed again with the new key
+    fleet.sync(honest.url)
+    state = StateFile(str(fleet.state))
+    bin_version = Metadata.from_bytes(state.metadata([role])[role].encode()).signed.version
+    assert _versions(fleet)["targets"] < 5000
+    assert bin_version < 5000
+    assert state.full_trust() == fleet.registry.full_state()
