@@ -93,11 +93,18 @@ def _replay_the_older_timestamp(fleet: Fleet, attack: Path, older: bytes) -> Non
 
 def _name_the_older_snapshot(fleet: Fleet, attack: Path, older: bytes) -> None:
     del older
+    # Online key: snapshot v1 signed again, unexpired and naming the roles snapshot v2 names,
+    # and a fresh timestamp v3 naming it: only the expired timestamp's v2 stands in the way.
+    snapshot = resign(
+        attack / "1.snapshot.json",
+        [fleet.online],
+        lambda signed: setattr(signed, "expires", utc_now() + timedelta(days=1)),
+    )
 
-    def edit(signed: Timestamp) -> None:  # a fresh timestamp v3 (online key) naming snapshot v1
+    def edit(signed: Timestamp) -> None:
         signed.version += 1
         signed.expires = utc_now() + timedelta(days=1)
-        signed.snapshot_meta = meta_file(1, (attack / "1.snapshot.json").read_bytes())
+        signed.snapshot_meta = meta_file(1, snapshot)
 
     resign(attack / "timestamp.json", [fleet.online], edit)
 
@@ -112,18 +119,16 @@ def _name_the_older_snapshot(fleet: Fleet, attack: Path, older: bytes) -> None:
 def test_an_expired_local_timestamp_still_guards_against_rollback(
     fleet: Fleet,
     serve: Callable[[Path], Server],
-    plugin_factory: Factory,
-    key: SigningKey,
     tmp_path: Path,
     rollback: Callable[[Fleet, Path, bytes], None],
 ) -> None:
-    fleet.publish()
+    fleet.publish(snapshot=SHORT)  # timestamp v1 (a day), snapshot v1 (soon expired)
     older = (fleet.repo.path / "timestamp.json").read_bytes()
-    fleet.trust(plugin_factory("hello"), key)
-    fleet.publish(timestamp=SHORT)  # timestamp v2, soon expired, naming snapshot v2
+    published = fleet.publish(timestamp=SHORT)  # timestamp v2 (soon expired), snapshot v2
+    assert (published.timestamp, published.snapshot) == (2, 2)  # the same roles as v1 names
     honest = serve(fleet.repo.path)
     fleet.sync(honest.url)
-    _wait_until_expired(fleet)
+    _wait_until_expired(fleet)  # the state's timestamp v2 has expired
     attack = mirror(fleet, tmp_path)
     rollback(fleet, attack, older)
 
