@@ -11,6 +11,7 @@ reference time is a parameter and needs no sleep. docs/fleet.md maps every scena
 
 from __future__ import annotations
 
+import re
 import sqlite3
 import time
 from collections.abc import Callable
@@ -326,3 +327,86 @@ def test_new_targets_fast_forward_recovery_of_targets_and_a_bin(
     assert _versions(fleet)["targets"] < 5000
     assert bin_version < 5000
     assert state.full_trust() == fleet.registry.full_state()
+
+
+# --- the table in docs/fleet.md ---
+
+ROOT = Path(__file__).parents[2]
+# Every test of python-tuf's tests/test_updater_top_level_update.py (TestRefresh).
+PYTHON_TUF_SCENARIOS = [
+    "first_time_refresh",
+    "trusted_root_missing",
+    "trusted_root_expired",
+    "trusted_root_unsigned",
+    "max_root_rotations",
+    "intermediate_root_incorrectly_signed",
+    "intermediate_root_expired",
+    "final_root_incorrectly_signed",
+    "new_root_same_version",
+    "new_root_nonconsecutive_version",
+    "final_root_expired",
+    "new_timestamp_unsigned",
+    "expired_timestamp_version_rollback",
+    "expired_timestamp_snapshot_rollback",
+    "new_timestamp_version_rollback",
+    "new_timestamp_snapshot_rollback",
+    "new_timestamp_expired",
+    "new_timestamp_fast_forward_recovery",
+    "new_snapshot_hash_mismatch",
+    "new_snapshot_unsigned",
+    "new_snapshot_version_mismatch",
+    "new_snapshot_version_rollback",
+    "new_snapshot_fast_forward_recovery",
+    "new_snapshot_expired",
+    "new_targets_hash_mismatch",
+    "new_targets_unsigned",
+    "new_targets_version_mismatch",
+    "new_targets_expired",
+    "compute_metafile_hashes_length",
+    "new_targets_fast_forward_recovery",
+    "not_loading_targets_twice",
+    "snapshot_rollback_with_local_snapshot_hash_mismatch",
+    "load_metadata_from_cache",
+    "expired_metadata",
+    "max_metadata_lengths",
+    "timestamp_eq_versions_check",
+]
+
+
+def _checklist_rows() -> list[tuple[str, str]]:
+    text = (ROOT / "docs" / "fleet.md").read_text()
+    table = text.split("| python-tuf scenario | vtreg test (`tests/fleet/...`) |", 1)[1]
+    rows = []
+    for line in table.splitlines()[2:]:
+        if not line.startswith("|"):
+            break
+        scenario, tests = line.strip("|").split(" | ", 1)
+        rows.append((scenario, tests))
+    return rows
+
+
+def test_the_checklist_in_fleet_md_maps_every_scenario_to_tests_that_exist() -> None:
+    rows = _checklist_rows()
+    mapped = [name for scenario, _ in rows for name in re.findall(r"`test_(\w+)`", scenario)]
+    assert sorted(mapped) == sorted(PYTHON_TUF_SCENARIOS)  # each once, none left out
+    missing = []
+    for _, tests in rows:
+        path, test = None, None
+        for span in re.findall(r"`([^`]+)`", tests):
+            found = re.fullmatch(r"(test_\w+\.py::|\.\.\.::)?(test_\w+|\.\.\.)(?:\[(.+)\])?", span)
+            if found is None:
+                continue  # a code or a file name, not a test
+            where, name, ids = found.groups()
+            if where not in (None, "...::"):
+                path, test = ROOT / "tests" / "fleet" / where[:-2], None
+            assert path is not None, span
+            source = path.read_text()
+            if name != "...":
+                test = name
+            elif test is None:  # `FILE::...[id]`: the one (parametrized) test of FILE
+                (test,) = re.findall(r"^def (test_\w+)\(", source, re.MULTILINE)
+            if not re.search(rf"^def {test}\(", source, re.MULTILINE):
+                missing.append(f"{path.name}::{test}")
+            missing += [f"{path.name}::{test}[{i}]" for i in (ids or "").split(",") if i and
+                        f'id="{i}"' not in source]  # fmt: skip
+    assert missing == []
