@@ -556,8 +556,9 @@ class PluginLoader:
         Raises:
             VerificationError: refused (path, permissions, signature, trust,
                 platform, ABI or metadata); audited, and nothing was loaded.
-            VtregError: could not decide (unreadable directory, registry down);
-                audited as an error where the audit sink can still be reached.
+            VtregError: could not decide (unreadable directory, registry down, an
+                isolated plugin that crashed or hung while loading); audited as an
+                error where the audit sink can still be reached.
         """
         if self._closed:
             raise UsageError("this PluginLoader was closed; make a new one to load plugins")
@@ -765,7 +766,13 @@ class PluginLoader:
                     memory_limit=self.memory_limit,
                     dependencies=dependencies,
                 )
-                version, metadata_bytes = backend.start()
+                try:
+                    version, metadata_bytes = backend.start()
+                except PluginCallError as e:
+                    # Crashed or hung while loading (its constructors, metadata()): nothing
+                    # says the plugin is not what was signed, so this cannot decide, and is
+                    # never a refusal.
+                    raise LoadError(str(e)) from e
             else:
                 backend = _InProcess()
                 _open_dependencies(backend, plan, images, verified, label)
@@ -778,7 +785,7 @@ class PluginLoader:
                 version, metadata_bytes = backend.raw.version(), backend.raw.metadata_bytes()
             metadata = _check_identity(version, metadata_bytes, verified)
         except LoadError:
-            if backend is not None:  # pragma: no cover - raised before there is one
+            if backend is not None:
                 backend.close()
             raise  # could not decide: nothing about the plugin is known to be wrong
         except VtregError as e:
