@@ -593,7 +593,11 @@ class PluginLoader:
         try:
             self.audit.record(event)
         except VtregError as audit_error:
-            log.warning("could not audit a failed load of %s: %s", label, audit_error)
+            log.warning(
+                "could not audit a failed load of %s: %s",
+                printable(label),
+                printable(str(audit_error)),
+            )
 
     def _load(
         self, directory: Path, info: os.stat_result, at: datetime, manifest: list[bytes | None]
@@ -821,5 +825,6 @@ class PluginLoader:
                     plugins.append(self.load_plugin(entry))
                 except VtregError as e:
                     skipped.append(Skipped.of(entry, e))
-                    log.warning("skipped plugin %s: %s", path_text(entry), printable(str(e)))
+                    shown = printable(path_text(entry))
+                    log.warning("skipped plugin %s: %s", shown, printable(str(e)))
         return Discovery(plugins=tuple(plugins), skipped=tuple(skipped))
