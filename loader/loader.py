@@ -174,6 +174,15 @@ class KeyPolicy:
         return self.state
 
 
+class _Unrecorded(Exception):
+    """The audit sink's own error on recording a decision (load_plugin raises ``error``
+    itself: this never leaves it)."""
+
+    def __init__(self, error: VtregError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
 class _NullAudit:
     def record(self, event: AuditEvent) -> None:
         del event
@@ -575,6 +584,10 @@ class PluginLoader:
             )
             self.audit.record(event)
             raise
+        except _Unrecorded as e:
+            # The audit sink itself refused the decision: writing to it again would
+            # only wait (a held lock) and fail (a read-only registry) a second time.
+            raise e.error from e.error.__cause__
         except VtregError as e:
             self._record_error(label, e, manifest[0])
             raise
@@ -636,18 +649,20 @@ class PluginLoader:
                 image.close()  # a loaded library keeps its mapping, not the file
 
     def _record_allowed(self, verified: VerifiedPlugin, directory: Path, **extra: object) -> None:
-        """Put the allowed decision on record (raises if it cannot be recorded)."""
-        self.audit.record(
-            AuditEvent(
-                "plugin.load",
-                "allowed",
-                plugin=verified.name,
-                version=verified.version,
-                digest=verified.content_digest,
-                keyids=verified.signature_keyids,
-                details={"path": path_text(directory), "isolation": self.isolation, **extra},
-            )
+        """Put the allowed decision on record (raises :class:`_Unrecorded` if it cannot be)."""
+        event = AuditEvent(
+            "plugin.load",
+            "allowed",
+            plugin=verified.name,
+            version=verified.version,
+            digest=verified.content_digest,
+            keyids=verified.signature_keyids,
+            details={"path": path_text(directory), "isolation": self.isolation, **extra},
         )
+        try:
+            self.audit.record(event)
+        except VtregError as e:
+            raise _Unrecorded(e) from e
 
     def _record_shared(self, plugin: NativePlugin, directory: Path) -> NativePlugin:
         """Record an allowed load of content already loaded; no code runs for it."""
