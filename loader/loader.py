@@ -174,6 +174,15 @@ class KeyPolicy:
         return self.state
 
 
+class _Unrecorded(Exception):
+    """The audit sink's own error on recording a decision (load_plugin raises ``error``
+    itself: this never leaves it)."""
+
+    def __init__(self, error: VtregError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
 class _NullAudit:
     def record(self, event: AuditEvent) -> None:
         del event
@@ -556,8 +565,9 @@ class PluginLoader:
         Raises:
             VerificationError: refused (path, permissions, signature, trust,
                 platform, ABI or metadata); audited, and nothing was loaded.
-            VtregError: could not decide (unreadable directory, registry down);
-                audited as an error where the audit sink can still be reached.
+            VtregError: could not decide (unreadable directory, registry down, an
+                isolated plugin that crashed or hung while loading); audited as an
+                error where the audit sink can still be reached.
         """
         if self._closed:
             raise UsageError("this PluginLoader was closed; make a new one to load plugins")
@@ -574,6 +584,10 @@ class PluginLoader:
             )
             self.audit.record(event)
             raise
+        except _Unrecorded as e:
+            # The audit sink itself refused the decision: writing to it again would
+            # only wait (a held lock) and fail (a read-only registry) a second time.
+            raise e.error from e.error.__cause__
         except VtregError as e:
             self._record_error(label, e, manifest[0])
             raise
@@ -592,7 +606,11 @@ class PluginLoader:
         try:
             self.audit.record(event)
         except VtregError as audit_error:
-            log.warning("could not audit a failed load of %s: %s", label, audit_error)
+            log.warning(
+                "could not audit a failed load of %s: %s",
+                printable(label),
+                printable(str(audit_error)),
+            )
 
     def _load(
         self, directory: Path, info: os.stat_result, at: datetime, manifest: list[bytes | None]
@@ -631,18 +649,20 @@ class PluginLoader:
                 image.close()  # a loaded library keeps its mapping, not the file
 
     def _record_allowed(self, verified: VerifiedPlugin, directory: Path, **extra: object) -> None:
-        """Put the allowed decision on record (raises if it cannot be recorded)."""
-        self.audit.record(
-            AuditEvent(
-                "plugin.load",
-                "allowed",
-                plugin=verified.name,
-                version=verified.version,
-                digest=verified.content_digest,
-                keyids=verified.signature_keyids,
-                details={"path": path_text(directory), "isolation": self.isolation, **extra},
-            )
+        """Put the allowed decision on record (raises :class:`_Unrecorded` if it cannot be)."""
+        event = AuditEvent(
+            "plugin.load",
+            "allowed",
+            plugin=verified.name,
+            version=verified.version,
+            digest=verified.content_digest,
+            keyids=verified.signature_keyids,
+            details={"path": path_text(directory), "isolation": self.isolation, **extra},
         )
+        try:
+            self.audit.record(event)
+        except VtregError as e:
+            raise _Unrecorded(e) from e
 
     def _record_shared(self, plugin: NativePlugin, directory: Path) -> NativePlugin:
         """Record an allowed load of content already loaded; no code runs for it."""
@@ -765,7 +785,13 @@ class PluginLoader:
                     memory_limit=self.memory_limit,
                     dependencies=dependencies,
                 )
-                version, metadata_bytes = backend.start()
+                try:
+                    version, metadata_bytes = backend.start()
+                except PluginCallError as e:
+                    # Crashed or hung while loading (its constructors, metadata()): nothing
+                    # says the plugin is not what was signed, so this cannot decide, and is
+                    # never a refusal.
+                    raise LoadError(str(e)) from e
             else:
                 backend = _InProcess()
                 _open_dependencies(backend, plan, images, verified, label)
@@ -778,7 +804,7 @@ class PluginLoader:
                 version, metadata_bytes = backend.raw.version(), backend.raw.metadata_bytes()
             metadata = _check_identity(version, metadata_bytes, verified)
         except LoadError:
-            if backend is not None:  # pragma: no cover - raised before there is one
+            if backend is not None:
                 backend.close()
             raise  # could not decide: nothing about the plugin is known to be wrong
         except VtregError as e:
@@ -814,5 +840,6 @@ class PluginLoader:
                     plugins.append(self.load_plugin(entry))
                 except VtregError as e:
                     skipped.append(Skipped.of(entry, e))
-                    log.warning("skipped plugin %s: %s", path_text(entry), printable(str(e)))
+                    shown = printable(path_text(entry))
+                    log.warning("skipped plugin %s: %s", shown, printable(str(e)))
         return Discovery(plugins=tuple(plugins), skipped=tuple(skipped))

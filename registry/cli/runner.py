@@ -74,7 +74,8 @@ class ByteSize(click.ParamType[int, object]):
     "--timeout",
     type=click.FloatRange(min=0, min_open=True),
     metavar="SECONDS",
-    help="Per-call time limit (implies --isolate: a call in this process cannot be stopped).",
+    help="Time limit on loading the plugin and on its call, each (implies --isolate: "
+    "neither can be stopped in this process).",
 )
 @click.option(
     "--memory-limit",
@@ -116,6 +117,7 @@ def run(
     plugin that crashes in this process kills it (no exit code of ours).
     """
     from vtreg.loader import PluginLoader
+    from vtreg.loader.isolation import DEFAULT_TIMEOUT
 
     context = _context(input_json, workspace_root)
     isolation: Isolation = "process" if isolate or timeout is not None else "none"
@@ -126,6 +128,7 @@ def run(
             audit,
             roots,
             isolation=isolation,
+            timeout=DEFAULT_TIMEOUT if timeout is None else timeout,  # loading too
             memory_limit=memory_limit,
         )
         plugin = loader.load_plugin(directory)

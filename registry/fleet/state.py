@@ -11,6 +11,10 @@ The file holds what the last sync verified, in rows a load can pick:
   contents and rollback floors, the entry its bin's target carries), indexed
   by name, with the bin it came from.
 
+The file is a trust store as the registry's SQLite file is: it and its
+directory must be this user's (or root's) and writable by nobody else, or it
+is not read; a sync creates a missing directory 0700 and the file 0600.
+
 A load reads the header, the keys and the one row of the name plugin.sig
 claims (:meth:`StateFile.trust_for`), so its cost does not grow with the
 state. A sync that changes the trust writes a new file beside the old one,
@@ -35,6 +39,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from vtreg.registry.sqlite_file import check_private
 from vtreg.verifier.claim import claim_of
 from vtreg.verifier.envelope import format_time
 from vtreg.verifier.errors import FormatError, NotFoundError, VtregError, WriteError
@@ -127,6 +132,21 @@ class SyncedState:
     names: Mapping[str, tuple[str, str]]  # name -> (its bin, its entry's canonical JSON)
 
 
+def _check_private(path: str) -> None:
+    """Refuse a state file, or a directory it is in, that another user could swap.
+
+    The registry's rules (:func:`~vtreg.registry.sqlite_file.check_private`): this
+    user's or root's, writable by nobody else; the file's directory, and that of
+    the file a symlink names, and the journal a write leaves beside it.
+    """
+    given = Path(path).absolute()
+    real = Path(os.path.realpath(given))
+    for directory in dict.fromkeys((given.parent, real.parent)):
+        check_private(directory, "fleet state directory", VtregError)
+    check_private(real, "fleet state file", VtregError)
+    check_private(real.with_name(real.name + "-journal"), "fleet state file", VtregError)
+
+
 def _time(value: object, what: str) -> datetime:
     if not isinstance(value, str):
         raise FormatError(f"{what} is not a time")
@@ -184,6 +204,7 @@ class StateFile:
         self._what = f"fleet state {path_text(self.path)}"
         if not Path(self.path).is_file():
             raise NotFoundError(f"{self._what} does not exist: run `vtreg fleet sync` first")
+        _check_private(self.path)
         try:
             uri = Path(self.path).absolute().as_uri() + "?mode=ro"
             self._db = sqlite3.connect(uri, uri=True, check_same_thread=False)
@@ -294,7 +315,11 @@ def write_fleet_state(path: str, synced: SyncedState) -> None:
         raise VtregError("a fleet state names its roles")
     directory = str(Path(path).absolute().parent)
     try:
-        fd, temp = tempfile.mkstemp(prefix=".vtreg-state-", dir=directory)
+        # A missing directory is made private (0700), as the registry's is; an existing one
+        # must already be: a state written there would be refused by every load.
+        Path(directory).mkdir(mode=0o700, exist_ok=True)
+        check_private(Path(directory), "fleet state directory", WriteError)
+        fd, temp = tempfile.mkstemp(prefix=".vtreg-state-", dir=directory)  # 0600
     except OSError as e:
         raise WriteError(f"cannot write the fleet state in {path_text(directory)}: {e}") from e
     try:

@@ -72,7 +72,7 @@ class FleetTrust:
         self.grace = grace
         self.audit = audit
         self.clock = clock
-        self._cached: tuple[tuple[int, int, int, int], StateFile] | None = None
+        self._cached: tuple[tuple[int, ...], StateFile] | None = None
 
     def _file(self) -> StateFile:
         """The state file as it is now (opened again only when it was replaced or updated).
@@ -86,7 +86,10 @@ class FleetTrust:
             raise NotFoundError(
                 f"no fleet state at {path_text(self.path)}: run `vtreg fleet sync` first"
             ) from e
-        identity = (info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns)
+        # Its owner and mode too: a chmod or chown since it was opened is checked again.
+        identity = (
+            info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns, info.st_mode, info.st_uid
+        )  # fmt: skip
         if self._cached is None or self._cached[0] != identity:
             if self._cached is not None:
                 self._cached[1].close()

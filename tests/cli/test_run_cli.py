@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -101,6 +102,37 @@ def test_misbehaving_plugins_give_exit_3(
     home, _, _ = setup
     plugin = signed(setup, variant(setup, compiler, "bad", mode))
     one_line_error(invoke_cli("run", plugin, *args, env=home), code, message)
+
+
+@pytest.mark.parametrize(
+    ("define", "args", "message"),
+    [
+        pytest.param(
+            "CONSTRUCTOR_CRASHES", ["--isolate"], "killed by SIGSEGV while loading", id="crash"
+        ),
+        pytest.param(
+            "CONSTRUCTOR_HANGS",
+            ["--timeout", "1"],
+            r"no answer within 1 s while loading",
+            id="hang-with-timeout",
+        ),
+    ],
+)
+def test_a_plugin_that_fails_while_loading_cannot_decide(
+    setup: Setup, compiler: Compiler, define: str, args: list[str], message: str
+) -> None:
+    """Exit 3 and audited as an error, never a refusal: the plugin is what was signed, its
+    constructor crashed or hung (--timeout bounds loading as well as the call)."""
+    home, _, plugins = setup
+    plugin = make_plugin(plugins, compiler, "bad", source="variants.c", defines={define: "1"})
+    plugin.chmod(0o755)
+    signed(setup, plugin)
+
+    one_line_error(invoke_cli("run", plugin, *args, env=home), 3, message)
+
+    events = ok(invoke_cli("audit", "--action", "plugin.load", "--json", env=home)).json()["events"]
+    assert [(e["outcome"], e["plugin"]) for e in events] == [("error", "bad"), ("allowed", "bad")]
+    assert re.search(message, events[0]["reason"])
 
 
 def test_the_context_reaches_the_plugin(setup: Setup, compiler: Compiler) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -15,7 +16,8 @@ import pytest
 from tests.helpers import c_string
 from tests.loader.conftest import Build, RecordingAudit
 from vtreg.loader import KeyPolicy, PluginCallError, PluginContext, PluginLoader
-from vtreg.verifier.errors import VtregError
+from vtreg.loader.abi import LoadError
+from vtreg.verifier.errors import VerificationError
 from vtreg.verifier.keys import SigningKey
 
 
@@ -205,18 +207,37 @@ plugin.execute()
 """
 
 
-def test_loading_runs_under_the_timeout(
-    build: Build, trusted: Path, key: SigningKey, audit_log: RecordingAudit
+@pytest.mark.parametrize(
+    ("define", "message"),
+    [
+        pytest.param(
+            "CONSTRUCTOR_HANGS", r"no answer within 1 s while loading; stopped it", id="hang"
+        ),
+        pytest.param("CONSTRUCTOR_CRASHES", r"killed by SIGSEGV while loading", id="crash"),
+    ],
+)
+def test_loading_runs_under_the_timeout_and_a_failure_there_cannot_decide(
+    build: Build,
+    trusted: Path,
+    key: SigningKey,
+    audit_log: RecordingAudit,
+    define: str,
+    message: str,
 ) -> None:
     loader = PluginLoader(
         KeyPolicy([key.public_key]), audit_log, [trusted], isolation="process", timeout=1.0
     )
-    plugin_dir = build(defines={"CONSTRUCTOR_HANGS": "1"})
+    plugin_dir = build(defines={define: "1"})
 
-    with pytest.raises(VtregError, match=r"no answer within 1 s while loading; stopped it"):
+    with pytest.raises(LoadError, match=message) as raised:
         loader.load_plugin(plugin_dir)
 
-    assert [e.outcome for e in audit_log.events] == ["allowed", "refused"]  # decided, then hung
+    # Not a refusal: the plugin is what was signed; it crashed or hung in its constructor.
+    assert not isinstance(raised.value, VerificationError)
+    assert [e.outcome for e in audit_log.events] == ["allowed", "error"]  # decided, then failed
+    assert re.search(message, audit_log.events[1].reason or "")
+    with pytest.raises(LoadError, match=message):
+        loader.load_plugin(plugin_dir)  # nothing of the failed worker is kept or shared
 
 
 def test_the_worker_never_sees_the_hosts_secrets(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import struct
@@ -604,6 +605,34 @@ def test_a_load_that_cannot_be_decided_is_audited_as_an_error(
     assert (event.action, event.outcome, event.plugin) == ("plugin.load", "error", "hello")
     assert event.reason is not None
     assert "connection refused" in event.reason
+
+
+# Erases the line, returns to its start, paints "verified" green, reverses what follows.
+_PAINTING = "\x1b[2K\r\x1b[32mverified\u202e"
+
+
+def test_a_plugin_directory_name_cannot_paint_a_log_line(
+    build: Build, trusted: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    plugin = build("hello").rename(trusted / f"d{_PAINTING}")
+
+    class Unreachable:
+        def record(self, event: AuditEvent) -> None:
+            raise RegistryError("registry sqlite:///gone.db: disk I/O error")
+
+    # Undecidable and unrecordable: the failed audit write is logged, then the skip.
+    loader = PluginLoader(UnreachablePolicy(), Unreachable(), [trusted])
+    with caplog.at_level(logging.WARNING, logger="vtreg.loader"):
+        found = loader.discover_plugins()
+
+    assert [s.path for s in found.skipped] == [plugin]
+    messages = [record.getMessage() for record in caplog.records]
+    inert = f"{trusted}/d\\x1b[2K\\x0d\\x1b[32mverified\\u202e"  # what was there, inert
+    assert len(messages) == 2, messages
+    assert messages[0].startswith(f"could not audit a failed load of {inert}: "), messages[0]
+    assert messages[1].startswith(f"skipped plugin {inert}: "), messages[1]
+    for message in messages:
+        assert not {"\x1b", "\r", "\u202e"} & set(message), repr(message)
 
 
 @pytest.mark.parametrize("isolation", ["none", "process"])

@@ -8,6 +8,7 @@
  *   -DNO_FREE                                        does not export vtcode_plugin_free_string
  *   -DMARKER='"/path"'                               a constructor creates /path when loaded
  *   -DCONSTRUCTOR_HANGS                              a constructor never returns
+ *   -DCONSTRUCTOR_CRASHES                            a constructor dies of SIGSEGV
  *   -DPID_FILE='"/path"'                             MODE_FORK_*: the child's pid is written there
  *   -DMODE=n                                         what execute() does (MODE_* below)
  *
@@ -79,6 +80,12 @@ __attribute__((constructor)) static void leave_marker(void) {
 #ifdef CONSTRUCTOR_HANGS
 __attribute__((constructor)) static void never_return(void) {
     for (;;) pause();
+}
+#endif
+
+#ifdef CONSTRUCTOR_CRASHES
+__attribute__((constructor)) static void crash_while_loading(void) {
+    raise(SIGSEGV);
 }
 #endif
 

@@ -13,7 +13,7 @@ import psycopg
 import pytest
 import sqlalchemy as sa
 
-from tests.helpers import invoke_cli, ok, one_line_error, run_cli
+from tests.helpers import c_string, invoke_cli, ok, one_line_error, run_cli
 from tests.registry.conftest import SignedPlugin
 from vtreg.registry import sqlite_file
 from vtreg.registry.service import Registry
@@ -239,4 +239,81 @@ def test_a_read_only_registry_can_still_be_read(
     assert [e["action"] for e in events] == ["plugin.trust", "key.add"]
     assert intact.stdout.startswith("audit log intact: 2 events")
     assert len(keys) == 1
+    assert path.read_bytes() == before
+
+
+# --- vtreg run on a registry it cannot write: one wait, one line, nothing loaded ---
+
+
+def _marked_plugin(signed_plugin: SignedPlugin, key: SigningKey, marker: Path) -> Path:
+    """A signed plugin whose ELF constructor creates ``marker`` when it is loaded."""
+    defines = {"MARKER": c_string(str(marker))}
+    plugin = signed_plugin("hello", "1.0.0", key, source="variants.c", defines=defines)
+    plugin.chmod(0o755)
+    return plugin
+
+
+def test_run_on_a_locked_registry_waits_once_and_loads_nothing(
+    database_url: str, key: SigningKey, signed_plugin: SignedPlugin, tmp_path: Path
+) -> None:
+    marker = tmp_path / "constructor-ran"
+    plugin = _marked_plugin(signed_plugin, key, marker)
+    with Registry.open(database_url) as registry:
+        registry.add_key(key.public_key)
+        registry.trust(capture(plugin))
+
+    with _chain_head_held(database_url):
+        try:
+            result = run_cli(
+                "run", plugin, "--db", database_url, env={"VTREG_LOCK_TIMEOUT": "1"}, timeout=60
+            )
+        except subprocess.TimeoutExpired:
+            pytest.fail("vtreg run was still waiting for the lock after 60 s")
+    # One line: the allowed decision could not be recorded, and that write was not retried
+    # as a second "could not audit" wait and warning.
+    one_line_error(result, 3, r"gave up waiting for a lock after 1 s \(VTREG_LOCK_TIMEOUT\)")
+    assert not marker.exists(), "a load whose decision was not recorded ran the plugin"
+
+    ok(run_cli("run", plugin, "--db", database_url))  # the control: the lock released
+    assert marker.exists()
+    with Registry.open(database_url) as registry:
+        report = registry.verify_audit()
+        assert report.events == 3  # the key, the trust, the control's load: nothing else
+        assert report.ok
+
+
+@pytest.mark.parametrize("frozen", ["file", "directory", "detected"])
+def test_run_on_a_read_only_registry_is_one_line_and_loads_nothing(
+    tmp_path: Path,
+    key: SigningKey,
+    signed_plugin: SignedPlugin,
+    frozen: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """As in :func:`test_a_read_only_registry_can_still_be_read`: ``file``/``directory``
+    immutable (``chattr +i``), ``detected`` read-only by its modes, for root too."""
+    path, url = _sqlite_registry(tmp_path)
+    marker = tmp_path / "constructor-ran"
+    plugin = _marked_plugin(signed_plugin, key, marker)
+    with Registry.open(url) as registry:
+        registry.add_key(key.public_key)
+        registry.trust(capture(plugin))
+    before = path.read_bytes()
+    if frozen == "detected":
+        path.chmod(0o400)
+        path.parent.chmod(0o500)
+        monkeypatch.setattr(sqlite_file, "writable", lambda _: False)
+    target = path if frozen == "file" else path.parent
+    if frozen != "detected" and not _chattr("+i", target):
+        pytest.skip("chattr +i is not available here")
+    try:
+        # In this process: the detection is told the file is read-only, as it would find
+        # for any user but root.
+        result = invoke_cli("run", plugin, "--db", url)
+    finally:
+        if frozen != "detected":
+            _chattr("-i", target)
+        path.parent.chmod(0o700)
+    one_line_error(result, 3, "readonly database")
+    assert not marker.exists(), "a load whose decision was not recorded ran the plugin"
     assert path.read_bytes() == before
