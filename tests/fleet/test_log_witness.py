@@ -42,7 +42,7 @@ class Log:
 
     def __init__(self, registry: Registry, key: SigningKey, state: Path) -> None:
         self.registry, self.key, self.state = registry, key, state
-        init_log(registry, key, ORIGIN, state)
+        init_log(registry, key, ORIGIN, state, new_log=True)  # the fleet registry has events
         self.vkey = NoteVerifier(ORIGIN, ED25519, key.public_key).vkey
 
     def grow(self, count: int, tag: str = "p") -> bytes:

@@ -157,6 +157,7 @@ def _fork(log: Log, first_host: Path | None = None) -> tuple[Path, Path]:
             ORIGIN,
             "--state",
             other_state,
+            "--new-log",  # the key holder abandons what it signed
         )
     )
     other = _checkpoint_file(log, "other", "--state", other_state)
