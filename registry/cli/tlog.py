@@ -364,8 +364,10 @@ def audit_verify_proof(
         data={"seq": proof.index + 1, "event": event, "size": checkpoint.size},
         text=printable(
             f"event {proof.index + 1} is in {checkpoint.origin} ({checkpoint.size} events, "
-            f"cosigned by {', '.join(accepted.witnesses) or 'none'}):\n{proof.extra.decode()}"
-        ),
+            f"cosigned by {', '.join(accepted.witnesses) or 'none'}):"
+        )
+        + "\n"
+        + printable(proof.extra.decode()),  # the line break is ours, not the proof's
     )
 
 

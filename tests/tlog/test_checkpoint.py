@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import stat
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,7 @@ import sqlalchemy as sa
 
 from tests.helpers import ok, one_line_error
 from tests.tlog.conftest import ORIGIN, Log, rewrite_history
+from vtreg.registry.checkpoints import SignerState
 from vtreg.registry.db import connect
 from vtreg.registry.service import Registry
 from vtreg.registry.tlog import TreeReader
@@ -117,6 +119,33 @@ def test_the_cadence_signs_only_when_due(log: Log) -> None:
     }
     log.record(1)
     assert ok(log.checkpoint("--if-due", "--json")).json()["created"] is True
+
+
+def test_the_cadence_signs_once_the_interval_has_passed(log: Log) -> None:
+    init = ("audit", "init", "--key", log.keys / "log.key", "--origin", ORIGIN)
+    ok(log.cli(*init, "--every", "1000", "--interval", "1h"))
+    assert ok(log.checkpoint("--if-due", "--json")).json()["created"] is True
+    log.record(1)
+    assert ok(log.checkpoint("--if-due", "--json")).json()["created"] is False  # 1 of 1000
+    # The last checkpoint signed two hours ago, as far as the signer knows: the interval is due.
+    state_file = log.home / "log-signer.json"
+    state = json.loads(state_file.read_text())
+    assert state["interval_s"] == 3600
+    signed_at = datetime.fromisoformat(state["signed_at"]) - timedelta(hours=2)
+    state_file.write_text(json.dumps(state | {"signed_at": signed_at.isoformat()}))
+    due = ok(log.checkpoint("--if-due", "--json")).json()
+    assert due["created"] is True
+    assert _signed(log, due["checkpoint"]).size == 2  # log.init and the load
+    assert ok(log.checkpoint("--if-due", "--json")).json()["created"] is False  # nothing new
+
+
+def test_the_interval_is_measured_from_the_last_checkpoint() -> None:
+    at = datetime(2026, 1, 1, tzinfo=UTC)
+    state = SignerState(ORIGIN, "vkey", every=10, interval_s=10, size=5, signed_at=at.isoformat())
+    assert not state.due(6, at + timedelta(seconds=9))
+    assert state.due(6, at + timedelta(seconds=10))
+    assert not state.due(5, at + timedelta(hours=1))  # due only if the log grew
+    assert state.due(15, at)  # or by the count
 
 
 def test_another_key_cannot_sign_for_the_log(log: Log) -> None:
