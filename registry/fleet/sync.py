@@ -34,7 +34,7 @@ from tuf.api import exceptions
 from tuf.api.metadata import Metadata, Root, Snapshot, SuccinctRoles, Targets, Timestamp
 from tuf.ngclient import FetcherInterface, Updater, UpdaterConfig
 
-from vtreg.verifier.errors import FormatError, UsageError
+from vtreg.verifier.errors import UsageError
 
 from ._collect import TOP_ROLES, collect, read_role, role_info, succinct
 from .errors import SyncError, SyncRefused
@@ -212,15 +212,14 @@ def _log_key(log: str | None, policy: str | None, previous: FleetState | None) -
     given = policy if policy is not None else log
     if given is None:
         return previous.log if previous is not None else None
-    try:  # a malformed vkey or policy is a usage error, before any download
-        logs = {v.vkey for v in log_policy(given).logs}
-    except FormatError as e:
-        raise UsageError(f"{'--policy' if policy is not None else '--log'}: {e}") from e
+    logs = {v.vkey for v in log_policy(given).logs}  # a malformed one: before any download
     if previous is None or previous.log is None:
         return given
     kept = {v.vkey for v in log_policy(previous.log).logs}
     if logs != kept:
-        raise UsageError(f"this host witnesses the log {' '.join(sorted(kept))}, not {given}")
+        raise UsageError(
+            f"this host witnesses the log {' '.join(sorted(kept))}, not {' '.join(sorted(logs))}"
+        )
     return given if policy is not None else previous.log
 
 
