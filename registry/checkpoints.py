@@ -39,6 +39,7 @@ from vtreg.verifier.note import (
     Note,
     NoteSignature,
     NoteVerifier,
+    open_note,
     parse_note,
     sign_note,
 )
@@ -93,7 +94,10 @@ class SignerState:
         try:
             data = read_bounded(path, _MAX_STATE_BYTES, f"log signer state {path}")
         except NotFoundError as e:
-            raise NotFoundError(f"no log signer state at {path}: run `vtreg audit init`") from e
+            raise NotFoundError(
+                f"no log signer state at {path}: run `vtreg audit init` (with --resume-from "
+                "the last checkpoint signed, if this log was checkpointed before)"
+            ) from e
         not_state = VtregError(f"{path} is not a vtreg log signer state")
         try:
             fields = json.loads(data)
@@ -145,19 +149,31 @@ def init_log(
     *,
     every: int = DEFAULT_EVERY,
     interval: timedelta = DEFAULT_INTERVAL,
+    resume_from: bytes | None = None,
+    new_log: bool = False,
 ) -> tuple[str, bool]:
     """Name the log and its key in the registry and start the signer's state; its vkey.
 
     Returns the vkey and whether anything was new. Running it again with the
     same key and origin changes nothing but the cadence.
 
+    A state is started only for an empty log, or from ``resume_from`` (the
+    last checkpoint the operator trusts, signed by this key: the signer then
+    demands that the log extends it), or with ``new_log`` (the operator says
+    no checkpoint of this log was ever published). A database that holds
+    events cannot tell whether a lost state once signed them.
+
     Raises:
-        UsageError: a bad origin or cadence, a publisher key, or a log (or a
-            state file) that already has another origin or key.
+        UsageError: a bad origin or cadence, a publisher key, a log (or a
+            state file) that already has another origin or key, or no state
+            for a log that holds events and neither ``resume_from`` nor ``new_log``.
+        SignatureError: ``resume_from`` is not signed by this log key.
     """
     if every < 1 or interval.total_seconds() <= 0:
         raise UsageError("a checkpoint cadence needs --every 1 or more and an --interval above 0")
-    vkey = NoteVerifier(origin, ED25519, key.public_key).vkey
+    if resume_from is not None and new_log:
+        raise UsageError("--resume-from and --new-log exclude each other")
+    verifier = NoteVerifier(origin, ED25519, key.public_key)
     try:  # the state may live apart from the registry, in a directory not made yet
         state_path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     except OSError as e:
@@ -166,12 +182,48 @@ def init_log(
         try:
             state = SignerState.read(state_path)
         except NotFoundError:
-            state = SignerState(origin, vkey)
-        if (state.origin, state.vkey) != (origin, vkey):
+            state = _start(registry, verifier, state_path, resume_from, new_log)
+        else:
+            if resume_from is not None or (new_log and state.note is not None):
+                raise UsageError(
+                    f"{state_path} already holds this signer's state ({state.size} events "
+                    "signed): --resume-from and --new-log are for a state that was lost"
+                )
+        if (state.origin, state.vkey) != (origin, verifier.vkey):
             raise UsageError(f"{state_path} signs for the log {state.origin!r}, key {state.vkey}")
-        created = registry.name_log(origin, vkey)
+        created = registry.name_log(origin, verifier.vkey)
         replace(state, every=every, interval_s=interval.total_seconds()).write(state_path)
-    return vkey, created
+    return verifier.vkey, created
+
+
+def _start(
+    registry: Registry,
+    verifier: NoteVerifier,
+    state_path: Path,
+    resume_from: bytes | None,
+    new_log: bool,
+) -> SignerState:
+    """A first state for a signer that has none: see :func:`init_log`."""
+    if resume_from is not None:
+        note, _ = open_note(resume_from, [verifier])
+        checkpoint = Checkpoint.parse(note.text)
+        if checkpoint.origin != verifier.name:
+            raise UsageError(
+                f"--resume-from is a checkpoint of {checkpoint.origin!r}, not of {verifier.name!r}"
+            )
+        root = base64.b64encode(checkpoint.root).decode()
+        text = note.to_bytes().decode()
+        return SignerState(verifier.name, verifier.vkey, size=checkpoint.size, root=root, note=text)
+    with registry.snapshot() as connection:
+        size = TreeReader(connection).size()
+    if not new_log and (size or registry.log_identity() or registry.checkpoint()):
+        raise UsageError(
+            f"no log signer state at {state_path}, but the audit log already holds {size} "
+            "events: if it was ever checkpointed, the state was lost; give --resume-from "
+            "the last checkpoint you trust (a witness, a verifier or a fleet host keeps one), "
+            "or --new-log if no checkpoint of this log was ever published"
+        )
+    return SignerState(verifier.name, verifier.vkey)
 
 
 def sign_checkpoint(

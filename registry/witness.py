@@ -171,7 +171,8 @@ def serve(witness: Witness, host: str, port: int) -> http.server.ThreadingHTTPSe
             self.wfile.write(reply.body)
 
         def do_POST(self) -> None:
-            length = int(self.headers.get("Content-Length") or -1)
+            given = self.headers.get("Content-Length") or ""
+            length = int(given) if given.isascii() and given.isdigit() else -1
             if self.path != "/add-checkpoint":
                 self._send(Reply(404, b"not found\n"))
             elif not 0 <= length <= _MAX_BODY:

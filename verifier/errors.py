@@ -76,6 +76,8 @@ REFUSAL_CODES: dict[str, str] = {
     "log-rollback": "the fleet timestamp's checkpoint is of a smaller tree than one seen before",
     "log-signature": "the fleet timestamp's checkpoint is not signed by the host's log key",
     "log-checkpoint-missing": "the fleet timestamp carries no checkpoint; the host requires one",
+    "log-quorum": "the fleet timestamp's checkpoint lacks the witness cosignatures the host "
+    "requires",
     "quorum": "a checkpoint lacks the witness cosignatures its policy requires",
     "trust-expired": "the fleet host's trust state has expired (no sync since), and no grace",
     "metadata-unsigned": "fleet metadata is unsigned, wrongly signed or below its threshold",

@@ -206,7 +206,10 @@ def parse_note(data: bytes) -> Note:
     cut = whole.rfind("\n\n")
     if cut < 0 or not whole.endswith("\n"):
         raise FormatError("a signed note is a text, a blank line and signature lines")
-    text, lines = whole[: cut + 1], whole[cut + 2 :].splitlines()
+    # Lines end in U+000A alone (as Go's note.Open): not splitlines(), which also ends
+    # a line at U+0085, U+2028 and the like.
+    text, block = whole[: cut + 1], whole[cut + 2 : -1]
+    lines = block.split("\n") if block else []
     if not lines or len(lines) > _MAX_SIGNATURES:
         raise FormatError(f"a note has 1 to {_MAX_SIGNATURES} signature lines, found {len(lines)}")
     return Note(text, tuple(_signature_line(line) for line in lines))

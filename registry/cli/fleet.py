@@ -343,6 +343,13 @@ def fleet_rotate_root(
     help="Witness the registry's audit log: the timestamp's checkpoint must be signed by this "
     "log key and extend the last one accepted (kept in STATE, demanded from then on).",
 )
+@click.option(
+    "--policy",
+    "policy_file",
+    type=click.Path(dir_okay=False),
+    help="As --log, with the witnesses a checkpoint needs: a C2SP tlog-policy file (log, "
+    "witness, group, quorum lines), kept in STATE; a checkpoint under its quorum is refused.",
+)
 def fleet_sync(
     settings: Settings,
     source: str,
@@ -350,6 +357,7 @@ def fleet_sync(
     root_file: str | None,
     names: tuple[str, ...],
     log_vkey: str | None,
+    policy_file: str | None,
 ) -> Report:
     """Sync the host's trust state from a fleet repository (URL or directory).
 
@@ -362,9 +370,20 @@ def fleet_sync(
     from vtreg.verifier.fork import ForkError
 
     root = read_bounded(root_file, 1 << 20, f"root {root_file}") if root_file else None
+    policy = None
+    if policy_file is not None:  # parsed, and kept in STATE, as its text
+        policy = read_bounded(policy_file, 64 * 1024, f"policy {policy_file}").decode(
+            "utf-8", "replace"
+        )
     try:
         result = sync(
-            source, state_path, root=root, clock=utc_now(), names=names or None, log=log_vkey
+            source,
+            state_path,
+            root=root,
+            clock=utc_now(),
+            names=names or None,
+            log=log_vkey,
+            policy=policy,
         )
     except ForkError as e:
         return _forked(state_path, e)

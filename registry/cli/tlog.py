@@ -70,6 +70,20 @@ def _signer_state(path: Path | None) -> Path:
     show_default=True,
     help="... or this long after the last one, if the log grew (`checkpoint --if-due`).",
 )
+@click.option(
+    "--resume-from",
+    "resume_file",
+    type=click.Path(),
+    metavar="CHECKPOINT",
+    help="The signer state was lost: rebuild it from this checkpoint (the last one you "
+    "trust, signed by the log key); later checkpoints must extend it.",
+)
+@click.option(
+    "--new-log",
+    is_flag=True,
+    help="Start a signer state for a log that already holds events but was never "
+    "checkpointed (or whose earlier checkpoints you abandon).",
+)
 @_state_option
 @_passphrase_file
 @db_option
@@ -79,6 +93,8 @@ def audit_init(
     origin: str,
     every: int,
     interval: timedelta,
+    resume_file: str | None,
+    new_log: bool,
     state_path: Path | None,
     passphrase_file: str | None,
     db_url: str | None,
@@ -86,14 +102,29 @@ def audit_init(
     """Give the audit log a log key and an origin; print the log's vkey.
 
     The log key signs checkpoints and nothing else: a trusted publisher key
-    is refused.
+    is refused. Without a signer state, a log that already holds events
+    needs --resume-from (the state was lost) or --new-log (never checkpointed).
     """
     from vtreg.registry.checkpoints import init_log
+    from vtreg.verifier.files import read_bounded
+    from vtreg.verifier.note import MAX_NOTE_BYTES
 
     key = open_keyref(key_file, passphrase_file)
     state = _signer_state(state_path)
+    resume = None
+    if resume_file is not None:
+        resume = read_bounded(resume_file, MAX_NOTE_BYTES, f"checkpoint {resume_file}")
     with open_registry(db_url or settings.db, create=True) as registry:
-        vkey, created = init_log(registry, key, origin, state, every=every, interval=interval)
+        vkey, created = init_log(
+            registry,
+            key,
+            origin,
+            state,
+            every=every,
+            interval=interval,
+            resume_from=resume,
+            new_log=new_log,
+        )
     return Report(
         data={"origin": origin, "vkey": vkey, "state": str(state), "created": created},
         text=vkey,
@@ -333,8 +364,10 @@ def audit_verify_proof(
         data={"seq": proof.index + 1, "event": event, "size": checkpoint.size},
         text=printable(
             f"event {proof.index + 1} is in {checkpoint.origin} ({checkpoint.size} events, "
-            f"cosigned by {', '.join(accepted.witnesses) or 'none'}):\n{proof.extra.decode()}"
-        ),
+            f"cosigned by {', '.join(accepted.witnesses) or 'none'}):"
+        )
+        + "\n"
+        + printable(proof.extra.decode()),  # the line break is ours, not the proof's
     )
 
 

@@ -101,7 +101,7 @@ class FleetState:
     keys: int = 0
     contents: int = 0
     trust_digest: str = ""  # changes exactly when a trust entry does
-    log: str | None = None  # the vkey of the log this host witnesses
+    log: str | None = None  # the log this host witnesses: its vkey, or a tlog-policy's text
     checkpoint: str | None = None  # the latest checkpoint of that log it accepted
 
     @property

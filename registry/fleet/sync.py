@@ -9,10 +9,11 @@ file, atomically. Any refusal leaves the state file as it was.
 ngclient works in a private temporary directory seeded from the state file:
 it is the only thing python-tuf writes to.
 
-With a log key (``log``, kept in the state once given), the host also
-witnesses the registry's transparency log: the checkpoint the verified
-timestamp carries must extend the one it accepted before (see
-:mod:`.witnessing`), or nothing is written.
+With a log key (``log``, or a tlog-``policy`` that also names the witnesses
+a checkpoint needs; kept in the state once given), the host also witnesses
+the registry's transparency log: the checkpoint the verified timestamp
+carries must extend the one it accepted before (see :mod:`.witnessing`),
+or nothing is written.
 """
 
 from __future__ import annotations
@@ -34,13 +35,12 @@ from tuf.api.metadata import Metadata, Root, Snapshot, SuccinctRoles, Targets, T
 from tuf.ngclient import FetcherInterface, Updater, UpdaterConfig
 
 from vtreg.verifier.errors import UsageError
-from vtreg.verifier.note import NoteVerifier
 
 from ._collect import TOP_ROLES, collect, read_role, role_info, succinct
 from .errors import SyncError, SyncRefused
 from .repository import CHECKPOINT_FIELD, LOG_DIR, NAME_PATH
 from .state import FleetState, StateFile, update_fleet_state, write_fleet_state
-from .witnessing import checkpoint_size, witness_checkpoint
+from .witnessing import checkpoint_size, log_policy, witness_checkpoint
 
 __all__ = ["LocalFetcher", "SyncError", "SyncRefused", "SyncResult", "sync"]
 
@@ -204,21 +204,30 @@ def _update(
     return True
 
 
-def _log_key(log: str | None, previous: FleetState | None) -> str | None:
-    """The vkey this host witnesses: the one given, else the one its state keeps."""
-    kept = previous.log if previous is not None else None
-    if log is not None and kept is not None and log != kept:
-        raise UsageError(f"this host witnesses the log {kept}, not {log}")
-    if log is not None:
-        NoteVerifier.parse(log)  # a malformed vkey is a usage error, before any download
-    return log or kept
+def _log_key(log: str | None, policy: str | None, previous: FleetState | None) -> str | None:
+    """What this host witnesses the log by: the vkey or tlog-policy given, else the one its
+    state keeps. A new one must name the same log keys; ``log`` alone keeps a kept policy."""
+    if log is not None and policy is not None:
+        raise UsageError("--log and --policy exclude each other (a policy names its logs)")
+    given = policy if policy is not None else log
+    if given is None:
+        return previous.log if previous is not None else None
+    logs = {v.vkey for v in log_policy(given).logs}  # a malformed one: before any download
+    if previous is None or previous.log is None:
+        return given
+    kept = {v.vkey for v in log_policy(previous.log).logs}
+    if logs != kept:
+        raise UsageError(
+            f"this host witnesses the log {' '.join(sorted(kept))}, not {' '.join(sorted(logs))}"
+        )
+    return given if policy is not None else previous.log
 
 
 def _witness(
     workdir: str,
     url: str,
     fetcher: FetcherInterface,
-    vkey: str,
+    witnessed: str,
     previous: FleetState | None,
 ) -> str:
     """The checkpoint the verified timestamp carries, once checked against the last one."""
@@ -234,7 +243,7 @@ def _witness(
             raise SyncError(f"could not read tile {path} of the published log: {e}") from e
 
     accepted = witness_checkpoint(
-        note, before.encode("utf-8") if before else None, NoteVerifier.parse(vkey), fetch
+        note, before.encode("utf-8") if before else None, log_policy(witnessed), fetch
     )
     return accepted.decode("utf-8")
 
@@ -247,6 +256,7 @@ def sync(
     clock: datetime,
     names: Iterable[str] | None = None,
     log: str | None = None,
+    policy: str | None = None,
 ) -> SyncResult:
     """Update the host's state from a fleet repository (a URL, or a directory).
 
@@ -262,6 +272,9 @@ def sync(
         log: the vkey of the registry's transparency log: the timestamp's
             checkpoint must be signed by it and extend the one accepted
             before (kept in the state, and demanded from then on).
+        policy: instead of ``log``, a C2SP tlog-policy (its text): the
+            checkpoint must also be cosigned by its quorum of witnesses. Kept
+            in the state like ``log``; a later ``log`` of the same key keeps it.
 
     Returns:
         The new state, whether the trust state changed, and the bytes read.
@@ -277,7 +290,7 @@ def sync(
     wanted = frozenset(names) if names is not None else None
     previous = StateFile(state_path) if os.path.lexists(state_path) else None
     try:
-        vkey = _log_key(log, previous.header if previous else None)
+        witnessed = _log_key(log, policy, previous.header if previous else None)
         url, fetcher = _source(source)
         counting = _Counting(fetcher)
         with tempfile.TemporaryDirectory(prefix="vtreg-sync-") as workdir:
@@ -286,18 +299,21 @@ def sync(
             header = previous.header if previous is not None else None
             synced_at = clock if header is None else header.reference_time(clock)
             checkpoint = (
-                _witness(workdir, url, counting, vkey, header) if vkey is not None else None
+                _witness(workdir, url, counting, witnessed, header)
+                if witnessed is not None
+                else None
             )
             if not walked:
                 assert previous is not None  # noqa: S101 - only a previous state is unchanged
-                state = _touch(workdir, state_path, previous.header, synced_at, checkpoint)
+                header = dataclasses.replace(previous.header, log=witnessed)
+                state = _touch(workdir, state_path, header, synced_at, checkpoint)
                 return SyncResult(state, False, counting.total)
             synced = collect(workdir, source, synced_at, wanted)
     finally:
         if previous is not None:
             previous.close()
-    if vkey is not None:
-        header = dataclasses.replace(synced.header, log=vkey, checkpoint=checkpoint)
+    if witnessed is not None:
+        header = dataclasses.replace(synced.header, log=witnessed, checkpoint=checkpoint)
         synced = dataclasses.replace(synced, header=header)
     changed = previous is None or previous.header.trust_digest != synced.header.trust_digest
     write_fleet_state(state_path, synced)

@@ -3,10 +3,13 @@
 A fleet timestamp carries the audit log's latest signed checkpoint. A host
 that syncs with ``--log VKEY`` accepts it only if the log key signed it and
 it extends the checkpoint the host accepted before (kept in its state), as
-Go's sumdb client keeps ``latest``. The consistency proof between the two
-sizes is not carried by the repository: the host computes it from the hash
-tiles the publisher serves under ``log/`` (C2SP tlog-tiles), which are
-immutable files, so the proof fits whatever size each host last saw. Tiles
+Go's sumdb client keeps ``latest``. With ``--policy FILE`` (C2SP tlog-policy)
+it also needs the cosignatures of the policy's quorum of witnesses.
+
+The consistency proof between the two sizes is not carried by the
+repository: the host computes it from the hash tiles the publisher serves
+under ``log/`` (C2SP tlog-tiles), which are immutable files, so the proof
+fits whatever size each host last saw. Tiles
 are not trusted: the proof they give must verify against the new signed
 root, and only then can the old size's root in it contradict the old
 checkpoint, which is a fork anyone can check from the evidence.
@@ -33,7 +36,7 @@ from vtreg.verifier.note import Checkpoint, NoteVerifier, parse_note
 from vtreg.verifier.policy import Policy
 from vtreg.verifier.tiles import tile_path
 
-__all__ = ["TileFetcher", "checkpoint_size", "witness_checkpoint"]
+__all__ = ["TileFetcher", "checkpoint_size", "log_policy", "witness_checkpoint"]
 
 TileFetcher = Callable[[str, int], bytes]  # (path under log/, its length) -> its bytes
 
@@ -43,18 +46,36 @@ def checkpoint_size(note: str) -> int:
     return Checkpoint.parse(parse_note(note.encode("utf-8")).text).size
 
 
-def _accept(note: bytes | None, log: NoteVerifier) -> Checkpoint:
+def log_policy(log: str) -> Policy:
+    """How a host accepts the log's checkpoints, from what its state keeps: a vkey (the
+    log's signature alone) or the text of a tlog-policy (logs, witnesses, a quorum).
+
+    Raises:
+        FormatError: neither a vkey nor a policy.
+    """
+    if "\n" in log:  # a policy has a log line and a quorum line; a vkey is one word
+        return Policy.parse(log)
+    return Policy((NoteVerifier.parse(log),))
+
+
+def _accept(note: bytes | None, policy: Policy) -> Checkpoint:
+    names = ", ".join(v.name for v in policy.logs)
     if note is None:
         raise LogError(
-            f"the fleet timestamp carries no checkpoint of the log {log.name}, and this host "
+            f"the fleet timestamp carries no checkpoint of the log {names}, and this host "
             "witnesses it",
             code="log-checkpoint-missing",
         )
     try:
-        return Policy((log,)).accept(note).checkpoint
+        return policy.accept(note).checkpoint
     except VerificationError as e:
+        if e.code == "quorum":
+            raise LogError(
+                f"the fleet timestamp's checkpoint lacks the witnesses this host requires: {e}",
+                code="log-quorum",
+            ) from e
         raise LogError(
-            f"the fleet timestamp's checkpoint is not one the log key {log.name} signed: {e}",
+            f"the fleet timestamp's checkpoint is not one the log key {names} signed: {e}",
             code="log-signature",
         ) from e
 
@@ -75,25 +96,26 @@ def _tiles(size: int, fetch: TileFetcher) -> Callable[[int, int], bytes]:
 
 
 def witness_checkpoint(
-    note: bytes | None, previous: bytes | None, log: NoteVerifier, fetch: TileFetcher
+    note: bytes | None, previous: bytes | None, policy: Policy, fetch: TileFetcher
 ) -> bytes:
     """Accept the checkpoint ``note`` a fleet timestamp carries, after ``previous``.
 
     Args:
         note: the signed checkpoint the timestamp carries (None: it carries none).
         previous: the checkpoint this host accepted before (None: the first).
-        log: the log's key (its vkey, given to the host).
+        policy: the log's key and the witnesses it needs (see :func:`log_policy`).
         fetch: reads a tile of the published log (only when the tree grew).
 
     Returns:
         The checkpoint the host now holds (``note``).
 
     Raises:
-        LogError: ``log-checkpoint-missing``, ``log-signature``, ``log-rollback``,
+        LogError: ``log-checkpoint-missing``, ``log-signature``, ``log-quorum``
+            (too few witnesses cosigned it), ``log-rollback``,
             ``log-fork`` (a :class:`ForkError` with evidence), or
             ``log-inconsistent`` (the published tiles do not prove the new root).
     """
-    given = _accept(note, log)
+    given = _accept(note, policy)
     assert note is not None  # noqa: S101 - _accept refused a missing one
     if previous is None:
         return note

@@ -36,7 +36,9 @@ def test_tlog_commands_output_their_documented_shapes(
     run = Checker(env)
     log_key = ("--key", keys / "log.key")
 
-    init = run("audit init", "audit", "init", *log_key, "--origin", "example.com/log", *db)
+    init = run(
+        "audit init", "audit", "init", *log_key, "--origin", "example.com/log", "--new-log", *db
+    )
     signed = run("audit checkpoint", "audit", "checkpoint", *log_key, *db)
     idle = run("audit checkpoint", "audit", "checkpoint", *log_key, "--if-due", *db)
     checkpoint = tmp_path / "checkpoint"
@@ -52,11 +54,8 @@ def test_tlog_commands_output_their_documented_shapes(
     rewrite_history(database_url, lambda events: [dict(e, actor="other@host") for e in events])
     ok(invoke_cli("key", "add", keys / "bob.pub", *db, env=env))
     other_state = ("--state", tmp_path / "other-signer.json")
-    ok(
-        invoke_cli(
-            "audit", "init", *log_key, "--origin", "example.com/log", *other_state, *db, env=env
-        )
-    )
+    fork = ("audit", "init", *log_key, "--origin", "example.com/log", *other_state, "--new-log")
+    ok(invoke_cli(*fork, *db, env=env))
     other = tmp_path / "other"
     other.write_text(
         ok(invoke_cli("audit", "checkpoint", *log_key, *other_state, *db, env=env)).stdout

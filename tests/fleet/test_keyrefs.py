@@ -89,9 +89,8 @@ def test_a_fleet_signed_by_agent_and_token_keys_syncs_and_witnesses_the_log(
     ok(invoke_cli("sign", plugin, "--key", tmp_path / "alice.key"))
     ok(invoke_cli("key", "add", tmp_path / "alice.pub", env=env))
     ok(invoke_cli("trust", plugin, env=env))
-    vkey = ok(
-        invoke_cli("audit", "init", "--key", keys.log_agent, "--origin", ORIGIN, env=env)
-    ).stdout.strip()
+    init = ("audit", "init", "--key", keys.log_agent, "--origin", ORIGIN, "--new-log")
+    vkey = ok(invoke_cli(*init, env=env)).stdout.strip()
     ok(invoke_cli("audit", "checkpoint", "--key", keys.log_agent, env=env))
     repo = tmp_path / "repo"
     ok(

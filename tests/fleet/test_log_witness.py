@@ -10,7 +10,8 @@ evidence anyone can check). Each refusal leaves the state file unchanged.
 from __future__ import annotations
 
 import shutil
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -22,16 +23,18 @@ from tests.cli.json_shapes import Checker
 from tests.fleet.conftest import Fleet, Server, mirror, resign, utc_now
 from tests.helpers import invoke_cli, ok
 from vtreg.loader.protocols import AuditEvent
-from vtreg.registry.checkpoints import init_log, sign_checkpoint
+from vtreg.registry.checkpoints import gather_cosignatures, init_log, sign_checkpoint
 from vtreg.registry.export import export_tiles
 from vtreg.registry.fleet.repository import CHECKPOINT_FIELD, LOG_DIR, refresh
 from vtreg.registry.fleet.state import read_fleet_state
 from vtreg.registry.service import Registry
 from vtreg.registry.tlog import TreeReader
-from vtreg.verifier.errors import LogError
+from vtreg.registry.witness import Witness
+from vtreg.registry.witness import serve as serve_witness
+from vtreg.verifier.errors import LogError, UsageError
 from vtreg.verifier.fork import ForkError
 from vtreg.verifier.keys import SigningKey
-from vtreg.verifier.note import ED25519, Checkpoint, NoteVerifier, parse_note
+from vtreg.verifier.note import ED25519, Checkpoint, Note, NoteVerifier, parse_note
 from vtreg.verifier.policy import Policy
 
 ORIGIN = "example.com/vtreg-audit"
@@ -42,7 +45,7 @@ class Log:
 
     def __init__(self, registry: Registry, key: SigningKey, state: Path) -> None:
         self.registry, self.key, self.state = registry, key, state
-        init_log(registry, key, ORIGIN, state)
+        init_log(registry, key, ORIGIN, state, new_log=True)  # the fleet registry has events
         self.vkey = NoteVerifier(ORIGIN, ED25519, key.public_key).vkey
 
     def grow(self, count: int, tag: str = "p") -> bytes:
@@ -254,3 +257,84 @@ def test_the_cli_publishes_the_checkpoint_and_prints_a_fork_s_evidence(
     assert "FORK" in text.stdout
     assert "checkpoint (larger tree):" in text.stdout
     assert fleet.state.read_bytes() == before
+
+
+@pytest.fixture
+def witness_url(log: Log, tmp_path: Path) -> Iterator[tuple[str, str]]:
+    """A real tlog-witness of the log on 127.0.0.1: its vkey and URL."""
+    key = SigningKey.generate("witness")
+    (tmp_path / "witness").mkdir()
+    logs = [NoteVerifier.parse(log.vkey)]
+    witness = Witness(key, "witness.example.com/w1", logs, tmp_path / "witness")
+    server = serve_witness(witness, "127.0.0.1", 0)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield witness.vkey, f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def cosigned(log: Log, note: bytes, policy: str) -> bytes:
+    """``note`` with the cosignatures its policy's witnesses return (as `checkpoint --policy`)."""
+    with_lines, problems = gather_cosignatures(log.registry, parse_note(note), Policy.parse(policy))
+    assert problems == []
+    return with_lines.to_bytes()
+
+
+def test_a_host_with_a_policy_needs_its_witnesses_quorum(
+    fleet: Fleet,
+    log: Log,
+    serve: Callable[[Path], Server],
+    witness_url: tuple[str, str],
+    tmp_path: Path,
+) -> None:
+    server = serve(fleet.repo.path)
+    vkey, url = witness_url
+    policy = f"log {log.vkey}\nwitness w1 {vkey} {url}\nquorum w1\n"
+    first = log.grow(3)
+    publish(fleet, log, first)  # signed by the log key, cosigned by nobody
+    fleet.sync(server.url, log=log.vkey)  # a host that needs no witness accepts it
+    error = refused(fleet, server.url, "log-quorum", policy=policy)
+    assert "cosigned by 0 known witnesses" in str(error)
+    first_cosigned = cosigned(log, first, policy)
+    publish(fleet, log, first_cosigned)
+    fleet.sync(server.url, policy=policy)
+    assert read_fleet_state(str(fleet.state)).log == policy  # kept: later syncs demand it
+    second = log.grow(2)
+    publish(fleet, log, second)
+    refused(fleet, server.url, "log-quorum")  # no --policy given: the state's holds
+    refused(fleet, server.url, "log-quorum", log=log.vkey)  # --log of its key keeps it
+    # A stale cosignature (the witness's line for the first checkpoint) moved onto the
+    # second: it does not verify for it, so it cannot count towards the quorum.
+    stale = parse_note(first_cosigned).signatures[-1]
+    assert stale.name == "witness.example.com/w1"
+    lines = (*parse_note(second).signatures, stale)
+    attack = mirror(fleet, tmp_path)
+    restamp(attack, fleet, carry(Note(parse_note(second).text, lines).to_bytes()))
+    error = refused(fleet, serve(attack).url, "log-signature")
+    assert "does not verify" in str(error)
+    second_cosigned = cosigned(log, second, policy)
+    publish(fleet, log, second_cosigned)
+    assert fleet.sync(server.url).state.checkpoint == second_cosigned.decode()
+    stranger = NoteVerifier(ORIGIN, ED25519, SigningKey.generate().public_key).vkey
+    with pytest.raises(UsageError, match="this host witnesses the log"):
+        fleet.sync(server.url, policy=f"log {stranger}\nquorum none\n")
+
+
+def test_fleet_sync_takes_a_policy_file(
+    fleet: Fleet, log: Log, witness_url: tuple[str, str], tmp_path: Path
+) -> None:
+    vkey, url = witness_url
+    policy = tmp_path / "policy"
+    policy.write_text(f"log {log.vkey}\nwitness w1 {vkey} {url}\nquorum w1\n")
+    note = log.grow(2)
+    publish(fleet, log, note)
+    root = ("--root", fleet.repo.path / "1.root.json")
+    sync = ("fleet", "sync", fleet.repo.path, "--state", fleet.state, "--json", *root)
+    env = {"VTREG_HOME": str(tmp_path / "home")}
+    refused = invoke_cli(*sync, "--policy", policy, env=env)
+    assert (refused.code, refused.json()["error"]["code"]) == (1, "log-quorum")
+    assert not fleet.state.exists()
+    both = invoke_cli(*sync, "--policy", policy, "--log", log.vkey, env=env)
+    assert both.code == 2
+    publish(fleet, log, cosigned(log, note, policy.read_text()))
+    assert ok(invoke_cli(*sync, "--policy", policy, env=env)).json()["checkpoint"] == size(note)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import stat
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,7 @@ import sqlalchemy as sa
 
 from tests.helpers import ok, one_line_error
 from tests.tlog.conftest import ORIGIN, Log, rewrite_history
+from vtreg.registry.checkpoints import SignerState
 from vtreg.registry.db import connect
 from vtreg.registry.service import Registry
 from vtreg.registry.tlog import TreeReader
@@ -45,11 +47,8 @@ def test_init_makes_the_state_directory_and_checkpoint_says_to_init(log: Log) ->
     state = log.home / "signer" / "state.json"  # kept apart from the registry, not made yet
     one_line_error(log.checkpoint("--state", state), 3, "run `vtreg audit init`")
     assert not state.parent.exists()
-    ok(
-        log.cli(
-            "audit", "init", "--key", log.keys / "log.key", "--origin", ORIGIN, "--state", state
-        )
-    )
+    init = ("audit", "init", "--key", log.keys / "log.key", "--origin", ORIGIN, "--state", state)
+    ok(log.cli(*init, "--new-log"))  # the log holds its log.init event, never checkpointed
     assert stat.S_IMODE(state.parent.stat().st_mode) == 0o700
     assert stat.S_IMODE(state.stat().st_mode) == 0o600
     ok(log.checkpoint("--state", state))
@@ -68,6 +67,7 @@ def test_a_publisher_key_is_never_a_log_key_and_back(log: Log, tmp_path: Path) -
             "x.example/log",
             "--state",
             state,
+            "--new-log",
         ),
         2,
         "is a trusted publisher key",
@@ -119,6 +119,33 @@ def test_the_cadence_signs_only_when_due(log: Log) -> None:
     }
     log.record(1)
     assert ok(log.checkpoint("--if-due", "--json")).json()["created"] is True
+
+
+def test_the_cadence_signs_once_the_interval_has_passed(log: Log) -> None:
+    init = ("audit", "init", "--key", log.keys / "log.key", "--origin", ORIGIN)
+    ok(log.cli(*init, "--every", "1000", "--interval", "1h"))
+    assert ok(log.checkpoint("--if-due", "--json")).json()["created"] is True
+    log.record(1)
+    assert ok(log.checkpoint("--if-due", "--json")).json()["created"] is False  # 1 of 1000
+    # The last checkpoint signed two hours ago, as far as the signer knows: the interval is due.
+    state_file = log.home / "log-signer.json"
+    state = json.loads(state_file.read_text())
+    assert state["interval_s"] == 3600
+    signed_at = datetime.fromisoformat(state["signed_at"]) - timedelta(hours=2)
+    state_file.write_text(json.dumps(state | {"signed_at": signed_at.isoformat()}))
+    due = ok(log.checkpoint("--if-due", "--json")).json()
+    assert due["created"] is True
+    assert _signed(log, due["checkpoint"]).size == 2  # log.init and the load
+    assert ok(log.checkpoint("--if-due", "--json")).json()["created"] is False  # nothing new
+
+
+def test_the_interval_is_measured_from_the_last_checkpoint() -> None:
+    at = datetime(2026, 1, 1, tzinfo=UTC)
+    state = SignerState(ORIGIN, "vkey", every=10, interval_s=10, size=5, signed_at=at.isoformat())
+    assert not state.due(6, at + timedelta(seconds=9))
+    assert state.due(6, at + timedelta(seconds=10))
+    assert not state.due(5, at + timedelta(hours=1))  # due only if the log grew
+    assert state.due(15, at)  # or by the count
 
 
 def test_another_key_cannot_sign_for_the_log(log: Log) -> None:
@@ -183,3 +210,49 @@ def test_the_signer_refuses_tiles_that_disagree_with_the_events(log: Log) -> Non
     engine.dispose()
     refused = log.checkpoint()
     one_line_error(refused, 1, "tiles disagree with its events")
+
+
+def test_a_lost_signer_state_is_not_a_fresh_start(log: Log, tmp_path: Path) -> None:
+    log.record(6)
+    trusted = tmp_path / "trusted-checkpoint"  # what a witness or a host kept
+    trusted.write_text(ok(log.checkpoint()).stdout)
+    state = log.home / "log-signer.json"
+    state.unlink()
+    rewrite_history(log.url, _edit_first)
+    init = ("audit", "init", "--key", log.keys / "log.key", "--origin", ORIGIN)
+    one_line_error(log.cli(*init), 2, "already holds 7 events")
+    assert not state.exists()
+    one_line_error(log.cli(*init, "--resume-from", trusted, "--new-log"), 2, "exclude each other")
+    forged = tmp_path / "forged"  # the database owner's own checkpoint of the rewrite
+    forged.write_text(trusted.read_text().replace(ORIGIN, "example.com/other-log"))
+    assert log.cli(*init, "--resume-from", forged).code == 1
+    ok(log.cli(*init, "--resume-from", trusted))
+    assert json.loads(state.read_text())["note"] == trusted.read_text()
+    one_line_error(log.cli(*init, "--resume-from", trusted), 2, "already holds this signer")
+    refused = log.checkpoint("--json")
+    assert refused.code == 1
+    assert refused.json()["error"]["code"] == "log-inconsistent"
+    assert "history was rewritten" in refused.json()["error"]["message"]
+
+
+def test_a_resumed_signer_goes_on_from_its_checkpoint(log: Log, tmp_path: Path) -> None:
+    log.record(2)
+    trusted = tmp_path / "trusted-checkpoint"
+    trusted.write_text(ok(log.checkpoint()).stdout)
+    (log.home / "log-signer.json").unlink()
+    log.record(2)
+    init = ("audit", "init", "--key", log.keys / "log.key", "--origin", ORIGIN)
+    ok(log.cli(*init, "--resume-from", trusted))
+    assert _signed(log, ok(log.checkpoint()).stdout).size == 5
+
+
+def test_new_log_starts_afresh_on_a_log_never_checkpointed(log: Log, tmp_path: Path) -> None:
+    log.record(2)
+    state = tmp_path / "signer.json"
+    init = ("audit", "init", "--key", log.keys / "log.key", "--origin", ORIGIN, "--state", state)
+    one_line_error(log.cli(*init), 2, "--new-log if no checkpoint")
+    ok(log.cli(*init, "--new-log"))
+    ok(log.cli(*init, "--new-log"))  # nothing signed yet: the same
+    assert _signed(log, ok(log.checkpoint("--state", state)).stdout).size == 3
+    one_line_error(log.cli(*init, "--new-log"), 2, "already holds this signer")
+    ok(log.cli(*init))

@@ -153,3 +153,127 @@ def test_a_missing_tile_is_a_log_error() -> None:
     read = merkle.tile_hash_reader(lambda level, n: b"")
     with pytest.raises(LogError, match="lacks"):
         merkle.inclusion_proof(read, 0, 2)
+
+
+# The RFC 6962 reference set used by Certificate Transparency's merkle tree tests and
+# carried on by github.com/transparency-dev/merkle: leaf inputs and roots from
+# testonly/constants.go (LeafInputs, RootHashes), proofs from proof/verify_test.go
+# (inclusionProofs, whose leaf numbers are 1-based, and consistencyProofs). Copied as
+# published, not computed here. pymerkle's own consistency proofs are not RFC 6962's
+# SUBPROOF (they hold other hashes), so they are not compared; these vectors are.
+_CT_LEAVES = [
+    bytes.fromhex(h)
+    for h in (
+        "", "00", "10", "2021", "3031", "40414243", "5051525354555657",
+        "606162636465666768696a6b6c6d6e6f",
+    )
+]  # fmt: skip
+_CT_ROOTS = [
+    "6e340b9cffb37a989ca544e6bb780a2c78901d3fb33738768511a30617afa01d",
+    "fac54203e7cc696cf0dfcb42c92a1d9dbaf70ad9e621f4bd8d98662f00e3c125",
+    "aeb6bcfe274b70a14fb067a5e5578264db0fa9b51af5e0ba159158f329e06e77",
+    "d37ee418976dd95753c1c73862b9398fa2a2cf9b4ff0fdfe8b30cd95209614b7",
+    "4e3bbb1f7b478dcfe71fb631631519a3bca12c9aefca1612bfce4c13a86264d4",
+    "76e67dadbcdf1e10e1b74ddc608abd2f98dfb16fbce75277b5232a127f2087ef",
+    "ddb89be403809e325750d3d263cd78929c2942b7942a34b77e122c9594a74c8c",
+    "5dc9da79a70659a9ad559cb701ded9a2ab9d823aad2f4960cfe370eff4604328",
+]  # sizes 1 to 8
+_CT_INCLUSION = [  # (leaf index, 0-based; tree size; path)
+    (0, 1, []),
+    (
+        0,
+        8,
+        [
+            "96a296d224f285c67bee93c30f8a309157f0daa35dc5b87e410b78630a09cfc7",
+            "5f083f0a1a33ca076a95279832580db3e0ef4584bdff1f54c8a360f50de3031e",
+            "6b47aaf29ee3c2af9af889bc1fb9254dabd31177f16232dd6aab035ca39bf6e4",
+        ],
+    ),
+    (
+        5,
+        8,
+        [
+            "bc1a0643b12e4d2d7c77918f44e0f4f79a838b6cf9ec5b5c283e1f4d88599e6b",
+            "ca854ea128ed050b41b35ffc1b87b8eb2bde461e9e3b5596ece6b9d5975a0ae0",
+            "d37ee418976dd95753c1c73862b9398fa2a2cf9b4ff0fdfe8b30cd95209614b7",
+        ],
+    ),
+    (2, 3, ["fac54203e7cc696cf0dfcb42c92a1d9dbaf70ad9e621f4bd8d98662f00e3c125"]),
+    (
+        1,
+        5,
+        [
+            "6e340b9cffb37a989ca544e6bb780a2c78901d3fb33738768511a30617afa01d",
+            "5f083f0a1a33ca076a95279832580db3e0ef4584bdff1f54c8a360f50de3031e",
+            "bc1a0643b12e4d2d7c77918f44e0f4f79a838b6cf9ec5b5c283e1f4d88599e6b",
+        ],
+    ),
+]
+_CT_CONSISTENCY = [  # (old size, new size, proof)
+    (1, 1, []),
+    (
+        1,
+        8,
+        [
+            "96a296d224f285c67bee93c30f8a309157f0daa35dc5b87e410b78630a09cfc7",
+            "5f083f0a1a33ca076a95279832580db3e0ef4584bdff1f54c8a360f50de3031e",
+            "6b47aaf29ee3c2af9af889bc1fb9254dabd31177f16232dd6aab035ca39bf6e4",
+        ],
+    ),
+    (
+        6,
+        8,
+        [
+            "0ebc5d3437fbe2db158b9f126a1d118e308181031d0a949f8dededebc558ef6a",
+            "ca854ea128ed050b41b35ffc1b87b8eb2bde461e9e3b5596ece6b9d5975a0ae0",
+            "d37ee418976dd95753c1c73862b9398fa2a2cf9b4ff0fdfe8b30cd95209614b7",
+        ],
+    ),
+    (
+        2,
+        5,
+        [
+            "5f083f0a1a33ca076a95279832580db3e0ef4584bdff1f54c8a360f50de3031e",
+            "bc1a0643b12e4d2d7c77918f44e0f4f79a838b6cf9ec5b5c283e1f4d88599e6b",
+        ],
+    ),
+    (
+        6,
+        7,
+        [
+            "0ebc5d3437fbe2db158b9f126a1d118e308181031d0a949f8dededebc558ef6a",
+            "b08693ec2e721597130641e8211e7eedccb4c26413963eee6c1e2ed16ffb1a5f",
+            "d37ee418976dd95753c1c73862b9398fa2a2cf9b4ff0fdfe8b30cd95209614b7",
+        ],
+    ),
+]
+_CT_TILES = merkle.tiles_of(merkle.leaf_hash(leaf) for leaf in _CT_LEAVES)
+_CT_READ = merkle.tile_hash_reader(lambda level, n: _CT_TILES[level, n])
+
+
+@pytest.mark.parametrize("size", range(1, 9))
+def test_the_rfc6962_roots(size: int) -> None:
+    edge = merkle.CompactRange()
+    for leaf in _CT_LEAVES[:size]:
+        edge.append(merkle.leaf_hash(leaf))
+    assert merkle.subtree_hash(_CT_READ, 0, size).hex() == _CT_ROOTS[size - 1]
+    assert edge.root().hex() == _CT_ROOTS[size - 1]
+
+
+@pytest.mark.parametrize(("index", "size", "path"), _CT_INCLUSION)
+def test_the_rfc6962_inclusion_proofs(index: int, size: int, path: list[str]) -> None:
+    proof = merkle.inclusion_proof(_CT_READ, index, size)
+    assert [h.hex() for h in proof] == path
+    root = bytes.fromhex(_CT_ROOTS[size - 1])
+    merkle.verify_inclusion(index, size, merkle.leaf_hash(_CT_LEAVES[index]), proof, root)
+
+
+@pytest.mark.parametrize(("old", "new", "path"), _CT_CONSISTENCY)
+def test_the_rfc6962_consistency_proofs(old: int, new: int, path: list[str]) -> None:
+    proof = merkle.consistency_proof(_CT_READ, old, new)
+    assert [h.hex() for h in proof] == path
+    roots = bytes.fromhex(_CT_ROOTS[old - 1]), bytes.fromhex(_CT_ROOTS[new - 1])
+    merkle.verify_consistency(old, new, *roots, proof)
+    if proof:  # and the published proof, damaged, no longer verifies
+        with pytest.raises(LogError):
+            merkle.verify_consistency(old, new, *roots, _flip(proof, len(proof) - 1))

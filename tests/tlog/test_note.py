@@ -98,6 +98,16 @@ def test_unknown_signatures_are_ignored_and_a_known_bad_one_rejects() -> None:
         pytest.param(b"\xff\n\n" + GO_PETER.encode(), id="not-utf8"),
         pytest.param((GO_TEXT + "\n" + GO_PETER * 65).encode(), id="too-many-signatures"),
         pytest.param(b"x" * 70000 + b"\n\n" + GO_PETER.encode(), id="oversize"),
+        # Signature lines end in U+000A only, as in Go's note.Open; str.splitlines() would
+        # also split at these.
+        pytest.param(
+            (GO_TEXT + "\n" + GO_PETER.rstrip("\n") + "\u2028" + GO_ENOCH_SIG).encode(),
+            id="line-separator-as-line-end",
+        ),
+        pytest.param(
+            (GO_TEXT + "\n" + GO_PETER.rstrip("\n") + "\x85" + GO_ENOCH_SIG).encode(),
+            id="next-line-as-line-end",
+        ),
     ],
 )
 def test_malformed_notes_are_refused(data: bytes) -> None:

@@ -51,6 +51,11 @@ def test_a_proof_shows_one_event_under_a_signed_checkpoint(log: Log) -> None:
     assert TlogProof.parse(out.read_bytes()) == proof
     checked = ok(log.cli("audit", "verify-proof", out, "--log", log.vkey, "--json", db=False))
     assert (checked.json()["seq"], checked.json()["event"]["action"]) == (4, "plugin.load")
+    shown = ok(log.cli("audit", "verify-proof", out, "--log", log.vkey, db=False)).stdout
+    assert shown.splitlines() == [
+        f"event 4 is in {ORIGIN} (10 events, cosigned by none):",
+        event.decode(),
+    ]  # the event on its own line, not after a literal \x0a
     # The event in the proof changed: no longer the leaf the log holds.
     out.write_bytes(TlogProof(proof.index, proof.hashes, proof.checkpoint, event + b" ").to_bytes())
     one_line_error(
@@ -157,6 +162,7 @@ def _fork(log: Log, first_host: Path | None = None) -> tuple[Path, Path]:
             ORIGIN,
             "--state",
             other_state,
+            "--new-log",  # the key holder abandons what it signed
         )
     )
     other = _checkpoint_file(log, "other", "--state", other_state)

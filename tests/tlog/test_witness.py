@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import base64
+import hashlib
+import http.client
 import http.server
 import os
 import subprocess
@@ -16,7 +18,7 @@ import pytest
 
 from tests.helpers import ok
 from tests.tlog.conftest import ORIGIN, Log
-from vtreg.registry.witness import Witness, submit
+from vtreg.registry.witness import Witness, serve, submit
 from vtreg.verifier import merkle
 from vtreg.verifier.errors import FormatError, VtregError
 from vtreg.verifier.keys import SigningKey, read_private_key_file
@@ -129,6 +131,76 @@ def test_a_bad_proof_or_a_fork_gets_422(witness: Witness, log_key: SigningKey) -
 )
 def test_malformed_requests_get_400(witness: Witness, body: bytes, status: int) -> None:
     assert witness.add_checkpoint(body).status == status
+
+
+def test_a_fresh_witness_refuses_a_proof_from_nothing_or_a_wrong_empty_root(
+    witness: Witness, log_key: SigningKey
+) -> None:
+    log = _Log(log_key)
+    assert witness.add_checkpoint(log.request(0, 5, proof=[merkle.EMPTY_ROOT])).status == 422
+    text = Checkpoint(ORIGIN, 0, bytes(32)).text()  # an empty tree whose root is not SHA-256("")
+    empty = Note(text, (sign_note(text, log_key, ORIGIN),)).to_bytes()
+    assert witness.add_checkpoint(b"old 0\n\n" + empty).status == 422
+    assert witness.latest(ORIGIN)[2] is None  # nothing was cosigned
+
+
+@pytest.fixture
+def served(witness: Witness) -> Iterator[http.client.HTTPConnection]:
+    """The witness's HTTP API on 127.0.0.1, and a connection to it."""
+    server = serve(witness, "127.0.0.1", 0)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    connection = http.client.HTTPConnection("127.0.0.1", server.server_address[1], timeout=10)
+    yield connection
+    connection.close()
+    server.shutdown()
+    server.server_close()
+
+
+def _post(connection: http.client.HTTPConnection, body: bytes, length: str) -> int:
+    connection.putrequest("POST", "/add-checkpoint")
+    connection.putheader("Content-Length", length)
+    connection.endheaders(body)
+    try:
+        response = connection.getresponse()
+        response.read()
+        return response.status
+    finally:
+        connection.close()  # a refused length closes the connection; the next one reopens
+
+
+def _get(connection: http.client.HTTPConnection, path: str) -> tuple[int, bytes]:
+    connection.request("GET", path)
+    try:
+        response = connection.getresponse()
+        return response.status, response.read()
+    finally:
+        connection.close()
+
+
+def test_every_status_over_http_and_the_latest_checkpoint(
+    witness: Witness, served: http.client.HTTPConnection, log_key: SigningKey
+) -> None:
+    log, fork = _Log(log_key), _Log(log_key, history="b")
+    first = log.request(0, 5)
+    latest = f"/{hashlib.sha256(ORIGIN.encode()).hexdigest()}/checkpoint"
+    assert _get(served, latest)[0] == 404  # nothing cosigned yet
+    assert _post(served, first, str(len(first))) == 200
+    for body, status in [
+        (log.request(0, 7, proof=[]), 409),
+        (fork.request(5, 9), 422),
+        (_Log(SigningKey.generate()).request(0, 3), 403),
+        (b"old 0\n\n" + log.note(3, origin="other.example/log"), 404),
+        (b"old x\n\n", 400),
+    ]:
+        assert _post(served, body, str(len(body))) == status
+    for length in ("abc", "-5", "\u00b2", str(70 * 1024)):  # not a length, or too long
+        assert _post(served, first, length) == 400
+    assert _get(served, f"/{hashlib.sha256(b'other').hexdigest()}/checkpoint")[0] == 404
+    status, cosigned = _get(served, latest)
+    assert status == 200
+    assert cosigned.startswith(log.note(5))
+    verifier = NoteVerifier.parse(witness.vkey)
+    assert open_note(cosigned, [verifier])[1] == (verifier,)
 
 
 def test_unknown_logs_and_unknown_keys_are_refused(witness: Witness, log_key: SigningKey) -> None:
