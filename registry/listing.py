@@ -11,7 +11,6 @@ its name's rollback floor, which the same SELECT finds with one probe of
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -21,6 +20,7 @@ from vtreg.verifier.errors import NotFoundError, UsageError
 from vtreg.verifier.status import ContentRecord, KeyTerms, content_status
 from vtreg.verifier.times import format_time
 
+from . import rows
 from .reader import Reader, time_in
 from .records import KeyInfo, checked_digest
 from .revisions import SCHEMA_HEAD
@@ -114,7 +114,7 @@ def _key_terms(reader: Reader) -> dict[str, KeyTerms]:
         keyid: KeyTerms(
             revoked_reason if revoked_at is not None else None,
             time_in(expires_at),
-            tuple(json.loads(scopes)),
+            rows.scopes(keyid, scopes),
         )
         for keyid, scopes, expires_at, revoked_at, revoked_reason in reader.rows(
             "SELECT keyid, scopes, expires_at, revoked_at, revoked_reason FROM keys"
@@ -155,7 +155,7 @@ def _document(row: tuple[Any, ...], keys: dict[str, KeyTerms], at: datetime) -> 
     (name, version, digest, platforms, threshold, pinned, trusted_at, trusted_by) = row[:8]
     revoked_at, revoked_reason, expires, signed, former, older = row[8:]
     signers = sorted(signed.split()) if signed else []
-    threshold, pinned = int(threshold), bool(pinned)
+    threshold, pinned = rows.threshold(digest, threshold), bool(pinned)
     record = ContentRecord(
         name, signers, time_in(expires), threshold, pinned, revoked_at is not None, bool(older)
     )
@@ -204,7 +204,7 @@ def key_infos(reader: Reader) -> list[KeyInfo]:
         KeyInfo(
             keyid=keyid,
             name=name,
-            scopes=tuple(json.loads(scopes)),
+            scopes=rows.scopes(keyid, scopes),
             expires_at=time_in(expires_at),
             added_at=time_in(added_at),  # type: ignore[arg-type] # NOT NULL
             added_by=added_by,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -11,6 +10,8 @@ from typing import TYPE_CHECKING, Any
 from vtreg.verifier.errors import UsageError
 from vtreg.verifier.status import LOADABLE
 from vtreg.verifier.times import format_time
+
+from . import rows
 
 # Only types from these: the records are built by the read paths too, which
 # import neither SQLAlchemy's ORM nor the pydantic models (registry.reader).
@@ -101,7 +102,7 @@ class KeyInfo:
         return cls(
             keyid=row.keyid,
             name=row.name,
-            scopes=tuple(json.loads(row.scopes)),
+            scopes=rows.scopes(row.keyid, row.scopes),
             expires_at=row.expires_at,
             added_at=row.added_at,
             added_by=row.added_by,
@@ -179,11 +180,11 @@ class PluginInfo:
         """The record of one ``plugins`` row and its signers, with its effective status."""
         return cls(
             name=row.name,
-            version=row.version,
+            version=rows.version(row.content_digest, row.version),
             content_digest=row.content_digest,
             platforms=row.platforms,
             signers=tuple(sorted(s.keyid for s in row.signers)),
-            threshold=row.threshold,
+            threshold=rows.threshold(row.content_digest, row.threshold),
             pinned=row.pinned,
             trusted_at=row.trusted_at,
             trusted_by=row.trusted_by,

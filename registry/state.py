@@ -12,15 +12,14 @@ handed to the pure decision core (:mod:`vtreg.verifier.decision`) as a
 from __future__ import annotations
 
 import functools
-import json
 from collections.abc import Iterable
 from datetime import datetime
 from typing import Any, NamedTuple
 
 from vtreg.verifier.claim import claim_of
-from vtreg.verifier.keys import PublicKey
 from vtreg.verifier.trust import TrustedContent, TrustedKey, TrustState
 
+from . import rows as columns
 from .statements import Cursor, Statements
 
 __all__ = ["read_full_state", "read_keys", "read_state", "state_for_contents"]
@@ -35,11 +34,12 @@ class _KeyRow(NamedTuple):
     expires_at: datetime | str | None
     revoked_at: datetime | str | None
     revoked_reason: str | None
+    keyid: str
 
     def trusted(self) -> TrustedKey:
         return TrustedKey(
-            PublicKey(bytes(self.public_key), self.name),
-            scopes=tuple(json.loads(self.scopes)),
+            columns.public_key(self.keyid, self.public_key, self.name),
+            scopes=columns.scopes(self.keyid, self.scopes),
             expires=Statements.time_in(self.expires_at),
             revoked=self.revoked_reason if self.revoked_at is not None else None,
         )
@@ -61,10 +61,10 @@ class _ContentRow(NamedTuple):
         revoked_at = Statements.time_in(self.revoked_at)
         return TrustedContent(
             name=self.name,
-            version=self.version,
+            version=columns.version(self.content_digest, self.version),
             platforms=tuple(sorted((self.platforms or "").split())),
             content_digest=self.content_digest,
-            threshold=int(self.threshold),
+            threshold=columns.threshold(self.content_digest, self.threshold),
             pinned=bool(self.pinned),
             revoked=(self.revoked_reason or "") if revoked_at is not None else None,
             revoked_at=revoked_at,
@@ -91,7 +91,7 @@ def state_for_contents(cursor: Cursor, contents: Iterable[TrustedContent]) -> Tr
     for where in {(c.name, p) for c in contents for p in c.platforms}:
         floor = cursor.rows(cursor.sql.floor, where)
         if floor:
-            floors[where] = floor[0][0]
+            floors[where] = columns.floor_version(*where, floor[0][0])
     names = {c.name for c in contents}
     return TrustState.build(read_keys(cursor), contents, names=names, floors=floors)
 
@@ -130,7 +130,7 @@ def read_state(cursor: Cursor, envelope: bytes | None, *, threshold: int = 1) ->
     for where in ((claim.name, p) for p in claim.platforms):
         floor = cursor.rows(sql.floor, where)  # no row, or the one newest
         if floor:
-            floors[where] = floor[0][0]
+            floors[where] = columns.floor_version(*where, floor[0][0])
     return TrustState.build(keys, contents, names=(claim.name,), floors=floors, threshold=threshold)
 
 

@@ -48,7 +48,8 @@ class Statements:
             return ", ".join([mark] * n)
 
         self.keys = (
-            "SELECT name, public_key, scopes, expires_at, revoked_at, revoked_reason FROM keys"
+            "SELECT name, public_key, scopes, expires_at, revoked_at, revoked_reason, keyid "
+            "FROM keys"
         )
         # A content's platforms, space-separated (the reader sorts them).
         aggregate = "group_concat(platform, ' ')" if self.sqlite else "string_agg(platform, ' ')"

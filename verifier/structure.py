@@ -30,7 +30,10 @@ from .tree import capture
 __all__ = ["StructureReport", "check_plugin_structure", "validate_plugin_structure"]
 
 _LIBRARY_EXTENSIONS = ("dylib", "so", "dll")
-_SERDE_DEPTH = 128  # serde_json's recursion limit
+# serde_json's recursion limit: its remaining depth starts at 128 and is counted down as a
+# container opens, and reaching 0 is the error, so 127 nested containers are its deepest.
+_SERDE_DEPTH = 128
+_INVALID = object()  # what serde_json refuses (None is a valid document: JSON null)
 
 
 def _extension(name: str) -> str | None:
@@ -39,9 +42,10 @@ def _extension(name: str) -> str | None:
     return name[dot + 1 :] if dot > 0 else None
 
 
-def _serde_value(text: str) -> object | None:
-    """``serde_json::from_str::<Value>``: the document, or None where serde_json refuses it
-    (NaN and infinities, numbers beyond a double, lone surrogates, nesting past 128)."""
+def _serde_value(text: str) -> object:
+    """``serde_json::from_str::<Value>``: the document (``null`` is None), or ``_INVALID``
+    where serde_json refuses it (NaN and infinities, numbers beyond a double, lone
+    surrogates, 128 or more nested containers)."""
 
     def finite(literal: str) -> float:
         value = float(literal)
@@ -52,8 +56,8 @@ def _serde_value(text: str) -> object | None:
     try:
         document = json.loads(text, parse_constant=no_constants, parse_float=finite)
     except (ValueError, RecursionError):
-        return None
-    return document if _serde_accepts(document, 1) else None
+        return _INVALID
+    return document if _serde_accepts(document, 1) else _INVALID
 
 
 def _serde_accepts(value: object, depth: int) -> bool:
@@ -63,7 +67,7 @@ def _serde_accepts(value: object, depth: int) -> bool:
         return -(2**63) <= value < 2**64 or _fits_a_double(value)
     if isinstance(value, dict | list):
         children = [*value.keys(), *value.values()] if isinstance(value, dict) else value
-        return depth <= _SERDE_DEPTH and all(_serde_accepts(c, depth + 1) for c in children)
+        return depth < _SERDE_DEPTH and all(_serde_accepts(c, depth + 1) for c in children)
     return True
 
 
@@ -101,9 +105,11 @@ def validate_plugin_structure(plugin_dir: str | os.PathLike[str]) -> list[str]:
     except (OSError, UnicodeDecodeError):
         return problems  # read_to_string failed: VT Code checks nothing more
     document = _serde_value(text)
-    if document is None:
+    if document is _INVALID:
         problems.append(f"Invalid JSON in {MANIFEST_FILE}")
         return problems
+    # serde_json's Value::get of a field in anything but an object (null, a list, a
+    # number) is None, as it is of a missing field: VT Code reports all three missing.
     fields = document if isinstance(document, dict) else {}
     for field in ("name", "description", "version"):
         if not isinstance(fields.get(field), str):

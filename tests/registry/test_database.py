@@ -317,3 +317,96 @@ def test_run_on_a_read_only_registry_is_one_line_and_loads_nothing(
     one_line_error(result, 3, "readonly database")
     assert not marker.exists(), "a load whose decision was not recorded ran the plugin"
     assert path.read_bytes() == before
+
+
+# --- a corrupt row is named, never decided from ---
+
+_KEY_ROW = r"the registry's keys row {keyid} is corrupt: "
+_PLUGIN_ROW = r"the registry's plugins row {digest} is corrupt: "
+_COMMANDS = ("verify", "list", "key list", "run")
+
+
+@pytest.mark.parametrize(
+    ("corruption", "params", "refused_by", "message"),
+    [
+        pytest.param(
+            "UPDATE keys SET public_key = :b",
+            {"b": b"\x01\x02"},
+            {"verify", "run"},  # list and key list show keys; they never verify with one
+            _KEY_ROW + "public_key is not a usable public key",
+            id="keys.public_key",
+        ),
+        pytest.param(
+            "UPDATE keys SET scopes = 'not json'",
+            {},
+            set(_COMMANDS),
+            _KEY_ROW + r"scopes 'not json' is not a JSON list of names",
+            id="keys.scopes-not-json",
+        ),
+        pytest.param(
+            "UPDATE keys SET scopes = '[1]'",
+            {},
+            set(_COMMANDS),
+            _KEY_ROW + r"scopes '\[1\]' is not a JSON list of names",
+            id="keys.scopes-not-names",
+        ),
+        pytest.param(
+            "UPDATE plugins SET version = 'x.y'",
+            {},
+            {"verify", "run"},  # list shows the version as stored (docs/decisions.md)
+            _PLUGIN_ROW + r"version 'x.y' is not a semantic version",
+            id="plugins.version",
+        ),
+        pytest.param(
+            "UPDATE plugins SET threshold = -5",
+            {},
+            {"verify", "list", "run"},
+            _PLUGIN_ROW + r"threshold -5 is not a whole number of at least 1",
+            id="plugins.threshold-negative",
+        ),
+        pytest.param(
+            "UPDATE plugins SET threshold = 0",
+            {},
+            {"verify", "list", "run"},
+            _PLUGIN_ROW + r"threshold 0 is not a whole number of at least 1",
+            id="plugins.threshold-zero",
+        ),
+    ],
+)
+def test_a_corrupt_row_is_named_and_decides_nothing(
+    database_url: str,
+    key: SigningKey,
+    signed_plugin: SignedPlugin,
+    corruption: str,
+    params: dict[str, bytes],
+    refused_by: set[str],
+    message: str,
+) -> None:
+    plugin = signed_plugin("hello", "1.0.0", key)
+    with Registry.open(database_url) as registry:
+        registry.add_key(key.public_key)
+        digest = registry.trust(capture(plugin)).plugin.content_digest
+    engine = sa.create_engine(database_url)
+    try:
+        with engine.begin() as connection:
+            connection.execute(sa.text(corruption), params)
+    finally:
+        engine.dispose()
+    pattern = "^vtreg: error: could not decide: " + message.format(keyid=key.keyid, digest=digest)
+
+    for command in _COMMANDS:
+        # The real command line, in its own process: verify's early capture included.
+        result = run_cli(
+            *command.split(),
+            *([plugin] if command in ("verify", "run") else []),
+            "--db",
+            database_url,
+        )
+        if command in refused_by:
+            one_line_error(result, 3, pattern)
+            assert result.stdout == "", (command, result.stdout)  # run: nothing loaded
+        else:
+            ok(result)
+    with Registry.open(database_url) as registry:
+        outcomes = [(e.action, e.outcome) for e in registry.audit_events()]
+    assert ("plugin.load", "allowed") not in outcomes  # no load was decided from the row

@@ -21,7 +21,7 @@ from vtreg.registry.models import Plugin, PluginPlatform
 from vtreg.registry.service import Registry
 from vtreg.registry.state import read_state
 from vtreg.registry.statements import Cursor, HotPath, Statements
-from vtreg.verifier.errors import ContentError, PolicyError
+from vtreg.verifier.errors import ContentError, PolicyError, RegistryError
 from vtreg.verifier.keys import SigningKey
 from vtreg.verifier.manifest import SemVer
 from vtreg.verifier.tree import capture
@@ -214,6 +214,26 @@ def test_an_envelope_of_trusted_content_over_other_files_is_a_mismatch(
         ) as refused:
             registry.verify_plugin(capture(plugin))
         assert refused.value.code == "digest-mismatch"
+
+
+def test_a_corrupt_rollback_floor_is_named(
+    registry: Registry, signed_plugin: SignedPlugin, key: SigningKey
+) -> None:
+    # The floor's statement reads only the newest version: its row is named by name and
+    # version, and a corrupt one decides nothing (before: an internal ValueError).
+    registry.add_key(key.public_key)
+    old = signed_plugin("hello", "1.0.0", key)
+    registry.trust(capture(old))
+    registry.trust(capture(signed_plugin("hello", "2.0.0", key)))
+    with registry.engine.begin() as connection:
+        connection.execute(sa.text("UPDATE plugins SET version = 'x.y' WHERE version = '2.0.0'"))
+
+    with pytest.raises(
+        RegistryError,
+        match=r"^could not decide: the registry's plugins row hello 'x\.y' \(the floor on "
+        r"[a-z0-9_-]+\) is corrupt: version 'x\.y' is not a semantic version$",
+    ):
+        registry.verify_plugin(capture(old))
 
 
 def _sha512_only(plugin: Path) -> Callable[[dict[str, object]], None]:

@@ -21,6 +21,19 @@ NO_LIBRARY = "No dynamic library found (.dylib, .so, or .dll)"
 GOOD_JSON = '{"name": "test", "description": "test", "version": "1.0.0"}'
 
 
+def _nested(levels: int) -> str:
+    """A complete plugin.json of ``levels`` nested containers: the object, then lists."""
+    lists = levels - 1
+    return f'{{"name": "t", "description": "d", "version": "1", "x": {"[" * lists}{"]" * lists}}}'
+
+
+MISSING_ALL = [
+    "plugin.json missing required 'name' field",
+    "plugin.json missing required 'description' field",
+    "plugin.json missing required 'version' field",
+]
+
+
 def _dir(tmp_path: Path, files: dict[str, bytes | str]) -> Path:
     plugin = tmp_path / "p"
     plugin.mkdir()
@@ -54,6 +67,9 @@ CASES: dict[str, tuple[dict[str, bytes | str], list[str]]] = {
         {"plugin.json": '{"name": "t", "description": "d", "version": 1}', "a.dylib": b""},
         ["plugin.json missing required 'version' field"],
     ),
+    # serde_json reads null as Value::Null, whose fields are all missing.
+    "null": ({"plugin.json": "null", "libx.so": b""}, MISSING_ALL),
+    "null-among-whitespace": ({"plugin.json": " \n null \t", "libx.so": b""}, MISSING_ALL),
     "invalid-json": ({"plugin.json": "{", "libx.so": b""}, ["Invalid JSON in plugin.json"]),
     "nan": (
         {"plugin.json": '{"name": "t", "description": "d", "version": "1", "x": NaN}',
@@ -70,6 +86,16 @@ CASES: dict[str, tuple[dict[str, bytes | str], list[str]]] = {
          + "[" * 130 + "]" * 130 + "}", "libx.so": b""},
         ["Invalid JSON in plugin.json"],
     ),
+    # serde_json counts its remaining depth down from 128 and fails when it reaches 0.
+    "serde-deepest-127-levels": ({"plugin.json": _nested(127), "libx.so": b""}, []),
+    "serde-refuses-128-levels": (
+        {"plugin.json": _nested(128), "libx.so": b""}, ["Invalid JSON in plugin.json"]
+    ),
+    "serde-refuses-128-lists": (
+        {"plugin.json": "[" * 128 + "]" * 128, "libx.so": b""}, ["Invalid JSON in plugin.json"]
+    ),
+    "serde-deepest-127-lists": ({"plugin.json": "[" * 127 + "]" * 127, "libx.so": b""},
+                                MISSING_ALL),
     "not-utf8": ({"plugin.json": b'{"name": "\xff"}', "libx.so": b""}, []),  # unread: no check
     "duplicate-keys-last-wins": (
         {"plugin.json": '{"name": 1, "name": "t", "description": "d", "version": "1"}',
