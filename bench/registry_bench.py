@@ -57,6 +57,7 @@ from vtreg.registry.models import (
     PluginSigner,
 )
 from vtreg.registry.service import Registry
+from vtreg.registry.statements import Statements
 from vtreg.verifier.keys import SigningKey
 from vtreg.verifier.manifest import SemVer
 from vtreg.verifier.merkle import leaf_hash, tiles_of
@@ -256,10 +257,9 @@ def _measure_verify(registry: Registry, figures: _Figures) -> None:
         raise SystemExit(f"the filled chain does not verify: {report.problem}")
     figures.events = report.events
     with registry.engine.connect() as connection:
-        rows = connection.execute(
-            sa.select(*audit._COLUMNS[:11]).order_by(AuditEvent.seq).limit(200_000)
-        ).all()
-    blobs = [audit.canonical(*r) for r in rows]
+        walk = Statements.of(registry.engine).walk_events + " LIMIT 200000"
+        rows = connection.exec_driver_sql(walk).all()
+    blobs = [audit.canonical(*r[:11]) for r in rows]
     t = time.perf_counter()
     prev = audit.GENESIS_HASH
     for blob in blobs:

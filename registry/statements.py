@@ -102,6 +102,14 @@ class Statements:
         self.extend_tile = extend + "length(hashes)"
         self.fill_tile = extend + "hashes"
         self.tile = f"SELECT hashes FROM audit_tiles WHERE level = {mark} AND idx = {mark}"
+        # The audit walk (registry.audit.verify_chain): every event in order, `at` as the
+        # driver returns it, and the key index in the same order, key ids in code point
+        # order (as append() sorts them) whatever the database's collation (SQLite's
+        # BINARY is code point order for UTF-8).
+        self.walk_events = f"SELECT {', '.join(COLUMNS)} FROM audit_events ORDER BY seq"
+        self.walk_keys = "SELECT seq, keyid FROM audit_event_keys ORDER BY seq, keyid" + (
+            "" if self.sqlite else ' COLLATE "C"'
+        )
 
     def contents_of_names(self, count: int) -> str:
         """Every content of ``count`` names (the parameters), for an incremental publish."""
