@@ -60,7 +60,7 @@ from vtreg.registry.service import Registry
 from vtreg.registry.statements import Statements
 from vtreg.verifier.keys import SigningKey
 from vtreg.verifier.manifest import SemVer
-from vtreg.verifier.merkle import leaf_hash, tiles_of
+from vtreg.verifier.merkle import HASH_SIZE, TILE_WIDTH, leaf_hash, tiles_of
 from vtreg.verifier.signing import sign
 from vtreg.verifier.tree import PluginTree, capture
 
@@ -148,13 +148,13 @@ def _fill_events(
     registry: Registry, plugins: int, events: int, start: datetime, keyids: list[str]
 ) -> None:
     prev = audit.GENESIS_HASH
-    leaves = []  # the Merkle tree over the same events (migration 0005), stored at the end
+    leaves = []  # the Merkle tree over the same events (migrations 0005, 0008), at the end
     for low in range(0, events, CHUNK):
         batch = []
         for seq in range(low + 1, min(events, low + CHUNK) + 1):
             batch.append(_event(seq, prev, plugins, start, keyids))
             prev = batch[-1]["hash"]
-            leaves.append(batch[-1].pop("leaf"))
+            leaves.append(batch[-1]["leaf"])
         with registry.engine.begin() as connection:
             connection.execute(sa.insert(AuditEvent), batch)
             connection.execute(
@@ -166,7 +166,12 @@ def _fill_events(
                 .values(seq=batch[-1]["seq"], hash=prev)
             )
         print(f"\r  events  {batch[-1]['seq']:>9,}", end="", flush=True)
-    tiles = [{"level": k[0], "idx": k[1], "hashes": v} for k, v in tiles_of(leaves).items()]
+    # Every tile but the partial one of level 0, which is the events' leaf hashes (0008).
+    tiles = [
+        {"level": k[0], "idx": k[1], "hashes": v}
+        for k, v in tiles_of(leaves).items()
+        if k[0] > 0 or len(v) == TILE_WIDTH * HASH_SIZE
+    ]
     with registry.engine.begin() as connection:
         for low in range(0, len(tiles), CHUNK):
             connection.execute(sa.insert(AuditTile), tiles[low : low + CHUNK])

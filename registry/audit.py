@@ -36,6 +36,7 @@ from vtreg.verifier.audit_event import (
     canonical,
     chain_hash,
 )
+from vtreg.verifier.merkle import TILE_WIDTH, leaf_hash
 
 from . import tlog
 from .models import AuditEvent as AuditRow
@@ -85,11 +86,14 @@ def append(
 ) -> int:
     """Add ``event`` to the chain within the caller's transaction (head locked); return its seq.
 
-    Runs for every load and every verification, so it is three short
-    statements on the transaction's own cursor (see registry.statements).
-    An event's time never goes back along the chain: a writer whose clock is
-    behind the previous event's records that event's time instead, so a
-    ``--since`` window never misses it.
+    Runs for every load and every verification, so it is a few short
+    statements on the transaction's own cursor (see registry.statements): on
+    SQLite the event with its leaf hash, its key rows and the head, three;
+    on PostgreSQL the same in one statement, one round trip. The event that
+    fills a Merkle tile writes it (see registry.tlog). An event's time never
+    goes back along the chain: a writer whose clock is behind the previous
+    event's records that event's time instead, so a ``--since`` window never
+    misses it.
     """
     sql = cursor.sql
     seq = head.seq + 1
@@ -98,12 +102,17 @@ def append(
     hashed = (seq, at, actor, *event.stored())  # in HASHED_FIELDS order
     event_bytes = canonical(*hashed)
     digest = chain_hash(head.hash, event_bytes)
-    cursor.rows(sql.insert_event, (seq, sql.time_out(at), *hashed[2:], head.hash, digest))
+    row = (seq, sql.time_out(at), *hashed[2:], head.hash, digest, leaf_hash(event_bytes))
     keyids = hashed[_KEYIDS].split()
-    if keyids:
-        cursor.many(sql.insert_key, [(k, seq) for k in keyids])
-    cursor.rows(sql.move_head, (seq, digest))
-    tlog.add_leaf(cursor, seq - 1, event_bytes)
+    if sql.append is not None:
+        cursor.rows(sql.append, (*row, keyids, seq, seq, digest))
+    else:
+        cursor.rows(sql.insert_event, row)
+        if keyids:
+            cursor.many(sql.insert_key, [(k, seq) for k in keyids])
+        cursor.rows(sql.move_head, (seq, digest))
+    if seq % TILE_WIDTH == 0:
+        tlog.fill_tile(cursor, seq - 1)
     head.seq, head.hash, head.at = seq, digest, at
     return seq
 
