@@ -179,5 +179,14 @@ def test_the_leaf_migration_goes_back_to_a_partial_tile_row(database_url: str) -
         assert _stored_tiles(engine) == merkle.tiles_of(map(merkle.leaf_hash, events))
         ensure_schema(engine, upgrade=True)
         assert _stored_tiles(engine) == _tile_rows(events)
+        if engine.dialect.name == "sqlite":  # the key index is its primary key alone
+            with engine.connect() as connection:
+                table = connection.execute(
+                    sa.text("SELECT sql FROM sqlite_master WHERE name = 'audit_event_keys'")
+                ).scalar_one()
+            assert table.rstrip().endswith("WITHOUT ROWID")
     finally:
         engine.dispose()
+    with Registry.open(database_url) as registry:  # the key rows came through both ways
+        assert registry.verify_audit().ok
+        assert registry.verify_audit().events == 300
