@@ -57,9 +57,10 @@ from vtreg.registry.models import (
     PluginSigner,
 )
 from vtreg.registry.service import Registry
+from vtreg.registry.statements import Statements
 from vtreg.verifier.keys import SigningKey
 from vtreg.verifier.manifest import SemVer
-from vtreg.verifier.merkle import leaf_hash, tiles_of
+from vtreg.verifier.merkle import HASH_SIZE, TILE_WIDTH, leaf_hash, tiles_of
 from vtreg.verifier.signing import sign
 from vtreg.verifier.tree import PluginTree, capture
 
@@ -147,13 +148,13 @@ def _fill_events(
     registry: Registry, plugins: int, events: int, start: datetime, keyids: list[str]
 ) -> None:
     prev = audit.GENESIS_HASH
-    leaves = []  # the Merkle tree over the same events (migration 0005), stored at the end
+    leaves = []  # the Merkle tree over the same events (migrations 0005, 0008), at the end
     for low in range(0, events, CHUNK):
         batch = []
         for seq in range(low + 1, min(events, low + CHUNK) + 1):
             batch.append(_event(seq, prev, plugins, start, keyids))
             prev = batch[-1]["hash"]
-            leaves.append(batch[-1].pop("leaf"))
+            leaves.append(batch[-1]["leaf"])
         with registry.engine.begin() as connection:
             connection.execute(sa.insert(AuditEvent), batch)
             connection.execute(
@@ -165,7 +166,12 @@ def _fill_events(
                 .values(seq=batch[-1]["seq"], hash=prev)
             )
         print(f"\r  events  {batch[-1]['seq']:>9,}", end="", flush=True)
-    tiles = [{"level": k[0], "idx": k[1], "hashes": v} for k, v in tiles_of(leaves).items()]
+    # Every tile but the partial one of level 0, which is the events' leaf hashes (0008).
+    tiles = [
+        {"level": k[0], "idx": k[1], "hashes": v}
+        for k, v in tiles_of(leaves).items()
+        if k[0] > 0 or len(v) == TILE_WIDTH * HASH_SIZE
+    ]
     with registry.engine.begin() as connection:
         for low in range(0, len(tiles), CHUNK):
             connection.execute(sa.insert(AuditTile), tiles[low : low + CHUNK])
@@ -256,10 +262,9 @@ def _measure_verify(registry: Registry, figures: _Figures) -> None:
         raise SystemExit(f"the filled chain does not verify: {report.problem}")
     figures.events = report.events
     with registry.engine.connect() as connection:
-        rows = connection.execute(
-            sa.select(*audit._COLUMNS[:11]).order_by(AuditEvent.seq).limit(200_000)
-        ).all()
-    blobs = [audit.canonical(*r) for r in rows]
+        walk = Statements.of(registry.engine).walk_events + " LIMIT 200000"
+        rows = connection.exec_driver_sql(walk).all()
+    blobs = [audit.canonical(*r[:11]) for r in rows]
     t = time.perf_counter()
     prev = audit.GENESIS_HASH
     for blob in blobs:

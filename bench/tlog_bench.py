@@ -6,13 +6,14 @@
 In-process, warm, medians:
 
 * an audit append (Registry.record: one event, its own transaction) with the
-  tiles written, next to the same append with the tile write left out (the
-  append as it was before the tree), on SQLite and, with --pg, PostgreSQL;
+  tree, next to the append as it was before the tree (its statements, on a
+  registry at migration 0007), in alternating rounds, on SQLite and, with
+  --pg, PostgreSQL;
 * on a SQLite registry whose tiles hold a tree of --leaves leaves: an
   inclusion proof (generated from the stored tiles, then verified) and a
   consistency proof between two sizes near the end, generated and verified;
-* `vtreg audit verify --checkpoint` on a log of --events events: the chain walk and
-  the tree recomputed from the events, in events/s;
+* `vtreg audit verify` on a log of --events events: the chain walk alone, and with
+  `--checkpoint` (the tree recomputed from the events in the same pass), in events/s;
 * a witness (the `vtreg witness serve` server, in this process) answering
   add-checkpoint over loopback HTTP/1.1 keep-alive, one client, in requests/s.
 """
@@ -22,6 +23,7 @@ from __future__ import annotations
 import argparse
 import base64
 import contextlib
+import functools
 import hashlib
 import random
 import secrets
@@ -37,49 +39,133 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import sqlalchemy as sa
+from alembic import command
 
 from bench._common import scratch_dir
 from vtreg.loader.protocols import AuditEvent
-from vtreg.registry import tlog
+from vtreg.registry import audit, tlog
+from vtreg.registry.db import alembic_config, connect
+from vtreg.registry.models import AuditEvent as AuditRow
 from vtreg.registry.models import AuditTile, ChainHead
 from vtreg.registry.service import Registry
+from vtreg.registry.statements import Cursor, Statements
 from vtreg.verifier import merkle
+from vtreg.verifier.audit_event import COLUMNS
 
 
 def _median_us(samples: list[float]) -> float:
     return statistics.median(samples) * 1e6
 
 
-def _appends(registry: Registry, count: int) -> list[float]:
-    event = AuditEvent(
-        "plugin.load", "allowed", plugin="hello", version="1.0.0", keyids=("k" * 64,)
-    )
-    samples = []
+_EVENT = AuditEvent("plugin.load", "allowed", plugin="hello", version="1.0.0", keyids=("k" * 64,))
+
+
+def _appends(append: Callable[[], object], count: int) -> tuple[list[float], float]:
+    """``count`` appends: each one's wall-clock seconds, and the CPU seconds of all."""
+    samples, cpu = [], time.process_time()
     for _ in range(count):
         t = time.perf_counter()
-        registry.record(event)
+        append()
         samples.append(time.perf_counter() - t)
-    return samples
+    return samples, time.process_time() - cpu
 
 
-def _append_figures(url: str, count: int) -> tuple[float, float]:
-    with Registry.open(url) as registry:
-        _appends(registry, 300)  # warm
-        with_tiles = _appends(registry, count)
-        saved: Callable[..., None] = tlog.add_leaf
-        tlog.add_leaf = lambda *args: None  # the append as it was before the tree
+# The append as it was before the tree (registry.audit.append at migration 0007 with its
+# tile write left out): the event, its key rows and the head, one statement each, on the
+# schema of then (no leaf column; audit_event_keys with a rowid on SQLite).
+_KEYIDS = COLUMNS.index("keyids")
+
+
+def _append_before_tree(
+    cursor: Cursor, head: audit.ChainHeadState, event: AuditEvent, *, actor: str, at: datetime
+) -> int:
+    sql = cursor.sql
+    seq = head.seq + 1
+    if head.at is not None and at < head.at:
+        at = head.at
+    hashed = (seq, at, actor, *event.stored())
+    digest = audit.chain_hash(head.hash, audit.canonical(*hashed))
+    cursor.rows(_insert_before_tree(sql), (seq, sql.time_out(at), *hashed[2:], head.hash, digest))
+    keyids = hashed[_KEYIDS].split()
+    if keyids:
+        cursor.many(sql.insert_key, [(k, seq) for k in keyids])
+    cursor.rows(sql.move_head, (seq, digest))
+    head.seq, head.hash, head.at = seq, digest, at
+    return seq
+
+
+@functools.cache
+def _insert_before_tree(sql: Statements) -> str:
+    marks = ", ".join(["?" if sql.sqlite else "%s"] * len(COLUMNS))
+    return f"INSERT INTO audit_events ({', '.join(COLUMNS)}) VALUES ({marks})"  # noqa: S608
+
+
+def _record_before_tree(registry: Registry) -> Callable[[], object]:
+    """Registry.record as it was before the tree (for ``registry``, at migration 0007)."""
+
+    def record() -> None:
+        audit.append = _append_before_tree
         try:
-            without = _appends(registry, count)
+            registry.record(_EVENT)
         finally:
-            tlog.add_leaf = saved
-    return _median_us(with_tiles), _median_us(without)
+            audit.append = _append
+
+    return record
+
+
+_append = audit.append
+
+
+def _append_figures(url: str, before_url: str, count: int, rounds: int = 10) -> dict[str, float]:
+    """Appends (Registry.record) with the tree on ``url``, and as before the tree on
+    ``before_url`` (a registry at migration 0007), in alternating rounds: the median
+    wall-clock and the mean CPU microseconds of each."""
+    engine = connect(before_url)
+    with engine.begin() as connection:
+        command.upgrade(alembic_config(connection), "0007")
+    wall: dict[str, list[float]] = {"tree": [], "before": []}
+    cpu = dict.fromkeys(wall, 0.0)
+    before = Registry(engine, before_url)  # Registry.open would refuse the older schema
+    try:
+        with Registry.open(url) as registry:
+            runs: dict[str, Callable[[], object]] = {
+                "tree": lambda: registry.record(_EVENT),
+                "before": _record_before_tree(before),
+            }
+            for run in runs.values():
+                _appends(run, 300)  # warm
+            for _ in range(rounds):
+                for name, run in runs.items():
+                    samples, seconds = _appends(run, count // rounds)
+                    wall[name] += samples
+                    cpu[name] += seconds
+    finally:
+        before.close()
+    figures = {f"{name} wall": _median_us(samples) for name, samples in wall.items()}
+    means = {f"{name} cpu": seconds * 1e6 / len(wall[name]) for name, seconds in cpu.items()}
+    return figures | means
 
 
 def _fill_tiles(url: str, leaves: int) -> None:
-    hashes = (hashlib.sha256(b"%d" % i).digest() for i in range(leaves))
-    tiles = [{"level": k[0], "idx": k[1], "hashes": v} for k, v in merkle.tiles_of(hashes).items()]
+    """A tree of ``leaves`` leaves as the registry keeps it: its tiles, and the leaf hashes
+    of the partial level-0 tile in (stand-in) event rows."""
+    hashes = [hashlib.sha256(b"%d" % i).digest() for i in range(leaves)]
+    full = leaves - leaves % merkle.TILE_WIDTH
+    tiles = [
+        {"level": k[0], "idx": k[1], "hashes": v}
+        for k, v in merkle.tiles_of(hashes).items()
+        if k[0] > 0 or (k[1] + 1) * merkle.TILE_WIDTH <= full
+    ]
+    at = datetime(2026, 1, 1, tzinfo=UTC)
+    events = [
+        {"seq": n + 1, "at": at, "actor": "bench", "action": "plugin.load", "outcome": "allowed",
+         "keyids": "", "details": "{}", "prev_hash": "", "hash": "", "leaf": hashes[n]}
+        for n in range(full, leaves)
+    ]  # fmt: skip
     with Registry.open(url) as registry, registry.engine.begin() as connection:
         connection.execute(sa.insert(AuditTile), tiles)
+        if events:
+            connection.execute(sa.insert(AuditRow), events)
         connection.execute(sa.update(ChainHead).values(seq=leaves))
 
 
@@ -122,28 +208,43 @@ def _scratch_postgres(server: str) -> Iterator[str]:
         admin.dispose()
 
 
-def _verify_figures(url: str, events: int, work: Path) -> tuple[float, float]:
+def _verify_figures(url: str, events: int, work: Path, runs: int = 3) -> dict[str, float]:
+    """`vtreg audit verify` (the chain walk) and `... --checkpoint` (the chain walk with the
+    tree recomputed in the same pass, then the checkpoint judged), in events/s: the medians
+    of ``runs`` alternating runs, by the wall clock and by this process's CPU time."""
     from vtreg.registry.checkpoints import init_log, sign_checkpoint
-    from vtreg.registry.monitor import verify_checkpoint
+    from vtreg.registry.monitor import walk_log
     from vtreg.verifier.keys import SigningKey
     from vtreg.verifier.note import NoteVerifier
     from vtreg.verifier.policy import Policy
 
     key = SigningKey.generate()
+    samples: dict[str, list[float]] = {}
+
+    def timed(name: str, run: Callable[[], object]) -> None:
+        wall, cpu = time.perf_counter(), time.process_time()
+        run()
+        samples.setdefault(f"{name} wall", []).append(events / (time.perf_counter() - wall))
+        samples.setdefault(f"{name} cpu", []).append(events / (time.process_time() - cpu))
+
     with Registry.open(url) as registry:
         init_log(registry, key, "bench.example/log", work / "signer.json")
-        _appends(registry, events - 1)
+        _appends(lambda: registry.record(_EVENT), events - 1)
         note = sign_checkpoint(registry, key, work / "signer.json", at=datetime.now(UTC))
         if note is None or not registry.verify_audit().ok:
             raise SystemExit("the bench log did not verify")
-        t = time.perf_counter()
-        registry.verify_audit()
-        chain = events / (time.perf_counter() - t)
         policy = Policy((NoteVerifier.parse(_vkey(key)),))
-        t = time.perf_counter()
-        verify_checkpoint(registry, note.to_bytes(), policy, work / "verifier")
-        tree = events / (time.perf_counter() - t)
-    return chain, tree
+        for run in range(runs):
+
+            def checkpoint(state: Path = work / f"verifier-{run}") -> None:
+                walked = walk_log(registry, note.to_bytes(), policy, state)
+                if not walked.chain.ok:
+                    raise SystemExit("the bench log did not verify")
+                walked.judge()
+
+            timed("chain", registry.verify_audit)
+            timed("checkpoint", checkpoint)
+    return {name: statistics.median(values) for name, values in samples.items()}
 
 
 def _vkey(key: Any) -> str:
@@ -191,6 +292,13 @@ def _witness_rate(requests: int, work: Path) -> float:
     return rate
 
 
+def _print_appends(engine: str, f: dict[str, float]) -> None:
+    print(
+        f"  {engine}: with the tree {f['tree wall']:.0f} / {f['tree cpu']:.0f}, "
+        f"as before the tree {f['before wall']:.0f} / {f['before cpu']:.0f}"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--appends", type=int, default=2000)
@@ -202,12 +310,15 @@ def main() -> None:
     args = parser.parse_args()
     with scratch_dir() as name:
         work = Path(name)
-        with_tiles, without = _append_figures(f"sqlite:///{work / 'appends.db'}", args.appends)
-        print(f"append (SQLite): {with_tiles:.0f} us with tiles, {without:.0f} us without")
+        print("append (us: median by the wall clock / mean CPU time of this process):")
+        figures = _append_figures(
+            f"sqlite:///{work / 'appends.db'}", f"sqlite:///{work / 'before.db'}", args.appends
+        )
+        _print_appends("SQLite", figures)
         if args.pg:
-            with _scratch_postgres(args.pg) as url:
-                with_tiles, without = _append_figures(url, args.appends)
-            print(f"append (PostgreSQL): {with_tiles:.0f} us with tiles, {without:.0f} us without")
+            with _scratch_postgres(args.pg) as url, _scratch_postgres(args.pg) as before:
+                figures = _append_figures(url, before, args.appends)
+            _print_appends("PostgreSQL", figures)
         url = f"sqlite:///{work / 'proofs.db'}"
         _fill_tiles(url, args.leaves)
         inclusion, consistency = _proof_figures(url, args.leaves, args.runs)
@@ -217,9 +328,13 @@ def main() -> None:
         print(
             f"  consistency proof ({args.leaves - 1000:,} -> {args.leaves:,}) {consistency:.0f} us"
         )
-        chain, tree = _verify_figures(f"sqlite:///{work / 'verify.db'}", args.events, work)
-        print(f"audit verify of {args.events:,} events: chain {chain:,.0f}/s, tree {tree:,.0f}/s,")
-        print(f"  both {1 / (1 / chain + 1 / tree):,.0f} events/s")
+        rates = _verify_figures(f"sqlite:///{work / 'verify.db'}", args.events, work)
+        print(f"audit verify of {args.events:,} events (events/s, by wall clock / by CPU time):")
+        print(f"  the chain alone {rates['chain wall']:,.0f} / {rates['chain cpu']:,.0f},")
+        print(
+            f"  --checkpoint (the chain and the tree in one pass) {rates['checkpoint wall']:,.0f}"
+            f" / {rates['checkpoint cpu']:,.0f}"
+        )
         rate = _witness_rate(args.requests, work)
         print(f"witness: {rate:,.0f} add-checkpoint requests/s (loopback, keep-alive)")
 

@@ -15,7 +15,9 @@ never forks.
 
 from __future__ import annotations
 
-from collections.abc import Generator, Iterable, Iterator, Sequence
+import contextlib
+import itertools
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypedDict, Unpack
@@ -34,11 +36,12 @@ from vtreg.verifier.audit_event import (
     canonical,
     chain_hash,
 )
+from vtreg.verifier.merkle import TILE_WIDTH, leaf_hash
 
 from . import tlog
 from .models import AuditEvent as AuditRow
 from .models import AuditEventKey, ChainHead
-from .statements import Cursor
+from .statements import Cursor, Statements
 
 __all__ = [
     "GENESIS_HASH",
@@ -83,11 +86,14 @@ def append(
 ) -> int:
     """Add ``event`` to the chain within the caller's transaction (head locked); return its seq.
 
-    Runs for every load and every verification, so it is three short
-    statements on the transaction's own cursor (see registry.statements).
-    An event's time never goes back along the chain: a writer whose clock is
-    behind the previous event's records that event's time instead, so a
-    ``--since`` window never misses it.
+    Runs for every load and every verification, so it is a few short
+    statements on the transaction's own cursor (see registry.statements): on
+    SQLite the event with its leaf hash, its key rows and the head, three;
+    on PostgreSQL the same in one statement, one round trip. The event that
+    fills a Merkle tile writes it (see registry.tlog). An event's time never
+    goes back along the chain: a writer whose clock is behind the previous
+    event's records that event's time instead, so a ``--since`` window never
+    misses it.
     """
     sql = cursor.sql
     seq = head.seq + 1
@@ -96,12 +102,17 @@ def append(
     hashed = (seq, at, actor, *event.stored())  # in HASHED_FIELDS order
     event_bytes = canonical(*hashed)
     digest = chain_hash(head.hash, event_bytes)
-    cursor.rows(sql.insert_event, (seq, sql.time_out(at), *hashed[2:], head.hash, digest))
+    row = (seq, sql.time_out(at), *hashed[2:], head.hash, digest, leaf_hash(event_bytes))
     keyids = hashed[_KEYIDS].split()
-    if keyids:
-        cursor.many(sql.insert_key, [(k, seq) for k in keyids])
-    cursor.rows(sql.move_head, (seq, digest))
-    tlog.add_leaf(cursor, seq - 1, event_bytes)
+    if sql.append is not None:
+        cursor.rows(sql.append, (*row, keyids, seq, seq, digest))
+    else:
+        cursor.rows(sql.insert_event, row)
+        if keyids:
+            cursor.many(sql.insert_key, [(k, seq) for k in keyids])
+        cursor.rows(sql.move_head, (seq, digest))
+    if seq % TILE_WIDTH == 0:
+        tlog.fill_tile(cursor, seq - 1)
     head.seq, head.hash, head.at = seq, digest, at
     return seq
 
@@ -216,15 +227,14 @@ class ChainReport:
 # The chain walk reads raw rows in COLUMNS order: where each field stands in them.
 _SEQ, _KEYIDS, _PREV_HASH, _HASH = map(COLUMNS.index, ("seq", "keyids", "prev_hash", "hash"))
 _HASHED = len(HASHED_FIELDS)  # the hashed fields come first
-# `at` as the driver returns it (see at_text): converting a million datetimes costs seconds.
-_COLUMNS = tuple(
-    sa.type_coerce(AuditRow.at, sa.String) if name == "at" else getattr(AuditRow, name)
-    for name in COLUMNS
-)
 
 
 def verify_chain(
-    connection: Connection, *, batch: int = 10_000, anchor: tuple[int, str] | None = None
+    connection: Connection,
+    *,
+    batch: int = 10_000,
+    anchor: tuple[int, str] | None = None,
+    leaves: Callable[[bytes], object] | None = None,
 ) -> ChainReport:
     """Walk the whole log in order and report the first event that breaks the chain.
 
@@ -232,34 +242,58 @@ def verify_chain(
     name exactly each event's key ids, and the head row must name the last
     event. ``anchor`` is a ``(seq, hash)`` recorded earlier, outside the
     database: the chain must still contain it, which a wholesale rewrite of
-    the log (hashes recomputed, head moved) cannot fake.
+    the log (hashes recomputed, head moved) cannot fake. ``leaves``, if given,
+    is called with the canonical bytes of each event that verified, in order
+    (the leaves of the Merkle tree: ``audit verify --checkpoint`` recomputes
+    the tree in the same pass, the bytes built once).
 
     Run it in one snapshot (SQLite: any transaction; PostgreSQL: REPEATABLE
     READ), or concurrent appends look like a head that ran ahead of the log.
     """
-    streamed = connection.execution_options(yield_per=batch)
-    # A PostgreSQL server-side cursor must not outlive an early return.
+    sql = Statements.of(connection.engine)
+    # The driver's own rows: SQLAlchemy's result machinery costs a fifth of the walk.
+    # `at` comes as the driver returns it (see at_text): converting costs seconds a million.
     with (
-        streamed.execute(sa.select(*_COLUMNS).order_by(AuditRow.seq)) as events,
-        streamed.execute(_key_index(connection.dialect.name)) as index,
+        _driver_rows(connection, sql.walk_events, batch) as events,
+        _driver_rows(connection, sql.walk_keys, batch) as index,
     ):
         walk = _ChainWalk(index, anchor)
-        broken = walk.events(events)
+        broken = walk.events(events, leaves)
     if broken is not None:
         return broken
     return walk.end(connection.execute(sa.select(ChainHead.seq, ChainHead.hash)).first())
 
 
-def _key_index(dialect_name: str) -> sa.Select[int, str]:
-    # Key ids in code point order, as append() sorts them, whatever the database's collation.
-    keyid_order = (
-        AuditEventKey.keyid.collate("C")
-        if dialect_name == "postgresql"
-        else AuditEventKey.keyid  # SQLite's BINARY collation is code point order for UTF-8
-    )
-    return sa.select(AuditEventKey.seq, AuditEventKey.keyid).order_by(
-        AuditEventKey.seq, keyid_order
-    )
+@contextlib.contextmanager
+def _driver_rows(connection: Connection, statement: str, batch: int) -> Iterator[Iterator[Any]]:
+    """The rows of ``statement`` on ``connection``'s DBAPI connection (in its transaction),
+    ``batch`` at a time; on PostgreSQL from a server-side cursor, closed however the walk ends."""
+    raw: Any = connection.connection.dbapi_connection
+    if connection.dialect.name == "postgresql":
+        cursor = raw.cursor(name=f"vtreg_walk_{next(_CURSOR_NAMES)}")
+    else:
+        cursor = raw.cursor()
+    try:
+        cursor.execute(statement)
+        yield _batched(cursor, batch)
+    finally:
+        cursor.close()
+
+
+_CURSOR_NAMES = itertools.count()
+
+
+def _batched(cursor: Any, batch: int) -> Iterator[Any]:
+    while rows := cursor.fetchmany(batch):
+        yield from rows
+
+
+class _Broken(Exception):
+    """The walk found an event that breaks the chain (``problem`` says how)."""
+
+    def __init__(self, problem: str) -> None:
+        super().__init__(problem)
+        self.problem = problem
 
 
 class _ChainWalk:
@@ -276,47 +310,59 @@ class _ChainWalk:
     def _broken(self, problem: str, at: int | None = None) -> ChainReport:
         return ChainReport(self.count, self.prev, self.count + 1 if at is None else at, problem)
 
-    def events(self, rows: Iterable[Sequence[Any]]) -> ChainReport | None:
-        """Check every event; a report of the first broken one, or None."""
-        check_event, check_keys, anchor = self._event, self._keys, self._anchor
-        for row in rows:
-            seq = row[_SEQ]
-            problem = check_event(row) or check_keys(seq, row[_KEYIDS])
-            if problem is not None:
-                return self._broken(problem)
-            if anchor is not None and seq == anchor[0]:
-                if row[_HASH] != anchor[1]:
-                    return self._broken(
-                        f"event {seq} is not the event anchored earlier (its hash differs): "
-                        "the log was rewritten"
-                    )
-                self._anchored = True
-            self.count, self.prev = seq, row[_HASH]
+    def events(
+        self, rows: Iterable[Sequence[Any]], leaves: Callable[[bytes], object] | None = None
+    ) -> ChainReport | None:
+        """Check every event (each one's bytes then given to ``leaves``); the first broken."""
+        event_bytes, check_keys, anchor = self._event, self._keys, self._anchor
+        try:
+            for row in rows:
+                seq = row[_SEQ]
+                event = event_bytes(row)
+                problem = check_keys(seq, row[_KEYIDS])
+                if problem is not None:
+                    return self._broken(problem)
+                if anchor is not None and seq == anchor[0]:
+                    if row[_HASH] != anchor[1]:
+                        return self._broken(
+                            f"event {seq} is not the event anchored earlier (its hash differs): "
+                            "the log was rewritten"
+                        )
+                    self._anchored = True
+                if leaves is not None:
+                    leaves(event)
+                self.count, self.prev = seq, row[_HASH]
+        except _Broken as e:
+            return self._broken(e.problem)
         return None
 
-    def _event(self, row: Sequence[Any]) -> str | None:
-        """What is wrong with the event's number, link or hash, if anything."""
+    def _event(self, row: Sequence[Any]) -> bytes:
+        """The event's canonical bytes, once its number, link and hash are checked.
+
+        Raises:
+            _Broken: what is wrong with them.
+        """
         seq, expected = row[_SEQ], self.count + 1
         if seq != expected:
-            return (
+            raise _Broken(
                 f"event {expected} is missing (the log jumps from {expected - 1} to {seq}): "
                 "deleted?"
             )
         if row[_PREV_HASH] != self.prev:
-            return (
+            raise _Broken(
                 f"event {seq} does not follow event {seq - 1} (prev_hash differs): "
                 "inserted, deleted or reordered?"
             )
         try:
             event = canonical(*row[:_HASHED])
         except (TypeError, ValueError, AttributeError):
-            return (
+            raise _Broken(
                 f"event {seq} holds a value vtreg never writes (a wrong type, or a time "
                 "not in vtreg's form): edited?"
-            )
+            ) from None
         if chain_hash(self.prev, event) != row[_HASH]:
-            return f"event {seq} does not match its hash: edited or moved?"
-        return None
+            raise _Broken(f"event {seq} does not match its hash: edited or moved?")
+        return event
 
     def _keys(self, seq: int, keyids: str) -> str | None:
         """What is wrong with the event's rows in the key index (its key ids, in order)."""

@@ -233,12 +233,17 @@ class AuditEvent(Base):
     details: Mapped[str] = mapped_column(Text, default="{}")
     prev_hash: Mapped[str] = mapped_column(String(64))
     hash: Mapped[str] = mapped_column(String(64))
+    # Not part of the event (see registry.tlog): its Merkle leaf hash, SHA-256(0x00 ||
+    # canonical(event)), from which the rightmost, partial level-0 tile is read.
+    leaf: Mapped[bytes | None] = mapped_column(LargeBinary)
 
 
 class AuditEventKey(Base):
     """Index of audit events by key id ("what happened involving key K?")."""
 
     __tablename__ = "audit_event_keys"
+    # Looked up by its primary key only: on SQLite the key is the table (one B-tree).
+    __table_args__ = {"sqlite_with_rowid": False}  # noqa: RUF012 - SQLAlchemy's own attribute
 
     keyid: Mapped[str] = mapped_column(String(64), primary_key=True)
     seq: Mapped[int] = mapped_column(_BigInt, ForeignKey("audit_events.seq"), primary_key=True)
@@ -258,7 +263,9 @@ class AuditTile(Base):
     """One tile of the audit log's Merkle tree (C2SP tlog-tiles: up to 256 hashes, 8 KiB).
 
     Level 0 holds leaf hashes; a hash at level L + 1 is the root of a full tile at
-    level L. Written in the same transaction as each event (registry.tlog).
+    level L. Written in the same transaction as the event that fills it or, above
+    level 0, extends it; the partial level-0 tile is its events' ``leaf`` hashes
+    (registry.tlog).
     """
 
     __tablename__ = "audit_tiles"

@@ -16,26 +16,25 @@ import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy.engine import Connection
-
 from vtreg.verifier.errors import LogError, NotFoundError
 from vtreg.verifier.files import atomic_write, read_bounded
 from vtreg.verifier.fork import ForkError, ForkEvidence
 from vtreg.verifier.merkle import (
-    CompactRange,
+    EMPTY_ROOT,
+    HASH_SIZE,
     consistency_proof,
-    tile_hash_reader,
-    tiles_of,
+    subtree_hash,
     verify_consistency,
 )
 from vtreg.verifier.note import MAX_NOTE_BYTES, Checkpoint, parse_note
 from vtreg.verifier.policy import AcceptedCheckpoint, Policy
 
+from .audit import ChainReport, verify_chain
 from .db import vtreg_home
 from .service import Registry
-from .tlog import TreeReader, event_leaves
+from .tlog import TreeReader
 
-__all__ = ["MonitorReport", "default_state_dir", "verify_checkpoint"]
+__all__ = ["LogWalk", "MonitorReport", "default_state_dir", "verify_checkpoint", "walk_log"]
 
 
 def default_state_dir() -> Path:
@@ -65,23 +64,109 @@ def _latest(state_dir: Path, origin: str) -> tuple[bytes, Checkpoint] | None:
 
 
 class _Tree:
-    """The tree recomputed from the events: roots at the sizes asked, and its tiles."""
+    """The tree recomputed from the events, fed each event's bytes by the chain walk:
+    every complete subtree's hash, level by level, so any root or proof is at hand."""
 
-    def __init__(self, connection: Connection, size: int, wanted: set[int]) -> None:
-        edge, leaves, self.roots = CompactRange(), bytearray(), {0: CompactRange().root()}
-        for leaf in event_leaves(connection, 0, size):
-            edge.append(leaf)
-            leaves += leaf
-            if edge.size in wanted:
-                self.roots[edge.size] = edge.root()
-        if TreeReader(connection).root(size) != edge.root():
-            raise LogError("the audit log's Merkle tiles disagree with its events (edited?)")
-        self._leaves = bytes(leaves)
+    def __init__(self) -> None:
+        self._leaves = bytearray()
+        self._levels: list[bytes] = []
+        self.size = 0  # leaves, once built
+
+    def add(self, event: bytes) -> None:
+        """The next event's canonical bytes (as :func:`~vtreg.verifier.merkle.leaf_hash`)."""
+        self._leaves += hashlib.sha256(b"\x00" + event).digest()
+
+    def build(self) -> None:
+        """Hash the levels above the leaves (each complete pair of a level, once)."""
+        level, sha256, pair = bytes(self._leaves), hashlib.sha256, 2 * HASH_SIZE
+        self._levels, self.size = [level], len(level) // HASH_SIZE
+        while len(level) >= pair:
+            ends = range(pair, len(level) + 1, pair)
+            level = b"".join([sha256(b"\x01" + level[end - pair : end]).digest() for end in ends])
+            self._levels.append(level)
+        self._leaves = bytearray()
+
+    def _read(self, level: int, index: int) -> bytes:
+        return self._levels[level][index * HASH_SIZE : (index + 1) * HASH_SIZE]
+
+    def root(self, size: int) -> bytes | None:
+        """The root of the first ``size`` events; None if the log holds fewer."""
+        if size > self.size:
+            return None
+        return subtree_hash(self._read, 0, size) if size else EMPTY_ROOT
 
     def proof(self, old: int, new: int) -> tuple[bytes, ...]:
-        data = self._leaves[: new * 32]
-        tiles = tiles_of(data[i : i + 32] for i in range(0, len(data), 32))
-        return tuple(consistency_proof(tile_hash_reader(lambda lv, n: tiles[lv, n]), old, new))
+        return tuple(consistency_proof(self._read, old, new))
+
+
+@dataclass(frozen=True)
+class LogWalk:
+    """The audit log walked once for a checkpoint: the chain's report, then :meth:`judge`."""
+
+    chain: ChainReport
+    _tree: _Tree
+    _data: bytes
+    _accepted: AcceptedCheckpoint
+    _before: tuple[bytes, Checkpoint] | None
+    _state_dir: Path
+
+    def judge(self) -> MonitorReport:
+        """The checkpoint against the log and the one accepted before; the new latest kept.
+
+        Raises:
+            ForkError: the checkpoint and the latest one accepted before disagree
+                about the same leaves, with evidence.
+            LogError: the chain is broken, or the log does not hold what a checkpoint
+                signed (rewritten, truncated).
+        """
+        if not self.chain.ok:
+            raise LogError(
+                f"the audit chain is broken at event {self.chain.broken_at}: {self.chain.problem}"
+            )
+        tree, data, given, before = self._tree, self._data, self._accepted.checkpoint, self._before
+        if tree.root(given.size) != given.root:
+            _refuse_other_history(tree, data, given, before)
+        if before is not None:
+            _check_consistent(tree, data, given, before)
+            if before[1].size > given.size:
+                return MonitorReport(self._accepted, before[1], before[1])
+        self._state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        atomic_write(_state_file(self._state_dir, given.origin), data, 0o600)
+        return MonitorReport(self._accepted, before[1] if before else None, given)
+
+
+def walk_log(
+    registry: Registry,
+    data: bytes,
+    policy: Policy,
+    state_dir: Path,
+    *,
+    anchor: tuple[int, str] | None = None,
+) -> LogWalk:
+    """Verify the audit chain (see :func:`registry.audit.verify_chain`) and recompute the
+    tree from the same events, in one snapshot and one pass, for the checkpoint ``data``.
+
+    Raises:
+        VerificationError: the checkpoint is refused by ``policy`` (see :meth:`Policy.accept`).
+        LogError: the chain is intact but shorter than the checkpoint, or the tiles
+            disagree with the events.
+    """
+    accepted = policy.accept(data)
+    given = accepted.checkpoint
+    before = _latest(state_dir, given.origin)
+    tree = _Tree()
+    with registry.snapshot() as connection:
+        chain = verify_chain(connection, anchor=anchor, leaves=tree.add)
+        if chain.ok:
+            if chain.events < given.size:
+                raise LogError(
+                    f"the audit log holds {chain.events} events, the checkpoint signed "
+                    f"{given.size}: truncated?"
+                )
+            tree.build()
+            if TreeReader(connection).root(chain.events) != tree.root(chain.events):
+                raise LogError("the audit log's Merkle tiles disagree with its events (edited?)")
+    return LogWalk(chain, tree, data, accepted, before, state_dir)
 
 
 def verify_checkpoint(
@@ -91,31 +176,9 @@ def verify_checkpoint(
 
     Raises:
         VerificationError: see :meth:`Policy.accept`.
-        ForkError: the checkpoint and the latest one accepted before disagree
-            about the same leaves, with evidence.
-        LogError: the log does not hold what a checkpoint signed (rewritten,
-            truncated), or its tiles disagree with its events.
+        ForkError, LogError: see :func:`walk_log` and :meth:`LogWalk.judge`.
     """
-    accepted = policy.accept(data)
-    given = accepted.checkpoint
-    before = _latest(state_dir, given.origin)
-    sizes = {given.size} | ({before[1].size} if before else set())
-    with registry.snapshot() as connection:
-        size = TreeReader(connection).size()
-        if size < given.size:
-            raise LogError(
-                f"the audit log holds {size} events, the checkpoint signed {given.size}: truncated?"
-            )
-        tree = _Tree(connection, min(size, max(sizes)), sizes)
-    if tree.roots[given.size] != given.root:
-        _refuse_other_history(tree, data, given, before)
-    if before is not None:
-        _check_consistent(tree, data, given, before)
-        if before[1].size > given.size:
-            return MonitorReport(accepted, before[1], before[1])
-    state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-    atomic_write(_state_file(state_dir, given.origin), data, 0o600)
-    return MonitorReport(accepted, before[1] if before else None, given)
+    return walk_log(registry, data, policy, state_dir).judge()
 
 
 def _refuse_other_history(
@@ -124,9 +187,9 @@ def _refuse_other_history(
     """The log's events are not what ``given`` signed: a fork if the log matches ``before``."""
     if before is not None and given.size <= before[1].size:
         old_note, old = before
-        if tree.roots.get(old.size) == old.root:
+        if tree.root(old.size) == old.root:
             proof = tree.proof(given.size, old.size)
-            evidence = ForkEvidence(data, old_note, proof, tree.roots[given.size])
+            evidence = ForkEvidence(data, old_note, proof, _held(tree, given.size))
             raise ForkError(
                 f"the checkpoint of {given.size} events contradicts the one of {old.size} "
                 "accepted before: the log forked",
@@ -144,13 +207,13 @@ def _check_consistent(
     """``given`` (which the log matches) must extend, or be a prefix of, ``before``."""
     old_note, old = before
     if old.size > given.size:
-        if tree.roots.get(old.size) != old.root:
+        if tree.root(old.size) != old.root:
             raise LogError(
                 f"the audit log no longer holds the {old.size} events of the checkpoint "
                 "accepted before (rewritten or truncated?)"
             )
         return
-    root = tree.roots[old.size]
+    root = _held(tree, old.size)
     proof = tree.proof(old.size, given.size)
     verify_consistency(old.size, given.size, root, given.root, proof)
     if root != old.root:
@@ -159,3 +222,10 @@ def _check_consistent(
             "accepted before: the log forked",
             ForkEvidence(old_note, data, proof, root),
         )
+
+
+def _held(tree: _Tree, size: int) -> bytes:
+    """The root of ``size`` events, which the log is known to hold."""
+    root = tree.root(size)
+    assert root is not None  # noqa: S101 - size is at most the checkpoint's, which the log holds
+    return root

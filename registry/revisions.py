@@ -10,7 +10,7 @@ from __future__ import annotations
 
 __all__ = ["REVISIONS", "SCHEMA_HEAD"]
 
-REVISIONS = ("0001", "0002", "0003", "0004", "0005", "0006", "0007")
+REVISIONS = ("0001", "0002", "0003", "0004", "0005", "0006", "0007", "0008")
 """Every migration in migrations/versions, oldest first."""
 
 SCHEMA_HEAD = REVISIONS[-1]

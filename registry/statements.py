@@ -86,12 +86,27 @@ class Statements:
             "SELECT h.seq, h.hash, e.at FROM audit_chain_head h "
             "LEFT JOIN audit_events e ON e.seq = h.seq WHERE h.id = 1"
         ) + ("" if self.sqlite else " FOR UPDATE OF h")
-        # Every column, in the order append() gives the values (the event format's).
+        # Every column, in the order append() gives the values (the event format's, then
+        # the leaf hash).
         self.insert_event = (
-            f"INSERT INTO audit_events ({', '.join(COLUMNS)}) VALUES ({marks(len(COLUMNS))})"
+            f"INSERT INTO audit_events ({', '.join(COLUMNS)}, leaf) "
+            f"VALUES ({marks(len(COLUMNS) + 1)})"
         )
         self.insert_key = f"INSERT INTO audit_event_keys (keyid, seq) VALUES ({marks(2)})"
         self.move_head = f"UPDATE audit_chain_head SET seq = {mark}, hash = {mark} WHERE id = 1"
+        # PostgreSQL: the event, its key rows and the head in one statement, one round trip
+        # (insert_event's values, then the key ids as an array and the seq, then move_head's).
+        # A key row's foreign key is checked at the end of the statement, the event in place.
+        self.append = (
+            None
+            if self.sqlite
+            else f"WITH event AS ({self.insert_event}), keys AS (INSERT INTO audit_event_keys "
+            f"(keyid, seq) SELECT unnest({mark}::text[]), {mark}) {self.move_head}"
+        )
+        # The leaf hashes of events (start, end]: the partial level-0 tile (registry.tlog).
+        self.leaves = (
+            f"SELECT leaf FROM audit_events WHERE seq > {mark} AND seq <= {mark} ORDER BY seq"
+        )
         # The Merkle tree's tiles (registry.tlog): a hash starts a tile or is appended to
         # it; SQLite's || makes text of blobs, so the result is cast back, byte for byte.
         self.new_tile = f"INSERT INTO audit_tiles (level, idx, hashes) VALUES ({marks(3)})"
@@ -103,6 +118,14 @@ class Statements:
         self.extend_tile = extend + "length(hashes)"
         self.fill_tile = extend + "hashes"
         self.tile = f"SELECT hashes FROM audit_tiles WHERE level = {mark} AND idx = {mark}"
+        # The audit walk (registry.audit.verify_chain): every event in order, `at` as the
+        # driver returns it, and the key index in the same order, key ids in code point
+        # order (as append() sorts them) whatever the database's collation (SQLite's
+        # BINARY is code point order for UTF-8).
+        self.walk_events = f"SELECT {', '.join(COLUMNS)} FROM audit_events ORDER BY seq"
+        self.walk_keys = "SELECT seq, keyid FROM audit_event_keys ORDER BY seq, keyid" + (
+            "" if self.sqlite else ' COLLATE "C"'
+        )
 
     def contents_of_names(self, count: int) -> str:
         """Every content of ``count`` names (the parameters), for an incremental publish."""

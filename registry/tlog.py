@@ -1,12 +1,16 @@
-"""The audit log's Merkle tree as the registry stores it: tiles, written with each event.
+"""The audit log's Merkle tree as the registry stores it: tiles, written with the events.
 
 Leaf ``seq - 1`` of the RFC 6962 tree is the event's canonical bytes (the
 same bytes its chain hash covers; see verifier.audit_event). The tree is
-kept in ``audit_tiles`` in the C2SP tlog-tiles layout: level 0 holds leaf
-hashes, 256 to a tile; a full tile's root is appended to the tile above. An
-append costs one statement (the leaf hash appended to its tile), plus one
-more for each tile it fills (every 256th event), in the appending
-transaction (:func:`add_leaf`, called by registry.audit.append).
+kept in the C2SP tlog-tiles layout: level 0 holds leaf hashes, 256 to a
+tile; a full tile's root is appended to the tile above. Each event row
+carries its own leaf hash (``audit_events.leaf``), written by the append
+itself, and the rightmost, partial level-0 tile is read from those; the
+event that fills a level-0 tile (every 256th) writes it to ``audit_tiles``
+and extends the tiles above it (:func:`fill_tile`, called by
+registry.audit.append in the appending transaction). So an append writes no
+tile row at all, except every 256th: rewriting a growing 8 KiB tile at
+every append cost a statement and, on SQLite, two or three WAL pages.
 
 Reads (:class:`TreeReader`) answer any root, inclusion or consistency proof
 in O(log n) tile reads, and stream the events for the checks that must not
@@ -16,6 +20,7 @@ trust the tiles (:func:`event_leaves`).
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -39,21 +44,39 @@ from vtreg.verifier.note import Checkpoint, parse_note
 from vtreg.verifier.tlog_proof import TlogProof
 
 from .models import AuditEvent as AuditRow
-from .models import ChainHead
 from .statements import Cursor, Statements
 
-__all__ = ["TreeReader", "add_leaf", "event_bytes", "event_leaves", "prove_event"]
+__all__ = ["TreeReader", "event_bytes", "event_leaves", "fill_tile", "prove_event"]
 
 _OUT_OF_STEP = "the audit log's Merkle tiles are out of step with its events (edited?)"
 
 
-def add_leaf(cursor: Cursor, index: int, event: bytes) -> None:
-    """Add leaf ``index`` (an event's canonical bytes) to the tiles, in the caller's transaction.
+def fill_tile(cursor: Cursor, index: int) -> None:
+    """Write the level-0 tile that leaf ``index`` (already in its event's row) fills, and the
+    tiles above it, in the caller's transaction.
 
     Raises:
-        RegistryError: the stored tiles do not end where leaf ``index`` belongs.
+        RegistryError: the events' leaf hashes or the stored tiles do not end where
+            leaf ``index`` belongs.
     """
-    sql, level, value = cursor.sql, 0, leaf_hash(event)
+    sql, tile = cursor.sql, index // TILE_WIDTH
+    first = tile * TILE_WIDTH
+    rows = cursor.rows(sql.leaves, (first, first + TILE_WIDTH))
+    if index % TILE_WIDTH != TILE_WIDTH - 1 or len(rows) != TILE_WIDTH:
+        raise RegistryError(_OUT_OF_STEP)
+    try:
+        hashes = b"".join(bytes(leaf) for (leaf,) in rows)
+    except TypeError:  # a NULL leaf
+        raise RegistryError(_OUT_OF_STEP) from None
+    if len(hashes) != TILE_WIDTH * HASH_SIZE:
+        raise RegistryError(_OUT_OF_STEP)
+    cursor.rows(sql.new_tile, (0, tile, hashes))
+    _add_hash(cursor, 1, tile, tile_root(hashes))
+
+
+def _add_hash(cursor: Cursor, level: int, index: int, value: bytes) -> None:
+    """Add hash ``index`` of ``level`` (the root of a full tile below) to its tile, and so on up."""
+    sql = cursor.sql
     while True:
         tile, position = divmod(index, TILE_WIDTH)
         if position == 0:
@@ -75,23 +98,43 @@ class TreeReader:
 
     def __init__(self, connection: Connection) -> None:
         self._connection = connection
-        self._statement = Statements.of(connection.engine).tile  # a proof reads a few tiles
+        self._sql = Statements.of(connection.engine)  # a proof reads a few tiles: raw SQL
+        self._size: int | None = None
         self.read = tile_hash_reader(self._tile)
 
+    def _rows(self, statement: str, params: tuple[int, int] | tuple[()] = ()) -> list[Any]:
+        # The driver's own cursor, in the connection's transaction: SQLAlchemy's result
+        # machinery would cost more than reading the 255 leaves of a partial tile.
+        cursor = self._connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        try:
+            cursor.execute(statement, params)
+            return list(cursor.fetchall())
+        finally:
+            cursor.close()
+
     def _tile(self, level: int, index: int) -> bytes:
-        data = self._connection.exec_driver_sql(self._statement, (level, index)).scalar()
-        if data is None:
+        if level == 0 and (index + 1) * TILE_WIDTH > self.size():  # the partial tile
+            first = index * TILE_WIDTH
+            try:
+                rows = self._rows(self._sql.leaves, (first, first + TILE_WIDTH))
+                return b"".join(bytes(leaf) for (leaf,) in rows)
+            except TypeError:  # a NULL leaf
+                raise LogError(f"the audit log's Merkle tile 0/{index} is missing") from None
+        rows = self._rows(self._sql.tile, (level, index))
+        if not rows:
             raise LogError(f"the audit log's Merkle tile {level}/{index} is missing")
-        return bytes(data)
+        return bytes(rows[0][0])
 
     def size(self) -> int:
-        """The number of events (the chain head's seq)."""
-        head = self._connection.execute(sa.select(ChainHead.seq)).scalar()
-        if head is None:
-            raise RegistryError(
-                "the audit chain head is missing: the registry has been tampered with"
-            )
-        return int(head)
+        """The number of events (the chain head's seq), as first read by this reader."""
+        if self._size is None:
+            rows = self._rows(self._sql.head_seq)
+            if not rows or rows[0][0] is None:
+                raise RegistryError(
+                    "the audit chain head is missing: the registry has been tampered with"
+                )
+            self._size = int(rows[0][0])
+        return self._size
 
     def tile(self, level: int, index: int) -> bytes:
         """The stored bytes of one tile (full, or the partial rightmost one)."""

@@ -31,7 +31,7 @@ from .checkpoint import checkpoint_options, checkpoint_report
 from .trust import _table, _when, db_option, open_registry
 
 if TYPE_CHECKING:
-    from vtreg.registry.audit import AuditRecord, QueryFilters
+    from vtreg.registry.audit import AuditRecord, ChainReport, QueryFilters
 
 __all__ = ["audit_group"]
 
@@ -247,19 +247,30 @@ def audit_verify(
     """
     url = db_url or settings.db
     with open_registry(url) as registry:
-        report = registry.verify_audit(anchor=anchor)
-        current = f"{report.events}:{report.head}" if report.ok and report.events else None
-        data: dict[str, Any] = {
-            "intact": report.ok,
-            "events": report.events,
-            "head": chain_digest(report.head),
-            "anchor": current,
-            "broken_seq": report.broken_at,
-            "problem": report.problem,
-        }
-        if report.ok and checkpoint_file is not None:
+        if checkpoint_file is not None:  # the chain and the tree in one pass over the log
             policy = (policy_file, log_vkeys, verifier_state)
-            return checkpoint_report(registry, checkpoint_file, *policy, chain=data)
+            return checkpoint_report(
+                registry,
+                checkpoint_file,
+                *policy,
+                anchor=anchor,
+                chain=lambda report: _chain_report(report, anchor),
+            )
+        report = registry.verify_audit(anchor=anchor)
+    return _chain_report(report, anchor)
+
+
+def _chain_report(report: ChainReport, anchor: tuple[int, str] | None) -> Report:
+    """What `vtreg audit verify` says of the hash chain."""
+    current = f"{report.events}:{report.head}" if report.ok and report.events else None
+    data: dict[str, Any] = {
+        "intact": report.ok,
+        "events": report.events,
+        "head": chain_digest(report.head),
+        "anchor": current,
+        "broken_seq": report.broken_at,
+        "problem": report.problem,
+    }
     if report.ok:
         checked = f" (still holds anchor {anchor[0]})" if anchor else ""
         text = f"audit log intact: {report.events} events{checked}"

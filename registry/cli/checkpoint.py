@@ -13,6 +13,7 @@ from vtreg.verifier.text import printable
 from ._app import EXIT_REFUSED, Report, error_detail
 
 if TYPE_CHECKING:
+    from vtreg.registry.audit import ChainReport
     from vtreg.registry.service import Registry
     from vtreg.verifier.policy import Policy
 
@@ -80,30 +81,37 @@ def checkpoint_report(
     log_vkeys: tuple[str, ...],
     verifier_state: Path | None,
     *,
-    chain: dict[str, Any],
+    anchor: tuple[int, str] | None,
+    chain: Callable[[ChainReport], Report],
 ) -> Report:
-    """Check the log (its hash chain intact, as ``chain`` reports) against a signed checkpoint.
+    """Check the log's hash chain and, if it is intact, the log against a signed checkpoint
+    (one pass over the log: see registry.monitor.verify_log).
 
-    The document is ``chain``'s (`vtreg audit verify`'s) with the checkpoint's fields added.
+    ``chain`` renders the chain's report (`vtreg audit verify`'s); the checkpoint's fields
+    are added to its document.
     """
-    from vtreg.registry.monitor import default_state_dir, verify_checkpoint
+    from vtreg.registry.monitor import default_state_dir, walk_log
     from vtreg.verifier.files import read_bounded
     from vtreg.verifier.fork import ForkError
     from vtreg.verifier.note import MAX_NOTE_BYTES
 
     policy = load_policy(policy_file, log_vkeys)
     data = read_bounded(checkpoint_file, MAX_NOTE_BYTES, f"checkpoint {checkpoint_file}")
-    events = chain["events"]
+    walked = walk_log(registry, data, policy, verifier_state or default_state_dir(), anchor=anchor)
+    intact = chain(walked.chain)
+    if not walked.chain.ok:
+        return intact
     try:
-        found = verify_checkpoint(registry, data, policy, verifier_state or default_state_dir())
+        found = walked.judge()
     except ForkError as e:
         forked = {"fork": True, "problem": str(e), "evidence": e.evidence.to_json()}
         forked["error"] = error_detail(e, EXIT_REFUSED, printable(str(e)))
         return Report(
-            data={**chain, **forked},
+            data={**intact.data, **forked},
             text=f"audit log FORKED: {e}\n\n{e.evidence.text()}",
             exit_code=EXIT_REFUSED,
         )
+    events = walked.chain.events
     checkpoint = found.accepted.checkpoint
     witnesses = ", ".join(found.accepted.witnesses) or "none"
     before = (
@@ -111,7 +119,7 @@ def checkpoint_report(
     )
     return Report(
         data={
-            **chain,
+            **intact.data,
             "fork": False,
             "origin": checkpoint.origin,
             "size": checkpoint.size,

@@ -12,6 +12,8 @@ import sqlalchemy as sa
 
 from tests.databases import _admin_engine, _fresh_postgres_database
 from tests.helpers import invoke_cli, ok, one_line_error
+from vtreg.loader.protocols import AuditEvent
+from vtreg.registry.service import Registry
 
 README = Path(__file__).parents[2] / "README.md"
 HEADING = "### A least-privilege PostgreSQL role for hosts that only load"
@@ -79,3 +81,15 @@ def test_a_host_role_loads_and_is_audited_but_cannot_trust(
     ]
     assert not [e for e in events if e["plugin"] == "other"]
     assert ok(invoke_cli("audit", "verify", "--json", "--db", owner_url)).json()["intact"]
+
+
+@pytest.mark.postgres
+def test_a_host_role_fills_the_merkle_tiles_of_its_events(owner_url: str, host_url: str) -> None:
+    # Every 256th event writes the level-0 tile it fills, from its events' leaf hashes.
+    with Registry.open(host_url) as registry:
+        for _ in range(257):
+            registry.record(AuditEvent("plugin.load", "allowed", plugin="hello"))
+    with Registry.open(owner_url) as registry, registry.snapshot() as connection:
+        assert registry.verify_audit().ok
+        tiles = connection.execute(sa.text("SELECT level, idx FROM audit_tiles ORDER BY 1, 2"))
+        assert [tuple(row) for row in tiles] == [(0, 0), (1, 0)]

@@ -45,7 +45,8 @@ def _columns(statement: str) -> set[str]:
 
 
 def test_event_fields_are_the_columns_of_the_model_in_order() -> None:
-    assert tuple(c.name for c in AuditEvent.__table__.columns) == COLUMNS
+    # Then the leaf hash, which is the tree's, not the event's.
+    assert tuple(c.name for c in AuditEvent.__table__.columns) == (*COLUMNS, "leaf")
 
 
 def test_statements_name_only_real_columns() -> None:
@@ -62,6 +63,9 @@ def test_statements_name_only_real_columns() -> None:
         (AuditTile, sql.extend_tile),
         (AuditTile, sql.fill_tile),
         (AuditTile, sql.tile),
+        (AuditEvent, sql.leaves),
+        (AuditEvent, sql.walk_events),
+        (AuditEventKey, sql.walk_keys),
     ):
         columns = {c.name for c in table.__table__.columns}
         assert _columns(statement) - {"1"} <= columns, statement
@@ -78,3 +82,13 @@ def test_the_head_statement_names_only_real_columns() -> None:
         named = set(re.findall(rf"\b{alias}\.(\w+)", statement))
         assert named
         assert named <= {c.name for c in table.__table__.columns}, (alias, named)
+
+
+def test_the_one_statement_append_is_the_three_statements_of_sqlite() -> None:
+    # PostgreSQL's append is insert_event, the key rows and move_head in one statement.
+    postgresql, sqlite = Statements("postgresql", "pyformat"), Statements("sqlite", "qmark")
+    assert sqlite.append is None
+    assert postgresql.append is not None
+    assert postgresql.insert_event in postgresql.append
+    assert postgresql.append.endswith(postgresql.move_head)
+    assert "INSERT INTO audit_event_keys (keyid, seq) SELECT unnest(" in postgresql.append

@@ -17,7 +17,7 @@ from vtreg.registry.db import connect
 from vtreg.registry.service import Registry
 from vtreg.registry.statements import Statements
 from vtreg.verifier.audit_event import COLUMNS, HASHED_FIELDS, canonical
-from vtreg.verifier.merkle import leaf_hash, tiles_of
+from vtreg.verifier.merkle import HASH_SIZE, TILE_WIDTH, leaf_hash, tiles_of
 
 ORIGIN = "example.com/vtreg-audit"
 
@@ -59,7 +59,8 @@ def log(database_url: str, tmp_path: Path) -> Log:
 
 def rewrite_history(url: str, edit: Callable[[list[dict[str, Any]]], list[dict[str, Any]]]) -> None:
     """What a database owner can do: change the events, then recompute every hash,
-    the chain, the key index, the head and the Merkle tiles, so that all of them agree."""
+    the chain, the key index, the head, the leaf hashes and the Merkle tiles, so that all
+    of them agree."""
     engine = connect(url)
     sql = Statements.of(engine)
     try:
@@ -80,9 +81,10 @@ def rewrite_history(url: str, edit: Callable[[list[dict[str, Any]]], list[dict[s
                 data = canonical(*fields)
                 event.update(at=sql.time_out(at), prev_hash=prev, hash=audit.chain_hash(prev, data))
                 prev = event["hash"]
-                leaves.append(leaf_hash(data))
-                names = ", ".join(COLUMNS)
-                marks = ", ".join(f":{c}" for c in COLUMNS)
+                event["leaf"] = leaf_hash(data)
+                leaves.append(event["leaf"])
+                names = ", ".join((*COLUMNS, "leaf"))
+                marks = ", ".join(f":{c}" for c in (*COLUMNS, "leaf"))
                 connection.execute(
                     sa.text(f"INSERT INTO audit_events ({names}) VALUES ({marks})"), event
                 )
@@ -92,6 +94,8 @@ def rewrite_history(url: str, edit: Callable[[list[dict[str, Any]]], list[dict[s
                         {"k": keyid, "s": seq},
                     )
             for (level, n), data in tiles_of(leaves).items():
+                if level == 0 and len(data) < TILE_WIDTH * HASH_SIZE:
+                    continue  # the partial level-0 tile is the events' leaf hashes
                 connection.execute(
                     sa.text("INSERT INTO audit_tiles (level, idx, hashes) VALUES (:l, :n, :h)"),
                     {"l": level, "n": n, "h": data},

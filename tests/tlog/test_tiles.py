@@ -33,6 +33,22 @@ def _stored_tiles(engine: sa.Engine) -> dict[tuple[int, int], bytes]:
         return {(level, n): bytes(data) for level, n, data in rows}
 
 
+def _tile_rows(events: list[bytes]) -> dict[tuple[int, int], bytes]:
+    """The rows of audit_tiles for ``events``: every tile but the partial one of level 0."""
+    tiles = merkle.tiles_of(map(merkle.leaf_hash, events))
+    return {
+        key: data
+        for key, data in tiles.items()
+        if key[0] > 0 or len(data) == merkle.TILE_WIDTH * merkle.HASH_SIZE
+    }
+
+
+def _stored_leaves(engine: sa.Engine) -> list[bytes | None]:
+    with engine.connect() as connection:
+        rows = connection.execute(sa.text("SELECT leaf FROM audit_events ORDER BY seq"))
+        return [None if leaf is None else bytes(leaf) for (leaf,) in rows]
+
+
 def _record(registry: Registry, count: int) -> None:
     for i in range(count):
         registry.record(
@@ -44,7 +60,8 @@ def test_every_append_extends_the_tiles_in_its_transaction(registry: Registry) -
     _record(registry, 600)  # two full level-0 tiles and the level-1 tile above them
     events = _event_bytes(registry)
     assert len(events) == 600
-    assert _stored_tiles(registry.engine) == merkle.tiles_of(map(merkle.leaf_hash, events))
+    assert _stored_tiles(registry.engine) == _tile_rows(events)
+    assert _stored_leaves(registry.engine) == list(map(merkle.leaf_hash, events))
     reference = InmemoryTree(algorithm="sha256")
     for event in events:
         reference.append_entry(event)
@@ -53,6 +70,8 @@ def test_every_append_extends_the_tiles_in_its_transaction(registry: Registry) -
         assert tree.size() == 600
         for size in (1, 255, 256, 257, 512, 600):
             assert tree.root(size) == reference.get_root(size)
+        # The partial level-0 tile, read from its events, as tlog-tiles has it.
+        assert tree.tile(0, 2) == merkle.tiles_of(map(merkle.leaf_hash, events))[0, 2]
         edge = tree.edge(300)
         for leaf in event_leaves(connection, 300, 600):
             edge.append(leaf)
@@ -67,14 +86,32 @@ def test_a_refused_decision_and_a_change_are_leaves_too(registry: Registry) -> N
         assert TreeReader(connection).root(2) == merkle.node_hash(first, second)
 
 
-def test_an_append_refuses_tiles_out_of_step_with_the_log(registry: Registry) -> None:
-    _record(registry, 3)
+@pytest.mark.parametrize(
+    ("before", "edit"),
+    [
+        pytest.param(3, "UPDATE audit_events SET leaf = NULL WHERE seq = 2", id="leaf-erased"),
+        pytest.param(3, "UPDATE audit_events SET leaf = NULL WHERE seq = 3", id="last-leaf-erased"),
+        pytest.param(3, "DELETE FROM audit_events WHERE seq = 2", id="event-deleted"),
+        pytest.param(259, "DELETE FROM audit_tiles", id="tiles-deleted"),
+    ],
+)
+def test_an_append_refuses_tiles_out_of_step_with_the_log(
+    registry: Registry, before: int, edit: str
+) -> None:
+    _record(registry, before)
     with registry.engine.begin() as connection:
-        connection.execute(sa.text("DELETE FROM audit_tiles"))
+        if edit.startswith("DELETE FROM audit_events"):
+            connection.execute(sa.text("DELETE FROM audit_event_keys WHERE seq = 2"))
+        connection.execute(sa.text(edit))
+    # The next tile filled (event 256, or 512) finds the tree out of step, and refuses.
+    fills = 256 * (before // 256 + 1)
+    _record(registry, fills - before - 1)
+    with registry.engine.connect() as connection:
+        kept = connection.execute(sa.text("SELECT max(seq) FROM audit_events")).scalar()
     with pytest.raises(RegistryError, match="out of step"):
         _record(registry, 1)
     with registry.engine.connect() as connection:  # nothing of the refused append was kept
-        assert connection.execute(sa.text("SELECT count(*) FROM audit_events")).scalar() == 3
+        assert connection.execute(sa.text("SELECT max(seq) FROM audit_events")).scalar() == kept
 
 
 def _events_at_revision_3(engine: sa.Engine, count: int) -> list[bytes]:
@@ -110,12 +147,46 @@ def test_the_migration_builds_the_tree_of_an_existing_log(database_url: str) -> 
         with engine.begin() as connection:
             command.upgrade(alembic_config(connection), "0003")
         events = _events_at_revision_3(engine, 300)
-        ensure_schema(engine, upgrade=True)
+        with engine.begin() as connection:  # 0005 builds the tiles, partial ones too
+            command.upgrade(alembic_config(connection), "0007")
         assert _stored_tiles(engine) == merkle.tiles_of(map(merkle.leaf_hash, events))
+        ensure_schema(engine, upgrade=True)  # 0008 gives every event its leaf hash
+        assert _stored_tiles(engine) == _tile_rows(events)
+        assert _stored_leaves(engine) == list(map(merkle.leaf_hash, events))
     finally:
         engine.dispose()
     with Registry.open(database_url) as registry:  # and the live path carries on from there
-        registry.record(AuditEvent("key.add", "ok"))
+        for _ in range(300):  # across the next tile filled
+            registry.record(AuditEvent("key.add", "ok"))
         events = _event_bytes(registry)
-        assert _stored_tiles(registry.engine) == merkle.tiles_of(map(merkle.leaf_hash, events))
+        assert _stored_tiles(registry.engine) == _tile_rows(events)
         assert registry.verify_audit().ok
+        reference = InmemoryTree(algorithm="sha256")
+        for event in events:
+            reference.append_entry(event)
+        with registry.engine.connect() as connection:
+            assert TreeReader(connection).root(len(events)) == reference.get_root(len(events))
+
+
+def test_the_leaf_migration_goes_back_to_a_partial_tile_row(database_url: str) -> None:
+    with Registry.open(database_url) as registry:
+        _record(registry, 300)
+        events = _event_bytes(registry)
+    engine = connect(database_url)
+    try:
+        with engine.begin() as connection:
+            command.downgrade(alembic_config(connection), "0007")
+        assert _stored_tiles(engine) == merkle.tiles_of(map(merkle.leaf_hash, events))
+        ensure_schema(engine, upgrade=True)
+        assert _stored_tiles(engine) == _tile_rows(events)
+        if engine.dialect.name == "sqlite":  # the key index is its primary key alone
+            with engine.connect() as connection:
+                table = connection.execute(
+                    sa.text("SELECT sql FROM sqlite_master WHERE name = 'audit_event_keys'")
+                ).scalar_one()
+            assert table.rstrip().endswith("WITHOUT ROWID")
+    finally:
+        engine.dispose()
+    with Registry.open(database_url) as registry:  # the key rows came through both ways
+        assert registry.verify_audit().ok
+        assert registry.verify_audit().events == 300

@@ -204,3 +204,33 @@ def test_a_fork_is_caught_when_the_other_history_came_first(log: Log) -> None:
 def test_a_signed_checkpoint_names_the_log_key(log: Log) -> None:
     verifier = NoteVerifier.parse(log.vkey)
     assert (verifier.name, verifier.kind) == (ORIGIN, ED25519)
+
+
+def test_a_broken_chain_is_reported_and_the_checkpoint_not_accepted(log: Log) -> None:
+    log.record(4)
+    checkpoint = _checkpoint_file(log, "c")
+    engine = connect(log.url)
+    with engine.begin() as connection:  # an edit that does not recompute the chain
+        connection.execute(sa.text("UPDATE audit_events SET reason = 'x' WHERE seq = 2"))
+    engine.dispose()
+    state = log.home.parent / "state"
+    broken = _verify(log, checkpoint, "--verifier-state", state, "--json")
+    assert broken.code == 1
+    document = broken.json()
+    assert (document["intact"], document["broken_seq"]) == (False, 2)
+    assert "does not match its hash" in document["problem"]
+    assert "size" not in document  # the checkpoint was judged no further
+    assert not state.exists() or not any(state.iterdir())  # nor kept as the latest
+    assert "audit log BROKEN at event 2" in _verify(log, checkpoint).stdout
+
+
+def test_verify_checks_an_anchor_and_a_checkpoint_in_one_pass(log: Log) -> None:
+    log.record(2)
+    checkpoint = _checkpoint_file(log, "c")
+    anchor = ok(log.cli("audit", "verify", "--json")).json()["anchor"]
+    result = ok(_verify(log, checkpoint, "--anchor", anchor, "--json")).json()
+    assert (result["intact"], result["size"], result["anchor"]) == (True, 3, anchor)
+    other = anchor.split(":")[0] + ":" + "0" * 64
+    refused = _verify(log, checkpoint, "--anchor", other, "--json")
+    assert refused.code == 1
+    assert "is not the event anchored earlier" in refused.json()["problem"]
