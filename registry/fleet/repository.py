@@ -36,7 +36,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
-from tuf.api.exceptions import RepositoryError
+from tuf.api.exceptions import LengthOrHashMismatchError, RepositoryError
 from tuf.api.metadata import (
     Delegations,
     Metadata,
@@ -59,6 +59,7 @@ from vtreg.verifier.trust import TrustState
 from vtreg.verifier.trust_state import canonical, content_to_json, floor_to_json, key_to_json
 
 from ._signer import VtregSigner, tuf_key
+from ._write import make_durable, signed_file, write_new
 
 __all__ = [
     "BIN_PREFIX",
@@ -256,13 +257,14 @@ class Repository:
         except (KeyError, TypeError, ValueError) as e:
             raise VtregError(f"{self.path / CONFIG_FILE} is not a fleet publisher's file") from e
 
-    def _read(self, name: str) -> bytes:
+    def read(self, name: str) -> bytes:
+        """The bytes of file ``name`` (bounded)."""
         path = self.path / name
         return read_bounded(path, _MAX_METADATA, str(path))
 
     def _json(self, name: str) -> dict[str, Any]:
         try:
-            doc = json.loads(self._read(name))
+            doc = json.loads(self.read(name))
         except NotFoundError as e:
             raise NotFoundError(f"{self.path} is not a fleet repository: {e}") from e
         except ValueError as e:
@@ -273,8 +275,12 @@ class Repository:
 
     def load(self, name: str, kind: type[S]) -> Metadata[S]:
         """The metadata in file ``name``, of role type ``kind``."""
+        return self.parse(name, self.read(name), kind)
+
+    def parse(self, name: str, data: bytes, kind: type[S]) -> Metadata[S]:
+        """The metadata ``data`` (read from file ``name``), of role type ``kind``."""
         try:
-            md = Metadata[S].from_bytes(self._read(name))
+            md = Metadata[S].from_bytes(data)
         except (DeserializationError, RepositoryError, ValueError) as e:
             raise VtregError(f"{self.path / name} is not valid TUF metadata: {e}") from e
         if not isinstance(md.signed, kind):
@@ -412,10 +418,9 @@ class _Publish:
                 version=version, expires=expires, targets=dict(targets), delegations=delegations
             )
         )
-        md.sign(self.signer)
-        data = md.to_bytes(_SERIALIZER)
-        # A new file name each version (never rewritten): no stale temporaries to look for.
-        atomic_write(self.repo.path / f"{version}.{role}.json", data, clean=False)
+        data = signed_file(md, self.signer)
+        # A new name each version, synced with the others before the snapshot names it.
+        write_new(self.repo.path / f"{version}.{role}.json", data)
         self.meta[f"{role}.json"] = meta_file(version, data)
         self.written.append(f"{version}.{role}.json")
         return md
@@ -424,8 +429,32 @@ class _Publish:
 def _previous_bin(
     repo: Repository, meta: Mapping[str, MetaFile], name: str
 ) -> Metadata[Targets] | None:
+    """The bin as the published snapshot names it (None: none yet).
+
+    Raises:
+        VtregError: its file is not the one the snapshot names (its length or hash).
+    """
     info = meta.get(f"{name}.json")
-    return repo.load(f"{info.version}.{name}.json", Targets) if info is not None else None
+    if info is None:
+        return None
+    file = f"{info.version}.{name}.json"
+    data = repo.read(file)
+    try:
+        info.verify_length_and_hashes(data)
+    except LengthOrHashMismatchError as e:
+        raise VtregError(f"{repo.path / file} is not the file the snapshot names: {e}") from e
+    return repo.parse(file, data, Targets)
+
+
+def _kept_bin(
+    repo: Repository, meta: Mapping[str, MetaFile], name: str
+) -> Metadata[Targets] | None:
+    """:func:`_previous_bin`, or None if its file is not the one named: a full publish
+    writes that bin anew."""
+    try:
+        return _previous_bin(repo, meta, name)
+    except VtregError:
+        return None
 
 
 def _touched_bins(
@@ -492,7 +521,7 @@ def publish(
     roles = SuccinctRoles([keyid], 1, repo.config.bin_bits, BIN_PREFIX)
     if touched is None:
         bins = {
-            name: (_previous_bin(repo, run.meta, name), targets)
+            name: (_kept_bin(repo, run.meta, name), targets)
             for name, targets in _bins_of(names, roles).items()
         }
     else:
@@ -505,6 +534,8 @@ def publish(
     if old_targets is not None and old_targets.signed.delegations != delegations:
         old_targets = None
     targets_md = run.role(Targets.type, old_targets, keys, expires, horizon, delegations)
+    if run.written:
+        make_durable(repo.path, run.written)  # before the snapshot that names them
     snapshot = _snapshot(run, previous, at, snapshot_expires)
     timestamp = _timestamp(repo, signer, snapshot, previous, at, timestamp_expires, checkpoint)
     run.written.append("timestamp.json")
@@ -532,8 +563,9 @@ def _snapshot(
         return old
     version = old.signed.version + 1 if old is not None else 1
     md = Metadata(Snapshot(version=version, expires=at + expires_in, meta=dict(run.meta)))
-    md.sign(run.signer)
-    run.written.append(run.repo.write(f"{version}.snapshot.json", md))
+    name = f"{version}.snapshot.json"
+    atomic_write(run.repo.path / name, signed_file(md, run.signer))
+    run.written.append(name)
     return md
 
 
@@ -562,8 +594,7 @@ def _timestamp(
             unrecognized_fields=fields,
         )
     )
-    md.sign(signer)
-    repo.write("timestamp.json", md)
+    atomic_write(repo.path / "timestamp.json", signed_file(md, signer))
     return md
 
 

@@ -157,3 +157,31 @@ def test_the_registry_names_what_changed_since_a_seq_on_both_engines(
     assert registry.publish_view(after)[2] == frozenset()
     # a log shorter than the seq recorded (a restored backup): everything, in full
     assert registry.publish_view(after + 1000)[2] is None
+
+
+def _hello_bin_file(fleet: Fleet) -> Path:
+    current = fleet.repo.current()
+    assert current is not None
+    role = SuccinctRoles([], 1, fleet.repo.config.bin_bits, BIN_PREFIX).get_role_for_target(
+        "names/hello"
+    )
+    return fleet.repo.path / f"{current.snapshot.signed.meta[f'{role}.json'].version}.{role}.json"
+
+
+def test_a_bin_that_is_not_the_file_the_snapshot_names_is_never_built_on(
+    fleet: Fleet, plugin_factory: Factory, key: SigningKey
+) -> None:
+    hello = plugin_factory("hello", "1.0.0")
+    fleet.trust(hello, key)
+    publish_changes(fleet)
+    cut = _hello_bin_file(fleet)
+    cut.write_bytes(cut.read_bytes()[:-10])  # lost in a crash, say
+    full = fleet.publish()  # nothing changed, yet that bin is written anew
+    assert [w for w in full.written if "bins-" in w] == [_hello_bin_file(fleet).name]
+    assert_as_full(fleet)
+    assert fleet.sync().changed
+    cut = _hello_bin_file(fleet)
+    cut.write_bytes(cut.read_bytes()[:-10])
+    fleet.trust(plugin_factory("hello", "2.0.0", parent=hello.parent.parent / "newer"), key)
+    with pytest.raises(VtregError, match=r"bins-.*is not the file the snapshot names"):
+        publish_changes(fleet)  # it would keep the bin's other names from that file
