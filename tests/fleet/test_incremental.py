@@ -17,7 +17,7 @@ from tuf.api.metadata import SuccinctRoles, Targets
 from tests.fleet.conftest import Fleet, utc_now
 from vtreg.loader import PluginLoader
 from vtreg.registry.fleet import FleetTrust
-from vtreg.registry.fleet.repository import BIN_PREFIX, PublishResult, entry_target, publish
+from vtreg.registry.fleet.repository import PublishResult, entry_target, publish
 from vtreg.registry.service import Registry
 from vtreg.verifier.errors import PolicyError, VtregError
 from vtreg.verifier.keys import SigningKey
@@ -39,12 +39,22 @@ def publish_changes(fleet: Fleet, *, at_offset: timedelta = timedelta(0)) -> Pub
     )  # fmt: skip
 
 
+def published_bins(fleet: Fleet) -> SuccinctRoles:
+    """The hash bins the published targets delegate to."""
+    current = fleet.repo.current()
+    assert current is not None
+    assert current.targets.signed.delegations is not None
+    roles = current.targets.signed.delegations.succinct_roles
+    assert roles is not None
+    return roles
+
+
 def assert_as_full(fleet: Fleet) -> None:
     """Every bin published holds exactly the entries a full publish would give it."""
     state = fleet.registry.full_state()
     current = fleet.repo.current()
     assert current is not None
-    roles = SuccinctRoles([], 1, fleet.repo.config.bin_bits, BIN_PREFIX)
+    roles = published_bins(fleet)
     expected: dict[str, dict[str, object]] = {role: {} for role in roles.get_roles()}
     for name in {c.name for c in (state.contents or {}).values()}:
         entry = {
@@ -162,9 +172,7 @@ def test_the_registry_names_what_changed_since_a_seq_on_both_engines(
 def _hello_bin_file(fleet: Fleet) -> Path:
     current = fleet.repo.current()
     assert current is not None
-    role = SuccinctRoles([], 1, fleet.repo.config.bin_bits, BIN_PREFIX).get_role_for_target(
-        "names/hello"
-    )
+    role = published_bins(fleet).get_role_for_target("names/hello")
     return fleet.repo.path / f"{current.snapshot.signed.meta[f'{role}.json'].version}.{role}.json"
 
 
