@@ -552,6 +552,21 @@ def _touched_bins(
     return bins
 
 
+def _layout(
+    repo: Repository,
+    previous: _Current | None,
+    names: Mapping[str, TargetFile],
+    touched: frozenset[str] | None,
+) -> int:
+    """The bin bits of this publish: an incremental one keeps the layout hosts hold."""
+    published = _layout_bits(previous.targets.signed) if previous is not None else None
+    if touched is None:
+        return repo.bin_bits(_entry_bytes(names), published)
+    if published is None:
+        raise UsageError("the published targets delegate to no hash bins: publish in full")
+    return published
+
+
 def publish(
     repo: Repository,
     state: TrustState,
@@ -589,14 +604,7 @@ def publish(
     run = _Publish(repo, signer, previous)
     horizon, expires = at + snapshot_expires, at + targets_expires
     keyid = signer.public_key.keyid
-    published = _layout_bits(previous.targets.signed) if previous is not None else None
-    if touched is None:
-        bits = repo.bin_bits(_entry_bytes(names), published)
-    elif published is not None:
-        bits = published  # an incremental publish keeps the layout hosts hold
-    else:
-        raise UsageError("the published targets delegate to no hash bins: publish in full")
-    roles = SuccinctRoles([keyid], 1, bits, BIN_PREFIX)
+    roles = SuccinctRoles([keyid], 1, _layout(repo, previous, names, touched), BIN_PREFIX)
     if touched is None:
         bins = {
             name: (_kept_bin(repo, run.meta, name), targets)
