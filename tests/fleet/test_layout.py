@@ -72,9 +72,11 @@ class _Publisher:
         ]
         return TrustState.build([TrustedKey(self.author.public_key)], contents, names=names_only)
 
-    def publish(self, state: TrustState, touched: frozenset[str] | None = None) -> PublishResult:
+    def publish(
+        self, state: TrustState, touched: frozenset[str] | None = None, *, days: int = 0
+    ) -> PublishResult:
         return publish(
-            self.repo, state, VtregSigner(self.online), at=utc_now(),
+            self.repo, state, VtregSigner(self.online), at=utc_now() + timedelta(days=days),
             timestamp_expires=timedelta(days=1), snapshot_expires=timedelta(days=7),
             targets_expires=timedelta(days=90), touched=touched, seq=1,
         )  # fmt: skip
@@ -145,3 +147,17 @@ def test_init_refuses_a_bin_count_it_cannot_make(tmp_path: Path, value: str) -> 
     )  # fmt: skip
     assert result.code == 2
     assert "nor auto" in result.stderr
+
+
+def test_a_full_publish_leaves_a_bin_alone_only_while_it_is_the_same_and_lasts(
+    tmp_path: Path,
+) -> None:
+    publisher = _Publisher(tmp_path)
+    state = publisher.state(40)
+    publisher.publish(state)
+    assert [w for w in publisher.publish(state).written if ".bins-" in w] == []
+    # 85 days on, the 90-day bins would expire before the 7-day snapshot: all signed again
+    later = publisher.publish(state, days=85)
+    assert len([w for w in later.written if ".bins-" in w]) == 16
+    sync(str(publisher.repo.path), str(tmp_path / "host.state"),
+         root=publisher.root_file.read_bytes(), clock=utc_now() + timedelta(days=85))  # fmt: skip
