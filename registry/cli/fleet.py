@@ -60,6 +60,18 @@ def fleet_group() -> None:
     """Publish trust to many hosts as TUF metadata, and sync a host from it."""
 
 
+def _bin_bits(value: str) -> int | None:
+    if value == "auto":
+        return None
+    try:
+        bits = int(value)
+    except ValueError:
+        bits = 0
+    if not 1 <= bits <= 16:
+        raise click.BadParameter(f"{value!r} is not a number of bits from 1 to 16, nor auto")
+    return bits
+
+
 @vtreg_command(fleet_group, "init")
 @click.argument("repo", type=click.Path(file_okay=False))
 @click.option(
@@ -88,10 +100,12 @@ def fleet_group() -> None:
 @click.option("--root-expires", type=DURATION, default="365d", show_default=True)
 @click.option(
     "--bin-bits",
-    type=click.IntRange(1, 16),
-    default=8,
+    default="auto",
     show_default=True,
-    help="Names are spread over 2^N hash bins.",
+    callback=lambda _ctx, _param, value: _bin_bits(value),
+    metavar="N|auto",
+    help="Names are spread over 2^N hash bins (1 to 16); auto: as many as keep a bin "
+    "about 16 KiB, chosen from the registry's size at each full publish.",
 )
 @_passphrase_file
 def fleet_init(
@@ -101,7 +115,7 @@ def fleet_init(
     root_threshold: int,
     online_key: str,
     root_expires: timedelta,
-    bin_bits: int,
+    bin_bits: int | None,
     passphrase_file: str | None,
 ) -> Report:
     """Create a fleet repository in REPO: root v1 signed by the root keys."""

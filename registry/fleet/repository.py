@@ -7,7 +7,8 @@ python-tuf's Metadata API and served as static files:
   the online key for the other three roles; consistent snapshots on.
 * ``N.targets.json``: one target per trusted key (``keys/KEYID``), and a
   succinct hash-bin delegation (TAP 15) of every plugin name to
-  ``N.bins-XX.json``, where each name's target (``names/NAME``) carries all of
+  ``N.bins-XX.json`` (2^bits bins: by default as many as keep a bin about
+  16 KiB, see :func:`fit_bin_bits`), where each name's target (``names/NAME``) carries all of
   that name's contents and rollback floors in its ``custom`` field.
 * ``N.snapshot.json``: version, length and hash of targets and every bin.
 * ``timestamp.json``: the one file rewritten in place (atomically), naming
@@ -20,13 +21,14 @@ python-tuf's Metadata API and served as static files:
 A trust entry's target file is its canonical JSON (length and sha256 in the
 target, the entry itself in ``custom``), so the metadata alone carries the
 state. ``.vtreg-fleet.json`` beside the metadata names the online key file
-and the bin count for later publishes; it is not for serving.
+and the bin count (``auto``, or fixed) for later publishes; it is not for serving.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import re
 from collections import defaultdict
@@ -36,7 +38,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
-from tuf.api.exceptions import RepositoryError
+from tuf.api.exceptions import LengthOrHashMismatchError, RepositoryError
 from tuf.api.metadata import (
     Delegations,
     Metadata,
@@ -59,6 +61,7 @@ from vtreg.verifier.trust import TrustState
 from vtreg.verifier.trust_state import canonical, content_to_json, floor_to_json, key_to_json
 
 from ._signer import VtregSigner, tuf_key
+from ._write import make_durable, signed_file, write_new
 
 __all__ = [
     "BIN_PREFIX",
@@ -71,6 +74,7 @@ __all__ = [
     "PublishResult",
     "Repository",
     "entry_target",
+    "fit_bin_bits",
     "init_repository",
     "meta_file",
     "publish",
@@ -86,6 +90,11 @@ NAME_PATH = "names/"
 CHECKPOINT_FIELD = "x-vtreg-checkpoint"
 LOG_DIR = "log"
 _MAX_METADATA = 64 << 20
+AUTO = "auto"
+MIN_BIN_BITS, MAX_BIN_BITS = 4, 16
+_BIN_BYTES = 16 << 10  # what an automatic layout aims a bin at
+_REFIT = 0.75  # a layout is kept while within 2^0.75 (x1.7) of the ideal bin count
+_TARGET_BYTES = 120  # a name's target around its entry: path, length, sha256, JSON
 _SERIALIZER = JSONSerializer(compact=True)
 _ROOT_FILE = re.compile(r"([1-9][0-9]*)\.root\.json")
 _ONLINE_ROLES = (Timestamp.type, Snapshot.type, Targets.type)
@@ -151,14 +160,49 @@ class PublishResult:
         }
 
 
+def fit_bin_bits(entry_bytes: int, published: int | None = None) -> int:
+    """How many bits of bins automatic layout gives names whose bins hold ``entry_bytes``.
+
+    About 16 KiB a bin, between 2^4 and 2^16 bins: a host that loads 100
+    plugins reads the snapshot (about 130 bytes a bin) and 100 bins, which
+    at 1,000,000 contents (280 MB of entries) is smallest near 2^14 bins of
+    17 KiB. The ``published`` layout is kept while the ideal count is within
+    a factor 1.7 of it, so that a registry near a boundary does not move
+    every name to other bins at each publish.
+    """
+    ideal = math.log2(max(entry_bytes, 1) / _BIN_BYTES)
+    if published is not None and MIN_BIN_BITS <= published <= MAX_BIN_BITS:
+        grown = published < MAX_BIN_BITS and ideal - published > _REFIT
+        shrunk = published > MIN_BIN_BITS and published - ideal > _REFIT
+        if not grown and not shrunk:
+            return published
+    return min(max(round(ideal), MIN_BIN_BITS), MAX_BIN_BITS)
+
+
+def _layout_bits(targets: Targets | None) -> int | None:
+    """The bin bits of a published targets role's delegation (None: none)."""
+    roles = targets.delegations.succinct_roles if targets and targets.delegations else None
+    return roles.bit_length if roles is not None and roles.name_prefix == BIN_PREFIX else None
+
+
+def _entry_bytes(names: Mapping[str, TargetFile]) -> int:
+    return sum(t.length + len(path) + _TARGET_BYTES for path, t in names.items())
+
+
 @dataclass(frozen=True)
 class _Config:
     online_key: str
-    bin_bits: int
+    bin_bits: int | None  # None: automatic (fit_bin_bits at each full publish)
 
     def to_bytes(self) -> bytes:
-        doc = {"format": "vtreg-fleet-publisher-v1", **self.__dict__}
-        return json.dumps(doc, indent=2).encode() + b"\n"
+        bits = AUTO if self.bin_bits is None else self.bin_bits
+        doc = {"format": "vtreg-fleet-publisher-v1", "online_key": self.online_key}
+        return json.dumps({**doc, "bin_bits": bits}, indent=2).encode() + b"\n"
+
+    @classmethod
+    def from_json(cls, doc: Mapping[str, Any]) -> _Config:
+        bits = doc["bin_bits"]
+        return cls(str(doc["online_key"]), None if bits == AUTO else int(bits))
 
 
 @dataclass(frozen=True)
@@ -203,7 +247,7 @@ def init_repository(
     online_key_file: str,
     *,
     expires: datetime,
-    bin_bits: int = 8,
+    bin_bits: int | None = None,
 ) -> Root:
     """Create a repository: root version 1 and the publisher's settings.
 
@@ -215,7 +259,9 @@ def init_repository(
         online_key_file: the key reference ``online`` is opened from at each
             publish (a file, ``ssh-agent:...``, ``pkcs11:...``).
         expires: root's expiry.
-        bin_bits: the names are spread over 2**bin_bits bins.
+        bin_bits: the names are spread over 2**bin_bits bins (None: as many
+            as :func:`fit_bin_bits` gives the registry's size at each full
+            publish).
 
     Raises:
         UsageError: ``repo`` is not empty, the threshold cannot be met, or
@@ -227,7 +273,7 @@ def init_repository(
         raise UsageError(f"root threshold {threshold} cannot be met by {len(distinct)} root key(s)")
     if online.keyid in distinct:
         raise UsageError("the online key must not be a root key: root keys stay offline")
-    if not 1 <= bin_bits <= 16:
+    if bin_bits is not None and not 1 <= bin_bits <= 16:
         raise UsageError(f"bin bits must be 1 to 16, not {bin_bits}")
     root = Root(expires=expires, consistent_snapshot=True)
     for key in root_keys:
@@ -252,17 +298,18 @@ class Repository:
         self.path = Path(path)
         config = self._json(CONFIG_FILE)
         try:
-            self.config = _Config(str(config["online_key"]), int(config["bin_bits"]))
+            self.config = _Config.from_json(config)
         except (KeyError, TypeError, ValueError) as e:
             raise VtregError(f"{self.path / CONFIG_FILE} is not a fleet publisher's file") from e
 
-    def _read(self, name: str) -> bytes:
+    def read(self, name: str) -> bytes:
+        """The bytes of file ``name`` (bounded)."""
         path = self.path / name
         return read_bounded(path, _MAX_METADATA, str(path))
 
     def _json(self, name: str) -> dict[str, Any]:
         try:
-            doc = json.loads(self._read(name))
+            doc = json.loads(self.read(name))
         except NotFoundError as e:
             raise NotFoundError(f"{self.path} is not a fleet repository: {e}") from e
         except ValueError as e:
@@ -273,8 +320,12 @@ class Repository:
 
     def load(self, name: str, kind: type[S]) -> Metadata[S]:
         """The metadata in file ``name``, of role type ``kind``."""
+        return self.parse(name, self.read(name), kind)
+
+    def parse(self, name: str, data: bytes, kind: type[S]) -> Metadata[S]:
+        """The metadata ``data`` (read from file ``name``), of role type ``kind``."""
         try:
-            md = Metadata[S].from_bytes(self._read(name))
+            md = Metadata[S].from_bytes(data)
         except (DeserializationError, RepositoryError, ValueError) as e:
             raise VtregError(f"{self.path / name} is not valid TUF metadata: {e}") from e
         if not isinstance(md.signed, kind):
@@ -320,15 +371,29 @@ class Repository:
         """The audit seq an incremental publish may start after, or None (publish in full).
 
         In full when nothing was published yet, the signer changed (an online-key
-        rotation: every role is signed again), or a bin left alone would expire
-        before the new snapshot does.
+        rotation: every role is signed again), a bin left alone would expire
+        before the new snapshot does, or the names no longer fit the published
+        bins (:meth:`bin_bits`: the registry grew or shrank, or the setting changed).
         """
         marker, current = self.published(), self.current()
         if marker is None or current is None or marker.signer != signer.public_key.keyid:
             return None
         if marker.bins_expire <= at + snapshot_expires:
             return None
+        published = _layout_bits(current.targets.signed)
+        bins = f"{BIN_PREFIX}-"
+        entry_bytes = sum(
+            m.length or 0 for n, m in current.snapshot.signed.meta.items() if n.startswith(bins)
+        )
+        if published is None or self.bin_bits(entry_bytes, published) != published:
+            return None
         return marker.seq if _signed_by(current.targets, marker.signer) else None
+
+    def bin_bits(self, entry_bytes: int, published: int | None) -> int:
+        """The bin bits of a full publish whose names' entries take ``entry_bytes``
+        (``published``: those of the published layout, if any)."""
+        fixed = self.config.bin_bits
+        return fixed if fixed is not None else fit_bin_bits(entry_bytes, published)
 
     def check_online(self, public: PublicKey) -> None:
         """Refuse a key that root does not name for the online roles."""
@@ -412,20 +477,79 @@ class _Publish:
                 version=version, expires=expires, targets=dict(targets), delegations=delegations
             )
         )
-        md.sign(self.signer)
-        data = md.to_bytes(_SERIALIZER)
-        # A new file name each version (never rewritten): no stale temporaries to look for.
-        atomic_write(self.repo.path / f"{version}.{role}.json", data, clean=False)
+        data = signed_file(md, self.signer)
+        # A new name each version, synced with the others before the snapshot names it.
+        write_new(self.repo.path / f"{version}.{role}.json", data)
         self.meta[f"{role}.json"] = meta_file(version, data)
         self.written.append(f"{version}.{role}.json")
         return md
 
 
+def _forget_other_bins(meta: dict[str, MetaFile], bins: Mapping[str, object]) -> None:
+    """Keep only the version of the bins of another layout (a change of bin count).
+
+    A TUF client refuses a snapshot that no longer names a file the last one
+    named, or names it at a lower version, so the snapshot names those bins
+    for ever; their version alone (about 27 bytes, not 130) is enough.
+    """
+    for file, info in meta.items():
+        if file.startswith(f"{BIN_PREFIX}-") and file.removesuffix(".json") not in bins:
+            meta[file] = MetaFile(info.version)
+
+
 def _previous_bin(
     repo: Repository, meta: Mapping[str, MetaFile], name: str
 ) -> Metadata[Targets] | None:
+    """The bin as the published snapshot names it (None: none yet).
+
+    Raises:
+        VtregError: its file is not the one the snapshot names (its length or hash).
+    """
     info = meta.get(f"{name}.json")
-    return repo.load(f"{info.version}.{name}.json", Targets) if info is not None else None
+    if info is None:
+        return None
+    file = f"{info.version}.{name}.json"
+    data = repo.read(file)
+    try:
+        info.verify_length_and_hashes(data)
+    except LengthOrHashMismatchError as e:
+        raise VtregError(f"{repo.path / file} is not the file the snapshot names: {e}") from e
+    return repo.parse(file, data, Targets)
+
+
+def _kept_until(
+    repo: Repository,
+    meta: Mapping[str, MetaFile],
+    name: str,
+    targets: Mapping[str, TargetFile],
+    keyid: str,
+    horizon: datetime,
+) -> datetime | None:
+    """When the published bin ``name`` expires, if a full publish may leave it as it is:
+    the file the snapshot names (length, sha256), signed by ``keyid``, holding exactly
+    ``targets`` and lasting past ``horizon``. None: write it anew.
+
+    Compared as JSON, without python-tuf's objects for its targets: building those
+    was most of a full publish that changed nothing (at 1,000,000 contents).
+    """
+    info = meta.get(f"{name}.json")
+    if info is None:
+        return None
+    wanted = {path: target.to_dict() for path, target in targets.items()}
+    try:
+        data = repo.read(f"{info.version}.{name}.json")
+        info.verify_length_and_hashes(data)
+        doc = json.loads(data)
+        signed = doc["signed"]
+        until = datetime.fromisoformat(signed["expires"])
+        same = (signed["_type"], signed["version"], signed["targets"]) == (
+            Targets.type, info.version, wanted
+        )  # fmt: skip
+        signers = {signature["keyid"] for signature in doc["signatures"]}
+        kept = same and keyid in signers and until > horizon  # a naive time: TypeError
+    except (VtregError, LengthOrHashMismatchError, ValueError, KeyError, TypeError):
+        return None  # not what the snapshot names, or not a bin as we write them
+    return until if kept else None
 
 
 def _touched_bins(
@@ -450,6 +574,21 @@ def _touched_bins(
         else:
             targets.pop(path, None)
     return bins
+
+
+def _layout(
+    repo: Repository,
+    previous: _Current | None,
+    names: Mapping[str, TargetFile],
+    touched: frozenset[str] | None,
+) -> int:
+    """The bin bits of this publish: an incremental one keeps the layout hosts hold."""
+    published = _layout_bits(previous.targets.signed) if previous is not None else None
+    if touched is None:
+        return repo.bin_bits(_entry_bytes(names), published)
+    if published is None:
+        raise UsageError("the published targets delegate to no hash bins: publish in full")
+    return published
 
 
 def publish(
@@ -489,22 +628,24 @@ def publish(
     run = _Publish(repo, signer, previous)
     horizon, expires = at + snapshot_expires, at + targets_expires
     keyid = signer.public_key.keyid
-    roles = SuccinctRoles([keyid], 1, repo.config.bin_bits, BIN_PREFIX)
-    if touched is None:
-        bins = {
-            name: (_previous_bin(repo, run.meta, name), targets)
-            for name, targets in _bins_of(names, roles).items()
-        }
-    else:
-        bins = _touched_bins(repo, run.meta, names, touched, roles)
+    roles = SuccinctRoles([keyid], 1, _layout(repo, previous, names, touched), BIN_PREFIX)
     earliest = [marker.bins_expire] if touched is not None and marker is not None else []
-    for name, (old, targets) in bins.items():
-        earliest.append(run.role(name, old, targets, expires, horizon).signed.expires)
+    if touched is None:
+        layout = _bins_of(names, roles)
+        _forget_other_bins(run.meta, layout)
+        for name, targets in layout.items():
+            kept = _kept_until(repo, run.meta, name, targets, keyid, horizon)
+            earliest.append(kept or run.role(name, None, targets, expires, horizon).signed.expires)
+    else:
+        for name, (old, targets) in _touched_bins(repo, run.meta, names, touched, roles).items():
+            earliest.append(run.role(name, old, targets, expires, horizon).signed.expires)
     delegations = Delegations({keyid: signer.public_key}, succinct_roles=roles)
     old_targets = previous.targets if previous else None
     if old_targets is not None and old_targets.signed.delegations != delegations:
         old_targets = None
     targets_md = run.role(Targets.type, old_targets, keys, expires, horizon, delegations)
+    if run.written:
+        make_durable(repo.path, run.written)  # before the snapshot that names them
     snapshot = _snapshot(run, previous, at, snapshot_expires)
     timestamp = _timestamp(repo, signer, snapshot, previous, at, timestamp_expires, checkpoint)
     run.written.append("timestamp.json")
@@ -532,8 +673,9 @@ def _snapshot(
         return old
     version = old.signed.version + 1 if old is not None else 1
     md = Metadata(Snapshot(version=version, expires=at + expires_in, meta=dict(run.meta)))
-    md.sign(run.signer)
-    run.written.append(run.repo.write(f"{version}.snapshot.json", md))
+    name = f"{version}.snapshot.json"
+    atomic_write(run.repo.path / name, signed_file(md, run.signer))
+    run.written.append(name)
     return md
 
 
@@ -562,8 +704,7 @@ def _timestamp(
             unrecognized_fields=fields,
         )
     )
-    md.sign(signer)
-    repo.write("timestamp.json", md)
+    atomic_write(repo.path / "timestamp.json", signed_file(md, signer))
     return md
 
 

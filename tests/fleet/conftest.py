@@ -120,8 +120,9 @@ def fleet(tmp_path: Path, key: SigningKey) -> Iterator[Fleet]:
     online_file.write_bytes(online.to_pem(None))
     online_file.chmod(0o600)
     init_repository(
-        repo_dir, root_keys, 2, online, str(online_file), expires=utc_now() + timedelta(days=365)
-    )
+        repo_dir, root_keys, 2, online, str(online_file), expires=utc_now() + timedelta(days=365),
+        bin_bits=8,
+    )  # fmt: skip
     with Registry.open(f"sqlite:///{tmp_path / 'registry.db'}") as registry:
         registry.add_key(key.public_key)
         yield Fleet(registry, Repository(repo_dir), root_keys, online, tmp_path / "host.state")

@@ -17,7 +17,7 @@ from tuf.api.metadata import SuccinctRoles, Targets
 from tests.fleet.conftest import Fleet, utc_now
 from vtreg.loader import PluginLoader
 from vtreg.registry.fleet import FleetTrust
-from vtreg.registry.fleet.repository import BIN_PREFIX, PublishResult, entry_target, publish
+from vtreg.registry.fleet.repository import PublishResult, entry_target, publish
 from vtreg.registry.service import Registry
 from vtreg.verifier.errors import PolicyError, VtregError
 from vtreg.verifier.keys import SigningKey
@@ -39,12 +39,22 @@ def publish_changes(fleet: Fleet, *, at_offset: timedelta = timedelta(0)) -> Pub
     )  # fmt: skip
 
 
+def published_bins(fleet: Fleet) -> SuccinctRoles:
+    """The hash bins the published targets delegate to."""
+    current = fleet.repo.current()
+    assert current is not None
+    assert current.targets.signed.delegations is not None
+    roles = current.targets.signed.delegations.succinct_roles
+    assert roles is not None
+    return roles
+
+
 def assert_as_full(fleet: Fleet) -> None:
     """Every bin published holds exactly the entries a full publish would give it."""
     state = fleet.registry.full_state()
     current = fleet.repo.current()
     assert current is not None
-    roles = SuccinctRoles([], 1, fleet.repo.config.bin_bits, BIN_PREFIX)
+    roles = published_bins(fleet)
     expected: dict[str, dict[str, object]] = {role: {} for role in roles.get_roles()}
     for name in {c.name for c in (state.contents or {}).values()}:
         entry = {
@@ -157,3 +167,29 @@ def test_the_registry_names_what_changed_since_a_seq_on_both_engines(
     assert registry.publish_view(after)[2] == frozenset()
     # a log shorter than the seq recorded (a restored backup): everything, in full
     assert registry.publish_view(after + 1000)[2] is None
+
+
+def _hello_bin_file(fleet: Fleet) -> Path:
+    current = fleet.repo.current()
+    assert current is not None
+    role = published_bins(fleet).get_role_for_target("names/hello")
+    return fleet.repo.path / f"{current.snapshot.signed.meta[f'{role}.json'].version}.{role}.json"
+
+
+def test_a_bin_that_is_not_the_file_the_snapshot_names_is_never_built_on(
+    fleet: Fleet, plugin_factory: Factory, key: SigningKey
+) -> None:
+    hello = plugin_factory("hello", "1.0.0")
+    fleet.trust(hello, key)
+    publish_changes(fleet)
+    cut = _hello_bin_file(fleet)
+    cut.write_bytes(cut.read_bytes()[:-10])  # lost in a crash, say
+    full = fleet.publish()  # nothing changed, yet that bin is written anew
+    assert [w for w in full.written if "bins-" in w] == [_hello_bin_file(fleet).name]
+    assert_as_full(fleet)
+    assert fleet.sync().changed
+    cut = _hello_bin_file(fleet)
+    cut.write_bytes(cut.read_bytes()[:-10])
+    fleet.trust(plugin_factory("hello", "2.0.0", parent=hello.parent.parent / "newer"), key)
+    with pytest.raises(VtregError, match=r"bins-.*is not the file the snapshot names"):
+        publish_changes(fleet)  # it would keep the bin's other names from that file
