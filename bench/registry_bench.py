@@ -257,7 +257,7 @@ def _measure_verify(registry: Registry, figures: _Figures) -> None:
     figures.events = report.events
     with registry.engine.connect() as connection:
         rows = connection.execute(
-            sa.select(*audit._COLUMNS[:11]).order_by(AuditEvent.seq).limit(200_000)
+            sa.select(*audit._stored_columns()[:11]).order_by(AuditEvent.seq).limit(200_000)
         ).all()
     blobs = [audit.canonical(*r) for r in rows]
     t = time.perf_counter()

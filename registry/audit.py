@@ -18,11 +18,7 @@ from __future__ import annotations
 from collections.abc import Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, TypedDict, Unpack
-
-import sqlalchemy as sa
-from sqlalchemy.engine import Connection
-from sqlalchemy.orm import Session
+from typing import TYPE_CHECKING, Any, TypedDict, Unpack
 
 from vtreg.verifier.audit_event import (
     COLUMNS,
@@ -36,9 +32,14 @@ from vtreg.verifier.audit_event import (
 )
 
 from . import tlog
-from .models import AuditEvent as AuditRow
-from .models import AuditEventKey, ChainHead
 from .statements import Cursor
+
+# Appending (every load, every verification) needs neither SQLAlchemy nor the models:
+# querying and verifying the chain import them.
+if TYPE_CHECKING:
+    import sqlalchemy as sa
+    from sqlalchemy.engine import Connection
+    from sqlalchemy.orm import Session
 
 __all__ = [
     "GENESIS_HASH",
@@ -126,6 +127,8 @@ _GLOB = str.maketrans({"\\": "\\\\", "%": "\\%", "_": "\\_", "*": "%", "?": "_"}
 
 def _plugin_condition(pattern: str) -> sa.ColumnElement[bool]:
     """A plugin name, or a glob of ``*`` and ``?`` (``hello-*``) over names."""
+    from .models import AuditEvent as AuditRow
+
     if "[" in pattern:
         from vtreg.verifier.errors import UsageError
 
@@ -137,6 +140,8 @@ def _plugin_condition(pattern: str) -> sa.ColumnElement[bool]:
 
 def _filtered(stmt: sa.Select[Any], filters: QueryFilters) -> tuple[sa.Select[Any], Any]:
     """``stmt`` restricted to the events matching ``filters``; and the newest-first order."""
+    from .models import AuditEvent as AuditRow
+    from .models import AuditEventKey
     from .records import digest_condition
 
     order = AuditRow.seq
@@ -172,6 +177,10 @@ def _filtered(stmt: sa.Select[Any], filters: QueryFilters) -> tuple[sa.Select[An
 def stream(session: Session, **filters: Unpack[QueryFilters]) -> Generator[AuditRecord]:
     """Events matching every given filter, newest first, at most ``limit`` (None: all),
     fetched in batches so that memory stays bounded however many match."""
+    import sqlalchemy as sa
+
+    from .models import AuditEvent as AuditRow
+
     stmt, order = _filtered(sa.select(*(getattr(AuditRow, n) for n in COLUMNS)), filters)
     stmt = stmt.order_by(order.desc())
     limit = filters.get("limit")
@@ -191,6 +200,10 @@ def query(session: Session, **filters: Unpack[QueryFilters]) -> list[AuditRecord
 
 def count(session: Session, **filters: Unpack[QueryFilters]) -> int:
     """How many events match every given filter (``limit`` is ignored)."""
+    import sqlalchemy as sa
+
+    from .models import AuditEvent as AuditRow
+
     stmt, _ = _filtered(sa.select(sa.func.count()).select_from(AuditRow), filters)
     return int(session.execute(stmt).scalar_one())
 
@@ -216,11 +229,19 @@ class ChainReport:
 # The chain walk reads raw rows in COLUMNS order: where each field stands in them.
 _SEQ, _KEYIDS, _PREV_HASH, _HASH = map(COLUMNS.index, ("seq", "keyids", "prev_hash", "hash"))
 _HASHED = len(HASHED_FIELDS)  # the hashed fields come first
-# `at` as the driver returns it (see at_text): converting a million datetimes costs seconds.
-_COLUMNS = tuple(
-    sa.type_coerce(AuditRow.at, sa.String) if name == "at" else getattr(AuditRow, name)
-    for name in COLUMNS
-)
+
+
+def _stored_columns() -> tuple[Any, ...]:
+    """Every column of an event, ``at`` as the driver returns it (see at_text): converting
+    a million datetimes costs seconds."""
+    import sqlalchemy as sa
+
+    from .models import AuditEvent as AuditRow
+
+    return tuple(
+        sa.type_coerce(AuditRow.at, sa.String) if name == "at" else getattr(AuditRow, name)
+        for name in COLUMNS
+    )
 
 
 def verify_chain(
@@ -237,10 +258,15 @@ def verify_chain(
     Run it in one snapshot (SQLite: any transaction; PostgreSQL: REPEATABLE
     READ), or concurrent appends look like a head that ran ahead of the log.
     """
+    import sqlalchemy as sa
+
+    from .models import AuditEvent as AuditRow
+    from .models import ChainHead
+
     streamed = connection.execution_options(yield_per=batch)
     # A PostgreSQL server-side cursor must not outlive an early return.
     with (
-        streamed.execute(sa.select(*_COLUMNS).order_by(AuditRow.seq)) as events,
+        streamed.execute(sa.select(*_stored_columns()).order_by(AuditRow.seq)) as events,
         streamed.execute(_key_index(connection.dialect.name)) as index,
     ):
         walk = _ChainWalk(index, anchor)
@@ -251,6 +277,10 @@ def verify_chain(
 
 
 def _key_index(dialect_name: str) -> sa.Select[int, str]:
+    import sqlalchemy as sa
+
+    from .models import AuditEventKey
+
     # Key ids in code point order, as append() sorts them, whatever the database's collation.
     keyid_order = (
         AuditEventKey.keyid.collate("C")
