@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import invoke_cli, ok, one_line_error
+from tests.helpers import c_string, invoke_cli, ok, one_line_error
 
 PluginFactory = Callable[..., Path]
 
@@ -139,3 +139,28 @@ def test_a_file_that_is_not_a_registry_is_refused_as_before(tmp_path: Path, trus
             3,
             "is not a vtreg registry: file is not a database",
         )
+
+
+def test_what_a_plugin_prints_through_c_stdio_is_not_lost(
+    db: str, keys: Path, plugin_factory: PluginFactory
+) -> None:
+    # The process ends without the interpreter's teardown: C stdio must still be flushed.
+    plugin = plugin_factory(defines={"PRINTS": c_string("printed by the plugin\n")})
+    ok(invoke_cli("key", "add", keys / "alice.pub", "--db", db))
+    ok(invoke_cli("sign", plugin, "--key", keys / "alice.key"))
+    ok(invoke_cli("trust", plugin, "--db", db))
+
+    # Buffered as a host's stdio would be (PYTHONUNBUFFERED would make C's stdout unbuffered).
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
+    result = subprocess.run(
+        [sys.executable, "-m", "vtreg", "run", plugin, "--input", _INPUT, "--db", db],
+        capture_output=True,
+        text=True,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        timeout=120,
+        check=False,
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.endswith("}\nprinted by the plugin\n")  # flushed at the exit
