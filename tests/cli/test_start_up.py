@@ -18,14 +18,17 @@ from tests.helpers import c_string, invoke_cli, ok, one_line_error
 
 PluginFactory = Callable[..., Path]
 
-# A child that runs one command and then names every SQLAlchemy or Alembic module it
-# imported, on the file descriptor its first argument names.
+# A child that runs one command and then names every SQLAlchemy, Alembic or cryptography
+# module it imported (an ed25519 check needs only libsodium), on the file descriptor its
+# first argument names.
 _PROBE = """
 import os, sys
 from vtreg.registry.cli import run
 code = run(sys.argv[2:])
 sys.stdout.flush()
-heavy = sorted(m for m in sys.modules if m.split(".")[0] in ("sqlalchemy", "alembic"))
+heavy = sorted(
+    m for m in sys.modules if m.split(".")[0] in ("sqlalchemy", "alembic", "cryptography")
+)
 os.write(int(sys.argv[1]), " ".join(heavy).encode())
 sys.exit(code)
 """
@@ -83,7 +86,7 @@ def _last_events(db: str, count: int) -> list[tuple[str, str]]:
     ],
     ids=lambda v: " ".join(v) if isinstance(v, tuple) else v,
 )
-def test_verify_and_run_decide_and_audit_without_sqlalchemy(
+def test_verify_and_run_decide_and_audit_without_sqlalchemy_or_cryptography(
     db: str, trusted: Path, args: tuple[str, ...], action: str
 ) -> None:
     code, err, heavy = _imports(args[0], trusted, *args[1:], "--db", db)
