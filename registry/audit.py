@@ -20,11 +20,7 @@ import itertools
 from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, TypedDict, Unpack
-
-import sqlalchemy as sa
-from sqlalchemy.engine import Connection
-from sqlalchemy.orm import Session
+from typing import TYPE_CHECKING, Any, TypedDict, Unpack
 
 from vtreg.verifier.audit_event import (
     COLUMNS,
@@ -39,9 +35,14 @@ from vtreg.verifier.audit_event import (
 from vtreg.verifier.merkle import TILE_WIDTH, leaf_hash
 
 from . import tlog
-from .models import AuditEvent as AuditRow
-from .models import AuditEventKey, ChainHead
 from .statements import Cursor, Statements
+
+# Appending (every load, every verification) needs neither SQLAlchemy nor the models:
+# querying and verifying the chain import them.
+if TYPE_CHECKING:
+    import sqlalchemy as sa
+    from sqlalchemy.engine import Connection
+    from sqlalchemy.orm import Session
 
 __all__ = [
     "GENESIS_HASH",
@@ -137,6 +138,8 @@ _GLOB = str.maketrans({"\\": "\\\\", "%": "\\%", "_": "\\_", "*": "%", "?": "_"}
 
 def _plugin_condition(pattern: str) -> sa.ColumnElement[bool]:
     """A plugin name, or a glob of ``*`` and ``?`` (``hello-*``) over names."""
+    from .models import AuditEvent as AuditRow
+
     if "[" in pattern:
         from vtreg.verifier.errors import UsageError
 
@@ -148,6 +151,8 @@ def _plugin_condition(pattern: str) -> sa.ColumnElement[bool]:
 
 def _filtered(stmt: sa.Select[Any], filters: QueryFilters) -> tuple[sa.Select[Any], Any]:
     """``stmt`` restricted to the events matching ``filters``; and the newest-first order."""
+    from .models import AuditEvent as AuditRow
+    from .models import AuditEventKey
     from .records import digest_condition
 
     order = AuditRow.seq
@@ -183,6 +188,10 @@ def _filtered(stmt: sa.Select[Any], filters: QueryFilters) -> tuple[sa.Select[An
 def stream(session: Session, **filters: Unpack[QueryFilters]) -> Generator[AuditRecord]:
     """Events matching every given filter, newest first, at most ``limit`` (None: all),
     fetched in batches so that memory stays bounded however many match."""
+    import sqlalchemy as sa
+
+    from .models import AuditEvent as AuditRow
+
     stmt, order = _filtered(sa.select(*(getattr(AuditRow, n) for n in COLUMNS)), filters)
     stmt = stmt.order_by(order.desc())
     limit = filters.get("limit")
@@ -202,6 +211,10 @@ def query(session: Session, **filters: Unpack[QueryFilters]) -> list[AuditRecord
 
 def count(session: Session, **filters: Unpack[QueryFilters]) -> int:
     """How many events match every given filter (``limit`` is ignored)."""
+    import sqlalchemy as sa
+
+    from .models import AuditEvent as AuditRow
+
     stmt, _ = _filtered(sa.select(sa.func.count()).select_from(AuditRow), filters)
     return int(session.execute(stmt).scalar_one())
 
@@ -250,6 +263,10 @@ def verify_chain(
     Run it in one snapshot (SQLite: any transaction; PostgreSQL: REPEATABLE
     READ), or concurrent appends look like a head that ran ahead of the log.
     """
+    import sqlalchemy as sa
+
+    from .models import ChainHead
+
     sql = Statements.of(connection.engine)
     # The driver's own rows: SQLAlchemy's result machinery costs a fifth of the walk.
     # `at` comes as the driver returns it (see at_text): converting costs seconds a million.

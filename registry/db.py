@@ -20,11 +20,10 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
 import secrets
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 from urllib.parse import quote, unquote, urlsplit
 
 import sqlalchemy as sa
@@ -44,6 +43,7 @@ from .config import (
     normalize_url,
     vtreg_home,
 )
+from .driver import CONNINFO_SECRET, HIDDEN, begin_sqlite, configure_sqlite, describe, hide_secrets
 from .revisions import REVISIONS, SCHEMA_HEAD
 from .sqlite_file import check_sqlite_file
 from .sqlite_file import writable as _writable
@@ -71,7 +71,6 @@ __all__ = [
 ]
 
 
-_SQLITE_BUSY = 5
 _PG_CONNECT_TIMEOUT_S = 10
 # Any constant shared by every vtreg process: the key of PostgreSQL's advisory
 # lock that serialises schema creation and upgrades.
@@ -80,17 +79,6 @@ _PG_SCHEMA_LOCK = 0x76747265675F6462  # "vtreg_db"
 
 # libpq parameters that are secrets (or say where one is kept), in a URL's query string.
 _SECRET_PARAMS = frozenset({"password", "sslpassword", "passfile"})
-# The same inside a libpq connection string ("host=h password=x") or a URI ("//u:x@h").
-_CONNINFO_SECRET = re.compile(
-    r"\b((?:ssl)?password|passfile)(\s*=\s*)('(?:[^'\\]|\\.)*'|[^\s']*)", re.IGNORECASE
-)
-_URI_SECRET = re.compile(r"(//[^/:@\s]*:)[^@/\s]*(@)")
-_HIDDEN = "***"
-
-
-def _hide_secrets(text: str) -> str:
-    text = _CONNINFO_SECRET.sub(lambda m: m[1] + m[2] + _HIDDEN, text)
-    return _URI_SECRET.sub(lambda m: m[1] + _HIDDEN + m[2], text)
 
 
 def _secrets_in(url: str) -> list[str]:
@@ -104,9 +92,9 @@ def _secrets_in(url: str) -> list[str]:
         for item in (value,) if isinstance(value, str) else value:
             if key.lower() in _SECRET_PARAMS:
                 found.append(item)
-            found += [m[3].strip("'") for m in _CONNINFO_SECRET.finditer(item)]
+            found += [m[3].strip("'") for m in CONNINFO_SECRET.finditer(item)]
     for text in (parsed.database or "", parsed.host or ""):
-        found += [m[3].strip("'") for m in _CONNINFO_SECRET.finditer(text)]
+        found += [m[3].strip("'") for m in CONNINFO_SECRET.finditer(text)]
     return sorted({str(f) for f in found if f}, key=len, reverse=True)
 
 
@@ -119,45 +107,30 @@ def safe_url(url: str) -> str:
     try:
         parsed = sa.make_url(url)
         query = {
-            key: _HIDDEN
+            key: HIDDEN
             if key.lower() in _SECRET_PARAMS
             else (
-                _hide_secrets(value) if isinstance(value, str) else tuple(map(_hide_secrets, value))
+                hide_secrets(value) if isinstance(value, str) else tuple(map(hide_secrets, value))
             )
             for key, value in parsed.query.items()
         }
-        database = _hide_secrets(parsed.database) if parsed.database else parsed.database
+        database = hide_secrets(parsed.database) if parsed.database else parsed.database
         rendered = parsed.set(query=query, database=database).render_as_string(hide_password=True)
     except (exc.ArgumentError, ValueError):
         return "<invalid database URL>"
-    return rendered.replace("%2A%2A%2A", _HIDDEN)
+    return rendered.replace("%2A%2A%2A", HIDDEN)
 
 
 def scrub(text: str, url: str) -> str:
     """``text`` (a driver's message about ``url``) without any secret ``url`` carries."""
     for secret in _secrets_in(url):
-        text = text.replace(secret, _HIDDEN)
-    return _hide_secrets(text)
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(getattr(error, "orig", None) or error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
+        text = text.replace(secret, HIDDEN)
+    return hide_secrets(text)
 
 
 def _describe(error: BaseException, url: str) -> str:
     """One line for a database error; a lock wait that ran out says so."""
-    driver_error = getattr(error, "orig", error)
-    # PostgreSQL's lock_not_available, SQLite's SQLITE_BUSY once the busy timeout ran out.
-    if (
-        getattr(driver_error, "sqlstate", None) == "55P03"
-        or getattr(driver_error, "sqlite_errorcode", None) == _SQLITE_BUSY
-    ):
-        return (
-            f"gave up waiting for a lock after {lock_timeout():g} s ({ENV_LOCK_TIMEOUT}): "
-            "another session holds it"
-        )
-    return scrub(_first_line(error), url)
+    return describe(error, lambda text: scrub(text, url))
 
 
 @contextlib.contextmanager
@@ -179,17 +152,7 @@ def database_errors(url: str, driver_error: type[Exception] | None = None) -> It
 def _sqlite_setup(engine: Engine, *, busy_timeout_ms: int, read_only: bool) -> None:
     @event.listens_for(engine, "connect")
     def on_connect(dbapi_connection: object, _record: object) -> None:
-        # Let SQLAlchemy's "begin" event below issue BEGIN, not the driver.
-        dbapi_connection.isolation_level = None  # type: ignore[attr-defined]
-        cursor = dbapi_connection.cursor()  # type: ignore[attr-defined]
-        try:
-            cursor.execute(f"PRAGMA busy_timeout = {busy_timeout_ms}")
-            cursor.execute("PRAGMA foreign_keys = ON")
-            # The journal mode is stored in the file; the first connection sets it.
-            if not read_only and cursor.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
-                cursor.execute("PRAGMA journal_mode = WAL")
-        finally:
-            cursor.close()
+        configure_sqlite(dbapi_connection, busy_timeout_ms=busy_timeout_ms, read_only=read_only)
 
     @event.listens_for(engine, "begin")
     def on_begin(connection: Connection) -> None:
@@ -200,31 +163,6 @@ def _sqlite_setup(engine: Engine, *, busy_timeout_ms: int, read_only: bool) -> N
             write=not options.get("vtreg_read_only", False),
             decision_record=options.get("vtreg_decision_record", False),
         )
-
-
-def begin_sqlite(
-    execute: Callable[[str], object],
-    info: dict[Any, Any],
-    *,
-    write: bool,
-    decision_record: bool = False,
-) -> None:
-    """Begin a SQLite transaction: the one place the registry's SQLite rules are kept.
-
-    A transaction that may write takes the write lock at once (``BEGIN
-    IMMEDIATE``), so two writers never both read the chain head and then race
-    to extend it; readers take none. A decision record (verify/load) may skip
-    the fsync (``synchronous=NORMAL``); a change never does (``FULL``).
-    ``info`` is the DBAPI connection's info dict, which remembers the setting.
-    """
-    if not write:  # a reader commits nothing, so how a commit waits is no matter of its
-        execute("BEGIN")
-        return
-    synchronous = "NORMAL" if decision_record else "FULL"
-    if info.get("vtreg_synchronous") != synchronous:
-        execute(f"PRAGMA synchronous = {synchronous}")
-        info["vtreg_synchronous"] = synchronous
-    execute("BEGIN IMMEDIATE")
 
 
 def _sqlite_file(url: sa.URL) -> Path | None:

@@ -21,15 +21,12 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import threading
 from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass
 from dataclasses import replace as replace_fields
 from datetime import UTC, datetime
-from typing import Any, NamedTuple, Unpack
-
-import sqlalchemy as sa
-from sqlalchemy.engine import Engine
-from sqlalchemy.orm import Session
+from typing import TYPE_CHECKING, Any, NamedTuple, Unpack
 
 from vtreg.verifier.audit_event import AuditEvent
 from vtreg.verifier.decision import (
@@ -52,7 +49,6 @@ from vtreg.verifier.files import read_regular_at
 from vtreg.verifier.keys import PublicKey
 from vtreg.verifier.layout import MANIFEST_FILE, MAX_MANIFEST_BYTES
 from vtreg.verifier.manifest import SemVer, check_plugin_name
-from vtreg.verifier.note import NoteVerifier
 from vtreg.verifier.platforms import host_platform, platform_label
 from vtreg.verifier.signatures import SignedStatement, VerifiedPlugin
 from vtreg.verifier.text import path_text
@@ -61,17 +57,9 @@ from vtreg.verifier.trust import TrustedContent, TrustState
 
 from . import audit
 from .config import checked_actor as _checked_actor
-from .config import default_actor
-from .db import connect, database_errors, default_url, ensure_schema, normalize_url
-from .models import (
-    AuditCheckpoint,
-    AuditLog,
-    Key,
-    Plugin,
-    PluginEnvelope,
-    PluginPlatform,
-    PluginSigner,
-)
+from .config import default_actor, default_url, normalize_url
+from .driver import SqliteFile, driver_errors, open_sqlite
+from .reader import time_in
 from .records import (
     LOADABLE,
     KeyChange,
@@ -89,6 +77,15 @@ from .state import (
     state_for_contents,
 )
 from .statements import Cursor, HotPath, Statements
+
+# SQLAlchemy and the models are imported by the methods that use the ORM (writes other
+# than decision records, and most reads): deciding and auditing need neither.
+if TYPE_CHECKING:
+    import sqlalchemy as sa
+    from sqlalchemy.engine import Engine
+    from sqlalchemy.orm import Session
+
+    from .models import Key, Plugin, PluginEnvelope
 
 __all__ = ["Registry", "default_actor"]
 
@@ -230,12 +227,21 @@ class Registry:
     ``AuditSink`` (:meth:`record`).
     """
 
-    def __init__(self, engine: Engine, url: str, actor: str | None = None) -> None:
-        self.engine = engine
+    def __init__(self, source: Engine | SqliteFile, url: str, actor: str | None = None) -> None:
+        """A registry on ``source``: an engine, or a SQLite registry found by the driver
+        (:func:`~vtreg.registry.driver.open_sqlite`), whose engine is made on first use."""
         self.url = url
         self.actor = actor or default_actor()
-        self._sql = Statements.of(engine)
-        self._hot = HotPath(engine)
+        self._engine_lock = threading.Lock()
+        if isinstance(source, SqliteFile):
+            self._file: SqliteFile | None = source
+            self._engine: Engine | None = None
+            self._sql = Statements.of_dialect("sqlite", "qmark")  # sqlite3.paramstyle
+            self._hot = HotPath(self._sql, lambda: (source.connect(), {}), keep=True)
+        else:
+            self._file, self._engine = None, source
+            self._sql = Statements.of(source)
+            self._hot = HotPath.of(source)
 
     @classmethod
     def open(
@@ -252,6 +258,11 @@ class Registry:
         """
         actor = _checked_actor(default_actor())
         url = normalize_url(url or default_url(create=create))
+        found = open_sqlite(url)  # the common case, without SQLAlchemy
+        if found is not None:
+            return cls(found, url, actor)
+        from .db import connect, ensure_schema
+
         engine = connect(url, create=create)
         try:
             ensure_schema(engine, upgrade=upgrade, create=create)
@@ -260,10 +271,27 @@ class Registry:
             raise
         return cls(engine, url, actor)
 
+    @property
+    def engine(self) -> Engine:
+        """The SQLAlchemy engine, made on first use (deciding and auditing need none).
+
+        Raises:
+            RegistryError: the registry cannot be reached any more.
+        """
+        with self._engine_lock:
+            if self._engine is None:
+                from .db import connect
+
+                self._engine = connect(self.url, create=False)
+            return self._engine
+
     def close(self) -> None:
         """Release the registry's database connections."""
         self._hot.close()
-        self.engine.dispose()
+        if self._file is not None:
+            self._file.close()
+        if self._engine is not None:
+            self._engine.dispose()
 
     def __enter__(self) -> Registry:
         return self
@@ -273,16 +301,24 @@ class Registry:
 
     # --- transactions: a change, a read, and the per-load hot path ---
 
-    def _errors(self) -> contextlib.AbstractContextManager[None]:
+    def _errors(self, *, orm: bool = False) -> contextlib.AbstractContextManager[None]:
+        """Database errors as one line naming the registry; ``orm``: the engine's too
+        (it is made now if it was not)."""
+        if self._engine is None and not orm:
+            return driver_errors(self.url)
+        from .db import database_errors
+
         return database_errors(self.url, getattr(self.engine.dialect.dbapi, "Error", None))
 
     @contextlib.contextmanager
     def _change(self, *, dry_run: bool = False) -> Iterator[_Change]:
         """A transaction that may write, with the chain head locked first (see registry.audit);
         a ``dry_run`` is rolled back at its end, whatever it wrote."""
+        from sqlalchemy.orm import Session
+
         with (
             contextlib.suppress(_DryRun),
-            self._errors(),
+            self._errors(orm=True),
             Session(self.engine, expire_on_commit=False) as session,
             session.begin(),
         ):
@@ -295,10 +331,12 @@ class Registry:
     @contextlib.contextmanager
     def _read(self, *, snapshot: bool = False) -> Iterator[Session]:
         """A read-only ORM session; ``snapshot``: one snapshot throughout, on PostgreSQL too."""
+        from sqlalchemy.orm import Session
+
         options: dict[str, object] = {"vtreg_read_only": True}
-        if snapshot and self.engine.dialect.name == "postgresql":
-            options["isolation_level"] = "REPEATABLE READ"
-        with self._errors(), self.engine.connect() as connection:
+        with self._errors(orm=True), self.engine.connect() as connection:
+            if snapshot and self.engine.dialect.name == "postgresql":
+                options["isolation_level"] = "REPEATABLE READ"
             connection = connection.execution_options(**options)
             with Session(connection, expire_on_commit=False) as session, session.begin():
                 yield session
@@ -446,6 +484,10 @@ class Registry:
             UsageError: a bad name, an empty scope, an expiry in the past, or
                 the key is already trusted with another name or other scopes.
         """
+        from vtreg.verifier.note import NoteVerifier
+
+        from .models import AuditLog, Key
+
         at = _now()
         label = name or key.name or key.keyid[:16]
         _check_key_terms(label, scopes, expires, at)
@@ -473,6 +515,10 @@ class Registry:
 
     def list_keys(self) -> list[KeyInfo]:
         """Every key the registry knows, revoked ones included, oldest first."""
+        import sqlalchemy as sa
+
+        from .models import Key
+
         with self._read() as session:
             rows = session.execute(sa.select(Key).order_by(Key.added_at, Key.keyid)).scalars()
             return [KeyInfo.of(r) for r in rows]
@@ -568,6 +614,10 @@ class Registry:
 
     def _signed_by(self, change: _Change, keyid: str, at: datetime) -> list[PluginInfo]:
         """The unrevoked contents whose current envelope ``keyid`` signed, with their status."""
+        import sqlalchemy as sa
+
+        from .models import Plugin, PluginSigner
+
         rows = change.session.execute(
             sa.select(Plugin)
             .join(PluginSigner, PluginSigner.plugin_id == Plugin.id)
@@ -686,6 +736,10 @@ class Registry:
 
         Every refusal is raised before anything is written.
         """
+        import sqlalchemy as sa
+
+        from .models import Plugin
+
         threshold, pin, replace = terms
         session = change.session
         row = session.execute(
@@ -743,6 +797,10 @@ class Registry:
 
     def _untrust_row(self, change: _Change, row: Plugin, reason: str, at: datetime) -> None:
         """Forget a trusted content (its history too) and audit it; the log keeps the record."""
+        import sqlalchemy as sa
+
+        from .models import PluginEnvelope
+
         change.log(_content_event("plugin.untrust", row, reason, row.content_digest), at)
         change.session.execute(sa.delete(PluginEnvelope).where(PluginEnvelope.plugin_id == row.id))
         change.session.delete(row)
@@ -854,6 +912,10 @@ class Registry:
     ) -> Iterator[Iterator[PluginInfo]]:
         """:meth:`plugins`, read and judged in batches: memory stays bounded however
         many there are (one snapshot throughout)."""
+        import sqlalchemy as sa
+
+        from .models import Plugin, PluginEnvelope, PluginSigner
+
         stmt = sa.select(Plugin).order_by(Plugin.name, Plugin.trusted_at, Plugin.id)
         if name is not None:
             stmt = stmt.where(Plugin.name == name)
@@ -891,11 +953,10 @@ class Registry:
                 stream.close()
 
     def lookup(self, digest: str) -> PluginInfo | None:
-        """The trust record for one content digest, or None."""
-        with self._read(snapshot=True) as session:
-            stmt = sa.select(Plugin).where(Plugin.content_digest == digest)
-            row = session.execute(stmt).scalar_one_or_none()
-            return self._infos(session, [row], _now())[0] if row is not None else None
+        """The trust record for one content digest, or None (read in one snapshot, as
+        :meth:`plugins` reads it, on the hot path's connection)."""
+        with self._decision(write=False) as cursor:
+            return _record(cursor, digest, _now())
 
     def _infos(self, session: Session, rows: Sequence[Plugin], at: datetime) -> list[PluginInfo]:
         """The records of ``rows``, each with the status a load of its current envelope
@@ -945,9 +1006,11 @@ class Registry:
     def info(self) -> dict[str, Any]:
         """Which registry this is and what it holds: schema revision, counts, the chain head
         (one snapshot; JSON-ready)."""
+        import sqlalchemy as sa
+
         from .db import head_revision, safe_url
         from .models import AuditEvent as AuditRow
-        from .models import ChainHead
+        from .models import ChainHead, Key, Plugin
 
         def counts(table: type[Key] | type[Plugin]) -> dict[str, int]:
             total, revoked = session.execute(
@@ -990,6 +1053,10 @@ class Registry:
             UsageError: the log key is a trusted publisher key, or the log
                 already has another origin or key.
         """
+        from vtreg.verifier.note import NoteVerifier
+
+        from .models import AuditLog, Key
+
         at = _now()
         log_key = NoteVerifier.parse(vkey).key
         with self._change() as change:
@@ -1012,13 +1079,19 @@ class Registry:
 
     def log_identity(self) -> tuple[str, str] | None:
         """The audit log's (origin, vkey), or None before ``vtreg audit init``."""
+        from .models import AuditLog
+
         with self._read() as session:
             row = session.get(AuditLog, 1)
             return (row.origin, row.vkey) if row is not None else None
 
     def store_checkpoint(self, size: int, note: str, *, replace: bool = False) -> None:
         """Keep a signed checkpoint (``replace``: the same one with more cosignatures)."""
-        with self._errors(), Session(self.engine) as session, session.begin():
+        from sqlalchemy.orm import Session
+
+        from .models import AuditCheckpoint
+
+        with self._errors(orm=True), Session(self.engine) as session, session.begin():
             row = session.get(AuditCheckpoint, size)
             if row is None:
                 session.add(AuditCheckpoint(size=size, note=note, signed_at=_now()))
@@ -1028,6 +1101,10 @@ class Registry:
     def checkpoint(self, size: int | None = None) -> str | None:
         """The stored checkpoint of ``size`` events (the latest if None, else the smallest
         at least that large), or None."""
+        import sqlalchemy as sa
+
+        from .models import AuditCheckpoint
+
         with self._read() as session:
             query = sa.select(AuditCheckpoint.note)
             if size is None:
@@ -1074,6 +1151,8 @@ def _existing_key(row: Key, name: str | None, scopes: Sequence[str]) -> KeyInfo:
 
 
 def _key_row(session: Session, keyid: str) -> Key:
+    from .models import Key
+
     row = session.get(Key, keyid)
     if row is None:
         raise NotFoundError(f"no key {keyid} in the registry")
@@ -1083,6 +1162,8 @@ def _key_row(session: Session, keyid: str) -> Key:
 def _new_plugin_row(
     verified: _Accepted, threshold: int, pin: bool, at: datetime, actor: str
 ) -> Plugin:
+    from .models import Plugin, PluginPlatform, PluginSigner
+
     return Plugin(
         name=verified.name,
         version=verified.version,
@@ -1101,6 +1182,8 @@ def _new_plugin_row(
 
 
 def _history_row(row: Plugin, verified: _Accepted, at: datetime, actor: str) -> PluginEnvelope:
+    from .models import PluginEnvelope
+
     return PluginEnvelope(
         plugin_id=row.id,
         envelope=verified.envelope,
@@ -1113,6 +1196,10 @@ def _history_row(row: Plugin, verified: _Accepted, at: datetime, actor: str) -> 
 def _rivals(session: Session, verified: _Accepted) -> list[Plugin]:
     """Trusted, unrevoked contents of the same name and version as ``verified`` that
     cover one of its platforms."""
+    import sqlalchemy as sa
+
+    from .models import Plugin, PluginPlatform
+
     covers = sa.exists().where(
         PluginPlatform.plugin_id == Plugin.id, PluginPlatform.platform.in_(verified.platforms)
     )
@@ -1174,6 +1261,8 @@ def _raise_terms(row: Plugin, threshold: int, pin: bool) -> bool:
 
 def _take_envelope(row: Plugin, verified: _Accepted) -> None:
     """Make ``verified``'s envelope the row's current one, its counted signers the row's."""
+    from .models import PluginSigner
+
     row.envelope = verified.envelope
     row.signature_expires = verified.expires
     wanted = set(verified.signers)
@@ -1205,6 +1294,10 @@ def _targets(
     session: Session, name: str | None, version: str | None, digest: str | None
 ) -> list[Plugin]:
     """The contents NAME, NAME@VERSION or a digest (or its prefix) names, revoked ones too."""
+    import sqlalchemy as sa
+
+    from .models import Plugin
+
     target = _target_text(name, version, digest)
     stmt = sa.select(Plugin).order_by(Plugin.name, Plugin.trusted_at)
     if digest is not None:
@@ -1232,8 +1325,57 @@ def _trusted_content(row: Plugin) -> TrustedContent:
     )
 
 
+def _stored_time(value: datetime | str) -> datetime:
+    found = time_in(value)
+    assert found is not None  # noqa: S101 - the column is NOT NULL
+    return found
+
+
+def _record(cursor: Cursor, digest: str, at: datetime) -> PluginInfo | None:
+    """:meth:`Registry.lookup` on ``cursor``: the record :meth:`Registry._infos` makes."""
+    rows = cursor.rows(cursor.sql.record, (digest,))
+    if not rows:
+        return None
+    (plugin_id, name, version, digest, threshold, pinned, trusted_at, trusted_by) = rows[0][:8]
+    revoked_at, revoked_reason, envelope, platforms = rows[0][8:]
+    content = TrustedContent(
+        name=name,
+        version=version,
+        platforms=tuple(sorted(platforms.split())) if platforms else (),
+        content_digest=digest,
+        threshold=int(threshold),
+        pinned=bool(pinned),
+        revoked=(revoked_reason or "") if revoked_at is not None else None,
+        revoked_at=time_in(revoked_at),
+    )
+    signers = tuple(sorted(k for (k,) in cursor.rows(cursor.sql.signers, (plugin_id,))))
+    former = {
+        k for (s,) in cursor.rows(cursor.sql.accepted_signers, (plugin_id,)) for k in s.split()
+    }
+    status = _status(envelope, state_for_contents(cursor, [content]), at)
+    return PluginInfo(
+        name=name,
+        version=version,
+        content_digest=digest,
+        platforms=content.platforms,
+        signers=signers,
+        threshold=content.threshold,
+        pinned=content.pinned,
+        trusted_at=_stored_time(trusted_at),
+        trusted_by=trusted_by,
+        revoked_at=content.revoked_at,
+        revoked_reason=revoked_reason,
+        status=status,
+        former_signers=tuple(sorted(former - set(signers))),
+    )
+
+
 def _former_signers(session: Session, plugin_ids: Sequence[int]) -> dict[int, set[str]]:
     """Every key that signed an envelope accepted for each of ``plugin_ids``."""
+    import sqlalchemy as sa
+
+    from .models import PluginEnvelope
+
     found: dict[int, set[str]] = {}
     for low in range(0, len(plugin_ids), 500):  # bounded IN lists on every engine
         chunk = plugin_ids[low : low + 500]

@@ -5,13 +5,14 @@ rollback floor of one name and platform, then appends one audit event.
 Through SQLAlchemy's statement and transaction machinery that costs about a
 millisecond; on a DBAPI connection of the same engine it costs a tenth of
 that (:class:`HotPath`: on SQLite one kept connection per thread, so not even
-a pool checkout is paid per load). Only
+a pool checkout is paid per load; a registry opened by the driver alone,
+:mod:`vtreg.registry.driver`, never imports SQLAlchemy at all). Only
 these statements, whose tables and columns are fixed by migrations/, are
 written out here (tests/registry/test_statements.py checks them against the
 models); everything else goes through SQLAlchemy.
 
 The transactions keep the registry's rules, begun on SQLite by
-:func:`vtreg.registry.db.begin_sqlite` as every other transaction is; on
+:func:`vtreg.registry.driver.begin_sqlite` as every other transaction is; on
 PostgreSQL the chain head is locked with ``SELECT ... FOR UPDATE``.
 """
 
@@ -20,16 +21,17 @@ from __future__ import annotations
 import contextlib
 import functools
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
-from typing import Any
-
-from sqlalchemy.engine import Connection, Engine
+from typing import TYPE_CHECKING, Any
 
 from vtreg.verifier.audit_event import COLUMNS
 
-from .db import begin_sqlite
+from .driver import begin_sqlite
 from .reader import time_in
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Connection, Engine
 
 __all__ = ["Cursor", "HotPath", "Statements"]
 
@@ -59,6 +61,15 @@ class Statements:
             "revoked_reason FROM plugins"
         )
         self.all_contents = contents  # a fleet publishes every one
+        # One content's whole record (a lookup), its counted signers, and the signers of
+        # every envelope accepted for it.
+        self.record = (
+            "SELECT id, name, version, content_digest, threshold, pinned, trusted_at, "
+            f"trusted_by, revoked_at, revoked_reason, envelope, {platforms} FROM plugins "
+            f"WHERE content_digest = {mark}"
+        )
+        self.signers = f"SELECT keyid FROM plugin_signers WHERE plugin_id = {mark}"
+        self.accepted_signers = f"SELECT signers FROM plugin_envelopes WHERE plugin_id = {mark}"
         self._contents, self._mark = contents, mark
         # What changed the trust since a fleet publish: the events every such write logs.
         self.trust_changes = (
@@ -134,7 +145,12 @@ class Statements:
     @classmethod
     def of(cls, engine: Engine) -> Statements:
         """The statements of ``engine``'s dialect (built once per dialect)."""
-        return _statements(engine.dialect.name, engine.dialect.paramstyle)
+        return cls.of_dialect(engine.dialect.name, engine.dialect.paramstyle)
+
+    @staticmethod
+    def of_dialect(dialect_name: str, paramstyle: str) -> Statements:
+        """The statements of a dialect by name and its driver's paramstyle (built once)."""
+        return _statements(dialect_name, paramstyle)
 
     def time_out(self, value: datetime) -> datetime | str:
         """A time as a parameter: SQLite gets the naive UTC text SQLAlchemy stores there."""
@@ -152,30 +168,54 @@ class Statements:
 class HotPath:
     """The per-load transactions, on DBAPI connections outside SQLAlchemy's machinery.
 
-    On SQLite each thread keeps one connection for them, out of the pool: a pool
-    checkout and its reset on return cost more than the statements themselves.
-    On PostgreSQL every transaction takes a connection from the pool, which
-    pings it first, so a restarted server costs no load its connection.
+    On SQLite each thread keeps one connection for them (``keep``), out of any
+    pool: a pool checkout and its reset on return cost more than the statements
+    themselves. On PostgreSQL every transaction takes a connection from the
+    engine's pool, which pings it first, so a restarted server costs no load its
+    connection.
+
+    ``connect`` returns a DBAPI connection and its info dict (see
+    :func:`~vtreg.registry.driver.begin_sqlite`); closing a connection that is not
+    kept gives it back to its pool.
     """
 
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
-        self.sql = Statements.of(engine)
+    def __init__(
+        self, sql: Statements, connect: Callable[[], tuple[Any, dict[Any, Any]]], *, keep: bool
+    ) -> None:
+        self.sql = sql
+        self._connect = connect
+        self._keep = keep
         self._local = threading.local()
         self._kept: list[Any] = []  # every thread's connection, closed by close()
         self._lock = threading.Lock()
 
-    def _connection(self) -> tuple[Any, dict[Any, Any], bool]:
-        """A DBAPI connection, its info dict, and whether it goes back to the pool after."""
-        if not self.sql.sqlite:
-            fairy = self.engine.raw_connection()
-            return fairy, fairy.info, True
-        kept = getattr(self._local, "kept", None)
-        if kept is None:
-            fairy = self.engine.raw_connection()
+    @classmethod
+    def of(cls, engine: Engine) -> HotPath:
+        """The hot path on ``engine``'s connections: on SQLite detached from its pool."""
+        sql = Statements.of(engine)
+        if not sql.sqlite:
+
+            def pooled() -> tuple[Any, dict[Any, Any]]:
+                fairy = engine.raw_connection()
+                return fairy, fairy.info
+
+            return cls(sql, pooled, keep=False)
+
+        def detached() -> tuple[Any, dict[Any, Any]]:
+            fairy = engine.raw_connection()
             info = dict(fairy.info)
             fairy.detach()  # ours from now on, closed by close()
-            kept = self._local.kept = (fairy.dbapi_connection, info)
+            return fairy.dbapi_connection, info
+
+        return cls(sql, detached, keep=True)
+
+    def _connection(self) -> tuple[Any, dict[Any, Any], bool]:
+        """A DBAPI connection, its info dict, and whether it goes back to the pool after."""
+        if not self._keep:
+            return *self._connect(), True
+        kept = getattr(self._local, "kept", None)
+        if kept is None:
+            kept = self._local.kept = self._connect()
             with self._lock:
                 self._kept.append(kept[0])
         return kept[0], kept[1], False

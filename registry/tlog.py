@@ -20,10 +20,7 @@ trust the tiles (:func:`event_leaves`).
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
-
-import sqlalchemy as sa
-from sqlalchemy.engine import Connection
+from typing import TYPE_CHECKING, Any
 
 from vtreg.verifier.audit_event import HASHED_FIELDS, canonical
 from vtreg.verifier.errors import LogError, RegistryError, UsageError
@@ -40,11 +37,14 @@ from vtreg.verifier.merkle import (
     tile_root,
     verify_inclusion,
 )
-from vtreg.verifier.note import Checkpoint, parse_note
-from vtreg.verifier.tlog_proof import TlogProof
 
-from .models import AuditEvent as AuditRow
 from .statements import Cursor, Statements
+
+# Adding a leaf (every append) needs neither SQLAlchemy nor the models; reading does.
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Connection
+
+    from vtreg.verifier.tlog_proof import TlogProof
 
 __all__ = ["TreeReader", "event_bytes", "event_leaves", "fill_tile", "prove_event"]
 
@@ -174,6 +174,10 @@ def event_bytes(
     Raises:
         LogError: an event is missing or holds a value vtreg never writes.
     """
+    import sqlalchemy as sa
+
+    from .models import AuditEvent as AuditRow
+
     # `at` as the driver returns it (SQLite's text, or a datetime): canonical() takes either.
     columns = [
         sa.type_coerce(AuditRow.at, sa.String) if name == "at" else getattr(AuditRow, name)
@@ -211,6 +215,9 @@ def prove_event(connection: Connection, seq: int, note: bytes) -> TlogProof:
         FormatError: ``note`` is not a checkpoint.
         LogError: the log does not hold what the checkpoint signed.
     """
+    from vtreg.verifier.note import Checkpoint, parse_note
+    from vtreg.verifier.tlog_proof import TlogProof
+
     checkpoint = Checkpoint.parse(parse_note(note).text)
     if not 1 <= seq <= checkpoint.size:
         raise UsageError(f"event {seq} is not in the checkpoint of {checkpoint.size} events")

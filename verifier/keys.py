@@ -28,22 +28,19 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
-
-from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
-from cryptography.hazmat.primitives import hashes, padding, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.asymmetric.ed25519 import (
-    Ed25519PrivateKey,
-    Ed25519PublicKey,
-)
-from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
-from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
-from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
+from typing import TYPE_CHECKING, Literal
 
 from .errors import KeyFileError, NotFoundError, PassphraseError
 from .files import read_bounded
 from .text import printable
+
+# cryptography (~20 ms to import) is imported where it is used: verifying an ed25519
+# signature from a registry's raw key needs none of it (libsodium verifies).
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 
 __all__ = [
     "MAX_KEY_FILE_BYTES",
@@ -73,10 +70,18 @@ KeyType = Literal["ed25519", "ecdsa-p256", "ecdsa-p384"]
 # The ECDSA curves a trusted key may use, and the hash each signs with: SHA-256 on
 # P-256, SHA-384 on P-384, as securesystemslib's ecdsa-sha2-nistp256/384 schemes and
 # sigstore do.
-_ECDSA_CURVES: dict[str, tuple[KeyType, type[hashes.HashAlgorithm]]] = {
-    "secp256r1": ("ecdsa-p256", hashes.SHA256),
-    "secp384r1": ("ecdsa-p384", hashes.SHA384),
+_ECDSA_CURVES: dict[str, tuple[KeyType, str]] = {
+    "secp256r1": ("ecdsa-p256", "SHA256"),
+    "secp384r1": ("ecdsa-p384", "SHA384"),
 }
+
+
+def _ecdsa_hash(curve: str) -> hashes.HashAlgorithm:
+    """The hash an ECDSA signature on ``curve`` is over (see _ECDSA_CURVES)."""
+    from cryptography.hazmat.primitives import hashes
+
+    algorithm: hashes.HashAlgorithm = getattr(hashes, _ECDSA_CURVES[curve][1])()
+    return algorithm
 
 
 def keyid_of(raw_public_key: bytes) -> str:
@@ -119,27 +124,24 @@ class PublicKey:
         An ed25519 signature is its 64 bytes; an ECDSA one is DER-encoded
         (r, s) over SHA-256 (P-256) or SHA-384 (P-384). Anything else is False.
         """
-        try:
-            if self._ecdsa is not None:
-                _, digest = _ECDSA_CURVES[self._ecdsa.curve.name]
-                self._ecdsa.verify(signature, message, ec.ECDSA(digest()))
-            elif len(signature) == 64:
-                return _ed25519_verify(self.raw, signature, message)
-            else:
-                return False
-        except InvalidSignature:
-            return False
-        return True
+        if self._ecdsa is not None:
+            return _ecdsa_verify(self._ecdsa, signature, message)
+        if len(signature) == 64:
+            return _ed25519_verify(self.raw, signature, message)
+        return False
 
     @property
     def ecdsa_hash(self) -> hashes.HashAlgorithm | None:
         """The hash an ECDSA signature by this key is over; None for an ed25519 key."""
         if self._ecdsa is None:
             return None
-        return _ECDSA_CURVES[self._ecdsa.curve.name][1]()
+        return _ecdsa_hash(self._ecdsa.curve.name)
 
     def to_pem(self) -> bytes:
         """The key as a SubjectPublicKeyInfo PEM block."""
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
         key = self._ecdsa or Ed25519PublicKey.from_public_bytes(self.raw)
         return key.public_bytes(
             serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
@@ -162,8 +164,23 @@ class PublicKey:
         return f"{self.short_id}({self.name})" if self.name else self.short_id
 
 
+def _ecdsa_verify(key: ec.EllipticCurvePublicKey, signature: bytes, message: bytes) -> bool:
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    try:
+        key.verify(signature, message, ec.ECDSA(_ecdsa_hash(key.curve.name)))
+    except InvalidSignature:
+        return False
+    return True
+
+
 def _ecdsa_key(der: bytes) -> tuple[ec.EllipticCurvePublicKey, KeyType]:
     """The ECDSA key whose canonical DER SubjectPublicKeyInfo is ``der``."""
+    from cryptography.exceptions import UnsupportedAlgorithm
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
     try:
         key = serialization.load_der_public_key(der)
     except (ValueError, UnsupportedAlgorithm) as e:
@@ -180,6 +197,10 @@ def _ecdsa_key(der: bytes) -> tuple[ec.EllipticCurvePublicKey, KeyType]:
 
 def _raw_public_key(key: PublicKeyTypes, what: str) -> bytes:
     """``key``'s :attr:`PublicKey.raw` bytes, if it is a type that vtreg verifies."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
     if isinstance(key, Ed25519PublicKey):
         return key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
     if isinstance(key, ec.EllipticCurvePublicKey) and key.curve.name in _ECDSA_CURVES:
@@ -262,6 +283,8 @@ class SigningKey:
     """An ed25519 private key. Never printed, never part of an error message."""
 
     def __init__(self, key: Ed25519PrivateKey, name: str | None = None) -> None:
+        from cryptography.hazmat.primitives import serialization
+
         self._key = key
         self.public_key = PublicKey(
             key.public_key().public_bytes(
@@ -273,6 +296,8 @@ class SigningKey:
     @classmethod
     def generate(cls, name: str | None = None) -> SigningKey:
         """A fresh random key pair, optionally named."""
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
         return cls(Ed25519PrivateKey.generate(), name)
 
     @property
@@ -289,6 +314,8 @@ class SigningKey:
 
     def to_pem(self, passphrase: bytes | None, *, scrypt_n: int = SCRYPT_N) -> bytes:
         """PKCS#8 PEM; encrypted with scrypt + AES-256-CBC unless ``passphrase`` is None."""
+        from cryptography.hazmat.primitives import serialization
+
         plain = self._key.private_bytes(
             serialization.Encoding.DER,
             serialization.PrivateFormat.PKCS8,
@@ -302,6 +329,8 @@ class SigningKey:
 
     def to_openssh(self, passphrase: bytes | None) -> bytes:
         """The OpenSSH private key format (``ssh-keygen``'s), bcrypt-encrypted with a passphrase."""
+        from cryptography.hazmat.primitives import serialization
+
         if passphrase is not None and not passphrase:
             raise PassphraseError("refusing to encrypt a key with an empty passphrase")
         encryption: serialization.KeySerializationEncryption = (
@@ -362,6 +391,10 @@ def _oid(dotted: str) -> bytes:
 
 
 def _encrypt_pkcs8(plain_der: bytes, passphrase: bytes, scrypt_n: int) -> bytes:
+    from cryptography.hazmat.primitives import padding
+    from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+    from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
+
     salt, iv = os.urandom(16), os.urandom(16)
     kek = Scrypt(salt=salt, length=32, n=scrypt_n, r=_SCRYPT_R, p=_SCRYPT_P).derive(passphrase)
     padder = padding.PKCS7(128).padder()
@@ -397,6 +430,9 @@ def load_public_key(data: bytes, what: str = "public key") -> PublicKey:
         KeyFileError: not exactly one ed25519 or ECDSA P-256/P-384 ``PUBLIC KEY``
             block, or the ``# keyid:`` comment does not match the key.
     """
+    from cryptography.exceptions import UnsupportedAlgorithm
+    from cryptography.hazmat.primitives import serialization
+
     ssh_line = _openssh_line(data)
     if ssh_line is not None:
         from .ssh import parse_public_line
@@ -478,6 +514,10 @@ def load_private_key(
         KeyFileError: not an ed25519 PKCS#8 key.
         PassphraseError: the key is encrypted and the passphrase is missing or wrong.
     """
+    from cryptography.exceptions import UnsupportedAlgorithm
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
     label, block = _single_pem_block(data, what)
     if label == _OPENSSH_LABEL:
         return _load_openssh_private_key(block, passphrase, what, name)
@@ -511,6 +551,10 @@ def is_openssh_private_key(data: bytes) -> bool:
 def _load_openssh_private_key(
     block: bytes, passphrase: Passphrase, what: str, name: str | None
 ) -> SigningKey:
+    from cryptography.exceptions import UnsupportedAlgorithm
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
     secret: bytes | None = None
     if _openssh_is_encrypted(block, what):
         secret = passphrase() if callable(passphrase) else passphrase

@@ -61,23 +61,32 @@ def run(argv: list[str] | None = None, prefetch: PendingCapture | None = None) -
     return run_app(argv, prefetch=prefetch)
 
 
+def _flush_c_stdio() -> None:
+    """Flush the C library's stdio buffers, as the process's ``exit`` would: a native
+    plugin run in this process may have printed into them. Only a process that loaded
+    one has ctypes imported (the loader's ABI module), so nothing else pays for it."""
+    ctypes = sys.modules.get("ctypes")
+    if ctypes is not None and os.name == "posix":
+        ctypes.CDLL(None).fflush(None)
+
+
 def main() -> None:
     """Console entry point: ``vtreg``.
 
     Once the command has returned, its output is flushed and every file and
     connection it opened is closed, so the process ends at once instead of
     tearing the interpreter down (freeing every module costs ~80 ms that
-    nobody needs). ``vtreg run`` ends normally: a plugin loaded into this
-    process may still hold C-level buffers or exit handlers of its own.
+    nobody needs). A plugin ``vtreg run`` loaded into this process has been
+    unloaded by then (``dlclose`` ran its destructors and exit handlers);
+    what it printed through C stdio is flushed here (:func:`_flush_c_stdio`).
     """
     args = sys.argv[1:]
     prefetch = _prefetch(args)
     try:
         code = run(args, prefetch)
-        if "run" in (a for a in args if not a.startswith("-")):
-            sys.exit(code)
         sys.stdout.flush()
         sys.stderr.flush()
+        _flush_c_stdio()
     except BrokenPipeError:  # the reader went away (`vtreg list --json | head`)
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         code = 1  # as click exits when a command's own output meets a closed pipe

@@ -15,7 +15,6 @@ from __future__ import annotations
 import functools
 import json
 import sys
-import traceback
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec
@@ -172,6 +171,8 @@ def emit_error(error: BaseException, code: int, settings: Settings) -> None:
     message = printable(" ".join(message.split())) or type(error).__name__
     category = _CATEGORY.get(code, "undecided")
     if settings.verbose:
+        import traceback
+
         traceback.print_exception(error, file=sys.stderr)
     label = {"refused": "refused", "usage": "usage error"}.get(category, "error")
     # The line first: it still reaches a person when nobody reads stdout any more.
@@ -335,6 +336,8 @@ def run(argv: list[str] | None = None, prefetch: PendingCapture | None = None) -
     except Exception as e:  # a bug: still one line and exit 3, the traceback with --verbose
         emit_error(VtregError(f"internal error: {type(e).__name__}: {e}"), EXIT_UNDECIDED, settings)
         if settings.verbose:
+            import traceback
+
             traceback.print_exception(e, file=sys.stderr)
         return EXIT_UNDECIDED
     return result if isinstance(result, int) else EXIT_OK

@@ -1,7 +1,8 @@
 /*
  * A well-behaved ABI v1 test plugin. Name and version come from the build:
  *   cc -shared -fPIC -DPLUGIN_NAME='"x"' -DPLUGIN_VERSION='"1.2.3"' basic.c
- * execute() echoes its whole context back as output.context.
+ * execute() echoes its whole context back as output.context (built with
+ * -DPRINTS='"text"', it first prints text through C stdio, unflushed).
  */
 #include "vtcode_plugin.h"
 
@@ -31,6 +32,9 @@ const char *vtcode_plugin_metadata(void) {
 }
 
 const char *vtcode_plugin_execute(const char *context_json) {
+#ifdef PRINTS
+    fputs(PRINTS, stdout);
+#endif
     const char *prefix = "{\"success\":true,\"output\":{\"context\":";
     const char *suffix = "},\"error\":null,\"files\":[]}";
     size_t n = strlen(prefix) + strlen(context_json) + strlen(suffix) + 1;

@@ -166,7 +166,7 @@ def test_a_held_chain_head_lock_ends_in_could_not_decide(
     env = {"VTREG_LOCK_TIMEOUT": "1"}
 
     with _chain_head_held(database_url):
-        for command in ("trust", "verify"):
+        for command in ("trust", "verify", "run"):
             # A child process, so that a wait that is not bounded fails the test, not hangs it.
             try:
                 result = run_cli(command, plugin, "--db", database_url, env=env, timeout=60)

@@ -117,7 +117,7 @@ def many(registry: Registry, signed_plugin: SignedPlugin, key: SigningKey) -> Ma
 @contextlib.contextmanager
 def _cursor(registry: Registry) -> Iterator[Cursor]:
     with (
-        contextlib.closing(HotPath(registry.engine)) as hot,
+        contextlib.closing(HotPath.of(registry.engine)) as hot,
         hot.transaction(write=False) as cursor,
     ):
         yield cursor

@@ -11,7 +11,9 @@ from vtreg.registry.models import (
     ChainHead,
     Key,
     Plugin,
+    PluginEnvelope,
     PluginPlatform,
+    PluginSigner,
 )
 from vtreg.registry.statements import Statements
 from vtreg.verifier.audit_event import COLUMNS
@@ -56,6 +58,9 @@ def test_statements_name_only_real_columns() -> None:
         (Plugin, sql.content),
         (Plugin, sql.contents_of_version),
         (Plugin, sql.floor),
+        (Plugin, sql.record),
+        (PluginSigner, sql.signers),
+        (PluginEnvelope, sql.accepted_signers),
         (AuditEvent, sql.insert_event),
         (AuditEventKey, sql.insert_key),
         (ChainHead, sql.move_head),
