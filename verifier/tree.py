@@ -194,13 +194,18 @@ def _refuse_special(rel: str, mode: int) -> UnsafeFileError:
     )
 
 
-# hashlib.new looks the algorithm up in OpenSSL each time; a copy of an empty one does not.
-_EMPTY_HASHES = {name: hashlib.new(name) for name in TRUSTED_ALGORITHMS}
+# hashlib.new looks the algorithm up in OpenSSL each time; a copy of an empty one does
+# not. Made at first use, not at import (which `vtreg verify` waits for).
+_EMPTY_HASHES: dict[str, hashlib._Hash] = {}
 
 
 def _new_hash(name: str) -> hashlib._Hash:
     empty = _EMPTY_HASHES.get(name)
-    return empty.copy() if empty is not None else hashlib.new(name)
+    if empty is None:
+        if name not in TRUSTED_ALGORITHMS:
+            return hashlib.new(name)
+        empty = _EMPTY_HASHES.setdefault(name, hashlib.new(name))
+    return empty.copy()
 
 
 class _Hashing:
