@@ -24,6 +24,9 @@ _DT_AUXILIARY, _DT_FILTER = 0x7FFFFFFD, 0x7FFFFFFF
 _MAX_PROGRAM_HEADERS = 4096
 _MAX_DYNAMIC_BYTES = 1 << 20  # glibc's own objects have a few hundred bytes of it
 _MAX_NAME_BYTES = 4096
+# Read at once: a plugin library's headers, dynamic section and strings usually lie in
+# its first pages, so one pread serves them all (what lies past it is read as needed).
+_FIRST_BYTES = 64 << 10
 
 
 class ElfError(ValueError):
@@ -57,10 +60,13 @@ def read_dynamic(fd: int) -> DynamicInfo:
         OSError: the descriptor cannot be read.
     """
     size = os.fstat(fd).st_size
+    first = os.pread(fd, min(size, _FIRST_BYTES), 0)
 
     def read(offset: int, length: int) -> bytes:
         if offset < 0 or length < 0 or offset + length > size:
             raise ElfError(f"a header points outside the file ({offset}+{length} > {size})")
+        if offset + length <= len(first):
+            return first[offset : offset + length]
         data = os.pread(fd, length, offset)
         if len(data) != length:  # pragma: no cover - the file shrank under a sealed copy
             raise ElfError("the file is shorter than its headers say")

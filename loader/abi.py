@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import ctypes
 import os
+from _ctypes import dlopen as _ctypes_dlopen
+from typing import Any
 
 from vtreg.loader._elf import soname_loaded
 from vtreg.verifier.errors import VerificationError, VtregError
@@ -20,6 +22,7 @@ __all__ = [
     "DLOPEN_MODE",
     "PLUGIN_ABI_VERSION",
     "AbiError",
+    "Library",
     "LoadError",
     "PluginCallError",
     "RawLibrary",
@@ -34,6 +37,14 @@ PLUGIN_ABI_VERSION = 1
 DLOPEN_MODE = os.RTLD_LAZY | os.RTLD_LOCAL
 
 _REQUIRED = ("vtcode_plugin_version", "vtcode_plugin_metadata", "vtcode_plugin_execute")
+# The ABI's functions, typed once: a ctypes.CDLL defines a function class of its own for
+# every library it opens, which costs as much as any class does.
+_PROTOTYPES: dict[str, Any] = {
+    "vtcode_plugin_version": ctypes.CFUNCTYPE(ctypes.c_uint32),
+    "vtcode_plugin_metadata": ctypes.CFUNCTYPE(ctypes.c_void_p),
+    "vtcode_plugin_execute": ctypes.CFUNCTYPE(ctypes.c_void_p, ctypes.c_char_p),
+    "vtcode_plugin_free_string": ctypes.CFUNCTYPE(None, ctypes.c_void_p),
+}
 
 
 class PluginCallError(VtregError):
@@ -52,6 +63,22 @@ class AbiError(VerificationError):
     default_code = "abi-mismatch"
 
 
+class Library:
+    """A library the dynamic loader opened: its ``dlopen`` handle, as ``ctypes.CDLL``
+    keeps it (``_handle``), without the class of its own a CDLL makes."""
+
+    __slots__ = ("_handle", "path")
+
+    def __init__(self, path: str, mode: int) -> None:
+        """``dlopen(path, mode)``.
+
+        Raises:
+            OSError: the dynamic loader refused it (with its message), as for a CDLL.
+        """
+        self.path = path
+        self._handle: int = _ctypes_dlopen(path, mode)
+
+
 class RawLibrary:
     """An opened plugin library and its ABI functions; bytes in, bytes out.
 
@@ -59,29 +86,15 @@ class RawLibrary:
         AbiError: a required symbol is missing.
     """
 
-    def __init__(self, handle: ctypes.CDLL, label: str) -> None:
+    def __init__(self, handle: Library | ctypes.CDLL, label: str) -> None:
         self.label = label
         self._handle = handle
-        missing = [name for name in _REQUIRED if not _exports(handle, name)]
+        found = {name: _function(handle, name) for name in _PROTOTYPES}
+        missing = [name for name in _REQUIRED if found[name] is None]
         if missing:
             raise AbiError(f"{label} does not export {', '.join(missing)} (VT Code ABI v1)")
-        self._version = handle.vtcode_plugin_version
-        self._version.restype = ctypes.c_uint32
-        self._version.argtypes = []
-        self._metadata = handle.vtcode_plugin_metadata
-        self._metadata.restype = ctypes.c_void_p
-        self._metadata.argtypes = []
-        self._execute = handle.vtcode_plugin_execute
-        self._execute.restype = ctypes.c_void_p
-        self._execute.argtypes = [ctypes.c_char_p]
-        self._free = (
-            handle.vtcode_plugin_free_string
-            if _exports(handle, "vtcode_plugin_free_string")
-            else None
-        )
-        if self._free is not None:
-            self._free.restype = None
-            self._free.argtypes = [ctypes.c_void_p]
+        self._version, self._metadata, self._execute = (found[name] for name in _REQUIRED)
+        self._free = found["vtcode_plugin_free_string"]
 
     def version(self) -> int:
         """What ``vtcode_plugin_version()`` returns."""
@@ -107,12 +120,12 @@ class RawLibrary:
         return self._take(self._execute(context_json), "vtcode_plugin_execute")
 
 
-def _exports(handle: ctypes.CDLL, name: str) -> bool:
+def _function(handle: Library | ctypes.CDLL, name: str) -> Any:
+    """The exported function ``name``, typed as the ABI says, or None if it is not exported."""
     try:
-        getattr(handle, name)
+        return _PROTOTYPES[name]((name, handle))
     except AttributeError:
-        return False
-    return True
+        return None
 
 
 _libdl = ctypes.CDLL(None)  # dlopen/dlclose of the process itself (glibc, musl, macOS)
@@ -145,6 +158,6 @@ def held_by_process(name: str) -> bool:
     return True
 
 
-def unload(handle: ctypes.CDLL) -> None:
-    """``dlclose`` a library ctypes opened (ctypes itself never does)."""
+def unload(handle: Library | ctypes.CDLL) -> None:
+    """``dlclose`` a library opened here or by ctypes (ctypes itself never closes one)."""
     _dlclose(handle._handle)

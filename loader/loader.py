@@ -30,7 +30,6 @@ constructors included, runs.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import logging
 import os
 import resource
@@ -69,6 +68,7 @@ from .abi import (
     DLOPEN_MODE,
     PLUGIN_ABI_VERSION,
     AbiError,
+    Library,
     LoadError,
     PluginCallError,
     RawLibrary,
@@ -195,11 +195,11 @@ class _InProcess:
 
     def __init__(self) -> None:
         self.raw: RawLibrary | None = None
-        self._handles: list[ctypes.CDLL] = []  # in the order opened
+        self._handles: list[Library] = []  # in the order opened
 
-    def open(self, path: str, label: str, what: str) -> ctypes.CDLL:
+    def open(self, path: str, label: str, what: str) -> Library:
         try:
-            handle = ctypes.CDLL(path, mode=DLOPEN_MODE)
+            handle = Library(path, DLOPEN_MODE)
         except OSError as e:
             raise AbiError(f"{label}: the dynamic loader refused {what}: {e}") from e
         self._handles.append(handle)

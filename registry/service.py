@@ -403,12 +403,13 @@ class Registry:
         """The trust state a decision about ``envelope``'s plugin needs (the loader's
         ``TrustPolicy``): every key, the trust record of the content plugin.sig
         claims and the rollback floor of its name and platform (:func:`read_state`),
-        read in one snapshot. Nothing is audited here; see :meth:`verify_plugin`.
+        read in one snapshot: by one statement, outside a transaction. Nothing is
+        audited here; see :meth:`verify_plugin`.
 
         Raises:
             RegistryError: the registry cannot be read.
         """
-        with self._decision(write=False) as cursor:
+        with self._errors(), self._hot.statement() as cursor:
             return read_state(cursor, envelope, threshold=threshold)
 
     def full_state(self) -> TrustState:

@@ -107,8 +107,12 @@ def read_state(cursor: Cursor, envelope: bytes | None, *, threshold: int = 1) ->
     once the directory matches the statement, and it refuses a directory that
     does not before it looks at contents.
 
+    They are read by one statement (:meth:`Statements.state`), so ``cursor`` may
+    be one of :meth:`HotPath.statement`, outside any transaction.
+
     Args:
-        cursor: a cursor in the transaction the decision is made in.
+        cursor: a cursor in the transaction the decision is made in, or for one
+            statement.
         envelope: plugin.sig's bytes, unverified (None: unsigned).
         threshold: distinct trusted keys the decision requires at least.
 
@@ -116,21 +120,24 @@ def read_state(cursor: Cursor, envelope: bytes | None, *, threshold: int = 1) ->
         The state; it holds no name when the envelope is missing or unreadable
         (the decision refuses such a plugin before it needs one).
     """
-    sql = cursor.sql
-    keys = read_keys(cursor)
     claim = claim_of(envelope)
     if claim is None:
-        return TrustState.build(keys, [], names=(), floors={}, threshold=threshold)
-    if claim.content_digest is not None:
-        rows = cursor.rows(sql.content, (claim.content_digest,))
-    else:
-        rows = cursor.rows(sql.contents_of_version, (claim.name, claim.version))
-    contents = [_ContentRow(*row).trusted() for row in rows]
-    floors = {}
-    for where in ((claim.name, p) for p in claim.platforms):
-        floor = cursor.rows(sql.floor, where)  # no row, or the one newest
-        if floor:
-            floors[where] = columns.floor_version(*where, floor[0][0])
+        return TrustState.build(read_keys(cursor), [], names=(), floors={}, threshold=threshold)
+    by_digest = claim.content_digest is not None
+    params = [claim.content_digest] if by_digest else [claim.name, claim.version]
+    for platform in claim.platforms:
+        params += [claim.name, platform]
+    statement = cursor.sql.state(by_digest=by_digest, platforms=len(claim.platforms))
+    keys, contents, floors = [], [], {}
+    for row in cursor.rows(statement, params):  # see Statements.state for the layout
+        tag = row[0]
+        if tag == 0:
+            keys.append(_trusted_key(tuple(row[1:8])))
+        elif tag == 1:
+            contents.append(_ContentRow(*row[8:16]).trusted())
+        elif row[16] is not None:  # no row: no unrevoked content covers the platform
+            platform = claim.platforms[tag - 2]
+            floors[claim.name, platform] = columns.floor_version(claim.name, platform, row[16])
     return TrustState.build(keys, contents, names=(claim.name,), floors=floors, threshold=threshold)
 
 

@@ -1,7 +1,8 @@
 """The few statements run for every load and every decision, in the driver's own SQL.
 
 Loading a plugin reads the keys, the trust record of one content and the
-rollback floor of one name and platform, then appends one audit event.
+rollback floor of one name and platform (in one statement, which needs no
+transaction of its own), then appends one audit event.
 Through SQLAlchemy's statement and transaction machinery that costs about a
 millisecond; on a DBAPI connection of the same engine it costs a tenth of
 that (:class:`HotPath`: on SQLite one kept connection per thread, so not even
@@ -26,6 +27,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from vtreg.verifier.audit_event import COLUMNS
+from vtreg.verifier.errors import UsageError
 
 from .driver import begin_sqlite
 from .reader import time_in
@@ -49,17 +51,18 @@ class Statements:
         def marks(n: int) -> str:
             return ", ".join([mark] * n)
 
-        self.keys = (
-            "SELECT name, public_key, scopes, expires_at, revoked_at, revoked_reason, keyid "
-            "FROM keys"
+        self._key_columns = (
+            "name, public_key, scopes, expires_at, revoked_at, revoked_reason, keyid"
         )
+        self.keys = f"SELECT {self._key_columns} FROM keys"
         # A content's platforms, space-separated (the reader sorts them).
         aggregate = "group_concat(platform, ' ')" if self.sqlite else "string_agg(platform, ' ')"
         platforms = f"(SELECT {aggregate} FROM plugin_platforms WHERE plugin_id = plugins.id)"
-        contents = (
-            f"SELECT name, version, {platforms}, content_digest, threshold, pinned, revoked_at, "
-            "revoked_reason FROM plugins"
+        self._content_columns = (
+            f"name, version, {platforms}, content_digest, threshold, pinned, revoked_at, "
+            "revoked_reason"
         )
+        contents = f"SELECT {self._content_columns} FROM plugins"
         self.all_contents = contents  # a fleet publishes every one
         # One content's whole record (a lookup), its counted signers, and the signers of
         # every envelope accepted for it.
@@ -70,6 +73,7 @@ class Statements:
         )
         self.signers = f"SELECT keyid FROM plugin_signers WHERE plugin_id = {mark}"
         self.accepted_signers = f"SELECT signers FROM plugin_envelopes WHERE plugin_id = {mark}"
+        self._states: dict[tuple[bool, int], str] = {}  # built by state()
         self._contents, self._mark = contents, mark
         # What changed the trust since a fleet publish: the events every such write logs.
         self.trust_changes = (
@@ -137,6 +141,34 @@ class Statements:
         self.walk_keys = "SELECT seq, keyid FROM audit_event_keys ORDER BY seq, keyid" + (
             "" if self.sqlite else ' COLLATE "C"'
         )
+
+    def state(self, *, by_digest: bool, platforms: int) -> str:
+        """:attr:`keys`, :attr:`content` (or :attr:`contents_of_version`) and :attr:`floor`
+        for each of ``platforms`` platforms as one statement, so that one statement sees
+        one snapshot of them all (:meth:`HotPath.statement`).
+
+        Each row is a tag and the columns of all three side by side, NULL where they
+        are another's (so that no column mixes types): 0 and a key's seven columns,
+        1 and a content's eight, 2 + i and the floor of the i-th platform (NULL:
+        none). The parameters: those of the content's statement, then each
+        platform's name and platform.
+        """
+        cached = self._states.get((by_digest, platforms))
+        if cached is not None:
+            return cached
+
+        def nulls(n: int) -> str:
+            return ", ".join(["NULL"] * n)
+
+        mark = self._mark
+        where = f"content_digest = {mark}" if by_digest else f"name = {mark} AND version = {mark}"
+        parts = [
+            f"SELECT 0, {self._key_columns}, {nulls(9)} FROM keys",
+            f"SELECT 1, {nulls(7)}, {self._content_columns}, NULL FROM plugins WHERE {where}",
+        ]
+        parts += [f"SELECT {2 + i}, {nulls(15)}, ({self.floor})" for i in range(platforms)]
+        statement = self._states[by_digest, platforms] = " UNION ALL ".join(parts)
+        return statement
 
     def contents_of_names(self, count: int) -> str:
         """Every content of ``count`` names (the parameters), for an incremental publish."""
@@ -242,6 +274,27 @@ class HotPath:
             if pooled:
                 raw.close()  # back to the pool
 
+    @contextlib.contextmanager
+    def statement(self) -> Iterator[Cursor]:
+        """A cursor for one read-only statement, which sees one snapshot by itself on
+        either engine, so none is begun for it: on SQLite no BEGIN or COMMIT is sent
+        (SQLite reads the statement in a transaction of its own), on PostgreSQL no
+        snapshot is set up first (READ COMMITTED takes one per statement). A second
+        statement through the cursor is refused: it could see another state."""
+        raw, _, pooled = self._connection()
+        cursor = raw.cursor()
+        try:
+            yield _OneStatement(cursor, self.sql)
+            if not self.sql.sqlite:
+                raw.commit()  # the transaction the driver began for the statement
+        except BaseException:
+            raw.rollback()
+            raise
+        finally:
+            cursor.close()
+            if pooled:
+                raw.close()  # back to the pool
+
     def close(self) -> None:
         """Close the connections kept for threads (a later transaction opens a new one)."""
         with self._lock:
@@ -266,6 +319,21 @@ class Cursor:
     def many(self, statement: str, rows: Sequence[Sequence[Any]]) -> None:
         """Run ``statement`` once for each parameter row."""
         self._cursor.executemany(statement, [tuple(r) for r in rows])
+
+
+class _OneStatement(Cursor):
+    """A cursor that runs one statement (see :meth:`HotPath.statement`)."""
+
+    _used = False
+
+    def rows(self, statement: str, params: Sequence[Any] = ()) -> list[Any]:
+        if self._used:
+            raise UsageError("a second statement outside a transaction would see another state")
+        self._used = True
+        return super().rows(statement, params)
+
+    def many(self, statement: str, rows: Sequence[Sequence[Any]]) -> None:
+        raise UsageError("statements that write run in a transaction")
 
 
 @functools.cache

@@ -103,12 +103,8 @@ class SemVer:
         Raises:
             ValueError: not such a version, or too long.
         """
-        match = _SEMVER_RE.fullmatch(text)
-        if match is None or len(text) > _MAX_VERSION_LENGTH:
-            raise ValueError(f"{text!r} is not a semantic version{_why_not(text)}")
-        major, minor, patch, pre, build = match.groups()
-        prerelease = tuple(int(p) if p.isdigit() else p for p in pre.split(".")) if pre else ()
-        return cls(int(major), int(minor or 0), int(patch or 0), prerelease, build or "")
+        del cls  # SemVer itself: parsed once per text (_parse_semver)
+        return _parse_semver(text)
 
     def _key(self) -> tuple[int, int, int, int, tuple[tuple[int, int, str], ...]]:
         # A release sorts after its prereleases; numeric identifiers sort before
@@ -156,6 +152,18 @@ class SemVer:
         if self.build:
             text += "+" + self.build
         return text
+
+
+# A load parses its version as the statement, plugin.json and the rollback rule are
+# checked, and the floor's: a few versions, over and over. SemVer is frozen.
+@functools.lru_cache(maxsize=256)
+def _parse_semver(text: str) -> SemVer:
+    match = _SEMVER_RE.fullmatch(text)
+    if match is None or len(text) > _MAX_VERSION_LENGTH:
+        raise ValueError(f"{text!r} is not a semantic version{_why_not(text)}")
+    major, minor, patch, pre, build = match.groups()
+    prerelease = tuple(int(p) if p.isdigit() else p for p in pre.split(".")) if pre else ()
+    return SemVer(int(major), int(minor or 0), int(patch or 0), prerelease, build or "")
 
 
 def _number_key(n: int) -> bytes:

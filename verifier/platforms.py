@@ -7,6 +7,7 @@ loader ever sees it.
 
 from __future__ import annotations
 
+import functools
 import platform as _platform
 import struct
 from collections.abc import Iterable, Mapping
@@ -79,6 +80,7 @@ def detect_library_platform(header: bytes) -> str:
     return UNKNOWN_PLATFORM
 
 
+@functools.cache  # a process does not move to another host; a load asks more than once
 def host_platform() -> str:
     """The ``os-cpu`` string of the running interpreter, in the same vocabulary."""
     system = _platform.system().lower()

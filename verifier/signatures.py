@@ -20,6 +20,7 @@ the decision's, in :mod:`vtreg.verifier.decision`.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from collections.abc import Callable, Iterable, Mapping
@@ -226,7 +227,14 @@ def content_digest(name: str, version: str, files: Mapping[str, str]) -> str:
     (sorted keys, no spaces, ASCII). Signing time, expiry and signatures are
     not part of it, so a co-signature does not change it.
     """
-    doc = {"files": dict(sorted(files.items())), "name": name, "version": version}
+    return _content_digest(name, version, tuple(sorted(files.items())))
+
+
+# A load computes it from the statement (to pick the trust record) and again from the
+# capture, whose digests are the statement's once they match: the same arguments.
+@functools.lru_cache(maxsize=64)
+def _content_digest(name: str, version: str, files: tuple[tuple[str, str], ...]) -> str:
+    doc = {"files": dict(files), "name": name, "version": version}
     canonical = json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
     return _CONTENT_DIGEST_PREFIX + hashlib.sha256(canonical.encode("ascii")).hexdigest()
 

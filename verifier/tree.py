@@ -194,11 +194,25 @@ def _refuse_special(rel: str, mode: int) -> UnsafeFileError:
     )
 
 
+# hashlib.new looks the algorithm up in OpenSSL each time; a copy of an empty one does
+# not. Made at first use, not at import (which `vtreg verify` waits for).
+_EMPTY_HASHES: dict[str, hashlib._Hash] = {}
+
+
+def _new_hash(name: str) -> hashlib._Hash:
+    empty = _EMPTY_HASHES.get(name)
+    if empty is None:
+        if name not in TRUSTED_ALGORITHMS:
+            return hashlib.new(name)
+        empty = _EMPTY_HASHES.setdefault(name, hashlib.new(name))
+    return empty.copy()
+
+
 class _Hashing:
     """Digests for one file, fed chunk by chunk."""
 
     def __init__(self, algorithms: tuple[str, ...], sink: Sink | None, *, keep_head: bool) -> None:
-        self._hashers = [hashlib.new(a) for a in algorithms]
+        self._hashers = [_new_hash(a) for a in algorithms]
         self._algorithms = algorithms
         self._sink = sink
         self._keep_head = keep_head
@@ -413,11 +427,12 @@ class _Walker:
             if is_excluded(rel, self.exclude):
                 self._leave_out(dir_fd, entry, rel, depth)
                 continue
-            mode = entry.stat(follow_symlinks=False).st_mode
-            if stat.S_ISDIR(mode):
+            # The type the listing gave (a stat only where it gave none); a file is
+            # opened without following a symlink and checked again once open.
+            if entry.is_dir(follow_symlinks=False):
                 self._enter(dir_fd, name, rel, depth)
-            elif not stat.S_ISREG(mode):
-                raise _refuse_special(rel, mode)
+            elif not entry.is_file(follow_symlinks=False):
+                raise _refuse_special(rel, entry.stat(follow_symlinks=False).st_mode)
             elif self._wanted(rel, top=not prefix):
                 self._file(dir_fd, name, rel, top=not prefix)
 

@@ -21,7 +21,7 @@ from vtreg.registry.models import Plugin, PluginPlatform
 from vtreg.registry.service import Registry
 from vtreg.registry.state import read_state
 from vtreg.registry.statements import Cursor, HotPath, Statements
-from vtreg.verifier.errors import ContentError, PolicyError, RegistryError
+from vtreg.verifier.errors import ContentError, PolicyError, RegistryError, UsageError
 from vtreg.verifier.keys import SigningKey
 from vtreg.verifier.manifest import SemVer
 from vtreg.verifier.tree import capture
@@ -259,3 +259,36 @@ def test_a_statement_without_sha256_digests_finds_its_trusted_content(
     with pytest.raises(PolicyError) as refused:
         registry.verify_plugin(capture(plugin))
     assert refused.value.code == "content-revoked"
+
+
+def test_a_decision_reads_its_state_in_one_statement_outside_a_transaction(
+    registry: Registry, signed_plugin: SignedPlugin, key: SigningKey
+) -> None:
+    # One statement sees one snapshot by itself: neither BEGIN nor COMMIT is sent for it.
+    if registry.engine.dialect.name != "sqlite":
+        pytest.skip("SQLite's statements are traced; PostgreSQL's run on a pooled connection")
+    registry.add_key(key.public_key)
+    plugin = signed_plugin("hello", "1.0.0", key)
+    registry.trust(capture(plugin), pin=True)
+    envelope = (plugin / "plugin.sig").read_bytes()
+    registry.state_for(envelope)  # the kept connection opened
+    traced: list[str] = []
+    connection = registry._hot._connection()[0]
+    connection.set_trace_callback(traced.append)
+    try:
+        state = registry.state_for(envelope)
+    finally:
+        connection.set_trace_callback(None)
+    assert len(traced) == 1, traced
+    assert traced[0].startswith("SELECT 0, name, public_key")
+    assert state.contents is not None
+    [content] = state.contents.values()
+    assert (content.version, content.pinned) == ("1.0.0", True)
+    assert state.floors == {("hello", content.platforms[0]): "1.0.0"}
+
+
+def test_a_cursor_for_one_statement_runs_no_second(registry: Registry) -> None:
+    with contextlib.closing(HotPath.of(registry.engine)) as hot, hot.statement() as cursor:
+        cursor.rows(cursor.sql.keys)
+        with pytest.raises(UsageError, match="another state"):
+            cursor.rows(cursor.sql.keys)
