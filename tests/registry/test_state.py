@@ -262,7 +262,8 @@ def test_a_statement_without_sha256_digests_finds_its_trusted_content(
 
 
 # SQLite alone: its connection traces the statements sent; PostgreSQL's hot path runs on
-# pooled connections (the snapshot itself is tested on both, above).
+# pooled connections (the snapshot itself is tested on both engines:
+# tests/registry/test_policy.py::test_a_load_decides_from_one_snapshot).
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_a_decision_reads_its_state_in_one_statement_outside_a_transaction(
     registry: Registry, signed_plugin: SignedPlugin, key: SigningKey
