@@ -48,6 +48,7 @@ from .layout import (
 __all__ = [
     "DEFAULT_ALGORITHMS",
     "MAX_ENTRIES",
+    "UNCHECKED_READ",
     "CapturedFile",
     "PendingCapture",
     "PluginTree",
@@ -737,11 +738,14 @@ class PendingCapture:
     """A capture started before plugin.sig can be checked, to overlap the imports that check it.
 
     It is guided by what plugin.sig *claims* (:func:`claimed_lengths`): only the
-    claimed files, none past its claimed length, so what an unchecked envelope
-    can make it read is bounded by what it claims and by how long the caller
-    lets it run. :meth:`result` hands the tree over only for exactly the
-    plugin.sig and lengths the caller has since authenticated; anything else
-    is the caller's to capture again, and :meth:`cancel` stops it.
+    claimed files, none past its claimed length. An unchecked envelope can make it
+    read at most :data:`UNCHECKED_READ` bytes: a claim of more waits, having read
+    only plugin.sig, until plugin.sig is found signed by one of ``key_files``
+    (:func:`~vtreg.verifier._presigned.signed_by_any`, checked in the capture
+    itself) or until the caller, having authenticated it, calls :meth:`result`
+    for exactly those bytes. :meth:`result` hands the tree over only for exactly
+    the plugin.sig and lengths the caller has authenticated; anything else is the
+    caller's to capture again, and :meth:`cancel` stops it.
 
     Where it is safe to fork (POSIX, and the caller has no other threads), the
     capture runs in a child process, which shares no GIL with the caller and
@@ -750,13 +754,17 @@ class PendingCapture:
     loading). Elsewhere a thread runs the capture.
     """
 
-    def __init__(self, root: str | os.PathLike[str]) -> None:
+    def __init__(self, root: str | os.PathLike[str], key_files: tuple[str, ...] = ()) -> None:
         self.root = os.fspath(root)
+        self.key_files = key_files
         self._result: PluginTree | None = None
         self._error: BaseException | None = None
         self._claim: _Claim = (None, None)
         self._pid = 0
         self._pipe = -1
+        self._go_pipe = -1  # the fork's: the authenticated plugin.sig's SHA-256 goes here
+        self._go = threading.Event()  # the thread's: set with _go_digest (None: stop)
+        self._go_digest: bytes | None = None
         if hasattr(os, "fork") and threading.active_count() == 1:
             self._fork()
         else:
@@ -767,7 +775,7 @@ class PendingCapture:
 
     def _run_thread(self) -> None:
         try:
-            self._claim, outcome = _speculate(self.root)
+            self._claim, outcome = _speculate(self.root, self._thread_gate)
             if isinstance(outcome, BaseException):
                 self._error = outcome
             else:
@@ -775,16 +783,42 @@ class PendingCapture:
         except BaseException as e:  # re-raised in the caller's thread by result()
             self._error = e
 
+    def _allowed(self, signature: bytes | None, expect: Mapping[str, int | None]) -> bool:
+        """May the capture read what ``signature`` claims without waiting for the caller?"""
+        claimed = sum(n for n in expect.values() if n is not None)
+        if None not in expect.values() and claimed <= UNCHECKED_READ:
+            return True
+        from ._presigned import signed_by_any
+
+        return signed_by_any(signature, self.key_files)
+
+    def _thread_gate(self, signature: bytes | None, expect: Mapping[str, int | None]) -> bool:
+        if self._allowed(signature, expect):
+            return True
+        self._go.wait()
+        return self._go_digest == _digest(signature)
+
+    def _fork_gate(self, signature: bytes | None, expect: Mapping[str, int | None]) -> bool:
+        if self._allowed(signature, expect):
+            return True
+        got = b""
+        while len(got) < 32 and (chunk := os.read(self._go_pipe, 32 - len(got))):
+            got += chunk
+        return got == _digest(signature)  # b"": the caller closed the pipe, refusing
+
     def _fork(self) -> None:
         read_end, write_end = os.pipe()
+        go_read, go_write = os.pipe()
         parent = os.getpid()
         pid = os.fork()
         if pid == 0:  # the child: capture, report, and leave without cleanup
             os.close(read_end)
+            os.close(go_write)
+            self._go_pipe = go_read
             code = 0
             try:
                 _die_with(parent)
-                message = _encode_outcome(self.root)
+                message = _encode_outcome(self.root, self._fork_gate)
                 view = memoryview(message)
                 while view:
                     view = view[os.write(write_end, view) :]
@@ -793,8 +827,27 @@ class PendingCapture:
             finally:
                 os._exit(code)
         os.close(write_end)
-        self._pid, self._pipe = pid, read_end
+        os.close(go_read)
+        self._pid, self._pipe, self._go_pipe = pid, read_end, go_write
         self._thread = None
+
+    def _release(self, signature: bytes | None) -> None:
+        """Let a capture waiting for plugin.sig to be authenticated read what it claims, if it
+        read these bytes (``None``: it may not; it stops having read nothing more)."""
+        if self._thread is not None:
+            self._go_digest = _digest(signature) if signature is not None else None
+            self._go.set()
+            return
+        if self._go_pipe < 0:
+            return
+        try:
+            if signature is not None:
+                os.write(self._go_pipe, _digest(signature))  # 32 bytes: within PIPE_BUF
+        except OSError:
+            pass  # the child has ended already (it did not wait): its report says how
+        finally:
+            os.close(self._go_pipe)
+            self._go_pipe = -1
 
     def result(
         self, signature: bytes | None, expect: Mapping[str, int | None]
@@ -802,9 +855,13 @@ class PendingCapture:
         """Wait for the capture; its tree, or what it raised, if it was guided by exactly
         ``signature`` and ``expect`` (authenticated by the caller since); else None.
 
+        Call it only once ``signature`` is authenticated: a capture that waits for that
+        then reads what it claims.
+
         Raises:
             VtregError: what the capture raised (a refusal, an unreadable file).
         """
+        self._release(signature)
         if self._thread is not None:
             self._thread.join()
         elif self._pid:
@@ -817,6 +874,7 @@ class PendingCapture:
 
     def cancel(self) -> None:
         """Stop a capture whose result is no longer wanted (a thread is left to finish)."""
+        self._release(None)
         if self._pid:
             # not contextlib.suppress: contextlib stays off the start-up path
             try:  # noqa: SIM105
@@ -879,8 +937,20 @@ _PR_SET_PDEATHSIG = 1
 _Claim = tuple[bytes | None, dict[str, int | None] | None]
 
 
-def _speculate(root: str) -> tuple[_Claim, PluginTree | VtregError]:
-    """Capture what plugin.sig claims; nothing at all when it claims nothing readable."""
+def _digest(signature: bytes | None) -> bytes:
+    return hashlib.sha256(signature or b"").digest()
+
+
+# Bytes an early capture may read for an unauthenticated plugin.sig (besides plugin.sig).
+UNCHECKED_READ = 4 << 20
+
+# May the capture read what this plugin.sig claims? (it may wait for the caller to say)
+_Gate = Callable[[bytes | None, Mapping[str, int | None]], bool]
+
+
+def _speculate(root: str, gate: _Gate) -> tuple[_Claim, PluginTree | VtregError]:
+    """Capture what plugin.sig claims, once ``gate`` allows; nothing at all when it claims
+    nothing readable, or the gate refuses."""
     try:
         signature = read_signature(root)
     except VtregError as e:
@@ -889,6 +959,8 @@ def _speculate(root: str) -> tuple[_Claim, PluginTree | VtregError]:
     claim: _Claim = (signature, expect)
     if expect is None:  # an empty tree, which no authenticated statement will match
         return claim, PluginTree(root, {}, None, signature, frozenset(algorithms))
+    if not gate(signature, expect):  # a claim no result() will match: captured again
+        return (None, None), PluginTree(root, {}, None, signature, frozenset(algorithms))
     try:
         exclude = claimed_exclude(signature)
         return claim, capture(root, expect=expect, algorithms=algorithms, exclude=exclude)
@@ -896,8 +968,8 @@ def _speculate(root: str) -> tuple[_Claim, PluginTree | VtregError]:
         return claim, e
 
 
-def _encode_outcome(root: str) -> bytes:
-    claim, outcome = _speculate(root)
+def _encode_outcome(root: str, gate: _Gate) -> bytes:
+    claim, outcome = _speculate(root, gate)
     if isinstance(outcome, VtregError):
         error = (type(outcome).__name__, str(outcome), getattr(outcome, "code", None))
         return marshal.dumps(("error", claim, error))

@@ -8,6 +8,7 @@ pydantic and cryptography; then it hands over to the click application.
 
 from __future__ import annotations
 
+import itertools
 import os
 import sys
 
@@ -32,11 +33,15 @@ def _prefetch(args: list[str]) -> PendingCapture | None:
     This only guesses where the directory is; the verify command uses the
     capture only if it was started for exactly the path click parsed, and
     captures again otherwise. A wrong guess costs a read, never a result.
+    The ``--key`` files let the capture tell, itself, that plugin.sig was
+    signed by one of them; until then it reads no more than a few MiB
+    (:class:`~vtreg.verifier.tree.PendingCapture`).
     """
     positional = [a for a in args if not a.startswith("-")]
     if not positional or positional[0] != "verify":
         return None
     rest = iter(args[args.index("verify") + 1 :])
+    keys = [v for k, v in itertools.pairwise(args) if k == "--key"]
     for arg in rest:
         if arg == "--":
             arg = next(rest, "")
@@ -49,7 +54,7 @@ def _prefetch(args: list[str]) -> PendingCapture | None:
         if arg and os.path.isdir(arg):
             from vtreg.verifier.tree import PendingCapture
 
-            return PendingCapture(arg)
+            return PendingCapture(arg, tuple(keys))
         return None
     return None
 

@@ -19,7 +19,13 @@ from vtreg.verifier.errors import ContentError, FormatError, NotFoundError, Unsa
 from vtreg.verifier.keys import SigningKey
 from vtreg.verifier.signatures import verify_envelope
 from vtreg.verifier.signing import sign
-from vtreg.verifier.tree import MAX_DEPTH, PendingCapture, capture, claimed_lengths
+from vtreg.verifier.tree import (
+    MAX_DEPTH,
+    UNCHECKED_READ,
+    PendingCapture,
+    capture,
+    claimed_lengths,
+)
 
 PluginFactory = Callable[..., Path]
 
@@ -230,6 +236,101 @@ def test_pending_capture_in_a_child_matches_an_in_process_capture(
     }
 
 
+def _ended(pid: int) -> bool:
+    """Wait (up to 30 s) for our child ``pid`` to end, without reaping it."""
+    import time
+
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None:
+            return True
+        time.sleep(0.01)
+    return False
+
+
+@pytest.mark.skipif(not hasattr(os, "waitid"), reason="needs waitid")
+def test_a_capture_signed_by_a_named_key_reads_before_it_is_handed_over(
+    plugin_factory: PluginFactory, key: SigningKey, now: datetime, tmp_path: Path
+) -> None:
+    # Claiming more than UNCHECKED_READ, plugin.sig signed by a key the caller named:
+    # the child checks that itself and reads all, before the caller has authenticated.
+    plugin = plugin_factory(extra_files={"big.bin": os.urandom(UNCHECKED_READ + 1)})
+    envelope, expected = _signed(plugin, key, now)
+    public = tmp_path / "key.pub"
+    public.write_bytes(key.public_key.to_pem())
+
+    pending = PendingCapture(plugin, (str(public),))
+    assert pending._pid, "expected the capture to run in a forked child"
+    assert _ended(pending._pid), "the capture waited for the caller"
+    tree = pending.result(envelope, expected)
+    assert tree is not None
+    assert tree.files["big.bin"].size == UNCHECKED_READ + 1
+
+
+@pytest.mark.skipif(not Path("/proc/self/io").exists(), reason="needs Linux /proc/PID/io")
+@pytest.mark.parametrize(
+    "named", [pytest.param(False, id="no-key-named"), pytest.param(True, id="another-key")]
+)
+def test_an_unchecked_claim_of_more_waits_having_read_little(
+    plugin_factory: PluginFactory,
+    key: SigningKey,
+    other_key: SigningKey,
+    now: datetime,
+    tmp_path: Path,
+    named: bool,
+) -> None:
+    import time
+
+    plugin = plugin_factory(extra_files={"big.bin": os.urandom(3 * UNCHECKED_READ)})
+    envelope, expected = _signed(plugin, key, now)
+    public = tmp_path / "other.pub"
+    public.write_bytes(other_key.public_key.to_pem())
+
+    pending = PendingCapture(plugin, (str(public),) if named else ())
+    pid = pending._pid
+    assert pid, "expected the capture to run in a forked child"
+    try:
+        deadline = time.monotonic() + 30  # until it blocks reading the caller's go-ahead
+        while "pipe" not in Path(f"/proc/{pid}/wchan").read_text():
+            assert time.monotonic() < deadline, "the capture never waited"
+            time.sleep(0.01)
+        rchar = int(Path(f"/proc/{pid}/io").read_text().split("rchar: ")[1].split()[0])
+        assert rchar < UNCHECKED_READ
+        tree = pending.result(envelope, expected)  # authenticated now: it reads, then hands over
+        assert tree is not None
+        assert tree.files["big.bin"].size == 3 * UNCHECKED_READ
+    finally:
+        pending.cancel()
+
+
+def test_a_capture_in_a_thread_waits_too_and_cancel_ends_it(
+    plugin_factory: PluginFactory, key: SigningKey, now: datetime
+) -> None:
+    import threading
+
+    plugin = plugin_factory(extra_files={"big.bin": os.urandom(UNCHECKED_READ + 1)})
+    envelope, expected = _signed(plugin, key, now)
+    busy = threading.Event()
+    other = threading.Thread(target=busy.wait)  # another thread: no fork
+    other.start()
+    try:
+        waiting = PendingCapture(plugin)
+        handed = PendingCapture(plugin)
+    finally:
+        busy.set()
+        other.join()
+    assert waiting._pid == handed._pid == 0, "expected the captures to run in threads"
+    waiting.cancel()
+    assert waiting._thread is not None
+    waiting._thread.join(timeout=30)
+    assert not waiting._thread.is_alive()
+    assert waiting._result is not None
+    assert waiting._result.files == {}  # it read nothing
+    tree = handed.result(envelope, expected)
+    assert tree is not None
+    assert tree.files["big.bin"].size == UNCHECKED_READ + 1
+
+
 def test_pending_capture_keeps_the_error_type(
     plugin_factory: PluginFactory, key: SigningKey, now: datetime
 ) -> None:
@@ -256,7 +357,7 @@ def test_a_child_killed_while_reading_hands_nothing_over(
 ) -> None:
     import vtreg.verifier.tree as capture_module
 
-    def die(root: str) -> bytes:
+    def die(root: str, gate: object) -> bytes:
         faulthandler.disable()  # pytest's handler would print the child's stack
         os.kill(os.getpid(), signal.SIGBUS)
         return b""
@@ -274,7 +375,7 @@ def test_cancel_stops_the_child(
 
     import vtreg.verifier.tree as capture_module
 
-    def hang(root: str) -> bytes:
+    def hang(root: str, gate: object) -> bytes:
         time.sleep(60)  # a capture still running when its result stops being wanted
         return b""
 
