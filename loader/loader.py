@@ -81,7 +81,7 @@ from .dependencies import Bundled, Plan, plan_dependencies
 from .discovery import Discovery, Skipped
 from .isolation import DEFAULT_MEMORY_LIMIT, DEFAULT_TIMEOUT, IsolatedLibrary
 from .native import Instance, NativePlugin, PluginMetadata, decode_metadata
-from .protocols import AuditEvent, AuditSink, TrustPolicy
+from .protocols import AuditEvent, AuditSink, TrustPolicy, raised_by_audit
 
 __all__ = ["Isolation", "KeyPolicy", "PluginLoader"]
 
@@ -589,7 +589,8 @@ class PluginLoader:
             # only wait (a held lock) and fail (a read-only registry) a second time.
             raise e.error from e.error.__cause__
         except VtregError as e:
-            self._record_error(label, e, manifest[0])
+            if not raised_by_audit(e, self.audit):  # else: one wait, one line, as above
+                self._record_error(label, e, manifest[0])
             raise
 
     def _record_error(self, label: str, error: VtregError, manifest: bytes | None) -> None:
