@@ -114,7 +114,8 @@ def _check_identity(
     if (metadata.name, metadata.version) != (verified.name, verified.version):
         raise AbiError(
             f"{label}: the library calls itself {metadata.name} {metadata.version}, "
-            f"but {verified.name} {verified.version} was signed"
+            f"but {verified.name} {verified.version} was signed "
+            "(VT Code does not compare them; vtreg refuses)"
         )
     return metadata
 
@@ -683,7 +684,11 @@ class PluginLoader:
         """
         signature = read_signature(directory, dir_fd=fd)
         if signature is None:
-            raise SignatureError(f"unsigned: there is no {SIGNATURE_FILE}", code="unsigned")
+            raise SignatureError(
+                f"unsigned: there is no {SIGNATURE_FILE} "
+                "(VT Code loads unsigned plugins; vtreg refuses)",
+                code="unsigned",
+            )
         state = self.trust.state_for(signature)
         signed = authenticate(signature, state, at=at)
         platform, library = _check_loadable(signed)
