@@ -19,6 +19,7 @@ imported here.
 from __future__ import annotations
 
 import ctypes
+import errno
 import json
 import os
 import signal
@@ -69,6 +70,20 @@ def _open_dependencies(plan: list[tuple[str, int | str]]) -> None:
             ctypes.CDLL(f"/proc/self/fd/{where}" if isinstance(where, int) else where, DLOPEN_MODE)
 
 
+# What glibc's dlopen says when mmap fails, which under RLIMIT_AS is ENOMEM: the sealed
+# image is a memfd (or /proc/self/fd), so no noexec mount or missing file explains it.
+_NO_MEMORY = ("failed to map segment", "cannot map zero-fill pages", "cannot allocate memory")
+
+
+def _out_of_memory(error: OSError) -> bool:
+    return error.errno == errno.ENOMEM or any(m in str(error).lower() for m in _NO_MEMORY)
+
+
+def _no_memory(label: str, memory_limit: int) -> bytes:
+    limit = f"{memory_limit >> 20} MiB" if memory_limit > 0 else "no limit"
+    return f"{label}: out of memory while loading (memory limit {limit})".encode()
+
+
 def main(argv: list[str]) -> int:
     """Open the sealed library named by ``argv`` and serve execute calls until the parent hangs up.
 
@@ -95,11 +110,18 @@ def main(argv: list[str]) -> int:
         raw = RawLibrary(handle, label)
         version = raw.version()
         metadata = raw.metadata_bytes()
-    except (OSError, VtregError) as e:
+    except OSError as e:
+        if memory_limit > 0 and _out_of_memory(e):
+            _wire.send(replies, _wire.FAILED, _no_memory(label, memory_limit))
+        else:
+            _wire.send(replies, _wire.ERROR, f"{type(e).__name__}: {e}".encode())
+        return 1
+    except VtregError as e:
         _wire.send(replies, _wire.ERROR, f"{type(e).__name__}: {e}".encode())
         return 1
     except MemoryError:
-        _wire.send(replies, _wire.ERROR, f"{label}: out of memory while loading".encode())
+        # Like a crash while loading: nothing says the plugin is not what was signed.
+        _wire.send(replies, _wire.FAILED, _no_memory(label, memory_limit))
         return 1
     _wire.send(replies, _wire.READY, struct.pack(">I", version) + metadata)
     while True:

@@ -81,7 +81,7 @@ from .dependencies import Bundled, Plan, plan_dependencies
 from .discovery import Discovery, Skipped
 from .isolation import DEFAULT_MEMORY_LIMIT, DEFAULT_TIMEOUT, IsolatedLibrary
 from .native import Instance, NativePlugin, PluginMetadata, decode_metadata
-from .protocols import AuditEvent, AuditSink, TrustPolicy
+from .protocols import AuditEvent, AuditSink, TrustPolicy, raised_by_audit
 
 __all__ = ["Isolation", "KeyPolicy", "PluginLoader"]
 
@@ -114,7 +114,8 @@ def _check_identity(
     if (metadata.name, metadata.version) != (verified.name, verified.version):
         raise AbiError(
             f"{label}: the library calls itself {metadata.name} {metadata.version}, "
-            f"but {verified.name} {verified.version} was signed"
+            f"but {verified.name} {verified.version} was signed "
+            "(VT Code does not compare them; vtreg refuses)"
         )
     return metadata
 
@@ -589,7 +590,8 @@ class PluginLoader:
             # only wait (a held lock) and fail (a read-only registry) a second time.
             raise e.error from e.error.__cause__
         except VtregError as e:
-            self._record_error(label, e, manifest[0])
+            if not raised_by_audit(e, self.audit):  # else: one wait, one line, as above
+                self._record_error(label, e, manifest[0])
             raise
 
     def _record_error(self, label: str, error: VtregError, manifest: bytes | None) -> None:
@@ -682,7 +684,11 @@ class PluginLoader:
         """
         signature = read_signature(directory, dir_fd=fd)
         if signature is None:
-            raise SignatureError(f"unsigned: there is no {SIGNATURE_FILE}", code="unsigned")
+            raise SignatureError(
+                f"unsigned: there is no {SIGNATURE_FILE} "
+                "(VT Code loads unsigned plugins; vtreg refuses)",
+                code="unsigned",
+            )
         state = self.trust.state_for(signature)
         signed = authenticate(signature, state, at=at)
         platform, library = _check_loadable(signed)

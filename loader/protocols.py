@@ -10,12 +10,14 @@ event format in verifier.audit_event.
 
 from __future__ import annotations
 
-from typing import Protocol, runtime_checkable
+from typing import Protocol, TypeVar, runtime_checkable
 
 from vtreg.verifier.audit_event import AuditEvent
 from vtreg.verifier.trust import TrustState
 
-__all__ = ["AuditEvent", "AuditSink", "TrustPolicy"]
+__all__ = ["AuditEvent", "AuditSink", "TrustPolicy", "failed_to_record", "raised_by_audit"]
+
+_E = TypeVar("_E", bound=BaseException)
 
 
 @runtime_checkable
@@ -39,3 +41,19 @@ class AuditSink(Protocol):
     def record(self, event: AuditEvent) -> None:
         """Keep ``event`` (durably, for an audit log)."""
         ...
+
+
+def failed_to_record(error: _E, sink: AuditSink) -> _E:
+    """Mark ``error`` as ``sink``'s own failure to record an event, and return it.
+
+    A :class:`TrustPolicy` that audits through a sink (the fleet's grace) raises
+    the sink's error marked so: the loader, meeting it, does not write its error
+    event to that same sink, which would wait (a held lock) and fail a second time.
+    """
+    error._vtreg_unrecorded_by = sink  # type: ignore[attr-defined]
+    return error
+
+
+def raised_by_audit(error: BaseException, sink: AuditSink) -> bool:
+    """Whether ``error`` is ``sink``'s failure to record (see :func:`failed_to_record`)."""
+    return getattr(error, "_vtreg_unrecorded_by", None) is sink

@@ -8,11 +8,14 @@ PostgreSQL is a failure, never a skip.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
+import psycopg
 import pytest
 import sqlalchemy as sa
 
@@ -79,3 +82,19 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
 def registry(database_url: str) -> Iterator[Registry]:
     with Registry.open(database_url) as opened:
         yield opened
+
+
+@contextlib.contextmanager
+def chain_head_held(url: str) -> Iterator[None]:
+    """Another session holding the chain head's lock, as a stuck or hostile client would."""
+    parsed = sa.make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        with contextlib.closing(sqlite3.connect(parsed.database or "", isolation_level=None)) as c:
+            c.execute("BEGIN IMMEDIATE")
+            c.execute("SELECT seq FROM audit_chain_head").fetchall()
+            yield
+        return
+    with psycopg.connect(parsed.set(drivername="postgresql").render_as_string(False)) as holder:
+        holder.execute("SELECT seq FROM audit_chain_head FOR UPDATE").fetchall()
+        yield
+        holder.rollback()

@@ -190,8 +190,12 @@ def _kind(mode: int) -> str:
 
 
 def _refuse_special(rel: str, mode: int) -> UnsafeFileError:
+    # VT Code reads only the library (a symlink to it may point anywhere inside the
+    # trusted directory); a signature covers regular files' bytes, so vtreg refuses.
+    vtcode = "VT Code follows one that stays inside" if stat.S_ISLNK(mode) else "VT Code ignores it"
     return UnsafeFileError(
-        f"{rel} is {_kind(mode)}; a plugin directory may hold only regular files and directories"
+        f"{rel} is {_kind(mode)}; a plugin directory may hold only regular files and "
+        f"directories ({vtcode}; vtreg refuses)"
     )
 
 

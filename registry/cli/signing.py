@@ -198,22 +198,47 @@ def _sign_one(directory: str, read_key: Callable[[], Signer], terms: _SignTerms)
     from vtreg.verifier.files import atomic_write, remove_stale_temporaries
     from vtreg.verifier.layout import SIGNATURE_FILE
     from vtreg.verifier.signing import sign as sign_tree
-    from vtreg.verifier.tree import capture, claimed_exclude, read_signature
+    from vtreg.verifier.tree import capture, claimed_exclude
 
     sig_path = Path(directory) / SIGNATURE_FILE
     # Before the capture: a temporary a killed sign left inside the directory
     # (when its parent was not writable) would otherwise be signed as content.
     remove_stale_temporaries(sig_path)
     exclude = terms.exclude
+    old = _replaced_signature(directory) if terms.fresh else None
     if exclude is None and not terms.fresh:
         # A co-signer need not repeat them: the statement it signs is kept byte for byte.
-        exclude = claimed_exclude(read_signature(directory))
-    tree = capture(directory, exclude=exclude or ())
+        exclude = claimed_exclude(_signature_to_keep(directory))
+    tree = capture(directory, exclude=exclude or (), signature=old)
     key = read_key()  # after the capture: a bad directory fails before any prompt
     result = sign_tree(tree, key, at=utc_now(), expires=terms.expires, fresh=terms.fresh)
     if not result.already_signed:
         atomic_write(sig_path, result.envelope, 0o644)
     return _sign_report(tree, result, key, sig_path, terms.fresh)
+
+
+def _signature_to_keep(directory: str) -> bytes | None:
+    """plugin.sig, read to co-sign it; one too large to read says how to replace it."""
+    from vtreg.verifier.errors import FormatError
+    from vtreg.verifier.tree import read_signature
+
+    try:
+        return read_signature(directory)
+    except FormatError as e:
+        raise FormatError(f"{e}; sign a fresh statement to replace it (vtreg sign --fresh)") from e
+
+
+def _replaced_signature(directory: str) -> bytes | None:
+    """For --fresh: the plugin.sig it replaces, read only to say whether the content
+    changed. One too large to read (as older vtreg could write) is replaced unread:
+    ``b""`` stands for it, which reads as no statement."""
+    from vtreg.verifier.errors import FormatError
+    from vtreg.verifier.tree import read_signature
+
+    try:
+        return read_signature(directory)
+    except FormatError:
+        return b""
 
 
 def _sign_report(

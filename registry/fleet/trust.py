@@ -18,9 +18,9 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
-from vtreg.loader.protocols import AuditEvent, AuditSink
+from vtreg.loader.protocols import AuditEvent, AuditSink, failed_to_record
 from vtreg.verifier.envelope import format_time
-from vtreg.verifier.errors import NotFoundError, PolicyError, UsageError
+from vtreg.verifier.errors import NotFoundError, PolicyError, UsageError, VtregError
 from vtreg.verifier.text import path_text
 from vtreg.verifier.trust import TrustState
 
@@ -125,20 +125,23 @@ class FleetTrust:
             )
         assert self.audit is not None  # noqa: S101 - __init__ requires it with a grace
         expired = format_time(fleet.expires)
-        self.audit.record(
-            AuditEvent(
-                GRACE_ACTION,
-                "allowed",
-                reason=f"decided from the fleet state that expired at {expired}",
-                details={
-                    "state": path_text(self.path),
-                    "expired_at": expired,
-                    "synced_at": format_time(fleet.synced_at),
-                    "reference_time": format_time(now),
-                    "grace_seconds": int(self.grace.total_seconds()),
-                },
-            )
+        event = AuditEvent(
+            GRACE_ACTION,
+            "allowed",
+            reason=f"decided from the fleet state that expired at {expired}",
+            details={
+                "state": path_text(self.path),
+                "expired_at": expired,
+                "synced_at": format_time(fleet.synced_at),
+                "reference_time": format_time(now),
+                "grace_seconds": int(self.grace.total_seconds()),
+            },
         )
+        try:
+            self.audit.record(event)
+        except VtregError as e:
+            failed_to_record(e, self.audit)  # the loader then writes no second event there
+            raise
         return state.trust_for(envelope)
 
 

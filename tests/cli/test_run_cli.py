@@ -116,13 +116,20 @@ def test_misbehaving_plugins_give_exit_3(
             r"no answer within 1 s while loading",
             id="hang-with-timeout",
         ),
+        pytest.param(
+            "CONSTRUCTOR_HOGS",
+            ["--isolate", "--memory-limit", "32MiB"],
+            r"out of memory while loading \(memory limit 32 MiB\)",
+            id="out-of-memory",
+        ),
     ],
 )
 def test_a_plugin_that_fails_while_loading_cannot_decide(
     setup: Setup, compiler: Compiler, define: str, args: list[str], message: str
 ) -> None:
     """Exit 3 and audited as an error, never a refusal: the plugin is what was signed, its
-    constructor crashed or hung (--timeout bounds loading as well as the call)."""
+    constructor crashed, hung (--timeout bounds loading as well as the call) or ran out
+    of the memory it was given."""
     home, _, plugins = setup
     plugin = make_plugin(plugins, compiler, "bad", source="variants.c", defines={define: "1"})
     plugin.chmod(0o755)

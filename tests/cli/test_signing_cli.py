@@ -507,3 +507,20 @@ def test_a_passphrase_file_that_cannot_be_read(
     one_line_error(result, 3, f"passphrase file .*{message}")
     assert sorted(os.listdir(out)) == ["carol.key", "carol.pub"]
     assert not (plugin / "plugin.sig").exists()
+
+
+def test_sign_fresh_replaces_a_plugin_sig_too_large_to_read(
+    plugin_factory: PluginFactory, keys: Path
+) -> None:
+    # What older vtreg could write: more than verify will read.
+    plugin = plugin_factory()
+    (plugin / "plugin.sig").write_bytes(b" " * (1024 * 1024 + 1))
+
+    stuck = invoke_cli("sign", plugin, "--key", keys / "alice.key")
+    one_line_error(stuck, 1, r"larger than the 1048576-byte limit; .*vtreg sign --fresh\)")
+
+    fresh = ok(invoke_cli("sign", plugin, "--key", keys / "alice.key", "--fresh"))
+    assert "signed a fresh statement: replaced" in fresh.stdout
+    assert "(earlier signatures dropped)" in fresh.stdout
+    assert (plugin / "plugin.sig").stat().st_size < 1024 * 1024
+    ok(invoke_cli("verify", plugin, "--key", keys / "alice.pub"))

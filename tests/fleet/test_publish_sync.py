@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import sqlite3
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
@@ -12,11 +14,18 @@ from tuf.ngclient import Updater
 
 from tests.fleet.conftest import Fleet, Server, utc_now
 from tests.loader.conftest import RecordingAudit
-from vtreg.loader import PluginLoader
+from vtreg.loader import AuditEvent, PluginLoader
 from vtreg.registry.fleet import GRACE_ACTION, FleetTrust, read_fleet_state
 from vtreg.registry.fleet.state import StateFile
 from vtreg.registry.fleet.sync import SyncError
-from vtreg.verifier.errors import PolicyError, UsageError, VerificationError, VtregError
+from vtreg.registry.service import Registry
+from vtreg.verifier.errors import (
+    PolicyError,
+    RegistryError,
+    UsageError,
+    VerificationError,
+    VtregError,
+)
 from vtreg.verifier.keys import SigningKey
 
 Factory = Callable[..., Path]
@@ -187,6 +196,46 @@ def test_a_grace_allows_last_known_good_loads_each_audited_as_such(
     trust.clock = lambda: much_later
     with pytest.raises(PolicyError, match="grace is over"):
         loader.load_plugin(plugin)
+
+
+class _CountingAudit:
+    """The host's real audit registry, counting how often a write was attempted."""
+
+    def __init__(self, registry: Registry) -> None:
+        self.registry = registry
+        self.attempts = 0
+
+    def record(self, event: AuditEvent) -> None:
+        self.attempts += 1
+        self.registry.record(event)
+
+
+def test_a_grace_load_the_host_audit_cannot_record_waits_once(
+    fleet: Fleet,
+    plugin_factory: Factory,
+    key: SigningKey,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    plugin = _expired_state(fleet, plugin_factory, key)
+    later = utc_now() + timedelta(hours=3)
+    monkeypatch.setenv("VTREG_LOCK_TIMEOUT", "1")
+    audit_file = tmp_path / "fleet-audit.db"
+    with Registry.open(f"sqlite:///{audit_file}") as registry:
+        audit = _CountingAudit(registry)
+        trust = FleetTrust(fleet.state, grace=timedelta(hours=2), audit=audit, clock=lambda: later)
+        loader = PluginLoader(trust, audit, [plugin.parent])
+        with contextlib.closing(sqlite3.connect(audit_file, isolation_level=None)) as holder:
+            holder.execute("BEGIN IMMEDIATE")  # another writer holds the log
+            with pytest.raises(RegistryError, match=r"gave up waiting for a lock after 1 s"):
+                loader.load_plugin(plugin)
+
+        # The last-known-good event was not recorded: no error event is tried after it
+        # (a second wait), and nothing is logged besides the one error the host sees.
+        assert audit.attempts == 1
+        assert not [r for r in caplog.records if "could not audit" in r.getMessage()]
+        assert registry.verify_audit().events == 0
 
 
 def test_a_clock_set_back_does_not_revive_an_expired_state(

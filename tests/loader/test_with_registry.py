@@ -8,11 +8,12 @@ from pathlib import Path
 
 import pytest
 
+from tests.databases import chain_head_held
 from tests.loader.conftest import Build
 from tests.signing import add_sha512, sign_custom_statement
-from vtreg.loader import PluginLoader
+from vtreg.loader import Isolation, PluginLoader
 from vtreg.registry.service import Registry
-from vtreg.verifier.errors import PolicyError, SignatureError
+from vtreg.verifier.errors import PolicyError, RegistryError, SignatureError
 from vtreg.verifier.keys import SigningKey
 from vtreg.verifier.tree import capture
 
@@ -47,6 +48,34 @@ def test_only_trusted_content_loads_and_every_decision_is_audited(
         ("refused", "hello"), ("allowed", "hello"), ("refused", "hello")
     ]  # fmt: skip
     assert loads[0].keyids == (key.keyid,)  # the revoked key's signature is named
+    assert trusted_registry.verify_audit().ok
+
+
+@pytest.mark.parametrize("isolation", ["none", "process"])
+def test_a_decision_the_registry_cannot_record_is_not_loaded(
+    trusted_registry: Registry,
+    database_url: str,
+    build: Build,
+    trusted: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    isolation: Isolation,
+) -> None:
+    # Fail closed, with the real audit log: another session holds its chain head.
+    marker = tmp_path / "constructor-ran"
+    plugin_dir = build("hello", marker=marker)
+    trusted_registry.trust(capture(plugin_dir))
+    monkeypatch.setenv("VTREG_LOCK_TIMEOUT", "1")  # read when a registry is opened
+    with Registry.open(database_url) as registry:
+        loader = PluginLoader(registry, registry, [trusted], isolation=isolation)
+        with (
+            chain_head_held(database_url),
+            pytest.raises(RegistryError, match=r"gave up waiting for a lock after 1 s"),
+        ):
+            loader.load_plugin(plugin_dir)
+
+    assert not marker.exists(), "a load that was not recorded ran the plugin's constructor"
+    assert trusted_registry.audit_events(action="plugin.load") == []
     assert trusted_registry.verify_audit().ok
 
 

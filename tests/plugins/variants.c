@@ -9,6 +9,7 @@
  *   -DMARKER='"/path"'                               a constructor creates /path when loaded
  *   -DCONSTRUCTOR_HANGS                              a constructor never returns
  *   -DCONSTRUCTOR_CRASHES                            a constructor dies of SIGSEGV
+ *   -DCONSTRUCTOR_HOGS                               a constructor fills a 256 MiB static arena
  *   -DPID_FILE='"/path"'                             MODE_FORK_*: the child's pid is written there
  *   -DMODE=n                                         what execute() does (MODE_* below)
  *
@@ -86,6 +87,15 @@ __attribute__((constructor)) static void never_return(void) {
 #ifdef CONSTRUCTOR_CRASHES
 __attribute__((constructor)) static void crash_while_loading(void) {
     raise(SIGSEGV);
+}
+#endif
+
+#ifdef CONSTRUCTOR_HOGS
+/* 256 MiB of zero-fill pages, mapped when the library is loaded: more than a small
+ * memory limit leaves, so loading fails before (or while) the constructor runs. */
+static char arena[256 << 20];
+__attribute__((constructor)) static void fill_the_arena(void) {
+    memset(arena, 1, sizeof arena);
 }
 #endif
 

@@ -6,13 +6,12 @@ import contextlib
 import os
 import sqlite3
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
-import psycopg
 import pytest
 import sqlalchemy as sa
 
+from tests.databases import chain_head_held
 from tests.helpers import c_string, invoke_cli, ok, one_line_error, run_cli
 from tests.registry.conftest import SignedPlugin
 from vtreg.registry import sqlite_file
@@ -141,22 +140,6 @@ def test_a_missing_file_is_created_complete(tmp_path: Path) -> None:
 # --- lock waits are bounded ---
 
 
-@contextlib.contextmanager
-def _chain_head_held(url: str) -> Iterator[None]:
-    """Another session holding the chain head's lock, as a stuck or hostile client would."""
-    parsed = sa.make_url(url)
-    if parsed.get_backend_name() == "sqlite":
-        with contextlib.closing(sqlite3.connect(parsed.database or "", isolation_level=None)) as c:
-            c.execute("BEGIN IMMEDIATE")
-            c.execute("SELECT seq FROM audit_chain_head").fetchall()
-            yield
-        return
-    with psycopg.connect(parsed.set(drivername="postgresql").render_as_string(False)) as holder:
-        holder.execute("SELECT seq FROM audit_chain_head FOR UPDATE").fetchall()
-        yield
-        holder.rollback()
-
-
 def test_a_held_chain_head_lock_ends_in_could_not_decide(
     database_url: str, key: SigningKey, signed_plugin: SignedPlugin
 ) -> None:
@@ -165,7 +148,7 @@ def test_a_held_chain_head_lock_ends_in_could_not_decide(
         registry.add_key(key.public_key)
     env = {"VTREG_LOCK_TIMEOUT": "1"}
 
-    with _chain_head_held(database_url):
+    with chain_head_held(database_url):
         for command in ("trust", "verify", "run"):
             # A child process, so that a wait that is not bounded fails the test, not hangs it.
             try:
@@ -262,7 +245,7 @@ def test_run_on_a_locked_registry_waits_once_and_loads_nothing(
         registry.add_key(key.public_key)
         registry.trust(capture(plugin))
 
-    with _chain_head_held(database_url):
+    with chain_head_held(database_url):
         try:
             result = run_cli(
                 "run", plugin, "--db", database_url, env={"VTREG_LOCK_TIMEOUT": "1"}, timeout=60

@@ -86,7 +86,10 @@ def test_symlinks_are_refused(
     outside.write_text("secret")
     make_link(plugin, outside)
 
-    with pytest.raises(UnsafeFileError, match="is a symlink"):
+    # Stricter than VT Code, and the message says so.
+    with pytest.raises(
+        UnsafeFileError, match=r"is a symlink; .*follows one that stays inside; vtreg refuses\)$"
+    ):
         capture(plugin)
 
 
@@ -96,6 +99,7 @@ def test_fifo_is_refused_without_blocking(plugin_factory: PluginFactory) -> None
     error = error_without_blocking(lambda: capture(plugin))
     assert isinstance(error, UnsafeFileError)
     assert "pipe is a FIFO" in str(error)
+    assert str(error).endswith("(VT Code ignores it; vtreg refuses)")
 
 
 def test_fifo_named_plugin_json_is_refused_without_blocking(plugin_factory: PluginFactory) -> None:
