@@ -1,14 +1,15 @@
-"""Whether plugin.sig carries a valid signature by one of the ``--key`` files, cheaply.
+"""Whether plugin.sig carries valid signatures by ``--threshold`` of the ``--key`` files, cheaply.
 
 The early capture of ``vtreg verify DIR --key PUB`` (:class:`~vtreg.verifier.tree.PendingCapture`)
 may read more than a few MiB of DIR only once plugin.sig is known to come from a key the
 user named, and it cannot wait for the CLI to import what checks it properly
 (pydantic, cryptography) without losing the overlap it exists for. This checks just
-that: one ed25519 signature in the envelope verifies, with libsodium, over the DSSE
-pre-authentication encoding of the payload, by a key read from a plain ``PUBLIC KEY``
-file. It decides nothing: the full check (:func:`~vtreg.verifier.signatures.verify_envelope`,
-threshold, scope, expiry) still runs before anything read is used. Anything this does not
-recognise (another key format, an ECDSA key, a malformed envelope) answers False, and the
+that: ed25519 signatures in the envelope by as many distinct keys read from plain
+``PUBLIC KEY`` files as the threshold asks verify, with libsodium, over the DSSE
+pre-authentication encoding of the payload. It decides nothing: the full check
+(:func:`~vtreg.verifier.signatures.verify_envelope`: threshold, scope, expiry) still
+runs before anything read is used. Anything this does not recognise (another key
+format, an ECDSA key, a malformed envelope) answers False, and the
 capture then waits for that full check.
 
 Standard library and PyNaCl only, so the forked child can run it while its parent imports.
@@ -22,7 +23,7 @@ import os
 import re
 import stat
 
-__all__ = ["signed_by_any"]
+__all__ = ["signed_by"]
 
 # An ed25519 SubjectPublicKeyInfo is this DER prefix and the key's 32 bytes (RFC 8410).
 _ED25519_SPKI = bytes.fromhex("302a300506032b6570032100")
@@ -71,27 +72,32 @@ def _signatures(envelope: bytes) -> tuple[bytes, list[bytes]] | None:
     return message, [s for s in sigs[:_MAX_TRIED] if len(s) == 64]
 
 
-def signed_by_any(envelope: bytes | None, key_files: tuple[str, ...]) -> bool:
-    """True if one ed25519 key among ``key_files`` signed ``envelope`` (plugin.sig bytes).
+def signed_by(envelope: bytes | None, key_files: tuple[str, ...], threshold: int = 1) -> bool:
+    """True if ``threshold`` distinct ed25519 keys among ``key_files`` signed ``envelope``.
 
     Lenient where it may be (base64 padding, unknown fields): a True lets a capture read
     what the statement claims, never lets the plugin verify.
     """
-    if envelope is None or not key_files:
+    if envelope is None or not key_files or threshold < 1:
         return False
-    keys = [k for k in map(_ed25519_key, key_files) if k is not None]
-    signed = _signatures(envelope) if keys else None
+    keys = list(dict.fromkeys(k for k in map(_ed25519_key, key_files) if k is not None))
+    signed = _signatures(envelope) if len(keys) >= threshold else None
     if not signed:
         return False
     from nacl.bindings import crypto_sign_open
     from nacl.exceptions import BadSignatureError
 
     message, sigs = signed
+    signers: set[bytes] = set()
     for sig in sigs:
         for key in keys:
+            if key in signers:
+                continue
             try:
                 crypto_sign_open(sig + message, key)
             except (BadSignatureError, ValueError, TypeError):
                 continue
-            return True
+            signers.add(key)
+            if len(signers) >= threshold:
+                return True
     return False

@@ -744,8 +744,8 @@ class PendingCapture:
     It is guided by what plugin.sig *claims* (:func:`claimed_lengths`): only the
     claimed files, none past its claimed length. An unchecked envelope can make it
     read at most :data:`UNCHECKED_READ` bytes: a claim of more waits, having read
-    only plugin.sig, until plugin.sig is found signed by one of ``key_files``
-    (:func:`~vtreg.verifier._presigned.signed_by_any`, checked in the capture
+    only plugin.sig, until plugin.sig is found signed by ``threshold`` of ``key_files``
+    (:func:`~vtreg.verifier._presigned.signed_by`, checked in the capture
     itself) or until the caller, having authenticated it, calls :meth:`result`
     for exactly those bytes. :meth:`result` hands the tree over only for exactly
     the plugin.sig and lengths the caller has authenticated; anything else is the
@@ -758,9 +758,12 @@ class PendingCapture:
     loading). Elsewhere a thread runs the capture.
     """
 
-    def __init__(self, root: str | os.PathLike[str], key_files: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self, root: str | os.PathLike[str], key_files: tuple[str, ...] = (), threshold: int = 1
+    ) -> None:
         self.root = os.fspath(root)
         self.key_files = key_files
+        self.threshold = threshold
         self._result: PluginTree | None = None
         self._error: BaseException | None = None
         self._claim: _Claim = (None, None)
@@ -792,9 +795,9 @@ class PendingCapture:
         claimed = sum(n for n in expect.values() if n is not None)
         if None not in expect.values() and claimed <= UNCHECKED_READ:
             return True
-        from ._presigned import signed_by_any
+        from ._presigned import signed_by
 
-        return signed_by_any(signature, self.key_files)
+        return signed_by(signature, self.key_files, self.threshold)
 
     def _thread_gate(self, signature: bytes | None, expect: Mapping[str, int | None]) -> bool:
         if self._allowed(signature, expect):

@@ -42,6 +42,7 @@ def _prefetch(args: list[str]) -> PendingCapture | None:
         return None
     rest = iter(args[args.index("verify") + 1 :])
     keys = [v for k, v in itertools.pairwise(args) if k == "--key"]
+    threshold = _threshold(args)
     for arg in rest:
         if arg == "--":
             arg = next(rest, "")
@@ -54,9 +55,23 @@ def _prefetch(args: list[str]) -> PendingCapture | None:
         if arg and os.path.isdir(arg):
             from vtreg.verifier.tree import PendingCapture
 
-            return PendingCapture(arg, tuple(keys))
+            return PendingCapture(arg, tuple(keys), threshold)
         return None
     return None
+
+
+def _threshold(args: list[str]) -> int:
+    """The ``--threshold`` verify was given (the last one, as click takes it); one without
+    a value that click would take lets the capture read nothing early on its own."""
+    value = None
+    for arg, following in itertools.zip_longest(args, args[1:]):
+        if arg == "--threshold":
+            value = following or ""
+        elif arg.startswith("--threshold="):
+            value = arg.split("=", 1)[1]
+    if value is None:
+        return 1
+    return int(value) if value.isascii() and value.isdigit() and int(value) >= 1 else 0
 
 
 def run(argv: list[str] | None = None, prefetch: PendingCapture | None = None) -> int:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from vtreg.verifier._presigned import signed_by_any
+from vtreg.verifier._presigned import signed_by
 from vtreg.verifier.keys import SigningKey
 from vtreg.verifier.signing import sign
 from vtreg.verifier.tree import capture
@@ -32,9 +32,9 @@ def test_a_named_signer_is_recognised(
 ) -> None:
     signer = _key_file(tmp_path, key, "alice.pub")
     other = _key_file(tmp_path, other_key, "bob.pub")
-    assert signed_by_any(envelope, (other, signer))
-    assert not signed_by_any(envelope, (other,))
-    assert not signed_by_any(envelope, ())
+    assert signed_by(envelope, (other, signer))
+    assert not signed_by(envelope, (other,))
+    assert not signed_by(envelope, ())
 
 
 def _flip_signature(envelope: bytes) -> bytes:
@@ -62,7 +62,7 @@ def _other_payload(envelope: bytes) -> bytes:
 def test_anything_else_is_not_signed(
     tmp_path: Path, envelope: bytes, key: SigningKey, spoil: Callable[[bytes], bytes]
 ) -> None:
-    assert not signed_by_any(spoil(envelope), (_key_file(tmp_path, key, "alice.pub"),))
+    assert not signed_by(spoil(envelope), (_key_file(tmp_path, key, "alice.pub"),))
 
 
 def test_key_files_it_cannot_read_count_for_nothing(
@@ -72,4 +72,44 @@ def test_key_files_it_cannot_read_count_for_nothing(
     os.mkfifo(fifo)  # must not block: nobody writes to it
     two = tmp_path / "two.pub"
     two.write_bytes(key.public_key.to_pem() * 2)
-    assert not signed_by_any(envelope, (str(fifo), str(two), str(tmp_path / "missing.pub")))
+    assert not signed_by(envelope, (str(fifo), str(two), str(tmp_path / "missing.pub")))
+
+
+def test_a_threshold_counts_distinct_named_signers(
+    tmp_path: Path,
+    plugin_factory: Callable[..., Path],
+    key: SigningKey,
+    other_key: SigningKey,
+    now: datetime,
+) -> None:
+    alice = _key_file(tmp_path, key, "alice.pub")
+    bob = _key_file(tmp_path, other_key, "bob.pub")
+    once = sign(capture(plugin_factory()), key, at=now).envelope
+    assert signed_by(once, (alice, bob), 1)
+    assert not signed_by(once, (alice, bob), 2)  # one signer does not meet a threshold of 2
+    assert not signed_by(once, (alice, alice), 2)  # the same key named twice counts once
+    assert not signed_by(once, (alice,), 0)  # an unusable threshold allows nothing
+
+    twice = json.loads(once)
+    twice["signatures"] *= 2  # one key signing twice still counts once
+    assert not signed_by(json.dumps(twice).encode(), (alice, bob), 2)
+
+
+@pytest.mark.parametrize(
+    ("args", "threshold"),
+    [
+        pytest.param(["verify", "d", "--key", "a.pub"], 1, id="default"),
+        pytest.param(["verify", "d", "--threshold", "2"], 2, id="separate"),
+        pytest.param(["verify", "d", "--threshold=3"], 3, id="equals"),
+        pytest.param(["verify", "--threshold", "1", "d", "--threshold", "2"], 2, id="last-wins"),
+        pytest.param(["verify", "d", "--threshold=1", "--threshold", "2"], 2, id="mixed-forms"),
+        pytest.param(["verify", "d", "--threshold"], 0, id="no-value"),
+        pytest.param(["verify", "d", "--threshold", "two"], 0, id="not-a-number"),
+        pytest.param(["verify", "d", "--threshold", "0"], 0, id="zero"),
+        pytest.param(["verify", "d", "--threshold", "\u0662"], 0, id="arabic-digit"),
+    ],
+)
+def test_the_early_capture_takes_verifys_threshold(args: list[str], threshold: int) -> None:
+    from vtreg.registry.cli import _threshold
+
+    assert _threshold(args) == threshold
