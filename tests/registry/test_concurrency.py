@@ -10,6 +10,7 @@ import subprocess
 import sys
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -23,10 +24,19 @@ WORKERS = 4
 ITERATIONS = 25
 
 
-def _prepare_plugins(root: Path, compiler: Compiler, key: SigningKey, now: datetime) -> None:
-    for w in range(WORKERS):
+def prepare_plugins(
+    root: Path,
+    compiler: Compiler,
+    key: SigningKey,
+    now: datetime,
+    *,
+    workers: int = WORKERS,
+    versions: int = ITERATIONS,
+) -> None:
+    """``versions`` signed versions of plugin ``w<N>`` for each of ``workers`` workers."""
+    for w in range(workers):
         base = make_plugin(root / "build", compiler, f"w{w}", "1.0.0")
-        for i in range(ITERATIONS):
+        for i in range(versions):
             plugin = root / f"w{w}" / f"v{i}"
             plugin.mkdir(parents=True)
             shutil.copy(base / f"libw{w}.so", plugin)
@@ -34,15 +44,18 @@ def _prepare_plugins(root: Path, compiler: Compiler, key: SigningKey, now: datet
             (plugin / "plugin.sig").write_bytes(sign(capture(plugin), key, at=now).envelope)
 
 
-def _run_workers(url: str, plugins: Path) -> list[dict[str, object]]:
+def run_workers(
+    url: str, plugins: Path, *, workers: int = WORKERS, versions: int = ITERATIONS
+) -> list[dict[str, Any]]:
+    """Run ``workers`` concurrency_worker processes at once; their JSON results."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     procs = [
         subprocess.Popen(
             [sys.executable, "-m", "tests.registry.concurrency_worker", url, str(plugins),
-             str(w), str(ITERATIONS)],
+             str(w), str(versions)],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
         )
-        for w in range(WORKERS)
+        for w in range(workers)
     ]  # fmt: skip
     results = []
     for proc in procs:
@@ -56,14 +69,14 @@ def _run_workers(url: str, plugins: Path) -> list[dict[str, object]]:
 def test_concurrent_writers_keep_one_unbroken_chain(
     database_url: str, tmp_path: Path, compiler: Compiler, key: SigningKey, now: datetime
 ) -> None:
-    _prepare_plugins(tmp_path / "plugins", compiler, key, now)
+    prepare_plugins(tmp_path / "plugins", compiler, key, now)
     with Registry.open(database_url) as registry:
         registry.add_key(key.public_key)
 
-    results = _run_workers(database_url, tmp_path / "plugins")
+    results = run_workers(database_url, tmp_path / "plugins")
 
     assert [r["errors"] for r in results] == [[]] * WORKERS  # no "database is locked", no conflicts
-    done = sum(int(r["done"]) for r in results)  # type: ignore[call-overload]
+    done = sum(int(r["done"]) for r in results)
     assert done == WORKERS * ITERATIONS * 4
     with Registry.open(database_url) as registry:
         report = registry.verify_audit()

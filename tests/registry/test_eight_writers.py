@@ -12,53 +12,19 @@ begun afterwards (``audit init --new-log``) checkpoints all of it and
 from __future__ import annotations
 
 import itertools
-import json
-import os
-import shutil
-import subprocess
-import sys
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from tests.helpers import ROOT, Compiler, invoke_cli, make_plugin, ok, write_manifest
+from tests.helpers import Compiler, invoke_cli, ok
+from tests.registry.test_concurrency import prepare_plugins, run_workers
 from vtreg.registry.service import Registry
 from vtreg.verifier.keys import SigningKey
-from vtreg.verifier.signing import sign
-from vtreg.verifier.tree import capture
 
 WORKERS = 8
 OPERATIONS = 100  # per worker
 VERSIONS = OPERATIONS // 4  # each: trust, verify, revoke, verify
-
-
-def _prepare_plugins(root: Path, compiler: Compiler, key: SigningKey, now: datetime) -> None:
-    for w in range(WORKERS):
-        base = make_plugin(root / "build", compiler, f"w{w}", "1.0.0")
-        for i in range(VERSIONS):
-            plugin = root / f"w{w}" / f"v{i}"
-            plugin.mkdir(parents=True)
-            shutil.copy(base / f"libw{w}.so", plugin)
-            write_manifest(plugin, name=f"w{w}", description="worker plugin", version=f"1.0.{i}")
-            (plugin / "plugin.sig").write_bytes(sign(capture(plugin), key, at=now).envelope)
-
-
-def _run_workers(url: str, plugins: Path) -> list[dict[str, Any]]:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    worker = [sys.executable, "-m", "tests.registry.concurrency_worker", url, str(plugins)]
-    procs = [
-        subprocess.Popen([*worker, str(w), str(VERSIONS)], stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE, text=True, env=env)
-        for w in range(WORKERS)
-    ]  # fmt: skip
-    results = []
-    for proc in procs:
-        out, err = proc.communicate(timeout=600)
-        assert proc.returncode == 0, err
-        results.append(json.loads(out))
-    return results
 
 
 @pytest.mark.slow
@@ -67,11 +33,11 @@ def test_eight_processes_of_a_hundred_operations_leave_800_events_in_one_chain(
 ) -> None:
     url = f"sqlite:///{tmp_path / 'registry.db'}"
     plugins = tmp_path / "plugins"
-    _prepare_plugins(plugins, compiler, key, now)
+    prepare_plugins(plugins, compiler, key, now, workers=WORKERS, versions=VERSIONS)
     with Registry.open(url) as registry:
         registry.add_key(key.public_key)
 
-    results = _run_workers(url, plugins)
+    results = run_workers(url, plugins, workers=WORKERS, versions=VERSIONS)
 
     assert [r["errors"] for r in results] == [[]] * WORKERS  # no "database is locked"
     assert [r["done"] for r in results] == [OPERATIONS] * WORKERS
