@@ -6,6 +6,7 @@ import contextlib
 import os
 import sqlite3
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -182,6 +183,27 @@ def _chattr(flag: str, path: Path) -> bool:
     return done.returncode == 0
 
 
+@contextlib.contextmanager
+def _frozen(path: Path, frozen: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The SQLite registry at ``path`` made unwritable while the block runs: ``file`` or
+    ``directory`` immutable (``chattr +i``), ``detected`` read-only by its modes, the
+    detection told so (as it would find for any user but root)."""
+    if frozen == "detected":
+        path.chmod(0o400)
+        path.parent.chmod(0o500)
+        monkeypatch.setattr(sqlite_file, "writable", lambda _: False)
+    target = path if frozen == "file" else path.parent
+    if frozen != "detected" and not _chattr("+i", target):
+        pytest.skip("chattr +i is not available here")
+    try:
+        assert frozen == "detected" or not os.access(target, os.W_OK)
+        yield
+    finally:
+        if frozen != "detected":
+            _chattr("-i", target)
+        path.parent.chmod(0o700)
+
+
 @pytest.mark.parametrize("frozen", ["file", "directory", "detected"])
 def test_a_read_only_registry_can_still_be_read(
     tmp_path: Path,
@@ -200,24 +222,12 @@ def test_a_read_only_registry_can_still_be_read(
         registry.add_key(key.public_key)
         registry.trust(capture(plugin))
     before = path.read_bytes()
-    if frozen == "detected":
-        path.chmod(0o400)
-        path.parent.chmod(0o500)
-        monkeypatch.setattr(sqlite_file, "writable", lambda _: False)
-    target = path if frozen == "file" else path.parent
-    if frozen != "detected" and not _chattr("+i", target):
-        pytest.skip("chattr +i is not available here")
-    try:
-        assert frozen == "detected" or not os.access(target, os.W_OK)
+    with _frozen(path, frozen, monkeypatch):
         listed = ok(invoke_cli("list", "--db", url, "--json")).json()["plugins"]
         events = ok(invoke_cli("audit", "--db", url, "--json")).json()["events"]
         intact = ok(invoke_cli("audit", "verify", "--db", url))
         keys = ok(invoke_cli("key", "list", "--db", url, "--json")).json()["keys"]
         one_line_error(invoke_cli("trust", newer, "--db", url), 3, "readonly database")
-    finally:
-        if frozen != "detected":
-            _chattr("-i", target)
-        path.parent.chmod(0o700)
     assert [p["name"] for p in listed] == ["hello"]
     assert [e["action"] for e in events] == ["plugin.trust", "key.add"]
     assert intact.stdout.startswith("audit log intact: 2 events")
@@ -282,21 +292,10 @@ def test_run_on_a_read_only_registry_is_one_line_and_loads_nothing(
         registry.add_key(key.public_key)
         registry.trust(capture(plugin))
     before = path.read_bytes()
-    if frozen == "detected":
-        path.chmod(0o400)
-        path.parent.chmod(0o500)
-        monkeypatch.setattr(sqlite_file, "writable", lambda _: False)
-    target = path if frozen == "file" else path.parent
-    if frozen != "detected" and not _chattr("+i", target):
-        pytest.skip("chattr +i is not available here")
-    try:
+    with _frozen(path, frozen, monkeypatch):
         # In this process: the detection is told the file is read-only, as it would find
         # for any user but root.
         result = invoke_cli("run", plugin, "--db", url)
-    finally:
-        if frozen != "detected":
-            _chattr("-i", target)
-        path.parent.chmod(0o700)
     one_line_error(result, 3, "readonly database")
     assert not marker.exists(), "a load whose decision was not recorded ran the plugin"
     assert path.read_bytes() == before
