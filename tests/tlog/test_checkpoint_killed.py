@@ -34,7 +34,13 @@ WRITES = "pwrite64,write,fsync,fdatasync,ftruncate,unlink,rename,renameat,rename
 
 def _vtreg(work: Path, strace: list[str], *args: str | Path) -> subprocess.CompletedProcess[str]:
     assert STRACE is not None
-    env = {"VTREG_HOME": str(work / "home"), "PATH": "/usr/bin:/bin"}
+    # No bytecode written: a first run in a fresh checkout would write .pyc files, and the
+    # kills count write calls that must be the same in every run.
+    env = {
+        "VTREG_HOME": str(work / "home"),
+        "PATH": "/usr/bin:/bin",
+        "PYTHONDONTWRITEBYTECODE": "1",
+    }
     db = (
         "--db",
         f"sqlite:///{work / 'registry.db'}",
